@@ -1,0 +1,466 @@
+"""Study configuration: ``surveys/<wave>/study.toml`` → frozen :class:`StudyConfig`.
+
+Every path in a study file is resolved relative to the study file itself, so a study can be moved
+or re-run years later from any working directory. ``{wave}`` in a path is replaced by the wave.
+
+Example
+-------
+.. code-block:: toml
+
+    [study]
+    name = "Étude annuelle de la co-construction territoriale"
+    wave = 2025
+    codebook = "default"              # or a path to a codebook YAML
+    exports = ["export_2025.csv"]     # one or more raw exports
+    context = "contexte_territoires.csv"   # optional territory-level public data
+    previous_waves = ["../2024/study.toml", "../2023/study.toml"]
+    random_state = 2025
+    min_n = 30
+    build_dir = "../../build/{wave}"
+    reports_dir = "../../reports/{wave}"
+
+    [design]
+    weight = "id_poids"
+    strata = "id_strate"
+    psu = "id_psu"
+    fpc = "id_fpc"
+    lonely_psu = "fail"               # fail | remove | adjust | certainty
+
+    [calibration]
+    method = "rake"                   # none | poststratify | rake | linear
+    margins = "marges_2025.csv"       # columns: variable, level, total
+
+    [maturity]
+    n_stages = 4
+    stage_names = ["Émergence", "Structuration", "Consolidation", "Essaimage"]
+    method = "kmeans"
+    reference_wave = 2023
+
+    [[models]]
+    name = "moteurs_coconstruction"
+    kind = "linear"                   # linear | logistic | ordinal | mixed
+    formula = "score_global ~ C(id_type_repondant) + ctx_densite"
+
+    [report]
+    territory_template = "territoire"
+    study_template = "synthese"
+    formats = ["html"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from evalterritoire.errors import StudyConfigError
+
+__all__ = [
+    "DEFAULT_STAGE_NAMES",
+    "CalibrationConfig",
+    "DesignConfig",
+    "IngestConfig",
+    "MaturityConfig",
+    "ModelSpec",
+    "ReportConfig",
+    "StudyConfig",
+    "load_study",
+]
+
+DEFAULT_STAGE_NAMES: tuple[str, ...] = ("Émergence", "Structuration", "Consolidation", "Essaimage")
+LONELY_PSU_RULES = ("fail", "remove", "adjust", "certainty")
+CALIBRATION_METHODS = ("none", "poststratify", "rake", "linear")
+CLUSTER_METHODS = ("kmeans", "gmm", "ward")
+MODEL_KINDS = ("linear", "logistic", "ordinal", "mixed")
+REPORT_FORMATS = ("html", "pdf", "docx", "ipynb")
+REPORT_ENGINES = ("warm", "papermill", "quarto")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to read the exports (``[ingest]``)."""
+
+    profile: str = "auto"
+    sheet: str | None = None
+    header_row: int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """Design columns (``[design]``); names refer to typed response columns."""
+
+    weight: str | None = "id_poids"
+    strata: str | None = "id_strate"
+    psu: str | None = "id_psu"
+    fpc: str | None = "id_fpc"
+    lonely_psu: str = "fail"
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Calibration of the design weights to known population margins (``[calibration]``).
+
+    ``margins`` maps a variable id to ``{level: population total}``; it is read either inline
+    from the study file or from a CSV with columns ``variable, level, total``.
+    """
+
+    method: str = "none"
+    margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    max_iter: int = 100
+    tol: float = 1e-8
+    trim_lower: float | None = None
+    trim_upper: float | None = None
+
+
+@dataclass(frozen=True)
+class MaturityConfig:
+    """Maturity stages (``[maturity]``)."""
+
+    n_stages: int | str = 4
+    stage_names: tuple[str, ...] = DEFAULT_STAGE_NAMES
+    method: str = "kmeans"
+    reference_wave: int | None = None
+    refit: bool = False
+    n_bootstrap: int = 50
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the study (``[[models]]``)."""
+
+    name: str
+    formula: str
+    kind: str = "linear"
+    groups: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Report rendering (``[report]``)."""
+
+    territory_template: str = "territoire"
+    study_template: str = "synthese"
+    templates_dir: Path | None = None
+    formats: tuple[str, ...] = ("html",)
+    engine: str = "warm"
+    workers: int | None = None
+    territories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A study wave, fully resolved (immutable). Build it with :func:`load_study`."""
+
+    path: Path
+    name: str
+    wave: int
+    codebook: str | Path
+    exports: tuple[Path, ...]
+    context: Path | None
+    previous_waves: tuple[Path, ...]
+    random_state: int
+    min_n: int
+    build_dir: Path
+    reports_dir: Path
+    ingest: IngestConfig = IngestConfig()
+    design: DesignConfig = DesignConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    maturity: MaturityConfig = MaturityConfig()
+    models: tuple[ModelSpec, ...] = ()
+    report: ReportConfig = ReportConfig()
+
+    @property
+    def study_dir(self) -> Path:
+        """Directory holding the study file."""
+        return self.path.parent
+
+    def artefact(self, name: str) -> Path:
+        """Path of a derived artefact of this wave, e.g. ``artefact("responses.parquet")``."""
+        return self.build_dir / name
+
+    def with_overrides(self, **changes: Any) -> StudyConfig:
+        """Return a copy with top-level fields replaced (used by the CLI's options)."""
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- parsing helpers
+def _fail(path: Path, key: str, problem: str) -> StudyConfigError:
+    return StudyConfigError(f"{path}: [{key}] {problem}")
+
+
+def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise _fail(path, key, f"must be a table, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], key: str, path: Path) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(
+            path, key, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _typed(table: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str,
+           path: Path, default: Any = None) -> Any:
+    value = table.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _fail(path, f"{key}.{name}", f"must be {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise _fail(path, f"{key}.{name}", f"must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _choice(value: Any, choices: tuple[str, ...], key: str, path: Path) -> str:
+    if value not in choices:
+        raise _fail(path, key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _resolve(base: Path, value: str, wave: int) -> Path:
+    return (base / value.replace("{wave}", str(wave))).resolve()
+
+
+def _str_list(value: Any, key: str, path: Path) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, key, f"must be a string or a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _load_margins_csv(csv_path: Path, path: Path) -> dict[str, dict[str, float]]:
+    import csv
+
+    if not csv_path.is_file():
+        raise _fail(path, "calibration.margins", f"margins file not found: {csv_path}")
+    margins: dict[str, dict[str, float]] = {}
+    with csv_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"variable", "level", "total"} - set(reader.fieldnames or [])
+        if missing:
+            raise _fail(path, "calibration.margins",
+                        f"{csv_path.name} lacks column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                total = float(row["total"])
+            except (TypeError, ValueError):
+                raise _fail(path, "calibration.margins",
+                            f"{csv_path.name} line {line}: total {row['total']!r} is not a number") from None
+            if total <= 0:
+                raise _fail(path, "calibration.margins",
+                            f"{csv_path.name} line {line}: total must be > 0, got {total}")
+            margins.setdefault(row["variable"], {})[row["level"]] = total
+    return margins
+
+
+def _parse_margins(value: Any, base: Path, wave: int, path: Path) -> dict[str, dict[str, float]]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return _load_margins_csv(_resolve(base, value, wave), path)
+    if not isinstance(value, Mapping):
+        raise _fail(path, "calibration.margins", "must be a file name or a table of tables")
+    margins: dict[str, dict[str, float]] = {}
+    for var, levels in value.items():
+        if not isinstance(levels, Mapping) or not levels:
+            raise _fail(path, f"calibration.margins.{var}", "must be a non-empty table level = total")
+        out: dict[str, float] = {}
+        for level, total in levels.items():
+            if isinstance(total, bool) or not isinstance(total, int | float) or total <= 0:
+                raise _fail(path, f"calibration.margins.{var}.{level}",
+                            f"must be a positive number, got {total!r}")
+            out[str(level)] = float(total)
+        margins[str(var)] = out
+    return margins
+
+
+# --------------------------------------------------------------------------- loader
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``study.toml`` file.
+
+    Returns
+    -------
+    StudyConfig
+        Frozen configuration with every path resolved relative to the study file.
+
+    Raises
+    ------
+    StudyConfigError
+        When the file is missing, is not valid TOML, or a key is unknown, missing or invalid;
+        the message names the file, the key and the problem.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise StudyConfigError(f"study file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise StudyConfigError(f"{path}: not UTF-8 text") from None
+    base = path.parent
+
+    _check_keys(raw, {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
+                "top level", path)
+    study = _table(raw, "study", path)
+    _check_keys(study, {"name", "wave", "codebook", "exports", "context", "previous_waves",
+                        "random_state", "min_n", "build_dir", "reports_dir"}, "study", path)
+    wave = _typed(study, "wave", int, "study", path)
+    if wave is None:
+        raise _fail(path, "study.wave", "is required (the survey year, e.g. 2025)")
+    name = _typed(study, "name", str, "study", path, default=f"Étude {wave}")
+    codebook_value = _typed(study, "codebook", str, "study", path, default="default")
+    codebook: str | Path = "default" if codebook_value == "default" else _resolve(base, codebook_value, wave)
+    if isinstance(codebook, Path) and not codebook.is_file():
+        raise _fail(path, "study.codebook", f"codebook file not found: {codebook}")
+    export_names = _str_list(study.get("exports"), "study.exports", path)
+    if not export_names:
+        raise _fail(path, "study.exports", "is required: the raw export file(s) of the wave")
+    exports = tuple(_resolve(base, e, wave) for e in export_names)
+    for export in exports:
+        if not export.is_file():
+            raise _fail(path, "study.exports", f"export file not found: {export}")
+    context_name = _typed(study, "context", str, "study", path)
+    context = _resolve(base, context_name, wave) if context_name else None
+    if context is not None and not context.is_file():
+        raise _fail(path, "study.context", f"context file not found: {context}")
+    previous = tuple(_resolve(base, p, wave) for p in
+                     _str_list(study.get("previous_waves"), "study.previous_waves", path))
+    random_state = _typed(study, "random_state", int, "study", path, default=0)
+    min_n = _typed(study, "min_n", int, "study", path, default=30)
+    if min_n < 1:
+        raise _fail(path, "study.min_n", f"must be ≥ 1, got {min_n}")
+    build_dir = _resolve(base, _typed(study, "build_dir", str, "study", path,
+                                      default="../../build/{wave}"), wave)
+    reports_dir = _resolve(base, _typed(study, "reports_dir", str, "study", path,
+                                        default="../../reports/{wave}"), wave)
+
+    ing = _table(raw, "ingest", path)
+    _check_keys(ing, {"profile", "sheet", "header_row", "encoding", "delimiter"}, "ingest", path)
+    ingest = IngestConfig(
+        profile=_choice(ing.get("profile", "auto"),
+                        ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms"),
+                        "ingest.profile", path),
+        sheet=_typed(ing, "sheet", str, "ingest", path),
+        header_row=_typed(ing, "header_row", int, "ingest", path),
+        encoding=_typed(ing, "encoding", str, "ingest", path),
+        delimiter=_typed(ing, "delimiter", str, "ingest", path),
+    )
+
+    des = _table(raw, "design", path)
+    _check_keys(des, {"weight", "strata", "psu", "fpc", "lonely_psu"}, "design", path)
+    design = DesignConfig(
+        weight=_typed(des, "weight", str, "design", path, default="id_poids") or None,
+        strata=_typed(des, "strata", str, "design", path, default="id_strate") or None,
+        psu=_typed(des, "psu", str, "design", path, default="id_psu") or None,
+        fpc=_typed(des, "fpc", str, "design", path, default="id_fpc") or None,
+        lonely_psu=_choice(des.get("lonely_psu", "fail"), LONELY_PSU_RULES, "design.lonely_psu", path),
+    )
+
+    cal = _table(raw, "calibration", path)
+    _check_keys(cal, {"method", "margins", "max_iter", "tol", "trim_lower", "trim_upper"},
+                "calibration", path)
+    method = _choice(cal.get("method", "none"), CALIBRATION_METHODS, "calibration.method", path)
+    margins = _parse_margins(cal.get("margins"), base, wave, path)
+    if method != "none" and not margins:
+        raise _fail(path, "calibration.margins", f"method '{method}' needs margins")
+    calibration = CalibrationConfig(
+        method=method,
+        margins=margins,
+        max_iter=_typed(cal, "max_iter", int, "calibration", path, default=100),
+        tol=float(_typed(cal, "tol", (int, float), "calibration", path, default=1e-8)),
+        trim_lower=_typed(cal, "trim_lower", (int, float), "calibration", path),
+        trim_upper=_typed(cal, "trim_upper", (int, float), "calibration", path),
+    )
+
+    mat = _table(raw, "maturity", path)
+    _check_keys(mat, {"n_stages", "stage_names", "method", "reference_wave", "refit",
+                      "n_bootstrap"}, "maturity", path)
+    n_stages = mat.get("n_stages", 4)
+    if not (n_stages == "auto" or (isinstance(n_stages, int) and not isinstance(n_stages, bool)
+                                   and 2 <= n_stages <= 8)):
+        raise _fail(path, "maturity.n_stages", f"must be an integer 2–8 or \"auto\", got {n_stages!r}")
+    stage_names = _str_list(mat.get("stage_names"), "maturity.stage_names", path) or DEFAULT_STAGE_NAMES
+    if isinstance(n_stages, int) and len(stage_names) != n_stages:
+        raise _fail(path, "maturity.stage_names",
+                    f"{len(stage_names)} names given for {n_stages} stages")
+    maturity = MaturityConfig(
+        n_stages=n_stages,
+        stage_names=stage_names,
+        method=_choice(mat.get("method", "kmeans"), CLUSTER_METHODS, "maturity.method", path),
+        reference_wave=_typed(mat, "reference_wave", int, "maturity", path),
+        refit=bool(_typed(mat, "refit", bool, "maturity", path, default=False)),
+        n_bootstrap=_typed(mat, "n_bootstrap", int, "maturity", path, default=50),
+    )
+
+    models_raw = raw.get("models", [])
+    if not isinstance(models_raw, list):
+        raise _fail(path, "models", "must be an array of tables ([[models]])")
+    models = []
+    seen: set[str] = set()
+    for i, m in enumerate(models_raw):
+        key = f"models[{i}]"
+        if not isinstance(m, Mapping):
+            raise _fail(path, key, "must be a table")
+        _check_keys(m, {"name", "formula", "kind", "groups", "description"}, key, path)
+        mname = _typed(m, "name", str, key, path)
+        formula = _typed(m, "formula", str, key, path)
+        if not mname or not formula or "~" not in formula:
+            raise _fail(path, key, "needs a name and a formula of the form 'y ~ x1 + x2'")
+        if mname in seen:
+            raise _fail(path, key, f"duplicate model name '{mname}'")
+        seen.add(mname)
+        kind = _choice(m.get("kind", "linear"), MODEL_KINDS, f"{key}.kind", path)
+        groups = _typed(m, "groups", str, key, path)
+        if kind == "mixed" and not groups:
+            raise _fail(path, f"{key}.groups", "a mixed model needs a grouping column")
+        models.append(ModelSpec(name=mname, formula=formula, kind=kind, groups=groups,
+                                description=_typed(m, "description", str, key, path, default="")))
+
+    rep = _table(raw, "report", path)
+    _check_keys(rep, {"territory_template", "study_template", "templates_dir", "formats", "engine",
+                      "workers", "territories"}, "report", path)
+    formats = _str_list(rep.get("formats"), "report.formats", path) or ("html",)
+    for f in formats:
+        _choice(f, REPORT_FORMATS, "report.formats", path)
+    templates_dir = _typed(rep, "templates_dir", str, "report", path)
+    report = ReportConfig(
+        territory_template=_typed(rep, "territory_template", str, "report", path, default="territoire"),
+        study_template=_typed(rep, "study_template", str, "report", path, default="synthese"),
+        templates_dir=_resolve(base, templates_dir, wave) if templates_dir else None,
+        formats=formats,
+        engine=_choice(rep.get("engine", "warm"), REPORT_ENGINES, "report.engine", path),
+        workers=_typed(rep, "workers", int, "report", path),
+        territories=_str_list(rep.get("territories"), "report.territories", path),
+    )
+
+    return StudyConfig(
+        path=path, name=name, wave=wave, codebook=codebook, exports=exports, context=context,
+        previous_waves=previous, random_state=random_state, min_n=min_n, build_dir=build_dir,
+        reports_dir=reports_dir, ingest=ingest, design=design, calibration=calibration,
+        maturity=maturity, models=tuple(models), report=report,
+    )

@@ -1,0 +1,80 @@
+"""Typed errors. The CLI turns every :class:`EvalTerritoireError` into one message and an exit code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodebookError",
+    "DesignError",
+    "EstimationError",
+    "EvalTerritoireError",
+    "FileRejectedError",
+    "IngestError",
+    "MaturityError",
+    "ModelError",
+    "RenderError",
+    "ReproduceError",
+    "StudyConfigError",
+]
+
+
+class EvalTerritoireError(Exception):
+    """Base class of every error the package raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        One clear, user-facing sentence (French data values may appear in it).
+    exit_code : int, optional
+        Exit status the CLI uses for this error (2 by default: usage or rejected input).
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CodebookError(EvalTerritoireError):
+    """A codebook file is malformed (the message names the key and the problem)."""
+
+
+class StudyConfigError(EvalTerritoireError):
+    """A study file (``study.toml``) is malformed or points to missing files."""
+
+
+class IngestError(EvalTerritoireError):
+    """Ingestion failed for a reason other than a rejected file (e.g. unreadable path)."""
+
+
+class FileRejectedError(IngestError):
+    """A whole export file is rejected: its meaning is uncertain (encoding, headers, format)."""
+
+
+class DesignError(EvalTerritoireError):
+    """The survey design is invalid (weights, strata/PSU nesting, lonely PSU, fpc)."""
+
+
+class EstimationError(EvalTerritoireError):
+    """An estimate cannot be computed as asked (unknown column, empty domain...)."""
+
+
+class MaturityError(EvalTerritoireError):
+    """Maturity scoring or clustering cannot proceed."""
+
+
+class ModelError(EvalTerritoireError):
+    """A model specification or fit is invalid."""
+
+
+class RenderError(EvalTerritoireError):
+    """A report cannot be rendered."""
+
+
+class ReproduceError(EvalTerritoireError):
+    """A manifest cannot be reproduced (missing inputs, malformed manifest)."""
