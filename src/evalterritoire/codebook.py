@@ -504,8 +504,14 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
             anchors={int(k): str(v) for k, v in _as_mapping(sc.get("anchors"), where).items()},
         )
 
-    dims = {str(k): str(v) for k, v in _as_mapping(raw.get("maturity_dimensions"), "key 'maturity_dimensions'").items()}
-    frags = {str(k): str(v) for k, v in _as_mapping(raw.get("fragility_domains"), "key 'fragility_domains'").items()}
+    dims = {
+        str(k): str(v)
+        for k, v in _as_mapping(raw.get("maturity_dimensions"), "key 'maturity_dimensions'").items()
+    }
+    frags = {
+        str(k): str(v)
+        for k, v in _as_mapping(raw.get("fragility_domains"), "key 'fragility_domains'").items()
+    }
     blocks = {str(k): str(v) for k, v in _as_mapping(raw.get("blocks"), "key 'blocks'").items()}
     groups = {
         str(k): _as_str_tuple(v, f"key 'respondent_groups.{k}'")
@@ -541,9 +547,13 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
             raise _fail(f"{where}.scale", f"unknown scale {scale!r}")
         if vtype in {"likert", "ordinal"} and (scale is None or not scales[scale].values):
             raise _fail(f"{where}.scale", f"a {vtype} variable needs a scale with coded values")
-        options = {str(k): str(v) for k, v in _as_mapping(rv.get("options"), f"{where}.options").items()}
+        options = {
+            str(k): str(v) for k, v in _as_mapping(rv.get("options"), f"{where}.options").items()
+        }
         if vtype in {"categorical", "multi_select", "respondent_type"} and not options:
-            raise _fail(f"{where}.options", f"a {vtype} variable needs a non-empty 'options' mapping")
+            raise _fail(
+                f"{where}.options", f"a {vtype} variable needs a non-empty 'options' mapping"
+            )
         specials = _as_str_tuple(rv.get("special_codes"), f"{where}.special_codes")
         for s in specials:
             if s not in special:
@@ -610,7 +620,15 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
                 ),
             )
         )
-    for role in ("identifier", "territory_code", "weight", "stratum", "psu", "fpc", "respondent_type"):
+    for role in (
+        "identifier",
+        "territory_code",
+        "weight",
+        "stratum",
+        "psu",
+        "fpc",
+        "respondent_type",
+    ):
         found = [v.id for v in variables if v.type == role]
         if len(found) > 1:
             raise _fail("key 'variables'", f"more than one variable of type '{role}': {found}")
@@ -629,7 +647,9 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         fragility_domains=frags,
         blocks=blocks,
         respondent_groups=groups,
-        missing_spellings=_as_str_tuple(raw.get("missing_spellings", [""]), "key 'missing_spellings'"),
+        missing_spellings=_as_str_tuple(
+            raw.get("missing_spellings", [""]), "key 'missing_spellings'"
+        ),
         min_item_share=float(share),
         sha256=digest,
         source=source,
@@ -670,4 +690,7 @@ def load_codebook(path: str | Path | None = None) -> Codebook:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise CodebookError(f"codebook {path}: invalid YAML{where}") from None
-    return _parse(raw, path.name, hashlib.sha256(data).hexdigest())
+    try:
+        return _parse(raw, path.name, hashlib.sha256(data).hexdigest())
+    except CodebookError as exc:
+        raise CodebookError(f"{path.name}: {exc}") from None

@@ -208,12 +208,22 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], key: str, path: Pat
         )
 
 
-def _typed(table: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str,
-           path: Path, default: Any = None) -> Any:
+def _typed(
+    table: Mapping[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    key: str,
+    path: Path,
+    default: Any = None,
+) -> Any:
     value = table.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+    if (
+        isinstance(value, bool)
+        and kind is not bool
+        and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
         raise _fail(path, f"{key}.{name}", f"must be {_kind_name(kind)}, got a boolean")
     if not isinstance(value, kind):
         raise _fail(path, f"{key}.{name}", f"must be {_kind_name(kind)}, got {value!r}")
@@ -222,8 +232,14 @@ def _typed(table: Mapping[str, Any], name: str, kind: type | tuple[type, ...], k
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -257,17 +273,26 @@ def _load_margins_csv(csv_path: Path, path: Path) -> dict[str, dict[str, float]]
         reader = csv.DictReader(handle)
         missing = {"variable", "level", "total"} - set(reader.fieldnames or [])
         if missing:
-            raise _fail(path, "calibration.margins",
-                        f"{csv_path.name} lacks column(s) {', '.join(sorted(missing))}")
+            raise _fail(
+                path,
+                "calibration.margins",
+                f"{csv_path.name} lacks column(s) {', '.join(sorted(missing))}",
+            )
         for line, row in enumerate(reader, start=2):
             try:
                 total = float(row["total"])
             except (TypeError, ValueError):
-                raise _fail(path, "calibration.margins",
-                            f"{csv_path.name} line {line}: total {row['total']!r} is not a number") from None
+                raise _fail(
+                    path,
+                    "calibration.margins",
+                    f"{csv_path.name} line {line}: total {row['total']!r} is not a number",
+                ) from None
             if total <= 0:
-                raise _fail(path, "calibration.margins",
-                            f"{csv_path.name} line {line}: total must be > 0, got {total}")
+                raise _fail(
+                    path,
+                    "calibration.margins",
+                    f"{csv_path.name} line {line}: total must be > 0, got {total}",
+                )
             margins.setdefault(row["variable"], {})[row["level"]] = total
     return margins
 
@@ -282,12 +307,17 @@ def _parse_margins(value: Any, base: Path, wave: int, path: Path) -> dict[str, d
     margins: dict[str, dict[str, float]] = {}
     for var, levels in value.items():
         if not isinstance(levels, Mapping) or not levels:
-            raise _fail(path, f"calibration.margins.{var}", "must be a non-empty table level = total")
+            raise _fail(
+                path, f"calibration.margins.{var}", "must be a non-empty table level = total"
+            )
         out: dict[str, float] = {}
         for level, total in levels.items():
             if isinstance(total, bool) or not isinstance(total, int | float) or total <= 0:
-                raise _fail(path, f"calibration.margins.{var}.{level}",
-                            f"must be a positive number, got {total!r}")
+                raise _fail(
+                    path,
+                    f"calibration.margins.{var}.{level}",
+                    f"must be a positive number, got {total!r}",
+                )
             out[str(level)] = float(total)
         margins[str(var)] = out
     return margins
@@ -324,17 +354,38 @@ def load_study(path: str | Path) -> StudyConfig:
         raise StudyConfigError(f"{path}: not UTF-8 text") from None
     base = path.parent
 
-    _check_keys(raw, {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
-                "top level", path)
+    _check_keys(
+        raw,
+        {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
+        "top level",
+        path,
+    )
     study = _table(raw, "study", path)
-    _check_keys(study, {"name", "wave", "codebook", "exports", "context", "previous_waves",
-                        "random_state", "min_n", "build_dir", "reports_dir"}, "study", path)
+    _check_keys(
+        study,
+        {
+            "name",
+            "wave",
+            "codebook",
+            "exports",
+            "context",
+            "previous_waves",
+            "random_state",
+            "min_n",
+            "build_dir",
+            "reports_dir",
+        },
+        "study",
+        path,
+    )
     wave = _typed(study, "wave", int, "study", path)
     if wave is None:
         raise _fail(path, "study.wave", "is required (the survey year, e.g. 2025)")
     name = _typed(study, "name", str, "study", path, default=f"Étude {wave}")
     codebook_value = _typed(study, "codebook", str, "study", path, default="default")
-    codebook: str | Path = "default" if codebook_value == "default" else _resolve(base, codebook_value, wave)
+    codebook: str | Path = (
+        "default" if codebook_value == "default" else _resolve(base, codebook_value, wave)
+    )
     if isinstance(codebook, Path) and not codebook.is_file():
         raise _fail(path, "study.codebook", f"codebook file not found: {codebook}")
     export_names = _str_list(study.get("exports"), "study.exports", path)
@@ -348,23 +399,30 @@ def load_study(path: str | Path) -> StudyConfig:
     context = _resolve(base, context_name, wave) if context_name else None
     if context is not None and not context.is_file():
         raise _fail(path, "study.context", f"context file not found: {context}")
-    previous = tuple(_resolve(base, p, wave) for p in
-                     _str_list(study.get("previous_waves"), "study.previous_waves", path))
+    previous = tuple(
+        _resolve(base, p, wave)
+        for p in _str_list(study.get("previous_waves"), "study.previous_waves", path)
+    )
     random_state = _typed(study, "random_state", int, "study", path, default=0)
     min_n = _typed(study, "min_n", int, "study", path, default=30)
     if min_n < 1:
         raise _fail(path, "study.min_n", f"must be ≥ 1, got {min_n}")
-    build_dir = _resolve(base, _typed(study, "build_dir", str, "study", path,
-                                      default="../../build/{wave}"), wave)
-    reports_dir = _resolve(base, _typed(study, "reports_dir", str, "study", path,
-                                        default="../../reports/{wave}"), wave)
+    build_dir = _resolve(
+        base, _typed(study, "build_dir", str, "study", path, default="../../build/{wave}"), wave
+    )
+    reports_dir = _resolve(
+        base, _typed(study, "reports_dir", str, "study", path, default="../../reports/{wave}"), wave
+    )
 
     ing = _table(raw, "ingest", path)
     _check_keys(ing, {"profile", "sheet", "header_row", "encoding", "delimiter"}, "ingest", path)
     ingest = IngestConfig(
-        profile=_choice(ing.get("profile", "auto"),
-                        ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms"),
-                        "ingest.profile", path),
+        profile=_choice(
+            ing.get("profile", "auto"),
+            ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms"),
+            "ingest.profile",
+            path,
+        ),
         sheet=_typed(ing, "sheet", str, "ingest", path),
         header_row=_typed(ing, "header_row", int, "ingest", path),
         encoding=_typed(ing, "encoding", str, "ingest", path),
@@ -378,12 +436,18 @@ def load_study(path: str | Path) -> StudyConfig:
         strata=_typed(des, "strata", str, "design", path, default="id_strate") or None,
         psu=_typed(des, "psu", str, "design", path, default="id_psu") or None,
         fpc=_typed(des, "fpc", str, "design", path, default="id_fpc") or None,
-        lonely_psu=_choice(des.get("lonely_psu", "fail"), LONELY_PSU_RULES, "design.lonely_psu", path),
+        lonely_psu=_choice(
+            des.get("lonely_psu", "fail"), LONELY_PSU_RULES, "design.lonely_psu", path
+        ),
     )
 
     cal = _table(raw, "calibration", path)
-    _check_keys(cal, {"method", "margins", "max_iter", "tol", "trim_lower", "trim_upper"},
-                "calibration", path)
+    _check_keys(
+        cal,
+        {"method", "margins", "max_iter", "tol", "trim_lower", "trim_upper"},
+        "calibration",
+        path,
+    )
     method = _choice(cal.get("method", "none"), CALIBRATION_METHODS, "calibration.method", path)
     margins = _parse_margins(cal.get("margins"), base, wave, path)
     if method != "none" and not margins:
@@ -398,16 +462,27 @@ def load_study(path: str | Path) -> StudyConfig:
     )
 
     mat = _table(raw, "maturity", path)
-    _check_keys(mat, {"n_stages", "stage_names", "method", "reference_wave", "refit",
-                      "n_bootstrap"}, "maturity", path)
+    _check_keys(
+        mat,
+        {"n_stages", "stage_names", "method", "reference_wave", "refit", "n_bootstrap"},
+        "maturity",
+        path,
+    )
     n_stages = mat.get("n_stages", 4)
-    if not (n_stages == "auto" or (isinstance(n_stages, int) and not isinstance(n_stages, bool)
-                                   and 2 <= n_stages <= 8)):
-        raise _fail(path, "maturity.n_stages", f"must be an integer 2–8 or \"auto\", got {n_stages!r}")
-    stage_names = _str_list(mat.get("stage_names"), "maturity.stage_names", path) or DEFAULT_STAGE_NAMES
+    if not (
+        n_stages == "auto"
+        or (isinstance(n_stages, int) and not isinstance(n_stages, bool) and 2 <= n_stages <= 8)
+    ):
+        raise _fail(
+            path, "maturity.n_stages", f'must be an integer 2–8 or "auto", got {n_stages!r}'
+        )
+    stage_names = (
+        _str_list(mat.get("stage_names"), "maturity.stage_names", path) or DEFAULT_STAGE_NAMES
+    )
     if isinstance(n_stages, int) and len(stage_names) != n_stages:
-        raise _fail(path, "maturity.stage_names",
-                    f"{len(stage_names)} names given for {n_stages} stages")
+        raise _fail(
+            path, "maturity.stage_names", f"{len(stage_names)} names given for {n_stages} stages"
+        )
     maturity = MaturityConfig(
         n_stages=n_stages,
         stage_names=stage_names,
@@ -438,18 +513,39 @@ def load_study(path: str | Path) -> StudyConfig:
         groups = _typed(m, "groups", str, key, path)
         if kind == "mixed" and not groups:
             raise _fail(path, f"{key}.groups", "a mixed model needs a grouping column")
-        models.append(ModelSpec(name=mname, formula=formula, kind=kind, groups=groups,
-                                description=_typed(m, "description", str, key, path, default="")))
+        models.append(
+            ModelSpec(
+                name=mname,
+                formula=formula,
+                kind=kind,
+                groups=groups,
+                description=_typed(m, "description", str, key, path, default=""),
+            )
+        )
 
     rep = _table(raw, "report", path)
-    _check_keys(rep, {"territory_template", "study_template", "templates_dir", "formats", "engine",
-                      "workers", "territories"}, "report", path)
+    _check_keys(
+        rep,
+        {
+            "territory_template",
+            "study_template",
+            "templates_dir",
+            "formats",
+            "engine",
+            "workers",
+            "territories",
+        },
+        "report",
+        path,
+    )
     formats = _str_list(rep.get("formats"), "report.formats", path) or ("html",)
     for f in formats:
         _choice(f, REPORT_FORMATS, "report.formats", path)
     templates_dir = _typed(rep, "templates_dir", str, "report", path)
     report = ReportConfig(
-        territory_template=_typed(rep, "territory_template", str, "report", path, default="territoire"),
+        territory_template=_typed(
+            rep, "territory_template", str, "report", path, default="territoire"
+        ),
         study_template=_typed(rep, "study_template", str, "report", path, default="synthese"),
         templates_dir=_resolve(base, templates_dir, wave) if templates_dir else None,
         formats=formats,
@@ -459,8 +555,21 @@ def load_study(path: str | Path) -> StudyConfig:
     )
 
     return StudyConfig(
-        path=path, name=name, wave=wave, codebook=codebook, exports=exports, context=context,
-        previous_waves=previous, random_state=random_state, min_n=min_n, build_dir=build_dir,
-        reports_dir=reports_dir, ingest=ingest, design=design, calibration=calibration,
-        maturity=maturity, models=tuple(models), report=report,
+        path=path,
+        name=name,
+        wave=wave,
+        codebook=codebook,
+        exports=exports,
+        context=context,
+        previous_waves=previous,
+        random_state=random_state,
+        min_n=min_n,
+        build_dir=build_dir,
+        reports_dir=reports_dir,
+        ingest=ingest,
+        design=design,
+        calibration=calibration,
+        maturity=maturity,
+        models=tuple(models),
+        report=report,
     )

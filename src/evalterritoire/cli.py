@@ -1,0 +1,286 @@
+"""Command line: ``evalterritoire <command>``.
+
+A thin layer over :mod:`evalterritoire.pipeline` and the module entry functions. Every
+:class:`~evalterritoire.errors.EvalTerritoireError` becomes one clear message on stderr and a
+non-zero exit status; no traceback reaches the user (set ``EVALTERRITOIRE_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalterritoire.errors import EvalTerritoireError, StudyConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="evalterritoire",
+    help="Maturity-adapted evaluation reports from survey waves on territorial co-construction.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+StudyArg = Annotated[Path, typer.Argument(help="Study file surveys/<wave>/study.toml.")]
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+def _load(study: Path):
+    from evalterritoire.config import load_study
+
+    return load_study(study)
+
+
+@app.command()
+def simulate(
+    territories: Annotated[int, typer.Option(help="Number of territories.")] = 60,
+    respondents: Annotated[int, typer.Option(help="Respondents per wave.")] = 3000,
+    waves: Annotated[
+        str, typer.Option(help="Comma-separated waves, e.g. 2023,2024,2025.")
+    ] = "2023,2024,2025",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2025,
+    out: Annotated[
+        Path, typer.Option(help="Output directory (one sub-directory per wave).")
+    ] = Path("surveys"),
+) -> None:
+    """Write synthetic raw exports, study files and ground truth for several waves."""
+    from evalterritoire.simulate import simulate_waves
+
+    try:
+        wave_list = [int(w) for w in waves.split(",") if w.strip()]
+    except ValueError:
+        raise StudyConfigError(f"--waves must be comma-separated years, got {waves!r}") from None
+    if territories < 2 or respondents < territories:
+        raise StudyConfigError("--territories must be ≥ 2 and --respondents ≥ --territories")
+    result = simulate_waves(
+        out, n_territories=territories, n_respondents=respondents, waves=wave_list, seed=seed
+    )
+    _echo(result.summary())
+
+
+@app.command()
+def ingest(
+    export: Annotated[
+        Path, typer.Argument(help="Raw export: CSV/TSV/TXT, XLSX, SPSS .sav or Parquet.")
+    ],
+    codebook: Annotated[str, typer.Option(help="Codebook YAML, or 'default'.")] = "default",
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: alongside, build/).")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="auto|limesurvey|sphinx|kobo|qualtrics|google-forms")
+    ] = "auto",
+    sheet: Annotated[str | None, typer.Option(help="XLSX sheet name.")] = None,
+    header_row: Annotated[
+        int | None, typer.Option(help="1-based header row (default: detected).")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="Force the text encoding.")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="Force the field delimiter.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the ingestion report as JSON.")
+    ] = False,
+) -> None:
+    """Read and validate one export; write responses.parquet, quarantine.csv, ingestion.json.
+
+    Exit status: 0 all rows valid, 1 some rows quarantined, 2 file rejected or usage error.
+    """
+    from evalterritoire.codebook import load_codebook
+    from evalterritoire.ingest import ingest_file, write_ingest_outputs
+
+    cb = load_codebook(None if codebook == "default" else codebook)
+    result = ingest_file(
+        export,
+        cb,
+        profile=profile,
+        sheet=sheet,
+        header_row=header_row,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+    out_dir = out if out is not None else Path("build") / "ingest" / export.stem
+    write_ingest_outputs(result, out_dir)
+    if as_json:
+        _echo(json.dumps(result.report, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+    else:
+        _echo(result.summary())
+        _echo(f"outputs: {out_dir}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def validate(study: StudyArg) -> None:
+    """Ingest every export of a study and write build/<wave>/ (exit 1 if rows were quarantined)."""
+    from evalterritoire.pipeline import run_ingest
+
+    result = run_ingest(_load(study))
+    _echo(result.summary())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def estimate(study: StudyArg) -> None:
+    """Design-based estimates for every item → build/<wave>/estimates.parquet."""
+    from evalterritoire.pipeline import run_estimates
+
+    table = run_estimates(_load(study))
+    _echo(f"estimates: {len(table)} rows")
+
+
+@app.command()
+def cluster(study: StudyArg) -> None:
+    """Maturity stages per territory → build/<wave>/maturity.parquet, transitions.parquet."""
+    from evalterritoire.pipeline import run_maturity
+
+    result = run_maturity(_load(study))
+    counts = result.maturity["stage_label"].value_counts().sort_index()
+    _echo("stages: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command()
+def model(study: StudyArg) -> None:
+    """Fit the study's models with design-based uncertainty → build/<wave>/models.parquet."""
+    from evalterritoire.pipeline import run_models
+
+    result = run_models(_load(study))
+    _echo(
+        f"models: {result.table['model'].nunique() if len(result.table) else 0} fitted, "
+        f"{len(result.table)} coefficient rows"
+    )
+
+
+def _parse_params(values: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise StudyConfigError(
+                f"-p expects key=value with a Python identifier key, got {item!r}"
+            )
+        params[key.strip()] = value
+    return params
+
+
+@app.command()
+def report(
+    study: StudyArg,
+    territory: Annotated[
+        list[str] | None,
+        typer.Option("--territory", "-t", help="Territory code (repeatable); default: all."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Extra notebook parameter key=value.")
+    ] = None,
+    fmt: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="html|pdf|docx|ipynb (repeatable).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="warm|papermill|quarto")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: cores).")] = None,
+    dask_scheduler: Annotated[
+        str | None, typer.Option(help="Address of an existing Dask scheduler.")
+    ] = None,
+    only_failed: Annotated[
+        bool, typer.Option("--only-failed", help="Re-render failed territories only.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Render even when inputs are unchanged.")
+    ] = False,
+) -> None:
+    """Render the evaluation reports (one per territory, plus the annual study and the index)."""
+    from evalterritoire.pipeline import run_reports
+
+    summary = run_reports(
+        _load(study),
+        territories=territory,
+        parameters=_parse_params(param),
+        formats=fmt,
+        engine=engine,
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        only_failed=only_failed,
+        force=force,
+    )
+    _echo(summary.describe() if hasattr(summary, "describe") else str(summary))
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("study")
+def study_cmd(
+    study: StudyArg,
+    all_waves: Annotated[
+        bool, typer.Option("--all-waves", help="Also build the previous waves named in the study.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel render workers.")] = None,
+) -> None:
+    """Run every step of a study: ingest, maturity, estimates, models, contexts, reports, manifest."""
+    from evalterritoire.pipeline import run_study
+
+    code = run_study(_load(study), all_waves=all_waves, workers=workers)
+    raise typer.Exit(code)
+
+
+@app.command()
+def reproduce(
+    manifest: Annotated[Path, typer.Argument(help="reports/<wave>/manifest.json of a past run.")],
+) -> None:
+    """Re-run a study in a temporary directory and compare every artefact with the manifest."""
+    from evalterritoire.pipeline import run_reproduce
+
+    code = run_reproduce(manifest, echo=_echo)
+    raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``evalterritoire`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 1 partial (rows quarantined, reports failed, differences found),
+        2 rejected input or usage error, 3 unexpected internal error.
+    """
+    debug = os.environ.get("EVALTERRITOIRE_DEBUG") == "1"
+    try:
+        # standalone mode: typer/click print usage errors themselves and exit with status 2.
+        app(args=argv, prog_name="evalterritoire", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 2
+    except EvalTerritoireError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(this is a bug in evalterritoire; re-run with EVALTERRITOIRE_DEBUG=1 for details)",
+            err=True,
+        )
+        return 3
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
