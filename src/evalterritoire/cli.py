@@ -120,9 +120,10 @@ def ingest(
 @app.command()
 def validate(study: StudyArg) -> None:
     """Ingest every export of a study and write build/<wave>/ (exit 1 if rows were quarantined)."""
+    config = _load(study)
     from evalterritoire.pipeline import run_ingest
 
-    result = run_ingest(_load(study))
+    result = run_ingest(config)
     _echo(result.summary())
     raise typer.Exit(result.exit_code)
 
@@ -130,18 +131,20 @@ def validate(study: StudyArg) -> None:
 @app.command()
 def estimate(study: StudyArg) -> None:
     """Design-based estimates for every item → build/<wave>/estimates.parquet."""
+    config = _load(study)
     from evalterritoire.pipeline import run_estimates
 
-    table = run_estimates(_load(study))
+    table = run_estimates(config)
     _echo(f"estimates: {len(table)} rows")
 
 
 @app.command()
 def cluster(study: StudyArg) -> None:
     """Maturity stages per territory → build/<wave>/maturity.parquet, transitions.parquet."""
+    config = _load(study)
     from evalterritoire.pipeline import run_maturity
 
-    result = run_maturity(_load(study))
+    result = run_maturity(config)
     counts = result.maturity["stage_label"].value_counts().sort_index()
     _echo("stages: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
@@ -149,9 +152,10 @@ def cluster(study: StudyArg) -> None:
 @app.command()
 def model(study: StudyArg) -> None:
     """Fit the study's models with design-based uncertainty → build/<wave>/models.parquet."""
+    config = _load(study)
     from evalterritoire.pipeline import run_models
 
-    result = run_models(_load(study))
+    result = run_models(config)
     _echo(
         f"models: {result.table['model'].nunique() if len(result.table) else 0} fitted, "
         f"{len(result.table)} coefficient rows"
@@ -196,12 +200,14 @@ def report(
     ] = False,
 ) -> None:
     """Render the evaluation reports (one per territory, plus the annual study and the index)."""
+    parameters = _parse_params(param)
+    config = _load(study)
     from evalterritoire.pipeline import run_reports
 
     summary = run_reports(
-        _load(study),
+        config,
         territories=territory,
-        parameters=_parse_params(param),
+        parameters=parameters,
         formats=fmt,
         engine=engine,
         workers=workers,
@@ -222,9 +228,10 @@ def study_cmd(
     workers: Annotated[int | None, typer.Option(help="Parallel render workers.")] = None,
 ) -> None:
     """Run every step of a study: ingest, maturity, estimates, models, contexts, reports, manifest."""
+    config = _load(study)
     from evalterritoire.pipeline import run_study
 
-    code = run_study(_load(study), all_waves=all_waves, workers=workers)
+    code = run_study(config, all_waves=all_waves, workers=workers)
     raise typer.Exit(code)
 
 
