@@ -1,0 +1,1014 @@
+"""Survey designs: weights, strata, PSUs, fpc, lonely-PSU rules, calibration and replicate weights.
+
+:class:`SurveyDesign` is an immutable description of how the sample was drawn. Its one numerical
+primitive is :meth:`SurveyDesign.variance_of_totals`, the design-based covariance of estimated
+totals of per-row contributions (R ``survey::svyrecvar`` semantics), on which the estimators of
+:mod:`evalterritoire.estimates` and the model sandwich of :mod:`evalterritoire.models` are built.
+
+Conventions (identical to R ``survey`` 4.x unless stated)
+---------------------------------------------------------
+* No ``psu``: every row is its own PSU. No ``strata``: one stratum. No ``weight``: weight 1.
+* No ``fpc``: sampling with replacement at the first stage (``psu2`` is then ignored for the
+  variance, i.e. the "ultimate cluster" approximation). ``fpc`` is either the population number of
+  PSUs of the stratum (any value > 1) or the sampling fraction (all values ≤ 1); it must be
+  constant within a stratum. ``fpc2`` (needed when ``psu2`` and ``fpc`` are given) is the population
+  number of second-stage units of the PSU, or the second-stage sampling fraction.
+* Stratum ``h`` with ``n_h`` PSUs contributes ``(1 - n_h/N_h) n_h/(n_h - 1) Σ (t_a - t̄_h)²``
+  where ``t_a`` are PSU totals of the contributions; the second stage adds, for each PSU,
+  ``(n_h/N_h) (1 - m_a/M_a) m_a/(m_a - 1) Σ (t_ab - t̄_a)²`` over its sampled second-stage units.
+* Lonely PSU (a stratum with one sampled PSU, not a certainty stratum by its fpc): ``fail`` raises a
+  :class:`DesignError` naming the stratum; ``remove`` and ``certainty`` give the stratum no variance
+  (as in R, where both rules compute the same variance); ``adjust`` uses the PSU total's deviation
+  from zero — i.e. from the overall mean of the centred linearised scores — scaled by its fpc.
+* Domains (:meth:`SurveyDesign.subset`, the ``by=`` of the estimators) keep the full design: the
+  contributions are zero outside the domain, every PSU and stratum is kept, and the domain's
+  degrees of freedom are the PSUs with members minus the strata with members.
+* Calibration (:meth:`poststratify`, :meth:`rake`, :meth:`calibrate_linear`) returns a new design
+  whose variance uses the residuals of the contributions regressed on the calibration variables
+  with the pre-calibration weights, multiplied by the calibrated weights: this is R
+  ``calibrate()`` (and ``postStratify()``) exactly. For raking R's ``rake()`` instead approximates
+  those residuals by ten rounds of back-fitting within each margin; the exact residuals used here
+  agree with ``calibrate(..., calfun="raking")`` and differ from ``rake()`` by a few tenths of a
+  percent of the SE on typical data (about 0.2 % on ``apiclus1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from evalterritoire.errors import DesignError
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "LONELY_PSU_RULES",
+    "REPLICATE_TYPES",
+    "SurveyDesign",
+    "build_design",
+    "compute_kish_effective_n",
+]
+
+LONELY_PSU_RULES = ("fail", "remove", "adjust", "certainty")
+CALIBRATION_METHODS = ("none", "poststratify", "rake", "linear")
+REPLICATE_TYPES = ("JK1", "JKn", "bootstrap", "BRR", "Fay", "other")
+_CERTAIN = 1e-7  # R's threshold below which a stratum's finite-population factor means certainty
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _rowsum(codes: np.ndarray, n_groups: int, x: np.ndarray) -> np.ndarray:
+    """Sum the rows of ``x`` (n,) or (n, p) within integer groups ``codes`` (R ``rowsum``)."""
+    if x.ndim == 1:
+        return np.bincount(codes, weights=x, minlength=n_groups)
+    n, p = x.shape
+    if p <= 8:
+        out = np.empty((n_groups, p))
+        for j in range(p):
+            out[:, j] = np.bincount(codes, weights=x[:, j], minlength=n_groups)
+        return out
+    ind = sparse.csc_matrix((np.ones(n), codes, np.arange(n + 1)), shape=(n_groups, n)).tocsr()
+    return np.asarray(ind @ x)
+
+
+def _as_float(series: pd.Series, col: str, role: str) -> np.ndarray:
+    try:
+        values = pd.to_numeric(series, errors="raise")
+    except (TypeError, ValueError):
+        raise DesignError(f"{role} column '{col}' is not numeric") from None
+    return np.asarray(values.to_numpy(dtype="float64", na_value=np.nan), dtype=float)
+
+
+def _level_strings(series: pd.Series) -> pd.Series:
+    """Typed column → string levels (integer-valued numbers print without a decimal part)."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        finite = values[~np.isnan(values)]
+        if finite.size and np.all(finite == np.round(finite)):
+            out = pd.Series(
+                [None if np.isnan(v) else str(int(v)) for v in values],
+                index=series.index,
+                dtype="string",
+            )
+            return out
+    return series.astype("string")
+
+
+def _codes(series: pd.Series, col: str, role: str) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(series, sort=True)
+    if (codes < 0).any():
+        first = int(np.flatnonzero(codes < 0)[0])
+        raise DesignError(
+            f"{role} column '{col}' has {int((codes < 0).sum())} missing value(s) "
+            f"(first at row {first})"
+        )
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def compute_kish_effective_n(weights: Any) -> float:
+    """Kish effective sample size ``(Σw)² / Σw²``.
+
+    Parameters
+    ----------
+    weights : array-like
+        Positive weights.
+
+    Returns
+    -------
+    float
+        The effective number of respondents (equals ``n`` for equal weights).
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.size == 0 or not np.all(np.isfinite(w)):
+        raise DesignError("Kish effective n needs a non-empty set of finite weights")
+    return float(w.sum() ** 2 / np.square(w).sum())
+
+
+@dataclass(frozen=True)
+class _CalStep:
+    """One calibration step: residualise ``z/w_after`` on ``x`` with weights ``w_before``."""
+
+    x: np.ndarray  # (n, k) calibration model matrix
+    w_before: np.ndarray  # (n,) weights before the step (regression weights)
+    w_after: np.ndarray  # (n,) weights after the step
+    pinv: np.ndarray  # (k, k) pseudo-inverse of X' diag(w_before) X
+
+
+@dataclass(frozen=True)
+class _Replicates:
+    weights: np.ndarray  # (n, R) replicate (combined) weights
+    scale: float
+    rscales: np.ndarray  # (R,)
+    mse: bool
+    type: str
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Variance structure of one sampling stage: units grouped into strata (or parent PSUs)."""
+
+    unit: np.ndarray  # (n,) unit code of each row
+    n_units: int
+    group: np.ndarray  # (n_units,) group (stratum / parent PSU) of each unit
+    n_groups: int
+    n_in_group: np.ndarray  # (n_groups,) sampled units per group
+    coef: np.ndarray  # (n_groups,) variance coefficient
+    centre: np.ndarray  # (n_groups,) bool: centre unit totals within the group
+
+
+class SurveyDesign:
+    """An immutable survey design (Taylor linearisation or replicate weights).
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per respondent; the design columns below refer to its columns.
+    weight : str, optional
+        Sampling (or already adjusted) weight column; strictly positive, no missing value.
+    strata : str, optional
+        First-stage stratum column.
+    psu : str, optional
+        First-stage cluster column; PSUs must be nested in strata (a label used in two strata is
+        an error, relabel the PSUs).
+    fpc : str, optional
+        Population number of PSUs in the stratum, or the sampling fraction when every value is
+        ≤ 1. Without it the first stage is treated as with replacement.
+    psu2 : str, optional
+        Second-stage unit column (used for the variance only together with ``fpc``).
+    fpc2 : str, optional
+        Population number (or fraction) of second-stage units in the PSU.
+    lonely_psu : {"fail", "remove", "adjust", "certainty"}
+        Rule for strata with a single sampled PSU (see the module docstring).
+
+    Raises
+    ------
+    DesignError
+        Unknown column, missing or non-positive weights, PSUs not nested in strata, a lonely
+        PSU under ``fail`` (the message names the stratum), an fpc smaller than the number of
+        sampled PSUs or not constant within a stratum.
+    """
+
+    _frozen = False
+
+    def __init__(
+        self,
+        data: pd.DataFrame,
+        *,
+        weight: str | None = None,
+        strata: str | None = None,
+        psu: str | None = None,
+        fpc: str | None = None,
+        psu2: str | None = None,
+        fpc2: str | None = None,
+        lonely_psu: str = "fail",
+    ) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise DesignError(f"design data must be a DataFrame, got {type(data).__name__}")
+        if len(data) == 0:
+            raise DesignError("design data has no rows")
+        if lonely_psu not in LONELY_PSU_RULES:
+            raise DesignError(
+                f"lonely_psu must be one of {', '.join(LONELY_PSU_RULES)}, got {lonely_psu!r}"
+            )
+        named = {"weight": weight, "strata": strata, "psu": psu, "fpc": fpc}
+        named |= {"psu2": psu2, "fpc2": fpc2}
+        unknown = [f"{k}='{v}'" for k, v in named.items() if v is not None and v not in data]
+        if unknown:
+            raise DesignError(f"unknown design column(s): {', '.join(unknown)}")
+        if fpc2 is not None and (psu2 is None or fpc is None):
+            raise DesignError("fpc2 needs psu2 and a first-stage fpc")
+        if psu2 is not None and fpc is not None and fpc2 is None:
+            raise DesignError(
+                "a two-stage design with a first-stage fpc needs fpc2 (second-stage population)"
+            )
+        n = len(data)
+        self._data = data
+        self._spec = dict(named, lonely_psu=lonely_psu)
+        self._lonely = lonely_psu
+        if weight is None:
+            w = np.ones(n)
+        else:
+            w = _as_float(data[weight], weight, "weight")
+            bad = ~np.isfinite(w)
+            if bad.any():
+                raise DesignError(
+                    f"weight column '{weight}' has {int(bad.sum())} missing or infinite "
+                    f"value(s) (first at row {int(np.flatnonzero(bad)[0])})"
+                )
+            if (w <= 0).any():
+                raise DesignError(
+                    f"weight column '{weight}' has {int((w <= 0).sum())} value(s) ≤ 0 "
+                    f"(first at row {int(np.flatnonzero(w <= 0)[0])})"
+                )
+        self._w = w
+        self._w.setflags(write=False)
+        # strata
+        if strata is None:
+            s_codes, s_labels = np.zeros(n, dtype=np.int64), np.array(["(all)"], dtype=object)
+        else:
+            s_codes, s_labels = _codes(data[strata], strata, "strata")
+        n_strata = len(s_labels)
+        # PSUs, nested in strata
+        if psu is None:
+            p_codes = np.arange(n, dtype=np.int64)
+            psu_stratum = s_codes.copy()
+            psu_labels = None
+        else:
+            raw, psu_labels = _codes(data[psu], psu, "psu")
+            pair, pair_uniques = pd.factorize(raw * np.int64(n_strata) + s_codes, sort=True)
+            pair_uniques = np.asarray(pair_uniques, dtype=np.int64)
+            pair_psu = pair_uniques // n_strata
+            if len(np.unique(pair_psu)) != len(pair_psu):
+                counts = np.bincount(pair_psu)
+                bad_psu = int(np.flatnonzero(counts > 1)[0])
+                in_strata = sorted(
+                    str(s_labels[k]) for k in pair_uniques[pair_psu == bad_psu] % n_strata
+                )
+                raise DesignError(
+                    f"PSUs are not nested in strata: PSU '{psu_labels[bad_psu]}' appears in "
+                    f"strata {', '.join(in_strata)}"
+                )
+            p_codes = pair.astype(np.int64)
+            psu_stratum = pair_uniques % n_strata
+        n_psu = int(psu_stratum.size)
+        n_h = np.bincount(psu_stratum, minlength=n_strata).astype(float)
+        # first-stage fpc
+        if fpc is None:
+            f_h = np.ones(n_strata)
+            frac1 = None
+        else:
+            pop = self._fpc_per_group(data[fpc], fpc, s_codes, n_strata, n_h, s_labels, "stratum")
+            f_h = np.where(np.isinf(pop), 1.0, (pop - n_h) / pop)
+            frac1 = n_h / pop
+        stage1 = self._build_stage(
+            p_codes, n_psu, psu_stratum, n_strata, n_h, f_h, s_labels, "stratum", None
+        )
+        stages = [stage1]
+        if psu2 is not None and fpc is not None:
+            raw2, _ = _codes(data[psu2], psu2, "psu2")
+            pair2, pair2_uniques = pd.factorize(raw2 * np.int64(n_psu) + p_codes, sort=True)
+            pair2_uniques = np.asarray(pair2_uniques, dtype=np.int64)
+            ssu_psu = pair2_uniques % n_psu
+            m_a = np.bincount(ssu_psu, minlength=n_psu).astype(float)
+            pop2 = self._fpc_per_group(data[fpc2], fpc2, p_codes, n_psu, m_a, None, "PSU")
+            f2 = np.where(np.isinf(pop2), 1.0, (pop2 - m_a) / pop2)
+            labels = psu_labels if psu_labels is not None else np.arange(n)
+            psu_names = (
+                np.asarray(labels, dtype=object)[pair_uniques // n_strata]
+                if psu is not None
+                else np.arange(n_psu)
+            )
+            stages.append(
+                self._build_stage(
+                    pair2.astype(np.int64),
+                    int(ssu_psu.size),
+                    ssu_psu,
+                    n_psu,
+                    m_a,
+                    f2,
+                    psu_names,
+                    "PSU",
+                    frac1[psu_stratum],
+                )
+            )
+        self._stages = tuple(stages)
+        self._strata = s_codes
+        self._n_strata = n_strata
+        self._psu = p_codes
+        self._n_psu = n_psu
+        self._psu_stratum = psu_stratum
+        self._domain: np.ndarray | None = None
+        self._cal: tuple[_CalStep, ...] = ()
+        self._rep: _Replicates | None = None
+        self._calibration: dict[str, Any] = {"method": "none"}
+        self._frozen = True
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _fpc_per_group(
+        series: pd.Series,
+        col: str,
+        codes: np.ndarray,
+        n_groups: int,
+        n_sampled: np.ndarray,
+        labels: np.ndarray | None,
+        what: str,
+    ) -> np.ndarray:
+        values = _as_float(series, col, "fpc")
+        if np.isnan(values).any():
+            raise DesignError(
+                f"fpc column '{col}' has {int(np.isnan(values).sum())} missing value(s)"
+            )
+        if (values <= 0).any():
+            raise DesignError(f"fpc column '{col}' has value(s) ≤ 0")
+        lo = np.full(n_groups, np.inf)
+        hi = np.full(n_groups, -np.inf)
+        np.minimum.at(lo, codes, values)
+        np.maximum.at(hi, codes, values)
+        varying = np.flatnonzero(hi - lo > 1e-9 * np.maximum(1.0, np.abs(hi)))
+        if varying.size:
+            name = labels[varying[0]] if labels is not None else varying[0]
+            raise DesignError(f"fpc column '{col}' is not constant within {what} '{name}'")
+        if np.all(values <= 1):
+            pop = n_sampled / lo  # sampling fraction → population count
+        else:
+            pop = lo
+            short = np.flatnonzero(pop < n_sampled - 1e-9)
+            if short.size:
+                k = short[0]
+                name = labels[k] if labels is not None else k
+                raise DesignError(
+                    f"fpc column '{col}' is smaller than the number of sampled units in {what} "
+                    f"'{name}' ({pop[k]:g} < {int(n_sampled[k])})"
+                )
+        return pop
+
+    def _build_stage(
+        self,
+        unit: np.ndarray,
+        n_units: int,
+        group: np.ndarray,
+        n_groups: int,
+        n_in: np.ndarray,
+        f: np.ndarray,
+        labels: np.ndarray,
+        what: str,
+        multiplier: np.ndarray | None,
+    ) -> _Stage:
+        lonely = (n_in == 1) & (f >= _CERTAIN)
+        if lonely.any() and self._lonely == "fail":
+            names = [str(labels[k]) for k in np.flatnonzero(lonely)[:5]]
+            raise DesignError(
+                f"{what} {', '.join(repr(x) for x in names)} has only one sampled "
+                f"{'PSU' if what == 'stratum' else 'second-stage unit'} (lonely_psu='fail'); "
+                "merge strata or choose lonely_psu = remove | adjust | certainty"
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = np.where(n_in > 1, f * n_in / (n_in - 1), 0.0)
+        coef = np.where(f < _CERTAIN, 0.0, coef)
+        centre = np.ones(n_groups, dtype=bool)
+        if self._lonely == "adjust":
+            coef = np.where(lonely, f, coef)
+            centre = ~lonely
+        if multiplier is not None:
+            coef = coef * multiplier
+        for arr in (unit, group, n_in, coef, centre):
+            arr.setflags(write=False)
+        return _Stage(unit, n_units, group, n_groups, n_in, coef, centre)
+
+    def _copy(self, **changes: Any) -> SurveyDesign:
+        new = object.__new__(SurveyDesign)
+        object.__setattr__(new, "__dict__", dict(self.__dict__))
+        for key, value in changes.items():
+            new.__dict__[key] = value
+        return new
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise AttributeError("SurveyDesign is immutable; methods return new designs")
+        object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ replicate designs
+    @classmethod
+    def from_replicate_weights(
+        cls,
+        data: pd.DataFrame,
+        *,
+        weight: str,
+        replicate_weights: Sequence[str],
+        type: str,
+        scale: float | None = None,
+        rscales: Sequence[float] | float | None = None,
+        rho: float | None = None,
+        mse: bool = False,
+    ) -> SurveyDesign:
+        """A design described by full-sample and (combined) replicate weights.
+
+        Parameters
+        ----------
+        data : DataFrame
+            Respondents.
+        weight : str
+            Full-sample weight column.
+        replicate_weights : sequence of str
+            Replicate weight columns (already multiplied by the full-sample weights, R's
+            ``combined.weights=TRUE``).
+        type : {"JK1", "JKn", "bootstrap", "BRR", "Fay", "other"}
+            Replication method; fixes the default ``scale`` as in R ``svrepdesign``: JK1
+            ``(R-1)/R``, BRR ``1/R``, Fay ``1/(R (1-rho)²)``, bootstrap ``1/(R-1)``, others 1.
+        scale, rscales : float, optional
+            Overall and per-replicate variance multipliers (``rscales`` is required for JKn,
+            ``(n_h - 1)/n_h`` of the replicate's stratum).
+        rho : float, optional
+            Fay's coefficient (required for ``type="Fay"``).
+        mse : bool
+            Centre the replicates on the full-sample estimate (True) or on their mean (False,
+            R's default).
+
+        Returns
+        -------
+        SurveyDesign
+            A replicate-weight design; the estimators use replicate re-estimation.
+        """
+        if type not in REPLICATE_TYPES:
+            raise DesignError(f"type must be one of {', '.join(REPLICATE_TYPES)}, got {type!r}")
+        cols = list(replicate_weights)
+        if not cols:
+            raise DesignError("replicate_weights must name at least one column")
+        unknown = [c for c in cols if c not in data]
+        if unknown:
+            raise DesignError(f"unknown replicate weight column(s): {', '.join(unknown)}")
+        design = cls(data, weight=weight, lonely_psu="remove")
+        rep = np.column_stack([_as_float(data[c], c, "replicate weight") for c in cols])
+        if not np.all(np.isfinite(rep)) or (rep < 0).any():
+            raise DesignError("replicate weights must be finite and ≥ 0")
+        n_rep = rep.shape[1]
+        if type == "Fay" and rho is None:
+            raise DesignError("type='Fay' needs rho")
+        if type == "JKn" and rscales is None:
+            raise DesignError("type='JKn' needs rscales ((n_h - 1)/n_h per replicate)")
+        if type == "BRR":
+            scale = 1.0 / n_rep
+        elif type == "Fay":
+            scale = 1.0 / (n_rep * (1.0 - float(rho)) ** 2)
+        elif scale is None:
+            scale = {"JK1": (n_rep - 1) / n_rep, "bootstrap": 1.0 / (n_rep - 1)}.get(type, 1.0)
+        rs = np.broadcast_to(
+            np.asarray(1.0 if rscales is None else rscales, dtype=float), (n_rep,)
+        ).copy()
+        rank = int(np.linalg.matrix_rank(rep, tol=1e-5 * np.abs(rep).max()))
+        info = _Replicates(rep, float(scale), rs, bool(mse), type)
+        return design._copy(_rep=info, _rep_df=rank - 1)
+
+    # ------------------------------------------------------------------ public properties
+    @property
+    def data(self) -> pd.DataFrame:
+        """The respondents (all rows, also those outside a subset's domain)."""
+        return self._data
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Analysis weights (after calibration/trimming), one per row of :attr:`data`."""
+        return self._w
+
+    @property
+    def domain_mask(self) -> np.ndarray:
+        """Boolean mask of the rows in the current domain (all True without a subset)."""
+        if self._domain is None:
+            return np.ones(len(self._data), dtype=bool)
+        return self._domain
+
+    @property
+    def n_strata(self) -> int:
+        """Number of first-stage strata (1 for replicate designs)."""
+        return self._n_strata
+
+    @property
+    def n_psu(self) -> int:
+        """Number of first-stage PSUs (replicate designs: degrees of freedom + 1)."""
+        if self._rep is not None:
+            return self.__dict__["_rep_df"] + 1
+        return self._n_psu
+
+    @property
+    def is_replicate(self) -> bool:
+        """Whether variances come from replicate weights."""
+        return self._rep is not None
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """Report of the last calibration/trimming (method, iterations, converged, ...)."""
+        return dict(self._calibration)
+
+    @property
+    def df(self) -> int:
+        """Design degrees of freedom: PSUs − strata, counted among rows of the domain."""
+        if self._rep is not None:
+            return int(self.__dict__["_rep_df"])
+        if self._domain is None:
+            return self._n_psu - self._n_strata
+        return int(
+            np.unique(self._psu[self._domain]).size - np.unique(self._strata[self._domain]).size
+        )
+
+    def kish_effective_n(self) -> float:
+        """Kish effective sample size of the rows in the domain."""
+        return compute_kish_effective_n(self._w[self.domain_mask])
+
+    def __repr__(self) -> str:
+        kind = "replicate" if self._rep is not None else "Taylor"
+        return (
+            f"SurveyDesign({kind}, n={len(self._data)}, strata={self.n_strata}, "
+            f"psu={self.n_psu}, calibration={self._calibration['method']!r})"
+        )
+
+    # ------------------------------------------------------------------ domains
+    def subset(self, mask: Any) -> SurveyDesign:
+        """Restrict estimation to a domain while keeping the full design (R ``subset``).
+
+        Parameters
+        ----------
+        mask : array-like of bool
+            One value per row of :attr:`data`; missing values count as False.
+
+        Returns
+        -------
+        SurveyDesign
+            The same design whose contributions are zero outside the domain.
+        """
+        if isinstance(mask, pd.Series):
+            if not mask.index.equals(self._data.index):
+                raise DesignError("subset mask index does not match the design data")
+            mask = mask.fillna(False).to_numpy(dtype=bool)
+        m = np.asarray(mask)
+        if m.shape != (len(self._data),):
+            raise DesignError(f"subset mask must have {len(self._data)} values, got {m.shape}")
+        m = m.astype(bool)
+        if self._domain is not None:
+            m = m & self._domain
+        if not m.any():
+            raise DesignError("subset domain has no members")
+        m.setflags(write=False)
+        return self._copy(_domain=m)
+
+    def domain_df(self, codes: np.ndarray, n_domains: int) -> np.ndarray:
+        """Degrees of freedom of each domain: PSUs with members − strata with members.
+
+        Parameters
+        ----------
+        codes : ndarray of int
+            Domain code of each row (``-1`` = in no domain).
+        n_domains : int
+            Number of domains.
+
+        Returns
+        -------
+        ndarray of int
+            ``(n_domains,)`` degrees of freedom (replicate designs: the design's).
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        if self._domain is not None:
+            codes = np.where(self._domain, codes, -1)
+        if self._rep is not None:
+            return np.full(n_domains, self.df, dtype=np.int64)
+        keep = codes >= 0
+        n_psu_g = _count_pairs(codes[keep], self._psu[keep], n_domains)
+        n_str_g = _count_pairs(codes[keep], self._strata[keep], n_domains)
+        return (n_psu_g - n_str_g).astype(np.int64)
+
+    # ------------------------------------------------------------------ variance
+    def variance_of_totals(self, z: Any) -> np.ndarray:
+        """Design covariance of estimated totals of per-row contributions (R ``svyrecvar``).
+
+        Parameters
+        ----------
+        z : array-like, shape (n,) or (n, p)
+            Per-row contributions already multiplied by :attr:`weights` (e.g. ``w * y`` for a
+            total, ``w * (y - ȳ) / N̂`` for a mean). Rows outside the design's domain are
+            zeroed.
+
+        Returns
+        -------
+        ndarray, shape (p, p)
+            Covariance matrix: strata centring, PSU (and second-stage) sums, fpc, lonely-PSU
+            rule, and calibration residuals when the design is calibrated. Replicate designs
+            return the replicate variance of the totals ``Σ (w_r / w) z``.
+        """
+        z = np.asarray(z, dtype=float)
+        if z.ndim == 1:
+            z = z[:, None]
+        if z.ndim != 2 or z.shape[0] != len(self._data):
+            raise DesignError(f"z must have {len(self._data)} rows, got shape {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise DesignError("z contains missing or infinite values")
+        if self._domain is not None:
+            z = z * self._domain[:, None]
+        if self._rep is not None:
+            ratio = self._rep.weights / self._w[:, None]
+            reps = ratio.T @ z  # (R, p)
+            return self._replicate_cov(reps, z.sum(axis=0))
+        z = self._residualise(z)
+        v = np.zeros((z.shape[1], z.shape[1]))
+        for stage in self._stages:
+            t = _rowsum(stage.unit, stage.n_units, z)
+            g = _rowsum(stage.group, stage.n_groups, t)
+            centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
+            t = t - (g * centre[:, None])[stage.group]
+            v += (t * stage.coef[stage.group][:, None]).T @ t
+        return v
+
+    def _replicate_cov(self, reps: np.ndarray, full: np.ndarray) -> np.ndarray:
+        rep = self._rep
+        centre = full if rep.mse else reps.mean(axis=0)
+        d = reps - centre
+        return rep.scale * (d * rep.rscales[:, None]).T @ d
+
+    def _residualise(self, z: np.ndarray) -> np.ndarray:
+        for step in self._cal:
+            u = z / step.w_after[:, None]
+            b = step.pinv @ (step.x.T @ (u * step.w_before[:, None]))
+            z = z - step.w_after[:, None] * (step.x @ b)
+        return z
+
+    def _domain_variances(self, z: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
+        """Variance of every domain total of every column, in one vectorised pass.
+
+        ``z`` (n, p) holds contributions; column ``j`` of domain ``g`` is ``z[:, j]`` restricted
+        to rows with ``codes == g`` (``-1`` = no domain). Returns ``(n_domains, p)`` variances,
+        equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        if self._domain is not None:
+            codes = np.where(self._domain, codes, -1)
+        keep = codes >= 0
+        z = np.where(keep[:, None], z, 0.0)
+        p = z.shape[1]
+        if self._cal:
+            return self._domain_variances_calibrated(z, codes, n_domains)
+        out = np.zeros((n_domains, p))
+        zk, ck = z[keep], codes[keep]
+        for stage in self._stages:
+            key = stage.unit[keep] * np.int64(n_domains) + ck
+            cell, cell_keys = pd.factorize(key, sort=False)
+            cell_keys = np.asarray(cell_keys, dtype=np.int64)
+            t = _rowsum(cell.astype(np.int64), cell_keys.size, zk)  # (cells, p)
+            cell_unit = cell_keys // n_domains
+            cell_dom = cell_keys % n_domains
+            grp = stage.group[cell_unit]
+            key2 = grp * np.int64(n_domains) + cell_dom
+            gcell, g_keys = pd.factorize(key2, sort=False)
+            g_keys = np.asarray(g_keys, dtype=np.int64)
+            gcell = gcell.astype(np.int64)
+            s1 = _rowsum(gcell, g_keys.size, t)
+            s2 = _rowsum(gcell, g_keys.size, t * t)
+            g_grp = g_keys // n_domains
+            centre = np.where(stage.centre[g_grp], 1.0 / stage.n_in_group[g_grp], 0.0)
+            vg = stage.coef[g_grp][:, None] * (s2 - s1 * s1 * centre[:, None])
+            out += (
+                _rowsum(g_keys % n_domains, n_domains, vg)
+                if p > 1
+                else _rowsum(g_keys % n_domains, n_domains, vg[:, 0])[:, None]
+            )
+        return np.maximum(out, 0.0)
+
+    def _domain_variances_calibrated(
+        self, z: np.ndarray, codes: np.ndarray, n_domains: int
+    ) -> np.ndarray:
+        # Dense per-unit totals, chunked over domains to bound memory.
+        n, p = z.shape
+        out = np.zeros((n_domains, p))
+        finest = self._stages[-1]
+        chunk = max(1, int(4_000_000 // max(finest.n_units, 1)))
+        keep = codes >= 0
+        rows = np.flatnonzero(keep)
+        for g0 in range(0, n_domains, chunk):
+            g1 = min(n_domains, g0 + chunk)
+            sel = rows[(codes[rows] >= g0) & (codes[rows] < g1)]
+            if sel.size == 0:
+                continue
+            ind = sparse.csc_matrix((np.ones(sel.size), (sel, codes[sel] - g0)), shape=(n, g1 - g0))
+            for j in range(p):
+                zj = sparse.csc_matrix(ind.multiply(z[:, [j]]))
+                dense = zj.toarray()  # (n, chunk)
+                dense = self._residualise(dense)
+                for stage in self._stages:
+                    t = _rowsum(stage.unit, stage.n_units, dense)
+                    gsum = _rowsum(stage.group, stage.n_groups, t)
+                    centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
+                    t = t - (gsum * centre[:, None])[stage.group]
+                    out[g0:g1, j] += (stage.coef[stage.group][:, None] * t * t).sum(axis=0)
+        return out
+
+    # ------------------------------------------------------------------ calibration
+    def _margin_matrix(
+        self, margins: Mapping[str, Mapping[str, float]], *, intercept: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        if self._rep is not None:
+            raise DesignError("calibration of replicate-weight designs is not supported")
+        if not margins:
+            raise DesignError("calibration needs at least one margin")
+        blocks: list[np.ndarray] = []
+        totals: list[float] = []
+        coded: list[tuple[np.ndarray, np.ndarray]] = []
+        grand: list[float] = []
+        for var in sorted(margins):
+            levels_tot = margins[var]
+            if var not in self._data:
+                raise DesignError(f"calibration variable '{var}' is not a column of the data")
+            levels = sorted(str(k) for k in levels_tot)
+            tot = np.array([float(levels_tot[k]) for k in sorted(levels_tot, key=str)])
+            if not np.all(np.isfinite(tot)) or (tot < 0).any():
+                raise DesignError(f"calibration totals of '{var}' must be finite and ≥ 0")
+            values = _level_strings(self._data[var])
+            if values.isna().any():
+                raise DesignError(
+                    f"calibration variable '{var}' has {int(values.isna().sum())} missing value(s)"
+                )
+            lookup = {lv: i for i, lv in enumerate(levels)}
+            idx = values.map(lookup)
+            if idx.isna().any():
+                extra = sorted(set(values[idx.isna()].unique()))[:5]
+                raise DesignError(
+                    f"calibration variable '{var}' has level(s) {', '.join(map(repr, extra))} "
+                    "with no population total"
+                )
+            code = idx.to_numpy(dtype=np.int64)
+            present = np.bincount(code, minlength=len(levels))
+            empty = [levels[i] for i in np.flatnonzero((present == 0) & (tot > 0))]
+            if empty:
+                raise DesignError(
+                    f"calibration level(s) {', '.join(map(repr, empty))} of '{var}' have a "
+                    "population total but no respondent"
+                )
+            coded.append((code, tot))
+            grand.append(float(tot.sum()))
+            onehot = np.zeros((len(code), len(levels)))
+            onehot[np.arange(len(code)), code] = 1.0
+            if intercept:
+                blocks.append(onehot[:, 1:])
+                totals.extend(tot[1:])
+            else:
+                blocks.append(onehot)
+                totals.extend(tot)
+        if max(grand) - min(grand) > 1e-6 * max(grand):
+            raise DesignError(
+                "calibration margins disagree on the population size: "
+                + ", ".join(f"{v}={g:g}" for v, g in zip(sorted(margins), grand, strict=True))
+            )
+        if intercept:
+            blocks.insert(0, np.ones((len(self._data), 1)))
+            totals.insert(0, grand[0])
+        return np.hstack(blocks), np.array(totals), coded
+
+    def _calibrated(self, x: np.ndarray, w_new: np.ndarray, info: dict[str, Any]) -> SurveyDesign:
+        if not np.all(np.isfinite(w_new)):
+            raise DesignError(f"{info['method']} calibration produced non-finite weights")
+        gram = x.T @ (x * self._w[:, None])
+        step = _CalStep(x, self._w, w_new, np.linalg.pinv(gram))
+        info = dict(info, n_nonpositive_weights=int((w_new <= 0).sum()))
+        info["weight_min"] = float(w_new.min())
+        info["weight_max"] = float(w_new.max())
+        w_new.setflags(write=False)
+        return self._copy(_w=w_new, _cal=(*self._cal, step), _calibration=info)
+
+    def poststratify(self, margins: Mapping[str, Mapping[str, float]]) -> SurveyDesign:
+        """Post-stratify to the population counts of one categorical variable (R ``postStratify``).
+
+        Parameters
+        ----------
+        margins : mapping
+            ``{variable: {level: population total}}`` with exactly one variable (levels are the
+            string form of the column's typed values).
+
+        Returns
+        -------
+        SurveyDesign
+            New design with weights summing to each post-stratum's total.
+        """
+        if len(margins) != 1:
+            raise DesignError("poststratify takes exactly one variable; use rake for several")
+        x, _totals, coded = self._margin_matrix(margins, intercept=False)
+        code, tot = coded[0]
+        current = np.bincount(code, weights=self._w, minlength=tot.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(current > 0, tot / current, 0.0)
+        w_new = self._w * factor[code]
+        return self._calibrated(
+            x, w_new, {"method": "poststratify", "iterations": 1, "converged": True}
+        )
+
+    def rake(
+        self,
+        margins: Mapping[str, Mapping[str, float]],
+        *,
+        max_iter: int = 100,
+        tol: float = 1e-8,
+    ) -> SurveyDesign:
+        """Rake the weights to several margins by iterative proportional fitting.
+
+        Parameters
+        ----------
+        margins : mapping
+            ``{variable: {level: population total}}``.
+        max_iter : int
+            Maximum number of full cycles over the margins.
+        tol : float
+            Convergence when every margin's relative error is below ``tol``.
+
+        Returns
+        -------
+        SurveyDesign
+            New design; :attr:`calibration` reports ``iterations``, ``converged`` and
+            ``max_relative_error``. The variance uses calibration residuals (see module notes).
+        """
+        if max_iter < 1 or tol <= 0:
+            raise DesignError("rake needs max_iter ≥ 1 and tol > 0")
+        x, _, coded = self._margin_matrix(margins, intercept=True)
+        w = self._w.copy()
+        err = np.inf
+        it = 0
+        for it in range(1, max_iter + 1):  # noqa: B007 - reported below
+            for code, tot in coded:
+                s = np.bincount(code, weights=w, minlength=tot.size)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    w = w * np.where(s > 0, tot / s, 0.0)[code]
+            err = max(
+                float(
+                    np.max(
+                        np.abs(np.bincount(c, weights=w, minlength=t.size) - t)
+                        / np.maximum(t, 1e-300)
+                    )
+                )
+                for c, t in coded
+            )
+            if err < tol:
+                break
+        info = {
+            "method": "rake",
+            "iterations": it,
+            "converged": bool(err < tol),
+            "max_relative_error": err,
+        }
+        return self._calibrated(x, w, info)
+
+    def calibrate_linear(self, margins: Mapping[str, Mapping[str, float]]) -> SurveyDesign:
+        """Linear (GREG) calibration to margin totals (R ``calibrate(calfun="linear")``).
+
+        Parameters
+        ----------
+        margins : mapping
+            ``{variable: {level: population total}}``.
+
+        Returns
+        -------
+        SurveyDesign
+            New design with ``w = w0 (1 + x'λ)`` reproducing every margin exactly (weights can
+            become negative; :attr:`calibration` counts them).
+        """
+        x, totals, _ = self._margin_matrix(margins, intercept=True)
+        gram = x.T @ (x * self._w[:, None])
+        lam = np.linalg.pinv(gram) @ (totals - x.T @ self._w)
+        w_new = self._w * (1.0 + x @ lam)
+        err = float(np.max(np.abs(x.T @ w_new - totals) / np.maximum(np.abs(totals), 1e-300)))
+        info = {"method": "linear", "iterations": 1, "converged": err < 1e-6}
+        info["max_relative_error"] = err
+        return self._calibrated(x, w_new, info)
+
+    def trim_weights(
+        self, lower: float | None = None, upper: float | None = None, *, max_iter: int = 100
+    ) -> SurveyDesign:
+        """Trim weights into ``[lower, upper]`` keeping their sum (excess spread proportionally).
+
+        Parameters
+        ----------
+        lower, upper : float, optional
+            Absolute bounds on the weights.
+        max_iter : int
+            Maximum rounds of clip-and-redistribute.
+
+        Returns
+        -------
+        SurveyDesign
+            New design. Its variance keeps the calibration residuals of earlier steps and uses the
+            trimmed weights (trimming is treated as fixed, as R ``trimWeights`` does).
+        """
+        lo = -np.inf if lower is None else float(lower)
+        hi = np.inf if upper is None else float(upper)
+        if lo > hi or hi <= 0:
+            raise DesignError(f"invalid trimming bounds [{lower}, {upper}]")
+        w = self._w.copy()
+        total = w.sum()
+        if (lo > 0 and lo * w.size > total) or hi * w.size < total:
+            raise DesignError(
+                f"trimming bounds [{lower}, {upper}] cannot keep the weight total {total:g}"
+            )
+        n_trimmed = 0
+        it = 0
+        for it in range(1, max_iter + 1):  # noqa: B007 - reported below
+            out = (w < lo - 1e-12 * abs(lo)) | (w > hi * (1 + 1e-12))
+            if not out.any():
+                break
+            clipped = np.clip(w, lo, hi)
+            free = (clipped > lo) & (clipped < hi)
+            if not free.any():
+                break
+            excess = w.sum() - clipped.sum()
+            clipped[free] *= 1 + excess / clipped[free].sum()
+            n_trimmed = max(n_trimmed, int(out.sum()))
+            w = clipped
+        info = dict(self._calibration)
+        info.update({"trim_lower": lower, "trim_upper": upper, "trim_iterations": it})
+        info["n_trimmed"] = n_trimmed
+        w.setflags(write=False)
+        return self._copy(_w=w, _calibration=info)
+
+
+def _count_pairs(codes: np.ndarray, other: np.ndarray, n_domains: int) -> np.ndarray:
+    """Number of distinct ``other`` values within each domain code."""
+    if codes.size == 0:
+        return np.zeros(n_domains, dtype=np.int64)
+    key = other.astype(np.int64) * np.int64(n_domains) + codes
+    uniq = np.unique(key)
+    return np.bincount(uniq % n_domains, minlength=n_domains)
+
+
+def build_design(responses: pd.DataFrame, design_cfg: Any, calibration_cfg: Any) -> SurveyDesign:
+    """Build the study's design from typed responses and the ``[design]``/``[calibration]`` tables.
+
+    Parameters
+    ----------
+    responses : DataFrame
+        Typed responses.
+    design_cfg : DesignConfig
+        Column names (``weight``, ``strata``, ``psu``, ``fpc``) and ``lonely_psu``. A named
+        strata/psu/fpc column that is present but entirely empty (an optional column the export
+        did not fill) is treated as absent; a named column missing from the data is an error.
+    calibration_cfg : CalibrationConfig
+        ``method`` (none | poststratify | rake | linear), ``margins``, ``max_iter``, ``tol`` and
+        optional trimming bounds ``trim_lower``/``trim_upper`` (absolute weights).
+
+    Returns
+    -------
+    SurveyDesign
+        The (calibrated, trimmed) design.
+
+    Raises
+    ------
+    DesignError
+        Invalid design or calibration (including raking that does not converge).
+    """
+    cols: dict[str, str | None] = {}
+    for role in ("weight", "strata", "psu", "fpc"):
+        col = getattr(design_cfg, role, None)
+        if col is not None and col not in responses:
+            raise DesignError(f"design column {role}='{col}' is not in the responses")
+        if col is not None and role != "weight" and responses[col].isna().all():
+            col = None
+        cols[role] = col
+    design = SurveyDesign(responses, lonely_psu=design_cfg.lonely_psu, **cols)
+    method = getattr(calibration_cfg, "method", "none")
+    if method not in CALIBRATION_METHODS:
+        raise DesignError(
+            f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}"
+        )
+    margins = getattr(calibration_cfg, "margins", {}) or {}
+    if method == "poststratify":
+        design = design.poststratify(margins)
+    elif method == "rake":
+        design = design.rake(margins, max_iter=calibration_cfg.max_iter, tol=calibration_cfg.tol)
+        if not design.calibration["converged"]:
+            info = design.calibration
+            raise DesignError(
+                f"raking did not converge in {info['iterations']} iterations "
+                f"(max relative error {info['max_relative_error']:.3g})"
+            )
+    elif method == "linear":
+        design = design.calibrate_linear(margins)
+    lower = getattr(calibration_cfg, "trim_lower", None)
+    upper = getattr(calibration_cfg, "trim_upper", None)
+    if lower is not None or upper is not None:
+        design = design.trim_weights(lower, upper)
+    return design
