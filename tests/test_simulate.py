@@ -160,6 +160,32 @@ def test_every_cell_is_a_declared_value(small: SimulationResult, codebook: Codeb
                         assert len(parts) <= var.max_choices
 
 
+def split_labels(cell: str, labels: list[str]) -> list[str]:
+    """Split a multi-select cell by longest match on the option labels (", " between them)."""
+    found, rest = [], cell
+    ordered = sorted(labels, key=len, reverse=True)
+    while rest:
+        match = next(lab for lab in ordered if rest.startswith(lab))
+        found.append(match)
+        rest = rest[len(match) :]
+        assert rest == "" or rest.startswith(", "), cell
+        rest = rest[2:]
+    return found
+
+
+def test_sphinx_multi_select_cells_hold_labels(small: SimulationResult, codebook: Codebook) -> None:
+    frame = read_export(small.exports[0], codebook)
+    for var in codebook.of_type("multi_select"):
+        labels = [lab.replace("'", "\u2019") for lab in var.options.values()]
+        cells = [c for c in frame[var.id] if c and normalise_text(c) not in codebook.special_lookup]
+        assert cells, var.id
+        for cell in cells:
+            parts = split_labels(cell, labels)
+            assert len(parts) == len(set(parts))
+            if var.max_choices:
+                assert len(parts) <= var.max_choices
+
+
 def test_all_respondent_types_present(small: SimulationResult, codebook: Codebook) -> None:
     for path in small.exports:
         frame = read_export(path, codebook)

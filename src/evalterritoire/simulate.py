@@ -897,6 +897,12 @@ def _model_specs(cb: Codebook) -> list[dict[str, Any]]:
             "formula": "score_global ~ C(stage) + C(id_type_repondant) + ctx_taux_chomage",
             "description": "Score global de maturité selon le stade, le type d'acteur et le chômage",
             "truth": {
+                "Intercept": round(
+                    float(np.mean([PROFILE[d][0] for d in dims]))
+                    + TYPE_EFFECT.get(ref, 0.0)
+                    - BETA_CHOMAGE * CHOMAGE_REF,
+                    4,
+                ),
                 **{f"C(stage)[T.{s}]": round(stage_gap[s], 4) for s in range(1, 4)},
                 **{
                     f"C(id_type_repondant)[T.{k}]": round(TYPE_EFFECT[k] - TYPE_EFFECT[ref], 4)
