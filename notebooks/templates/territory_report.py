@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+territory = ""
+wave = 0
+context_path = ""
+
+# %%
+# Rapport d'évaluation d'un territoire
+#
+# Template (source of truth: this jupytext file). Every cell calls `evalterritoire.figures`,
+# `evalterritoire.tables` or the evaluation grid on a precomputed `ReportContext`: no data
+# wrangling here. The stage of the territory selects the stage block (questions, charts, tone).
+from IPython.display import HTML, display
+
+from evalterritoire import figures, tables
+from evalterritoire.context import ReportContext
+from evalterritoire.grid import get_stage_grid
+
+ctx = ReportContext.from_json(context_path)
+grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
+display(HTML(tables.render_title(ctx)))
+
+# %%
+display(HTML("<h2>1. Carte d'identité du territoire</h2>"))
+display(HTML(tables.render_identity_table(ctx)))
+
+# %%
+display(HTML("<h2>2. Stade attribué et sa justification</h2>"))
+display(HTML(tables.render_stage_summary(ctx)))
+display(figures.build_profile_figure(ctx, banded=bool(grid and grid.allows_verdicts)))
+display(HTML(tables.render_profile_table(ctx)))
+display(HTML(tables.render_declared_table(ctx)))
+display(HTML(tables.render_history_table(ctx)))
+
+# %%
+display(HTML("<h2>3. Fragilités du territoire</h2>"))
+display(figures.build_fragilities_figure(ctx))
+display(HTML(tables.render_fragilities_table(ctx, top=8)))
+
+# %%
+if grid is not None:
+    display(HTML(f"<h2>4. {tables.escape(grid.name)} : {tables.escape(grid.section_title)}</h2>"))
+    display(HTML(tables.render_posture(grid)))
+    display(HTML("<h3>Questions évaluatives</h3>" + tables.render_questions(grid)))
+    for chart in grid.charts:
+        if chart in figures.CHARTS:
+            display(figures.CHARTS[chart](ctx))
+        else:
+            display(HTML(tables.render_stage_table(ctx, chart)))
+    display(HTML(tables.render_items_table(ctx.stage_indicators, caption="Indicateurs du stade")))
+
+# %%
+display(HTML("<h2>5. Pratiques partenariales, dynamique et pilotage</h2>"))
+display(HTML(tables.render_items_table(ctx.partnership, caption="Pratiques partenariales")))
+display(HTML(tables.render_items_table(ctx.dynamic, caption="Dynamique et pilotage")))
+display(HTML(tables.render_items_table(ctx.freins, caption="Principaux freins cités")))
+
+# %%
+display(HTML("<h2>6. Recommandations : prochaines étapes</h2>"))
+display(HTML(tables.render_recommendations(ctx)))
+display(HTML(tables.render_next_stage(ctx)))
+if grid is not None:
+    display(HTML(tables.render_do_not(grid)))
+
+# %%
+display(HTML("<h2>7. Annexe méthodologique</h2>"))
+display(HTML(tables.render_small_n(ctx)))
+display(HTML(tables.render_respondents_table(ctx)))
+display(HTML(tables.render_nsp_table(ctx)))
+display(HTML(tables.render_methodology(ctx)))
+display(HTML(tables.render_models_table(ctx)))

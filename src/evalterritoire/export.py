@@ -1,0 +1,190 @@
+"""Self-contained, offline HTML from an executed report notebook, and the reports index.
+
+:func:`export_html` uses nbconvert's ``basic`` template (cell outputs only: no requirejs, no
+MathJax, no web font — the ``lab``/``classic`` templates pull those from a CDN), drops code
+inputs, prompts and stderr streams, refuses notebooks holding an error output (no traceback
+ever reaches a reader), renumbers cell ids (jupytext gives random ones) and wraps the result in
+a French HTML document with the package stylesheet embedded. The output is deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalterritoire.errors import RenderError
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+    from evalterritoire.context import ReportContext
+
+__all__ = ["export_html", "load_report_css", "render_index", "wrap_html"]
+
+_CELL_ID = re.compile(r'id="cell-id=[^"]*"')
+
+
+def load_report_css() -> str:
+    """The report stylesheet shipped with the package (``templates/report.css``)."""
+    return (resources.files("evalterritoire") / "templates" / "report.css").read_text(
+        encoding="utf-8"
+    )
+
+
+def wrap_html(body: str, *, title: str, css: str | None = None) -> str:
+    """Wrap an HTML fragment into a complete French document with the stylesheet embedded.
+
+    Parameters
+    ----------
+    body : str
+        Safe HTML fragment.
+    title : str
+        Document title (escaped here).
+    css : str, optional
+        Stylesheet (default: :func:`load_report_css`).
+    """
+    css = load_report_css() if css is None else css
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="fr">\n<head>\n<meta charset="utf-8"/>\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"/>\n'
+        f"<title>{html.escape(title)}</title>\n<style>\n{css}</style>\n</head>\n"
+        f'<body>\n<main class="et-report">\n{body}\n</main>\n</body>\n</html>\n'
+    )
+
+
+def _clean_notebook(nb: NotebookNode) -> NotebookNode:
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                raise RenderError(
+                    f"cell {index + 1} of the report raised {out.get('ename', 'an error')}: "
+                    f"{out.get('evalue', '')}"
+                )
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                continue
+            kept.append(out)
+        cell["outputs"] = kept
+    return nb
+
+
+def export_html(nb: NotebookNode, *, title: str) -> str:
+    """Convert an executed report notebook into one self-contained HTML page.
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        The executed notebook (papermill output).
+    title : str
+        Page title.
+
+    Returns
+    -------
+    str
+        The HTML document (figures embedded as data URIs, no code, no prompts, no network).
+
+    Raises
+    ------
+    RenderError
+        When a cell holds an error output.
+    """
+    from nbconvert import HTMLExporter
+
+    cleaned = _clean_notebook(nb)
+    exporter = HTMLExporter(
+        template_name="basic",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        exclude_raw=True,
+    )
+    body, _ = exporter.from_notebook_node(cleaned)
+    counter = iter(range(1, 1_000_000))
+    body = _CELL_ID.sub(lambda _: f'id="cell-{next(counter)}"', body)
+    return wrap_html(body.strip(), title=title)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_index(
+    contexts: Sequence[ReportContext],
+    out_path: str | Path,
+    *,
+    territory_dir: str = "territoires",
+    study_page: str = "synthese.html",
+) -> Path:
+    """Write ``reports/<wave>/index.html``: territories grouped by stage, with links.
+
+    Parameters
+    ----------
+    contexts : sequence of ReportContext
+        The wave's contexts (the national one, if present, gives the title and the stages).
+    out_path : str or Path
+        The index file to write.
+    territory_dir : str
+        Folder of territory reports, relative to the index.
+    study_page : str
+        File name of the national synthesis, relative to the index.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from evalterritoire.frenchfmt import fmt_count, fmt_n
+    from evalterritoire.manifest import safe_filename
+
+    national = next((c for c in contexts if c.is_national), None)
+    territories = [c for c in contexts if not c.is_national]
+    if national is None and not territories:
+        raise RenderError("no report context to index")
+    ref = national or territories[0]
+    names = list(ref.stage_names)
+    e = html.escape
+    parts = [
+        f"<h1>{e(ref.study_name)} — vague {ref.wave}</h1>",
+        f'<p class="subtitle">{fmt_count(len(territories))} territoires · '
+        f'<a href="{e(study_page)}">synthèse nationale</a></p>',
+        '<nav class="et-index">',
+    ]
+    groups: dict[int, list[ReportContext]] = {}
+    for ctx in territories:
+        groups.setdefault(ctx.stage if ctx.stage is not None else -1, []).append(ctx)
+    for stage in sorted(groups):
+        label = names[stage] if 0 <= stage < len(names) else "Stade non calculé"
+        members = sorted(groups[stage], key=lambda c: (c.territory_name, c.territory))
+        parts.append(f"<h2>{e(label)} <small>({fmt_count(len(members))})</small></h2><ul>")
+        for ctx in members:
+            href = f"{territory_dir}/{safe_filename(ctx.territory)}.html"
+            flag = ' <span class="flag">indicatif</span>' if ctx.is_indicative else ""
+            parts.append(
+                f'<li><a href="{e(href)}">{e(ctx.territory_name)}</a>'
+                f'<span class="code">{e(ctx.territory)} · {fmt_n(ctx.n_respondents)}</span>'
+                f"{flag}</li>"
+            )
+        parts.append("</ul>")
+    parts.append("</nav>")
+    out = Path(out_path)
+    _atomic_write_text(out, wrap_html("\n".join(parts), title=f"{ref.study_name} — {ref.wave}"))
+    return out

@@ -1,0 +1,439 @@
+"""Reproducibility manifest: what went in, what came out, and how to check a re-run.
+
+``reports/<wave>/manifest.json`` records the sha256 of every input (exports, codebook, study
+file, context and margins files), package versions, the git commit when available, seeds and
+parameters, and the sha256 of every result table and report. Paths are relative to the reports
+directory and the manifest holds no timestamp, so two runs of an unchanged study write the same
+manifest. :func:`compare_artefacts` checks another run's files against a manifest and names,
+for each artefact, whether it is identical and where it first differs (the first differing
+figure of a table, the first differing line of a text file).
+
+:func:`safe_filename` turns a territory code into a file name that cannot escape the reports
+directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from evalterritoire.config import StudyConfig
+from evalterritoire.errors import RenderError, ReproduceError
+
+__all__ = [
+    "MANIFEST_VERSION",
+    "ArtefactComparison",
+    "build_manifest",
+    "compare_artefacts",
+    "file_sha256",
+    "format_comparisons",
+    "load_manifest",
+    "safe_filename",
+    "write_manifest",
+]
+
+MANIFEST_VERSION = 1
+PACKAGES = (
+    "evalterritoire",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-learn",
+    "statsmodels",
+    "pandera",
+    "matplotlib",
+    "papermill",
+    "nbconvert",
+    "nbformat",
+    "jupytext",
+)
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+_RESERVED = {"national", "index", "synthese", "manifest", "con", "prn", "aux", "nul"} | {
+    f"{p}{i}" for p in ("com", "lpt") for i in range(10)
+}
+
+
+def safe_filename(code: str) -> str:
+    """A file-name-safe version of a territory code (no separator, no dot, no traversal).
+
+    Codes made of ASCII letters, digits, ``_`` and ``-`` are kept as they are; any other code
+    (and a code equal to a reserved name such as ``national`` or ``index``) gets its unsafe
+    characters replaced and a short hash appended, so that two distinct codes never share a
+    file.
+
+    Parameters
+    ----------
+    code : str
+        Territory code.
+
+    Returns
+    -------
+    str
+        A name of at most 72 characters matching ``[A-Za-z0-9_-]+``.
+
+    Raises
+    ------
+    RenderError
+        For an empty code.
+
+    Examples
+    --------
+    >>> safe_filename("200054781")
+    '200054781'
+    >>> safe_filename("../etc/passwd").startswith("___etc_passwd-")
+    True
+    """
+    code = str(code)
+    if not code.strip():
+        raise RenderError("empty territory code: cannot name its report")
+    clean = _SAFE.sub("_", code)[:60]
+    if clean == code and code.lower() not in _RESERVED and not code.startswith("-"):
+        return code
+    digest = hashlib.sha256(code.encode("utf-8")).hexdigest()[:10]
+    return f"{clean.lstrip('-') or 'x'}-{digest}"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+
+
+def _entry(path: Path, base: Path, kind: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ReproduceError(f"{kind} file not found for the manifest: {path}")
+    entry: dict[str, Any] = {
+        "path": _rel(path, base),
+        "kind": kind,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+    }
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(path)
+        entry["rows"] = meta.num_rows
+        entry["columns"] = meta.num_columns
+    return entry
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _git(directory: Path) -> dict[str, Any] | None:
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def build_manifest(
+    config: StudyConfig,
+    *,
+    inputs: Iterable[str | Path] = (),
+    artefacts: Iterable[str | Path] = (),
+    reports: Iterable[str | Path] = (),
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Describe a study run (inputs, environment, parameters, outputs) as a JSON-ready dict.
+
+    Parameters
+    ----------
+    config : StudyConfig
+        The study; its file, codebook, exports, context and margins files are always recorded.
+    inputs : iterable of path
+        Further input files (e.g. previous waves' exports).
+    artefacts : iterable of path
+        Result tables (``build/<wave>/*.parquet``, contexts...).
+    reports : iterable of path
+        Rendered reports (HTML, index...).
+    parameters : mapping, optional
+        Extra parameters of the run (template parameters, engine...); must be JSON values.
+
+    Returns
+    -------
+    dict
+        The manifest; paths are relative to ``config.reports_dir`` and lists are sorted.
+
+    Raises
+    ------
+    ReproduceError
+        When a listed file does not exist.
+    """
+    base = config.reports_dir
+    from evalterritoire.codebook import default_codebook_path
+
+    input_paths = {Path(config.path), *map(Path, config.exports), *map(Path, inputs)}
+    codebook_path = (
+        default_codebook_path() if config.codebook == "default" else Path(config.codebook)
+    )
+    input_paths.add(codebook_path)
+    if config.context is not None:
+        input_paths.add(Path(config.context))
+    input_entries = [_entry(p, base, "input") for p in input_paths]
+    for entry, path in zip(input_entries, input_paths, strict=True):
+        if path == codebook_path and config.codebook == "default":
+            entry["path"] = "evalterritoire:data/codebook.yaml"
+    m = config.maturity
+    params: dict[str, Any] = {
+        "wave": config.wave,
+        "random_state": config.random_state,
+        "min_n": config.min_n,
+        "design": {
+            "weight": config.design.weight,
+            "strata": config.design.strata,
+            "psu": config.design.psu,
+            "fpc": config.design.fpc,
+            "lonely_psu": config.design.lonely_psu,
+        },
+        "calibration": {"method": config.calibration.method},
+        "maturity": {
+            "n_stages": m.n_stages,
+            "stage_names": list(m.stage_names),
+            "method": m.method,
+            "reference_wave": m.reference_wave,
+            "refit": m.refit,
+            "n_bootstrap": m.n_bootstrap,
+        },
+        "models": [
+            {"name": s.name, "kind": s.kind, "formula": s.formula, "groups": s.groups}
+            for s in config.models
+        ],
+        "extra": dict(parameters or {}),
+    }
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "study": {"name": config.name, "wave": config.wave, "study_file": _rel(config.path, base)},
+        "inputs": sorted(input_entries, key=lambda e: e["path"]),
+        "artefacts": sorted(
+            (_entry(Path(p), base, "artefact") for p in artefacts), key=lambda e: e["path"]
+        ),
+        "reports": sorted(
+            (_entry(Path(p), base, "report") for p in reports), key=lambda e: e["path"]
+        ),
+        "parameters": params,
+        "environment": {"packages": _versions(), "git": _git(Path(config.path).parent)},
+    }
+
+
+def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a manifest as sorted, indented UTF-8 JSON (atomically)."""
+    path = Path(path)
+    text = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a manifest written by :func:`write_manifest`.
+
+    Raises
+    ------
+    ReproduceError
+        When the file is missing or is not a manifest.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReproduceError(f"manifest {path} cannot be read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ReproduceError(f"{path} is not a JSON manifest") from None
+    if not isinstance(data, dict) or data.get("manifest_version") != MANIFEST_VERSION:
+        raise ReproduceError(
+            f"{path} is not an evalterritoire manifest (version {MANIFEST_VERSION})"
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class ArtefactComparison:
+    """The comparison of one recorded file with its counterpart in another run.
+
+    Attributes
+    ----------
+    path : str
+        Path relative to the reports directory, as recorded.
+    kind : str
+        ``input``, ``artefact`` or ``report``.
+    status : str
+        ``identical``, ``different`` or ``missing``.
+    detail : str
+        Where the files first differ (empty when identical).
+    """
+
+    path: str
+    kind: str
+    status: str
+    detail: str = ""
+
+    @property
+    def is_identical(self) -> bool:
+        """True when the bytes are identical."""
+        return self.status == "identical"
+
+    def describe(self) -> str:
+        """One line: status, path and detail."""
+        text = f"{self.status:<9}  {self.path}"
+        return f"{text}  ({self.detail})" if self.detail else text
+
+
+def _first_table_difference(old: Path, new: Path) -> str:
+    import pandas as pd
+
+    a, b = pd.read_parquet(old), pd.read_parquet(new)
+    if list(a.columns) != list(b.columns):
+        gone = [c for c in a.columns if c not in b.columns]
+        added = [c for c in b.columns if c not in a.columns]
+        return f"columns differ: removed {gone}, added {added}"
+    if len(a) != len(b):
+        return f"{len(a)} rows recorded, {len(b)} rows now"
+    keys = [c for c in a.columns if a[c].dtype == object or str(a[c].dtype).startswith("string")][
+        :3
+    ]
+    for col in a.columns:
+        x, y = a[col].reset_index(drop=True), b[col].reset_index(drop=True)
+        both_na = x.isna() & y.isna()
+        try:
+            differs = ~(both_na | (x == y).fillna(False))
+        except (TypeError, ValueError):
+            differs = ~(both_na | (x.astype(str) == y.astype(str)))
+        if differs.any():
+            row = int(differs.to_numpy().nonzero()[0][0])
+            where = ", ".join(f"{k}={a.at[row, k]!s}" for k in keys if k != col)
+            return (
+                f"first difference at row {row}"
+                + (f" ({where})" if where else "")
+                + f", column '{col}': {x.iloc[row]!r} recorded, {y.iloc[row]!r} now"
+            )
+    return "same values, different bytes (metadata or encoding)"
+
+
+def _first_text_difference(old: Path, new: Path) -> str:
+    a = old.read_bytes().splitlines()
+    b = new.read_bytes().splitlines()
+    for i, (x, y) in enumerate(zip(a, b, strict=False), start=1):
+        if x != y:
+            return f"first difference at line {i}"
+    return f"{len(a)} lines recorded, {len(b)} lines now"
+
+
+def compare_artefacts(
+    manifest: Mapping[str, Any] | str | Path,
+    other_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    kinds: Iterable[str] = ("input", "artefact", "report"),
+) -> list[ArtefactComparison]:
+    """Compare the files recorded in a manifest with those of another run.
+
+    Parameters
+    ----------
+    manifest : mapping or path
+        A manifest (or the path of ``manifest.json``).
+    other_dir : path
+        The other run's reports directory: each recorded relative path is resolved from it.
+    base_dir : path, optional
+        The recorded run's reports directory, used to locate the recorded files and show where
+        they first differ; defaults to the manifest's folder when ``manifest`` is a path.
+    kinds : iterable of str
+        Which entries to compare.
+
+    Returns
+    -------
+    list of ArtefactComparison
+        One per recorded file, in manifest order (inputs, artefacts, reports).
+    """
+    if isinstance(manifest, str | Path):
+        base_dir = Path(manifest).parent if base_dir is None else base_dir
+        manifest = load_manifest(manifest)
+    other = Path(other_dir)
+    wanted = set(kinds)
+    results = []
+    for section in ("inputs", "artefacts", "reports"):
+        for entry in manifest.get(section, []):
+            kind = entry.get("kind", section.rstrip("s"))
+            if kind not in wanted:
+                continue
+            rel = entry["path"]
+            if rel.startswith("evalterritoire:"):
+                from evalterritoire.codebook import default_codebook_path
+
+                new = default_codebook_path()
+            else:
+                new = other / rel
+            if not new.is_file():
+                results.append(ArtefactComparison(rel, kind, "missing", "not produced"))
+                continue
+            if file_sha256(new) == entry["sha256"]:
+                results.append(ArtefactComparison(rel, kind, "identical"))
+                continue
+            detail = "sha256 differs"
+            old = Path(base_dir) / rel if base_dir is not None else None
+            if old is not None and old.is_file() and old.resolve() != new.resolve():
+                try:
+                    if new.suffix == ".parquet":
+                        detail = _first_table_difference(old, new)
+                    else:
+                        detail = _first_text_difference(old, new)
+                except Exception as exc:  # a corrupt file must not hide the verdict
+                    detail = f"sha256 differs (cannot read: {type(exc).__name__})"
+            results.append(ArtefactComparison(rel, kind, "different", detail))
+    return results
+
+
+def format_comparisons(comparisons: Iterable[ArtefactComparison]) -> str:
+    """Printable report: one line per artefact and a final count."""
+    items = list(comparisons)
+    lines = [c.describe() for c in items]
+    n_same = sum(c.is_identical for c in items)
+    lines.append(f"{n_same}/{len(items)} identical")
+    return "\n".join(lines)

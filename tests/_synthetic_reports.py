@@ -1,0 +1,204 @@
+"""Small synthetic artefact tables for the report tests: one territory per maturity stage.
+
+Territory ``T1`` is emerging, ``T2`` structuring, ``T3`` consolidated, ``T4`` disseminating.
+Item levels rise with the stage so that the stage-specific content differs visibly. ``T1``'s
+name and a free-text comment carry HTML to test escaping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evalterritoire.codebook import Codebook
+from evalterritoire.config import StudyConfig, load_study
+from evalterritoire.context import StudyArtefacts
+
+__all__ = ["EVIL_NAME", "make_artefacts", "make_config"]
+
+EVIL_NAME = "Vallée <b>&</b> « Saint-Ouen »"
+NAMES = {
+    "T1": EVIL_NAME,
+    "T2": "Pays des Deux Rives",
+    "T3": "Communauté du Haut-Val",
+    "T4": "Bassin de Lumière",
+}
+TYPES = ["elu_maire", "agent_collectivite", "association", "entreprise", "catalyseur", "citoyen"]
+WAVE = 2025
+
+
+def make_config(tmp_path: Path) -> StudyConfig:
+    """A minimal study file (one dummy export) in ``tmp_path``."""
+    (tmp_path / "export.csv").write_text("id_repondant\n1\n", encoding="utf-8")
+    study = tmp_path / "study.toml"
+    study.write_text(
+        f'[study]\nname = "Étude test"\nwave = {WAVE}\nexports = ["export.csv"]\n'
+        "random_state = 7\nmin_n = 10\n"
+        'build_dir = "build"\nreports_dir = "reports"\n',
+        encoding="utf-8",
+    )
+    return load_study(study)
+
+
+def _responses(codebook: Codebook, rng: np.random.Generator, n_per: int) -> pd.DataFrame:
+    rows = []
+    for t_index, code in enumerate(sorted(NAMES)):
+        level = t_index / 3  # 0 .. 1
+        n = 3 if code == "T4" else n_per  # T4 is a small-n territory
+        for i in range(n):
+            rows.append(
+                {
+                    "id_repondant": f"{code}-{i:03d}",
+                    "id_territoire_code": code,
+                    "id_territoire_nom": NAMES[code],
+                    "id_territoire_niveau": "epci",
+                    "id_region_code": "84",
+                    "id_region_nom": "Auvergne-Rhône-Alpes",
+                    "id_type_repondant": TYPES[i % len(TYPES)],
+                    "id_poids": float(1 + (i % 3)),
+                    "_level": level,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    m = len(frame)
+    level = frame.pop("_level").to_numpy()
+    for var in codebook.of_type():
+        if var.block == "identification" or var.type in {"date", "text"}:
+            continue
+        values = None
+        if var.type == "likert":
+            codes = sorted(codebook.scales[var.scale].values)
+            lo, hi = codes[0], codes[-1]
+            centre = lo + (hi - lo) * (0.25 + 0.6 * level)
+            values = np.clip(np.rint(centre + rng.normal(0, 0.8, m)), lo, hi)
+        elif var.type == "rating":
+            values = np.clip(np.rint(3 + 5 * level + rng.normal(0, 1.5, m)), 0, 10)
+        elif var.type == "binary":
+            values = (rng.random(m) < 0.15 + 0.75 * level).astype(float)
+        elif var.type == "ordinal":
+            codes = sorted(codebook.scales[var.scale].values)
+            idx = np.clip(
+                np.rint(level * (len(codes) - 1) + rng.normal(0, 0.5, m)), 0, len(codes) - 1
+            )
+            values = np.asarray(codes, dtype=float)[idx.astype(int)]
+        elif var.type == "count":
+            lo = codebook.value_range(var.id)[0] or 0
+            values = lo + rng.poisson(2 + 10 * level, m).astype(float)
+            if var.scale == "annee":
+                values = 2024 - rng.integers(0, 2 + int(6 * level.max()), m).astype(float)
+        elif var.type == "decimal":
+            values = np.round(rng.gamma(2, 0.5, m), 2)
+        elif var.type == "categorical":
+            frame[var.id] = pd.array(rng.choice(list(var.options), m), dtype="string")
+        elif var.type == "multi_select":
+            for col in var.option_cols():
+                frame[col] = pd.array(
+                    (rng.random(m) < 0.2 + 0.6 * level).astype(int), dtype="Int64"
+                )
+        if values is not None:
+            is_int = var.type in {"likert", "rating", "binary", "ordinal", "count"}
+            series = pd.Series(values).astype("Int64" if is_int else "Float64")
+            special = pd.Series(pd.NA, index=frame.index, dtype="string")
+            if var.special_codes and "nsp" in var.special_codes:
+                nsp = rng.random(m) < 0.25 * (1 - level)  # emerging: many « ne sait pas »
+                series[nsp] = pd.NA
+                special[nsp] = "nsp"
+            frame[var.id] = series
+            if var.special_col:
+                frame[var.special_col] = special
+    frame["stade_commentaire"] = pd.array(
+        [
+            "<script>alert('x')</script> on avance" if c == "T1" else ""
+            for c in frame["id_territoire_code"]
+        ],
+        dtype="string",
+    )
+    return frame
+
+
+def _maturity(
+    codebook: Codebook, rng: np.random.Generator, wave: int, shift: float
+) -> pd.DataFrame:
+    names = ["Émergence", "Structuration", "Consolidation", "Essaimage"]
+    rows = []
+    for stage, code in enumerate(sorted(NAMES)):
+        row = {
+            "wave": wave,
+            "territory": code,
+            "territory_name": NAMES[code],
+            "stage": stage,
+            "stage_label": names[stage],
+            "stage_probability": 0.55 if code == "T2" else 0.9,
+            "nsp_share": 0.3 - 0.07 * stage,
+            "n": 3 if code == "T4" else 24,
+            "is_indicative": code == "T4",
+            "stage_declared": min(stage + (1 if code == "T1" else 0), 3),
+        }
+        for i, dim in enumerate(codebook.dimensions):
+            row[f"score_{dim}"] = float(
+                np.clip(1.6 + 0.95 * stage + 0.15 * (i % 3) - shift + rng.normal(0, 0.1), 1, 5)
+            )
+            row[f"se_{dim}"] = 0.12 + 0.02 * (i % 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def make_artefacts(codebook: Codebook, *, n_per: int = 24, seed: int = 3) -> StudyArtefacts:
+    """Synthetic artefacts of one wave (estimates left out: contexts fall back to descriptives)."""
+    rng = np.random.default_rng(seed)
+    responses = _responses(codebook, rng, n_per)
+    maturity = _maturity(codebook, rng, WAVE, 0.0)
+    previous = _maturity(codebook, rng, WAVE - 1, 0.3)
+    previous.loc[previous["territory"] == "T3", "stage"] = 1
+    transitions = pd.DataFrame(
+        {
+            "territory": sorted(NAMES),
+            "from_wave": WAVE - 1,
+            "to_wave": WAVE,
+            "from_stage": previous["stage"].to_numpy(),
+            "to_stage": maturity["stage"].to_numpy(),
+        }
+    )
+    transitions["changed"] = transitions["from_stage"] != transitions["to_stage"]
+    models = pd.DataFrame(
+        {
+            "model": ["moteurs"] * 3,
+            "kind": ["linear"] * 3,
+            "term": ["Intercept", "C(id_type_repondant)[T.citoyen]", "ctx_densite"],
+            "label": ["Constante", "Habitant (réf. : maire)", "Densité"],
+            "estimate": [3.1, -0.42, 0.05],
+            "se": [0.1, 0.11, 0.02],
+            "ci_low": [2.9, -0.64, 0.01],
+            "ci_high": [3.3, -0.2, 0.09],
+            "p_value": [0.0, 0.0004, 0.012],
+            "odds_ratio": [np.nan] * 3,
+            "n": [75] * 3,
+            "n_psu": [4] * 3,
+            "df": [3] * 3,
+            "flags": ["", "", "peu de PSU"],
+        }
+    )
+    reliability = pd.DataFrame(
+        {"dimension": list(codebook.dimensions), "alpha": np.linspace(0.62, 0.88, 9), "n_items": 3}
+    )
+    context = pd.DataFrame(
+        {
+            "id_territoire_code": sorted(NAMES),
+            "ctx_population": [12500, 48000, 103250, 8700],
+            "ctx_taux_pauvrete": [18.2, 14.1, 12.5, 9.9],
+            "ctx_taux_chomage": [9.1, 8.2, 7.4, 6.3],
+        }
+    )
+    return StudyArtefacts(
+        responses=responses,
+        estimates=None,
+        maturity=maturity,
+        transitions=transitions,
+        models=models,
+        reliability=reliability,
+        ingestion={"n_rows": len(responses) + 2, "n_valid": len(responses), "n_quarantined": 2},
+        context=context,
+        previous_maturity=previous,
+    )
