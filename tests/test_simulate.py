@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -360,3 +361,21 @@ def test_known_links_at_demo_size(demo: SimulationResult, codebook: Codebook) ->
     asked = frame["mat_gouv_decision_partagee"] != ""
     nsp_by_stage = nsp[asked].groupby(stage[asked]).mean()
     assert nsp_by_stage[0] > 2 * nsp_by_stage[3]
+
+
+def test_reverse_coded_dimension_item_is_honoured(tmp_path: Path, codebook: Codebook) -> None:
+    """A reverse-coded maturity item is answered on the reversed scale."""
+    reversed_id = "mat_gouv_ouverture"
+    variables = tuple(
+        dataclasses.replace(v, reverse_coded=True) if v.id == reversed_id else v
+        for v in codebook.variables
+    )
+    custom = dataclasses.replace(codebook, variables=variables)
+    result = simulate_waves(
+        tmp_path, n_territories=20, n_respondents=1000, waves=[2024], seed=3, codebook=custom
+    )
+    frame = read_export(result.exports[0], custom)
+    truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
+    stage = frame["id_territoire_code"].map(truth["stages"]["2024"])
+    assert typed(frame, custom, reversed_id).corr(stage) < -0.3
+    assert typed(frame, custom, "mat_gouv_roles_clairs").corr(stage) > 0.3

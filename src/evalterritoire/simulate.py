@@ -564,6 +564,8 @@ def _fill_items(
             state = np.where(np.isin(state, (_NSP, _REFUS)), _VALID, state)
         elif var.type == "likert" and var.dimension in dim_pos and not var.milestone:
             value = _likert(rng, wv.latent[:, dim_pos[var.dimension]] + rng.normal(0, 0.15), lo, hi)
+            if var.reverse_coded:  # the answer disagrees when maturity is high
+                value = lo + hi - value
         elif vid == "dyn_savoir_piloter" and "gouvernance" in dim_pos:
             value = _likert(rng, wv.latent[:, dim_pos["gouvernance"]], lo, hi)
         elif vid == "dyn_animateur_existe":
