@@ -277,11 +277,11 @@ def _build_population(
                 break
         codes.append(code)
         prefix = {
-            "epci": "Communauté de communes du " if i % 3 else "Communauté d'agglomération du ",
-            "pays_petr": "PETR du Pays de ",
+            "epci": "Communauté de communes " if i % 3 else "Communauté d'agglomération ",
+            "pays_petr": "PETR Pays ",
             "commune": "Saint-Martin-en-" if i % 2 else "Ville de ",
             "qpv": "Quartier des Peupliers – ",
-            "bassin_vie": "Bassin de vie du ",
+            "bassin_vie": "Bassin de vie ",
         }[niveau[i]]
         names.append(prefix + root)
 
