@@ -47,6 +47,7 @@ from .errors import MaturityError
 __all__ = [
     "CLUSTER_METHODS",
     "MaturityClustering",
+    "MaturityInputError",
     "MaturityResult",
     "MaturityScorer",
     "MaturityWarning",
@@ -71,6 +72,10 @@ NOT_ASKED_CODES = frozenset({"filtre", "nc"})
 
 class MaturityWarning(UserWarning):
     """A maturity result needs care (unreliable dimension, imputed profile...)."""
+
+
+class MaturityInputError(MaturityError, ValueError):
+    """Invalid data given to an estimator (also a ValueError, as scikit-learn expects)."""
 
 
 # =========================================================================== scoring
@@ -494,7 +499,7 @@ def _generic_names(k: int) -> tuple[str, ...]:
     return tuple(f"Stade {i + 1}" for i in range(k))
 
 
-class MaturityClustering(ClusterMixin, BaseEstimator):
+class MaturityClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     """Territories clustered into stages ordered by maturity (0 = least mature).
 
     Parameters
@@ -605,7 +610,7 @@ class MaturityClustering(ClusterMixin, BaseEstimator):
         try:
             arr = validate_data(self, X, reset=reset, dtype=np.float64)
         except ValueError as exc:
-            raise MaturityError(f"invalid profiles for clustering: {exc}") from None
+            raise MaturityInputError(f"invalid profiles for clustering: {exc}") from None
         return np.asarray(arr, dtype=float)
 
     # ------------------------------------------------------------------ API
@@ -636,12 +641,15 @@ class MaturityClustering(ClusterMixin, BaseEstimator):
             lo, hi = self.k_range
             ks = list(range(max(2, int(lo)), min(int(hi), n_distinct - 1) + 1))
             if not ks:
-                raise MaturityError(f"too few distinct territories ({n_distinct}) to choose k")
+                raise MaturityInputError(
+                    f"too few distinct territories ({n_distinct}, {n} sample(s)) to choose k"
+                )
         else:
             ks = [int(self.n_stages)]
             if n_distinct <= ks[0]:
-                raise MaturityError(
-                    f"{n_distinct} distinct territory profile(s) cannot form {ks[0]} stages"
+                raise MaturityInputError(
+                    f"{n_distinct} distinct territory profile(s) ({n} sample(s)) cannot form "
+                    f"{ks[0]} stages"
                 )
         rows = []
         fits = {}
@@ -960,6 +968,40 @@ class MaturityResult:
     clustering: MaturityClustering | None = field(default=None, compare=False, repr=False)
 
 
+class _PermutedDesign:
+    """A design seen through a row permutation (rows ``perm`` of the original, in order)."""
+
+    def __init__(self, design: Any, perm: np.ndarray) -> None:
+        self._design = design
+        self._perm = perm
+        self.weights = np.asarray(design.weights, dtype=float).reshape(-1)[perm]
+        if callable(getattr(design, "variance_of_totals", None)):
+            self.variance_of_totals = self._variance_of_totals
+
+    def _variance_of_totals(self, z: np.ndarray) -> np.ndarray:
+        original = np.empty_like(z)
+        original[self._perm] = z
+        return self._design.variance_of_totals(original)
+
+
+def _canonical_order(responses: pd.DataFrame, design: Any) -> tuple[pd.DataFrame, Any]:
+    """Rows sorted by territory and respondent id, so results never depend on row order."""
+    if TERRITORY_COL not in responses.columns:
+        raise MaturityError(f"responses have no territory column '{TERRITORY_COL}'")
+    keys = [TERRITORY_COL] + (["id_repondant"] if "id_repondant" in responses.columns else [])
+    frame = responses[keys].astype("string").reset_index(drop=True)
+    perm = frame.sort_values(keys, kind="mergesort", na_position="last").index.to_numpy()
+    if design is not None:
+        n_w = np.asarray(getattr(design, "weights", None), dtype=float).reshape(-1).size
+        if n_w != len(responses):
+            raise MaturityError(
+                f"the design has {n_w} weights for {len(responses)} responses: build it on "
+                "the same responses"
+            )
+        design = _PermutedDesign(design, perm)
+    return responses.iloc[perm].reset_index(drop=True), design
+
+
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
@@ -1026,11 +1068,14 @@ def compute_maturity(
     reliability = []
     weights_by_wave: dict[int, np.ndarray] = {}
     unreliable: dict[int, list[str]] = {}
+    sorted_responses: dict[int, pd.DataFrame] = {}
     for w in waves:
         resp = responses_by_wave[w]
         if not isinstance(resp, pd.DataFrame) or resp.empty:
             raise MaturityError(f"wave {w}: no responses")
         design = designs_by_wave.get(w) if designs_by_wave is not None else None
+        resp, design = _canonical_order(resp, design)
+        sorted_responses[w] = resp
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MaturityWarning)
             scorer = MaturityScorer(codebook).fit(resp)
@@ -1120,7 +1165,7 @@ def compute_maturity(
             distance=dist,
             is_indicative=(prof["n"] < min_n).to_numpy(dtype=bool),
             stage_declared=_declared_stages(
-                responses_by_wave[w], codebook, weights_by_wave[w], prof["territory"].tolist()
+                sorted_responses[w], codebook, weights_by_wave[w], prof["territory"].tolist()
             ),
             flags=pd.array(flags, dtype="string"),
         )

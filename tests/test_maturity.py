@@ -1,0 +1,641 @@
+"""Tests of maturity.py: scoring, reliability, profiles, ordered stages, waves, agreement."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
+
+from evalterritoire.codebook import Codebook
+from evalterritoire.config import DEFAULT_STAGE_NAMES, MaturityConfig
+from evalterritoire.errors import MaturityError
+from evalterritoire.maturity import (
+    MaturityClustering,
+    MaturityScorer,
+    MaturityWarning,
+    compute_maturity,
+    compute_profiles,
+    compute_stage_agreement,
+    compute_transition_matrix,
+    compute_transitions,
+    compute_weighted_kappa,
+    match_stages,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::evalterritoire.maturity.MaturityWarning")
+
+# --------------------------------------------------------------------------- generator
+#: Latent mean of a dimension by true stage (each dimension shifted a little).
+STAGE_MEANS = np.array([2.1, 2.8, 3.4, 3.9])
+INSIDER_ROLES = ("pilote", "partenaire_actif", "partenaire_occasionnel")
+
+
+def make_wave(
+    codebook: Codebook,
+    stages: np.ndarray,
+    n_per: int = 50,
+    *,
+    seed: int = 0,
+    wave: int = 2024,
+    sd_territory: float = 0.15,
+    sd_item: float = 0.6,
+    p_nsp: float = 0.06,
+) -> pd.DataFrame:
+    """Typed responses of one wave: true stage → latent dimension means → Likert items.
+
+    latent[i, d] = STAGE_MEANS[stage] + dim_offset[d] + tau[t, d] + halo[i] + e[i, d];
+    item = clip(round(latent + e_item), 1, 5) (mirrored when reverse-coded); NSP with p_nsp;
+    items are asked following the codebook routing (70 % of respondents are insiders).
+    """
+    rng = np.random.default_rng(seed)
+    dims = list(codebook.dimensions)
+    n_t = len(stages)
+    territory = np.repeat(np.arange(n_t), n_per)
+    n = len(territory)
+    offsets = np.linspace(-0.2, 0.2, len(dims))
+    tau = rng.normal(0, sd_territory, (n_t, len(dims)))
+    latent = (
+        STAGE_MEANS[stages][territory][:, None]
+        + offsets[None, :]
+        + tau[territory]
+        + rng.normal(0, 0.3, n)[:, None]
+        + rng.normal(0, 0.25, (n, len(dims)))
+    )
+    types = list(codebook["id_type_repondant"].options)
+    rtype = np.array(types)[rng.integers(0, len(types), n)]
+    insider = rng.random(n) < 0.7
+    role = np.where(insider, np.array(INSIDER_ROLES)[rng.integers(0, 3, n)], "informe")
+    codes = np.array([f"T{t:03d}" for t in range(n_t)])
+    frame: dict[str, object] = {
+        "id_repondant": pd.array([f"R{i:05d}" for i in range(n)], dtype="string"),
+        "id_territoire_code": pd.array(codes[territory], dtype="string"),
+        "id_territoire_nom": pd.array([f"Territoire {t}" for t in territory], dtype="string"),
+        "id_type_repondant": pd.array(rtype, dtype="string"),
+        "prof_role_demarche": pd.array(role, dtype="string"),
+        "id_poids": rng.uniform(0.5, 2.0, n),
+    }
+    groups = {}
+    for j, dim in enumerate(dims):
+        for var in codebook.dimension_items(dim):
+            if var.milestone:
+                continue
+            key = tuple(var.asked_to)
+            if key not in groups:
+                groups[key] = (
+                    np.array(
+                        [
+                            bool(codebook.groups_for(a, b) & set(var.asked_to))
+                            for a, b in zip(rtype, role, strict=False)
+                        ]
+                    )
+                    if var.asked_to and "all" not in var.asked_to
+                    else np.ones(n, dtype=bool)
+                )
+            asked = groups[key]
+            value = np.clip(np.rint(latent[:, j] + rng.normal(0, sd_item, n)), 1, 5)
+            if var.reverse_coded:
+                value = 6 - value
+            nsp = asked & (rng.random(n) < p_nsp)
+            keep = asked & ~nsp
+            frame[var.id] = pd.array(np.where(keep, value, np.nan), dtype="Float64").astype("Int64")
+            frame[f"{var.id}__special"] = pd.array(np.where(nsp, "nsp", None), dtype="string")
+    shift = np.select([rng.random(n) < 0.15, rng.random(n) < 0.15], [-1, 1], 0)
+    frame["stade_auto"] = pd.array(np.clip(stages[territory] + shift, 0, 3) + 1, dtype="Int64")
+    frame["stade_auto__special"] = pd.array([None] * n, dtype="string")
+    return pd.DataFrame(frame)
+
+
+def true_stages(n_t: int, seed: int = 0) -> np.ndarray:
+    """Balanced true stages 0..3 in a seeded random order."""
+    return np.random.default_rng(seed).permutation(np.arange(n_t) % 4)
+
+
+@pytest.fixture(scope="module")
+def wave_demo(codebook):
+    stages = true_stages(60, seed=1)
+    return stages, make_wave(codebook, stages, 50, seed=2)
+
+
+@pytest.fixture(scope="module")
+def profiles_demo(codebook, wave_demo):
+    _, resp = wave_demo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(resp)
+    return compute_profiles(resp, scorer, wave=2024)
+
+
+def features(profiles: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    return profiles[[f"score_{d}" for d in codebook.dimensions]]
+
+
+# --------------------------------------------------------------------------- scorer
+def _tiny(codebook: Codebook, values: dict[str, list], specials: dict[str, list] | None = None):
+    """A typed frame with every maturity item missing except those given."""
+    n = len(next(iter(values.values())))
+    frame: dict[str, object] = {
+        "id_territoire_code": pd.array(["A"] * n, dtype="string"),
+        "id_type_repondant": pd.array(["catalyseur"] * n, dtype="string"),
+        "prof_role_demarche": pd.array(["pilote"] * n, dtype="string"),
+    }
+    specials = specials or {}
+    for dim in codebook.dimensions:
+        for var in codebook.dimension_items(dim):
+            if var.milestone:
+                continue
+            frame[var.id] = pd.array(values.get(var.id, [None] * n), dtype="Int64")
+            frame[f"{var.id}__special"] = pd.array(specials.get(var.id, [None] * n), dtype="string")
+    return pd.DataFrame(frame)
+
+
+POS = ["mat_pos_role_clair", "mat_pos_legitimite", "mat_pos_catalyse_vs_operation",
+       "mat_pos_articulation"]  # fmt: skip
+
+
+def test_scores_mean_of_valid_items_nsp_excluded_but_counted(codebook):
+    df = _tiny(
+        codebook,
+        {POS[0]: [4, 5, 2], POS[1]: [2, None, 2], POS[2]: [3, None, None], POS[3]: [5, 4, None]},
+        {POS[1]: [None, "nsp", None], POS[2]: [None, "nsp", "nsp"]},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(df)
+    det = scorer.score_details(df)
+    # respondent 0: (4 + 2 + 3 + 5) / 4; respondent 1: 2 valid of 4 asked < 2/3 → no score;
+    # respondent 2: 2 valid of 4 asked (POS[3] blank) → no score.
+    assert det["score_positionnement"].iloc[0] == pytest.approx(3.5)
+    assert np.isnan(det["score_positionnement"].iloc[1])
+    assert det["n_nsp_positionnement"].tolist() == [0, 2, 1]
+    assert det["n_asked_positionnement"].tolist() == [4, 4, 4]
+    # with a share of 1/2 respondents 1 and 2 get scores: NSP never enters the mean
+    det2 = MaturityScorer(codebook, min_items=0.5).fit(df).score_details(df)
+    assert det2["score_positionnement"].tolist() == pytest.approx([3.5, 4.5, 2.0])
+    # a count rule: at least 3 valid items
+    det3 = MaturityScorer(codebook, min_items=3).fit(df).score_details(df)
+    assert det3["score_positionnement"].notna().tolist() == [True, False, False]
+
+
+def test_transform_columns_and_routing(codebook, wave_demo):
+    _, resp = wave_demo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(resp)
+    out = scorer.transform(resp)
+    expected = [f"score_{d}" for d in codebook.dimensions] + ["score_global"]
+    assert list(out.columns) == expected == list(scorer.get_feature_names_out())
+    assert out.index.equals(resp.index)
+    assert all(out[c].dtype == np.float64 for c in out.columns)
+    # positionnement is asked to insiders only: "informé" respondents get no score
+    outsiders = (resp["prof_role_demarche"] == "informe").to_numpy()
+    assert out.loc[outsiders, "score_positionnement"].isna().all()
+    assert out.loc[~outsiders, "score_positionnement"].notna().mean() > 0.9
+    # interconnaissance has one item asked to all: outsiders are scored on it
+    assert out.loc[outsiders, "score_interconnaissance"].notna().mean() > 0.8
+    assert out.stack().dropna().between(1, 5).all()
+
+
+def test_reverse_coded_items_are_mirrored(codebook):
+    import dataclasses
+
+    rev = dataclasses.replace(
+        codebook,
+        variables=tuple(
+            dataclasses.replace(v, reverse_coded=True) if v.id == POS[0] else v
+            for v in codebook.variables
+        ),
+    )
+    df = _tiny(codebook, {POS[0]: [1, 5], POS[1]: [5, 1], POS[2]: [5, 1], POS[3]: [5, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        plain = MaturityScorer(codebook).fit(df).transform(df)["score_positionnement"]
+        mirrored = MaturityScorer(rev).fit(df).transform(df)["score_positionnement"]
+    assert plain.tolist() == pytest.approx([4.0, 2.0])  # (1+5+5+5)/4, (5+1+1+1)/4
+    assert mirrored.tolist() == pytest.approx([5.0, 1.0])  # item 1 read as 6 - x
+
+
+def test_cronbach_alpha_checked_by_hand(codebook):
+    # Four respondents × the four positionnement items:
+    #   r1: 1 2 2 1   (total 6)     item variances (ddof 1): i1 [1,3,4,5]   → 8.75/3
+    #   r2: 3 3 4 3   (total 13)                             i2 [2,3,4,4]   → 2.75/3
+    #   r3: 4 4 5 4   (total 17)                             i3 [2,4,5,5]   → 6.00/3
+    #   r4: 5 4 5 4   (total 18)                             i4 [1,3,4,4]   → 6.00/3
+    # sum of item variances = 23.5/3; totals [6, 13, 17, 18], mean 13.5,
+    # squared deviations 56.25 + 0.25 + 12.25 + 20.25 = 89 → var = 89/3.
+    # alpha = k/(k-1) * (1 - 23.5/89) = 4/3 * 65.5/89 = 262/267 = 0.98127...
+    df = _tiny(codebook, {POS[0]: [1, 3, 4, 5], POS[1]: [2, 3, 4, 4], POS[2]: [2, 4, 5, 5],
+                          POS[3]: [1, 3, 4, 4]})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(df)
+    rel = scorer.reliability_.set_index(["dimension", "item"])
+    assert rel.loc[("positionnement", ""), "alpha"] == pytest.approx(262 / 267)
+    assert rel.loc[("positionnement", ""), "n"] == 4
+    # item-rest of item 1: corr([1,3,4,5], [5,10,13,13])
+    assert rel.loc[("positionnement", POS[0]), "item_rest_r"] == pytest.approx(
+        np.corrcoef([1, 3, 4, 5], [5, 10, 13, 13])[0, 1]
+    )
+    assert bool(rel.loc[("positionnement", ""), "is_reliable"])
+    # every other dimension has no data → not computable → reported unreliable with a warning
+    assert "gouvernance" in scorer.unreliable_
+    assert "positionnement" not in scorer.unreliable_
+    with pytest.warns(MaturityWarning, match="gouvernance"):
+        MaturityScorer(codebook).fit(df)
+
+
+def test_scorer_estimator_contract(codebook, wave_demo):
+    _, resp = wave_demo
+    scorer = MaturityScorer(codebook, min_items=0.5)
+    assert scorer.get_params() == {"codebook": codebook, "min_items": 0.5, "min_alpha": 0.6}
+    twin = clone(scorer)
+    assert twin.get_params()["min_items"] == 0.5
+    assert twin.codebook == codebook
+    assert scorer.set_params(min_items=2) is scorer
+    assert scorer.min_items == 2
+    with pytest.raises(NotFittedError):
+        scorer.transform(resp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        assert scorer.fit(resp) is scorer
+    assert hasattr(scorer, "items_")
+    assert not hasattr(twin, "items_")
+
+
+def test_scorer_bad_input_is_a_typed_error(codebook, wave_demo):
+    _, resp = wave_demo
+    with pytest.raises(MaturityError, match="missing"):
+        MaturityScorer(codebook).fit(resp.drop(columns=[POS[0]]))
+    with pytest.raises(MaturityError, match="DataFrame"):
+        MaturityScorer(codebook).fit(resp.to_numpy())
+    with pytest.raises(MaturityError, match="min_items"):
+        MaturityScorer(codebook, min_items=1.5).fit(resp)
+
+
+# --------------------------------------------------------------------------- profiles
+class FakeDesign:
+    """Stands in for design.SurveyDesign: weights and a variance of weighted totals."""
+
+    def __init__(self, weights: np.ndarray, scale: float = 2.0) -> None:
+        self.weights = weights
+        self.scale = scale
+        self.calls = 0
+
+    def variance_of_totals(self, z: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        z = np.atleast_2d(z.T).T
+        n = z.shape[0]
+        c = z - z.mean(axis=0)
+        return self.scale * n / (n - 1) * (c.T @ c)
+
+
+def test_profiles_weighted_means_and_se_by_hand(codebook):
+    df = _tiny(codebook, {p: [2, 4, 5] for p in POS})
+    df["id_territoire_code"] = pd.array(["A", "A", "B"], dtype="string")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(df)
+    w = np.array([1.0, 3.0, 2.0])
+    design = FakeDesign(w, scale=1.0)
+    prof = compute_profiles(df, scorer, design).set_index("territory")
+    # A: (1*2 + 3*4) / 4 = 3.5; B: 5
+    assert prof.loc["A", "score_positionnement"] == pytest.approx(3.5)
+    assert prof.loc["B", "score_positionnement"] == pytest.approx(5.0)
+    # linearised z for A: w (y - 3.5) / 4 inside A, 0 outside → [-0.375, 0.375, 0]
+    z = np.array([-0.375, 0.375, 0.0])
+    assert prof.loc["A", "se_positionnement"] == pytest.approx(np.sqrt(1.5 * (z**2).sum()))
+    assert prof.loc["B", "se_positionnement"] == pytest.approx(0.0)
+    assert design.calls > 0
+    # no design → equal weights, same with-replacement formula
+    eq = compute_profiles(df, scorer, None).set_index("territory")
+    assert eq.loc["A", "score_positionnement"] == pytest.approx(3.0)
+    assert eq.loc["A", "se_positionnement"] == pytest.approx(np.sqrt(1.5 * 2 * 0.5**2))
+    assert prof.loc["A", "n"] == 2
+    assert prof.loc["A", "n_type_catalyseur"] == 2
+    with pytest.raises(MaturityError, match="weights"):
+        compute_profiles(df, scorer, FakeDesign(np.ones(2)))
+
+
+def test_profiles_nsp_share(codebook):
+    df = _tiny(codebook, {POS[0]: [4, None], POS[1]: [4, 4], POS[2]: [4, 4], POS[3]: [4, 4]},
+               {POS[0]: [None, "nsp"]})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(df)
+    prof = compute_profiles(df, scorer)
+    assert prof["nsp_positionnement"].iloc[0] == pytest.approx(1 / 8)
+    assert prof["n_positionnement"].iloc[0] == 2
+
+
+# --------------------------------------------------------------------------- clustering
+def test_stage_recovery_ari_at_demo_noise(codebook, wave_demo, profiles_demo):
+    stages, _ = wave_demo
+    clf = MaturityClustering(n_bootstrap=10).fit(features(profiles_demo, codebook))
+    assert adjusted_rand_score(stages, clf.labels_) >= 0.9
+    # ordered by maturity: stage s+1 centroid dominates stage s on average, and labels match truth
+    assert np.all(np.diff(clf.cluster_centers_.mean(axis=1)) > 0)
+    assert (clf.labels_ == stages).mean() >= 0.95
+    assert clf.stage_names_ == DEFAULT_STAGE_NAMES
+    assert clf.stability_ > 0.8
+    assert len(clf.stability_scores_) == 10
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "ward"])
+def test_order_invariance_and_reproducibility(codebook, profiles_demo, method):
+    X = features(profiles_demo, codebook)
+    perm = np.random.default_rng(5).permutation(len(X))
+    a = MaturityClustering(method=method, n_bootstrap=5, random_state=3).fit(X)
+    b = MaturityClustering(method=method, n_bootstrap=5, random_state=3).fit(X.iloc[perm])
+    c = MaturityClustering(method=method, n_bootstrap=5, random_state=3).fit(X)
+    np.testing.assert_array_equal(b.labels_, a.labels_[perm])
+    np.testing.assert_array_equal(c.labels_, a.labels_)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_)
+    assert b.stability_ == a.stability_ == c.stability_
+    np.testing.assert_array_equal(a.predict(X), a.labels_)
+    proba = a.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (proba.argmax(axis=1) == a.labels_).mean() > 0.95
+    dist = a.transform(X)
+    assert dist.shape == (len(X), 4)
+    if method != "gmm":
+        np.testing.assert_array_equal(dist.argmin(axis=1), a.labels_)
+
+
+def test_labels_follow_maturity_not_algorithm_numbering(codebook, profiles_demo):
+    X = features(profiles_demo, codebook)
+    clf = MaturityClustering(n_bootstrap=0).fit(X)
+    means = X.mean(axis=1).to_numpy()
+    by_stage = [means[clf.labels_ == s].mean() for s in range(4)]
+    assert by_stage == sorted(by_stage)
+    assert sorted(clf.order_.tolist()) == [0, 1, 2, 3]
+    assert np.isnan(clf.stability_)
+
+
+def test_auto_k_reports_diagnostics(codebook, profiles_demo):
+    X = features(profiles_demo, codebook)
+    clf = MaturityClustering(n_stages="auto", n_bootstrap=0, k_range=(2, 5)).fit(X)
+    assert clf.selection_["k"].tolist() == [2, 3, 4, 5]
+    assert clf.n_stages_ == int(clf.selection_.loc[clf.selection_["silhouette"].idxmax(), "k"])
+    gmm = MaturityClustering(n_stages="auto", method="gmm", n_bootstrap=0, k_range=(2, 5)).fit(X)
+    assert gmm.n_stages_ == int(gmm.selection_.loc[gmm.selection_["bic"].idxmin(), "k"])
+    assert gmm.selection_["bic"].notna().all()
+    if gmm.n_stages_ != 4:
+        assert gmm.stage_names_[0] == "Stade 1"
+
+
+def test_clustering_estimator_contract(codebook, profiles_demo):
+    X = features(profiles_demo, codebook)
+    clf = MaturityClustering(n_stages=3, method="ward", stage_names=("a", "b", "c"))
+    params = clf.get_params()
+    assert params["n_stages"] == 3
+    assert params["stage_names"] == ("a", "b", "c")
+    twin = clone(clf)
+    assert twin.get_params() == params
+    assert clf.set_params(n_bootstrap=0) is clf
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    assert clf.fit(X) is clf
+    assert clf.stage_names_ == ("a", "b", "c")
+    assert list(clf.feature_names_in_) == list(X.columns)
+    assert clf.n_features_in_ == 9
+    assert not hasattr(twin, "labels_")
+    with pytest.raises(MaturityError):
+        clf.predict(X.iloc[:, :3].to_numpy())
+
+
+def test_sklearn_check_estimator_on_clustering():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    # Failures listed here are deliberate: typed MaturityError instead of ValueError for some
+    # invalid inputs is the package convention; everything else must pass.
+    result = check_estimator(MaturityClustering(n_stages=2, n_bootstrap=2, n_init=2), on_fail=None)
+    failed = {r["check_name"]: str(r["exception"]) for r in result if r["status"] == "failed"}
+    assert failed == {}, failed
+
+
+def test_clustering_bad_parameters_are_typed_errors(profiles_demo, codebook):
+    X = features(profiles_demo, codebook)
+    with pytest.raises(MaturityError, match="method"):
+        MaturityClustering(method="dbscan").fit(X)
+    with pytest.raises(MaturityError, match="n_stages"):
+        MaturityClustering(n_stages=1).fit(X)
+    with pytest.raises(MaturityError, match="distinct"):
+        MaturityClustering(n_stages=4).fit(X.iloc[:3])
+    with pytest.raises(MaturityError, match="invalid profiles"):
+        MaturityClustering().fit(X.assign(score_evaluation=np.nan))
+
+
+def test_reference_wave_mapping_keeps_labels_stable(codebook):
+    stages = true_stages(40, seed=7)
+    w1 = make_wave(codebook, stages, 40, seed=11)
+    w2 = make_wave(codebook, stages, 40, seed=12)  # same truth, new sample
+    scorer = MaturityScorer(codebook)
+    p1 = compute_profiles(w1, scorer.fit(w1))
+    p2 = compute_profiles(w2, scorer.fit(w2))
+    ref = MaturityClustering(n_bootstrap=0).fit(features(p1, codebook))
+    applied = ref.predict(features(p2, codebook))
+    assert (applied == ref.labels_).mean() >= 0.95
+    # refit on wave 2 with a different seed, then match centroids back to the reference
+    own = MaturityClustering(n_bootstrap=0, random_state=99).fit(features(p2, codebook))
+    mapping = match_stages(ref, own)
+    assert sorted(mapping.tolist()) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(mapping[own.labels_], own.labels_)  # both ordered by maturity
+    assert (mapping[own.labels_] == applied).mean() >= 0.95
+    with pytest.raises(MaturityError, match="cannot match"):
+        match_stages(ref, MaturityClustering(n_stages=3, n_bootstrap=0).fit(features(p2, codebook)))
+
+
+def test_match_stages_undoes_a_permutation(codebook, profiles_demo):
+    X = features(profiles_demo, codebook)
+    ref = MaturityClustering(n_bootstrap=0).fit(X)
+    other = MaturityClustering(n_bootstrap=0).fit(X)
+    perm = np.array([2, 0, 3, 1])  # scramble other's stage numbering
+    other.cluster_centers_ = other.cluster_centers_[perm]
+    other.centers_ = other.centers_[perm]
+    mapping = match_stages(ref, other)
+    np.testing.assert_array_equal(mapping, perm)
+
+
+# --------------------------------------------------------------------------- waves, agreement
+def test_transitions_and_matrix():
+    stages = pd.DataFrame(
+        {
+            "territory": ["A", "B", "C", "A", "B", "C", "A"],
+            "wave": [2023, 2023, 2023, 2024, 2024, 2024, 2025],
+            "stage": pd.array([0, 1, 2, 1, 1, None, 3], dtype="Int64"),
+        }
+    )
+    tr = compute_transitions(stages, DEFAULT_STAGE_NAMES)
+    assert list(tr.columns) == ["territory", "from_wave", "to_wave", "from_stage", "to_stage",
+                                "from_label", "to_label", "changed"]  # fmt: skip
+    assert tr[["territory", "from_wave", "to_wave", "from_stage", "to_stage"]].values.tolist() == [
+        ["A", 2023, 2024, 0, 1],
+        ["B", 2023, 2024, 1, 1],
+        ["A", 2024, 2025, 1, 3],
+    ]
+    assert tr["changed"].tolist() == [True, False, True]
+    assert tr["to_label"].iloc[0] == DEFAULT_STAGE_NAMES[1]
+    mat = compute_transition_matrix(tr, 4)
+    assert mat.to_numpy().sum() == 3
+    assert mat.loc[0, 1] == 1
+    assert mat.loc[1, 1] == 1
+    assert mat.loc[1, 3] == 1
+    shares = compute_transition_matrix(tr, 4, normalize=True)
+    assert shares.loc[1].sum() == pytest.approx(1.0)
+    assert shares.loc[2].isna().all()
+    empty = compute_transitions(stages[stages["wave"] == 2023], DEFAULT_STAGE_NAMES)
+    assert empty.empty
+    assert list(empty.columns) == list(tr.columns)
+
+
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+def test_weighted_kappa_matches_sklearn(weights):
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 4, 200)
+    b = np.clip(a + rng.integers(-1, 2, 200), 0, 3)
+    ours = compute_weighted_kappa(a, b, 4, weights)
+    assert ours == pytest.approx(cohen_kappa_score(a, b, weights=weights, labels=[0, 1, 2, 3]))
+    assert compute_weighted_kappa(a, a, 4, weights) == pytest.approx(1.0)
+
+
+def test_stage_agreement_confusion_and_kappa():
+    stat = [0, 1, 2, 3, 3, 1]
+    decl = pd.array([0, 2, 2, 3, pd.NA, 1], dtype="Int64")
+    out = compute_stage_agreement(stat, decl, 4)
+    assert out["n"] == 5
+    assert out["n_missing"] == 1
+    assert out["confusion"].to_numpy().sum() == 5
+    assert out["confusion"].loc[1, 2] == 1
+    assert out["agreement"] == pytest.approx(4 / 5)
+    keep = [0, 1, 2, 3, 5]
+    expected = cohen_kappa_score(
+        np.array(stat)[keep], np.array([0, 2, 2, 3, 1]), weights="quadratic", labels=[0, 1, 2, 3]
+    )
+    assert out["kappa_quadratic"] == pytest.approx(expected)
+    with pytest.raises(MaturityError, match="weights"):
+        compute_weighted_kappa([0], [0], 4, "cubic")
+
+
+# --------------------------------------------------------------------------- pipeline entry
+MATURITY_COLUMNS = (
+    ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability", "distance"]
+    + [f"score_{d}" for d in ("positionnement", "modele_socio_eco", "gouvernance",
+                              "cadre_technique", "interconnaissance", "diagnostic_partage",
+                              "action_collective", "evaluation", "essaimage")]
+    + [f"se_{d}" for d in ("positionnement", "modele_socio_eco", "gouvernance",
+                           "cadre_technique", "interconnaissance", "diagnostic_partage",
+                           "action_collective", "evaluation", "essaimage")]
+    + ["score_global", "se_global", "nsp_share", "n", "n_types", "is_indicative",
+       "stage_declared", "flags"]
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_waves(codebook):
+    s1 = true_stages(40, seed=21)
+    s2 = s1.copy()
+    movers = np.array([0, 1, 2, 3, 4, 5])  # six territories move up one stage (capped)
+    s2[movers] = np.minimum(s2[movers] + 1, 3)
+    w1 = make_wave(codebook, s1, 40, seed=31, wave=2024)
+    w2 = make_wave(codebook, s2, 40, seed=32, wave=2025)
+    # two territories of wave 2 keep only a handful of respondents → indicative
+    small = w2["id_territoire_code"].isin(["T010", "T011"]) & (
+        w2.groupby("id_territoire_code").cumcount() >= 6
+    )
+    return s1, s2, w1, w2[~small].reset_index(drop=True)
+
+
+def _run(two_waves, **cfg):
+    _, _, w1, w2 = two_waves
+    return compute_maturity(
+        {2024: w1, 2025: w2},
+        {2024: None, 2025: FakeDesign(np.ones(len(w2)))},
+        load_default(),
+        MaturityConfig(n_bootstrap=5, **cfg),
+        wave=2025,
+        min_n=10,
+        random_state=0,
+    )
+
+
+def load_default():
+    from evalterritoire.codebook import load_codebook
+
+    return load_codebook()
+
+
+def test_compute_maturity_tables(two_waves):
+    s1, s2, _, _ = two_waves
+    res = _run(two_waves)
+    m = res.maturity
+    assert list(m.columns) == MATURITY_COLUMNS
+    assert (m["wave"] == 2025).all()
+    assert m["territory"].tolist() == sorted(m["territory"].tolist())
+    assert adjusted_rand_score(s2, m["stage"].to_numpy(dtype=int)) >= 0.9
+    assert m["stage_label"].iloc[0] in DEFAULT_STAGE_NAMES
+    assert m["stage_probability"].between(0, 1).all()
+    small = m["territory"].isin(["T010", "T011"])
+    assert m.loc[small, "is_indicative"].all()
+    assert not m.loc[~small, "is_indicative"].any()
+    assert m.loc[small, "flags"].str.contains("small_n").all()
+    # declared stage: weighted modal stade_auto, 0-based, mostly the truth
+    assert (m["stage_declared"].to_numpy(dtype=int) == s2).mean() > 0.9
+    # transitions between 2024 and 2025: the six movers that really moved are found
+    tr = res.transitions
+    assert set(tr["from_wave"]) == {2024}
+    assert len(tr) == 40
+    moved = {f"T{t:03d}" for t in range(6) if s2[t] != s1[t]}
+    assert set(tr.loc[tr["changed"], "territory"]) == moved
+    # profiles of both waves, reliability of both waves
+    assert set(res.profiles["wave"]) == {2024, 2025}
+    assert set(res.reliability["wave"]) == {2024, 2025}
+    d = res.diagnostics
+    assert d["reference_wave"] == 2024
+    assert d["n_stages"] == 4
+    assert d["agreement_declared"]["kappa_quadratic"] > 0.8
+    assert d["n_changed"] == len(moved)
+    assert sum(d["stage_counts"].values()) == 40
+    assert d["stability_ari"] > 0.8
+    assert all(a > 0.6 for a in d["alpha"].values())
+    import json
+
+    json.dumps(d)  # JSON-ready
+
+
+def test_compute_maturity_refit_matches_reference(two_waves):
+    fixed = _run(two_waves)
+    refit = _run(two_waves, refit=True)
+    agree = (fixed.maturity["stage"] == refit.maturity["stage"]).mean()
+    assert agree >= 0.95
+    assert "2025" in refit.diagnostics["refits"]
+
+
+def test_compute_maturity_is_reproducible_and_order_free(two_waves):
+    s1, s2, w1, w2 = two_waves
+    a = _run(two_waves)
+    shuffled = (s1, s2, w1.sample(frac=1.0, random_state=4), w2.sample(frac=1.0, random_state=5))
+    b = _run(shuffled)
+    pd.testing.assert_frame_equal(a.maturity, b.maturity, check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(a.transitions, b.transitions)
+    assert a.diagnostics == b.diagnostics
+
+
+def test_compute_maturity_bad_input(two_waves):
+    _, _, w1, _ = two_waves
+    cb = load_default()
+    with pytest.raises(MaturityError, match="wave 2030"):
+        compute_maturity({2024: w1}, {}, cb, MaturityConfig(), wave=2030, min_n=5, random_state=0)
+    with pytest.raises(MaturityError, match="reference wave 2020"):
+        compute_maturity(
+            {2024: w1}, {}, cb, MaturityConfig(reference_wave=2020), wave=2024, min_n=5,
+            random_state=0,
+        )  # fmt: skip
+    with pytest.raises(MaturityError, match="territory"):
+        compute_maturity(
+            {2024: w1.drop(columns="id_territoire_code")}, {}, cb, MaturityConfig(), wave=2024,
+            min_n=5, random_state=0,
+        )  # fmt: skip
