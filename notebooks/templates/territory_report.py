@@ -51,7 +51,7 @@ display(HTML(tables.render_fragilities_table(ctx, top=8)))
 
 # %%
 if grid is not None:
-    display(HTML(f"<h2>4. {tables.escape(grid.name)} : {tables.escape(grid.section_title)}</h2>"))
+    display(HTML(tables.render_stage_heading(grid)))
     display(HTML(tables.render_posture(grid)))
     display(HTML("<h3>Questions évaluatives</h3>" + tables.render_questions(grid)))
     for chart in grid.charts:

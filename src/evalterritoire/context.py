@@ -623,7 +623,7 @@ def _freins(lookup: _Lookup, domain, codebook: Codebook, min_n: int) -> list[dic
     for opt, label in var.options.items():
         rec = lookup.proportion(domain, var.id, opt)
         if rec is not None:
-            out.append(_record(rec, f"{var.id}__{opt}", label, min_n))
+            out.append(_record(rec, f"{var.id}__{opt}", label, min_n, kind="share"))
     out.sort(key=lambda r: (-(r["estimate"] or 0), r["variable"]))
     return out[:5]
 
@@ -797,12 +797,9 @@ def _models(models: pd.DataFrame | None) -> list[dict[str, Any]]:
 
 
 def _declared_distribution(lookup: _Lookup, domain, codebook: Codebook, min_n: int):
-    if "stade_auto" not in codebook:
-        return []
-    out = []
-    for code, label in codebook.value_labels("stade_auto").items():
-        rec = lookup.proportion(domain, "stade_auto", str(code))
-        out.append(_record(rec, f"stade_auto={code}", short_label(label, limit=30), min_n))
+    out = _levels(lookup, domain, codebook, "stade_auto", min_n)
+    for rec in out:
+        rec["kind"] = "share"
     return out
 
 
@@ -1002,7 +999,17 @@ def build_contexts(
                 results=tuple(_items(lookup, domain, codebook, RESULT_ITEMS, min_n)),
                 essaimage=tuple(_items(lookup, domain, codebook, ESSAIMAGE_ITEMS, min_n)),
                 stage_indicators=tuple(
-                    _items(lookup, domain, codebook, _numeric(codebook, grid.indicators), min_n)
+                    _items(
+                        lookup,
+                        domain,
+                        codebook,
+                        [
+                            i
+                            for i in _numeric(codebook, grid.indicators)
+                            if i not in MILESTONE_ITEMS
+                        ],
+                        min_n,
+                    )
                 )
                 if grid
                 else (),
@@ -1217,7 +1224,10 @@ def _national(
     )
     reliability = []
     if artefacts.reliability is not None and not artefacts.reliability.empty:
-        reliability = [_clean(r) for r in artefacts.reliability.to_dict(orient="records")]
+        reliability = [
+            {**_clean(r), "label": DIMENSION_SHORT.get(str(r.get("dimension")), r.get("dimension"))}
+            for r in artefacts.reliability.to_dict(orient="records")
+        ]
     ingestion: dict[str, Any] = {}
     if artefacts.ingestion:
         for key in ("n_rows", "n_valid", "n_quarantined", "status", "n_files"):

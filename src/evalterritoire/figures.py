@@ -163,7 +163,12 @@ def _fr_axis(axis, decimals: int = 1, *, percent: bool = False) -> None:
 
 
 def _wrap(text: str, width: int = 38) -> str:
-    return "\n".join(textwrap.wrap(text, width)) or text
+    return _plain("\n".join(textwrap.wrap(text, width)) or text)
+
+
+def _plain(text: str) -> str:
+    """Neutralise matplotlib mathtext: a ``$`` in data must print as a dollar sign."""
+    return str(text).replace("$", r"\$")
 
 
 def _n_text(n: int, small: bool) -> str:
@@ -194,7 +199,7 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
             _empty(fig, "Profil non disponible (stades non calculés)")
             return "Profil non disponible.", "Profil de maturité non disponible."
         ax = fig.add_subplot()
-        labels = [r["label"] for r in rows][::-1]
+        labels = [_plain(r["label"]) for r in rows][::-1]
         y = list(range(len(rows)))
         scores = [r["score"] for r in rows][::-1]
         if banded:
@@ -208,7 +213,9 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
                     label=band.label,
                 )
         colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
-        ax.barh(y, scores, color=colour, height=0.6, label=f"{ctx.territory_name[:40]}", zorder=2)
+        ax.barh(
+            y, scores, color=colour, height=0.6, label=_plain(ctx.territory_name[:40]), zorder=2
+        )
         for yi, r in zip(y, rows[::-1], strict=True):
             if r.get("ci_low") is not None and r.get("ci_high") is not None:
                 ax.plot(
@@ -231,7 +238,7 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
                 color=PALETTE["ink"],
                 s=28,
                 zorder=4,
-                label=f"Profil moyen du stade {ctx.stage_label}",
+                label=_plain(f"Profil moyen du stade {ctx.stage_label}"),
             )
         if grid is not None and grid.allows_verdicts:
             nat = [r.get("national") for r in rows][::-1]
@@ -383,7 +390,7 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
                     va="center",
                     fontsize=8,
                 )
-        ax1.set_yticks(y, [r["label"] for r in rows])
+        ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
         ax1.set_xlim(0, 13.5)
         ax1.set_xticks([0, 2, 4, 6, 8, 10])
         _fr_axis(ax1.xaxis, 0)
@@ -564,7 +571,7 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
                     ha="center",
                     fontsize=8,
                 )
-            ax.set_title(pts[0][2], fontsize=9)
+            ax.set_title(_plain(pts[0][2]), fontsize=9)
             ax.set_ylim(lo, hi)
             ax.set_xticks(waves, [str(w) for w in waves])
             ax.set_xlim(waves[0] - 0.4, waves[-1] + 0.4)
@@ -603,7 +610,10 @@ def build_stage_distribution_figure(ctx: ReportContext) -> ReportFigure:
                 va="bottom",
                 fontsize=9,
             )
-        ax.set_xticks(x, [r["label"] for r in rows])
+        ax.set_xticks(x, [_plain(r["label"]) for r in rows])
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("Nombre de territoires")
         ax.set_ylim(0, max(counts) * 1.18 + 0.5)
         _fr_axis(ax.yaxis, 0)
@@ -639,8 +649,10 @@ def build_stage_profiles_figure(ctx: ReportContext) -> ReportFigure:
                 marker="o",
                 color=STAGE_COLOURS[s % 4],
                 lw=2,
-                label=f"{ctx.stage_names[s] if s < len(ctx.stage_names) else s} "
-                f"({next(iter(sub.values()))['n_territories']} terr.)",
+                label=_plain(
+                    f"{ctx.stage_names[s] if s < len(ctx.stage_names) else s} "
+                    f"({next(iter(sub.values()))['n_territories']} terr.)"
+                ),
             )
         ax.set_xticks(x, [_wrap(d, 14) for d in dims], fontsize=8)
         lo, hi = ctx.score_range
@@ -686,9 +698,15 @@ def build_headline_figure(ctx: ReportContext) -> ReportFigure:
         alt = "Chiffres clés : " + "; ".join(
             f"{r['label']} {fmt_percent(r['estimate'])}" for r in rows
         )
+        has_ci = any(r.get("ci_low") is not None for r in rows)
         caption = (
-            "Parts pondérées avec intervalle de confiance à 95 % (trait noir) ; triangle : "
-            "repère national publié (Observatoire des partenariats)."
+            "Parts pondérées"
+            + (
+                " avec intervalle de confiance à 95 % (trait noir)"
+                if has_ci
+                else " (sans intervalle)"
+            )
+            + " ; triangle : repère national publié (Observatoire des partenariats)."
         )
         return alt + ".", caption
 

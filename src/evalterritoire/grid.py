@@ -77,7 +77,9 @@ class StageGrid:
     indicators : tuple of str
         Codebook item ids the stage looks at first.
     charts : tuple of str
-        Chart ids (see :mod:`evalterritoire.figures`) of the stage block.
+        Chart ids (see :mod:`evalterritoire.figures`) of the stage block. The nine-dimension
+        profile is drawn for every stage in the « stade attribué » section, compared with the
+        stage centroid, with reading bands only when ``bands`` is not empty.
     recommendations : tuple of str
         Typical recommendations, phrased as next steps.
     do_not : tuple of str
@@ -151,7 +153,7 @@ _EMERGENCE = StageGrid(
         "dyn_freins",
         "dyn_innovation_source",
     ),
-    charts=("stakeholders", "agreement", "fragilities", "milestones"),
+    charts=("stakeholders", "agreement", "milestones"),
     recommendations=(
         "Cartographier les parties prenantes (métiers, personnes, compétences, degré d'implication) pour identifier les ressources mobilisables et les manques, et repérer ce qui existe ailleurs (WikiRésilience).",
         "Créer des espaces de co-construction pour monter en compétence collectivement, décloisonner, réaliser un diagnostic partagé, permettre la formation par les pairs (WikiRésilience).",
@@ -218,7 +220,7 @@ _STRUCTURATION = StageGrid(
         "res_benefices_organisation",
         "res_charge_excessive",
     ),
-    charts=("profile", "benefit_burden", "milestones"),
+    charts=("benefit_burden", "milestones"),
     recommendations=(
         "Clarifier les rôles, formaliser les engagements (charte, convention), tout en gardant la porte ouverte aux nouveaux entrants (WikiRésilience).",
         "Distinguer catalyse et opération : si l'animateur devient porteur des solutions, il perd temps, moyens et légitimité pour l'animation transversale ; choisir explicitement (Le RAMEAU).",
@@ -283,7 +285,7 @@ _CONSOLIDATION = StageGrid(
         "part_evalue_resultats",
         "part_bilan_relation",
     ),
-    charts=("profile_banded", "waves", "benefit_burden", "fragility_table"),
+    charts=("waves", "benefit_burden", "fragility_table"),
     recommendations=(
         "Inscrire le financement dans la durée et diversifier le modèle socio-économique (« inventer des modèles économiques », « donner de la valeur à la catalyse territoriale »).",
         "Incarner et structurer dans la durée : gouvernance partagée (par exemple une SCIC), élargissement des parties prenantes, transparence en continu.",
@@ -340,7 +342,7 @@ _ESSAIMAGE = StageGrid(
         "res_habitants_beneficient",
         "res_charge_excessive",
     ),
-    charts=("profile_banded", "waves", "essaimage_table"),
+    charts=("waves", "essaimage_table"),
     recommendations=(
         "Concrétiser, capitaliser et diffuser : co-produire outils et contenus, médiatiser à tous les niveaux (local, national, international).",
         "Trouver des ambassadeurs et organiser les témoignages de pairs ; voyages d'étude ; plateformes de partage d'outils.",

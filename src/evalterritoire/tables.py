@@ -47,18 +47,40 @@ __all__ = [
     "render_posture",
     "render_profile_table",
     "render_questions",
-    "render_section_list",
     "render_recommendations",
     "render_reliability_table",
     "render_respondents_table",
+    "render_section_list",
     "render_small_n",
     "render_stage_distribution_table",
+    "render_stage_heading",
     "render_stage_summary",
     "render_stage_table",
     "render_territories_table",
     "render_title",
     "render_transitions_table",
 ]
+
+
+_CALIBRATION = {
+    "none": "aucun",
+    "poststratify": "post-stratification",
+    "rake": "calage sur marges (raking)",
+    "linear": "calage linéaire",
+}
+_LONELY = {
+    "fail": "refusée (arrêt)",
+    "remove": "retirée du calcul de variance",
+    "adjust": "centrée sur la moyenne générale",
+    "certainty": "traitée comme certaine",
+}
+_CLUSTER = {"kmeans": "k-moyennes", "gmm": "mélange gaussien", "ward": "hiérarchique (Ward)"}
+
+
+def _p_value(p: Any) -> str:
+    if p is None:
+        return MISSING
+    return f"<{NBSP}0,001" if float(p) < 0.001 else fmt_number(p, 3)
 
 
 def escape(value: Any) -> str:
@@ -192,7 +214,7 @@ def render_stage_summary(ctx: ReportContext) -> str:
         )
     if ctx.stage_declared is not None:
         text = (
-            f"<p>Regards croisés : les acteurs situent en moyenne la démarche au stade "
+            f"<p>Regards croisés : les répondants situent le plus souvent la démarche au stade "
             f"{guillemets(escape(ctx.stage_declared_label))}"
         )
         gap = ctx.stage_gap or 0
@@ -218,6 +240,12 @@ def render_stage_summary(ctx: ReportContext) -> str:
     return "".join(parts)
 
 
+def render_stage_heading(grid: StageGrid, number: int = 4) -> str:
+    """Heading of the stage-specific block, e.g. « 4. Émergence : ce que la démarche… »."""
+    title = grid.section_title[:1].lower() + grid.section_title[1:]
+    return f"<h2>{number}. {escape(grid.name)} : {escape(title)}</h2>"
+
+
 def render_posture(grid: StageGrid) -> str:
     """Posture, signals, tone and reading rule of a stage."""
     return (
@@ -237,7 +265,8 @@ def render_do_not(grid: StageGrid) -> str:
     """What the report deliberately does not do at this stage."""
     items = "".join(f"<li>{escape(q)}</li>" for q in grid.do_not)
     return (
-        f'<div class="do-not"><p>Ce rapport, à ce stade, s\'abstient de :</p><ul>{items}</ul></div>'
+        "<div class=\"do-not\"><p>Ce que ce rapport s'interdit à ce stade (grille d'évaluation) :"
+        f"</p><ul>{items}</ul></div>"
     )
 
 
@@ -279,14 +308,16 @@ def render_methodology(ctx: ReportContext) -> str:
     return (
         '<div class="methodology">'
         f"<p>Plan de sondage : {design or 'non déclaré'} ; calage : "
-        f"{escape(m.get('calibration', 'none'))} ; unités primaires isolées : "
-        f"{escape(m.get('lonely_psu', ''))}.</p><p>{intervals}</p>"
+        f"{escape(_CALIBRATION.get(m.get('calibration', 'none'), m.get('calibration')))} ; "
+        "unité primaire seule dans sa strate : "
+        f"{escape(_LONELY.get(m.get('lonely_psu', ''), m.get('lonely_psu')))}.</p><p>{intervals}</p>"
         f"<p>Petits effectifs : toute estimation reposant sur moins de "
         f"{escape(fmt_count(ctx.min_n))} répondants est marquée « indicatif » ; un territoire "
         f"de moins de {escape(m.get('small_cell', 5))} répondants ou de moins de 2 types "
         "d'acteurs reçoit un rapport indicatif. Les « ne sait pas » sont comptés et publiés, "
         "jamais intégrés aux moyennes.</p>"
-        f"<p>Stades : classification {escape(m.get('cluster_method', ''))} des profils de "
+        "<p>Stades : classification "
+        f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
         f"territoires sur neuf dimensions, graine {escape(m.get('random_state', ''))}.</p>"
         "</div>"
     )
@@ -423,7 +454,9 @@ def render_milestones_table(ctx: ReportContext) -> str:
     for m in ctx.milestones:
         done = m.get("done")
         status = (
-            '<span class="done">✓ fait</span>' if done else '<span class="todo">○ à faire</span>'
+            f'<span class="done">✓{NBSP}fait</span>'
+            if done
+            else f'<span class="todo">○{NBSP}à{NBSP}faire</span>'
         )
         if m.get("estimate") is None:
             status = MISSING
@@ -519,7 +552,7 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
                 escape(m.get("label") or m.get("term")),
                 escape(fmt_number(est, 2)),
                 escape(fmt_interval(m.get("ci_low"), m.get("ci_high"), 2)),
-                escape(fmt_number(m.get("p_value"), 3)),
+                escape(_p_value(m.get("p_value"))),
                 escape(fmt_count(m.get("n"))),
                 escape(m.get("flags") or ""),
             ]
