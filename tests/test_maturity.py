@@ -639,3 +639,25 @@ def test_compute_maturity_bad_input(two_waves):
             {2024: w1.drop(columns="id_territoire_code")}, {}, cb, MaturityConfig(), wave=2024,
             min_n=5, random_state=0,
         )  # fmt: skip
+
+
+def test_profiles_agree_with_design_and_estimates_modules(codebook, wave_demo):
+    from evalterritoire.design import SurveyDesign
+    from evalterritoire.estimates import estimate_mean
+
+    _, resp = wave_demo
+    scorer = MaturityScorer(codebook).fit(resp)
+    resp = resp.assign(psu=resp["id_territoire_code"] + "-" + (resp.index % 5).astype(str))
+    design = SurveyDesign(resp, weight="id_poids", psu="psu")
+    prof = compute_profiles(resp, scorer, design).set_index("territory")
+    scored = pd.concat([resp, scorer.transform(resp)], axis=1)
+    ref = estimate_mean(
+        SurveyDesign(scored, weight="id_poids", psu="psu"),
+        ["score_gouvernance", "score_global"],
+        by="id_territoire_code",
+    )
+    for var in ("score_gouvernance", "score_global"):
+        r = ref[ref["variable"] == var].set_index("id_territoire_code")
+        np.testing.assert_allclose(prof["score_" + var[6:]], r["estimate"], rtol=1e-10)
+        se_col = "se_" + var[6:]
+        np.testing.assert_allclose(prof[se_col], r["se"], rtol=1e-8)

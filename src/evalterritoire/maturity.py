@@ -378,20 +378,26 @@ def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, var
     outside d (R ``svyby`` semantics), ``z_i = w_i 1[i in d, y_i valid] (y_i - ybar_d) / N_d``.
     """
     n, p = y.shape
-    onehot = np.zeros((n, n_dom))
-    onehot[np.arange(n), idx] = 1.0
     valid = np.isfinite(y)
-    y0 = np.where(valid, y, 0.0)
-    wv = w[:, None] * valid  # (n, p)
-    n_hat = onehot.T @ wv  # (T, p)
-    total = onehot.T @ (wv * y0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_hat > 0, total / n_hat, np.nan)
-        resid = y0[:, None, :] - np.nan_to_num(mean)[None, :, :]  # (n, T, p)
-        z = onehot[:, :, None] * wv[:, None, :] * resid / np.where(n_hat > 0, n_hat, 1.0)
-    var = variance(z.reshape(n, n_dom * p)).reshape(n_dom, p)
-    se = np.where(n_hat > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
-    counts = onehot.T @ valid.astype(float)
+    mean = np.full((n_dom, p), np.nan)
+    se = np.full((n_dom, p), np.nan)
+    counts = np.zeros((n_dom, p))
+    rows = np.arange(n)
+    for j in range(p):
+        ok = valid[:, j]
+        wv = np.where(ok, w, 0.0)
+        y0 = np.where(ok, y[:, j], 0.0)
+        n_hat = np.bincount(idx, weights=wv, minlength=n_dom)
+        total = np.bincount(idx, weights=wv * y0, minlength=n_dom)
+        counts[:, j] = np.bincount(idx, weights=ok.astype(float), minlength=n_dom)
+        has = n_hat > 0
+        m = np.divide(total, n_hat, out=np.full(n_dom, np.nan), where=has)
+        z = np.zeros((n, n_dom))
+        safe_n = np.where(has, n_hat, 1.0)
+        z[rows, idx] = wv * (y0 - np.nan_to_num(m)[idx]) / safe_n[idx]
+        var = variance(z)
+        mean[:, j] = m
+        se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
     return mean, se, counts
 
 
