@@ -661,3 +661,39 @@ def test_profiles_agree_with_design_and_estimates_modules(codebook, wave_demo):
         np.testing.assert_allclose(prof["score_" + var[6:]], r["estimate"], rtol=1e-10)
         se_col = "se_" + var[6:]
         np.testing.assert_allclose(prof[se_col], r["se"], rtol=1e-8)
+
+
+# --------------------------------------------------------------------------- real simulator
+@pytest.mark.slow
+def test_simulator_ingest_design_maturity_recovers_ground_truth(tmp_path, codebook):
+    """Project simulator (small) → ingest → design → compute_maturity, ARI against the truth."""
+    from evalterritoire.config import load_study
+    from evalterritoire.design import build_design
+    from evalterritoire.ingest import ingest_file
+    from evalterritoire.simulate import simulate_waves
+
+    simulate_waves(tmp_path, n_territories=24, n_respondents=1200, waves=[2024, 2025], seed=7)
+    responses, designs = {}, {}
+    for w in (2024, 2025):
+        cfg = load_study(tmp_path / str(w) / "study.toml")
+        res = ingest_file(cfg.exports[0], codebook, profile=cfg.ingest.profile)
+        responses[w] = res.valid
+        designs[w] = build_design(res.valid, cfg.design, cfg.calibration)
+    out = compute_maturity(
+        responses,
+        designs,
+        codebook,
+        MaturityConfig(n_bootstrap=10, reference_wave=2024),
+        wave=2025,
+        min_n=cfg.min_n,
+        random_state=0,
+    )
+    truth = pd.read_csv(tmp_path / "ground_truth" / "stages.csv", dtype={"territory": "string"})
+    for w in (2024, 2025):
+        got = out.profiles[out.profiles["wave"] == w].merge(
+            truth[truth["wave"] == w], on="territory", validate="one_to_one"
+        )
+        assert len(got) == 24
+        assert adjusted_rand_score(got["true_stage"], got["stage"].astype(int)) >= 0.8
+    tr = out.transitions.merge(truth[truth["wave"] == 2025], on="territory")
+    assert (tr["to_stage"] == tr["true_stage"]).mean() >= 0.85

@@ -111,7 +111,9 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
         Dimensions whose alpha is below ``min_alpha`` (or cannot be computed).
     """
 
-    def __init__(self, codebook: Codebook, min_items: float | int | None = None, min_alpha=0.6):
+    def __init__(
+        self, codebook: Codebook, min_items: float | int | None = None, min_alpha: float = 0.6
+    ) -> None:
         self.codebook = codebook
         self.min_items = min_items
         self.min_alpha = min_alpha
