@@ -64,14 +64,22 @@ def _rowsum(codes: np.ndarray, n_groups: int, x: np.ndarray) -> np.ndarray:
     """Sum the rows of ``x`` (n,) or (n, p) within integer groups ``codes`` (R ``rowsum``)."""
     if x.ndim == 1:
         return np.bincount(codes, weights=x, minlength=n_groups)
-    n, p = x.shape
+    p = x.shape[1]
     if p <= 8:
         out = np.empty((n_groups, p))
         for j in range(p):
             out[:, j] = np.bincount(codes, weights=x[:, j], minlength=n_groups)
         return out
-    ind = sparse.csc_matrix((np.ones(n), codes, np.arange(n + 1)), shape=(n_groups, n)).tocsr()
-    return np.asarray(ind @ x)
+    return np.asarray(_indicator(codes, n_groups) @ x)
+
+
+def _indicator(
+    codes: np.ndarray, n_groups: int, values: np.ndarray | None = None
+) -> sparse.csr_matrix:
+    """Sparse (n_groups × n) matrix with ``values`` (default 1) at ``(codes[i], i)``."""
+    n = codes.size
+    data = np.ones(n) if values is None else np.asarray(values, dtype=float)
+    return sparse.csc_matrix((data, codes, np.arange(n + 1)), shape=(n_groups, n)).tocsr()
 
 
 def _as_float(series: pd.Series, col: str, role: str) -> np.ndarray:
@@ -589,9 +597,7 @@ class SurveyDesign:
         ndarray of int
             ``(n_domains,)`` degrees of freedom (replicate designs: the design's).
         """
-        codes = np.asarray(codes, dtype=np.int64)
-        if self._domain is not None:
-            codes = np.where(self._domain, codes, -1)
+        codes = self._domain_codes(codes)
         if self._rep is not None:
             return np.full(n_domains, self.df, dtype=np.int64)
         keep = codes >= 0
@@ -653,6 +659,61 @@ class SurveyDesign:
             z = z - step.w_after[:, None] * (step.x @ b)
         return z
 
+    def _domain_codes(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, dtype=np.int64)
+        if self._domain is not None:
+            codes = np.where(self._domain, codes, -1)
+        return codes
+
+    def _cells(self, codes: np.ndarray, n_domains: int) -> tuple[np.ndarray, np.ndarray]:
+        """Finest sampling unit × domain cells: cell code of each kept row and the cell keys.
+
+        ``codes`` must already be restricted to the design's domain (``-1`` = no domain); the
+        cell code array has one entry per row with ``codes >= 0``; ``key = unit * G + domain``.
+        """
+        keep = codes >= 0
+        unit = self._stages[-1].unit
+        key = (unit[keep] if not keep.all() else unit) * np.int64(n_domains) + codes[keep]
+        cell, keys = pd.factorize(key, sort=False)
+        return cell.astype(np.int64), np.asarray(keys, dtype=np.int64)
+
+    def _cell_variances(
+        self, t: np.ndarray, keys: np.ndarray, n_domains: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Variances from totals ``t`` (cells, p) of finest-unit × domain cells.
+
+        Returns the ``(n_domains, p)`` variances (sum over stages of
+        ``coef_h Σ_a (t_a - t̄_h)²`` within group × domain) and the domain degrees of freedom.
+        """
+        p = t.shape[1]
+        out = np.zeros((n_domains, p))
+        unit = keys // n_domains
+        dom = keys % n_domains
+        df = np.zeros(n_domains, dtype=np.int64)
+        for s in range(len(self._stages) - 1, -1, -1):
+            stage = self._stages[s]
+            if s < len(self._stages) - 1:
+                # aggregate the child cells to this stage's units
+                unit = self._stages[s + 1].group[unit]
+                key = unit * np.int64(n_domains) + dom
+                cell, ukeys = pd.factorize(key, sort=False)
+                t = _rowsum(cell.astype(np.int64), len(ukeys), t)
+                ukeys = np.asarray(ukeys, dtype=np.int64)
+                unit, dom = ukeys // n_domains, ukeys % n_domains
+            grp = stage.group[unit]
+            gcell, g_keys = pd.factorize(grp * np.int64(n_domains) + dom, sort=False)
+            g_keys = np.asarray(g_keys, dtype=np.int64)
+            gcell = gcell.astype(np.int64)
+            s1 = _rowsum(gcell, g_keys.size, t)
+            s2 = _rowsum(gcell, g_keys.size, t * t)
+            g_grp, g_dom = g_keys // n_domains, g_keys % n_domains
+            centre = np.where(stage.centre[g_grp], 1.0 / stage.n_in_group[g_grp], 0.0)
+            vg = stage.coef[g_grp][:, None] * (s2 - s1 * s1 * centre[:, None])
+            out += _rowsum(g_dom, n_domains, vg)
+            if s == 0:
+                df = np.bincount(dom, minlength=n_domains) - np.bincount(g_dom, minlength=n_domains)
+        return np.maximum(out, 0.0), df.astype(np.int64)
+
     def _domain_variances(self, z: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
         """Variance of every domain total of every column, in one vectorised pass.
 
@@ -660,39 +721,14 @@ class SurveyDesign:
         to rows with ``codes == g`` (``-1`` = no domain). Returns ``(n_domains, p)`` variances,
         equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair.
         """
-        codes = np.asarray(codes, dtype=np.int64)
-        if self._domain is not None:
-            codes = np.where(self._domain, codes, -1)
+        codes = self._domain_codes(codes)
         keep = codes >= 0
         z = np.where(keep[:, None], z, 0.0)
-        p = z.shape[1]
         if self._cal:
             return self._domain_variances_calibrated(z, codes, n_domains)
-        out = np.zeros((n_domains, p))
-        zk, ck = z[keep], codes[keep]
-        for stage in self._stages:
-            key = stage.unit[keep] * np.int64(n_domains) + ck
-            cell, cell_keys = pd.factorize(key, sort=False)
-            cell_keys = np.asarray(cell_keys, dtype=np.int64)
-            t = _rowsum(cell.astype(np.int64), cell_keys.size, zk)  # (cells, p)
-            cell_unit = cell_keys // n_domains
-            cell_dom = cell_keys % n_domains
-            grp = stage.group[cell_unit]
-            key2 = grp * np.int64(n_domains) + cell_dom
-            gcell, g_keys = pd.factorize(key2, sort=False)
-            g_keys = np.asarray(g_keys, dtype=np.int64)
-            gcell = gcell.astype(np.int64)
-            s1 = _rowsum(gcell, g_keys.size, t)
-            s2 = _rowsum(gcell, g_keys.size, t * t)
-            g_grp = g_keys // n_domains
-            centre = np.where(stage.centre[g_grp], 1.0 / stage.n_in_group[g_grp], 0.0)
-            vg = stage.coef[g_grp][:, None] * (s2 - s1 * s1 * centre[:, None])
-            out += (
-                _rowsum(g_keys % n_domains, n_domains, vg)
-                if p > 1
-                else _rowsum(g_keys % n_domains, n_domains, vg[:, 0])[:, None]
-            )
-        return np.maximum(out, 0.0)
+        cell, keys = self._cells(codes, n_domains)
+        t = _rowsum(cell, keys.size, z[keep])
+        return self._cell_variances(t, keys, n_domains)[0]
 
     def _domain_variances_calibrated(
         self, z: np.ndarray, codes: np.ndarray, n_domains: int
@@ -951,7 +987,7 @@ def _count_pairs(codes: np.ndarray, other: np.ndarray, n_domains: int) -> np.nda
     if codes.size == 0:
         return np.zeros(n_domains, dtype=np.int64)
     key = other.astype(np.int64) * np.int64(n_domains) + codes
-    uniq = np.unique(key)
+    uniq = pd.unique(key)
     return np.bincount(uniq % n_domains, minlength=n_domains)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from evalterritoire.design import SurveyDesign, _rowsum
+from evalterritoire.design import SurveyDesign, _indicator, _rowsum
 from evalterritoire.errors import EstimationError
 
 __all__ = [
@@ -93,10 +93,11 @@ def _domains(design: SurveyDesign, by: list[str]) -> tuple[np.ndarray, pd.DataFr
     codes = np.where(mask, codes, -1)
     if (codes < 0).all():
         raise EstimationError(f"no respondent belongs to any domain of {', '.join(by)}")
-    used, codes_new = np.unique(codes[codes >= 0], return_inverse=True)
-    out = np.full(codes.shape, -1, dtype=np.int64)
-    out[codes >= 0] = codes_new
-    first = np.full(used.size, -1, dtype=np.int64)
+    present = np.bincount(codes[codes >= 0]) > 0
+    remap = np.cumsum(present) - 1
+    out = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
+    n_used = int(present.sum())
+    first = np.full(n_used, -1, dtype=np.int64)
     rows = np.flatnonzero(out >= 0)
     first[out[rows[::-1]]] = rows[::-1]
     labels = frame.iloc[first].reset_index(drop=True)
@@ -104,7 +105,7 @@ def _domains(design: SurveyDesign, by: list[str]) -> tuple[np.ndarray, pd.DataFr
 
 
 def _numeric(design: SurveyDesign, cols: Sequence[str]) -> np.ndarray:
-    out = np.empty((len(design.data), len(cols)))
+    out = np.empty((len(design.data), len(cols)), order="F")
     for j, col in enumerate(cols):
         s = design.data[col]
         if pd.api.types.is_bool_dtype(s):
@@ -133,6 +134,8 @@ def _engine(
     x: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Estimates, variances, n and deff for every (domain, column); kind = mean|total|ratio."""
+    if kind != "ratio" and not design.is_replicate and not design._cal:
+        return _engine_cells(design, y, codes, n_dom, kind=kind)
     valid = ~np.isnan(y)
     if x is not None:
         valid &= ~np.isnan(x)
@@ -175,6 +178,59 @@ def _engine(
             vsrs = vsrs * wsum**2
         elif kind == "ratio":
             vsrs = vsrs / np.square(tx / wsum)
+        deff = var / vsrs
+    return {"estimate": est, "var": var, "n": n, "deff": deff}
+
+
+def _engine_cells(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: int, *, kind: str
+) -> dict[str, np.ndarray]:
+    """Fast path (Taylor, uncalibrated): everything from (finest unit × domain) cell sums.
+
+    One sparse product per sum (Σw·y, Σw·y², and Σw, Σ1 over valid rows) aggregates the rows to
+    cells; domain estimates, the linearised PSU-cell totals ``(Σw y - m Σw) / Σw`` and the
+    variances then only touch cells, never rows again.
+    """
+    codes = design._domain_codes(codes)
+    keep = codes >= 0
+    all_rows = bool(keep.all())
+    cell, keys = design._cells(codes, n_dom)
+    n_cell = keys.size
+    w = design.weights if all_rows else design.weights[keep]
+    yk = y if all_rows else y[keep]
+    nan = np.isnan(yk)
+    nan_cols = np.flatnonzero(nan.any(axis=0))
+    y0 = np.where(nan, 0.0, yk) if nan_cols.size else yk
+    a_w = _indicator(cell, n_cell, w)
+    s1 = np.asarray(a_w @ y0)
+    s2 = np.asarray(a_w @ np.square(y0))
+    p = yk.shape[1]
+    s0 = np.repeat(np.asarray(a_w.sum(axis=1)), p, axis=1)
+    cnt = np.repeat(np.bincount(cell, minlength=n_cell).astype(float)[:, None], p, axis=1)
+    if nan_cols.size:
+        valid = (~nan[:, nan_cols]).astype(float)
+        s0[:, nan_cols] = a_w @ valid
+        cnt[:, nan_cols] = _indicator(cell, n_cell) @ valid
+    dom = keys % n_dom
+    wsum = _rowsum(dom, n_dom, s0)
+    ty = _rowsum(dom, n_dom, s1)
+    tyy = _rowsum(dom, n_dom, s2)
+    n = _rowsum(dom, n_dom, cnt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = ty / wsum
+        if kind == "mean":
+            est = mean
+            t = (s1 - mean[dom] * s0) / wsum[dom]
+        else:
+            est = ty
+            t = s1
+        t = np.where(np.isfinite(t), t, 0.0)
+        var, _ = design._cell_variances(t, keys, n_dom)
+        ss = np.maximum(tyy - 2 * mean * ty + mean * mean * wsum, 0.0)
+        s2w = ss / wsum * n / (n - 1)
+        vsrs = s2w * (wsum - n) / (wsum * n)
+        if kind == "total":
+            vsrs = vsrs * wsum**2
         deff = var / vsrs
     return {"estimate": est, "var": var, "n": n, "deff": deff}
 
