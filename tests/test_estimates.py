@@ -242,3 +242,129 @@ def test_many_domains_one_pass_equals_subsets(strat: pd.DataFrame) -> None:
         one = estimate_mean(sub, row.variable).iloc[0]
         np.testing.assert_allclose([one.estimate, one.se], [row.estimate, row.se], rtol=1e-10)
         assert one.df == row.df
+
+
+# ----------------------------------------------------------------------------- study table
+def _responses(codebook, n: int = 400, seed: int = 5) -> pd.DataFrame:
+    """Typed responses following the codebook conventions (values, __special, __option)."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, object] = {
+        "id_territoire_code": rng.choice(["T01", "T02", "T03", "T04"], n),
+        "id_type_repondant": rng.choice(["elu_maire", "agent_collectivite"], n),
+        "id_strate": rng.choice(["A", "B"], n),
+        "id_poids": rng.uniform(1, 4, n),
+    }
+    cols["id_psu"] = [f"{s}{k}" for s, k in zip(cols["id_strate"], rng.integers(0, 8, n))]
+    for var in codebook.variables:
+        if var.level != "respondent" or var.id in cols:
+            continue
+        special = np.array([None] * n, dtype=object)
+        if var.special_codes:
+            draw = rng.random(n)
+            special[draw < 0.08] = "nsp"
+            if "filtre" in var.special_codes:
+                special[(draw >= 0.08) & (draw < 0.12)] = "filtre"
+        answered = pd.isna(special)
+        if var.type in {"likert", "ordinal", "binary"}:
+            scale = codebook.scales[var.scale].values
+            vals = rng.choice(sorted(scale), n).astype(float)
+            cols[var.id] = pd.array(np.where(answered, vals, np.nan), dtype="Float64")
+        elif var.type == "rating":
+            vals = rng.integers(0, 11, n).astype(float)
+            cols[var.id] = pd.array(np.where(answered, vals, np.nan), dtype="Float64")
+        elif var.type == "categorical":
+            vals = rng.choice(sorted(var.options), n).astype(object)
+            vals[~answered] = None
+            cols[var.id] = pd.array(vals, dtype="string")
+        elif var.type == "multi_select":
+            for key in var.options:
+                vals = rng.integers(0, 2, n).astype(float)
+                cols[f"{var.id}__{key}"] = pd.array(
+                    np.where(answered, vals, np.nan), dtype="Float64"
+                )
+        else:
+            continue
+        if var.special_codes:
+            cols[f"{var.id}__special"] = pd.array(special, dtype="string")
+    return pd.DataFrame(cols)
+
+
+DOMAINS = {
+    "territory": "id_territoire_code",
+    "respondent_type": "id_type_repondant",
+    "stage": None,
+}
+
+
+@pytest.fixture(scope="module")
+def study(codebook):
+    from evalterritoire.estimates import compute_study_estimates
+
+    responses = _responses(codebook)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    table = compute_study_estimates(design, codebook, domains=DOMAINS, min_n=90, wave=2025)
+    return responses, design, table
+
+
+def test_study_table_schema_and_order(study) -> None:
+    from evalterritoire.estimates import STUDY_ESTIMATE_COLUMNS
+
+    _, _, table = study
+    assert tuple(table.columns) == STUDY_ESTIMATE_COLUMNS
+    keys = ["domain_type", "domain", "variable", "level", "statistic"]
+    assert not table.duplicated(keys).any()
+    assert table.equals(table.sort_values(keys).reset_index(drop=True))
+    assert set(table["domain_type"]) == {"national", "territory", "respondent_type"}
+    assert set(table["statistic"]) == {"mean", "proportion", "nsp_share"}
+    assert (table.loc[table.domain_type == "national", "domain"] == "").all()
+    assert (table["wave"] == 2025).all()
+    assert (table["is_small_n"] == (table["n"] < 90)).all()
+    assert table["is_small_n"].any() and not table["is_small_n"].all()
+    assert np.isfinite(table[["estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
+
+
+def test_study_table_values(study, codebook) -> None:
+    responses, design, table = study
+    t = table.set_index(["domain_type", "domain", "variable", "level", "statistic"])
+    # a Likert mean by territory equals the general estimator
+    ref = estimate_mean(design, "part_evolution", by="id_territoire_code")
+    for row in ref.itertuples():
+        got = t.loc[("territory", row.id_territoire_code, "part_evolution", "", "mean")]
+        np.testing.assert_allclose([got.estimate, got.se], [row.estimate, row.se], rtol=1e-12)
+    # nsp share among those asked (filtered respondents excluded), weighted
+    sp = responses["part_evolution__special"]
+    asked = (sp != "filtre").fillna(True).to_numpy()
+    w = responses["id_poids"].to_numpy()
+    share = (w * (sp == "nsp").fillna(False).to_numpy())[asked].sum() / w[asked].sum()
+    got = t.loc[("national", "", "part_evolution", "", "nsp_share")]
+    assert got.estimate == pytest.approx(share, rel=1e-12)
+    assert got.n == asked.sum()
+    # categorical proportions sum to one in every domain
+    cat = table[(table.variable == "id_territoire_niveau") & (table.statistic == "proportion")]
+    sums = cat.groupby(["domain_type", "domain"])["estimate"].sum()
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-12)
+    # multi-select options and binary items are proportions of 1
+    multi = table[table.variable == "part_types_partenaires"]
+    assert {"collectivites", "associations"} <= set(multi.level)
+    binary = table[(table.variable == "id_consentement") & (table.domain_type == "national")]
+    assert list(binary.level) == ["1"]
+
+
+def test_study_table_is_row_order_invariant(study, codebook) -> None:
+    from evalterritoire.estimates import compute_study_estimates
+
+    responses, _, table = study
+    shuffled = responses.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    design = SurveyDesign(shuffled, weight="id_poids", strata="id_strate", psu="id_psu")
+    again = compute_study_estimates(design, codebook, domains=DOMAINS, min_n=90, wave=2025)
+    pd.testing.assert_frame_equal(again, table, check_exact=False, rtol=1e-10)
+
+
+def test_study_table_bad_domain(study, codebook) -> None:
+    from evalterritoire.estimates import compute_study_estimates
+
+    _, design, _ = study
+    with pytest.raises(EstimationError, match="stage_col"):
+        compute_study_estimates(
+            design, codebook, domains={"stage": "stage_col"}, min_n=30, wave=2025
+        )
