@@ -18,7 +18,7 @@ from evalterritoire.context import StudyArtefacts
 
 __all__ = ["EVIL_NAME", "make_artefacts", "make_config"]
 
-EVIL_NAME = "Vallée <b>&</b> « Saint-Ouen »"
+EVIL_NAME = "Vallée <script>alert(1)</script> & <b>« Saint-Ouen »</b>"
 NAMES = {
     "T1": EVIL_NAME,
     "T2": "Pays des Deux Rives",

@@ -94,13 +94,16 @@ def test_grid_stage_key_by_label_then_rank():
 def test_grid_texts_are_french_and_complete():
     for key in STAGE_KEYS:
         grid = get_stage_grid(key)
-        assert grid.questions and grid.recommendations and grid.do_not
+        assert grid.questions
+        assert grid.recommendations
+        assert grid.do_not
         assert all(q.endswith(("?", ".")) for q in grid.questions)
 
 
 # --------------------------------------------------------------------------- contexts
 def test_contexts_national_first_then_sorted_codes(contexts):
-    assert contexts[0].is_national and contexts[0].territory == ""
+    assert contexts[0].is_national
+    assert contexts[0].territory == ""
     assert [c.territory for c in contexts[1:]] == ["T1", "T2", "T3", "T4"]
     assert [c.grid_key for c in contexts[1:]] == list(STAGE_KEYS)
 
@@ -109,12 +112,12 @@ def test_context_json_round_trip_is_byte_identical(contexts, codebook, artefacts
     for ctx in contexts:
         text = ctx.to_json()
         again = ReportContext.from_json(text)
-        assert again == ctx or again.to_json() == text
         assert again.to_json() == text
         path = tmp_path / "ctx.json"
         path.write_text(text, encoding="utf-8")
         assert ReportContext.from_json(path).to_json() == text
-        assert "/tmp" not in text and "NaN" not in text
+        assert "/tmp" not in text
+        assert "NaN" not in text
     rebuilt = build_contexts(make_config(tmp_path), codebook, artefacts)
     assert [c.to_json() for c in rebuilt] == [c.to_json() for c in contexts]
 
@@ -122,11 +125,15 @@ def test_context_json_round_trip_is_byte_identical(contexts, codebook, artefacts
 def test_context_stage_justification(contexts):
     t1, t2, t3, t4 = contexts[1:]
     assert t1.territory_name == EVIL_NAME
-    assert t1.stage_declared == 1 and t1.stage_gap == 1  # actors see themselves further on
+    assert t1.stage_declared == 1
+    assert t1.stage_gap == 1
     assert t3.stage_gap == 0
-    assert t2.between_stages and t2.next_stage["key"] == "consolidation"
-    assert not t1.between_stages and t1.next_stage == {}
-    assert t4.is_indicative and not t3.is_indicative
+    assert t2.between_stages
+    assert t2.next_stage["key"] == "consolidation"
+    assert not t1.between_stages
+    assert t1.next_stage == {}
+    assert t4.is_indicative
+    assert not t3.is_indicative
     assert len(t3.profile) == 9
     first = t3.profile[0]
     assert first["ci_low"] < first["score"] < first["ci_high"]
@@ -160,9 +167,8 @@ def test_context_content_sections(contexts):
     assert {m["variable"] for m in t1.milestones} >= {"mat_gouv_instance", "mat_diag_realise"}
     assert all(isinstance(m["done"], bool) for m in t1.milestones)
     assert all(r["kind"] == "share" for r in t1.freins)
-    assert t1.stage_indicators and not {r["variable"] for r in t1.stage_indicators} & {
-        m["variable"] for m in t1.milestones
-    }
+    assert t1.stage_indicators
+    assert not {r["variable"] for r in t1.stage_indicators} & {m["variable"] for m in t1.milestones}
     assert contexts[4].small_n  # T4 has 3 respondents
     assert [r["term"] for r in t1.models] == ["C(id_type_repondant)[T.citoyen]", "ctx_densite"]
 
@@ -172,7 +178,8 @@ def test_national_context(contexts):
     assert [d["n_territories"] for d in nat.stage_distribution] == [1, 1, 1, 1]
     assert len(nat.territories) == 4
     assert sum(t["n_territories"] for t in nat.transition_matrix) == 4
-    assert nat.headline and nat.ingestion["n_quarantined"] == 2
+    assert nat.headline
+    assert nat.ingestion["n_quarantined"] == 2
     assert {r["label"] for r in nat.reliability} >= {"Gouvernance"}
 
 

@@ -12,9 +12,9 @@
 # ---
 
 # %% tags=["parameters"]
-territory = ""
-wave = 0
-context_path = ""
+territory: str = ""
+wave: int = 0
+context_path: str = ""
 
 # %%
 # Rapport d'évaluation d'un territoire

@@ -189,8 +189,8 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
     no verdict (emerging, structuring), so such a report can never show them.
     """
     grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
-    if banded and (grid is None or not grid.allows_verdicts):
-        banded = False
+    if banded and (grid is None or not grid.allows_verdicts or ctx.is_indicative):
+        banded = False  # no verdict before consolidation, nor on an indicative (small-n) report
     rows = [p for p in ctx.profile if p.get("score") is not None]
     lo, hi = ctx.score_range
 

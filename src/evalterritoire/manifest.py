@@ -326,6 +326,12 @@ class ArtefactComparison:
         return f"{text}  ({self.detail})" if self.detail else text
 
 
+def _py(value: Any) -> Any:
+    """Python scalar from a numpy scalar (for readable messages)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
 def _first_table_difference(old: Path, new: Path) -> str:
     import pandas as pd
 
@@ -336,9 +342,7 @@ def _first_table_difference(old: Path, new: Path) -> str:
         return f"columns differ: removed {gone}, added {added}"
     if len(a) != len(b):
         return f"{len(a)} rows recorded, {len(b)} rows now"
-    keys = [c for c in a.columns if a[c].dtype == object or str(a[c].dtype).startswith("string")][
-        :3
-    ]
+    keys = [c for c in a.columns if pd.api.types.is_string_dtype(a[c])][:3]
     for col in a.columns:
         x, y = a[col].reset_index(drop=True), b[col].reset_index(drop=True)
         both_na = x.isna() & y.isna()
@@ -348,11 +352,11 @@ def _first_table_difference(old: Path, new: Path) -> str:
             differs = ~(both_na | (x.astype(str) == y.astype(str)))
         if differs.any():
             row = int(differs.to_numpy().nonzero()[0][0])
-            where = ", ".join(f"{k}={a.at[row, k]!s}" for k in keys if k != col)
+            where = ", ".join(f"{k}={_py(a.at[row, k])}" for k in keys if k != col)
             return (
                 f"first difference at row {row}"
                 + (f" ({where})" if where else "")
-                + f", column '{col}': {x.iloc[row]!r} recorded, {y.iloc[row]!r} now"
+                + f", column '{col}': {_py(x.iloc[row])!r} recorded, {_py(y.iloc[row])!r} now"
             )
     return "same values, different bytes (metadata or encoding)"
 

@@ -1,0 +1,360 @@
+"""Report templates, figures, tables, offline HTML export, index, file names and manifest."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import IPython.display
+import jupytext
+import nbformat
+import pandas as pd
+import pytest
+from _synthetic_reports import EVIL_NAME, make_artefacts, make_config
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from evalterritoire import figures, tables
+from evalterritoire.context import build_contexts
+from evalterritoire.errors import RenderError, ReproduceError
+from evalterritoire.export import export_html, render_index, wrap_html
+from evalterritoire.grid import STAGE_KEYS, get_stage_grid
+from evalterritoire.manifest import (
+    build_manifest,
+    compare_artefacts,
+    format_comparisons,
+    load_manifest,
+    safe_filename,
+    write_manifest,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "notebooks" / "templates"
+SNAPSHOTS = Path(__file__).parent / "fixtures" / "reports"
+PARAMETERS = ["territory", "wave", "context_path"]
+VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
+
+
+@pytest.fixture(scope="module")
+def study(codebook, tmp_path_factory):
+    """Synthetic study: contexts written as JSON, one per territory + national."""
+    root = tmp_path_factory.mktemp("study")
+    config = make_config(root)
+    contexts = build_contexts(config, codebook, make_artefacts(codebook))
+    out = root / "contexts"
+    out.mkdir()
+    paths = {}
+    for ctx in contexts:
+        key = "national" if ctx.is_national else safe_filename(ctx.territory)
+        paths[key] = out / f"{key}.json"
+        paths[key].write_text(ctx.to_json(), encoding="utf-8")
+    return {"config": config, "contexts": contexts, "paths": paths, "root": root}
+
+
+def _ipynb(name: str, directory: Path) -> Path:
+    path = directory / f"{name}.ipynb"
+    nbformat.write(jupytext.read(TEMPLATES / f"{name}.py"), path)
+    return path
+
+
+def _render_in_process(name: str, ctx, context_path: Path, monkeypatch) -> str:
+    """Run a template's cells in this process (display collected), as the kernel would."""
+    outputs: list[str] = []
+
+    def collect(*objs, **_):
+        for obj in objs:
+            outputs.append(obj._repr_html_())
+
+    monkeypatch.setattr(IPython.display, "display", collect)
+    namespace: dict = {}
+    for cell in jupytext.read(TEMPLATES / f"{name}.py").cells:
+        if cell.cell_type != "code":
+            continue
+        source = cell.source
+        if "parameters" in cell.metadata.get("tags", []):
+            source = (
+                f"territory = {ctx.territory!r}\nwave = {ctx.wave!r}\n"
+                f"context_path = {str(context_path)!r}\n"
+            )
+        exec(compile(source, f"<{name}>", "exec"), namespace)
+    return wrap_html("\n".join(outputs), title=ctx.title)
+
+
+# --------------------------------------------------------------------------- templates
+@pytest.mark.parametrize("name", ["territory_report", "annual_study"])
+def test_template_parameters_are_pinned(name, tmp_path):
+    import papermill
+
+    params = papermill.inspect_notebook(str(_ipynb(name, tmp_path)))
+    assert list(params) == PARAMETERS
+    assert {k: v["inferred_type_name"] for k, v in params.items()} == {
+        "territory": "str",
+        "wave": "int",
+        "context_path": "str",
+    }
+
+
+@pytest.mark.parametrize("stage", range(4))
+def test_report_follows_its_stage(stage, study, monkeypatch):
+    ctx = study["contexts"][stage + 1]
+    key = STAGE_KEYS[stage]
+    html = _render_in_process("territory_report", ctx, study["paths"][ctx.territory], monkeypatch)
+    grid = get_stage_grid(key)
+    assert grid.section_title[1:] in html
+    assert tables.escape(grid.questions[0]) in html
+    assert tables.escape(grid.recommendations[0]) in html
+    for other in STAGE_KEYS:
+        if other != key:
+            assert get_stage_grid(other).section_title[1:] not in html
+            assert tables.escape(get_stage_grid(other).questions[0]) not in html
+    for section in ("Carte d'identité", "Stade attribué", "Fragilités", "Annexe méthodologique"):
+        assert tables.escape(section) in html
+    has_verdict = any(v in html for v in VERDICTS)
+    # consolidation shows the threshold reading; emergence and structuration never do; the
+    # disseminating territory is indicative (3 respondents) so its scores are not classed.
+    assert has_verdict is (key == "consolidation")
+    if key == "essaimage":
+        assert "Lecture indicative" in html
+    assert html.count('<figure class="et-figure"') >= 3
+    assert "n\u00a0=\u00a0" in html
+
+
+def test_report_escapes_data(study, monkeypatch):
+    ctx = study["contexts"][1]
+    assert ctx.territory_name == EVIL_NAME
+    html = _render_in_process("territory_report", ctx, study["paths"]["T1"], monkeypatch)
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>«" not in html
+
+
+def test_national_synthesis_sections(study, monkeypatch):
+    ctx = study["contexts"][0]
+    html = _render_in_process("annual_study", ctx, study["paths"]["national"], monkeypatch)
+    for title in ("Chiffres clés", "par stade de maturité", "Passages de stade", "Modèles"):
+        assert title in html
+    assert 'href="territoires/T1.html"' in html
+    assert "Alpha de Cronbach" in html
+    assert not any(v in html for v in VERDICTS)
+
+
+# --------------------------------------------------------------------------- tables and figures
+@pytest.mark.parametrize(
+    ("snapshot", "build"),
+    [
+        ("profile_table_T3.html", lambda c: tables.render_profile_table(c[3])),
+        ("milestones_table_T1.html", lambda c: tables.render_milestones_table(c[1])),
+    ],
+)
+def test_table_snapshots(snapshot, build, study):
+    expected = (SNAPSHOTS / snapshot).read_text(encoding="utf-8")
+    assert build(study["contexts"]) + "\n" == expected
+
+
+def test_tables_format_french_and_flag_small_n(study):
+    t3, t4 = study["contexts"][3], study["contexts"][4]
+    html = tables.render_profile_table(t3)
+    assert re.search(r"\d,\d <span class=\"ci\">\[\d,\d\u00a0; \d,\d\]</span>", html)
+    assert "Lecture" in html  # consolidation: the reading column exists
+    assert "Lecture" not in tables.render_profile_table(study["contexts"][1])
+    assert 'class="flag">indicatif' in tables.render_items_table(t4.partnership)
+    assert "&lt;script&gt;" in tables.render_title(study["contexts"][1])
+
+
+def test_figures_are_deterministic_png_with_alt_text(study):
+    t3 = study["contexts"][3]
+    first = figures.build_profile_figure(t3, banded=True)
+    again = figures.build_profile_figure(t3, banded=True)
+    assert first.png == again.png
+    assert first.png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Gouvernance" in first.alt
+    assert re.search(r"\d,\d", first.alt)
+    assert "préoccupation" in first.caption
+    emerging = figures.build_profile_figure(study["contexts"][1], banded=True)
+    assert "préoccupation" not in emerging.caption  # bands refused for an emerging territory
+    html = figures.build_fragilities_figure(study["contexts"][1]).to_html()
+    assert html.startswith('<figure class="et-figure"')
+    assert 'alt="Fragilités' in html
+    assert "data:image/png;base64," in html
+
+
+# --------------------------------------------------------------------------- HTML export
+def _notebook(*outputs) -> nbformat.NotebookNode:
+    cell = new_code_cell("display(x)", outputs=list(outputs), execution_count=1)
+    nb = new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    return nb
+
+
+def test_export_html_is_offline_without_code_or_prompts():
+    nb = _notebook(
+        new_output("display_data", data={"text/html": "<p>Bonjour</p>", "text/plain": "x"}),
+        new_output("stream", name="stderr", text="UserWarning: noisy"),
+    )
+    html = export_html(nb, title="Essai <1>")
+    assert "<p>Bonjour</p>" in html
+    assert "display(x)" not in html
+    assert "noisy" not in html
+    assert "In&nbsp;[" not in html
+    assert "In [" not in html
+    assert "<title>Essai &lt;1&gt;</title>" in html
+    assert not re.search(r"<script[^>]*src=|<link[^>]*href=\s*[\"']?https?:", html, re.I)
+    assert "http" not in html
+    assert "@media print" in html
+    assert html == export_html(nb, title="Essai <1>")
+    assert 'id="cell-1"' in html
+
+
+def test_export_html_refuses_tracebacks():
+    nb = _notebook(new_output("error", ename="KeyError", evalue="'x'", traceback=["Traceback"]))
+    with pytest.raises(RenderError, match="KeyError"):
+        export_html(nb, title="x")
+
+
+def test_render_index_groups_by_stage(study, tmp_path):
+    path = render_index(study["contexts"], tmp_path / "index.html")
+    html = path.read_text(encoding="utf-8")
+    positions = [html.index(f"<h2>{name}") for name in study["contexts"][0].stage_names]
+    assert positions == sorted(positions)
+    assert 'href="territoires/T2.html"' in html
+    assert 'href="synthese.html"' in html
+    assert "&lt;script&gt;" in html
+    assert "<script" not in html.lower()
+
+
+# --------------------------------------------------------------------------- file names
+@pytest.mark.parametrize(
+    "code", ["../../etc/passwd", "a/b", "a\\b", ".hidden", "national", "CON", "é;rm -rf", "-x"]
+)
+def test_safe_filename_cannot_escape(code, tmp_path):
+    name = safe_filename(code)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    assert not name.startswith("-")
+    assert (tmp_path / f"{name}.html").resolve().parent == tmp_path.resolve()
+    assert name != code
+
+
+def test_safe_filename_keeps_plain_codes_and_stays_injective():
+    assert safe_filename("200054781") == "200054781"
+    assert safe_filename("2A004") == "2A004"
+    assert safe_filename("a/b") != safe_filename("a_b")
+    assert safe_filename("a/b") != safe_filename("a\\b")
+    with pytest.raises(RenderError):
+        safe_filename("  ")
+
+
+# --------------------------------------------------------------------------- manifest
+def _run_outputs(study, reports_dir: Path) -> tuple[list[Path], list[Path]]:
+    build = reports_dir.parent / "build"
+    build.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(
+        {"domain": ["T1", "T2", "T3"], "variable": ["a", "a", "b"], "estimate": [1.5, 2.25, 3.0]}
+    )
+    table.to_parquet(build / "estimates.parquet", index=False)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / "index.html").write_text("<p>un</p>\n<p>deux</p>\n", encoding="utf-8")
+    return [build / "estimates.parquet"], [reports_dir / "index.html"]
+
+
+def test_manifest_compare_identical_then_names_first_difference(study, tmp_path):
+    config = study["config"].with_overrides(reports_dir=tmp_path / "a" / "reports")
+    artefacts, reports = _run_outputs(study, config.reports_dir)
+    manifest = build_manifest(
+        config, artefacts=artefacts, reports=reports, parameters={"engine": "papermill"}
+    )
+    assert manifest == build_manifest(
+        config, artefacts=artefacts, reports=reports, parameters={"engine": "papermill"}
+    )
+    paths = [e["path"] for e in manifest["artefacts"] + manifest["reports"]]
+    assert paths == ["../build/estimates.parquet", "index.html"]
+    assert all(not p.startswith("/") for p in paths)
+    assert {e["path"] for e in manifest["inputs"]} >= {"evalterritoire:data/codebook.yaml"}
+    assert manifest["parameters"]["random_state"] == 7
+    assert manifest["environment"]["packages"]["pandas"] == pd.__version__
+    written = write_manifest(manifest, config.reports_dir / "manifest.json")
+    assert load_manifest(written) == manifest
+
+    # an identical second run
+    other = tmp_path / "b" / "reports"
+    shutil.copytree(config.reports_dir.parent, other.parent)
+    shutil.copy(config.path, other.parent.parent / config.path.name)  # unchanged study file
+    results = compare_artefacts(written, other, kinds=("artefact", "report"))
+    assert [r.status for r in results] == ["identical", "identical"]
+    assert format_comparisons(results).endswith("2/2 identical")
+
+    # one cell changes in the second run
+    changed = pd.read_parquet(other.parent / "build" / "estimates.parquet")
+    changed.loc[1, "estimate"] = 2.5
+    changed.to_parquet(other.parent / "build" / "estimates.parquet", index=False)
+    (other / "index.html").write_text("<p>un</p>\n<p>trois</p>\n", encoding="utf-8")
+    results = {r.path: r for r in compare_artefacts(written, other, kinds=("artefact", "report"))}
+    table = results["../build/estimates.parquet"]
+    assert table.status == "different"
+    assert "row 1" in table.detail
+    assert "'estimate'" in table.detail
+    assert "2.25" in table.detail
+    assert "2.5" in table.detail
+    assert "domain=T2" in table.detail
+    assert results["index.html"].detail == "first difference at line 2"
+    (other / "index.html").unlink()
+    assert compare_artefacts(written, other, kinds=("report",))[0].status == "missing"
+
+
+def test_manifest_errors_are_typed(study, tmp_path):
+    with pytest.raises(ReproduceError, match="not found"):
+        build_manifest(study["config"], artefacts=[tmp_path / "nope.parquet"])
+    bad = tmp_path / "manifest.json"
+    bad.write_text("[]", encoding="utf-8")
+    with pytest.raises(ReproduceError, match="not an evalterritoire manifest"):
+        load_manifest(bad)
+
+
+# --------------------------------------------------------------------------- executed notebooks
+def _execute(name: str, ctx, context_path: Path, workdir: Path) -> str:
+    import papermill
+
+    nb = papermill.execute_notebook(
+        str(_ipynb(name, workdir)),
+        None,
+        parameters={
+            "territory": ctx.territory,
+            "wave": ctx.wave,
+            "context_path": str(context_path),
+        },
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(workdir),
+    )
+    return export_html(nb, title=ctx.title)
+
+
+def _check_executed(html: str) -> None:
+    assert "Traceback" not in html
+    assert "ReportContext.from_json" not in html  # no code input
+    assert "display(HTML" not in html
+    assert not re.search(r"<script[^>]*src\s*=\s*[\"']?https?:", html, re.I)
+    assert "<script" not in html.lower()
+    assert "http" not in html
+
+
+def test_executed_territory_report_is_offline_and_escaped(study, tmp_path, monkeypatch):
+    ctx = study["contexts"][1]
+    html = _execute("territory_report", ctx, study["paths"]["T1"], tmp_path)
+    _check_executed(html)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    in_process = _render_in_process("territory_report", ctx, study["paths"]["T1"], monkeypatch)
+    # same content as the in-process rendering used by the fast stage tests
+    for fragment in re.findall(r"<h2>[^<]+</h2>", in_process):
+        assert fragment in html
+
+
+@pytest.mark.slow
+def test_executed_reports_every_stage_byte_identical_reruns(study, tmp_path):
+    for ctx in study["contexts"]:
+        key = "national" if ctx.is_national else ctx.territory
+        name = "annual_study" if ctx.is_national else "territory_report"
+        first = _execute(name, ctx, study["paths"][key], tmp_path)
+        _check_executed(first)
+        if not ctx.is_national:
+            assert get_stage_grid(ctx.grid_key).section_title[1:] in first
+        assert _execute(name, ctx, study["paths"][key], tmp_path) == first
