@@ -697,3 +697,20 @@ def test_simulator_ingest_design_maturity_recovers_ground_truth(tmp_path, codebo
         assert adjusted_rand_score(got["true_stage"], got["stage"].astype(int)) >= 0.8
     tr = out.transitions.merge(truth[truth["wave"] == 2025], on="territory")
     assert (tr["to_stage"] == tr["true_stage"]).mean() >= 0.85
+
+
+def test_an_answer_means_the_item_was_asked(codebook):
+    # routing says "informé" respondents are not asked positionnement; one answered anyway
+    df = _tiny(codebook, {p: [4, 2] for p in POS}, {POS[0]: [None, "nsp"]})
+    df["prof_role_demarche"] = pd.array(["informe", pd.NA], dtype="string")
+    df.loc[1, POS[0]] = pd.NA
+    det = MaturityScorer(codebook).fit(df).score_details(df)
+    assert det["n_asked_positionnement"].tolist() == [4, 4]
+    assert det["n_nsp_positionnement"].tolist() == [0, 1]
+    assert det["score_positionnement"].tolist() == pytest.approx([4.0, 2.0])
+    # a "filtre" code means not asked: it never counts against the share rule
+    df2 = _tiny(codebook, {POS[0]: [None], POS[1]: [3], POS[2]: [3], POS[3]: [None]},
+                {POS[0]: ["filtre"], POS[3]: ["nc"]})  # fmt: skip
+    det2 = MaturityScorer(codebook).fit(df2).score_details(df2)
+    assert det2["n_asked_positionnement"].tolist() == [2]
+    assert det2["score_positionnement"].tolist() == [3.0]

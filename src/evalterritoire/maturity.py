@@ -15,8 +15,9 @@ Scoring rules
 * A dimension's items are its Likert items in the codebook (milestones excluded). Reverse-coded
   items are mirrored on their scale (``min + max - x``).
 * An item is *asked* to a respondent when the codebook routing (``asked_to`` groups, from
-  ``id_type_repondant`` and ``prof_role_demarche``) includes them and the answer is not the
-  special code ``filtre`` or ``nc``. The dimension score is the mean of the valid answers when
+  ``id_type_repondant`` and ``prof_role_demarche``) includes them or they answered it anyway
+  (a value, "ne sait pas" or a refusal), and the answer is not the special code ``filtre`` or
+  ``nc``. The dimension score is the mean of the valid answers when
   at least ``min_items`` of the asked items have one (share, default the codebook's
   ``scoring.min_item_share``); "ne sait pas" never enters a mean but its share is kept.
 * ``score_global`` is the mean of the available dimension scores under the same share rule.
@@ -148,7 +149,8 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
             special = X[special_col].astype("string").fillna("").to_numpy(dtype=object)
         else:
             special = np.full(len(X), "", dtype=object)
-        asked = self._routing(X, item) & ~np.isin(special, list(NOT_ASKED_CODES))
+        answered = ~np.isnan(value) | np.isin(special, ["nsp", "refus"])
+        asked = (self._routing(X, item) | answered) & ~np.isin(special, list(NOT_ASKED_CODES))
         nsp = asked & (special == "nsp") & np.isnan(value)
         return value, asked, nsp
 
