@@ -127,3 +127,132 @@ def test_lonely_psu_rules(strat: pd.DataFrame) -> None:
 def test_kish_effective_n() -> None:
     assert compute_kish_effective_n(np.ones(10)) == pytest.approx(10)
     assert compute_kish_effective_n([1.0, 3.0]) == pytest.approx(16 / 10)
+
+
+# ----------------------------------------------------------------------------- calibration
+def _margins(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    n_pop = 1000.0
+    return {
+        "g": {"0": 0.55 * n_pop, "1": 0.45 * n_pop},
+        "k": {"u": 0.3 * n_pop, "v": 0.3 * n_pop, "x": 0.4 * n_pop},
+    }
+
+
+@pytest.fixture
+def cal_data(strat: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    return strat.assign(g=rng.integers(0, 2, len(strat)), k=rng.choice(["u", "v", "x"], len(strat)))
+
+
+@pytest.mark.parametrize("method", ["rake", "calibrate_linear"])
+def test_calibration_hits_margins(cal_data: pd.DataFrame, method: str) -> None:
+    base = SurveyDesign(cal_data, weight="w", strata="h", psu="psu")
+    margins = _margins(cal_data)
+    cal = getattr(base, method)(margins)
+    for var, totals in margins.items():
+        got = pd.Series(cal.weights).groupby(cal_data[var].astype(str).to_numpy()).sum()
+        np.testing.assert_allclose(got[list(totals)], list(totals.values()), rtol=1e-8)
+    assert cal.calibration["converged"]
+    assert base.calibration["method"] == "none"  # the original design is unchanged
+    # calibration variables are estimated without error after calibration
+    z = cal.weights * (cal_data["g"] == 1).to_numpy()
+    assert cal.variance_of_totals(z)[0, 0] < 1e-18 * z.sum() ** 2
+
+
+def test_calibrated_domain_variances_equal_subset_variance(cal_data: pd.DataFrame) -> None:
+    cal = SurveyDesign(cal_data, weight="w", strata="h", psu="psu").rake(_margins(cal_data))
+    codes = pd.factorize(cal_data["k"], sort=True)[0]
+    z = np.column_stack([cal.weights * cal_data.y, cal.weights * cal_data.x])
+    fast = cal._domain_variances(z, codes, 3)
+    for g in range(3):
+        brute = np.diag(cal.variance_of_totals(z * (codes == g)[:, None]))
+        np.testing.assert_allclose(fast[g], brute, rtol=1e-10)
+
+
+def test_rake_reports_non_convergence(cal_data: pd.DataFrame) -> None:
+    base = SurveyDesign(cal_data, weight="w")
+    rk = base.rake(_margins(cal_data), max_iter=1, tol=1e-15)
+    assert rk.calibration["iterations"] == 1
+    assert not rk.calibration["converged"]
+    bad = dict(_margins(cal_data), g={"0": 10.0, "1": 20.0})
+    with pytest.raises(DesignError, match="disagree on the population size"):
+        base.rake(bad)
+    with pytest.raises(DesignError, match="no population total"):
+        base.poststratify({"k": {"u": 1.0, "v": 2.0}})
+
+
+def test_trim_weights_keeps_total_and_bounds(cal_data: pd.DataFrame) -> None:
+    d = SurveyDesign(cal_data, weight="w")
+    t = d.trim_weights(1.5, 4.5)
+    assert t.weights.sum() == pytest.approx(d.weights.sum(), rel=1e-12)
+    assert t.weights.min() >= 1.5 - 1e-9
+    assert t.weights.max() <= 4.5 + 1e-9
+    assert t.calibration["n_trimmed"] > 0
+    with pytest.raises(DesignError, match="cannot keep the weight total"):
+        d.trim_weights(upper=1.0)
+
+
+def test_build_design_from_config(cal_data: pd.DataFrame) -> None:
+    from evalterritoire.config import CalibrationConfig, DesignConfig
+    from evalterritoire.design import build_design
+
+    cfg = DesignConfig(weight="w", strata="h", psu="psu", fpc="N", lonely_psu="fail")
+    d = build_design(cal_data, cfg, CalibrationConfig())
+    assert d.calibration["method"] == "none"
+    assert d.df == 12
+    cal = CalibrationConfig(method="rake", margins=_margins(cal_data), trim_upper=20.0)
+    d = build_design(cal_data, cfg, cal)
+    assert d.calibration["method"] == "rake"
+    assert d.weights.max() <= 20.0 + 1e-9
+    # an optional design column present but empty is treated as absent
+    empty = cal_data.assign(N=np.nan)
+    assert build_design(empty, cfg, CalibrationConfig()).df == 12
+    with pytest.raises(DesignError, match="not in the responses"):
+        build_design(cal_data, DesignConfig(weight="poids"), CalibrationConfig())
+    with pytest.raises(DesignError, match="did not converge"):
+        build_design(
+            cal_data, cfg, CalibrationConfig(method="rake", margins=_margins(cal_data), max_iter=1)
+        )
+
+
+# ----------------------------------------------------------------------------- replicates
+def test_replicate_variance_of_totals_matches_estimator(strat: pd.DataFrame) -> None:
+    from evalterritoire.estimates import estimate_total
+
+    rng = np.random.default_rng(2)
+    reps = {f"r{i}": strat.w * rng.choice([0.0, 2.0], len(strat)) for i in range(20)}
+    data = strat.assign(**reps)
+    d = SurveyDesign.from_replicate_weights(
+        data, weight="w", replicate_weights=list(reps), type="BRR"
+    )
+    v = d.variance_of_totals((d.weights * data.y).to_numpy())
+    se = estimate_total(d, "y").iloc[0].se
+    assert v[0, 0] == pytest.approx(se**2, rel=1e-12)
+    assert d.is_replicate
+    assert d.df == 19
+    with pytest.raises(DesignError, match="needs rho"):
+        SurveyDesign.from_replicate_weights(
+            data, weight="w", replicate_weights=list(reps), type="Fay"
+        )
+    with pytest.raises(DesignError, match="not supported"):
+        d.rake({"h": {"a": 1.0, "b": 1.0, "c": 1.0}})
+
+
+def test_two_stage_variance_of_totals_by_hand() -> None:
+    """Two-stage with fpc: between-PSU term plus f1 × within-PSU terms (textbook formula)."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for a in range(5):
+        for b in range(3):
+            for _ in range(4):
+                rows.append({"psu": f"a{a}", "ssu": f"b{b}", "y": rng.normal()})
+    df = pd.DataFrame(rows).assign(w=1.0, N1=20.0, N2=10.0)
+    d = SurveyDesign(df, weight="w", psu="psu", fpc="N1", psu2="ssu", fpc2="N2")
+    z = df.y.to_numpy()
+    t_psu = df.groupby("psu").y.sum().to_numpy()
+    v1 = (1 - 5 / 20) * 5 / 4 * np.sum((t_psu - t_psu.mean()) ** 2)
+    v2 = 0.0
+    for _, g in df.groupby("psu"):
+        t = g.groupby("ssu").y.sum().to_numpy()
+        v2 += (5 / 20) * (1 - 3 / 10) * 3 / 2 * np.sum((t - t.mean()) ** 2)
+    assert d.variance_of_totals(z)[0, 0] == pytest.approx(v1 + v2, rel=1e-12)
