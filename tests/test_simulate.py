@@ -379,3 +379,40 @@ def test_reverse_coded_dimension_item_is_honoured(tmp_path: Path, codebook: Code
     stage = frame["id_territoire_code"].map(truth["stages"]["2024"])
     assert typed(frame, custom, reversed_id).corr(stage) < -0.3
     assert typed(frame, custom, "mat_gouv_roles_clairs").corr(stage) > 0.3
+
+
+def test_exports_ingest_losslessly(small: SimulationResult, codebook: Codebook) -> None:
+    """Every simulated row ingests as valid and its typed values are the simulated ones."""
+    from evalterritoire.ingest import ingest_file
+    from evalterritoire.simulate import _generate
+
+    data = _generate(codebook, SMALL["n_territories"], SMALL["n_respondents"], SMALL["waves"], 7)
+    special_keys = {3: "nsp", 4: "refus", 5: "nc"}
+    skip = {"weight", "stratum", "psu", "fpc", "respondent_type", "identifier", "date", "text"}
+    for path, wv in zip(small.exports, data["waves"], strict=True):
+        result = ingest_file(path, codebook)
+        assert result.status == "ok", result.summary()
+        assert result.report["rows_valid"] == SMALL["n_respondents"]
+        valid = result.valid.assign(_i=lambda f: f["id_repondant"].astype(int) - 1)
+        valid = valid.sort_values("_i").reset_index(drop=True)
+        np.testing.assert_allclose(valid["id_poids"].astype(float), np.round(wv.weight, 4))
+        for var in codebook.of_type():
+            if var.type in skip or var.id.startswith("id_"):
+                continue
+            state = wv.state[var.id]
+            if var.type == "multi_select":
+                for j, key in enumerate(var.options):
+                    got = valid[f"{var.id}__{key}"].astype(float).to_numpy(na_value=np.nan)
+                    expected = np.where(state == 0, wv.multi[var.id][:, j], np.nan)
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{var.id}__{key}")
+            else:
+                got = valid[var.id].astype(object).where(valid[var.id].notna(), None)
+                expected = np.where(state == 0, wv.values[var.id], None)
+                for g, e in zip(got, expected, strict=True):
+                    assert (g is None) == (e is None), var.id
+                    if e is not None:
+                        assert str(g) == str(e) or float(g) == float(e), (var.id, g, e)
+            if var.special_codes:
+                got_sp = valid[f"{var.id}__special"].astype(object)
+                got_sp = got_sp.where(got_sp.notna(), None).tolist()
+                assert got_sp == [special_keys.get(int(s)) for s in state], var.id
