@@ -396,95 +396,101 @@ def compute_descriptive_estimates(
     numeric items, shares of each level of coded items, NSP shares. ``se``, ``ci_low``,
     ``ci_high`` are missing (the reports then show no interval rather than a false one).
     """
-    rows: list[dict[str, Any]] = []
-    w_all = _weights(responses)
-    groups: list[tuple[str, str, pd.Index]] = [("national", "", responses.index)]
+    weights = _weights(responses).to_numpy(dtype=float)
     if TERRITORY_COL in responses.columns:
-        for code, idx in sorted(responses.groupby(TERRITORY_COL, sort=True).groups.items()):
-            groups.append(("territory", str(code), idx))
-
-    def add(dtype, dom, var, level, stat, est, n):
-        rows.append(
-            {
-                "wave": wave,
-                "domain_type": dtype,
-                "domain": dom,
-                "variable": var,
-                "level": level,
-                "statistic": stat,
-                "estimate": est,
-                "se": np.nan,
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "df": np.nan,
-                "n": int(n),
-                "deff": np.nan,
-                "is_small_n": bool(n < min_n),
-            }
+        codes, group = np.unique(
+            responses[TERRITORY_COL].astype(str).to_numpy(), return_inverse=True
         )
+    else:
+        codes, group = np.array([], dtype=str), np.zeros(len(responses), dtype=int)
+    n_groups = len(codes)
+    domains = [("national", "")] + [("territory", str(c)) for c in codes]
+    rows: list[dict[str, Any]] = []
 
-    for var in codebook.of_type("likert", "rating", "binary", "ordinal", "count", "decimal"):
-        if var.id not in responses.columns or var.type in {"identifier", "weight", "fpc"}:
-            continue
-        if var.block == "identification":
-            continue
-        values = pd.to_numeric(responses[var.id], errors="coerce").astype("float64")
-        special = (
-            responses[var.special_col].astype("string")
-            if var.special_col and var.special_col in responses.columns
-            else None
-        )
-        for dtype, dom, idx in groups:
-            v, w = values.loc[idx], w_all.loc[idx]
-            ok = v.notna() & (w > 0)
-            n = int(ok.sum())
-            if n:
-                est = float(np.average(v[ok], weights=w[ok]))
-                add(dtype, dom, var.id, "", "mean", est, n)
-                if var.type in {"binary", "ordinal"} or (var.type == "likert"):
-                    for level in sorted(v[ok].unique()):
-                        share = float(w[ok][v[ok] == level].sum() / w[ok].sum())
-                        add(dtype, dom, var.id, str(int(level)), "proportion", share, n)
-            if special is not None:
-                s = special.loc[idx]
-                nsp = (s == "nsp").fillna(False)
-                asked = ok | (s.notna() & (s != "filtre")).fillna(False)
-                if int(asked.sum()):
+    def sums(values: np.ndarray) -> np.ndarray:
+        """National total then one total per territory."""
+        by_group = np.bincount(group, weights=values, minlength=n_groups) if n_groups else []
+        return np.concatenate([[values.sum()], by_group])
+
+    def add(var: str, level: str, stat: str, est: np.ndarray, n: np.ndarray) -> None:
+        for (dtype, dom), e, k in zip(domains, est, n, strict=True):
+            if k > 0 and np.isfinite(e):
+                rows.append(
+                    {
+                        "wave": wave,
+                        "domain_type": dtype,
+                        "domain": dom,
+                        "variable": var,
+                        "level": level,
+                        "statistic": stat,
+                        "estimate": float(e),
+                        "se": np.nan,
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "df": np.nan,
+                        "n": int(k),
+                        "deff": np.nan,
+                        "is_small_n": bool(k < min_n),
+                    }
+                )
+
+    def nsp_share(var) -> None:
+        if not var.special_col or var.special_col not in responses.columns:
+            return
+        special = responses[var.special_col].astype("string")
+        nsp = (special == "nsp").fillna(False).to_numpy(dtype=bool)
+        answered = (special.notna() & (special != "filtre")).fillna(False).to_numpy(dtype=bool)
+        return nsp, answered
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for var in codebook.of_type("likert", "rating", "binary", "ordinal", "count", "decimal"):
+            if var.id not in responses.columns or var.block == "identification":
+                continue
+            values = pd.to_numeric(responses[var.id], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            )
+            ok = ~np.isnan(values) & (weights > 0)
+            w = np.where(ok, weights, 0.0)
+            n = sums(ok.astype(float))
+            total = sums(w)
+            add(var.id, "", "mean", sums(np.where(ok, values, 0.0) * w) / total, n)
+            if var.type in {"binary", "ordinal", "likert"}:
+                for level in np.unique(values[ok]):
                     add(
-                        dtype,
-                        dom,
                         var.id,
-                        "",
-                        "nsp_share",
-                        float(nsp.sum() / asked.sum()),
-                        int(asked.sum()),
+                        str(int(level)),
+                        "proportion",
+                        sums(w * (values == level)) / total,
+                        n,
                     )
-    for var in codebook.of_type("multi_select", "categorical"):
-        if var.block == "identification":
-            continue
-        for dtype, dom, idx in groups:
-            w = w_all.loc[idx]
+            special = nsp_share(var)
+            if special is not None:
+                nsp, answered = special
+                asked = (ok | answered).astype(float)
+                add(var.id, "", "nsp_share", sums(nsp.astype(float)) / sums(asked), sums(asked))
+        for var in codebook.of_type("multi_select", "categorical"):
+            if var.block == "identification":
+                continue
             if var.type == "multi_select":
                 cols = [c for c in var.option_cols() if c in responses.columns]
                 if not cols:
                     continue
-                block = responses.loc[idx, cols].apply(pd.to_numeric, errors="coerce")
-                ok = block.notna().any(axis=1) & (w > 0)
-                n = int(ok.sum())
-                if not n:
-                    continue
-                for col in cols:
-                    share = float((block.loc[ok, col].fillna(0) * w[ok]).sum() / w[ok].sum())
-                    add(dtype, dom, var.id, col.split("__", 1)[1], "proportion", share, n)
+                block = responses[cols].apply(pd.to_numeric, errors="coerce")
+                block = block.to_numpy(dtype=float, na_value=np.nan)
+                ok = ~np.isnan(block).all(axis=1) & (weights > 0)
+                w = np.where(ok, weights, 0.0)
+                n, total = sums(ok.astype(float)), sums(w)
+                for j, col in enumerate(cols):
+                    ticked = np.nan_to_num(block[:, j]) * w
+                    add(var.id, col.split("__", 1)[1], "proportion", sums(ticked) / total, n)
             elif var.id in responses.columns:
-                v = responses.loc[idx, var.id].astype("string")
-                ok = v.notna() & (w > 0)
-                n = int(ok.sum())
-                if not n:
-                    continue
-                for level in sorted(v[ok].unique()):
-                    share = float(w[ok][v[ok] == level].sum() / w[ok].sum())
-                    add(dtype, dom, var.id, str(level), "proportion", share, n)
+                values = responses[var.id].astype("string")
+                ok = (values.notna().to_numpy(dtype=bool)) & (weights > 0)
+                w = np.where(ok, weights, 0.0)
+                n, total = sums(ok.astype(float)), sums(w)
+                text = values.fillna("").to_numpy(dtype=object)
+                for level in sorted(set(text[ok])):
+                    add(var.id, str(level), "proportion", sums(w * (text == level)) / total, n)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
