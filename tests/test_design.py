@@ -159,8 +159,20 @@ def test_calibration_hits_margins(cal_data: pd.DataFrame, method: str) -> None:
     assert cal.variance_of_totals(z)[0, 0] < 1e-18 * z.sum() ** 2
 
 
-def test_calibrated_domain_variances_equal_subset_variance(cal_data: pd.DataFrame) -> None:
-    cal = SurveyDesign(cal_data, weight="w", strata="h", psu="psu").rake(_margins(cal_data))
+@pytest.mark.parametrize("kind", ["rake", "two_steps", "two_stage"])
+def test_calibrated_domain_variances_equal_subset_variance(
+    cal_data: pd.DataFrame, kind: str
+) -> None:
+    margins = _margins(cal_data)
+    if kind == "two_stage":
+        data = cal_data.assign(ssu=np.arange(len(cal_data)) % 2, N2=9.0)
+        base = SurveyDesign(data, weight="w", strata="h", psu="psu", fpc="N", psu2="ssu", fpc2="N2")
+    else:
+        base = SurveyDesign(cal_data, weight="w", strata="h", psu="psu")
+    if kind == "two_steps":
+        cal = base.poststratify({"k": margins["k"]}).calibrate_linear(margins)
+    else:
+        cal = base.rake(margins)
     codes = pd.factorize(cal_data["k"], sort=True)[0]
     z = np.column_stack([cal.weights * cal_data.y, cal.weights * cal_data.x])
     fast = cal._domain_variances(z, codes, 3)

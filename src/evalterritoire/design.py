@@ -733,30 +733,58 @@ class SurveyDesign:
     def _domain_variances_calibrated(
         self, z: np.ndarray, codes: np.ndarray, n_domains: int
     ) -> np.ndarray:
-        # Dense per-unit totals, chunked over domains to bound memory.
-        n, p = z.shape
-        out = np.zeros((n_domains, p))
-        finest = self._stages[-1]
-        chunk = max(1, int(4_000_000 // max(finest.n_units, 1)))
+        """Domain variances for calibrated designs without forming row × domain matrices.
+
+        The residualised contribution of column ``j`` in domain ``g`` is
+        ``z_j 1[g] - Σ_s w_s ⊙ (X_s b_sgj)`` with ``b_s`` the (sequential) calibration regression
+        coefficients; its unit totals are therefore the sparse cell totals minus
+        ``M_s b_s`` where ``M_s`` are unit totals of ``w_s X_s``. Only (unit × chunk of
+        domain-columns) dense blocks are formed.
+        """
+        p = z.shape[1]
+        g_count = n_domains
         keep = codes >= 0
-        rows = np.flatnonzero(keep)
-        for g0 in range(0, n_domains, chunk):
-            g1 = min(n_domains, g0 + chunk)
-            sel = rows[(codes[rows] >= g0) & (codes[rows] < g1)]
-            if sel.size == 0:
-                continue
-            ind = sparse.csc_matrix((np.ones(sel.size), (sel, codes[sel] - g0)), shape=(n, g1 - g0))
-            for j in range(p):
-                zj = sparse.csc_matrix(ind.multiply(z[:, [j]]))
-                dense = zj.toarray()  # (n, chunk)
-                dense = self._residualise(dense)
-                for stage in self._stages:
-                    t = _rowsum(stage.unit, stage.n_units, dense)
-                    gsum = _rowsum(stage.group, stage.n_groups, t)
-                    centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
-                    t = t - (gsum * centre[:, None])[stage.group]
-                    out[g0:g1, j] += (stage.coef[stage.group][:, None] * t * t).sum(axis=0)
-        return out
+        zk, ck = z[keep], codes[keep]
+        coefs: list[np.ndarray] = []  # b_s, shape (k_s, G * p)
+        for s, step in enumerate(self._cal):
+            ratio = step.w_before / step.w_after
+            k = step.x.shape[1]
+            rhs = np.empty((k, g_count * p))
+            for c in range(k):
+                scaled = zk * (ratio[keep] * step.x[keep, c])[:, None]
+                rhs[c] = _rowsum(ck, g_count, scaled).reshape(-1)
+            for t in range(s):
+                prev = self._cal[t]
+                cross = step.x.T @ (prev.x * (ratio * prev.w_after)[:, None])
+                rhs -= cross @ coefs[t]
+            coefs.append(step.pinv @ rhs)
+        out = np.zeros(g_count * p)
+        for stage in self._stages:
+            key = stage.unit[keep] * np.int64(g_count) + ck
+            cell, cell_keys = pd.factorize(key, sort=False)
+            cell_keys = np.asarray(cell_keys, dtype=np.int64)
+            tot = _rowsum(cell.astype(np.int64), cell_keys.size, zk)
+            rows = np.repeat(cell_keys // g_count, p)
+            cols = ((cell_keys % g_count)[:, None] * p + np.arange(p)[None, :]).ravel()
+            cells = sparse.csc_matrix(
+                (tot.ravel(), (rows, cols)), shape=(stage.n_units, g_count * p)
+            )
+            m_units = [
+                _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x)
+                for step in self._cal
+            ]
+            centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)[stage.group]
+            coef = stage.coef[stage.group][:, None]
+            chunk = max(1, int(2_000_000 // max(stage.n_units, 1)))
+            for c0 in range(0, g_count * p, chunk):
+                c1 = min(g_count * p, c0 + chunk)
+                block = cells[:, c0:c1].toarray()
+                for m_s, b_s in zip(m_units, coefs, strict=True):
+                    block -= m_s @ b_s[:, c0:c1]
+                gsum = _rowsum(stage.group, stage.n_groups, block)
+                block -= gsum[stage.group] * centre[:, None]
+                out[c0:c1] += (coef * block * block).sum(axis=0)
+        return np.maximum(out.reshape(g_count, p), 0.0)
 
     # ------------------------------------------------------------------ calibration
     def _margin_matrix(
