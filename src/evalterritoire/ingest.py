@@ -102,13 +102,17 @@ COHERENCE_RULES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
     ("mat_eval_pratiquee", 0.0, ("mat_eval_types",)),
 )
 
-_GARBLED = re.compile(r"Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]")
+_GARBLED = re.compile(
+    "Ã[\u0080-\u00bf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039"
+    "\u0152\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a"
+    "\u0153\u017e\u0178]|â€|Â[\u00a0-\u00bf]"
+)
 _NUMBER = re.compile(r"^([+-]?)(\d{1,3}(?:[ \u00a0\u202f\u2007]\d{3})+|\d+)(?:([.,])(\d+))?$")
 _SCI = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 _FR_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?)?$")
 _EXCEL_EPOCH = dt.date(1899, 12, 30)
-_FOOTER = re.compile(r"^(total|totaux|source\s*:|sources\s*:)")
+_FOOTER = re.compile(r"^(total|totaux|sous-total|source\s*:|sources\s*:)(\W|$)")
 _ID_STRUCT = re.compile(r"^[^\s]+(?:.*[^\s])?$")
 
 
@@ -428,10 +432,17 @@ def _locate_header(
     else:
         idx = 0
     extra: list[int] = []
-    j = idx + 1
-    while j < len(candidates) and j <= idx + 2 and _looks_like_header(candidates[j][1], codebook):
-        extra.append(j)
-        j += 1
+    nxt = candidates[idx + 1 : idx + 3]
+    import_rows = [k for k, (_, cells) in enumerate(nxt) if any("ImportId" in c for c in cells)]
+    if import_rows:
+        extra = list(range(idx + 1, idx + 2 + import_rows[-1]))
+    else:
+        j = idx + 1
+        while (
+            j < len(candidates) and j <= idx + 2 and _looks_like_header(candidates[j][1], codebook)
+        ):
+            extra.append(j)
+            j += 1
     missing = required - _found_required(candidates[idx][1], codebook)
     if header_row is None and profile != "qualtrics":
         later = [
@@ -505,22 +516,43 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
 # --------------------------------------------------------------------------- CSV reading
 def _record_bounds(
     arr: np.ndarray, nl: np.ndarray, start: int
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Records (start, end) from byte ``start`` honouring double quotes; flag an open quote at EOF."""
+) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None]:
+    """Records [start, end) from byte ``start`` honouring double quotes.
+
+    Returns the record bounds, whether a quote is still open at the end of the file, and the
+    running quote count from ``start`` modulo 256 (bit 0 = inside quotes), or None without quotes.
+    """
     n = len(arr)
     nl_seg = nl[np.searchsorted(nl, start) :]
-    q = np.flatnonzero(arr[start:] == 34) + start if n > start else np.zeros(0, np.int64)
-    if len(q):
-        parity = np.searchsorted(q, nl_seg) % 2
-        ends = nl_seg[parity == 0]
-        unclosed = len(q) % 2 == 1
+    qm = arr[start:] == 34
+    cs = np.cumsum(qm, dtype=np.uint8) if qm.any() else None
+    del qm
+    if cs is not None:
+        ends = nl_seg[(cs[nl_seg - start] & 1) == 0]
+        unclosed = bool(cs[-1] & 1)
     else:
         ends, unclosed = nl_seg, False
     starts = np.concatenate([[start], ends + 1])
     stops = np.concatenate([ends, [n]])
     if starts[-1] >= n and not unclosed:
         starts, stops = starts[:-1], stops[:-1]
-    return starts.astype(np.int64), stops.astype(np.int64), unclosed
+    return starts.astype(np.int64), stops.astype(np.int64), unclosed, cs
+
+
+def _sum_between(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sum of ``mask[s:e]`` for sorted, non-overlapping ranges (vectorised with reduceat)."""
+    out = np.zeros(len(starts), np.int64)
+    keep = np.flatnonzero((ends > starts) & (starts < len(mask)))
+    if not len(keep):
+        return out
+    s, e = starts[keep], ends[keep]
+    idx = np.empty(2 * len(keep), np.int64)
+    idx[0::2], idx[1::2] = s, e
+    if idx[-1] >= len(mask):
+        idx = idx[:-1]
+    sums = np.add.reduceat(mask, idx, dtype=np.int64)
+    out[keep] = sums[0::2]
+    return out
 
 
 def _read_csv(
@@ -594,8 +626,9 @@ def _read_csv(
     data_start = int(line_starts[last_header]) if last_header < len(line_starts) else n_total
     pieces_s, pieces_e = [], []
     pos = data_start
+    cs_data = None
     while pos < n_total:
-        st, en, unclosed = _record_bounds(arr, nl, pos)
+        st, en, unclosed, cs = _record_bounds(arr, nl, pos)
         cut = len(st) - 1 if unclosed and len(st) else None
         multi = np.flatnonzero(line_of(en) - line_of(st) > 0) if len(st) else np.zeros(0, int)
         for k in multi:
@@ -608,6 +641,7 @@ def _read_csv(
         if cut is None:
             pieces_s.append(st)
             pieces_e.append(en)
+            cs_data = cs if pos == data_start else None
             break
         pieces_s.append(st[:cut])
         pieces_e.append(en[:cut])
@@ -622,36 +656,22 @@ def _read_csv(
     ends_nocr = ends - cr.astype(np.int64)
     lengths = ends_nocr - starts
 
-    # field counts: delimiters per record (quoted records re-counted with the csv module)
-    dmask = (arr == dcode).view(np.uint8)
-    qmask = (arr == 34).view(np.uint8)
-    nonempty = lengths > 0
-    dcount = np.zeros(len(starts), np.int64)
-    qcount = np.zeros(len(starts), np.int64)
-    if nonempty.any():
-        idx = starts[nonempty]
-        dsum = np.add.reduceat(dmask, idx, dtype=np.int64)
-        qsum = np.add.reduceat(qmask, idx, dtype=np.int64)
-        # reduceat sums up to the next index: subtract what lies between record end and next start
-        nxt = np.concatenate([idx[1:], [n_total]])
-        ends_ne = ends_nocr[nonempty]
-        gap_d = np.array([0] * len(idx), np.int64)
-        gap_q = np.array([0] * len(idx), np.int64)
-        tail = nxt - ends_ne
-        has_gap = tail > 0
-        if has_gap.any():
-            cd = np.concatenate([[0], np.cumsum(dmask, dtype=np.int64)])
-            cq = np.concatenate([[0], np.cumsum(qmask, dtype=np.int64)]) if qsum.any() else None
-            gap_d[has_gap] = cd[nxt[has_gap]] - cd[ends_ne[has_gap]]
-            if cq is not None:
-                gap_q[has_gap] = cq[nxt[has_gap]] - cq[ends_ne[has_gap]]
-        dcount[nonempty] = dsum - gap_d
-        qcount[nonempty] = qsum - gap_q
+    # field counts = delimiters outside quotes + 1 (vectorised; csv module after a broken quote)
+    region = arr[data_start:]
+    rs, re_ = starts - data_start, ends_nocr - data_start
+    qcount = _sum_between((region == 34).view(np.uint8), rs, re_)
+    dmask = region == dcode
+    if cs_data is not None:
+        dmask &= (cs_data & 1) == 0
+    del cs_data
+    dcount = _sum_between(dmask.view(np.uint8), rs, re_)
+    del dmask
     fcount = dcount + 1
-    quoted = np.flatnonzero(qcount > 0)
-    for k in quoted:
-        rec = buf[starts[k] : ends_nocr[k]].decode("utf-8")
-        fcount[k] = len(_split_fields(rec, delim))
+    if broken:
+        for k in np.flatnonzero(qcount > 0):
+            rec = buf[starts[k] : ends_nocr[k]].decode("utf-8")
+            fcount[k] = len(_split_fields(rec, delim))
+            dcount[k] = fcount[k] - 1
 
     # blank records: nothing but delimiters / whitespace
     blank = lengths == 0
@@ -661,7 +681,14 @@ def _read_csv(
         if not rec.replace(delim, "").strip():
             blank[k] = True
     good = ~blank & (fcount == n_fields)
-    bad = np.flatnonzero(~blank & (fcount != n_fields))
+    # summary lines ("Total", "Source :") with the right field count
+    if len(starts):
+        first = arr[np.minimum(starts, max(n_total - 1, 0))]
+        for k in np.flatnonzero(good & np.isin(first, list(b'TtSs"'))):
+            head = buf[starts[k] : min(int(ends_nocr[k]), int(starts[k]) + 40)]
+            if _FOOTER.match(normalise_text(head.decode("utf-8", "replace").lstrip('"'))):
+                good[k] = False
+    bad = np.flatnonzero(~blank & ~good)
     bad_records = []
     for k in bad:
         raw = buf[starts[k] : ends_nocr[k]].decode("utf-8")
@@ -1348,6 +1375,7 @@ class _Parsed:
     value: np.ndarray  # per unique (float or object)
     rule: np.ndarray
     detail: np.ndarray
+    special: np.ndarray  # per unique: special-code key or None
 
 
 def _parse_uniques(spec: _Spec, uniques: np.ndarray) -> _Parsed:
@@ -1357,13 +1385,14 @@ def _parse_uniques(spec: _Spec, uniques: np.ndarray) -> _Parsed:
     value = np.full(nu, np.nan) if numeric else np.full(nu, None, dtype=object)
     rule = np.full(nu, None, dtype=object)
     detail = np.full(nu, None, dtype=object)
+    special = np.full(nu, None, dtype=object)
     if nu > _PY_UNIQUE_LIMIT and spec.kind != "multi":
         s = pd.Series(uniques, dtype="str")
         if numeric:
-            simple = s.str.fullmatch(r"\d+").to_numpy(dtype=bool)
+            simple = s.str.fullmatch(r"\d+").to_numpy(dtype=bool, copy=True)
             vals = pd.to_numeric(s.where(simple, "0")).to_numpy(dtype=float)
             if spec.kind == "float":
-                comma = s.str.fullmatch(r"-?\d+,\d+").to_numpy(dtype=bool)
+                comma = s.str.fullmatch(r"-?\d+,\d+").to_numpy(dtype=bool, copy=True)
                 cv = pd.to_numeric(s.where(comma, "0").str.replace(",", ".", regex=False)).to_numpy(
                     dtype=float
                 )
@@ -1381,31 +1410,37 @@ def _parse_uniques(spec: _Spec, uniques: np.ndarray) -> _Parsed:
             status[ok] = _VALUE
             detail[~ok] = None
         elif spec.kind == "date":
-            simple = s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").to_numpy(dtype=bool)
+            simple = s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").to_numpy(dtype=bool, copy=True)
             d = pd.to_datetime(s.where(simple, None), format="%Y-%m-%d", errors="coerce")
             ok = simple & d.notna().to_numpy()
             value[ok] = d[ok].dt.date.to_numpy()
             status[ok] = _VALUE
         else:
             cls = r"[0-9A-Z_\-]+" if spec.kind == "territory" else r"[0-9A-Za-z_\-]+"
-            ok = s.str.fullmatch(cls).to_numpy(dtype=bool)
+            ok = s.str.fullmatch(cls).to_numpy(dtype=bool, copy=True)
             low = s.str.lower()
-            ok &= ~low.isin(list(spec.all_specials) + list(spec.missing)).to_numpy(dtype=bool)
+            ok &= ~low.isin(list(spec.all_specials) + list(spec.missing)).to_numpy(
+                dtype=bool, copy=True
+            )
             if spec.kind == "territory":
-                ok &= ~s.str.fullmatch(r"\d{4}").to_numpy(dtype=bool)
+                ok &= ~s.str.fullmatch(r"\d{4}").to_numpy(dtype=bool, copy=True)
             if spec.kind == "identifier":
-                ok &= ~s.str.fullmatch(r"\d+[eE]\d+").to_numpy(dtype=bool)
+                ok &= ~s.str.fullmatch(r"\d+[eE]\d+").to_numpy(dtype=bool, copy=True)
             if spec.pattern is not None:
-                ok &= s.str.contains(spec.pattern.pattern, regex=True).to_numpy(dtype=bool)
+                ok &= s.str.contains(spec.pattern.pattern, regex=True).to_numpy(
+                    dtype=bool, copy=True
+                )
             value[ok] = uniques[ok]
             status[ok] = _VALUE
     for u in np.flatnonzero(status < 0):
         st, val, rl, dtl = _parse_one(spec, uniques[u])
         status[u] = st
-        if val is not None:
+        if st == _SPECIAL:
+            special[u] = val
+        elif val is not None:
             value[u] = val
         rule[u], detail[u] = rl, dtl
-    return _Parsed(status, value, rule, detail)
+    return _Parsed(status, value, rule, detail, special)
 
 
 # =============================================================================== processing
@@ -1564,6 +1599,7 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
                         np.full(len(uniques), np.nan),
                         p.rule,
                         p.detail,
+                        p.special,
                     )
                     st_rows = p.status[codes]
                     err_rows = np.zeros(0, np.int64)
@@ -1571,8 +1607,7 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
                 cu = codes[err_rows]
                 errors.add(err_rows, var.id, uniques[cu], p.rule[cu], p.detail[cu])
             status_of[var.id] = st_rows
-            special = np.full(len(uniques), None, dtype=object)
-            special[p.status == _SPECIAL] = p.value[p.status == _SPECIAL]
+            special = p.special
             if spec.kind in {"int", "float"}:
                 vals = np.where(p.status == _VALUE, p.value, np.nan).astype(float)
                 columns[var.id] = vals[codes]
@@ -1597,9 +1632,9 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
                 columns[var.id] = dv[codes] if len(codes) else np.zeros(0, "datetime64[ns]")
             else:
                 vals = np.where(p.status == _VALUE, p.value, None)
-                columns[var.id] = vals[codes] if len(codes) else np.zeros(0, object)
+                columns[var.id] = _take_str(vals, codes)
             if var.special_col:
-                columns[var.special_col] = special[codes] if len(codes) else np.zeros(0, object)
+                columns[var.special_col] = _take_str(special, codes)
             if spec.kind == "multi":
                 columns[f"__text__{var.id}"] = (p.status, p.value, codes)
         if var.id in opt_cols:
@@ -1623,7 +1658,7 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
     id_col = id_var.id if id_var is not None and id_var.id in columns else None
     # duplicate respondent ids (exact or conflicting): quarantine every copy
     if id_col is not None and n:
-        ids = pd.Series(columns[id_col], dtype=object)
+        ids = columns[id_col]
         dup = ids.notna() & ids.duplicated(keep=False)
         if dup.any():
             dpos = np.flatnonzero(dup.to_numpy())
@@ -1690,10 +1725,12 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
                 )
 
     # raw cell flags (Excel error cells, formulas without cached value)
+    flagged: set[tuple[int, str]] = set()
     for pos_, j, val, rl, dtl in raw.cell_errors:
         t = mapping[j]
         col = t[1] if t[0] in {"var", "opt"} else raw.header[j] or f"(column {j + 1})"
         errors.add([pos_], col, [val], rl, dtl)
+        flagged.add((int(pos_), col))
 
     # garbled text warnings
     for j, t in enumerate(mapping):
@@ -1701,7 +1738,7 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
         if not len(u) or t[0] == "unnamed":
             continue
         us = pd.Series(u, dtype="str")
-        hit = us.str.contains(_GARBLED.pattern, regex=True).to_numpy(dtype=bool)
+        hit = us.str.contains(_GARBLED.pattern, regex=True).to_numpy(dtype=bool, copy=True)
         if hit.any():
             rows = np.flatnonzero(hit[raw.codes[j]])
             lines = ", ".join(str(x) for x in raw.lines[rows[:_MAX_REPORTED_WARN_LINES]])
@@ -1714,13 +1751,21 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
 
     frame = _typed_frame(columns, codebook, present, raw, name, warnings)
     err = errors.frame()
+    if flagged and len(err):
+        # an Excel error cell / formula is reported once, not again as an unparsable value
+        keep = [
+            (int(p_), c) not in flagged or r in {"excel_error", "formula_without_value"}
+            for p_, c, r in err[["pos", "column", "rule"]].itertuples(index=False)
+        ]
+        err = err.loc[keep]
 
     # pandera on the rows still valid
     ok_mask = np.ones(n, dtype=bool)
     if len(err):
         ok_mask[err["pos"].to_numpy(dtype=np.int64)] = False
-    schema = build_response_schema(codebook, columns=frame.columns)
-    failures = compute_schema_failures(frame.loc[ok_mask], schema)
+    checked = [c for v in present for c in v.columns()] + ["source_file", "source_line"]
+    schema = build_response_schema(codebook, columns=checked)
+    failures = compute_schema_failures(frame.loc[ok_mask, checked], schema)
     if len(failures):
         row_fail = failures[failures["index"].notna()]
         for idx, column, check, value in row_fail[
@@ -1752,6 +1797,18 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
     return _assemble(
         raw, frame, err, ok_mask, norms, warnings, report_errors, name, by_var.get(id_col or "")
     )
+
+
+def _take_str(per_unique: np.ndarray, codes: np.ndarray | None, n: int = 0) -> pd.Series:
+    """String column from per-unique values (None = missing) and row codes, via Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if codes is None or not any(v is not None for v in per_unique):
+        size = n if codes is None else len(codes)
+        return pa.nulls(size, pa.large_string()).to_pandas()
+    dic = pa.array(list(per_unique), type=pa.large_string())
+    return pc.take(dic, pa.array(codes)).to_pandas()
 
 
 def _option_columns(var, cols, raw, columns, errors, norms, name) -> None:
@@ -1837,12 +1894,12 @@ def _typed_frame(
                 elif var.type == "date" and col == var.id:
                     data[col] = np.full(n, np.datetime64("NaT", "ns"), dtype="datetime64[ns]")
                 else:
-                    data[col] = pd.Series(np.full(n, None, dtype=object), dtype="str")
+                    data[col] = _take_str(np.array([None], dtype=object), None, n)
                 continue
             if is_float or (var.type == "date" and col == var.id):
                 data[col] = arr
             else:
-                data[col] = pd.Series(arr, dtype="str")
+                data[col] = arr if isinstance(arr, pd.Series) else pd.Series(arr, dtype="str")
     if absent:
         warnings.append(
             f"{name}: {len(absent)} optional variable(s) absent from the export (left empty): "
