@@ -42,8 +42,8 @@ Example
     formula = "score_global ~ C(id_type_repondant) + ctx_densite"
 
     [report]
-    territory_template = "territoire"
-    study_template = "synthese"
+    territory_template = "territory_report"
+    study_template = "annual_study"
     formats = ["html"]
 """
 
@@ -143,8 +143,8 @@ class ModelSpec:
 class ReportConfig:
     """Report rendering (``[report]``)."""
 
-    territory_template: str = "territoire"
-    study_template: str = "synthese"
+    territory_template: str = "territory_report"
+    study_template: str = "annual_study"
     templates_dir: Path | None = None
     formats: tuple[str, ...] = ("html",)
     engine: str = "warm"
@@ -544,9 +544,9 @@ def load_study(path: str | Path) -> StudyConfig:
     templates_dir = _typed(rep, "templates_dir", str, "report", path)
     report = ReportConfig(
         territory_template=_typed(
-            rep, "territory_template", str, "report", path, default="territoire"
+            rep, "territory_template", str, "report", path, default="territory_report"
         ),
-        study_template=_typed(rep, "study_template", str, "report", path, default="synthese"),
+        study_template=_typed(rep, "study_template", str, "report", path, default="annual_study"),
         templates_dir=_resolve(base, templates_dir, wave) if templates_dir else None,
         formats=formats,
         engine=_choice(rep.get("engine", "warm"), REPORT_ENGINES, "report.engine", path),

@@ -1,0 +1,567 @@
+"""Orchestration: the ``run_*`` steps, the only place that reads and writes artefacts.
+
+Each step reads the artefacts of the previous ones under ``build/<wave>/`` and writes its own,
+so that a user (or ``make``) can start from any artefact::
+
+    run_ingest     exports             → responses.parquet, quarantine.csv, ingestion.json
+    run_maturity   responses (+ earlier waves) → maturity.parquet, transitions.parquet, ...
+    run_estimates  responses + stages  → estimates.parquet
+    run_models     responses + stages  → models.parquet
+    run_contexts   every table above   → contexts/<territory>.json
+    run_reports    contexts            → reports/<wave>/…html, index.html, manifest.json
+
+Stages are computed before the estimates so that estimates can be published by stage (the
+maturity step uses its own design-weighted profiles and needs no estimates artefact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from evalterritoire.codebook import Codebook, load_codebook
+from evalterritoire.config import StudyConfig, load_study
+from evalterritoire.errors import EvalTerritoireError, ReproduceError
+
+if TYPE_CHECKING:
+    from evalterritoire.ingest import IngestResult
+
+__all__ = [
+    "load_study_codebook",
+    "run_contexts",
+    "run_estimates",
+    "run_ingest",
+    "run_maturity",
+    "run_models",
+    "run_reports",
+    "run_reproduce",
+    "run_study",
+]
+
+TERRITORY_COL = "id_territoire_code"
+RESPONDENT_TYPE_COL = "id_type_repondant"
+
+
+# --------------------------------------------------------------------------- helpers
+def load_study_codebook(config: StudyConfig) -> Codebook:
+    """Load the codebook named by a study (``"default"`` is the one shipped in the package)."""
+    return load_codebook(None if config.codebook == "default" else config.codebook)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _step(message: str) -> None:
+    _console().print(f"[bold cyan]›[/] {message}")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    frame.reset_index(drop=True).to_parquet(buffer, index=False)
+    _atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _write_json(obj: Any, path: Path) -> Path:
+    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
+    _atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.name
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
+    return str(value)
+
+
+def _read_artefact(config: StudyConfig, name: str, step: str) -> pd.DataFrame:
+    path = config.artefact(name)
+    if not path.is_file():
+        raise EvalTerritoireError(
+            f"{path} does not exist: run `evalterritoire {step} {config.path}` first"
+        )
+    return pd.read_parquet(path)
+
+
+def _previous_configs(
+    config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfig] | None = None
+) -> list[StudyConfig]:
+    """Study configs of the earlier waves named by ``previous_waves``, oldest first."""
+    configs = [load_study(p) for p in config.previous_waves]
+    if relocate is not None:
+        configs = [relocate(c) for c in configs]
+    return sorted(configs, key=lambda c: c.wave)
+
+
+def _responses(config: StudyConfig) -> pd.DataFrame:
+    path = config.artefact("responses.parquet")
+    if not path.is_file():
+        run_ingest(config)
+    return pd.read_parquet(path)
+
+
+def _design(config: StudyConfig, responses: pd.DataFrame):
+    from evalterritoire.design import build_design
+
+    return build_design(responses, config.design, config.calibration)
+
+
+def _with_stage(config: StudyConfig, responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Responses + respondent dimension scores + the territory's stage, if maturity has run."""
+    from evalterritoire.maturity import MaturityScorer
+
+    scores = MaturityScorer(codebook).fit(responses).transform(responses)
+    frame = pd.concat([responses.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
+    path = config.artefact("maturity.parquet")
+    if path.is_file():
+        maturity = pd.read_parquet(path, columns=["territory", "stage", "stage_label"])
+        frame = frame.merge(
+            maturity.rename(columns={"territory": TERRITORY_COL}), on=TERRITORY_COL, how="left"
+        )
+    return frame
+
+
+# --------------------------------------------------------------------------- steps
+def run_ingest(config: StudyConfig, *, codebook: Codebook | None = None) -> IngestResult:
+    """Ingest every export of the wave and write ``responses.parquet``, quarantine, report.
+
+    Returns
+    -------
+    IngestResult
+        The combined result (its ``exit_code`` is 1 when rows were quarantined).
+    """
+    from evalterritoire.ingest import combine_results, ingest_file, write_ingest_outputs
+
+    codebook = codebook or load_study_codebook(config)
+    results = []
+    for export in config.exports:
+        _step(f"ingest {export.name}")
+        results.append(
+            ingest_file(
+                export,
+                codebook,
+                profile=config.ingest.profile,
+                sheet=config.ingest.sheet,
+                header_row=config.ingest.header_row,
+                encoding=config.ingest.encoding,
+                delimiter=config.ingest.delimiter,
+            )
+        )
+    result = results[0] if len(results) == 1 else combine_results(results)
+    if result.status == "rejected":
+        messages = (
+            "; ".join(e.get("message", str(e)) for e in result.report.get("errors", [])[:3])
+            or result.summary()
+        )
+        raise EvalTerritoireError(f"export rejected: {messages}")
+    write_ingest_outputs(result, config.build_dir)
+    return result
+
+
+def run_maturity(
+    config: StudyConfig,
+    *,
+    codebook: Codebook | None = None,
+    relocate: Callable[[StudyConfig], StudyConfig] | None = None,
+):
+    """Score, cluster and track the territories; write maturity and transitions tables.
+
+    Earlier waves (``previous_waves``) are read from their own ``build/`` folders (ingested
+    first when needed) so that stages keep the meaning fitted on the reference wave.
+    """
+    from evalterritoire.maturity import compute_maturity
+
+    codebook = codebook or load_study_codebook(config)
+    configs = [*_previous_configs(config, relocate), config]
+    responses_by_wave = {c.wave: _responses(c) for c in configs}
+    designs_by_wave = {c.wave: _design(c, responses_by_wave[c.wave]) for c in configs}
+    _step(f"maturity {config.wave} ({len(configs)} wave(s))")
+    result = compute_maturity(
+        responses_by_wave,
+        designs_by_wave,
+        codebook,
+        config.maturity,
+        wave=config.wave,
+        min_n=config.min_n,
+        random_state=config.random_state,
+    )
+    _write_parquet(result.maturity, config.artefact("maturity.parquet"))
+    _write_parquet(result.transitions, config.artefact("transitions.parquet"))
+    _write_parquet(result.profiles, config.artefact("profiles.parquet"))
+    _write_parquet(result.reliability, config.artefact("reliability.parquet"))
+    _write_json(result.diagnostics, config.artefact("maturity_diagnostics.json"))
+    return result
+
+
+def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> pd.DataFrame:
+    """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``."""
+    from evalterritoire.estimates import compute_study_estimates
+
+    codebook = codebook or load_study_codebook(config)
+    responses = _responses(config)
+    maturity_path = config.artefact("maturity.parquet")
+    if maturity_path.is_file():
+        stages = pd.read_parquet(maturity_path, columns=["territory", "stage_label"])
+        responses = responses.merge(
+            stages.rename(columns={"territory": TERRITORY_COL, "stage_label": "stage"}),
+            on=TERRITORY_COL,
+            how="left",
+        )
+    design = _design(config, responses)
+    domains: dict[str, str | None] = {
+        "territory": TERRITORY_COL,
+        "respondent_type": RESPONDENT_TYPE_COL,
+        "stage": "stage" if "stage" in responses.columns else None,
+    }
+    _step(f"estimates {config.wave}")
+    table = compute_study_estimates(
+        design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
+    )
+    _write_parquet(table, config.artefact("estimates.parquet"))
+    return table
+
+
+def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
+    """Fit the study's models with design-based covariance → ``models.parquet``."""
+    from evalterritoire.models import fit_study_models
+
+    codebook = codebook or load_study_codebook(config)
+    frame = _with_stage(config, _responses(config), codebook)
+    if config.context is not None:
+        frame = _merge_context(frame, config.context)
+    design = _design(config, frame)
+    _step(f"models {config.wave} ({len(config.models)})")
+    result = fit_study_models(config.models, frame, design, codebook)
+    _write_parquet(result.table, config.artefact("models.parquet"))
+    _write_json(result.diagnostics, config.artefact("models_diagnostics.json"))
+    return result
+
+
+def _load_context_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path, sep=None, engine="python", dtype={TERRITORY_COL: str})
+    if TERRITORY_COL not in table.columns:
+        raise EvalTerritoireError(f"{path}: context file lacks the column {TERRITORY_COL}")
+    return table
+
+
+def _merge_context(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    context = _load_context_table(path)
+    keep = [c for c in context.columns if c == TERRITORY_COL or c not in frame.columns]
+    return frame.merge(context[keep], on=TERRITORY_COL, how="left")
+
+
+def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfig] | None = None):
+    from evalterritoire.context import StudyArtefacts
+
+    def optional(name: str) -> pd.DataFrame | None:
+        path = config.artefact(name)
+        return pd.read_parquet(path) if path.is_file() else None
+
+    ingestion_path = config.artefact("ingestion.json")
+    ingestion = (
+        json.loads(ingestion_path.read_text(encoding="utf-8")) if ingestion_path.is_file() else None
+    )
+    context = _load_context_table(config.context) if config.context is not None else None
+    previous = [
+        pd.read_parquet(c.artefact("maturity.parquet"))
+        for c in _previous_configs(config, relocate)
+        if c.artefact("maturity.parquet").is_file()
+    ]
+    return StudyArtefacts(
+        previous_maturity=pd.concat(previous, ignore_index=True) if previous else None,
+        responses=optional("responses.parquet"),
+        estimates=optional("estimates.parquet"),
+        maturity=optional("maturity.parquet"),
+        transitions=optional("transitions.parquet"),
+        models=optional("models.parquet"),
+        reliability=optional("reliability.parquet"),
+        ingestion=ingestion,
+        context=context,
+    )
+
+
+def run_contexts(
+    config: StudyConfig,
+    *,
+    codebook: Codebook | None = None,
+    relocate: Callable[[StudyConfig], StudyConfig] | None = None,
+) -> list[Path]:
+    """Build one report context per territory (+ national) → ``contexts/*.json``."""
+    from evalterritoire.context import build_contexts
+    from evalterritoire.manifest import safe_filename
+
+    codebook = codebook or load_study_codebook(config)
+    contexts = build_contexts(config, codebook, _artefacts(config, relocate))
+    out_dir = config.artefact("contexts")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ctx in contexts:
+        name = "national" if ctx.is_national else safe_filename(ctx.territory)
+        path = out_dir / f"{name}.json"
+        _atomic_write_bytes(path, ctx.to_json().encode("utf-8"))
+        paths.append(path)
+    _step(f"contexts {config.wave}: {len(paths)}")
+    return paths
+
+
+# --------------------------------------------------------------------------- reports
+def _templates_dir(config: StudyConfig) -> Path:
+    """The study's templates folder (``[report] templates_dir``, else nearest above the study)."""
+    if config.report.templates_dir is not None:
+        return config.report.templates_dir
+    for parent in config.study_dir.parents:
+        candidate = parent / "notebooks" / "templates"
+        if candidate.is_dir():
+            return candidate
+    raise EvalTerritoireError(
+        f"{config.path}: no templates folder found; set [report] templates_dir"
+    )
+
+
+def _template(config: StudyConfig, name: str) -> Path:
+    folder = _templates_dir(config)
+    for candidate in (folder / name, folder / f"{name}.py", folder / f"{name}.ipynb"):
+        if candidate.is_file():
+            return candidate
+    raise EvalTerritoireError(f"template '{name}' not found in {folder}")
+
+
+def run_reports(
+    config: StudyConfig,
+    *,
+    territories: Sequence[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    formats: Sequence[str] | None = None,
+    engine: str | None = None,
+    workers: int | None = None,
+    dask_scheduler: str | None = None,
+    only_failed: bool = False,
+    force: bool = False,
+    codebook: Codebook | None = None,
+):
+    """Render the territory reports, the annual study and the index; write the manifest.
+
+    Parameters
+    ----------
+    config : StudyConfig
+        The study.
+    territories : sequence of str, optional
+        Territory codes to render (default: every territory, plus the annual study).
+    parameters : mapping, optional
+        Extra notebook parameters (literals) passed to every report.
+    formats, engine, workers, dask_scheduler, only_failed, force
+        Rendering options (defaults from the study's ``[report]`` table).
+
+    Returns
+    -------
+    RenderSummary
+        Counts and failures; its ``exit_code`` is non-zero when a report failed.
+    """
+    from evalterritoire.context import ReportContext
+    from evalterritoire.export import render_index
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.render import RenderTask, render_reports
+
+    contexts_dir = config.artefact("contexts")
+    if not (contexts_dir / "national.json").is_file():
+        run_contexts(config, codebook=codebook)
+    contexts = [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
+    by_code = {c.territory: c for c in contexts if not c.is_national}
+    wanted = list(territories) if territories else sorted(by_code)
+    unknown = [t for t in wanted if t not in by_code]
+    if unknown:
+        raise EvalTerritoireError(
+            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
+            f"(see {config.artefact('maturity.parquet')})"
+        )
+    extra = dict(parameters or {})
+    for key in ("territory", "wave", "context_path"):
+        if key in extra:
+            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
+    territory_template = _template(config, config.report.territory_template)
+    tasks = [
+        RenderTask(
+            territory=code,
+            template=territory_template,
+            parameters={
+                "territory": code,
+                "wave": config.wave,
+                "context_path": str(contexts_dir / f"{safe_filename(code)}.json"),
+                **extra,
+            },
+            output_stem=f"territoires/{safe_filename(code)}",
+        )
+        for code in wanted
+    ]
+    if not territories:
+        tasks.append(
+            RenderTask(
+                territory="national",
+                template=_template(config, config.report.study_template),
+                parameters={
+                    "territory": "",
+                    "wave": config.wave,
+                    "context_path": str(contexts_dir / "national.json"),
+                    **extra,
+                },
+                output_stem="synthese",
+            )
+        )
+    _step(f"reports {config.wave}: {len(tasks)} to render")
+    summary = render_reports(
+        tasks,
+        out_dir=config.reports_dir,
+        engine=engine or config.report.engine,
+        workers=workers if workers is not None else config.report.workers,
+        formats=tuple(formats) if formats else config.report.formats,
+        dask_scheduler=dask_scheduler,
+        only_failed=only_failed,
+        force=force,
+    )
+    render_index(contexts, config.reports_dir / "index.html")
+    if not territories:
+        _write_run_manifest(config, codebook=codebook)
+    return summary
+
+
+def _write_run_manifest(config: StudyConfig, *, codebook: Codebook | None = None) -> Path:
+    from evalterritoire.manifest import build_manifest, write_manifest
+
+    inputs = [p for c in _previous_configs(config) for p in c.exports]
+    artefacts = sorted(
+        p
+        for p in config.build_dir.rglob("*")
+        if p.is_file() and p.suffix in {".parquet", ".json", ".csv"} and not p.name.startswith(".")
+    )
+    reports = sorted(
+        p
+        for p in config.reports_dir.rglob("*")
+        if p.is_file() and p.suffix in {".html", ".pdf", ".docx"} and not p.name.startswith(".")
+    )
+    manifest = build_manifest(config, inputs=inputs, artefacts=artefacts, reports=reports)
+    return write_manifest(manifest, config.reports_dir / "manifest.json")
+
+
+# --------------------------------------------------------------------------- whole study
+def run_study(
+    config: StudyConfig,
+    *,
+    all_waves: bool = False,
+    workers: int | None = None,
+    render: bool = True,
+    relocate: Callable[[StudyConfig], StudyConfig] | None = None,
+) -> int:
+    """Run every step of a wave (and, with ``all_waves``, of its earlier waves first).
+
+    Returns
+    -------
+    int
+        0 when everything succeeded, 1 when rows were quarantined or a report failed.
+    """
+    configs = [config]
+    if all_waves:
+        previous = _previous_configs(config)
+        if relocate is not None:
+            previous = [relocate(c) for c in previous]
+        configs = [*previous, config]
+    status = 0
+    for cfg in configs:
+        codebook = load_study_codebook(cfg)
+        _console().rule(f"{cfg.name}")
+        ingest_result = run_ingest(cfg, codebook=codebook)
+        if ingest_result.exit_code:
+            status = 1
+        run_maturity(cfg, codebook=codebook, relocate=relocate)
+        run_estimates(cfg, codebook=codebook)
+        if cfg.models:
+            run_models(cfg, codebook=codebook)
+        run_contexts(cfg, codebook=codebook, relocate=relocate)
+        if render:
+            summary = run_reports(
+                cfg, workers=workers, codebook=codebook, force=relocate is not None
+            )
+            if summary.exit_code:
+                status = 1
+    return status
+
+
+def _relocator(root: Path, original: StudyConfig) -> Callable[[StudyConfig], StudyConfig]:
+    """Map a study's build/reports folders into ``root`` keeping their relative layout."""
+    rel = os.path.relpath(original.build_dir.parent, original.reports_dir.parent)
+    depth = sum(1 for part in Path(rel).parts if part == "..")
+    reports_root = root.joinpath(*(["r"] * depth), "reports")
+    build_root = (reports_root / rel).resolve()
+
+    def relocate(cfg: StudyConfig) -> StudyConfig:
+        return replace(
+            cfg,
+            build_dir=build_root / cfg.build_dir.name,
+            reports_dir=reports_root / cfg.reports_dir.name,
+        )
+
+    return relocate
+
+
+def run_reproduce(manifest_path: str | Path, *, echo: Callable[[str], None] = print) -> int:
+    """Re-run the study of a manifest in a temporary directory and compare every artefact.
+
+    Returns
+    -------
+    int
+        0 when every recorded artefact and report is identical, 1 otherwise.
+    """
+    from evalterritoire.manifest import compare_artefacts, format_comparisons, load_manifest
+
+    manifest_path = Path(manifest_path).resolve()
+    manifest = load_manifest(manifest_path)
+    study_file = (manifest_path.parent / manifest["study"]["study_file"]).resolve()
+    if not study_file.is_file():
+        raise ReproduceError(f"the study file recorded in {manifest_path} is gone: {study_file}")
+    config = load_study(study_file)
+    with tempfile.TemporaryDirectory(prefix="evalterritoire-reproduce-") as tmp:
+        relocate = _relocator(Path(tmp), config)
+        fresh = relocate(config)
+        echo(f"re-running {config.name} in a temporary directory …")
+        run_study(fresh, all_waves=True, relocate=relocate)
+        comparisons = compare_artefacts(manifest, fresh.reports_dir, base_dir=manifest_path.parent)
+        echo(format_comparisons(comparisons))
+    return 0 if all(c.status == "identical" for c in comparisons) else 1
