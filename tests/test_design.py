@@ -120,6 +120,7 @@ def test_lonely_psu_rules(strat: pd.DataFrame) -> None:
         v = SurveyDesign(df, weight="w", strata="h", psu="psu", lonely_psu=rule)
         np.testing.assert_allclose(v.variance_of_totals(z), v_rest, rtol=1e-12)
     adj = SurveyDesign(df, weight="w", strata="h", psu="psu", lonely_psu="adjust")
+    assert adj.lonely_units == ("stratum a",)
     lonely_total = z[(df.h == "a").to_numpy()].sum()
     np.testing.assert_allclose(adj.variance_of_totals(z), v_rest + lonely_total**2, rtol=1e-12)
 
@@ -268,3 +269,13 @@ def test_two_stage_variance_of_totals_by_hand() -> None:
         t = g.groupby("ssu").y.sum().to_numpy()
         v2 += (5 / 20) * (1 - 3 / 10) * 3 / 2 * np.sum((t - t.mean()) ** 2)
     assert d.variance_of_totals(z)[0, 0] == pytest.approx(v1 + v2, rel=1e-12)
+
+
+def test_design_pickles_and_keeps_values(strat: pd.DataFrame) -> None:
+    import pickle
+
+    d = SurveyDesign(strat, weight="w", strata="h", psu="psu").subset(strat.x > 0)
+    again = pickle.loads(pickle.dumps(d))
+    z = (strat.w * strat.y).to_numpy()
+    np.testing.assert_array_equal(again.variance_of_totals(z), d.variance_of_totals(z))
+    assert again.df == d.df

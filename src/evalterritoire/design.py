@@ -34,6 +34,7 @@ Conventions (identical to R ``survey`` 4.x unless stated)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
 LONELY_PSU_RULES = ("fail", "remove", "adjust", "certainty")
 CALIBRATION_METHODS = ("none", "poststratify", "rake", "linear")
 REPLICATE_TYPES = ("JK1", "JKn", "bootstrap", "BRR", "Fay", "other")
+_LOG = logging.getLogger(__name__)
 _CERTAIN = 1e-7  # R's threshold below which a stratum's finite-population factor means certainty
 
 
@@ -394,6 +396,17 @@ class SurveyDesign:
                 f"{'PSU' if what == 'stratum' else 'second-stage unit'} (lonely_psu='fail'); "
                 "merge strata or choose lonely_psu = remove | adjust | certainty"
             )
+        if lonely.any():
+            names = tuple(sorted(str(labels[k]) for k in np.flatnonzero(lonely)))
+            self.__dict__.setdefault("_lonely_units", ())
+            self.__dict__["_lonely_units"] += tuple(f"{what} {x}" for x in names)
+            _LOG.info(
+                "lonely PSU rule %r applied to %d %s(s): %s",
+                self._lonely,
+                len(names),
+                what,
+                ", ".join(names[:10]),
+            )
         with np.errstate(divide="ignore", invalid="ignore"):
             coef = np.where(n_in > 1, f * n_in / (n_in - 1), 0.0)
         coef = np.where(f < _CERTAIN, 0.0, coef)
@@ -520,6 +533,11 @@ class SurveyDesign:
         if self._rep is not None:
             return self.__dict__["_rep_df"] + 1
         return self._n_psu
+
+    @property
+    def lonely_units(self) -> tuple[str, ...]:
+        """Strata (and PSUs at stage 2) with a single sampled unit, handled by ``lonely_psu``."""
+        return tuple(self.__dict__.get("_lonely_units", ()))
 
     @property
     def is_replicate(self) -> bool:
