@@ -198,6 +198,10 @@ for (d in c("", sort(unique(two$dom)))) {
   ci <- confint(tt, df = degf(sub))
   emit("twostage", d, "y", "total", coef(tt), SE(tt), ci[1], ci[2], degf(sub))
 }
+# weights implied by the fpc (no weight column)
+d0 <- svydesign(ids = ~psu + ssu, strata = ~h, fpc = ~fpc1 + fpc2, data = two)
+m <- svymean(~y, d0, na.rm = TRUE)
+emit("twostage_fpc_weights", "", "y", "mean", coef(m), SE(m))
 d1 <- svydesign(ids = ~psu, strata = ~h, fpc = ~fpc1, weights = ~w, data = two)
 m <- svymean(~y, d1, na.rm = TRUE)
 emit("onestage_of_twostage", "", "y", "mean", coef(m), SE(m))

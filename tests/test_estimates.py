@@ -165,6 +165,11 @@ def test_two_stage_with_fpc_agrees_with_r(ref: pd.DataFrame) -> None:
     got["domain"] = got["domain"].fillna(got.get("dom")).fillna("").astype(str)
     got = got.set_index(["domain", "variable", "level"])
     assert _compare(expected, got, REL) >= 20
+    # without a weight column the weights come from the fpc (R svydesign)
+    implied = ref[ref["case"] == "twostage_fpc_weights"].iloc[0]
+    d0 = SurveyDesign(two, strata="h", psu="psu", fpc="fpc1", psu2="ssu", fpc2="fpc2")
+    m0 = estimate_mean(d0, "y").iloc[0]
+    np.testing.assert_allclose([m0.estimate, m0.se], [implied.estimate, implied.se], rtol=REL)
     # fpc given as a sampling fraction gives the same first stage
     one = ref[ref["case"] == "onestage_of_twostage"].iloc[0]
     d1 = SurveyDesign(two, weight="w", strata="h", psu="psu", fpc="frac1")

@@ -178,6 +178,8 @@ class SurveyDesign:
         One row per respondent; the design columns below refer to its columns.
     weight : str, optional
         Sampling (or already adjusted) weight column; strictly positive, no missing value.
+        Without it the weights are ``N_h / n_h`` (× ``M_a / m_a`` at the second stage) when an
+        fpc is given, as in R ``svydesign``, and 1 otherwise.
     strata : str, optional
         First-stage stratum column.
     psu : str, optional
@@ -253,8 +255,6 @@ class SurveyDesign:
                     f"weight column '{weight}' has {int((w <= 0).sum())} value(s) ≤ 0 "
                     f"(first at row {int(np.flatnonzero(w <= 0)[0])})"
                 )
-        self._w = w
-        self._w.setflags(write=False)
         # strata
         if strata is None:
             s_codes, s_labels = np.zeros(n, dtype=np.int64), np.array(["(all)"], dtype=object)
@@ -305,6 +305,8 @@ class SurveyDesign:
             m_a = np.bincount(ssu_psu, minlength=n_psu).astype(float)
             pop2 = self._fpc_per_group(data[fpc2], fpc2, p_codes, n_psu, m_a, None, "PSU")
             f2 = np.where(np.isinf(pop2), 1.0, (pop2 - m_a) / pop2)
+            if weight is None:
+                w = w * (pop2 / m_a)[p_codes]
             labels = psu_labels if psu_labels is not None else np.arange(n)
             psu_names = (
                 np.asarray(labels, dtype=object)[pair_uniques // n_strata]
@@ -324,6 +326,10 @@ class SurveyDesign:
                     frac1[psu_stratum],
                 )
             )
+        if weight is None and frac1 is not None:
+            w = w / frac1[s_codes]
+        w.setflags(write=False)
+        self._w = w
         self._stages = tuple(stages)
         self._strata = s_codes
         self._n_strata = n_strata
