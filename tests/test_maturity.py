@@ -714,3 +714,28 @@ def test_an_answer_means_the_item_was_asked(codebook):
     det2 = MaturityScorer(codebook).fit(df2).score_details(df2)
     assert det2["n_asked_positionnement"].tolist() == [2]
     assert det2["score_positionnement"].tolist() == [3.0]
+
+
+@pytest.mark.parametrize(("method", "n_stages"), [("gmm", 4), ("ward", 4), ("kmeans", "auto")])
+def test_compute_maturity_methods_and_auto(two_waves, method, n_stages):
+    _s1, s2, _, _ = two_waves
+    res = _run(two_waves, method=method, n_stages=n_stages)
+    d = res.diagnostics
+    assert d["method"] == method
+    assert len(d["k_selection"]) == (1 if n_stages == 4 else 5)
+    k = d["n_stages"]
+    assert res.maturity["stage"].dropna().between(0, k - 1).all()
+    assert len(d["stage_names"]) == k
+    if k == 4:
+        assert adjusted_rand_score(s2, res.maturity["stage"].to_numpy(dtype=int)) >= 0.9
+    probs = res.maturity["stage_probability"]
+    assert probs.between(0, 1).all()
+
+
+def test_agreement_with_different_numbers_of_stages_has_no_kappa():
+    out = compute_stage_agreement([0, 1, 1], [0, 3, 2], 2, n_declared=4)
+    assert out["confusion"].shape == (2, 4)
+    assert out["confusion"].loc[1, 3] == 1
+    assert np.isnan(out["kappa_quadratic"])
+    with pytest.raises(MaturityError, match="stages must lie"):
+        compute_stage_agreement([0, 5], [0, 1], 4)

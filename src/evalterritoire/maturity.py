@@ -40,6 +40,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from .codebook import Codebook
 from .config import DEFAULT_STAGE_NAMES, MaturityConfig
@@ -135,7 +136,9 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
             )
         return X
 
-    def _item_arrays(self, X: pd.DataFrame, item: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _item_arrays(
+        self, X: pd.DataFrame, item: str, cache: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(value with reverse coding, is_asked, is_nsp) for one item."""
         var = self.codebook[item]
         value = pd.to_numeric(X[item], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -150,7 +153,11 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
         else:
             special = np.full(len(X), "", dtype=object)
         answered = ~np.isnan(value) | np.isin(special, ["nsp", "refus"])
-        asked = (self._routing(X, item) | answered) & ~np.isin(special, list(NOT_ASKED_CODES))
+        key = tuple(self.codebook[item].asked_to)
+        cache = {} if cache is None else cache
+        if key not in cache:
+            cache[key] = self._routing(X, item)
+        asked = (cache[key] | answered) & ~np.isin(special, list(NOT_ASKED_CODES))
         nsp = asked & (special == "nsp") & np.isnan(value)
         return value, asked, nsp
 
@@ -201,8 +208,13 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
         self.items_ = _dimension_items(self.codebook)
         rows = []
         unreliable = []
+        cache: dict = {}
         for dim, items in self.items_.items():
-            values = np.column_stack([self._item_arrays(X, i)[0] for i in items]) if items else None
+            values = (
+                np.column_stack([self._item_arrays(X, i, cache)[0] for i in items])
+                if items
+                else None
+            )
             dim_rows = _reliability_rows(dim, items, values, self.min_alpha)
             if not dim_rows[0]["is_reliable"]:
                 unreliable.append(dim)
@@ -231,6 +243,7 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
         X = self._check_frame(X)
         out: dict[str, np.ndarray] = {}
         scores = []
+        cache: dict = {}
         for dim, items in self.items_.items():
             n = len(X)
             total = np.zeros(n)
@@ -238,7 +251,7 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
             n_asked = np.zeros(n)
             n_nsp = np.zeros(n)
             for item in items:
-                value, asked, nsp = self._item_arrays(X, item)
+                value, asked, nsp = self._item_arrays(X, item, cache)
                 valid = asked & ~np.isnan(value)
                 total += np.where(valid, value, 0.0)
                 n_valid += valid
@@ -597,7 +610,16 @@ class MaturityClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             raise MaturityError(f"n_bootstrap must be an integer ≥ 0, got {self.n_bootstrap!r}")
 
     def _fit_raw(self, Z: np.ndarray, k: int, seed: int):
-        """Fit the algorithm on standardised rows; return (model, raw labels, raw centroids)."""
+        """Fit the algorithm on standardised rows; return (model, raw labels, raw centroids).
+
+        Native thread pools are limited to one thread: on tens of territories the OpenMP
+        start-up dominates (about 20× slower on a shared machine) and one thread also keeps
+        the result independent of the machine's core count.
+        """
+        with threadpool_limits(limits=1):
+            return self._fit_raw_unlimited(Z, k, seed)
+
+    def _fit_raw_unlimited(self, Z: np.ndarray, k: int, seed: int):
         if self.method == "kmeans":
             model = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed).fit(Z)
             return model, model.labels_, model.cluster_centers_
@@ -890,11 +912,26 @@ def compute_weighted_kappa(
 
 
 def compute_stage_agreement(
-    statistical: Sequence[int], declared: Sequence[Any], n_stages: int
+    statistical: Sequence[int],
+    declared: Sequence[Any],
+    n_stages: int,
+    n_declared: int | None = None,
 ) -> dict[str, Any]:
     """Agreement between statistical stages and the stages actors declare.
 
-    Pairs with a missing declared stage are left out (and counted).
+    Pairs with a missing stage on either side are left out (and counted).
+
+    Parameters
+    ----------
+    statistical : sequence of int
+        Statistical stage 0..n_stages-1 (missing allowed).
+    declared : sequence of int
+        Declared stage 0..n_declared-1 (missing allowed).
+    n_stages : int
+        Number of statistical stages.
+    n_declared : int, optional
+        Number of declared stages (default ``n_stages``). Kappas need the same categories on
+        both sides: they are NaN when the numbers differ (e.g. ``n_stages="auto"`` chose 3).
 
     Returns
     -------
@@ -902,25 +939,30 @@ def compute_stage_agreement(
         ``confusion`` (DataFrame, rows = statistical, columns = declared), ``n``, ``n_missing``,
         ``agreement`` (share on the diagonal), ``kappa``, ``kappa_linear``, ``kappa_quadratic``.
     """
+    m = n_stages if n_declared is None else int(n_declared)
     stat = pd.array(list(statistical), dtype="Int64")
     decl = pd.array(list(declared), dtype="Int64")
     ok = ~(pd.isna(stat) | pd.isna(decl))
     a = np.asarray(stat[ok], dtype=int)
     b = np.asarray(decl[ok], dtype=int)
-    conf = np.zeros((n_stages, n_stages), dtype=np.int64)
+    if a.size and (a.min() < 0 or a.max() >= n_stages or b.min() < 0 or b.max() >= m):
+        raise MaturityError(f"stages must lie in 0..{n_stages - 1} and 0..{m - 1}")
+    conf = np.zeros((n_stages, m), dtype=np.int64)
     np.add.at(conf, (a, b), 1)
+    same = m == n_stages
+    nan = float("nan")
     return {
         "confusion": pd.DataFrame(
             conf,
             index=pd.RangeIndex(n_stages, name="stage"),
-            columns=pd.RangeIndex(n_stages, name="stage_declared"),
+            columns=pd.RangeIndex(m, name="stage_declared"),
         ),
         "n": int(ok.sum()),
         "n_missing": int((~ok).sum()),
-        "agreement": float(np.trace(conf) / conf.sum()) if conf.sum() else float("nan"),
-        "kappa": compute_weighted_kappa(a, b, n_stages, None),
-        "kappa_linear": compute_weighted_kappa(a, b, n_stages, "linear"),
-        "kappa_quadratic": compute_weighted_kappa(a, b, n_stages, "quadratic"),
+        "agreement": float(np.trace(conf) / conf.sum()) if same and conf.sum() else nan,
+        "kappa": compute_weighted_kappa(a, b, m, None) if same else nan,
+        "kappa_linear": compute_weighted_kappa(a, b, m, "linear") if same else nan,
+        "kappa_quadratic": compute_weighted_kappa(a, b, m, "quadratic") if same else nan,
     }
 
 
@@ -1189,7 +1231,12 @@ def compute_maturity(
          "nsp_share", "n", "n_types", "is_indicative", "stage_declared", "flags"]
     ].reset_index(drop=True)  # fmt: skip
 
-    agreement = compute_stage_agreement(cur["stage"], cur["stage_declared"], k)
+    declared_levels = (
+        len(codebook.value_labels(DECLARED_COL)) if DECLARED_COL in codebook else k
+    ) or k
+    agreement = compute_stage_agreement(
+        cur["stage"], cur["stage_declared"], k, n_declared=declared_levels
+    )
     rel_cur = rel[(rel["wave"] == wave) & (rel["item"] == "")]
     diagnostics: dict[str, Any] = {
         "wave": int(wave),
