@@ -198,7 +198,7 @@ def make_artefacts(codebook: Codebook, *, n_per: int = 24, seed: int = 3) -> Stu
         transitions=transitions,
         models=models,
         reliability=reliability,
-        ingestion={"n_rows": len(responses) + 2, "n_valid": len(responses), "n_quarantined": 2},
+        ingestion={"rows_read": len(responses) + 2, "rows_valid": len(responses), "rows_quarantined": 2},
         context=context,
-        previous_maturity=previous,
+        profiles=pd.concat([previous, maturity], ignore_index=True),
     )

@@ -152,8 +152,9 @@ class StudyArtefacts:
         Ingestion report (``ingestion.json``).
     context : DataFrame or None
         Territory-level public statistics (``ctx_*`` columns keyed by territory code).
-    previous_maturity : DataFrame or None
-        ``maturity.parquet`` rows of earlier waves (for the wave-to-wave charts).
+    profiles : DataFrame or None
+        Territory profiles of every wave (``profiles.parquet``: ``wave``, ``territory``,
+        ``score_<dimension>``), for the wave-to-wave charts.
     """
 
     responses: pd.DataFrame | None = None
@@ -164,7 +165,7 @@ class StudyArtefacts:
     reliability: pd.DataFrame | None = None
     ingestion: Mapping[str, Any] | None = None
     context: pd.DataFrame | None = None
-    previous_maturity: pd.DataFrame | None = None
+    profiles: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -675,6 +676,7 @@ def _fragilities(
     min_n: int,
     context_row: Mapping[str, Any],
     context_median: Mapping[str, float],
+    frame: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     ctx_by_domain: dict[str, list[str]] = {}
     for var in codebook.of_type(level="territory"):
@@ -695,8 +697,10 @@ def _fragilities(
         if any(s is not None for s in strong):
             rec["alliance_share"] = sum(_num(s.get("estimate")) or 0.0 for s in strong if s)
             rec["alliance_n"] = max(int(_num(s.get("n")) or 0) for s in strong if s)
-        else:
-            rec["alliance_share"], rec["alliance_n"] = None, 0
+        else:  # likert items are published as means: share « fort / très fort » from responses
+            shares, n = _response_shares(frame, alli_id, ("3", "4"))
+            rec["alliance_share"] = sum(shares.values()) if n else None
+            rec["alliance_n"] = n
         objective = []
         for ctx_id in ctx_by_domain.get(dom, []):
             value = _num(context_row.get(ctx_id))
@@ -802,8 +806,10 @@ def _models(models: pd.DataFrame | None) -> list[dict[str, Any]]:
     return [_clean(r) for r in frame.to_dict(orient="records")]
 
 
-def _declared_distribution(lookup: _Lookup, domain, codebook: Codebook, min_n: int):
-    out = _levels(lookup, domain, codebook, "stade_auto", min_n)
+def _declared_distribution(
+    lookup: _Lookup, domain, codebook: Codebook, min_n: int, frame: pd.DataFrame | None = None
+):
+    out = _levels(lookup, domain, codebook, "stade_auto", min_n, frame)
     for rec in out:
         rec["kind"] = "share"
     return out
@@ -966,6 +972,7 @@ def build_contexts(
                         "label": codebook.label(c) if c in codebook else c,
                         "value": _num(context_row.get(c)),
                         "median": ctx_median.get(c),
+                        "type": codebook[c].type if c in codebook else "decimal",
                     }
                     for c in sorted(ctx_median)
                     if _num(context_row.get(c)) is not None
@@ -982,7 +989,7 @@ def build_contexts(
                 if declared_i is not None and stage is not None
                 else None,
                 declared_distribution=tuple(
-                    _declared_distribution(lookup, domain, codebook, min_n)
+                    _declared_distribution(lookup, domain, codebook, min_n, frame)
                 ),
                 profile=tuple(
                     _profile(
@@ -995,11 +1002,11 @@ def build_contexts(
                 if row
                 else (),
                 fragilities=tuple(
-                    _fragilities(lookup, domain, codebook, min_n, context_row, ctx_median)
+                    _fragilities(lookup, domain, codebook, min_n, context_row, ctx_median, frame)
                 ),
                 partnership=tuple(lookup_items),
                 dynamic=tuple(_items(lookup, domain, codebook, DYNAMIC_ITEMS, min_n)),
-                dyn_statut=tuple(_levels(lookup, domain, codebook, "dyn_statut", min_n)),
+                dyn_statut=tuple(_levels(lookup, domain, codebook, "dyn_statut", min_n, frame)),
                 agreement=tuple(_agreement(frame, codebook, AGREEMENT_ITEMS)),
                 milestones=tuple(milestones),
                 results=tuple(_items(lookup, domain, codebook, RESULT_ITEMS, min_n)),
@@ -1060,13 +1067,38 @@ def _composition(lookup: _Lookup, domain, codebook: Codebook, min_n: int):
     return out
 
 
-def _levels(lookup: _Lookup, domain, codebook: Codebook, var_id: str, min_n: int):
+def _response_shares(
+    frame: pd.DataFrame | None, var_id: str, codes: Sequence[str]
+) -> tuple[dict[str, float], int]:
+    """Weighted shares of some codes among valid answers (descriptive, no interval)."""
+    if frame is None or var_id not in frame.columns or frame.empty:
+        return {}, 0
+    values = pd.to_numeric(frame[var_id], errors="coerce")
+    w = _weights(frame)
+    ok = values.notna() & (w > 0)
+    total = float(w[ok].sum())
+    if not ok.any() or total <= 0:
+        return {}, 0
+    shares = {c: float(w[ok & (values == float(c))].sum() / total) for c in codes}
+    return shares, int(ok.sum())
+
+
+def _levels(
+    lookup: _Lookup,
+    domain,
+    codebook: Codebook,
+    var_id: str,
+    min_n: int,
+    frame: pd.DataFrame | None = None,
+):
     if var_id not in codebook:
         return []
-    recs = {
-        str(code): lookup.proportion(domain, var_id, str(code))
-        for code in codebook.value_labels(var_id)
-    }
+    codes = [str(code) for code in codebook.value_labels(var_id)]
+    recs = {code: lookup.proportion(domain, var_id, code) for code in codes}
+    if all(r is None for r in recs.values()):  # ordinal items are published as means only
+        shares, n = _response_shares(frame, var_id, codes)
+        if n:
+            recs = {c: {"estimate": shares[c], "n": n, "is_small_n": n < min_n} for c in codes}
     found = [r for r in recs.values() if r is not None]
     n = max((int(_num(r.get("n")) or 0) for r in found), default=0)
     out = []
@@ -1102,12 +1134,10 @@ def _history(artefacts: StudyArtefacts, names: Sequence[str]) -> list[dict[str, 
 def _wave_scores(
     artefacts: StudyArtefacts, wave: int, dims: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    frames = [f for f in (artefacts.previous_maturity, artefacts.maturity) if f is not None]
-    if not frames:
+    table = artefacts.profiles if artefacts.profiles is not None else artefacts.maturity
+    if table is None or "wave" not in table.columns or "territory" not in table.columns:
         return []
-    table = pd.concat(frames, ignore_index=True)
-    if "wave" not in table.columns:
-        return []
+    table = table[table["wave"] <= wave]
     out = []
     for r in table.to_dict(orient="records"):
         for dim in dims:
@@ -1229,16 +1259,33 @@ def _national(
         config.min_n,
     )
     reliability = []
-    if artefacts.reliability is not None and not artefacts.reliability.empty:
+    rel = artefacts.reliability
+    if rel is not None and not rel.empty:
+        if "wave" in rel.columns and (rel["wave"] == config.wave).any():
+            rel = rel[rel["wave"] == config.wave]
+        if "item" in rel.columns:  # one summary row per dimension (item == "")
+            rel = rel[rel["item"].fillna("").astype(str) == ""]
         reliability = [
-            {**_clean(r), "label": DIMENSION_SHORT.get(str(r.get("dimension")), r.get("dimension"))}
-            for r in artefacts.reliability.to_dict(orient="records")
+            {
+                **_clean(r),
+                "label": DIMENSION_SHORT.get(str(r.get("dimension")), r.get("dimension")),
+            }
+            for r in rel.to_dict(orient="records")
         ]
     ingestion: dict[str, Any] = {}
     if artefacts.ingestion:
-        for key in ("n_rows", "n_valid", "n_quarantined", "status", "n_files"):
-            if key in artefacts.ingestion:
-                ingestion[key] = artefacts.ingestion[key]
+        aliases = {
+            "n_rows": ("n_rows", "rows_read"),
+            "n_valid": ("n_valid", "rows_valid"),
+            "n_quarantined": ("n_quarantined", "rows_quarantined"),
+            "status": ("status",),
+        }
+        for key, names in aliases.items():
+            for name in names:
+                value = artefacts.ingestion.get(name)
+                if isinstance(value, int | str) and not isinstance(value, bool):
+                    ingestion[key] = value
+                    break
     respondents = _respondent_mix(responses, codebook)
     return ReportContext(
         **common,
@@ -1246,16 +1293,18 @@ def _national(
         territory_name="Ensemble des territoires enquêtés",
         is_national=True,
         identity={"n_territories": len(territories)},
-        fragilities=tuple(_fragilities(lookup, domain, codebook, config.min_n, {}, {})),
+        fragilities=tuple(_fragilities(lookup, domain, codebook, config.min_n, {}, {}, responses)),
         partnership=tuple(_items(lookup, domain, codebook, PARTNERSHIP_ITEMS, config.min_n)),
         dynamic=tuple(_items(lookup, domain, codebook, DYNAMIC_ITEMS, config.min_n)),
-        dyn_statut=tuple(_levels(lookup, domain, codebook, "dyn_statut", config.min_n)),
+        dyn_statut=tuple(_levels(lookup, domain, codebook, "dyn_statut", config.min_n, responses)),
         results=tuple(_items(lookup, domain, codebook, RESULT_ITEMS, config.min_n)),
         nsp=tuple(_nsp_by_dimension(lookup, domain, codebook)),
         respondents=tuple(respondents),
         n_respondents=len(responses),
         n_types=len(respondents),
-        declared_distribution=tuple(_declared_distribution(lookup, domain, codebook, config.min_n)),
+        declared_distribution=tuple(
+            _declared_distribution(lookup, domain, codebook, config.min_n, responses)
+        ),
         stage_distribution=tuple(distribution),
         territories=tuple(territories),
         transition_matrix=tuple(matrix),

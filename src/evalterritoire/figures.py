@@ -457,6 +457,9 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
             ax2.set_yticks(y, [_wrap(r["label"], 24) for r in mix], fontsize=8)
             ax2.set_xlim(0, max(r["n"] for r in mix) * 1.15 + 0.5)
             ax2.set_title(f"Répondants par type ({fmt_n(sum(r['n'] for r in mix))})")
+            from matplotlib.ticker import MaxNLocator
+
+            ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
             _fr_axis(ax2.xaxis, 0)
             ax2.grid(axis="y", visible=False)
         else:

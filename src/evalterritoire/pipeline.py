@@ -301,13 +301,8 @@ def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfi
         json.loads(ingestion_path.read_text(encoding="utf-8")) if ingestion_path.is_file() else None
     )
     context = _load_context_table(config.context) if config.context is not None else None
-    previous = [
-        pd.read_parquet(c.artefact("maturity.parquet"))
-        for c in _previous_configs(config, relocate)
-        if c.artefact("maturity.parquet").is_file()
-    ]
     return StudyArtefacts(
-        previous_maturity=pd.concat(previous, ignore_index=True) if previous else None,
+        profiles=optional("profiles.parquet"),
         responses=optional("responses.parquet"),
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),

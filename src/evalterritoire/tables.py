@@ -150,7 +150,8 @@ def render_title(ctx: ReportContext) -> str:
             f"{fmt_n(ctx.n_respondents)} répondants"
         )
         return f'<h1>{escape(ctx.study_name)}</h1><p class="subtitle">{escape(sub)}</p>'
-    sub = f"Rapport d'évaluation · {ctx.study_name} · vague {ctx.wave} · code {ctx.territory}"
+    wave = "" if str(ctx.wave) in ctx.study_name else f" · vague {ctx.wave}"
+    sub = f"Rapport d'évaluation · {ctx.study_name}{wave} · code {ctx.territory}"
     return f'<h1>{escape(ctx.territory_name)}</h1><p class="subtitle">{escape(sub)}</p>'
 
 
@@ -342,12 +343,15 @@ def render_identity_table(ctx: ReportContext) -> str:
     for ind in ctx.context_indicators:
         if ind["variable"] == "ctx_population":
             continue
+        kind = ind.get("type", "decimal")
+        if kind == "binary":
+            value, median = ("oui" if ind["value"] else "non"), ""
+        else:
+            decimals = 0 if kind == "count" else 1
+            value = fmt_number(ind["value"], decimals)
+            median = f"(médiane des territoires : {fmt_number(ind.get('median'), decimals)})"
         rows.append(
-            (
-                escape(ind["label"]),
-                f"{escape(fmt_number(ind['value'], 1))} "
-                f'<span class="ci">(médiane des territoires : {escape(fmt_number(ind["median"], 1))})</span>',
-            )
+            (escape(ind["label"]), f'{escape(value)} <span class="ci">{escape(median)}</span>')
         )
     return _table(("Carte d'identité", ""), rows, css="identity")
 
