@@ -42,6 +42,8 @@ __all__ = ["SimulationResult", "simulate_waves"]
 N_STAGES = 4
 #: Share of territories in each stage in the first wave (emergence is the majority situation).
 STAGE_SHARES = (0.35, 0.30, 0.22, 0.13)
+# Territory-level bias of the declared stage (−1, 0, +1): actors of a territory share a view.
+DECLARED_BIAS_P = (0.10, 0.65, 0.25)
 #: Stage transition matrix between consecutive waves (rows: from, columns: to).
 TRANSITIONS = np.array(
     [
@@ -231,6 +233,7 @@ class _Population:
     tau: np.ndarray  # (T, D)
     u_mixed: np.ndarray  # (T,)
     stages: np.ndarray  # (W, T)
+    declared_bias: np.ndarray  # (T,) shared self-perception of the territory's actors
 
 
 def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -340,8 +343,10 @@ def _build_population(
         u = rng.random(n_t)
         cum = np.cumsum(TRANSITIONS[stages[w - 1]], axis=1)
         stages[w] = (u[:, None] > cum).sum(axis=1).clip(0, N_STAGES - 1)
+    # drawn last so that every other draw is unchanged by it
+    declared_bias = rng.choice([-1, 0, 1], n_t, p=DECLARED_BIAS_P)
     return _Population(codes, names, niveau, region, stratum, context, n_psu, psu_frame, fpc,
-                       size, tau, u_mixed, stages)  # fmt: skip
+                       size, tau, u_mixed, stages, declared_bias)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- one wave
@@ -584,7 +589,7 @@ def _fill_items(
         elif vid == "stade_auto":
             u = rng.random(n)
             shift = np.select([u < 0.12, u < 0.30], [-1, 1], 0)  # slight optimism
-            value = np.clip(st + shift, 0, N_STAGES - 1) + lo
+            value = np.clip(st + pop.declared_bias[t] + shift, 0, N_STAGES - 1) + lo
             p_nsp = 0.05 + 0.08 * emerging
             state = _states(rng, var, asked, p_nsp)
         elif var.fragility is not None and var.type == "rating":
@@ -1272,8 +1277,10 @@ def _truth(
             "type_effects": TYPE_EFFECT,
             "ctx_taux_chomage_effect": BETA_CHOMAGE,
             "ctx_taux_chomage_reference": CHOMAGE_REF,
-            "stade_auto": "declared = true stage + 1 with P(−1) = 0.12, P(+1) = 0.18 "
-            "(clipped to 1..4); NSP 5 % (13 % in emerging territories)",
+            "stade_auto": "declared = true stage + territory bias (−1, 0, +1 with P = "
+            f"{', '.join(map(str, DECLARED_BIAS_P))}, shared by the territory's actors, "
+            "see territories[].declared_bias) + respondent shift (−1 with P = 0.12, +1 with "
+            "P = 0.18), clipped to 1..4; NSP 5 % (13 % in emerging territories)",
         },
         "models": [
             {k: v for k, v in s.items() if k not in {"needs", "description"}} for s in specs
@@ -1296,6 +1303,7 @@ def _truth(
                 "region": pop.region[t],
                 "stratum": pop.stratum[t],
                 "n_psu": int(pop.n_psu[t]),
+                "declared_bias": int(pop.declared_bias[t]),
             }
             for t in np.argsort(pop.codes)
         ],
