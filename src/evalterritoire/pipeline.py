@@ -423,39 +423,61 @@ def run_reports(
                 "context_path": str(contexts_dir / f"{safe_filename(code)}.json"),
                 **extra,
             },
-            output_stem=f"territoires/{safe_filename(code)}",
+            output_stem=safe_filename(code),
         )
         for code in wanted
     ]
+    batches = [(config.reports_dir / "territoires", tasks)]
     if not territories:
-        tasks.append(
-            RenderTask(
-                territory="national",
-                template=_template(config, config.report.study_template),
-                parameters={
-                    "territory": "",
-                    "wave": config.wave,
-                    "context_path": str(contexts_dir / "national.json"),
-                    **extra,
-                },
-                output_stem="synthese",
-            )
+        study_task = RenderTask(
+            territory="national",
+            template=_template(config, config.report.study_template),
+            parameters={
+                "territory": "",
+                "wave": config.wave,
+                "context_path": str(contexts_dir / "national.json"),
+                **extra,
+            },
+            output_stem="synthese",
         )
-    _step(f"reports {config.wave}: {len(tasks)} to render")
-    summary = render_reports(
-        tasks,
-        out_dir=config.reports_dir,
-        engine=engine or config.report.engine,
-        workers=workers if workers is not None else config.report.workers,
-        formats=tuple(formats) if formats else config.report.formats,
-        dask_scheduler=dask_scheduler,
-        only_failed=only_failed,
-        force=force,
-    )
+        batches.append((config.reports_dir, [study_task]))
+    options = {
+        "engine": engine or config.report.engine,
+        "workers": workers if workers is not None else config.report.workers,
+        "formats": tuple(formats) if formats else config.report.formats,
+        "dask_scheduler": dask_scheduler,
+        "only_failed": only_failed,
+        "force": force,
+    }
+    summaries = []
+    for out_dir, batch in batches:
+        _step(f"reports {config.wave}: {len(batch)} → {out_dir}")
+        summaries.append(render_reports(batch, out_dir=out_dir, **options))
+    summary = _merge_summaries(summaries)
     render_index(contexts, config.reports_dir / "index.html")
     if not territories:
         _write_run_manifest(config, codebook=codebook)
     return summary
+
+
+def _merge_summaries(summaries: Sequence[Any]) -> Any:
+    """One summary for several render batches (territories, then the annual study)."""
+    first = summaries[0]
+    if len(summaries) == 1:
+        return first
+    outputs: dict[str, Any] = {}
+    for s in summaries:
+        outputs.update(s.outputs)
+    return replace(
+        first,
+        n_total=sum(s.n_total for s in summaries),
+        n_rendered=sum(s.n_rendered for s in summaries),
+        n_skipped=sum(s.n_skipped for s in summaries),
+        n_failed=sum(s.n_failed for s in summaries),
+        failed=tuple(sorted(f for s in summaries for f in s.failed)),
+        outputs=outputs,
+        seconds=sum(s.seconds for s in summaries),
+    )
 
 
 def _write_run_manifest(config: StudyConfig, *, codebook: Codebook | None = None) -> Path:
@@ -536,8 +558,16 @@ def _relocator(root: Path, original: StudyConfig) -> Callable[[StudyConfig], Stu
     return relocate
 
 
-def run_reproduce(manifest_path: str | Path, *, echo: Callable[[str], None] = print) -> int:
+def run_reproduce(
+    manifest_path: str | Path,
+    *,
+    echo: Callable[[str], None] = print,
+    workers: int | None = None,
+) -> int:
     """Re-run the study of a manifest in a temporary directory and compare every artefact.
+
+    Inputs (exports, codebook, study file, context) are compared in place with the hashes the
+    manifest recorded; result tables and reports with those of the re-run.
 
     Returns
     -------
@@ -556,7 +586,15 @@ def run_reproduce(manifest_path: str | Path, *, echo: Callable[[str], None] = pr
         relocate = _relocator(Path(tmp), config)
         fresh = relocate(config)
         echo(f"re-running {config.name} in a temporary directory …")
-        run_study(fresh, all_waves=True, relocate=relocate)
-        comparisons = compare_artefacts(manifest, fresh.reports_dir, base_dir=manifest_path.parent)
+        run_study(fresh, all_waves=True, relocate=relocate, workers=workers)
+        # inputs are read in place: compare them with the files the manifest recorded
+        comparisons = compare_artefacts(
+            manifest, manifest_path.parent, base_dir=manifest_path.parent, kinds=("input",)
+        ) + compare_artefacts(
+            manifest,
+            fresh.reports_dir,
+            base_dir=manifest_path.parent,
+            kinds=("artefact", "report"),
+        )
         echo(format_comparisons(comparisons))
     return 0 if all(c.status == "identical" for c in comparisons) else 1
