@@ -281,6 +281,9 @@ def _responses(codebook, n: int = 400, seed: int = 5) -> pd.DataFrame:
         elif var.type == "rating":
             vals = rng.integers(0, 11, n).astype(float)
             cols[var.id] = pd.array(np.where(answered, vals, np.nan), dtype="Float64")
+        elif var.type == "count":
+            vals = rng.poisson(3.0, n).astype(float)
+            cols[var.id] = pd.array(np.where(answered, vals, np.nan), dtype="Float64")
         elif var.type == "categorical":
             vals = rng.choice(sorted(var.options), n).astype(object)
             vals[~answered] = None
@@ -358,6 +361,21 @@ def test_study_table_values(study, codebook) -> None:
     assert {"collectivites", "associations"} <= set(multi.level)
     binary = table[(table.variable == "id_consentement") & (table.domain_type == "national")]
     assert list(binary.level) == ["1"]
+    # ordinal items: a mean and the share of every level of their scale (summing to one)
+    ordinal = table[(table.variable == "dyn_statut") & (table.domain_type == "national")]
+    levels = ordinal[ordinal.statistic == "proportion"]
+    assert sorted(levels.level) == sorted(str(c) for c in codebook.value_labels("dyn_statut"))
+    assert levels["estimate"].sum() == pytest.approx(1.0, rel=1e-12)
+    values = responses["dyn_statut"].astype(float)
+    ok = values.notna().to_numpy()
+    top = levels.set_index("level").loc[str(int(values.max())), "estimate"]
+    assert top == pytest.approx((w * (values == values.max()))[ok].sum() / w[ok].sum(), rel=1e-12)
+    assert "mean" in set(ordinal.statistic)
+    # counts are published as means
+    counts = t.loc[("national", "", "part_nb_actifs", "", "mean")]
+    x = responses["part_nb_actifs"].astype(float)
+    ok = x.notna().to_numpy()
+    assert counts.estimate == pytest.approx((w * x.fillna(0))[ok].sum() / w[ok].sum(), rel=1e-12)
 
 
 def test_study_table_is_row_order_invariant(study, codebook) -> None:

@@ -61,7 +61,7 @@ STUDY_ESTIMATE_COLUMNS = (
     "deff",
     "is_small_n",
 )
-_MEAN_TYPES = frozenset({"likert", "rating", "ordinal"})
+_MEAN_TYPES = frozenset({"likert", "rating", "ordinal", "count", "decimal"})
 
 
 # ----------------------------------------------------------------------------- domains
@@ -555,6 +555,11 @@ def _study_columns(design: SurveyDesign, codebook: Any) -> tuple[np.ndarray, lis
             else:
                 cols.append(values)
                 meta.append((var.id, "", "mean"))
+            if var.type == "ordinal":  # ordered levels are also published as shares
+                for code in sorted(codebook.value_labels(var.id), key=float):
+                    hit = (values == float(code)).astype(float)
+                    cols.append(np.where(answered, hit, np.nan))
+                    meta.append((var.id, str(code), "proportion"))
         elif var.type == "categorical":
             if var.id not in data:
                 continue
@@ -603,7 +608,8 @@ def compute_study_estimates(
     design : SurveyDesign
         Design of the wave's typed responses.
     codebook : Codebook
-        Item types decide the statistic: likert/rating/ordinal → ``mean``; binary → proportion of
+        Item types decide the statistic: likert/rating/ordinal/count/decimal → ``mean`` (ordinal
+        items also → proportion of every level of their scale); binary → proportion of
         ``"1"``; categorical → proportion of every option; multi-select → proportion of each
         option ticked; every item with special codes → ``nsp_share`` (share of "ne sait pas" among
         respondents asked, i.e. not filtered out). Items absent from the responses are skipped.
