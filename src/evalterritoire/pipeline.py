@@ -360,6 +360,29 @@ def _template(config: StudyConfig, name: str) -> Path:
     raise EvalTerritoireError(f"template '{name}' not found in {folder}")
 
 
+def _write_generated_notebook(template: Path) -> Path | None:
+    """Write the ``.ipynb`` beside a jupytext template (for papermill/nbconvert users).
+
+    Rewritten only when its content changes; skipped (``None``) when the folder is read-only.
+    """
+    import nbformat
+
+    from evalterritoire.render import build_notebook
+
+    if template.suffix != ".py":
+        return None
+    target = template.with_suffix(".ipynb")
+    text = nbformat.writes(build_notebook(template)) + "\n"
+    try:
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+    except OSError:
+        return None
+    return target
+
+
 def run_reports(
     config: StudyConfig,
     *,
@@ -413,6 +436,9 @@ def run_reports(
         if key in extra:
             raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
     territory_template = _template(config, config.report.territory_template)
+    study_template = _template(config, config.report.study_template)
+    for template in (territory_template, study_template):
+        _write_generated_notebook(template)
     tasks = [
         RenderTask(
             territory=code,
@@ -431,7 +457,7 @@ def run_reports(
     if not territories:
         study_task = RenderTask(
             territory="national",
-            template=_template(config, config.report.study_template),
+            template=study_template,
             parameters={
                 "territory": "",
                 "wave": config.wave,
