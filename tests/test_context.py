@@ -169,6 +169,12 @@ def test_context_content_sections(contexts):
     assert all(r["kind"] == "share" for r in t1.freins)
     assert t1.stage_indicators
     assert not {r["variable"] for r in t1.stage_indicators} & {m["variable"] for m in t1.milestones}
+    spreading = [c for c in contexts[1:] if "essaimage_table" in get_stage_grid(c.grid_key).charts]
+    assert spreading
+    for ctx in spreading:  # what the stage's own table shows is not repeated
+        assert ctx.essaimage
+        shown = {r["variable"] for r in ctx.essaimage}
+        assert not shown & {r["variable"] for r in ctx.stage_indicators}
     assert contexts[4].small_n  # T4 has 3 respondents
     assert [r["term"] for r in t1.models] == ["C(id_type_repondant)[T.citoyen]", "ctx_densite"]
 

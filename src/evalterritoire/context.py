@@ -1020,6 +1020,8 @@ def build_contexts(
                             i
                             for i in _numeric(codebook, grid.indicators)
                             if i not in MILESTONE_ITEMS
+                            # items of the stage's own table are not shown twice
+                            and not ("essaimage_table" in grid.charts and i in ESSAIMAGE_ITEMS)
                         ],
                         min_n,
                     )

@@ -427,7 +427,12 @@ def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> s
 
 
 def render_items_table(records: Sequence[Mapping[str, Any]], *, caption: str = "") -> str:
-    """Generic indicator table: value [interval], n, « ne sait pas » share, national benchmark."""
+    """Generic indicator table: value [interval], n, « ne sait pas » share, national benchmark.
+
+    Returns an empty string when there is no record (no empty table with a caption).
+    """
+    if not records:
+        return ""
     rows = []
     for r in records:
         bench = ""
