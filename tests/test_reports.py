@@ -220,6 +220,9 @@ def test_render_index_groups_by_stage(study, tmp_path):
     assert 'href="synthese.html"' in html
     assert "&lt;script&gt;" in html
     assert "<script" not in html.lower()
+    ref = study["contexts"][0]
+    title = html[html.index("<h1>") : html.index("</h1>")]
+    assert title.count(str(ref.wave)) == 1  # the wave once, whether or not the name holds it
 
 
 # --------------------------------------------------------------------------- file names

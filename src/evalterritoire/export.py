@@ -163,7 +163,9 @@ def render_index(
     names = list(ref.stage_names)
     e = html.escape
     parts = [
-        f"<h1>{e(ref.study_name)} — vague {ref.wave}</h1>",
+        f"<h1>{e(ref.study_name)}"
+        + ("" if str(ref.wave) in ref.study_name else f" — vague {ref.wave}")
+        + "</h1>",
         f'<p class="subtitle">{fmt_count(len(territories))} territoires · '
         f'<a href="{e(study_page)}">synthèse nationale</a></p>',
         '<nav class="et-index">',
