@@ -131,6 +131,7 @@ def _maturity(
             "stage": stage,
             "stage_label": names[stage],
             "stage_probability": 0.55 if code == "T2" else 0.9,
+            "stage_robustness": 0.7 if code == "T3" else 0.98,
             "nsp_share": 0.3 - 0.07 * stage,
             "n": 3 if code == "T4" else 24,
             "is_indicative": code == "T4",
@@ -198,7 +199,11 @@ def make_artefacts(codebook: Codebook, *, n_per: int = 24, seed: int = 3) -> Stu
         transitions=transitions,
         models=models,
         reliability=reliability,
-        ingestion={"rows_read": len(responses) + 2, "rows_valid": len(responses), "rows_quarantined": 2},
+        ingestion={
+            "rows_read": len(responses) + 2,
+            "rows_valid": len(responses),
+            "rows_quarantined": 2,
+        },
         context=context,
         profiles=pd.concat([previous, maturity], ignore_index=True),
     )

@@ -130,6 +130,8 @@ def test_context_stage_justification(contexts):
     assert t3.stage_gap == 0
     assert t2.between_stages
     assert t2.next_stage["key"] == "consolidation"
+    assert t3.stage_robustness == pytest.approx(0.7)
+    assert not t3.between_stages  # robust enough (≥ 0.6) and probable (0.9)
     assert not t1.between_stages
     assert t1.next_stage == {}
     assert t4.is_indicative

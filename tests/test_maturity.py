@@ -522,7 +522,8 @@ def test_stage_agreement_confusion_and_kappa():
 
 # --------------------------------------------------------------------------- pipeline entry
 MATURITY_COLUMNS = (
-    ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability", "distance"]
+    ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
+     "stage_robustness", "distance"]
     + [f"score_{d}" for d in ("positionnement", "modele_socio_eco", "gouvernance",
                               "cadre_technique", "interconnaissance", "diagnostic_partage",
                               "action_collective", "evaluation", "essaimage")]
@@ -578,6 +579,7 @@ def test_compute_maturity_tables(two_waves):
     assert adjusted_rand_score(s2, m["stage"].to_numpy(dtype=int)) >= 0.9
     assert m["stage_label"].iloc[0] in DEFAULT_STAGE_NAMES
     assert m["stage_probability"].between(0, 1).all()
+    assert m["stage_robustness"].between(0, 1).all()
     small = m["territory"].isin(["T010", "T011"])
     assert m.loc[small, "is_indicative"].all()
     assert not m.loc[~small, "is_indicative"].any()
@@ -739,3 +741,22 @@ def test_agreement_with_different_numbers_of_stages_has_no_kappa():
     assert np.isnan(out["kappa_quadratic"])
     with pytest.raises(MaturityError, match="stages must lie"):
         compute_stage_agreement([0, 5], [0, 1], 4)
+
+
+def test_stage_robustness_reflects_sampling_error():
+    from evalterritoire.maturity import stage_robustness
+
+    def predict(Z):  # two stages split at 0 on the first dimension
+        return (Z[:, 0] > 0).astype(int)
+
+    X = np.array([[-3.0, 0.0], [-0.05, 0.0], [0.0, 0.0], [2.0, 5.0]])
+    se = np.array([[0.5, 1.0], [1.0, 1.0], [0.0, 0.0], [np.nan, 0.0]])
+    stages = np.array([0, 0, 0, 1])
+    got = stage_robustness(predict, X, se, stages, n_draws=4000, seed=1)
+    assert got[0] == 1.0  # six SEs from the boundary
+    # Phi(0.05) = 0.52: a territory on the boundary keeps its stage about half the time
+    assert got[1] == pytest.approx(0.52, abs=0.03)
+    assert got[2] == 1.0  # no sampling error (SE 0): always the same stage
+    assert got[3] == 1.0  # a missing SE counts as 0
+    again = stage_robustness(predict, X, se, stages, n_draws=4000, seed=1)
+    np.testing.assert_array_equal(got, again)

@@ -159,6 +159,8 @@ def test_tables_format_french_and_flag_small_n(study):
     assert "Lecture" not in tables.render_profile_table(study["contexts"][1])
     assert 'class="flag">indicatif' in tables.render_items_table(t4.partnership)
     assert "&lt;script&gt;" in tables.render_title(study["contexts"][1])
+    summary = tables.render_stage_summary(t3)
+    assert "Robustesse du classement : <strong>70\u00a0%</strong>" in summary
 
 
 def test_figures_are_deterministic_png_with_alt_text(study):

@@ -194,6 +194,7 @@ class ReportContext:
     stage_label: str = ""
     grid_key: str = ""
     stage_probability: float | None = None
+    stage_robustness: float | None = None
     between_stages: bool = False
     stage_declared: int | None = None
     stage_declared_label: str = ""
@@ -926,6 +927,7 @@ def build_contexts(
         stage_label = str(row.get("stage_label") or _stage_label(names, stage))
         key = grid_stage_key(stage, n_stages, stage_label) if stage is not None else ""
         prob = _num(row.get("stage_probability"))
+        robust = _num(row.get("stage_robustness"))
         declared = _num(row.get("stage_declared"))
         declared_i = int(declared) if declared is not None else None
         respondents = _respondent_mix(frame, codebook)
@@ -937,7 +939,8 @@ def build_contexts(
         )
         lookup_items = _items(lookup, domain, codebook, PARTNERSHIP_ITEMS, min_n)
         small = tuple(sorted(lookup.small.get(domain, set())))
-        between = prob is not None and prob < 0.6 and stage is not None and stage < n_stages - 1
+        uncertain = (prob is not None and prob < 0.6) or (robust is not None and robust < 0.6)
+        between = uncertain and stage is not None and stage < n_stages - 1
         grid = get_stage_grid(key) if key else None
         milestones = _items(lookup, domain, codebook, MILESTONE_ITEMS, min_n)
         for m in milestones:
@@ -982,6 +985,7 @@ def build_contexts(
                 stage_label=stage_label,
                 grid_key=key,
                 stage_probability=prob,
+                stage_robustness=robust,
                 between_stages=between,
                 stage_declared=declared_i,
                 stage_declared_label=_stage_label(names, declared_i),

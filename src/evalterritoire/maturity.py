@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 CLUSTER_METHODS = ("kmeans", "gmm", "ward")
+#: Draws per territory for :func:`stage_robustness`.
+ROBUSTNESS_DRAWS = 400
 TERRITORY_COL = "id_territoire_code"
 NAME_COL = "id_territoire_nom"
 TYPE_COL = "id_type_repondant"
@@ -1058,6 +1060,55 @@ def _finite(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def stage_robustness(
+    predict: Callable[[np.ndarray], np.ndarray],
+    X: np.ndarray,
+    se: np.ndarray,
+    stages: np.ndarray,
+    *,
+    n_draws: int = ROBUSTNESS_DRAWS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Share of profiles drawn within their sampling error that keep their stage.
+
+    For each territory, ``n_draws`` profiles are drawn from a normal distribution centred on
+    its estimated dimension scores with its design-based standard errors (independent
+    dimensions; a missing SE counts as 0) and classified with the fitted stage definitions.
+    Unlike the clustering's posterior probability, which compares a territory with the spread
+    *between* territories, this reflects how precisely the territory itself is measured: a
+    territory with few respondents near a stage boundary gets a low value.
+
+    Parameters
+    ----------
+    predict : callable
+        Maps an (m, p) array of profiles to stage numbers (a fitted ``predict``).
+    X, se : ndarray of shape (n, p)
+        Estimated scores and their standard errors.
+    stages : ndarray of shape (n,)
+        The stage each territory was given.
+    n_draws : int
+        Draws per territory.
+    seed : int
+        Seed of the draws (rows are in canonical order, so the result is order invariant).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Share of draws classified in ``stages`` (between 0 and 1).
+    """
+    X = np.asarray(X, dtype=float)
+    sd = np.nan_to_num(np.asarray(se, dtype=float), nan=0.0)
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(X))
+    chunk = max(1, 200_000 // max(n_draws, 1))  # bounded memory for many territories
+    for start in range(0, len(X), chunk):
+        x, s = X[start : start + chunk], sd[start : start + chunk]
+        draws = x[None] + rng.standard_normal((n_draws, *x.shape)) * s[None]
+        pred = np.asarray(predict(draws.reshape(-1, X.shape[1]))).reshape(n_draws, len(x))
+        out[start : start + chunk] = (pred == np.asarray(stages)[start : start + chunk]).mean(0)
+    return out
+
+
 def compute_maturity(
     responses_by_wave: Mapping[int, pd.DataFrame],
     designs_by_wave: Mapping[int, Any],
@@ -1171,6 +1222,7 @@ def compute_maturity(
         stage = np.full(len(prof), -1, dtype=np.int64)
         proba = np.full(len(prof), np.nan)
         dist = np.full(len(prof), np.nan)
+        robust = np.full(len(prof), np.nan)
         if ok.any():
             Xo = X[ok]
             if w == ref:
@@ -1194,6 +1246,16 @@ def compute_maturity(
             stage[ok] = lab
             proba[ok] = P[rows, lab]
             dist[ok] = D[rows, lab]
+            se = prof.loc[ok, [f"se_{d}" for d in dims]].to_numpy(dtype=float)
+            model, relabel = (own, mapping) if w != ref and maturity_cfg.refit else (clf, None)
+
+            def predict(Z: np.ndarray, model=model, relabel=relabel) -> np.ndarray:
+                got = model.predict(pd.DataFrame(Z, columns=feat_cols))
+                return got if relabel is None else relabel[got]
+
+            robust[ok] = stage_robustness(
+                predict, Xo.to_numpy(dtype=float), se, np.asarray(lab), seed=random_state + w
+            )
         flags = []
         for i in range(len(prof)):
             f = []
@@ -1214,6 +1276,7 @@ def compute_maturity(
             stage=stage_arr,
             stage_label=labels,
             stage_probability=proba,
+            stage_robustness=robust,
             distance=dist,
             is_indicative=(prof["n"] < min_n).to_numpy(dtype=bool),
             stage_declared=_declared_stages(
@@ -1227,7 +1290,7 @@ def compute_maturity(
     cur = staged[wave]
     maturity = cur[
         ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
-         "distance", *feat_cols, *[f"se_{d}" for d in dims], "score_global", "se_global",
+         "stage_robustness", "distance", *feat_cols, *[f"se_{d}" for d in dims], "score_global", "se_global",
          "nsp_share", "n", "n_types", "is_indicative", "stage_declared", "flags"]
     ].reset_index(drop=True)  # fmt: skip
 

@@ -213,6 +213,12 @@ def render_stage_summary(ctx: ReportContext) -> str:
                 else ".</p>"
             )
         )
+    if ctx.stage_robustness is not None:
+        parts.append(
+            "<p>Robustesse du classement : <strong>"
+            f"{escape(fmt_percent(ctx.stage_robustness))}</strong> des profils compatibles avec "
+            "la marge d'erreur d'échantillonnage du territoire restent dans ce stade.</p>"
+        )
     if ctx.stage_declared is not None:
         text = (
             f"<p>Regards croisés : les répondants situent le plus souvent la démarche au stade "
