@@ -670,6 +670,33 @@ class SurveyDesign:
             v += (t * stage.coef[stage.group][:, None]).T @ t
         return v
 
+    @property
+    def replicate_weights(self) -> np.ndarray | None:
+        """Combined replicate weights ``(n, R)`` (``None`` for a Taylor design)."""
+        return None if self._rep is None else self._rep.weights
+
+    def replicate_variance(self, replicates: Any, full: Any) -> np.ndarray:
+        """Covariance of an estimator from its value under each replicate weight.
+
+        Parameters
+        ----------
+        replicates : array-like, shape (R, p)
+            The estimator recomputed with each replicate weight column.
+        full : array-like, shape (p,)
+            The full-sample estimate (the centre when ``mse=True``).
+
+        Returns
+        -------
+        ndarray, shape (p, p)
+            ``scale × Σ_r rscales_r (θ_r − c)(θ_r − c)'`` as R ``svrVar``.
+        """
+        if self._rep is None:
+            raise DesignError("replicate_variance needs a replicate-weight design")
+        reps = np.asarray(replicates, dtype=float)
+        if reps.ndim == 1:
+            reps = reps[:, None]
+        return self._replicate_cov(reps, np.asarray(full, dtype=float).reshape(-1))
+
     def _replicate_cov(self, reps: np.ndarray, full: np.ndarray) -> np.ndarray:
         rep = self._rep
         centre = full if rep.mse else reps.mean(axis=0)
