@@ -95,6 +95,7 @@ FLAG_TEXT = {
     "few_psu": "peu d'UPE pour le nombre de paramètres",
     "no_df": "aucun degré de liberté résiduel : pas d'erreur-type",
     "not_converged": "l'estimation n'a pas convergé",
+    "singular": "information singulière : paramètres non identifiables",
     "unweighted": "modèle mixte non pondéré : erreurs-types du modèle, pas du plan",
     "boundary": "variance inter-groupes nulle (à la frontière)",
     "variance_component": "composante de variance (sans erreur-type)",
@@ -512,8 +513,14 @@ def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n
     return design.variance_of_totals(z)
 
 
-def _influence(data: _Data, U, A, Ainv, se, kind, X, w, v):
-    """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE."""
+def _influence(design: SurveyDesign, data: _Data, U, A, Ainv, se, kind, X, w, v):
+    """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE.
+
+    The shift is the one-step deletion ``Δβ_g = −(A − A_g)⁻¹ U_g`` (exact for a linear model);
+    territories moving a coefficient by more than half a standard error are then judged
+    against the standard error computed without them (DFBETAS), so that an outlying
+    territory cannot hide behind the variance it inflates itself.
+    """
     if data.territory is None:
         return []
     codes, inv = np.unique(data.territory, return_inverse=True)
@@ -521,10 +528,12 @@ def _influence(data: _Data, U, A, Ainv, se, kind, X, w, v):
         return []
     Ug = np.zeros((codes.size, U.shape[1]))
     np.add.at(Ug, inv, U)
+    z = np.zeros((len(design.data), U.shape[1]))
+    z[data.rows] = U @ Ainv
     out = []
     for g, code in enumerate(codes):
+        sel = inv == g
         if kind in ("linear", "logistic"):
-            sel = inv == g
             Ag = (X[sel] * (w[sel] * v[sel])[:, None]).T @ X[sel]
             try:
                 delta = -np.linalg.solve(A - Ag, Ug[g])
@@ -535,6 +544,15 @@ def _influence(data: _Data, U, A, Ainv, se, kind, X, w, v):
         with np.errstate(divide="ignore", invalid="ignore"):
             shift = np.abs(delta) / se
         shift = np.where(np.isfinite(shift), shift, 0.0)
+        if shift.max() <= INFLUENCE_SE / 2:
+            continue
+        if not design.is_replicate:
+            z_g = z.copy()
+            z_g[data.rows[sel]] = 0.0
+            se_g = np.sqrt(np.clip(np.diag(design.variance_of_totals(z_g)), 0.0, None))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shift = np.abs(delta) / se_g
+            shift = np.where(np.isfinite(shift), shift, 0.0)
         if shift.max() > INFLUENCE_SE:
             out.append((str(code), shift))
     return out
@@ -637,10 +655,12 @@ def fit_model(
         v = np.ones_like(y)
         lv = data.levels
         names = terms + [f"cut_{_num(lv[k])}/{_num(lv[k + 1])}" for k in range(n_cuts)]
-    try:
+    if np.linalg.cond(A) > 1e12:
+        flag("*", "singular")
+        messages.append("matrice d'information singulière : paramètres non identifiables")
+        Ainv = np.linalg.pinv(A)
+    else:
         Ainv = np.linalg.inv(A)
-    except np.linalg.LinAlgError as exc:
-        raise ModelError(f"model '{spec.name}': singular information matrix") from exc
     V = _variance(design, data, spec.kind, y, X, w, beta, U, Ainv, n_cuts)
     se = np.sqrt(np.clip(np.diag(V), 0.0, None))
     n_params = beta.size
@@ -680,7 +700,7 @@ def fit_model(
 
     influential = []
     if df_resid >= 1:
-        for code, shift in _influence(data, U, A, Ainv, se, spec.kind, X, w, v):
+        for code, shift in _influence(design, data, U, A, Ainv, se, spec.kind, X, w, v):
             moved = [names[j] for j in np.flatnonzero(shift > INFLUENCE_SE)]
             influential.append(
                 {"territory": code, "terms": moved, "max_shift_se": round(float(shift.max()), 3)}
@@ -712,7 +732,7 @@ def fit_model(
                 "ci_low": ci_low[j],
                 "ci_high": ci_high[j],
                 "p_value": p_value[j],
-                "odds_ratio": float(np.exp(beta[j])) if is_slope else np.nan,
+                "odds_ratio": _exp(beta[j]) if is_slope else np.nan,
                 "flags": "; ".join(text),
             }
         )
@@ -756,6 +776,11 @@ def fit_model(
         "ci": ci,
     }
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
+
+
+def _exp(value: float) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.exp(value))
 
 
 def _psu_codes(design: SurveyDesign, rows: np.ndarray) -> np.ndarray:

@@ -1,0 +1,333 @@
+"""Models: design-based covariance checked by independent computations, and every diagnostic
+triggered by a small crafted data set. Agreement with R ``svyglm``/``svyolr`` lives in
+``test_models_r.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalterritoire.config import ModelSpec
+from evalterritoire.design import SurveyDesign
+from evalterritoire.errors import ModelError
+from evalterritoire.models import (
+    MODEL_COLUMNS,
+    detect_separation,
+    fit_model,
+    fit_study_models,
+    term_label,
+)
+
+
+def _frame(seed: int = 1, n_strata: int = 4, n_psu: int = 6, m: int = 25) -> pd.DataFrame:
+    """Stratified cluster sample: territory = PSU, a territory-level and a respondent-level x."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for h in range(n_strata):
+        for j in range(n_psu):
+            u = rng.normal(0, 0.4)
+            ctx = rng.normal(10, 3)
+            stage = (h + j) % 4
+            for _ in range(m):
+                x = rng.normal()
+                eta = -0.5 + 0.8 * x + 0.05 * (ctx - 10) + 0.6 * stage + u
+                rows.append(
+                    {
+                        "strate": f"S{h}",
+                        "psu": f"S{h}P{j}",
+                        "territoire": f"T{h}{j}",
+                        "poids": float(rng.uniform(1, 4)),
+                        "x": x,
+                        "ctx": ctx,
+                        "stage": stage,
+                        "stage_label": ["Émergence", "Structuration", "Consolidation", "Essaimage"][
+                            stage
+                        ],
+                        "y": eta + rng.normal(),
+                        "b": float(rng.random() < 1 / (1 + np.exp(-eta))),
+                        "o": int(np.digitize(eta + rng.logistic(), [-1.0, 0.5, 2.0])),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return _frame()
+
+
+def _design(frame: pd.DataFrame) -> SurveyDesign:
+    return SurveyDesign(frame, weight="poids", strata="strate", psu="psu")
+
+
+def test_table_columns_and_determinism(frame) -> None:
+    spec = ModelSpec("m", "y ~ x + C(stage) + ctx", "linear")
+    a = fit_model(spec, frame, _design(frame))
+    b = fit_model(spec, frame.sample(frac=1, random_state=3).sort_index(), _design(frame))
+    assert tuple(a.table.columns) == MODEL_COLUMNS
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert a.table["term"].tolist() == [
+        "Intercept",
+        "C(stage)[T.1]",
+        "C(stage)[T.2]",
+        "C(stage)[T.3]",
+        "x",
+        "ctx",
+    ]
+    assert (a.table["n"] == len(frame)).all()
+    assert (a.table["n_psu"] == 24).all()
+    assert (a.table["df"] == 24 - 4 + 1 - 6).all()
+    assert list(a.vcov.index) == a.table["term"].tolist()
+
+
+def test_linear_sandwich_equals_cluster_robust_by_hand(frame) -> None:
+    """One stage, no strata, with replacement: V = G/(G-1) A⁻¹ Σ_g U_g U_g' A⁻¹."""
+    design = SurveyDesign(frame, weight="poids", psu="psu")
+    fit = fit_model(ModelSpec("m", "y ~ x + ctx", "linear"), frame, design)
+    X = np.column_stack([np.ones(len(frame)), frame["x"], frame["ctx"]])
+    w, y = frame["poids"].to_numpy(), frame["y"].to_numpy()
+    A = (X * w[:, None]).T @ X
+    beta = np.linalg.solve(A, X.T @ (w * y))
+    U = X * (w * (y - X @ beta))[:, None]
+    groups = pd.factorize(frame["psu"])[0]
+    Ug = np.zeros((groups.max() + 1, 3))
+    np.add.at(Ug, groups, U)
+    Ug -= Ug.mean(axis=0)
+    G = Ug.shape[0]
+    Ainv = np.linalg.inv(A)
+    V = G / (G - 1) * Ainv @ Ug.T @ Ug @ Ainv
+    np.testing.assert_allclose(fit.table["estimate"], beta, rtol=1e-10)
+    np.testing.assert_allclose(fit.vcov.to_numpy(), V, rtol=1e-9)
+
+
+def test_logistic_estimates_and_odds_ratios(frame) -> None:
+    fit = fit_model(ModelSpec("m", "b ~ x + C(stage)", "logistic"), frame, _design(frame))
+    t = fit.table.set_index("term")
+    assert np.isnan(t.loc["Intercept", "odds_ratio"])
+    assert t.loc["x", "odds_ratio"] == pytest.approx(np.exp(t.loc["x", "estimate"]))
+    assert 0.3 < t.loc["x", "estimate"] < 1.3  # generating value 0.8
+    assert (t["ci_low"] < t["estimate"]).all()
+    assert (t["estimate"] < t["ci_high"]).all()
+    assert not fit.diagnostics["separation"]
+    assert fit.diagnostics["converged"]
+
+
+def test_boolean_outcome_from_formula(frame) -> None:
+    fit = fit_model(ModelSpec("m", "I(o >= 2) ~ x", "logistic"), frame, _design(frame))
+    assert fit.diagnostics["outcome"].startswith("I(o >= 2)")
+    direct = fit_model(
+        ModelSpec("m", "b2 ~ x", "logistic"),
+        frame.assign(b2=(frame["o"] >= 2).astype(float)),
+        _design(frame),
+    )
+    np.testing.assert_allclose(fit.table["estimate"], direct.table["estimate"], rtol=1e-10)
+
+
+def test_ordinal_weighted_fit_equals_replicated_rows(frame) -> None:
+    """Integer weights = frequency weights: compare with statsmodels on replicated rows."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    df = frame.assign(wi=(np.arange(len(frame)) % 3 + 1).astype(float))
+    design = SurveyDesign(df, weight="wi", strata="strate", psu="psu")
+    fit = fit_model(ModelSpec("m", "o ~ x + ctx", "ordinal"), df, design)
+    rep = df.loc[df.index.repeat(df["wi"].astype(int))]
+    res = OrderedModel(rep["o"].to_numpy(), rep[["x", "ctx"]].to_numpy(), distr="logit").fit(
+        method="newton", disp=False, maxiter=200
+    )
+    cuts = OrderedModel(
+        rep["o"].to_numpy(), rep[["x", "ctx"]].to_numpy()
+    ).transform_threshold_params(res.params)[1:-1]
+    expected = np.concatenate([res.params[:2], cuts])
+    np.testing.assert_allclose(fit.table["estimate"], expected, rtol=1e-5, atol=1e-6)
+    assert fit.table["term"].tolist() == ["x", "ctx", "cut_0/1", "cut_1/2", "cut_2/3"]
+    assert fit.table["odds_ratio"].notna().tolist() == [True, True, False, False, False]
+
+
+def test_replicate_design_refits_each_replicate(frame) -> None:
+    """JK1 by PSU: the variance is (R-1)/R Σ (β_r − β̄)² of refits without each PSU."""
+    df = frame.copy()
+    psus = sorted(df["psu"].unique())
+    R = len(psus)
+    reps = []
+    for k, p in enumerate(psus):
+        col = f"rep{k}"
+        df[col] = np.where(df["psu"] == p, 0.0, df["poids"] * R / (R - 1))
+        reps.append(col)
+    design = SurveyDesign.from_replicate_weights(
+        df, weight="poids", replicate_weights=reps, type="JK1"
+    )
+    fit = fit_model(ModelSpec("m", "y ~ x", "linear"), df, design)
+    X = np.column_stack([np.ones(len(df)), df["x"]])
+    y = df["y"].to_numpy()
+    betas = []
+    for col in reps:
+        w = df[col].to_numpy()
+        betas.append(np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0])
+    betas = np.array(betas)
+    d = betas - betas.mean(axis=0)
+    V = (R - 1) / R * d.T @ d
+    np.testing.assert_allclose(fit.vcov.to_numpy(), V, rtol=1e-8)
+    assert fit.diagnostics["variance"] == "replicate refits"
+
+
+def test_subset_design_restricts_the_model_and_keeps_psus(frame) -> None:
+    design = _design(frame).subset(frame["stage"].to_numpy() >= 1)
+    fit = fit_model(ModelSpec("m", "y ~ x", "linear"), frame, design)
+    assert fit.diagnostics["n"] == int((frame["stage"] >= 1).sum())
+    sub = frame[frame["stage"] >= 1]
+    X = np.column_stack([np.ones(len(sub)), sub["x"]])
+    w = sub["poids"].to_numpy()
+    beta = np.linalg.solve((X * w[:, None]).T @ X, X.T @ (w * sub["y"].to_numpy()))
+    np.testing.assert_allclose(fit.table["estimate"], beta, rtol=1e-10)
+
+
+def test_missing_values_leave_rows_out(frame) -> None:
+    df = frame.copy()
+    df.loc[::7, "x"] = np.nan
+    fit = fit_model(ModelSpec("m", "y ~ x", "linear"), df, _design(df))
+    assert fit.diagnostics["n"] == int(df["x"].notna().sum())
+    assert fit.table["se"].notna().all()
+
+
+# --------------------------------------------------------------------------- diagnostics
+def test_complete_separation_is_flagged(frame) -> None:
+    df = frame.assign(sep=(frame["x"] > 0).astype(float))
+    fit = fit_model(ModelSpec("m", "sep ~ x + ctx", "logistic"), df, _design(df))
+    assert fit.diagnostics["separation"]
+    assert "separation" in fit.diagnostics["flags"]
+    assert fit.table.set_index("term").loc["x", "flags"].count("séparation") == 1
+
+
+def test_quasi_separation_by_a_category_is_flagged(frame) -> None:
+    df = frame.copy()
+    df.loc[df["stage"] == 3, "b"] = 1.0
+    fit = fit_model(ModelSpec("m", "b ~ x + C(stage)", "logistic"), df, _design(df))
+    assert fit.diagnostics["separation"]
+    flags = fit.table.set_index("term")["flags"]
+    assert "séparation" in flags["C(stage)[T.3]"]
+
+
+def test_detect_separation_on_overlapping_data_is_none(frame) -> None:
+    X = np.column_stack([np.ones(len(frame)), frame["x"]])
+    assert detect_separation(X, frame["b"].to_numpy()) is None
+
+
+def test_collinear_term_is_dropped_and_flagged(frame) -> None:
+    df = frame.assign(x2=2 * frame["x"] + 1)
+    fit = fit_model(ModelSpec("m", "y ~ x + x2 + ctx", "linear"), df, _design(df))
+    row = fit.table.set_index("term").loc["x2"]
+    assert np.isnan(row["estimate"])
+    assert row["flags"] == "terme colinéaire, retiré du modèle"
+    assert fit.diagnostics["dropped_terms"] == ["x2"]
+    assert fit.table.set_index("term").drop(index="x2")["se"].notna().all()
+
+
+def test_few_psus_for_the_parameters_are_flagged() -> None:
+    df = _frame(n_strata=2, n_psu=3)  # 6 PSUs, 2 strata: 4 design df
+    fit = fit_model(ModelSpec("m", "y ~ x + ctx + C(stage)", "linear"), df, _design(df))
+    assert "few_psu" in fit.diagnostics["flags"]
+    assert "no_df" in fit.diagnostics["flags"]
+    assert fit.table["flags"].str.contains("peu d'UPE").all()
+    assert fit.table["se"].isna().all()  # and said so in every row
+    assert fit.table["flags"].str.contains("pas d'erreur-type").all()
+    ok = fit_model(ModelSpec("m", "y ~ x", "linear"), df, _design(df))
+    assert ok.diagnostics["flags"] == []
+    assert ok.table["df"].iloc[0] == 3
+
+
+def test_non_convergence_is_flagged(frame) -> None:
+    df = frame.assign(sep=(frame["x"] > 0).astype(float))
+    fit = fit_model(ModelSpec("m", "sep ~ x", "ordinal"), df, _design(df))
+    assert "not_converged" in fit.diagnostics["flags"] or "separation" in fit.diagnostics["flags"]
+    assert fit.table["flags"].str.len().gt(0).all()
+
+
+def test_influential_territory_is_flagged(frame) -> None:
+    df = frame.copy()
+    out = df["territoire"] == "T00"
+    df.loc[out, "y"] += 25 * df.loc[out, "x"]  # one territory with a wild slope
+    fit = fit_model(ModelSpec("m", "y ~ x", "linear"), df, _design(df), _territory_codebook())
+    influential = fit.diagnostics["influential_territories"]
+    assert [d["territory"] for d in influential] == ["T00"]
+    assert "territoire influent : T00" in fit.table.set_index("term").loc["x", "flags"]
+    clean = fit_model(
+        ModelSpec("m", "y ~ x", "linear"), frame, _design(frame), _territory_codebook()
+    )
+    assert clean.diagnostics["influential_territories"] == []
+
+
+def test_mixed_model_is_flagged_unweighted(frame) -> None:
+    fit = fit_model(
+        ModelSpec("m", "y ~ x + C(stage)", "mixed", groups="territoire"), frame, _design(frame)
+    )
+    assert fit.diagnostics["flags"][-1] == "unweighted"
+    assert fit.table["flags"].str.contains("non pondéré").all()
+    t = fit.table.set_index("term")
+    assert 0.05 < t.loc["var_groupe", "estimate"] < 0.5  # generating variance 0.16
+    assert t.loc["x", "estimate"] == pytest.approx(0.8, abs=0.15)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ModelSpec("m", "y ~ nope", "linear"), "formula 'y ~ nope'"),
+        (ModelSpec("m", "nope ~ x", "linear"), "outcome 'nope'"),
+        (ModelSpec("m", "y ~ x", "logistic"), "0/1"),
+        (ModelSpec("m", "y ~ x", "mixed", groups="nope"), "grouping column 'nope'"),
+        (ModelSpec("m", "y ~ x", "probit"), "unknown kind"),
+    ],
+)
+def test_bad_specs_raise_one_typed_error(frame, spec, message) -> None:
+    with pytest.raises(ModelError, match=message):
+        fit_model(spec, frame, _design(frame))
+
+
+def test_no_complete_row_raises(frame) -> None:
+    df = frame.assign(empty=np.nan)
+    with pytest.raises(ModelError, match="no respondent"):
+        fit_model(ModelSpec("m", "y ~ empty", "linear"), df, _design(df))
+
+
+def test_frame_and_design_must_match(frame) -> None:
+    with pytest.raises(ModelError, match="rows"):
+        fit_model(ModelSpec("m", "y ~ x", "linear"), frame.iloc[:10], _design(frame))
+
+
+# --------------------------------------------------------------------------- labels, study
+def test_french_term_labels(codebook) -> None:
+    stages = {2: "Consolidation"}
+    assert term_label("Intercept", codebook) == "Constante"
+    assert term_label("C(stage)[T.2]", codebook, stages) == "Stade : Consolidation"
+    label = term_label("C(id_type_repondant)[T.association]", codebook)
+    assert label.endswith(": " + codebook.value_labels("id_type_repondant")["association"])
+    assert term_label("ctx_taux_chomage", codebook) == codebook.label("ctx_taux_chomage")
+    assert " × " in term_label("C(stage)[T.2]:ctx_taux_chomage", codebook, stages)
+
+
+def test_study_models_concatenate_in_study_order(frame) -> None:
+    specs = [
+        ModelSpec("b_model", "b ~ x", "logistic"),
+        ModelSpec("a_model", "y ~ x", "linear"),
+    ]
+    res = fit_study_models(specs, frame, _design(frame))
+    assert res.table["model"].drop_duplicates().tolist() == ["b_model", "a_model"]
+    assert set(res.diagnostics) == {"a_model", "b_model"}
+    empty = fit_study_models([], frame, _design(frame))
+    assert tuple(empty.table.columns) == MODEL_COLUMNS
+    assert empty.table.empty
+
+
+def _territory_codebook():
+    """A stand-in exposing only what fit_model asks of a codebook (territory column)."""
+
+    class _Var:
+        id = "territoire"
+
+    class _Codebook:
+        ids: tuple[str, ...] = ()
+
+        def by_role(self, role):
+            return _Var() if role == "territory_code" else None
+
+    return _Codebook()
