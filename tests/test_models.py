@@ -331,3 +331,18 @@ def _territory_codebook():
             return _Var() if role == "territory_code" else None
 
     return _Codebook()
+
+
+def test_superpopulation_variance_drops_the_fpc(frame) -> None:
+    df = frame.assign(fpc=frame["strate"].map({"S0": 8, "S1": 10, "S2": 7, "S3": 12}))
+    finite = SurveyDesign(df, weight="poids", strata="strate", psu="psu", fpc="fpc")
+    wr = SurveyDesign(df, weight="poids", strata="strate", psu="psu")
+    spec = ModelSpec("m", "y ~ x + ctx", "linear")
+    spec_super = ModelSpec("m", "y ~ x + ctx", "linear", superpopulation=True)
+    a = fit_model(spec_super, df, finite)
+    b = fit_model(spec, df, wr)
+    c = fit_model(spec, df, finite)
+    np.testing.assert_allclose(a.vcov.to_numpy(), b.vcov.to_numpy(), rtol=1e-12)
+    assert (c.table["se"] < a.table["se"]).all()  # the fpc shrinks the census variance
+    assert "superpopulation" in a.diagnostics["variance"]
+    assert finite.without_fpc().weights is finite.weights

@@ -40,6 +40,7 @@ Example
     name = "moteurs_coconstruction"
     kind = "linear"                   # linear | logistic | ordinal | mixed
     formula = "score_global ~ C(id_type_repondant) + ctx_densite"
+    superpopulation = true            # variance without fpc: model parameters, not census values
 
     [report]
     territory_template = "territory_report"
@@ -130,13 +131,20 @@ class MaturityConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of the study (``[[models]]``)."""
+    """One model of the study (``[[models]]``).
+
+    ``superpopulation = true`` computes the variance without the finite population corrections
+    (first stage with replacement): the intervals then cover the parameters of the process that
+    generated the population (analytic inference, Graubard & Korn 2002) rather than the values a
+    census of the finite population would give (R ``svyglm`` on a design with ``fpc``).
+    """
 
     name: str
     formula: str
     kind: str = "linear"
     groups: str | None = None
     description: str = ""
+    superpopulation: bool = False
 
 
 @dataclass(frozen=True)
@@ -501,7 +509,9 @@ def load_study(path: str | Path) -> StudyConfig:
         key = f"models[{i}]"
         if not isinstance(m, Mapping):
             raise _fail(path, key, "must be a table")
-        _check_keys(m, {"name", "formula", "kind", "groups", "description"}, key, path)
+        _check_keys(
+            m, {"name", "formula", "kind", "groups", "description", "superpopulation"}, key, path
+        )
         mname = _typed(m, "name", str, key, path)
         formula = _typed(m, "formula", str, key, path)
         if not mname or not formula or "~" not in formula:
@@ -520,6 +530,7 @@ def load_study(path: str | Path) -> StudyConfig:
                 kind=kind,
                 groups=groups,
                 description=_typed(m, "description", str, key, path, default=""),
+                superpopulation=_typed(m, "superpopulation", bool, key, path, default=False),
             )
         )
 

@@ -670,6 +670,36 @@ class SurveyDesign:
             v += (t * stage.coef[stage.group][:, None]).T @ t
         return v
 
+    def without_fpc(self) -> SurveyDesign:
+        """The same design with the first stage treated as sampled with replacement.
+
+        Drops the finite population corrections (and with them the second-stage term, as R
+        does for a with-replacement first stage); weights and calibration are unchanged. This
+        is the variance for *superpopulation* (model) parameters — the process that generated
+        the finite population — rather than for its census values (Graubard & Korn, 2002,
+        Statistical Science 17(1)). Strata with a single PSU then contribute no variance.
+
+        Returns
+        -------
+        SurveyDesign
+            A new design (``self`` when there is no fpc or the design uses replicates).
+        """
+        if self._rep is not None or self._spec.get("fpc") is None:
+            return self
+        st = self._stages[0]
+        n_in = st.n_in_group
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = np.where(n_in > 1, n_in / (n_in - 1), 0.0)
+        centre = np.ones(st.n_groups, dtype=bool)
+        if self._lonely == "adjust":
+            coef = np.where(n_in == 1, 1.0, coef)
+            centre = n_in > 1
+        for arr in (coef, centre):
+            arr.setflags(write=False)
+        stage = _Stage(st.unit, st.n_units, st.group, st.n_groups, n_in, coef, centre)
+        spec = dict(self._spec, fpc=None, psu2=None, fpc2=None)
+        return self._copy(_stages=(stage,), _spec=spec)
+
     @property
     def replicate_weights(self) -> np.ndarray | None:
         """Combined replicate weights ``(n, R)`` (``None`` for a Taylor design)."""

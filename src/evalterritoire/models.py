@@ -603,6 +603,8 @@ def fit_model(
         raise ModelError(f"model '{spec.name}': unknown kind '{spec.kind}' ({', '.join(KINDS)})")
     if ci not in ("t", "normal"):
         raise ModelError(f"ci must be 't' or 'normal', got {ci!r}")
+    if spec.superpopulation:
+        design = design.without_fpc()
     territory = None
     if codebook is not None and codebook.by_role("territory_code") is not None:
         territory = codebook.by_role("territory_code").id
@@ -772,7 +774,10 @@ def fit_model(
         "r2": r2,
         "r2_kind": r2_kind,
         "loglik": loglik,
-        "variance": "replicate refits" if design.is_replicate else "Taylor linearisation",
+        "variance": "replicate refits"
+        if design.is_replicate
+        else "Taylor linearisation"
+        + (" without fpc (superpopulation)" if spec.superpopulation else ""),
         "ci": ci,
     }
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)

@@ -1026,6 +1026,7 @@ def _study_toml(
         if "groups" in spec:
             lines.append(f"groups = {_toml(spec['groups'])}")
         lines.append(f"description = {_toml(spec['description'])}")
+        lines.append("superpopulation = true")
     lines += ["", "[report]", 'formats = ["html"]', ""]
     return "\n".join(lines)
 
