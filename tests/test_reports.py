@@ -363,3 +363,28 @@ def test_executed_reports_every_stage_byte_identical_reruns(study, tmp_path):
         if not ctx.is_national:
             assert get_stage_grid(ctx.grid_key).section_title[1:] in first
         assert _execute(name, ctx, study["paths"][key], tmp_path) == first
+
+
+def test_models_table_shows_odds_ratios_with_exponentiated_intervals() -> None:
+    from types import SimpleNamespace
+
+    from evalterritoire.tables import render_models_table
+
+    rows = [
+        {"model": "m_logit", "kind": "logistic", "term": "x", "label": "Présence d'un QPV",
+         "estimate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "p_value": 0.01, "odds_ratio": 1.6487,
+         "n": 1200, "n_psu": 80, "flags": ""},
+        {"model": "m_mixed", "kind": "mixed", "term": "x", "label": "<script>x</script>",
+         "estimate": 1.25, "ci_low": 1.0, "ci_high": 1.5, "p_value": 0.0001, "odds_ratio": None,
+         "n": 900, "n_psu": 60, "flags": "modèle mixte non pondéré"},
+    ]  # fmt: skip
+    html_text = render_models_table(SimpleNamespace(models=rows))
+    assert html_text.count("<table") == 2
+    assert "Rapport de cotes" in html_text
+    assert "1,65" in html_text
+    assert "[1,11\u00a0; 2,46]" in html_text
+    assert "[1,00\u00a0; 1,50]" in html_text
+    assert "erreurs-types du modèle" in html_text
+    assert "<script>" not in html_text
+    assert "&lt;script&gt;" in html_text
+    assert "&lt;\u00a00,001" in html_text or "<\u00a00,001" in html_text

@@ -10,6 +10,7 @@ fewer respondents than the study's ``min_n`` are flagged « indicatif ». Thresh
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from evalterritoire.frenchfmt import (
     fmt_percent,
     fmt_score,
     guillemets,
+    is_missing,
 )
 from evalterritoire.grid import COMMON_SECTIONS, StageGrid, band_for, get_stage_grid
 
@@ -556,28 +558,66 @@ def render_declared_table(ctx: ReportContext) -> str:
     )
 
 
+_MODEL_KINDS = {
+    "linear": ("régression linéaire pondérée", "Coefficient"),
+    "logistic": ("régression logistique pondérée", "Rapport de cotes"),
+    "ordinal": ("logit cumulatif pondéré", "Rapport de cotes"),
+    "mixed": ("modèle mixte (effet aléatoire par territoire, non pondéré)", "Coefficient"),
+}
+
+
 def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
-    """Model coefficients with intervals (design-based covariance)."""
-    rows = []
-    for m in list(ctx.models)[:max_rows]:
-        est = m.get("odds_ratio") if m.get("odds_ratio") is not None else m.get("estimate")
-        rows.append(
-            [
-                escape(m.get("model")),
-                escape(m.get("label") or m.get("term")),
-                escape(fmt_number(est, 2)),
-                escape(fmt_interval(m.get("ci_low"), m.get("ci_high"), 2)),
-                escape(_p_value(m.get("p_value"))),
-                escape(fmt_count(m.get("n"))),
-                escape(m.get("flags") or ""),
-            ]
+    """One table per model: effect (coefficient or odds ratio) with its interval, p and alerts.
+
+    Odds ratios (logistic and ordinal slopes) are shown with the exponentiated interval;
+    ordinal cut-points and variance components stay on their own scale.
+    """
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for m in list(ctx.models):
+        by_model.setdefault(str(m.get("model")), []).append(m)
+    parts = []
+    for name, terms in by_model.items():
+        kind = str(terms[0].get("kind") or "")
+        kind_label, effect = _MODEL_KINDS.get(kind, (kind, "Coefficient"))
+        rows = []
+        for m in terms[:max_rows]:
+            odds = m.get("odds_ratio")
+            if odds is not None and not is_missing(odds):
+                est = odds
+                low, high = (
+                    None if is_missing(m.get(k)) else math.exp(float(m[k]))
+                    for k in ("ci_low", "ci_high")
+                )
+            else:
+                est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
+            rows.append(
+                [
+                    escape(m.get("label") or m.get("term")),
+                    escape(fmt_number(est, 2)),
+                    escape(fmt_interval(low, high, 2)),
+                    escape(_p_value(m.get("p_value"))),
+                    escape(m.get("flags") or ""),
+                ]
+            )
+        n, n_psu = terms[0].get("n"), terms[0].get("n_psu")
+        caption = (
+            f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+            f"{fmt_count(n_psu)}{NBSP}UPE ; "
+            + (
+                "erreurs-types du modèle"
+                if kind == "mixed"
+                else "intervalles tenant compte du plan de sondage"
+            )
         )
-    return _table(
-        ("Modèle", "Terme", "Coefficient", "IC 95 %", "p", "n", "Alertes"),
-        rows,
-        caption="Modèles (covariance tenant compte du plan de sondage)",
-        numeric=(2, 3, 4, 5),
-    )
+        parts.append(
+            _table(
+                ("Terme", effect, "IC 95 %", "p", "Alertes"),
+                rows,
+                caption=caption,
+                numeric=(1, 2, 3),
+            )
+        )
+    return "\n".join(parts)
 
 
 def render_history_table(ctx: ReportContext) -> str:
