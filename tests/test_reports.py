@@ -370,21 +370,34 @@ def test_models_table_shows_odds_ratios_with_exponentiated_intervals() -> None:
 
     from evalterritoire.tables import render_models_table
 
+    unweighted = "modèle mixte non pondéré : erreurs-types du modèle, pas du plan"
     rows = [
         {"model": "m_logit", "kind": "logistic", "term": "x", "label": "Présence d'un QPV",
          "estimate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "p_value": 0.01, "odds_ratio": 1.6487,
+         "n": 1200, "n_psu": 80, "flags": "territoire influent : T7"},
+        {"model": "m_logit", "kind": "logistic", "term": "cut_0/1", "label": "Seuil",
+         "estimate": -3.5, "ci_low": -4.0, "ci_high": -3.0, "p_value": 0.0, "odds_ratio": None,
          "n": 1200, "n_psu": 80, "flags": ""},
         {"model": "m_mixed", "kind": "mixed", "term": "x", "label": "<script>x</script>",
          "estimate": 1.25, "ci_low": 1.0, "ci_high": 1.5, "p_value": 0.0001, "odds_ratio": None,
-         "n": 900, "n_psu": 60, "flags": "modèle mixte non pondéré"},
+         "n": 900, "n_psu": 60, "flags": unweighted},
+        {"model": "m_mixed", "kind": "mixed", "term": "var_groupe", "label": "Variance",
+         "estimate": 0.25, "ci_low": None, "ci_high": None, "p_value": None, "odds_ratio": None,
+         "n": 900, "n_psu": 60, "flags": unweighted + "; composante de variance (sans erreur-type)"},
+        {"model": "m_mixed", "kind": "mixed", "term": "var_residuelle", "label": "Variance",
+         "estimate": 0.75, "ci_low": None, "ci_high": None, "p_value": None, "odds_ratio": None,
+         "n": 900, "n_psu": 60, "flags": unweighted + "; composante de variance (sans erreur-type)"},
     ]  # fmt: skip
     html_text = render_models_table(SimpleNamespace(models=rows))
     assert html_text.count("<table") == 2
     assert "Rapport de cotes" in html_text
     assert "1,65" in html_text
-    assert "[1,11\u00a0; 2,46]" in html_text
+    assert "[1,11\u00a0; 2,46]" in html_text  # exp(0.1), exp(0.9)
+    assert "territoire influent : T7" in html_text
+    assert "Seuil" not in html_text  # cut-points stay in models.parquet
     assert "[1,00\u00a0; 1,50]" in html_text
     assert "erreurs-types du modèle" in html_text
+    assert "part entre territoires 25" in html_text  # 0.25 / (0.25 + 0.75)
+    assert html_text.count("modèle mixte non pondéré") == 1  # said once, under the caption
     assert "<script>" not in html_text
     assert "&lt;script&gt;" in html_text
-    assert "&lt;\u00a00,001" in html_text or "<\u00a00,001" in html_text

@@ -566,21 +566,39 @@ _MODEL_KINDS = {
 }
 
 
+def _split_flags(terms: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Alerts shared by every term of a model (said once) and the rest (per term)."""
+    per = [[f for f in str(m.get("flags") or "").split("; ") if f] for m in terms]
+    common = [f for f in per[0] if all(f in p for p in per)] if per else []
+    return common, [[f for f in p if f not in common] for p in per]
+
+
 def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
     """One table per model: effect (coefficient or odds ratio) with its interval, p and alerts.
 
-    Odds ratios (logistic and ordinal slopes) are shown with the exponentiated interval;
-    ordinal cut-points and variance components stay on their own scale.
+    Odds ratios (logistic and ordinal slopes) are shown with the exponentiated interval. The
+    ordinal cut-points (nuisance parameters) are left to ``models.parquet``; a mixed model's
+    variance components go to the caption. Alerts shared by every term are said once, under
+    the caption.
     """
     by_model: dict[str, list[Mapping[str, Any]]] = {}
     for m in list(ctx.models):
         by_model.setdefault(str(m.get("model")), []).append(m)
     parts = []
-    for name, terms in by_model.items():
-        kind = str(terms[0].get("kind") or "")
+    for name, all_terms in by_model.items():
+        kind = str(all_terms[0].get("kind") or "")
         kind_label, effect = _MODEL_KINDS.get(kind, (kind, "Coefficient"))
+        terms = [
+            m
+            for m in all_terms
+            if not str(m.get("term", "")).startswith("cut_")
+            and m.get("term") not in ("var_groupe", "var_residuelle")
+        ]
+        variance = {m.get("term"): m.get("estimate") for m in all_terms}
+        common, _ = _split_flags(all_terms)
         rows = []
         for m in terms[:max_rows]:
+            flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
             odds = m.get("odds_ratio")
             if odds is not None and not is_missing(odds):
                 est = odds
@@ -596,10 +614,10 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
                     escape(fmt_number(est, 2)),
                     escape(fmt_interval(low, high, 2)),
                     escape(_p_value(m.get("p_value"))),
-                    escape(m.get("flags") or ""),
+                    escape("; ".join(flags)),
                 ]
             )
-        n, n_psu = terms[0].get("n"), terms[0].get("n_psu")
+        n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
         caption = (
             f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
             f"{fmt_count(n_psu)}{NBSP}UPE ; "
@@ -609,6 +627,20 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
                 else "intervalles tenant compte du plan de sondage"
             )
         )
+        if kind == "mixed" and not is_missing(variance.get("var_groupe")):
+            between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
+            caption += (
+                f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
+                f"{fmt_number(within, 2)} (part entre territoires "
+                f"{fmt_percent(between / (between + within), 0)})"
+            )
+        if kind == "ordinal":
+            caption += " ; seuils du logit cumulatif dans models.parquet"
+        note = ""
+        if common:
+            note = (
+                '<p class="model-alert">Alertes du modèle : ' + escape("; ".join(common)) + "</p>"
+            )
         parts.append(
             _table(
                 ("Terme", effect, "IC 95 %", "p", "Alertes"),
@@ -616,6 +648,7 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
                 caption=caption,
                 numeric=(1, 2, 3),
             )
+            + note
         )
     return "\n".join(parts)
 
