@@ -41,8 +41,8 @@ bench: $(STAMP) ## Run the benchmarks under bench/ (print ratios against in-run 
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: $(STAMP) ## Lint and check formatting with ruff
-	$(BIN)/ruff check src tests bench notebooks/templates
-	$(BIN)/ruff format --check src tests bench notebooks/templates
+	$(BIN)/ruff check src tests bench notebooks/templates r
+	$(BIN)/ruff format --check src tests bench notebooks/templates r
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format src tests bench notebooks/templates
