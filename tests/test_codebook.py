@@ -11,10 +11,19 @@ from evalterritoire.codebook import load_codebook, normalise_text
 from evalterritoire.errors import CodebookError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "domain" / "instrument.yaml"
+# A copy of the reference instrument, so that a clean checkout without ../shared tests the same.
+INSTRUMENT = Path(__file__).parent / "fixtures" / "shared" / "instrument.yaml"
+
+
+def test_instrument_copy_is_the_reference_when_available():
+    copy = INSTRUMENT.read_bytes()
+    assert b"maturity_dimensions" in copy
+    if SHARED.is_file():  # beside the project: the copy must not drift from the reference
+        assert copy == SHARED.read_bytes()
 
 
 def test_default_codebook_implements_the_instrument(codebook):
-    instrument = yaml.safe_load(SHARED.read_text(encoding="utf-8"))
+    instrument = yaml.safe_load(INSTRUMENT.read_text(encoding="utf-8"))
     item_ids = [item["id"] for block in instrument["blocks"] for item in block["items"]]
     assert len(item_ids) == len(set(item_ids))
     missing = [i for i in item_ids if i not in codebook]
