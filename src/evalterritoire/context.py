@@ -780,30 +780,15 @@ def _median(frame: pd.DataFrame, col: str) -> float | None:
 
 
 def _models(models: pd.DataFrame | None) -> list[dict[str, Any]]:
+    from evalterritoire.models import MODEL_COLUMNS
+
     if models is None or models.empty:
         return []
-    keep = [
-        c
-        for c in (
-            "model",
-            "kind",
-            "term",
-            "label",
-            "estimate",
-            "se",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "odds_ratio",
-            "n",
-            "n_psu",
-            "flags",
-        )
-        if c in models.columns
-    ]
+    shown = MODEL_COLUMNS[: MODEL_COLUMNS.index("flags") + 1]  # model … flags, not fit statistics
+    keep = [c for c in shown if c in models.columns and c != "df"]
     frame = models[keep].copy()
     frame = frame[~frame["term"].astype("string").isin(["Intercept", "const"])]
-    frame = frame.sort_values(["model", "term"], kind="mergesort")
+    # models.parquet is already ordered: the study's models in order, terms in formula order
     return [_clean(r) for r in frame.to_dict(orient="records")]
 
 
