@@ -10,6 +10,7 @@ a French HTML document with the package stylesheet embedded. The output is deter
 from __future__ import annotations
 
 import copy
+import functools
 import html
 import os
 import re
@@ -79,6 +80,20 @@ def _clean_notebook(nb: NotebookNode) -> NotebookNode:
     return nb
 
 
+@functools.lru_cache(maxsize=1)
+def _html_exporter():
+    """One nbconvert exporter per process: its Jinja templates compile once (warm workers)."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(
+        template_name="basic",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        exclude_raw=True,
+    )
+
+
 def export_html(nb: NotebookNode, *, title: str) -> str:
     """Convert an executed report notebook into one self-contained HTML page.
 
@@ -99,17 +114,8 @@ def export_html(nb: NotebookNode, *, title: str) -> str:
     RenderError
         When a cell holds an error output.
     """
-    from nbconvert import HTMLExporter
-
     cleaned = _clean_notebook(nb)
-    exporter = HTMLExporter(
-        template_name="basic",
-        exclude_input=True,
-        exclude_input_prompt=True,
-        exclude_output_prompt=True,
-        exclude_raw=True,
-    )
-    body, _ = exporter.from_notebook_node(cleaned)
+    body, _ = _html_exporter().from_notebook_node(cleaned)
     counter = iter(range(1, 1_000_000))
     body = _CELL_ID.sub(lambda _: f'id="cell-{next(counter)}"', body)
     return wrap_html(body.strip(), title=title)

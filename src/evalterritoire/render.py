@@ -90,7 +90,6 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "matplotlib",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",
-    "seaborn",
     "IPython.display",
     "evalterritoire.context",
     "evalterritoire.grid",
@@ -371,8 +370,18 @@ def __et_setup(preload):
     def reset(cwd):
         import os
         from IPython import get_ipython
+        import gc
         shell = get_ipython()
-        shell.run_line_magic("reset", "-f")
+        # %reset ends with a full gc.collect() (IPython's display-hook flush), the most costly
+        # step of a reset with pandas/matplotlib loaded: collect the young generations only and
+        # leave full collections to the interpreter's thresholds (the memory cap recycles).
+        collect = gc.collect
+        gc.collect = lambda *args, **kwargs: 0
+        try:
+            shell.run_line_magic("reset", "-f")
+        finally:
+            gc.collect = collect
+        collect(1)
         shell.execution_count = 1
         if cwd:
             os.chdir(cwd)
