@@ -398,6 +398,11 @@ def __et_setup(preload):
 
     state.reset = reset
     sys.modules[state.__name__] = state
+    # the preloaded modules live as long as the kernel: keep them out of every later
+    # collection (full collections then scan only what the reports allocate)
+    import gc
+    gc.collect()
+    gc.freeze()
 
 __et_setup(PRELOAD)
 del __et_setup
