@@ -31,9 +31,13 @@
 #   interval (est -/+ qnorm(0.975) * se); that is what ci_low/ci_high hold. summary.svyolr reports
 #   t values but no p-values, and its object$df.residual is sum(weights) - p - q (a population
 #   count, not a design df), so df_resid and p_value are NA for the ordinal cases.
-#   svyolr's vcov is the sandwich with the bread from optim's finite-difference Hessian
-#   (ndeps = 1e-3 on the log-spacing scale) mapped by the Jacobian: SEs carry ~1e-5 relative
-#   numerical error; the estimates are fit with reltol = 1e-15.
+#   svyolr's vcov is the sandwich whose bread is optim's finite-difference Hessian (of svyolr's
+#   analytic gradient, step ndeps, on the log-spacing scale) mapped by the Jacobian. With the
+#   defaults (ndeps = 1e-3) the SEs carry up to ~4e-4 relative numerical error (largest for
+#   mobility, whose coefficient is small relative to its covariate's scale), and BFGS stops with
+#   the weighted score at ~1e-5 (estimates ~5e-8 off the root). The "ordinal_<data>" cases are
+#   therefore svyolr started at the Newton-polished root with maxit = 0 and ndeps = 1e-6 (see
+#   fit_olr); "ordinal_<data>_svyolr_default" keep plain svyolr (reltol = 1e-15, default ndeps).
 # * Rows with a missing value (apiclus1 avg_ed: 26 schools) are dropped by svyolr as
 #   design[-nao, ]; svyrecvar keeps the original PSU counts (nPSU) and pads absent PSUs with zero
 #   scores, i.e. domain (subset) semantics.
@@ -148,7 +152,11 @@ add_case <- function(case, data, design, kind, f, fit, extra = list()) {
   r_call <- switch(kind,
     linear = "svyglm(formula_r, design, family = gaussian(), control = glm.control(epsilon = 1e-14, maxit = 100))",
     logistic = "svyglm(formula_r, design, family = quasibinomial(), control = glm.control(epsilon = 1e-14, maxit = 100))",
-    ordinal = "svyolr(formula_r, design, method = 'logistic', control = list(reltol = 1e-15, maxit = 5000))")
+    ordinal = if (grepl("_svyolr_default$", case))
+      "svyolr(formula_r, design, method = 'logistic', control = list(reltol = 1e-15, maxit = 5000))"
+    else
+      "svyolr(formula_r, design, method = 'logistic', start = <Newton-polished root>, control = list(maxit = 0, ndeps = rep(1e-6, p + q)))")
+  if (kind != "ordinal") r_call <- paste0(r_call, "; then refit with start = coef(fit)")
   cases[[length(cases) + 1]] <<- c(list(
     case = case, data = data, design = design, kind = kind,
     formula_patsy = unname(f["patsy"]), formula_r = unname(f["r"]), r_call = r_call,
@@ -156,10 +164,62 @@ add_case <- function(case, data, design, kind, f, fit, extra = list()) {
     ci_method = method, level = 0.95), extra)
 }
 
-fit_glm <- function(f, d, family) svyglm(as.formula(f["r"]), design = d, family = family,
-                                         control = ctl)
-fit_olr <- function(f, d) svyolr(as.formula(f["r"]), design = d, method = "logistic",
-                                 control = list(reltol = 1e-15, maxit = 5000))
+fit_glm <- function(f, d, family) {
+  fit <- svyglm(as.formula(f["r"]), design = d, family = family, control = ctl)
+  # glm.fit returns the working weights of its last iteration, evaluated at the previous
+  # coefficients (deviance convergence at 1e-14 still leaves them ~1e-7 away); one more IRLS
+  # pass from the converged coefficients puts the sandwich's bread and scores at the root
+  do.call(svyglm, list(formula = as.formula(f["r"]), design = d, family = family,
+                       control = ctl, start = unname(coef(fit))))
+}
+# svyolr: its BFGS stops on the objective's relative change and leaves the weighted score at
+# ~1e-5 (mobility's scale); we polish (beta, zeta) by Newton on the same weighted cumulative-logit
+# score, then call svyolr from that root with maxit = 0 (no BFGS step) and ndeps = 1e-6 so that
+# the Hessian optim differentiates from svyolr's analytic gradient is accurate (~1e-9). The
+# "_svyolr_default" cases keep svyolr's defaults (ndeps = 1e-3: SEs off by up to ~4e-4).
+olr_score <- function(par, x, y, wt, q) {
+  pc <- ncol(x)
+  beta <- par[seq_len(pc)]
+  gamm <- c(-Inf, par[pc + 1:q], Inf)
+  eta <- drop(x %*% beta)
+  up <- gamm[y + 1] - eta
+  lo <- gamm[y] - eta
+  pr <- plogis(up) - plogis(lo)
+  p1 <- dlogis(up)
+  p2 <- dlogis(lo)
+  g <- numeric(pc + q)
+  g[seq_len(pc)] <- -colSums(x * (wt * (p1 - p2) / pr))
+  for (k in seq_len(q)) g[pc + k] <- sum(wt * ((y == k) * p1 - (y == k + 1) * p2) / pr)
+  g
+}
+fit_olr <- function(f, d, polish = TRUE) {
+  fit <- svyolr(as.formula(f["r"]), design = d, method = "logistic",
+                control = list(reltol = 1e-15, maxit = 5000))
+  if (!polish) return(fit)
+  mf <- model.frame(as.formula(f["r"]), model.frame(d))
+  x <- model.matrix(attr(mf, "terms"), mf)[, -1, drop = FALSE]
+  y <- unclass(model.response(mf))
+  keep <- as.integer(rownames(mf))
+  wt <- weights(d)[keep]
+  q <- length(fit$zeta)
+  par <- c(fit$coefficients, fit$zeta)
+  for (it in 1:50) {
+    g <- olr_score(par, x, y, wt, q)
+    H <- sapply(seq_along(par), function(j) {
+      h <- 1e-6 * max(1, abs(par[j]))
+      e <- replace(numeric(length(par)), j, h)
+      (olr_score(par + e, x, y, wt, q) - olr_score(par - e, x, y, wt, q)) / (2 * h)
+    })
+    step <- -solve((H + t(H)) / 2, g)
+    par <- par + step
+    if (max(abs(step)) < 1e-13 * max(1, abs(par))) break
+  }
+  pc <- ncol(x)
+  zeta <- par[pc + 1:q]
+  start <- c(par[seq_len(pc)], zeta[1], log(diff(zeta)))
+  svyolr(as.formula(f["r"]), design = d, method = "logistic", start = start,
+         control = list(maxit = 0, ndeps = rep(1e-6, length(start))))
+}
 
 for (nm in c("apistrat", "apiclus1", "apiclus2")) {
   add_case(paste0("linear_", nm), paste0(nm, ".csv"), design_cols[[nm]], "linear", f_lin,
@@ -175,6 +235,8 @@ for (nm in c("apistrat", "apiclus2")) {
 for (nm in c("apiclus1", "apistrat")) {
   add_case(paste0("ordinal_", nm), paste0(nm, ".csv"), design_cols[[nm]], "ordinal", f_ord,
            fit_olr(f_ord, des[[nm]]))
+  add_case(paste0("ordinal_", nm, "_svyolr_default"), paste0(nm, ".csv"), design_cols[[nm]],
+           "ordinal", f_ord, fit_olr(f_ord, des[[nm]], polish = FALSE))
 }
 rep_fit <- svyglm(as.formula(f_lin["r"]), design = rep_des, family = gaussian(), control = ctl)
 add_case("linear_apiclus1_jk1", "apiclus1_jk1.csv", list(weight = "pw"), "linear", f_lin, rep_fit,
