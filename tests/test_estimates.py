@@ -438,3 +438,28 @@ def test_fast_domain_path_equals_subset_variance(seed: int, two_stage: bool, fpc
         assert row.estimate == pytest.approx(m, rel=1e-12)
         assert row.se == pytest.approx(se, rel=1e-9, abs=1e-14)
         assert row.df == design.subset((data["dom"] == g).to_numpy()).df
+
+
+def test_study_table_boundary_proportions_get_korn_graubard(study, codebook) -> None:
+    """At 0 % the logit interval collapses onto 0; the table publishes Clopper–Pearson."""
+    from scipy import stats
+
+    from evalterritoire.estimates import compute_study_estimates
+
+    responses, _, _ = study
+    df = responses.copy()
+    first = sorted(df["id_territoire_code"].unique())[0]
+    df.loc[df["id_territoire_code"] == first, "id_consentement"] = 0.0
+    design = SurveyDesign(df, weight="id_poids", strata="id_strate", psu="id_psu")
+    table = compute_study_estimates(design, codebook, domains=DOMAINS, min_n=90, wave=2025)
+    row = table[
+        (table.domain == first)
+        & (table.variable == "id_consentement")
+        & (table.statistic == "proportion")
+    ].iloc[0]
+    assert row.estimate == 0
+    assert row.ci_low == 0
+    assert row.ci_high == pytest.approx(stats.beta.ppf(0.975, 1, row.n), rel=1e-12)
+    props = table[(table.statistic == "proportion") & (table.estimate > 0) & (table.estimate < 1)]
+    assert (props.ci_low < props.estimate).all()
+    assert (props.estimate < props.ci_high).all()

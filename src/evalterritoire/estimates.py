@@ -625,7 +625,8 @@ def compute_study_estimates(
     -------
     DataFrame
         Columns :data:`STUDY_ESTIMATE_COLUMNS`, sorted by domain_type, domain, variable, level,
-        statistic. Proportions use logit intervals, means t intervals.
+        statistic. Proportions use logit intervals (Korn–Graubard at 0 % and 100 %, where the
+        logit interval collapses), means t intervals.
     """
     if not isinstance(design, SurveyDesign):
         raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")
@@ -650,6 +651,12 @@ def compute_study_estimates(
         df = design.domain_df(codes, n_dom)
         lo_m, hi_m = _symmetric(res, _quantile(0.95, df, "t"))
         lo_p, hi_p = _proportion_ci(res, df, 0.95, "t", "logit")
+        # at 0 % or 100 % the logit interval collapses onto the estimate: publish the
+        # Korn-Graubard (Clopper-Pearson with the effective n) interval there instead
+        edge = (res["estimate"] <= 0) | (res["estimate"] >= 1)
+        if edge.any():
+            lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta")
+            lo_p, hi_p = np.where(edge, lo_b, lo_p), np.where(edge, hi_b, hi_p)
         lo = np.where(is_prop[None, :], lo_p, lo_m)
         hi = np.where(is_prop[None, :], hi_p, hi_m)
         p = y.shape[1]
