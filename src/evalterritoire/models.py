@@ -10,9 +10,9 @@ covariance comes from the survey design, as R ``survey`` computes it:
   :meth:`evalterritoire.design.SurveyDesign.variance_of_totals` (strata, PSUs, second stage,
   fpc, calibration residuals). Replicate-weight designs refit the model with every replicate
   weight (R ``svyglm.svrepdesign``). Tests are ``t`` with the residual degrees of freedom of
-  R: design df + 1 − number of coefficients; the intervals use the same ``t`` (R's
-  ``confint.svyglm`` uses the normal quantile unless ``ddf`` is given; ``ci="normal"`` does
-  that).
+  R: design df + 1 − number of coefficients; the intervals use the same ``t``, as R's
+  ``confint.svyglm`` (Wald, ``ddf = df.residual``) in survey 4.1; ``ci="normal"`` gives the
+  normal quantile (R ``confint.default``, the only interval R offers for ``svyolr``).
 * **ordinal** (cumulative logit, R ``svyolr``): statsmodels ``OrderedModel`` with a weighted
   log-likelihood, polished by Newton steps with the analytic score; the cut-points are
   reported on their natural scale (``P(Y ≤ k) = logistic(cut_k − x'β)``) and the sandwich
@@ -586,8 +586,8 @@ def fit_model(
     level : float
         Confidence level of the intervals.
     ci : {"t", "normal"}
-        ``t`` with the residual degrees of freedom (design df + 1 − coefficients, as the
-        p-values of R ``summary.svyglm``) or the normal quantile (R ``confint.svyglm``).
+        ``t`` with the residual degrees of freedom (design df + 1 − coefficients, as R
+        ``summary.svyglm`` and ``confint.svyglm``) or the normal quantile.
 
     Returns
     -------
