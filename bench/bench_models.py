@@ -11,6 +11,11 @@ Bernoulli / cumulative logit given the territory's stage), so their coverage sho
 Likert answers (attenuated, coverage below 95 % is expected and reported only); the mixed model
 is fitted without weights (model-based intervals).
 
+Monte-Carlo precision: the coverage of one model over S seeds has a standard error of about
+0.22 / sqrt(S) (terms of a seed move together); blocks of 120 seeds ranged from 0.875 to 0.967
+for the ordinal slope in a 3,000-seed check of the raw simulator values (0.936 overall).
+Use ≥ 1,000 seeds for a precise verdict.
+
 Usage::
 
     .venv/bin/python bench/bench_models.py [--seeds 20] [--territories 60] [--respondents 3000]
@@ -28,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalterritoire.config import load_study
 from evalterritoire.pipeline import run_ingest, run_maturity, run_models
@@ -97,13 +101,26 @@ def run_seed(seed: int, n_territories: int, n_respondents: int) -> pd.DataFrame:
     return frame
 
 
+def seed_bootstrap(g: pd.DataFrame, column: str = "covered", draws: int = 2000) -> tuple:
+    """95 % interval of a mean over (seed, term) rows, resampling whole seeds.
+
+    The terms of one seed share its data (the cut-points of the ordinal model move with its
+    slopes), so the intervals are resampled by seed, not as independent Bernoulli draws.
+    """
+    rng = np.random.default_rng(0)
+    per_seed = g.groupby("seed")[column].agg(["sum", "count"])
+    idx = rng.integers(0, len(per_seed), (draws, len(per_seed)))
+    sums, counts = per_seed["sum"].to_numpy()[idx].sum(1), per_seed["count"].to_numpy()[idx].sum(1)
+    lo, hi = np.quantile(sums / counts, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def coverage_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Coverage per model with a Clopper-Pearson 95 % interval."""
+    """Coverage per model with a 95 % interval from a bootstrap over seeds."""
     out = []
     for (source, model, kind), g in runs.groupby(["stage_source", "model", "kind"], sort=False):
         k, n = int(g["covered"].sum()), len(g)
-        lo = stats.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-        hi = stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+        lo, hi = seed_bootstrap(g)
         bias = float((g["estimate"] - g["truth"]).mean())
         out.append(
             {
@@ -135,6 +152,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
         print(f"seed {5000 + s}: {times[-1]:.1f} s", flush=True)
     runs = pd.concat(frames, ignore_index=True)
+    runs["z"] = (runs["estimate"] - runs["truth"]) / runs["se"]
     if args.save:
         runs.to_csv(args.save, index=False)
     table = coverage_table(runs)
@@ -147,7 +165,7 @@ def main() -> None:
     for source in ("estimated", "true"):
         nominal = runs[runs["model"].isin(EXPECTED_NOMINAL) & (runs["stage_source"] == source)]
         k, n = int(nominal["covered"].sum()), len(nominal)
-        lo, hi = stats.beta.ppf(0.025, k, n - k + 1), stats.beta.ppf(0.975, k + 1, n - k)
+        lo, hi = seed_bootstrap(nominal)
         verdict = "PASS" if lo <= 0.95 <= hi else "CHECK"
         print(
             f"\nexact generating models (logistic, ordinal), {source} stages: coverage "
@@ -159,9 +177,11 @@ def main() -> None:
         mean_estimate=("estimate", "mean"),
         empirical_sd=("estimate", "std"),
         mean_se=("se", "mean"),
+        sd_z=("z", "std"),
+        seeds=("seed", "nunique"),
     )
-    by_term["sd_over_se"] = by_term["empirical_sd"] / by_term["mean_se"]
-    print("\nper term (empirical sd of the estimates over seeds vs the mean reported se):")
+    by_term["sd_z_mc_se"] = by_term["sd_z"] / np.sqrt(2 * (by_term["seeds"] - 1))
+    print("\nper term (sd of z = (estimate − truth) / se over seeds, 1 if the se is right):")
     print(by_term.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
