@@ -550,7 +550,10 @@ def _sum_between(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     idx[0::2], idx[1::2] = s, e
     if idx[-1] >= len(mask):
         idx = idx[:-1]
-    sums = np.add.reduceat(mask, idx, dtype=np.int64)
+    # a uint16 accumulator is exact for ranges shorter than 65,536 bytes and spares numpy an
+    # int64 copy of the whole mask (8 bytes per byte of the file)
+    acc = np.uint16 if int((e - s).max()) < 2**16 else np.int64
+    sums = np.add.reduceat(mask, idx, dtype=acc)
     out[keep] = sums[0::2]
     return out
 
@@ -684,7 +687,9 @@ def _read_csv(
     # summary lines ("Total", "Source :") with the right field count
     if len(starts):
         first = arr[np.minimum(starts, max(n_total - 1, 0))]
-        for k in np.flatnonzero(good & np.isin(first, list(b'TtSs"'))):
+        second = arr[np.minimum(starts + 1, max(n_total - 1, 0))]
+        initial = np.where(first == ord('"'), second, first)  # first letter, quote or not
+        for k in np.flatnonzero(good & np.isin(initial, list(b"TtSs"))):
             head = buf[starts[k] : min(int(ends_nocr[k]), int(starts[k]) + 40)]
             if _FOOTER.match(normalise_text(head.decode("utf-8", "replace").lstrip('"'))):
                 good[k] = False
@@ -1765,7 +1770,13 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
         ok_mask[err["pos"].to_numpy(dtype=np.int64)] = False
     checked = [c for v in present for c in v.columns()] + ["source_file", "source_line"]
     schema = build_response_schema(codebook, columns=checked)
-    failures = compute_schema_failures(frame.loc[ok_mask, checked], schema)
+    # validate every row (no copy of the frame) and keep the failures of the rows still valid
+    failures = compute_schema_failures(frame[checked], schema)
+    if len(failures) and not ok_mask.all():
+        where = failures["index"]
+        pos = where.fillna(-1).astype(np.int64).to_numpy()
+        on_valid = where.isna().to_numpy() | ((pos >= 0) & ok_mask[np.maximum(pos, 0)])
+        failures = failures.loc[on_valid]
     if len(failures):
         row_fail = failures[failures["index"].notna()]
         for idx, column, check, value in row_fail[
