@@ -1979,12 +1979,14 @@ def _assemble(raw, frame, err, ok_mask, norms, warnings, report_errors, name, id
         .reset_index(drop=True)
     )
 
-    valid = frame.loc[ok_mask]
-    sort_cols = [c for c in ("id_territoire_code", "id_repondant") if c in valid] + [
+    sort_cols = [c for c in ("id_territoire_code", "id_repondant") if c in frame] + [
         "source_file",
         "source_line",
     ]
-    valid = valid.sort_values(sort_cols, kind="stable", na_position="last").reset_index(drop=True)
+    # order the valid rows on their sort keys only, then take every column once
+    keys = frame.loc[ok_mask, sort_cols]
+    order = keys.sort_values(sort_cols, kind="stable", na_position="last").index
+    valid = frame.loc[order].reset_index(drop=True)
 
     rows_read = n + len(raw.bad_records) + raw.blank_lines
     n_q = len(q)
