@@ -33,8 +33,10 @@ def corruptions(draw, *, allow_quotes: bool) -> bytes:
             j = draw(st.integers(0, len(cells) - 2))
             cells[j : j + 2] = [cells[j] + cells[j + 1]]
         elif op == "bytes":
-            alphabet = bytes(range(256)) if allow_quotes else bytes(
-                b for b in range(256) if b not in (34, 10, 13)
+            alphabet = (
+                bytes(range(256))
+                if allow_quotes
+                else bytes(b for b in range(256) if b not in (34, 10, 13))
             )
             raw = draw(st.binary(min_size=1, max_size=6))
             raw = bytes(alphabet[b % len(alphabet)] for b in raw)
@@ -63,7 +65,9 @@ def _check(result, data: bytes) -> None:
     assert isinstance(result.summary(), str)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=corruptions(allow_quotes=False))
 def test_quote_free_corruption_loses_no_line(data, codebook, tmp_path):
     path = tmp_path / "export.csv"
@@ -83,7 +87,9 @@ def test_quote_free_corruption_loses_no_line(data, codebook, tmp_path):
         assert all(2 <= ln <= len(physical) + 1 for ln in lines)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=corruptions(allow_quotes=True))
 def test_any_corruption_never_raises(data, codebook, tmp_path):
     path = tmp_path / "export.csv"
