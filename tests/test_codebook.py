@@ -86,29 +86,201 @@ def _default_raw() -> dict:
     return yaml.safe_load(default_codebook_path().read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize(
-    ("mutate", "expected"),
-    [
-        (lambda raw: raw.pop("variables"), "missing required key 'variables'"),
-        (
-            lambda raw: raw["variables"][0].update(type="likertt"),
-            "variables[0]' (id 'id_repondant').type",
-        ),
-        (lambda raw: raw["variables"].append(dict(raw["variables"][0])), "duplicate variable id"),
-        (lambda raw: raw["variables"][0].update(id="Bad Id"), "snake_case"),
-        (lambda raw: raw["variables"][0].pop("label_fr"), "missing required key 'label_fr'"),
-        (lambda raw: raw["variables"][0].update(colour="red"), "unknown key(s) ['colour']"),
-        (lambda raw: raw["special_codes"]["nsp"].update(code="x"), "special_codes.nsp"),
-    ],
-)
-def test_malformed_codebook_names_key_and_problem(tmp_path, mutate, expected):
+def _var(raw: dict, var_id: str) -> dict:
+    return next(v for v in raw["variables"] if v["id"] == var_id)
+
+
+# (mutation of the default codebook, key named in the message, problem named in the message)
+MALFORMED = {
+    "no variables": (
+        lambda raw: raw.pop("variables"),
+        "(top level)",
+        "missing required key 'variables'",
+    ),
+    "unknown type": (
+        lambda raw: raw["variables"][0].update(type="likertt"),
+        "variables[0]' (id 'id_repondant').type",
+        "must be one of",
+    ),
+    "duplicate id": (
+        lambda raw: raw["variables"].append(dict(raw["variables"][0])),
+        "(id 'id_repondant')",
+        "duplicate variable id",
+    ),
+    "bad id": (
+        lambda raw: raw["variables"][0].update(id="Bad Id"),
+        "variables[0]'.id",
+        "snake_case",
+    ),
+    "no label": (
+        lambda raw: raw["variables"][0].pop("label_fr"),
+        "(id 'id_repondant')",
+        "missing required key 'label_fr'",
+    ),
+    "unknown key": (
+        lambda raw: raw["variables"][0].update(colour="red"),
+        "(id 'id_repondant')",
+        "unknown key(s) ['colour']",
+    ),
+    "special code not int": (
+        lambda raw: raw["special_codes"]["nsp"].update(code="x"),
+        "special_codes.nsp",
+        "'code' must be an integer, got 'x'",
+    ),
+    # values of the wrong YAML type (were TypeError: unhashable → "internal error")
+    "type is a list": (
+        lambda raw: raw["variables"][0].update(type=["identifier"]),
+        "variables[0]' (id 'id_repondant').type",
+        "expected a string, got list ['identifier']",
+    ),
+    "type is a mapping": (
+        lambda raw: raw["variables"][0].update(type={"a": 1}),
+        "(id 'id_repondant').type",
+        "expected a string, got dict",
+    ),
+    "scale is a list": (
+        lambda raw: _var(raw, "mat_pos_role_clair").update(scale=["accord5"]),
+        "(id 'mat_pos_role_clair').scale",
+        "expected a string, got list",
+    ),
+    "dimension is a mapping": (
+        lambda raw: _var(raw, "mat_pos_role_clair").update(dimension={"positionnement": 1}),
+        "(id 'mat_pos_role_clair').dimension",
+        "expected a string, got dict",
+    ),
+    "fragility is a list": (
+        lambda raw: _var(raw, "frag_emploi_priorite").update(fragility=["emploi"]),
+        "(id 'frag_emploi_priorite').fragility",
+        "expected a string, got list",
+    ),
+    "level is a list": (
+        lambda raw: _var(raw, "ctx_population").update(level=["territory"]),
+        "(id 'ctx_population').level",
+        "expected a string, got list",
+    ),
+    "block is a mapping": (
+        lambda raw: raw["variables"][0].update(block={"identification": 1}),
+        "(id 'id_repondant').block",
+        "expected a string, got dict",
+    ),
+    "label is a list": (
+        lambda raw: raw["variables"][0].update(label_fr=["a", "b"]),
+        "(id 'id_repondant').label_fr",
+        "expected a text label, got list",
+    ),
+    "synonyms is a mapping": (
+        lambda raw: raw["variables"][0].update(synonyms={"id": "x"}),
+        "(id 'id_repondant').synonyms",
+        "expected a list of strings, got dict",
+    ),
+    "alias target is a list": (
+        lambda raw: _var(raw, "id_type_repondant")["aliases"].update(elu=["elu_autre"]),
+        "(id 'id_type_repondant').aliases",
+        "alias 'elu' must map to an option key or a code, got list",
+    ),
+    "alias to an unknown scale code": (
+        lambda raw: _var(raw, "mat_pos_role_clair").update(aliases={"bof": 9}),
+        "(id 'mat_pos_role_clair').aliases",
+        "alias 'bof' maps to unknown code 9 of scale 'accord5'",
+    ),
+    "scale alias target is a list": (
+        lambda raw: raw["scales"]["accord5"]["aliases"].update(bof=[3]),
+        "scales.accord5'.aliases",
+        "alias 'bof' must map to an integer code, got list",
+    ),
+    "scale label is a mapping": (
+        lambda raw: raw["scales"]["accord5"]["values"].update({1: {"fr": "x"}}),
+        "scales.accord5'.values.1",
+        "expected a text label, got dict",
+    ),
+    "scale type is a list": (
+        lambda raw: raw["scales"]["accord5"].update(type=["likert"]),
+        "scales.accord5'.type",
+        "expected a string, got list",
+    ),
+    "anchor code not an integer": (
+        lambda raw: raw["scales"]["priorite_0_10"]["anchors"].update(haut="x"),
+        "scales.priorite_0_10'.anchors",
+        "code 'haut' is not an integer",
+    ),
+    "special kind is a list": (
+        lambda raw: raw["special_codes"]["nsp"].update(kind=["dont_know"]),
+        "special_codes.nsp'.kind",
+        "expected a string, got list",
+    ),
+    "max_choices is a boolean": (
+        lambda raw: _var(raw, "part_types_partenaires").update(max_choices=True),
+        "(id 'part_types_partenaires').max_choices",
+        "must be a positive integer, got True",
+    ),
+    "dimension label is a list": (
+        lambda raw: raw["maturity_dimensions"].update(gouvernance=["a"]),
+        "key 'maturity_dimensions.gouvernance'",
+        "expected a text label, got list",
+    ),
+    # ambiguities
+    "synonym claimed twice": (
+        lambda raw: raw["variables"][1]["synonyms"].append("Identifiant"),
+        "variables[1]' (id 'id_vague').synonyms",
+        "header name 'Identifiant' is already claimed by variable 'id_repondant' (its synonym)",
+    ),
+    "synonym equal to another id": (
+        lambda raw: raw["variables"][1]["synonyms"].append("ID_ANNEE"),
+        "variables[1]' (id 'id_vague').synonyms",
+        "header name 'ID_ANNEE' is already claimed by variable 'id_annee' (its id)",
+    ),
+    "synonym equal to another label": (
+        lambda raw: raw["variables"][1]["synonyms"].append("annee de  collecte"),
+        "variables[1]' (id 'id_vague').synonyms",
+        "header name 'annee de  collecte' is already claimed by variable 'id_annee' (its label_fr)",
+    ),
+    "unknown block": (
+        lambda raw: raw["variables"][0].update(block="identite"),
+        "(id 'id_repondant').block",
+        "unknown block 'identite' (declared: identification, profil",
+    ),
+    "no identifier": (
+        lambda raw: raw["variables"][0].update(type="text"),
+        "key 'variables'",
+        "no variable of type 'identifier'",
+    ),
+    "spelling of two special codes": (
+        lambda raw: raw["special_codes"]["refus"]["spellings"].append("Nsp "),
+        "special_codes.refus'.spellings",
+        "spelling 'Nsp ' is already used by special code 'nsp'",
+    ),
+    "numeric code of two special codes": (
+        lambda raw: raw["special_codes"]["refus"].update(code=-1),
+        "special_codes.refus'.code",
+        "spelling '-1' is already used by special code 'nsp'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("mutate", "key", "problem"), MALFORMED.values(), ids=list(MALFORMED))
+def test_malformed_codebook_names_key_and_problem(tmp_path, mutate, key, problem):
     raw = _default_raw()
     mutate(raw)
     path = _write(tmp_path, yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
     with pytest.raises(CodebookError) as info:
         load_codebook(path)
-    assert expected in str(info.value)
-    assert "cb.yaml" in str(info.value)
+    message = str(info.value)
+    assert message.startswith("cb.yaml: codebook ")
+    assert key in message
+    assert problem in message
+
+
+def test_permitted_variations_still_load(tmp_path):
+    """Absent optional keys, own synonyms equal to the own label, unquoted numeric labels."""
+    raw = _default_raw()
+    raw["variables"][0]["synonyms"].append("IDENTIFIANT DU REPONDANT")
+    raw["variables"][0].pop("block")
+    raw["scales"]["accord5"]["values"]["3"] = 3
+    raw["special_codes"]["nsp"]["spellings"].append("NSP")  # same code, same spelling twice
+    cb = load_codebook(_write(tmp_path, yaml.safe_dump(raw, allow_unicode=True)))
+    assert cb["id_repondant"].block == ""
+    assert cb.scales["accord5"].values[3] == "3"
+    assert cb.special_lookup["nsp"] == "nsp"
 
 
 def test_unknown_scale_is_refused(tmp_path):

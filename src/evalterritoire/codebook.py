@@ -421,11 +421,43 @@ def _as_mapping(value: Any, where: str) -> Mapping:
     return value
 
 
+def _describe(value: Any) -> str:
+    """Type and value of a malformed entry, for messages (``list ['a', 'b']``)."""
+    return f"{type(value).__name__} {value!r}"
+
+
+def _as_str(value: Any, where: str, *, default: str | None = None) -> str | None:
+    """A string entry (``None`` gives ``default``); anything else names the key and problem."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _fail(where, f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _as_label(value: Any, where: str, *, default: str = "") -> str:
+    """A label: a string or a plain number written unquoted in YAML (``1: 1``)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _fail(where, f"expected a text label, got {_describe(value)}")
+    return str(value)
+
+
+def _as_code(value: Any, where: str) -> int:
+    """An integer code given as an integer or as integer text (``"3"``, ``"-1"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise _fail(where, f"code {value!r} is not an integer")
+
+
 def _as_str_tuple(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise _fail(where, "expected a list of strings")
+    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        raise _fail(where, f"expected a list of strings, got {_describe(value)}")
     out = tuple(value)
     for item in out:
         if not isinstance(item, str):
@@ -449,6 +481,56 @@ _VAR_KEYS = {
 }  # fmt: skip
 
 
+def _check_special_spellings(special: Mapping[str, SpecialCode]) -> None:
+    """Refuse a spelling (key, label, numeric code or listed spelling) shared by two codes.
+
+    Raises
+    ------
+    CodebookError
+        Naming the second code's key, the spelling and the code that already uses it.
+    """
+    owner: dict[str, str] = {}
+    for sc in special.values():
+        fields = [("", sc.key), (".label_fr", sc.label_fr), (".code", str(sc.code))]
+        fields += [(".spellings", s) for s in sc.spellings]
+        for suffix, spelling in fields:
+            norm = normalise_text(spelling)
+            other = owner.setdefault(norm, sc.key)
+            if other != sc.key:
+                raise _fail(
+                    f"key 'special_codes.{sc.key}'{suffix}",
+                    f"spelling {spelling!r} is already used by special code {other!r} "
+                    "(a cell would be ambiguous)",
+                )
+
+
+def _check_header_names(variables: Iterable[Variable]) -> None:
+    """Refuse a header name (id, French label or synonym) claimed by two variables.
+
+    Names are compared after :func:`normalise_text`, as headers are matched.
+
+    Raises
+    ------
+    CodebookError
+        Naming the variable, the name and the variable that already claims it.
+    """
+    owner: dict[str, tuple[str, str]] = {}
+    indexed = list(enumerate(variables))
+    # ids and labels first, so that a synonym equal to a later variable's label is the one named
+    names = [(i, var, "id", var.id) for i, var in indexed]
+    names += [(i, var, "label_fr", var.label_fr) for i, var in indexed]
+    names += [(i, var, "synonyms", s) for i, var in indexed for s in var.synonyms]
+    for i, var, what, name in names:
+        other_id, other_what = owner.setdefault(normalise_text(name), (var.id, what))
+        if other_id != var.id:
+            raise _fail(
+                f"key 'variables[{i}]' (id '{var.id}').{what}",
+                f"header name {name!r} is already claimed by variable '{other_id}' "
+                f"(its {other_what.replace('synonyms', 'synonym')}); a column with this "
+                "header would be ambiguous",
+            )
+
+
 def _parse(raw: Any, source: str, digest: str) -> Codebook:
     raw = _as_mapping(raw, "(top level)")
     meta = _as_mapping(raw.get("codebook"), "key 'codebook'")
@@ -462,33 +544,36 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         code = sc.get("code")
         if not isinstance(code, int) or isinstance(code, bool):
             raise _fail(where, f"'code' must be an integer, got {code!r}")
-        kind = sc.get("kind", "dont_know")
+        kind = _as_str(sc.get("kind"), f"{where}.kind", default="dont_know")
         if kind not in SPECIAL_KINDS:
             raise _fail(where, f"'kind' must be one of {sorted(SPECIAL_KINDS)}, got {kind!r}")
         special[str(key)] = SpecialCode(
             key=str(key),
             code=code,
-            label_fr=str(sc.get("label_fr", key)),
+            label_fr=_as_label(sc.get("label_fr"), f"{where}.label_fr", default=str(key)),
             kind=kind,
             spellings=_as_str_tuple(sc.get("spellings"), f"{where}.spellings"),
         )
+    _check_special_spellings(special)
 
     scales: dict[str, Scale] = {}
     for sid, sc in _as_mapping(raw.get("scales"), "key 'scales'").items():
         where = f"key 'scales.{sid}'"
         sc = _as_mapping(sc, where)
-        stype = sc.get("type")
+        stype = _as_str(sc.get("type"), f"{where}.type")
         if stype not in VARIABLE_TYPES:
             raise _fail(where, f"'type' must be one of {sorted(VARIABLE_TYPES)}, got {stype!r}")
-        values = {}
+        values: dict[int, str] = {}
         for k, v in _as_mapping(sc.get("values"), f"{where}.values").items():
-            try:
-                values[int(k)] = str(v)
-            except (TypeError, ValueError):
-                raise _fail(f"{where}.values", f"code {k!r} is not an integer") from None
-        aliases = {}
+            values[_as_code(k, f"{where}.values")] = _as_label(v, f"{where}.values.{k}")
+        aliases: dict[str, int] = {}
         for k, v in _as_mapping(sc.get("aliases"), f"{where}.aliases").items():
-            if v not in values and not (isinstance(v, int) and values == {}):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise _fail(
+                    f"{where}.aliases",
+                    f"alias {k!r} must map to an integer code, got {_describe(v)}",
+                )
+            if v not in values and values:
                 raise _fail(f"{where}.aliases", f"alias {k!r} maps to unknown code {v!r}")
             aliases[str(k)] = v
         lo, hi = _number(sc.get("min"), f"{where}.min"), _number(sc.get("max"), f"{where}.max")
@@ -501,18 +586,21 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
             min=lo,
             max=hi,
             aliases=aliases,
-            anchors={int(k): str(v) for k, v in _as_mapping(sc.get("anchors"), where).items()},
+            anchors={
+                _as_code(k, f"{where}.anchors"): _as_label(v, f"{where}.anchors.{k}")
+                for k, v in _as_mapping(sc.get("anchors"), f"{where}.anchors").items()
+            },
         )
 
-    dims = {
-        str(k): str(v)
-        for k, v in _as_mapping(raw.get("maturity_dimensions"), "key 'maturity_dimensions'").items()
-    }
-    frags = {
-        str(k): str(v)
-        for k, v in _as_mapping(raw.get("fragility_domains"), "key 'fragility_domains'").items()
-    }
-    blocks = {str(k): str(v) for k, v in _as_mapping(raw.get("blocks"), "key 'blocks'").items()}
+    def _labels(key: str) -> dict[str, str]:
+        entries = _as_mapping(raw.get(key), f"key '{key}'")
+        return {str(k): _as_label(v, f"key '{key}.{k}'") for k, v in entries.items()}
+
+    dims, frags, blocks = (
+        _labels("maturity_dimensions"),
+        _labels("fragility_domains"),
+        _labels("blocks"),
+    )
     groups = {
         str(k): _as_str_tuple(v, f"key 'respondent_groups.{k}'")
         for k, v in _as_mapping(raw.get("respondent_groups"), "key 'respondent_groups'").items()
@@ -537,18 +625,20 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         unknown = set(rv) - _VAR_KEYS
         if unknown:
             raise _fail(where, f"unknown key(s) {sorted(unknown)}")
-        if not rv.get("label_fr"):
+        if rv.get("label_fr") is None or rv.get("label_fr") == "":
             raise _fail(where, "missing required key 'label_fr'")
-        vtype = rv.get("type")
+        label_fr = _as_label(rv["label_fr"], f"{where}.label_fr")
+        vtype = _as_str(rv.get("type"), f"{where}.type")
         if vtype not in VARIABLE_TYPES:
             raise _fail(f"{where}.type", f"must be one of {sorted(VARIABLE_TYPES)}, got {vtype!r}")
-        scale = rv.get("scale")
+        scale = _as_str(rv.get("scale"), f"{where}.scale")
         if scale is not None and scale not in scales:
             raise _fail(f"{where}.scale", f"unknown scale {scale!r}")
         if vtype in {"likert", "ordinal"} and (scale is None or not scales[scale].values):
             raise _fail(f"{where}.scale", f"a {vtype} variable needs a scale with coded values")
         options = {
-            str(k): str(v) for k, v in _as_mapping(rv.get("options"), f"{where}.options").items()
+            str(k): _as_label(v, f"{where}.options.{k}")
+            for k, v in _as_mapping(rv.get("options"), f"{where}.options").items()
         }
         if vtype in {"categorical", "multi_select", "respondent_type"} and not options:
             raise _fail(
@@ -562,31 +652,47 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         for g in asked:
             if g not in known_groups:
                 raise _fail(f"{where}.asked_to", f"unknown respondent group {g!r}")
-        dim = rv.get("dimension")
+        dim = _as_str(rv.get("dimension"), f"{where}.dimension")
         if dim is not None and dim not in dims:
             raise _fail(f"{where}.dimension", f"unknown maturity dimension {dim!r}")
-        frag = rv.get("fragility")
+        frag = _as_str(rv.get("fragility"), f"{where}.fragility")
         if frag is not None and frag not in frags:
             raise _fail(f"{where}.fragility", f"unknown fragility domain {frag!r}")
-        pattern = rv.get("pattern")
+        block = _as_str(rv.get("block"), f"{where}.block", default="")
+        if block and blocks and block not in blocks:
+            raise _fail(
+                f"{where}.block", f"unknown block {block!r} (declared: {', '.join(blocks)})"
+            )
+        pattern = _as_str(rv.get("pattern"), f"{where}.pattern")
         if pattern is not None:
             try:
                 re.compile(pattern)
-            except (re.error, TypeError) as exc:
+            except re.error as exc:
                 raise _fail(f"{where}.pattern", f"invalid regular expression: {exc}") from None
         lo, hi = _number(rv.get("min"), f"{where}.min"), _number(rv.get("max"), f"{where}.max")
         if lo is not None and hi is not None and lo > hi:
             raise _fail(where, f"min {lo} is greater than max {hi}")
         aliases = dict(_as_mapping(rv.get("aliases"), f"{where}.aliases"))
-        if options:
-            for k, v in aliases.items():
-                if v not in options:
-                    raise _fail(f"{where}.aliases", f"alias {k!r} maps to unknown option {v!r}")
-        level = rv.get("level", "respondent")
+        for k, v in aliases.items():
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise _fail(
+                    f"{where}.aliases",
+                    f"alias {k!r} must map to an option key or a code, got {_describe(v)}",
+                )
+            if options and v not in options:
+                raise _fail(f"{where}.aliases", f"alias {k!r} maps to unknown option {v!r}")
+            codes = scales[scale].values if not options and scale is not None else {}
+            if codes and v not in codes:
+                raise _fail(
+                    f"{where}.aliases", f"alias {k!r} maps to unknown code {v!r} of scale {scale!r}"
+                )
+        level = _as_str(rv.get("level"), f"{where}.level", default="respondent")
         if level not in {"respondent", "territory"}:
             raise _fail(f"{where}.level", f"must be 'respondent' or 'territory', got {level!r}")
         max_choices = rv.get("max_choices")
-        if max_choices is not None and (not isinstance(max_choices, int) or max_choices < 1):
+        if max_choices is not None and (
+            isinstance(max_choices, bool) or not isinstance(max_choices, int) or max_choices < 1
+        ):
             raise _fail(f"{where}.max_choices", f"must be a positive integer, got {max_choices!r}")
         for flag in ("required", "reverse_coded", "milestone"):
             if not isinstance(rv.get(flag, False), bool):
@@ -594,12 +700,12 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         variables.append(
             Variable(
                 id=vid,
-                label_fr=str(rv["label_fr"]),
-                label_en=str(rv.get("label_en", "")),
+                label_fr=label_fr,
+                label_en=_as_label(rv.get("label_en"), f"{where}.label_en"),
                 type=vtype,
                 scale=scale,
-                block=str(rv.get("block", "")),
-                feeds=str(rv.get("feeds", "")),
+                block=block,
+                feeds=_as_str(rv.get("feeds"), f"{where}.feeds", default=""),
                 required=bool(rv.get("required", False)),
                 dimension=dim,
                 fragility=frag,
@@ -632,6 +738,12 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         found = [v.id for v in variables if v.type == role]
         if len(found) > 1:
             raise _fail("key 'variables'", f"more than one variable of type '{role}': {found}")
+    if not any(v.type == "identifier" for v in variables):
+        raise _fail(
+            "key 'variables'",
+            "no variable of type 'identifier' (the respondent id every row needs)",
+        )
+    _check_header_names(variables)
 
     scoring = _as_mapping(raw.get("scoring"), "key 'scoring'")
     share = scoring.get("min_item_share", 2 / 3)
