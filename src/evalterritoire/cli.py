@@ -62,9 +62,14 @@ def simulate(
         raise StudyConfigError(f"--waves must be comma-separated years, got {waves!r}") from None
     if territories < 2 or respondents < territories:
         raise StudyConfigError("--territories must be ≥ 2 and --respondents ≥ --territories")
-    result = simulate_waves(
-        out, n_territories=territories, n_respondents=respondents, waves=wave_list, seed=seed
-    )
+    try:
+        result = simulate_waves(
+            out, n_territories=territories, n_respondents=respondents, waves=wave_list, seed=seed
+        )
+    except OSError as exc:  # unwritable --out: a path under a file, no permission, disk full
+        where = exc.filename or out
+        reason = exc.strerror or type(exc).__name__
+        raise StudyConfigError(f"--out {out}: cannot write {where} ({reason})") from None
     _echo(result.summary())
 
 
