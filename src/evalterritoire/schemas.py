@@ -146,7 +146,8 @@ def compute_schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> 
         ``check``, ``failure_case``.
     """
     try:
-        schema.validate(frame, lazy=True)
+        # inplace: pandera would otherwise copy the whole frame first (nothing is coerced)
+        schema.validate(frame, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases
         out = pd.DataFrame(
