@@ -416,3 +416,106 @@ def test_exports_ingest_losslessly(small: SimulationResult, codebook: Codebook) 
                 got_sp = valid[f"{var.id}__special"].astype(object)
                 got_sp = got_sp.where(got_sp.notna(), None).tolist()
                 assert got_sp == [special_keys.get(int(s)) for s in state], var.id
+
+
+# --------------------------------------------------------------------------- command line
+CLI_ARGS = ["--territories", "4", "--respondents", "40", "--waves", "2023,2024", "--seed", "11"]
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from evalterritoire.cli import main
+
+    code = main(["simulate", *args])
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert "Traceback" not in text
+        assert "internal error" not in text
+    return code, captured.out, captured.err
+
+
+def _tree(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cli_flags_files_and_reproducibility(tmp_path: Path, capsys) -> None:
+    out_a, out_b = tmp_path / "a" / "sim", tmp_path / "b" / "sim"  # README quotes the dir name
+    code, stdout, _ = _cli(capsys, *CLI_ARGS, "--out", str(out_a))
+    assert code == 0
+    assert "SYNTHETIC" in stdout
+    assert "4 territories, 40 respondents per wave, seed 11" in stdout
+    files = _tree(out_a)
+    assert sorted(map(str, files)) == [
+        "2023/contexte_territoires.csv",
+        "2023/export_sphinx_2023.csv",
+        "2023/marges_2023.csv",
+        "2023/study.toml",
+        "2024/contexte_territoires.csv",
+        "2024/export_limesurvey_2024.csv",
+        "2024/marges_2024.csv",
+        "2024/study.toml",
+        "README.md",
+        "ground_truth/stages.csv",
+        "ground_truth/truth.json",
+    ]
+    truth = json.loads(files[Path("ground_truth/truth.json")])
+    assert truth["seed"] == 11
+    assert truth["parameters"]["waves"] == [2023, 2024]
+    assert set(truth["stages"]["2023"]) == set(truth["stages"]["2024"])
+    assert len(truth["stages"]["2023"]) == 4
+    readme = files[Path("README.md")].decode("utf-8")
+    assert "--territories 4 --respondents 40 --waves 2023,2024 --seed 11 --out sim" in readme
+    # same flags, same bytes; the API gives the same files as the command line
+    assert _cli(capsys, *CLI_ARGS, "--out", str(out_b))[0] == 0
+    assert _tree(out_b) == files
+    api = simulate_waves(
+        tmp_path / "c" / "sim", n_territories=4, n_respondents=40, waves=[2023, 2024], seed=11
+    )
+    assert _tree(api.out_dir) == files
+    # another seed, other data
+    assert _cli(capsys, *CLI_ARGS[:-1], "12", "--out", str(tmp_path / "d" / "sim"))[0] == 0
+    other = _tree(tmp_path / "d" / "sim")
+    assert other[Path("2023/export_sphinx_2023.csv")] != files[Path("2023/export_sphinx_2023.csv")]
+
+
+def test_cli_single_wave(tmp_path: Path, capsys) -> None:
+    code, _, _ = _cli(
+        capsys, "--territories", "4", "--respondents", "40", "--waves", "2025", "--seed", "0",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "2025" / "export_limesurvey_2025.csv").is_file()
+    assert load_study(tmp_path / "2025" / "study.toml").wave == 2025
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--waves", "2023,vingt"], "--waves must be comma-separated years, got '2023,vingt'"),
+        (["--waves", "2024,2023"], "waves must be distinct increasing years, got [2024, 2023]"),
+        (["--territories", "3"], "need at least 4 territories, got 3"),
+        (["--respondents", "10"], "need at least 4 respondents per territory (16), got 10"),
+        (["--seed", "-1"], "seed must be ≥ 0, got -1"),
+    ],
+)
+def test_cli_invalid_flags_exit_2(tmp_path: Path, capsys, flags: list[str], message: str) -> None:
+    args = {**dict(zip(CLI_ARGS[::2], CLI_ARGS[1::2], strict=True)), **dict([flags])}
+    code, stdout, err = _cli(
+        capsys, *[x for kv in args.items() for x in kv], "--out", str(tmp_path)
+    )
+    assert code == 2
+    assert stdout == ""
+    assert err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "the_file_itself"])
+def test_cli_unwritable_out_exit_2(tmp_path: Path, capsys, where: str) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a regular file", encoding="utf-8")
+    out = blocker / "sim" if where == "under_a_file" else blocker
+    code, stdout, err = _cli(capsys, *CLI_ARGS, "--out", str(out))
+    assert code == 2
+    assert stdout == ""
+    assert err.startswith(f"error: --out {out}: cannot write {out}")
+    assert err.rstrip().endswith(("(Not a directory)", "(File exists)"))
+    assert err.count("\n") == 1
+    assert blocker.read_text(encoding="utf-8") == "a regular file"
