@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from evalterritoire.config import ModelSpec
 from evalterritoire.design import SurveyDesign
 from evalterritoire.errors import ModelError
 from evalterritoire.models import (
     MODEL_COLUMNS,
+    detect_ordinal_separation,
     detect_separation,
     fit_model,
     fit_study_models,
@@ -236,11 +238,92 @@ def test_few_psus_for_the_parameters_are_flagged() -> None:
     assert ok.table["df"].iloc[0] == 3
 
 
-def test_non_convergence_is_flagged(frame) -> None:
+def test_ordinal_separation_is_flagged_and_not_published(frame) -> None:
     df = frame.assign(sep=(frame["x"] > 0).astype(float))
     fit = fit_model(ModelSpec("m", "sep ~ x", "ordinal"), df, _design(df))
-    assert "not_converged" in fit.diagnostics["flags"] or "separation" in fit.diagnostics["flags"]
+    assert "separation" in fit.diagnostics["flags"]
     assert fit.table["flags"].str.len().gt(0).all()
+    assert fit.table.set_index("term").loc["x", ["estimate", "se"]].isna().all()
+
+
+def test_logistic_non_convergence_alone_is_flagged(frame) -> None:
+    """maxiter = 1 on overlapping data: no separation, only the convergence flag."""
+    spec = ModelSpec("m", "b ~ x + C(stage)", "logistic", maxiter=1)
+    fit = fit_model(spec, frame, _design(frame))
+    assert fit.diagnostics["flags"] == ["not_converged"]
+    assert fit.diagnostics["messages"] == ["l'estimation n'a pas convergé"]
+    assert not fit.diagnostics["separation"]
+    assert not fit.diagnostics["converged"]
+    assert (fit.table["flags"] == "l'estimation n'a pas convergé").all()
+    assert fit.table["estimate"].notna().all()
+    ok = fit_model(ModelSpec("m", "b ~ x + C(stage)", "logistic"), frame, _design(frame))
+    assert ok.diagnostics["flags"] == []
+    assert ok.diagnostics["converged"]
+
+
+def test_ordinal_non_convergence_alone_is_flagged(frame) -> None:
+    spec = ModelSpec("m", "o ~ x + ctx", "ordinal", maxiter=1)
+    fit = fit_model(spec, frame, _design(frame))
+    assert fit.diagnostics["flags"] == ["not_converged"]
+    assert fit.diagnostics["messages"] == ["l'estimation n'a pas convergé"]
+    assert (fit.table["flags"] == "l'estimation n'a pas convergé").all()
+    assert detect_ordinal_separation(frame[["x", "ctx"]].to_numpy(), frame["o"].to_numpy()) is None
+    ok = fit_model(ModelSpec("m", "o ~ x + ctx", "ordinal"), frame, _design(frame))
+    assert ok.diagnostics["flags"] == []
+    assert ok.diagnostics["converged"]
+
+
+def test_near_singular_information_alone_is_flagged(frame) -> None:
+    """x2 = x + 3e-7 noise: kept by the collinearity check, but the information is singular."""
+    noise = np.random.default_rng(5).normal(size=len(frame))
+    df = frame.assign(x2=frame["x"] + 3e-7 * noise)
+    fit = fit_model(ModelSpec("m", "y ~ x + x2", "linear"), df, _design(df))
+    assert fit.diagnostics["flags"] == ["singular"]
+    assert fit.diagnostics["dropped_terms"] == []
+    assert fit.diagnostics["messages"] == [
+        "matrice d'information singulière : paramètres non identifiables"
+    ]
+    assert fit.table["flags"].str.fullmatch("information singulière : .*").all()
+
+
+def test_separated_coefficients_are_not_published(frame) -> None:
+    """Quasi-separation by a category: its coefficient is missing, the others are flagged."""
+    df = frame.copy()
+    df.loc[df["stage"] == 3, "b"] = 1.0
+    fit = fit_model(ModelSpec("m", "b ~ x + C(stage)", "logistic"), df, _design(df))
+    t = fit.table.set_index("term")
+    gone = t.loc["C(stage)[T.3]"]
+    assert gone[["estimate", "se", "ci_low", "ci_high", "p_value", "odds_ratio"]].isna().all()
+    assert gone["flags"] == "séparation (quasi) complète : coefficient infini, non publié"
+    assert fit.diagnostics["separated_terms"] == ["C(stage)[T.3]"]
+    assert fit.vcov.loc["C(stage)[T.3]"].isna().all()
+    rest = t.drop(index="C(stage)[T.3]")
+    assert rest[["estimate", "se", "ci_low", "ci_high"]].notna().all().all()
+    assert (rest["flags"] == "séparation (quasi) complète : estimation non fiable").all()
+    assert (rest["se"] < 1).all()  # finite, sensible SEs for the identified terms
+    # the others equal the fit without the separated category's respondents
+    keep = df["stage"] != 3
+    sub = fit_model(
+        ModelSpec("m", "b ~ x + C(stage)", "logistic"),
+        df,
+        _design(df).subset(keep.to_numpy()),
+    )
+    np.testing.assert_allclose(
+        rest["estimate"], sub.table.set_index("term").loc[rest.index, "estimate"], rtol=1e-5
+    )
+
+
+def test_detect_ordinal_separation_names_the_category_term() -> None:
+    x = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1], dtype=float)
+    z = np.array([0.1, -0.3, 0.4, 1.2, -0.5, 0.2, 0.9, -1.1, 0.0, 0.3])
+    y = np.array([0, 1, 2, 1, 2, 2, 2, 2, 0, 2])  # x = 1 → top category only
+    direction = detect_ordinal_separation(np.column_stack([x, z]), y)
+    assert direction is not None
+    assert direction[0] > 0
+    assert direction[1] == 0
+    y_mixed = y.copy()
+    y_mixed[4] = 0
+    assert detect_ordinal_separation(np.column_stack([x, z]), y_mixed) is None
 
 
 def test_influential_territory_is_flagged(frame) -> None:
@@ -346,3 +429,208 @@ def test_superpopulation_variance_drops_the_fpc(frame) -> None:
     assert (c.table["se"] < a.table["se"]).all()  # the fpc shrinks the census variance
     assert "superpopulation" in a.diagnostics["variance"]
     assert finite.without_fpc().weights is finite.weights
+
+
+# --------------------------------------------------------------------------- mixed sandwich
+def _two_psu_territories(seed: int = 2) -> pd.DataFrame:
+    """3 strata × 4 territories × 2 PSUs × 7 respondents, territory random intercepts."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for h in range(3):
+        for t in range(4):
+            u = rng.normal(0, 0.6)
+            ctx = rng.normal(10, 3)
+            for j in range(2):
+                for _ in range(5 + 2 * j + (t % 2)):  # unequal PSU and territory sizes
+                    x = rng.normal()
+                    rows.append(
+                        {
+                            "strate": f"S{h}",
+                            "territoire": f"T{h}{t}",
+                            "psu": f"T{h}{t}-{j}",
+                            "poids": float(rng.uniform(1, 4)),
+                            "x": x,
+                            "ctx": ctx,
+                            "y": 1.0 + 0.8 * x + 0.1 * ctx + u + rng.normal(),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_mixed_sandwich_equals_hand_computation() -> None:
+    """GLS scores given the variance components, summed by territory (the PSUs are nested in
+    them), stratified with-replacement variance: V = A⁻¹ [Σ_h n_h/(n_h−1) Σ_c (T_c − T̄_h)²] A⁻¹."""
+    df = _two_psu_territories()
+    design = SurveyDesign(df, weight="poids", strata="strate", psu="psu")
+    spec = ModelSpec("m", "y ~ x + ctx", "mixed", groups="territoire")
+    fit = fit_model(spec, df, design)
+    t = fit.table.set_index("term")
+    beta = t.loc[["Intercept", "x", "ctx"], "estimate"].to_numpy()
+    tau2, s2 = t.loc["var_groupe", "estimate"], t.loc["var_residuelle", "estimate"]
+    X = np.column_stack([np.ones(len(df)), df["x"], df["ctx"]])
+    r = df["y"].to_numpy() - X @ beta
+    p = X.shape[1]
+    A = np.zeros((p, p))
+    U = np.zeros_like(X)
+    for _, idx in df.groupby("territoire").indices.items():
+        n_g = len(idx)
+        gamma = tau2 / (s2 + n_g * tau2)
+        Xg = X[idx]
+        Sg = Xg.sum(axis=0)
+        A += (Xg.T @ Xg - gamma * np.outer(Sg, Sg)) / s2
+        U[idx] = Xg * ((r[idx] - gamma * r[idx].sum()) / s2)[:, None]
+    middle = np.zeros((p, p))
+    for _, d in df.assign(i=np.arange(len(df))).groupby("strate"):
+        T = np.array([U[g["i"].to_numpy()].sum(axis=0) for _, g in d.groupby("territoire")])
+        dev = T - T.mean(axis=0)
+        middle += len(T) / (len(T) - 1) * dev.T @ dev
+    Ainv = np.linalg.inv(A)
+    V = Ainv @ middle @ Ainv
+    np.testing.assert_allclose(fit.vcov.to_numpy(), V, rtol=1e-9)
+    np.testing.assert_allclose(U.sum(axis=0), 0.0, atol=1e-6)  # MixedLM's β is the GLS root
+    # A is the GLS information: its inverse is MixedLM's model-based covariance
+    model_se = pd.Series(fit.diagnostics["model_based_se"])
+    np.testing.assert_allclose(model_se, np.sqrt(np.diag(Ainv)), rtol=1e-3)
+    d = fit.diagnostics
+    assert d["variance_clusters"] == 12
+    assert d["variance_strata"] == "strate"
+    assert d["design_df"] == 12 - 3
+    assert d["df_resid"] == 12 - 3 + 1 - 3
+    assert (t["df"] == 7).all()
+    assert (t["n_psu"] == 24).all()
+    crit = stats.t.ppf(0.975, 7)
+    np.testing.assert_allclose(
+        t.loc["x", "ci_high"] - t.loc["x", "estimate"], crit * t.loc["x", "se"]
+    )
+    assert t.loc["var_groupe", "se"] != t.loc["var_groupe", "se"]  # NaN: no SE for it
+    assert "composante de variance" in t.loc["var_groupe", "flags"]
+    assert d["flags"] == ["unweighted"]
+
+
+def test_mixed_sandwich_ignores_weights_calibration_and_fpc() -> None:
+    """The point estimates are unweighted: weights, calibration and fpc leave the variance."""
+    df = _two_psu_territories().assign(fpc=40)
+    spec = ModelSpec("m", "y ~ x + ctx", "mixed", groups="territoire")
+    base = fit_model(spec, df, SurveyDesign(df, weight="poids", strata="strate", psu="psu"))
+    others = [
+        SurveyDesign(df, strata="strate", psu="psu"),
+        SurveyDesign(df, weight="poids", strata="strate", psu="psu", fpc="fpc"),
+        SurveyDesign(df, weight="poids", strata="strate", psu="psu").poststratify(
+            {"strate": {"S0": 300.0, "S1": 200.0, "S2": 500.0}}
+        ),
+    ]
+    for design in others:
+        fit = fit_model(spec, df, design)
+        np.testing.assert_allclose(fit.vcov.to_numpy(), base.vcov.to_numpy(), rtol=1e-12)
+
+
+def test_mixed_groups_nested_in_psus_cluster_by_psu() -> None:
+    """Groups inside PSUs (e.g. respondent type within a cluster): the PSUs are the clusters."""
+    df = _two_psu_territories()
+    df["sous_groupe"] = df["psu"] + "/" + (df["x"] > 0).astype(str)
+    design = SurveyDesign(df, weight="poids", strata="strate", psu="territoire")
+    fit = fit_model(ModelSpec("m", "y ~ x", "mixed", groups="sous_groupe"), df, design)
+    assert fit.diagnostics["variance_clusters"] == 12
+    # groups crossing the PSUs and strata: one cluster, no design degrees of freedom, said so
+    crossed = fit_model(
+        ModelSpec("m", "y ~ x", "mixed", groups="signe"),
+        df.assign(signe=(df["x"] > 0).astype(str)),
+        _design_by_psu(df),
+    )
+    assert crossed.diagnostics["variance_clusters"] == 1
+    assert crossed.diagnostics["variance_strata"] is None
+    assert {"few_psu", "no_df"} <= set(crossed.diagnostics["flags"])
+    assert crossed.table.loc[crossed.table["term"] == "x", "se"].isna().all()
+
+
+def _design_by_psu(df: pd.DataFrame) -> SurveyDesign:
+    return SurveyDesign(df, weight="poids", strata="strate", psu="psu")
+
+
+def test_mixed_few_clusters_and_influence_are_diagnosed() -> None:
+    df = _frame(n_strata=2, n_psu=3)  # territory = PSU: 6 clusters, 2 strata, 4 df
+    spec = ModelSpec("m", "y ~ x + ctx + C(stage)", "mixed", groups="territoire")
+    fit = fit_model(spec, df, _design(df))
+    assert {"few_psu", "no_df", "unweighted"} <= set(fit.diagnostics["flags"])
+    assert any("6 grappes" in m for m in fit.diagnostics["messages"])
+    fixed = fit.table[~fit.table["term"].str.startswith("var_")]
+    assert fixed["se"].isna().all()
+    assert fixed["flags"].str.contains("peu d'UPE").all()
+
+    frame = _frame()
+    wild = frame.copy()
+    out = wild["territoire"] == "T00"
+    wild.loc[out, "y"] += 25 * wild.loc[out, "x"]
+    spec = ModelSpec("m", "y ~ x", "mixed", groups="territoire")
+    fit = fit_model(spec, wild, _design(wild), _territory_codebook())
+    assert fit.diagnostics["influence_check"] == "done"
+    assert [d["territory"] for d in fit.diagnostics["influential_territories"]] == ["T00"]
+    assert "territoire influent : T00" in fit.table.set_index("term").loc["x", "flags"]
+    clean = fit_model(spec, frame, _design(frame), _territory_codebook())
+    assert clean.diagnostics["influential_territories"] == []
+
+
+# --------------------------------------------------------------------------- replicate designs
+def test_replicate_design_has_no_psu_count_and_skips_influence(frame) -> None:
+    df = frame.copy()
+    psus = sorted(df["psu"].unique())
+    reps = []
+    for k, p in enumerate(psus):
+        df[f"rep{k}"] = np.where(df["psu"] == p, 0.0, df["poids"] * len(psus) / (len(psus) - 1))
+        reps.append(f"rep{k}")
+    design = SurveyDesign.from_replicate_weights(
+        df, weight="poids", replicate_weights=reps, type="JK1"
+    )
+    fit = fit_model(ModelSpec("m", "y ~ x", "linear"), df, design, _territory_codebook())
+    assert fit.table["n_psu"].isna().all()
+    assert fit.diagnostics["n_psu"] is None
+    assert any("nombre d'UPE inconnu" in m for m in fit.diagnostics["messages"])
+    assert fit.diagnostics["influence_check"].startswith("skipped: replicate")
+    assert "influence_skipped" in fit.diagnostics["flags"]
+    assert fit.table["flags"].str.contains("influence des territoires non évaluée").all()
+    assert fit.table["se"].notna().all()
+
+
+# --------------------------------------------------------------------------- study file
+_STUDY = """
+[study]
+name = "Test"
+wave = 2025
+exports = ["export.csv"]
+random_state = 7
+min_n = 20
+
+[[models]]
+name = "m"
+formula = "b ~ x"
+"""
+
+
+def _load(tmp_path, extra: str):
+    from evalterritoire.config import load_study
+
+    (tmp_path / "export.csv").write_text("id\n1\n", encoding="utf-8")
+    path = tmp_path / "study.toml"
+    path.write_text(_STUDY + extra, encoding="utf-8")
+    return load_study(path)
+
+
+def test_study_file_family_is_an_alias_of_kind(tmp_path, frame) -> None:
+    from evalterritoire.errors import StudyConfigError
+
+    spec = _load(tmp_path, 'family = "logistic"\nmaxiter = 1\n').models[0]
+    assert spec.kind == "logistic"
+    assert spec.family == "logistic"
+    assert spec.maxiter == 1
+    assert _load(tmp_path, 'kind = "ordinal"\n').models[0].family == "ordinal"
+    assert _load(tmp_path, 'kind = "mixed"\nfamily = "mixed"\ngroups = "g"\n').models[0].kind == (
+        "mixed"
+    )
+    fit = fit_model(spec, frame, _design(frame))
+    assert fit.diagnostics["flags"] == ["not_converged"]
+    with pytest.raises(StudyConfigError, match="disagree"):
+        _load(tmp_path, 'kind = "linear"\nfamily = "logistic"\n')
+    with pytest.raises(StudyConfigError, match="family"):
+        _load(tmp_path, 'family = "probit"\n')
+    with pytest.raises(StudyConfigError, match="maxiter"):
+        _load(tmp_path, "maxiter = 0\n")

@@ -38,7 +38,7 @@ Example
 
     [[models]]
     name = "moteurs_coconstruction"
-    kind = "linear"                   # linear | logistic | ordinal | mixed
+    kind = "linear"                   # linear | logistic | ordinal | mixed (alias: family)
     formula = "score_global ~ C(id_type_repondant) + ctx_densite"
     superpopulation = true            # variance without fpc: model parameters, not census values
 
@@ -46,6 +46,10 @@ Example
     territory_template = "territory_report"
     study_template = "annual_study"
     formats = ["html"]
+    timeout = 600                     # seconds per report (a late report fails, the batch goes on)
+    retries = 1                       # after a kernel death or start failure
+    max_reports_per_kernel = 250      # recycle a warm kernel after this many reports…
+    max_kernel_memory_mb = 1024       # …or above this resident memory
 """
 
 from __future__ import annotations
@@ -137,6 +141,12 @@ class ModelSpec:
     (first stage with replacement): the intervals then cover the parameters of the process that
     generated the population (analytic inference, Graubard & Korn 2002) rather than the values a
     census of the finite population would give (R ``svyglm`` on a design with ``fpc``).
+
+    In the study file ``family`` is accepted as another name for ``kind`` (same values:
+    ``linear``, ``logistic``, ``ordinal``, ``mixed``); giving both with different values is an
+    error. ``maxiter`` caps the iterations of the iterative fits (logistic IRLS, ordinal
+    optimiser and Newton steps, mixed-model optimiser; the linear model is solved exactly);
+    without it each algorithm keeps its default.
     """
 
     name: str
@@ -145,6 +155,12 @@ class ModelSpec:
     groups: str | None = None
     description: str = ""
     superpopulation: bool = False
+    maxiter: int | None = None
+
+    @property
+    def family(self) -> str:
+        """The model family, the issue's name for :attr:`kind`."""
+        return self.kind
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,14 @@ class ReportConfig:
     engine: str = "warm"
     workers: int | None = None
     territories: tuple[str, ...] = ()
+    #: Time limit of one report (seconds); ``None``: the renderer's default (600).
+    timeout: float | None = None
+    #: Retries of a report after a kernel failure; ``None``: the renderer's default (1).
+    retries: int | None = None
+    #: Recycle a warm kernel after this many reports; ``None``: the renderer's default (250).
+    max_reports_per_kernel: int | None = None
+    #: Recycle a warm kernel above this resident memory (MiB); ``None``: default (1024).
+    max_kernel_memory_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -510,7 +534,11 @@ def load_study(path: str | Path) -> StudyConfig:
         if not isinstance(m, Mapping):
             raise _fail(path, key, "must be a table")
         _check_keys(
-            m, {"name", "formula", "kind", "groups", "description", "superpopulation"}, key, path
+            m,
+            {"name", "formula", "kind", "family", "groups", "description", "superpopulation"}
+            | {"maxiter"},
+            key,
+            path,
         )
         mname = _typed(m, "name", str, key, path)
         formula = _typed(m, "formula", str, key, path)
@@ -519,7 +547,13 @@ def load_study(path: str | Path) -> StudyConfig:
         if mname in seen:
             raise _fail(path, key, f"duplicate model name '{mname}'")
         seen.add(mname)
-        kind = _choice(m.get("kind", "linear"), MODEL_KINDS, f"{key}.kind", path)
+        if "kind" in m and "family" in m and m["kind"] != m["family"]:
+            raise _fail(path, key, f"kind {m['kind']!r} and family {m['family']!r} disagree")
+        kind_key = "family" if "family" in m else "kind"
+        kind = _choice(m.get(kind_key, "linear"), MODEL_KINDS, f"{key}.{kind_key}", path)
+        maxiter = _typed(m, "maxiter", int, key, path)
+        if maxiter is not None and maxiter < 1:
+            raise _fail(path, f"{key}.maxiter", f"must be ≥ 1, got {maxiter}")
         groups = _typed(m, "groups", str, key, path)
         if kind == "mixed" and not groups:
             raise _fail(path, f"{key}.groups", "a mixed model needs a grouping column")
@@ -531,6 +565,7 @@ def load_study(path: str | Path) -> StudyConfig:
                 groups=groups,
                 description=_typed(m, "description", str, key, path, default=""),
                 superpopulation=_typed(m, "superpopulation", bool, key, path, default=False),
+                maxiter=maxiter,
             )
         )
 
@@ -545,10 +580,25 @@ def load_study(path: str | Path) -> StudyConfig:
             "engine",
             "workers",
             "territories",
+            "timeout",
+            "retries",
+            "max_reports_per_kernel",
+            "max_kernel_memory_mb",
         },
         "report",
         path,
     )
+    limits: dict[str, Any] = {}
+    for name, kind, minimum in (
+        ("timeout", (int, float), 0),
+        ("retries", int, -1),
+        ("max_reports_per_kernel", int, 0),
+        ("max_kernel_memory_mb", (int, float), 0),
+    ):
+        value = _typed(rep, name, kind, "report", path)
+        if value is not None and value <= minimum:
+            raise _fail(path, f"report.{name}", f"must be greater than {minimum}, got {value!r}")
+        limits[name] = value
     formats = _str_list(rep.get("formats"), "report.formats", path) or ("html",)
     for f in formats:
         _choice(f, REPORT_FORMATS, "report.formats", path)
@@ -563,6 +613,12 @@ def load_study(path: str | Path) -> StudyConfig:
         engine=_choice(rep.get("engine", "warm"), REPORT_ENGINES, "report.engine", path),
         workers=_typed(rep, "workers", int, "report", path),
         territories=_str_list(rep.get("territories"), "report.territories", path),
+        timeout=None if limits["timeout"] is None else float(limits["timeout"]),
+        retries=limits["retries"],
+        max_reports_per_kernel=limits["max_reports_per_kernel"],
+        max_kernel_memory_mb=None
+        if limits["max_kernel_memory_mb"] is None
+        else float(limits["max_kernel_memory_mb"]),
     )
 
     return StudyConfig(

@@ -18,14 +18,23 @@ covariance comes from the survey design, as R ``survey`` computes it:
   reported on their natural scale (``P(Y ≤ k) = logistic(cut_k − x'β)``) and the sandwich
   uses the same design variance of the score.
 * **mixed** (``MixedLM``, random intercept per group): statsmodels does not take sampling
-  weights in a mixed model, so the fit is unweighted and its standard errors are the model's,
-  not the design's; every row says so in ``flags``.
+  weights in a mixed model, so the point estimates are unweighted (REML) and every row says so
+  in ``flags``. The covariance of the fixed effects is nevertheless a design-based sandwich:
+  given the estimated variance components ``(τ², σ²)``, the fixed effects solve the GLS
+  estimating equations ``Σ_i U_i = 0`` with the per-respondent score
+  ``U_i = x_i (y_i − x_i'β − û_g) / σ²`` (``û_g`` the group's BLUP), and
+  ``V = A⁻¹ V_design(Σ U_i) A⁻¹`` with ``A = X'V⁻¹X``; the middle term comes from
+  :meth:`~evalterritoire.design.SurveyDesign.variance_of_totals` on the design *without its
+  calibration* (an unweighted estimator does not depend on the calibrated weights). The
+  uncertainty of ``τ²`` and ``σ²`` is not propagated, and the variance components have no SE.
 
 Diagnostics (each a flag in the table and an entry in the diagnostics mapping, never a silent
-missing value): complete or quasi-complete separation (linear programme of Konis, 2007),
-collinear terms (dropped like R's aliased coefficients), too few PSUs for the number of
-parameters, non-convergence, and influential territories (removing a territory moves a
-coefficient by more than its standard error).
+missing value): complete or quasi-complete separation (linear programmes of Konis, 2007, for
+the logistic and the cumulative logit; the coefficients that diverge are published as missing
+with the flag, the others are flagged), collinear terms (dropped like R's aliased
+coefficients), a singular information matrix, too few PSUs for the number of parameters,
+non-convergence, and influential territories (removing a territory moves a coefficient by more
+than its standard error; skipped, and said so, on replicate-weight designs).
 """
 
 from __future__ import annotations
@@ -91,12 +100,14 @@ _LEVEL_TERM = re.compile(
 
 FLAG_TEXT = {
     "separation": "séparation (quasi) complète : estimation non fiable",
+    "separated": "séparation (quasi) complète : coefficient infini, non publié",
     "collinear": "terme colinéaire, retiré du modèle",
     "few_psu": "peu d'UPE pour le nombre de paramètres",
     "no_df": "aucun degré de liberté résiduel : pas d'erreur-type",
     "not_converged": "l'estimation n'a pas convergé",
     "singular": "information singulière : paramètres non identifiables",
-    "unweighted": "modèle mixte non pondéré : erreurs-types du modèle, pas du plan",
+    "unweighted": "modèle mixte non pondéré : estimations sans les poids, erreurs-types du plan",
+    "influence_skipped": "influence des territoires non évaluée (plan à poids répliqués)",
     "boundary": "variance inter-groupes nulle (à la frontière)",
     "variance_component": "composante de variance (sans erreur-type)",
 }
@@ -301,16 +312,79 @@ def detect_separation(X: Any, y: Any, *, tol: float = 1e-7) -> np.ndarray | None
     return None
 
 
+def detect_ordinal_separation(X: Any, y: Any, *, tol: float = 1e-7) -> np.ndarray | None:
+    """Detect (quasi-)separation in a cumulative-logit model (the ordinal version of Konis).
+
+    With ``P(Y ≤ k) = F(c_k − x'β)``, a direction ``(b, d)`` (``d`` non-decreasing, one entry
+    per cut-point) along which, for every observation in category ``k``,
+    ``d_k − x'b ≥ 0`` (upper bound, ``k`` below the top) and ``d_{k−1} − x'b ≤ 0`` (lower bound,
+    ``k`` above the bottom) raises every probability; if one inequality is strict the
+    likelihood increases without bound and the maximum-likelihood estimate does not exist.
+    The linear programme maximises the sum of these slacks within ``−1 ≤ b, d ≤ 1``.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, p)
+        Model matrix without intercept (the cut-points play it).
+    y : array-like of int, shape (n,)
+        Category codes ``0 … K−1``, every code present.
+    tol : float
+        Threshold on the optimum, relative to the scale of ``X``.
+
+    Returns
+    -------
+    ndarray or None
+        The direction ``(b, d)`` (``p + K − 1`` entries, non-zero ones name the terms and
+        cut-points involved) or ``None``.
+    """
+    from scipy.optimize import linprog
+
+    X = np.asarray(X, dtype=float)
+    k = np.asarray(y).astype(int)
+    n, p = X.shape
+    n_cuts = int(k.max())
+    if n_cuts < 1:
+        return None
+    blocks = []
+    up = k < n_cuts  # −(d_k − x'b) ≤ 0
+    a_up = np.zeros((int(up.sum()), p + n_cuts))
+    a_up[:, :p] = X[up]
+    a_up[np.arange(a_up.shape[0]), p + k[up]] = -1.0
+    blocks.append(a_up)
+    lo = k > 0  # d_{k−1} − x'b ≤ 0
+    a_lo = np.zeros((int(lo.sum()), p + n_cuts))
+    a_lo[:, :p] = -X[lo]
+    a_lo[np.arange(a_lo.shape[0]), p + k[lo] - 1] = 1.0
+    blocks.append(a_lo)
+    A = np.vstack(blocks)
+    c = A.sum(axis=0)  # minimise −Σ slacks
+    mono = np.zeros((n_cuts - 1, p + n_cuts))  # d_j − d_{j+1} ≤ 0
+    for j in range(n_cuts - 1):
+        mono[j, p + j], mono[j, p + j + 1] = 1.0, -1.0
+    A_ub = np.vstack([A, mono])
+    res = linprog(c, A_ub=A_ub, b_ub=np.zeros(A_ub.shape[0]), bounds=[(-1.0, 1.0)] * (p + n_cuts))
+    if res.status != 0:
+        return None
+    scale = max(1.0, float(np.abs(X).max()) if X.size else 1.0)
+    if -res.fun > tol * scale * n**0.5:
+        b = np.asarray(res.x, dtype=float)
+        b[np.abs(b) < 1e-9] = 0.0
+        return b
+    return None
+
+
 # --------------------------------------------------------------------------- GLM
-def _glm_fit(kind: str, y, X, w, start=None):
+def _glm_fit(kind: str, y, X, w, start=None, maxiter: int | None = None):
+    """Weighted GLM by statsmodels; ``maxiter`` caps the logistic IRLS (linear: exact WLS)."""
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     family = sm.families.Gaussian() if kind == "linear" else sm.families.Binomial()
+    n_iter = 100 if kind == "linear" or maxiter is None else int(maxiter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = sm.GLM(y, X, family=family, var_weights=w).fit(
-            start_params=start, maxiter=100, tol=1e-12
+            start_params=start, maxiter=n_iter, tol=1e-12
         )
     converged = bool(getattr(res, "converged", True)) and not any(
         issubclass(c.category, ConvergenceWarning) for c in caught
@@ -414,8 +488,11 @@ def _ordinal_newton(y, X, w, theta, n_cuts, *, max_iter: int = 100):
     return theta, converged
 
 
-def _ordinal_fit(y, X, w, start=None):
-    """Weighted cumulative logit: statsmodels ``OrderedModel`` then Newton polishing."""
+def _ordinal_fit(y, X, w, start=None, maxiter: int | None = None):
+    """Weighted cumulative logit: statsmodels ``OrderedModel`` then Newton polishing.
+
+    ``maxiter`` caps both the BFGS iterations and the Newton steps (defaults 2000 and 100).
+    """
     n_cuts = int(y.max())
     if start is None:
         from statsmodels.miscmodels.ordinal_model import OrderedModel
@@ -427,11 +504,11 @@ def _ordinal_fit(y, X, w, start=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = _WeightedOrderedModel(y.astype(int), X, distr="logit")
-            res = model.fit(method="bfgs", maxiter=2000, disp=False)
+            res = model.fit(method="bfgs", maxiter=maxiter or 2000, disp=False)
         params = np.asarray(res.params, dtype=float)
         cuts = model.transform_threshold_params(params)[1:-1]
         start = np.concatenate([params[: X.shape[1]], cuts])
-    return _ordinal_newton(y, X, w, start, n_cuts)
+    return _ordinal_newton(y, X, w, start, n_cuts, max_iter=maxiter or 100)
 
 
 # --------------------------------------------------------------------------- labels
@@ -495,11 +572,87 @@ def _num(v: float) -> str:
 
 
 # --------------------------------------------------------------------------- fitting
+@dataclass
+class _Estimation:
+    """What a family's fit hands to the common inference code (one entry per coefficient)."""
+
+    beta: np.ndarray
+    names: list[str]
+    labels: list[str]
+    U: np.ndarray  # (n, d) estimating-equation contributions, already design-weighted if any
+    A: np.ndarray  # (d, d) derivative of −Σ U
+    L: np.ndarray | None  # A = L'R row by row (exact territory deletion); None: one-step
+    R: np.ndarray | None
+    converged: bool
+    separation: np.ndarray | None = None  # direction over the coefficients
+    r2: float = np.nan
+    r2_kind: str = ""
+    loglik: float = np.nan
+    n_params: int = 0  # table's n_params (mixed: + variance components)
+    extra_rows: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # codes for every row
+    messages: list[str] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def _mixed_variance_design(
+    design: SurveyDesign, frame: pd.DataFrame, groups: str
+) -> tuple[SurveyDesign, dict[str, Any]]:
+    """The design of the mixed model's sandwich: ultimate clusters = PSUs merged with groups.
+
+    The GLS score of a group is not a sum of independent respondent terms (every respondent's
+    score involves the group's BLUP), so the units summed independently must contain whole
+    groups: the clusters are the connected components of the PSU–group graph (the groups when
+    PSUs are nested in them, the PSUs when groups are nested in PSUs). The design's strata are
+    kept when every cluster lies in one stratum; the clusters are taken with replacement (no
+    fpc: the random intercept describes a superpopulation) with the ``adjust`` rule for a
+    stratum holding one cluster, and without calibration (the estimator ignores the weights).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from evalterritoire.design import SurveyDesign as Design
+
+    data = design.data
+    n = len(data)
+    spec = getattr(design, "_spec", {})
+    psu_col = None if design.is_replicate else spec.get("psu")
+    strata_col = None if design.is_replicate else spec.get("strata")
+    psu = pd.factorize(data[psu_col].astype(str))[0] if psu_col else np.arange(n)
+    grp = pd.factorize(frame[groups].astype(object))[0]  # −1 where missing
+    n_p, n_g = int(psu.max()) + 1, int(grp.max()) + 1
+    has = grp >= 0
+    edges = coo_matrix(
+        (np.ones(int(has.sum())), (psu[has], n_p + grp[has])), shape=(n_p + n_g, n_p + n_g)
+    )
+    _, comp = connected_components(edges, directed=False)
+    cluster = pd.factorize(comp[psu])[0]
+    table = pd.DataFrame({"_cluster": cluster})
+    nested = False
+    if strata_col:
+        table["_stratum"] = data[strata_col].astype(str).to_numpy()
+        nested = bool((table.groupby("_cluster")["_stratum"].nunique() == 1).all())
+    clusters = Design(
+        table,
+        strata="_stratum" if nested else None,
+        psu="_cluster",
+        lonely_psu="adjust",
+    )
+    if not design.domain_mask.all():
+        clusters = clusters.subset(design.domain_mask)
+    info = {
+        "variance_clusters": int(np.unique(cluster).size),
+        "variance_cluster_rule": "PSUs merged with the model's groups (connected components)",
+        "variance_strata": strata_col if nested else None,
+    }
+    return clusters, info
+
+
 def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n_cuts=0):
     """Design covariance of the coefficients: sandwich (Taylor) or replicate refits."""
-    if design.is_replicate:
+    if design.is_replicate and kind != "mixed":
         reps_w = design.replicate_weights[data.rows]
-        scale = w.mean()
+        scale = np.asarray(design.weights, dtype=float)[data.rows].mean()
         thetas = []
         for r in range(reps_w.shape[1]):
             wr = reps_w[:, r] / scale
@@ -513,19 +666,18 @@ def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n
     return design.variance_of_totals(z)
 
 
-def _influence(design: SurveyDesign, data: _Data, U, A, Ainv, se, kind, X, w, v):
+def _influence(design: SurveyDesign, data: _Data, est: _Estimation, Ainv, se):
     """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE.
 
-    The shift is the one-step deletion ``Δβ_g = −(A − A_g)⁻¹ U_g`` (exact for a linear model);
-    territories moving a coefficient by more than half a standard error are then judged
-    against the standard error computed without them (DFBETAS), so that an outlying
-    territory cannot hide behind the variance it inflates itself.
+    The shift is the deletion ``Δβ_g = −(A − A_g)⁻¹ U_g`` (exact for the linear model and, given
+    the variance components, for the mixed model's GLS when the groups are the territories;
+    one step for the logistic; ``−A⁻¹ U_g`` for the ordinal model); territories moving a
+    coefficient by more than half a standard error are then judged against the standard error
+    computed without them (DFBETAS), so that an outlying territory cannot hide behind the
+    variance it inflates itself. ``design`` is the design of the Taylor sandwich.
     """
-    if data.territory is None:
-        return []
     codes, inv = np.unique(data.territory, return_inverse=True)
-    if codes.size < 3:
-        return []
+    U, A = est.U, est.A
     Ug = np.zeros((codes.size, U.shape[1]))
     np.add.at(Ug, inv, U)
     z = np.zeros((len(design.data), U.shape[1]))
@@ -533,10 +685,10 @@ def _influence(design: SurveyDesign, data: _Data, U, A, Ainv, se, kind, X, w, v)
     out = []
     for g, code in enumerate(codes):
         sel = inv == g
-        if kind in ("linear", "logistic"):
-            Ag = (X[sel] * (w[sel] * v[sel])[:, None]).T @ X[sel]
+        if est.L is not None:
+            Ag = est.L[sel].T @ est.R[sel]
             try:
-                delta = -np.linalg.solve(A - Ag, Ug[g])
+                delta = -np.linalg.solve(A - (Ag + Ag.T) / 2, Ug[g])
             except np.linalg.LinAlgError:
                 delta = -Ainv @ Ug[g]
         else:
@@ -546,16 +698,147 @@ def _influence(design: SurveyDesign, data: _Data, U, A, Ainv, se, kind, X, w, v)
         shift = np.where(np.isfinite(shift), shift, 0.0)
         if shift.max() <= INFLUENCE_SE / 2:
             continue
-        if not design.is_replicate:
-            z_g = z.copy()
-            z_g[data.rows[sel]] = 0.0
-            se_g = np.sqrt(np.clip(np.diag(design.variance_of_totals(z_g)), 0.0, None))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                shift = np.abs(delta) / se_g
-            shift = np.where(np.isfinite(shift), shift, 0.0)
+        z_g = z.copy()
+        z_g[data.rows[sel]] = 0.0
+        se_g = np.sqrt(np.clip(np.diag(design.variance_of_totals(z_g)), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.abs(delta) / se_g
+        shift = np.where(np.isfinite(shift), shift, 0.0)
         if shift.max() > INFLUENCE_SE:
             out.append((str(code), shift))
     return out
+
+
+def _estimate_glm(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
+    y = data.y
+    beta, converged = _glm_fit(spec.kind, y, X, w, maxiter=spec.maxiter)
+    U, A, _mu, v = _glm_parts(spec.kind, y, X, w, beta)
+    separation = detect_separation(X, y) if spec.kind == "logistic" else None
+    r2, r2_kind, loglik = _fit_stats(spec.kind, y, X, w, beta, 0)
+    return _Estimation(
+        beta=beta,
+        names=list(terms),
+        labels=[term_label(t, codebook, stage_names) for t in terms],
+        U=U,
+        A=A,
+        L=X * (w * v)[:, None],
+        R=X,
+        converged=converged,
+        separation=separation,
+        r2=r2,
+        r2_kind=r2_kind,
+        loglik=loglik,
+        n_params=beta.size,
+    )
+
+
+def _estimate_ordinal(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
+    y = data.y
+    n_cuts = int(y.max())
+    beta, converged = _ordinal_fit(y, X, w, maxiter=spec.maxiter)
+    _, score = _ordinal_parts(y, X, beta, n_cuts)
+    lv = data.levels
+    r2, r2_kind, loglik = _fit_stats("ordinal", y, X, w, beta, n_cuts)
+    return _Estimation(
+        beta=beta,
+        names=terms + [f"cut_{_num(lv[k])}/{_num(lv[k + 1])}" for k in range(n_cuts)],
+        labels=[term_label(t, codebook, stage_names) for t in terms]
+        + [_cut_label(lv[k], lv[k + 1], data.outcome, codebook) for k in range(n_cuts)],
+        U=score * w[:, None],
+        A=-_ordinal_hessian(y, X, w, beta, n_cuts),
+        L=None,
+        R=None,
+        converged=converged,
+        separation=detect_ordinal_separation(X, y),
+        r2=r2,
+        r2_kind=r2_kind,
+        loglik=loglik,
+        n_params=beta.size,
+    )
+
+
+def _estimate_mixed(spec: ModelSpec, data: _Data, X, terms, codebook, stage_names):
+    """MixedLM (REML, unweighted) and the GLS estimating equations of its fixed effects.
+
+    Given the variance components, ``β̂`` solves ``Σ_g X_g'V_g⁻¹(y_g − X_g β) = 0`` with
+    ``V_g = σ² I + τ² 11'``. Since ``V_g⁻¹ = (I − γ_g 11')/σ²`` with
+    ``γ_g = τ²/(σ² + n_g τ²)``, the group's contribution splits over its respondents as
+    ``U_i = x_i (r_i − û_g)/σ²`` where ``r_i = y_i − x_i'β̂`` and ``û_g = γ_g Σ_{j∈g} r_j`` is
+    the BLUP of the group's intercept; ``A = Σ_i x_i (x_i − γ_g S_g)'/σ²`` with
+    ``S_g = Σ_{j∈g} x_j`` (``= X'V⁻¹X``).
+    """
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    y = data.y
+    fit_kw = {} if spec.maxiter is None else {"maxiter": int(spec.maxiter)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = sm.MixedLM(y, X, groups=data.groups)
+        res = model.fit(reml=True, method=["bfgs", "lbfgs", "powell"], **fit_kw)
+    converged = bool(res.converged) and not any(
+        issubclass(c.category, ConvergenceWarning) for c in caught
+    )
+    p = len(terms)
+    beta = np.asarray(res.fe_params, dtype=float)
+    tau2 = float(np.asarray(res.cov_re)[0, 0])
+    sigma2 = float(res.scale)
+    _, g = np.unique(data.groups, return_inverse=True)
+    n_g = np.bincount(g).astype(float)
+    gamma = tau2 / (sigma2 + n_g * tau2)
+    resid = y - X @ beta
+    u_hat = gamma * np.bincount(g, weights=resid)
+    S = np.zeros((n_g.size, p))
+    np.add.at(S, g, X)
+    L = X / sigma2
+    R = X - gamma[g][:, None] * S[g]
+    A = L.T @ R
+    A = (A + A.T) / 2
+    U = X * ((resid - u_hat[g]) / sigma2)[:, None]
+    model_se = np.sqrt(np.clip(np.diag(np.asarray(res.cov_params(), dtype=float)[:p, :p]), 0, None))
+    fixed = X @ beta
+    var_fixed = float(np.var(fixed))
+    r2 = var_fixed / (var_fixed + tau2 + sigma2)
+    flags, messages = (
+        ["unweighted"],
+        [
+            "modèle mixte ajusté sans pondération (statsmodels MixedLM) ; erreurs-types : sandwich "
+            "du plan sur les équations d'estimation des effets fixes, composantes de variance fixées"
+        ],
+    )
+    if tau2 <= 1e-10 * max(sigma2, 1e-300):
+        flags.append("boundary")
+        messages.append("variance inter-groupes estimée à zéro")
+    extra = [
+        {"term": "var_groupe", "label": "Variance entre groupes (effet aléatoire)", "value": tau2},
+        {"term": "var_residuelle", "label": "Variance résiduelle", "value": sigma2},
+    ]
+    return _Estimation(
+        beta=beta,
+        names=list(terms),
+        labels=[term_label(t, codebook, stage_names) for t in terms],
+        U=U,
+        A=A,
+        L=L,
+        R=R,
+        converged=converged,
+        r2=r2,
+        r2_kind="R² marginal",
+        loglik=float(res.llf),
+        n_params=p + 2,
+        extra_rows=extra,
+        flags=flags,
+        messages=messages,
+        diagnostics={
+            "groups": spec.groups,
+            "n_groups": int(n_g.size),
+            "group_variance": tau2,
+            "residual_variance": sigma2,
+            "icc": tau2 / (tau2 + sigma2),
+            "model_based_se": dict(zip(terms, map(float, model_se), strict=True)),
+            "gls_root_step": float(np.max(np.abs(U.sum(axis=0) @ np.linalg.pinv(A)))),
+        },
+    )
 
 
 def fit_model(
@@ -573,7 +856,8 @@ def fit_model(
     ----------
     spec : ModelSpec
         Name, formula (statsmodels/patsy), kind (``linear``, ``logistic``, ``ordinal``,
-        ``mixed``) and grouping column (mixed).
+        ``mixed``; ``spec.family`` is the same), grouping column (mixed), ``maxiter`` and the
+        ``superpopulation`` option.
     frame : DataFrame
         Respondents, row for row the rows of ``design.data`` (same order), with every column
         of the formula (responses, ``score_*``, ``stage``, context indicators…).
@@ -582,7 +866,7 @@ def fit_model(
         domain. Rows with a missing value in the formula are left out of the fit but keep
         their PSU in the variance (R ``svyglm``).
     codebook : Codebook, optional
-        French labels of the terms.
+        French labels of the terms; its territory column drives the influence diagnostic.
     level : float
         Confidence level of the intervals.
     ci : {"t", "normal"}
@@ -592,7 +876,8 @@ def fit_model(
     Returns
     -------
     FittedModel
-        Tidy table, covariance and diagnostics.
+        Tidy table, covariance and diagnostics. Coefficients that diverge under separation are
+        published as missing (estimate, SE, interval) with the flag ``separation``.
 
     Raises
     ------
@@ -617,11 +902,11 @@ def fit_model(
         }
     w_raw = np.asarray(design.weights, dtype=float)[data.rows]
     w = w_raw / w_raw.mean()
-    keep = _independent_columns(data.X, w)
+    mixed = spec.kind == "mixed"
+    keep = _independent_columns(data.X, np.ones_like(w) if mixed else w)
     dropped = [t for j, t in enumerate(data.terms) if j not in set(keep)]
     X = data.X[:, keep]
     terms = [data.terms[j] for j in keep]
-    y = data.y
     flags: dict[str, list[str]] = {}  # term -> flag codes ("*" = every row)
     messages: list[str] = []
 
@@ -634,57 +919,68 @@ def fit_model(
         messages.append(f"terme colinéaire retiré : {t}")
     sub_design = design.subset(np.isin(np.arange(len(design.data)), data.rows))
     design_df = int(sub_design.df)
-    n_psu = int(np.unique(_psu_codes(design, data.rows)).size)
-    if spec.kind == "mixed":
-        return _fit_mixed(
-            spec, data, X, terms, dropped, codebook, stage_names, level, n_psu, design_df
+    if design.is_replicate:
+        n_psu: int | None = None
+        messages.append(
+            "plan à poids répliqués : nombre d'UPE inconnu (n_psu manquant) ; degrés de liberté "
+            f"du plan = rang des répliques − 1 = {design_df}"
         )
-
-    n_cuts = 0
-    separation = None
-    if spec.kind in ("linear", "logistic"):
-        beta, converged = _glm_fit(spec.kind, y, X, w)
-        U, A, _mu, v = _glm_parts(spec.kind, y, X, w, beta)
-        if spec.kind == "logistic":
-            separation = detect_separation(X, y)
-        names = list(terms)
     else:
-        n_cuts = int(y.max())
-        beta, converged = _ordinal_fit(y, X, w)
-        _, score = _ordinal_parts(y, X, beta, n_cuts)
-        U = score * w[:, None]
-        A = -_ordinal_hessian(y, X, w, beta, n_cuts)
-        v = np.ones_like(y)
-        lv = data.levels
-        names = terms + [f"cut_{_num(lv[k])}/{_num(lv[k + 1])}" for k in range(n_cuts)]
-    if np.linalg.cond(A) > 1e12:
+        n_psu = int(np.unique(_psu_codes(design, data.rows)).size)
+
+    if mixed:
+        est = _estimate_mixed(spec, data, X, terms, codebook, stage_names)
+        var_design, cluster_info = _mixed_variance_design(design, frame, spec.groups)
+        est.diagnostics.update(cluster_info)
+        design_df = int(var_design.subset(np.isin(np.arange(len(frame)), data.rows)).df)
+    elif spec.kind == "ordinal":
+        est = _estimate_ordinal(spec, data, X, terms, w, codebook, stage_names)
+        var_design = design
+    else:
+        est = _estimate_glm(spec, data, X, terms, w, codebook, stage_names)
+        var_design = design
+    for code in est.flags:
+        flag("*", code)
+    messages.extend(est.messages)
+    beta, names, A = est.beta, est.names, est.A
+    n_cuts = beta.size - len(terms)
+    separated: list[str] = []
+    gone = np.zeros(beta.size, dtype=bool)
+    if est.separation is not None:
+        gone = est.separation != 0
+        separated = [names[j] for j in np.flatnonzero(gone)]
+        flag("*", "separation")
+        messages.append(
+            "séparation (quasi) complète : le maximum de vraisemblance n'existe pas ; "
+            "coefficients infinis non publiés : " + ", ".join(separated)
+        )
+    # The diverging coefficients carry no information (their observations are fitted with
+    # probability 0 or 1): the sandwich of the others uses the rest of the information matrix.
+    free = np.flatnonzero(~gone)
+    A_free = A[np.ix_(free, free)]
+    Ainv = np.zeros_like(A)
+    if free.size and np.linalg.cond(A_free) > 1e12:
         flag("*", "singular")
         messages.append("matrice d'information singulière : paramètres non identifiables")
-        Ainv = np.linalg.pinv(A)
-    else:
-        Ainv = np.linalg.inv(A)
-    V = _variance(design, data, spec.kind, y, X, w, beta, U, Ainv, n_cuts)
+        Ainv[np.ix_(free, free)] = np.linalg.pinv(A_free)
+    elif free.size:
+        Ainv[np.ix_(free, free)] = np.linalg.inv(A_free)
+    V = _variance(var_design, data, spec.kind, data.y, X, w, beta, est.U, Ainv, n_cuts)
     se = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    n_params = beta.size
-    df_resid = design_df + 1 - n_params if not design.is_replicate else design.df + 1 - n_params
-    if design_df < n_params:
+    n_coef = beta.size  # coefficients with a design variance
+    df_resid = design_df + 1 - n_coef
+    if design_df < n_coef:
         flag("*", "few_psu")
+        if mixed:
+            psu_text = f"{est.diagnostics['variance_clusters']} grappes (UPE et groupes)"
+        else:
+            psu_text = f"{n_psu} UPE" if n_psu is not None else "plan répliqué"
         messages.append(
-            f"{n_psu} UPE ({design_df} degrés de liberté du plan) pour {n_params} paramètres"
+            f"{psu_text} ({design_df} degrés de liberté du plan) pour {n_coef} paramètres"
         )
-    if not converged:
+    if not est.converged:
         flag("*", "not_converged")
         messages.append("l'estimation n'a pas convergé")
-    if separation is not None:
-        involved = [terms[j] for j in np.flatnonzero(separation)]
-        for t in involved:
-            flag(t, "separation")
-        flag("*", "separation")
-        messages.append("séparation (quasi) complète : " + ", ".join(involved))
-    elif spec.kind == "ordinal" and (np.max(np.abs(beta)) > 15 or not converged):
-        flag("*", "separation")
-        messages.append("coefficients extrêmes : séparation probable")
-
     if df_resid >= 1:
         crit = (
             stats.t.ppf(0.5 + level / 2, df_resid) if ci == "t" else stats.norm.ppf(0.5 + level / 2)
@@ -701,8 +997,21 @@ def fit_model(
         V = np.full_like(V, np.nan)
 
     influential = []
-    if df_resid >= 1:
-        for code, shift in _influence(design, data, U, A, Ainv, se, spec.kind, X, w, v):
+    if design.is_replicate:
+        influence_check = "skipped: replicate-weight design (no Taylor variance to judge by)"
+        flag("*", "influence_skipped")
+        messages.append("influence des territoires non évaluée : plan à poids répliqués")
+    elif data.territory is None:
+        influence_check = "skipped: no territory column (codebook role territory_code)"
+    elif np.unique(data.territory).size < 3:
+        influence_check = "skipped: fewer than 3 territories"
+    elif df_resid < 1:
+        influence_check = "skipped: no residual degrees of freedom"
+    elif separated:
+        influence_check = "skipped: separation"
+    else:
+        influence_check = "done"
+        for code, shift in _influence(var_design, data, est, Ainv, se):
             moved = [names[j] for j in np.flatnonzero(shift > INFLUENCE_SE)]
             influential.append(
                 {"territory": code, "terms": moved, "max_shift_se": round(float(shift.max()), 3)}
@@ -712,15 +1021,20 @@ def fit_model(
         for t in item["terms"]:
             influence_by_term.setdefault(t, []).append(item["territory"])
 
-    r2, r2_kind, loglik = _fit_stats(spec.kind, y, X, w, beta, n_cuts)
-    labels = [term_label(t, codebook, stage_names) for t in terms]
-    if spec.kind == "ordinal":
-        lv = data.levels
-        labels += [_cut_label(lv[k], lv[k + 1], data.outcome, codebook) for k in range(n_cuts)]
+    if separated:
+        beta = np.where(gone, np.nan, beta)
+        se, p_value = np.where(gone, np.nan, se), np.where(gone, np.nan, p_value)
+        ci_low, ci_high = np.where(gone, np.nan, ci_low), np.where(gone, np.nan, ci_high)
+        V = V.copy()
+        V[gone, :] = np.nan
+        V[:, gone] = np.nan
+
     odds = spec.kind in ("logistic", "ordinal")
     rows = []
     for j, name in enumerate(names):
         codes = flags.get("*", []) + flags.get(name, [])
+        if name in separated:
+            codes = ["separated" if c == "separation" else c for c in codes]
         text = [FLAG_TEXT[c] for c in dict.fromkeys(codes)]
         if name in influence_by_term:
             text.append("territoire influent : " + ", ".join(influence_by_term[name][:3]))
@@ -728,7 +1042,7 @@ def fit_model(
         rows.append(
             {
                 "term": name,
-                "label": labels[j],
+                "label": est.labels[j],
                 "estimate": beta[j],
                 "se": se[j],
                 "ci_low": ci_low[j],
@@ -738,24 +1052,44 @@ def fit_model(
                 "flags": "; ".join(text),
             }
         )
+    common = [FLAG_TEXT[c] for c in flags.get("*", [])]
+    for extra in est.extra_rows:
+        rows.append(
+            {
+                "term": extra["term"],
+                "label": extra["label"],
+                "estimate": extra["value"],
+                **dict.fromkeys(("se", "ci_low", "ci_high", "p_value", "odds_ratio"), np.nan),
+                "flags": "; ".join([*common, FLAG_TEXT["variance_component"]]),
+            }
+        )
     for t in dropped:
         rows.append(
             {
                 "term": t,
                 "label": term_label(t, codebook, stage_names),
-                "estimate": np.nan,
-                "se": np.nan,
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "p_value": np.nan,
-                "odds_ratio": np.nan,
+                **dict.fromkeys(
+                    ("estimate", "se", "ci_low", "ci_high", "p_value", "odds_ratio"), np.nan
+                ),
                 "flags": FLAG_TEXT["collinear"],
             }
         )
     table = _finish_table(
-        rows, spec, data, n_psu, df_resid, n_params, design_df, r2, r2_kind, loglik
+        rows, spec, data, n_psu, df_resid, est.n_params, design_df, est.r2, est.r2_kind, est.loglik
     )
     vcov = pd.DataFrame(V, index=names, columns=names)
+    if mixed:
+        variance = (
+            "Taylor linearisation of the GLS estimating equations given the variance "
+            "components; ultimate clusters = PSUs merged with groups, with replacement, "
+            "uncalibrated (unweighted point estimates)"
+        )
+    elif design.is_replicate:
+        variance = "replicate refits"
+    else:
+        variance = "Taylor linearisation" + (
+            " without fpc (superpopulation)" if spec.superpopulation else ""
+        )
     diagnostics = {
         "kind": spec.kind,
         "formula": spec.formula,
@@ -764,20 +1098,20 @@ def fit_model(
         "n_psu": n_psu,
         "design_df": design_df,
         "df_resid": int(df_resid),
-        "n_params": int(n_params),
-        "converged": bool(converged),
+        "n_params": int(est.n_params),
+        "converged": bool(est.converged),
         "flags": sorted({c for codes in flags.values() for c in codes}),
         "messages": messages,
         "dropped_terms": dropped,
-        "separation": separation is not None,
+        "separation": bool(separated),
+        "separated_terms": separated,
+        "influence_check": influence_check,
         "influential_territories": sorted(influential, key=lambda d: d["territory"]),
-        "r2": r2,
-        "r2_kind": r2_kind,
-        "loglik": loglik,
-        "variance": "replicate refits"
-        if design.is_replicate
-        else "Taylor linearisation"
-        + (" without fpc (superpopulation)" if spec.superpopulation else ""),
+        **est.diagnostics,
+        "r2": est.r2,
+        "r2_kind": est.r2_kind,
+        "loglik": est.loglik,
+        "variance": variance,
         "ci": ci,
     }
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
@@ -789,8 +1123,9 @@ def _exp(value: float) -> float:
 
 
 def _psu_codes(design: SurveyDesign, rows: np.ndarray) -> np.ndarray:
+    """PSU label of each fitted row (every row its own PSU without a PSU column)."""
     psu = design._spec.get("psu") if hasattr(design, "_spec") else None
-    if design.is_replicate or psu is None:
+    if psu is None:
         return rows
     return design.data[psu].iloc[rows].astype(str).to_numpy()
 
@@ -818,7 +1153,7 @@ def _finish_table(rows, spec, data, n_psu, df, n_params, design_df, r2, r2_kind,
     table.insert(0, "kind", spec.kind)
     table.insert(0, "model", spec.name)
     table["n"] = np.int64(data.rows.size)
-    table["n_psu"] = np.int64(n_psu)
+    table["n_psu"] = np.int64(n_psu) if n_psu is not None else np.nan
     table["df"] = float(df) if df is not None else np.nan
     table["outcome"] = data.outcome
     table["n_params"] = np.int64(n_params)
@@ -827,115 +1162,6 @@ def _finish_table(rows, spec, data, n_psu, df, n_params, design_df, r2, r2_kind,
     table["r2_kind"] = r2_kind
     table["loglik"] = float(loglik) if loglik is not None else np.nan
     return table[list(MODEL_COLUMNS)]
-
-
-def _fit_mixed(spec, data, X, terms, dropped, codebook, stage_names, level, n_psu, design_df):
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = sm.MixedLM(data.y, X, groups=data.groups)
-        res = model.fit(reml=True, method=["bfgs", "lbfgs", "powell"])
-    converged = bool(res.converged) and not any(
-        issubclass(c.category, ConvergenceWarning) for c in caught
-    )
-    p = len(terms)
-    beta = np.asarray(res.fe_params, dtype=float)
-    V = np.asarray(res.cov_params(), dtype=float)[:p, :p]
-    se = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    crit = stats.norm.ppf(0.5 + level / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pval = 2 * stats.norm.sf(np.abs(beta / se))
-    group_var = float(np.asarray(res.cov_re)[0, 0])
-    resid_var = float(res.scale)
-    base = [FLAG_TEXT["unweighted"]]
-    messages = ["modèle mixte ajusté sans pondération (statsmodels MixedLM)"]
-    codes = ["unweighted"]
-    if not converged:
-        base.append(FLAG_TEXT["not_converged"])
-        codes.append("not_converged")
-        messages.append("l'estimation n'a pas convergé")
-    if group_var <= 1e-10 * max(resid_var, 1e-300):
-        base.append(FLAG_TEXT["boundary"])
-        codes.append("boundary")
-        messages.append("variance inter-groupes estimée à zéro")
-    rows = []
-    for j, t in enumerate(terms):
-        rows.append(
-            {
-                "term": t,
-                "label": term_label(t, codebook, stage_names),
-                "estimate": beta[j],
-                "se": se[j],
-                "ci_low": beta[j] - crit * se[j],
-                "ci_high": beta[j] + crit * se[j],
-                "p_value": pval[j],
-                "odds_ratio": np.nan,
-                "flags": "; ".join(base),
-            }
-        )
-    for term, label, value in (
-        ("var_groupe", "Variance entre groupes (effet aléatoire)", group_var),
-        ("var_residuelle", "Variance résiduelle", resid_var),
-    ):
-        rows.append(
-            {
-                "term": term,
-                "label": label,
-                "estimate": value,
-                "se": np.nan,
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "p_value": np.nan,
-                "odds_ratio": np.nan,
-                "flags": "; ".join([*base, FLAG_TEXT["variance_component"]]),
-            }
-        )
-    for t in dropped:
-        rows.append(
-            {
-                "term": t,
-                "label": term_label(t, codebook, stage_names),
-                **dict.fromkeys(("estimate", "se", "ci_low", "ci_high", "p_value"), np.nan),
-                "odds_ratio": np.nan,
-                "flags": FLAG_TEXT["collinear"],
-            }
-        )
-    fixed = X @ beta
-    var_fixed = float(np.var(fixed))
-    r2 = var_fixed / (var_fixed + group_var + resid_var)
-    table = _finish_table(
-        rows, spec, data, n_psu, np.nan, p + 2, design_df, r2, "R² marginal", float(res.llf)
-    )
-    vcov = pd.DataFrame(V, index=terms, columns=terms)
-    diagnostics = {
-        "kind": "mixed",
-        "formula": spec.formula,
-        "outcome": data.outcome,
-        "groups": spec.groups,
-        "n": int(data.rows.size),
-        "n_groups": int(np.unique(data.groups).size),
-        "n_psu": n_psu,
-        "design_df": design_df,
-        "df_resid": None,
-        "n_params": p + 2,
-        "converged": converged,
-        "flags": sorted(set(codes)),
-        "messages": messages + [f"terme colinéaire retiré : {t}" for t in dropped],
-        "dropped_terms": dropped,
-        "separation": False,
-        "influential_territories": [],
-        "group_variance": group_var,
-        "residual_variance": resid_var,
-        "icc": group_var / (group_var + resid_var),
-        "r2": r2,
-        "r2_kind": "R² marginal",
-        "loglik": float(res.llf),
-        "variance": "model-based (unweighted REML)",
-        "ci": "normal",
-    }
-    return FittedModel(spec.name, "mixed", spec.formula, table, vcov, diagnostics)
 
 
 def fit_study_models(
