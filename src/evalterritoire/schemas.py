@@ -67,6 +67,55 @@ def _integral(series: pd.Series) -> pd.Series:
     return series.isna() | (np.floor(series) == series)
 
 
+# Value checks below accept missing cells themselves (``ignore_na=False``): pandera would
+# otherwise copy every column without its missing values before each check. They carry the
+# names and messages of pandera's built-in checks.
+def _isin(values: list) -> pa.Check:
+    allowed = list(values)
+    return pa.Check(
+        lambda s: s.isna() | s.isin(allowed),
+        name="isin",
+        error=f"isin({allowed})",
+        ignore_na=False,
+    )
+
+
+def _ge(lo: float) -> pa.Check:
+    return pa.Check(
+        lambda s: s.isna() | (s >= lo),
+        name="greater_than_or_equal_to",
+        error=f"greater_than_or_equal_to({lo})",
+        ignore_na=False,
+    )
+
+
+def _le(hi: float) -> pa.Check:
+    return pa.Check(
+        lambda s: s.isna() | (s <= hi),
+        name="less_than_or_equal_to",
+        error=f"less_than_or_equal_to({hi})",
+        ignore_na=False,
+    )
+
+
+def _gt(lo: float) -> pa.Check:
+    return pa.Check(
+        lambda s: s.isna() | (s > lo),
+        name="greater_than",
+        error=f"greater_than({lo})",
+        ignore_na=False,
+    )
+
+
+def _matches(pattern: str) -> pa.Check:
+    return pa.Check(
+        lambda s: s.isna() | s.str.match(pattern).fillna(False).astype(bool),
+        name="str_matches",
+        error=f"str_matches('{pattern}')",
+        ignore_na=False,
+    )
+
+
 def _variable_columns(var: Variable, codebook: Codebook) -> dict[str, pa.Column]:
     cols: dict[str, pa.Column] = {}
     lo, hi = (
@@ -74,34 +123,38 @@ def _variable_columns(var: Variable, codebook: Codebook) -> dict[str, pa.Column]
     )
     if var.type == "multi_select":
         for col in var.option_cols():
-            cols[col] = pa.Column(float, pa.Check.isin([0.0, 1.0]), nullable=True, required=False)
+            cols[col] = pa.Column(float, _isin([0.0, 1.0]), nullable=True, required=False)
     elif var.type in INTEGER_TYPES or var.type in FLOAT_TYPES:
         checks = []
         if var.type in INTEGER_TYPES:
-            checks.append(pa.Check(_integral, name="integer", error="value is not an integer"))
+            checks.append(
+                pa.Check(
+                    _integral, name="integer", error="value is not an integer", ignore_na=False
+                )
+            )
         scale = codebook.scales.get(var.scale or "")
         if var.type in {"likert", "ordinal", "binary"} and scale is not None and scale.values:
-            checks.append(pa.Check.isin([float(v) for v in scale.values]))
+            checks.append(_isin([float(v) for v in scale.values]))
         else:
             if lo is not None:
-                checks.append(pa.Check.ge(lo))
+                checks.append(_ge(lo))
             if hi is not None:
-                checks.append(pa.Check.le(hi))
+                checks.append(_le(hi))
         if var.type in {"weight", "fpc"}:
-            checks.append(pa.Check.gt(0))
+            checks.append(_gt(0))
         cols[var.id] = pa.Column(float, checks, nullable=True, required=False)
     elif var.type == "date":
         cols[var.id] = pa.Column("datetime64[ns]", nullable=True, required=False)
     else:
         checks = []
         if var.options:
-            checks.append(pa.Check.isin(sorted(var.options)))
+            checks.append(_isin(sorted(var.options)))
         if var.pattern:
-            checks.append(pa.Check.str_matches(var.pattern))
+            checks.append(_matches(var.pattern))
         cols[var.id] = pa.Column(str, checks, nullable=True, required=False)
     if var.special_col:
         cols[var.special_col] = pa.Column(
-            str, pa.Check.isin(sorted(var.special_codes)), nullable=True, required=False
+            str, _isin(sorted(var.special_codes)), nullable=True, required=False
         )
     return cols
 
@@ -126,7 +179,7 @@ def build_response_schema(
     """
     cols: dict[str, pa.Column] = {
         "source_file": pa.Column(str, nullable=False),
-        "source_line": pa.Column(int, pa.Check.ge(1), nullable=False),
+        "source_line": pa.Column(int, _ge(1), nullable=False),
     }
     for var in codebook:
         cols.update(_variable_columns(var, codebook))
