@@ -194,15 +194,43 @@ def test_rake_reports_non_convergence(cal_data: pd.DataFrame) -> None:
         base.poststratify({"k": {"u": 1.0, "v": 2.0}})
 
 
-def test_trim_weights_keeps_total_and_bounds(cal_data: pd.DataFrame) -> None:
+def test_trim_weights_follows_r_trimweights(cal_data: pd.DataFrame) -> None:
+    """R's rule: clip, then share the trimmed amount equally (additively) among the weights that
+    were inside; once, or until none is outside (strict)."""
     d = SurveyDesign(cal_data, weight="w")
-    t = d.trim_weights(1.5, 4.5)
+    w = d.weights
+    lo, hi = 1.5, 4.5
+    outside = (w < lo) | (w > hi)
+    by_hand = np.clip(w, lo, hi)
+    by_hand[~outside] += (w - np.clip(w, lo, hi)).sum() / (~outside).sum()
+    once = d.trim_weights(lo, hi)
+    np.testing.assert_allclose(once.weights, by_hand, rtol=1e-14)
+    assert once.calibration["n_trimmed"] == outside.sum() > 0
+    assert once.calibration["trim_iterations"] == 1
+    assert not once.calibration["trim_strict"]
+    t = d.trim_weights(lo, hi, strict=True)
     assert t.weights.sum() == pytest.approx(d.weights.sum(), rel=1e-12)
-    assert t.weights.min() >= 1.5 - 1e-9
-    assert t.weights.max() <= 4.5 + 1e-9
-    assert t.calibration["n_trimmed"] > 0
+    assert t.weights.min() >= lo
+    assert t.weights.max() <= hi
+    assert t.calibration["trim_iterations"] >= 1
+    assert t.calibration["trim_strict"]
+    # nothing outside: the same weights
+    np.testing.assert_array_equal(d.trim_weights(0.1, 100.0).weights, d.weights)
     with pytest.raises(DesignError, match="cannot keep the weight total"):
         d.trim_weights(upper=1.0)
+    with pytest.raises(DesignError, match="invalid trimming bounds"):
+        d.trim_weights(3.0, 2.0)
+    two = SurveyDesign(pd.DataFrame({"w": [0.5, 10.0]}), weight="w")
+    with pytest.raises(DesignError, match="no weight lies within"):
+        two.trim_weights(1.0, 9.0)
+    # tight bounds: one round leaves weights outside (R strict=FALSE), strict needs more rounds
+    loose = d.trim_weights(2.0, 3.2)
+    assert ((loose.weights < 2.0) | (loose.weights > 3.2)).any()
+    tight = d.trim_weights(2.0, 3.2, strict=True)
+    assert tight.calibration["trim_iterations"] > 1
+    assert tight.weights.max() <= 3.2
+    with pytest.raises(DesignError, match="did not finish"):
+        d.trim_weights(2.0, 3.2, strict=True, max_iter=1)
 
 
 def test_build_design_from_config(cal_data: pd.DataFrame) -> None:
@@ -249,6 +277,52 @@ def test_replicate_variance_of_totals_matches_estimator(strat: pd.DataFrame) -> 
         )
     with pytest.raises(DesignError, match="not supported"):
         d.rake({"h": {"a": 1.0, "b": 1.0, "c": 1.0}})
+    with pytest.raises(DesignError, match="not supported"):
+        d.trim_weights(upper=3.0)
+
+
+def test_replicate_arguments_are_checked(strat: pd.DataFrame) -> None:
+    """rscales of the wrong length, a scale BRR/Fay would override, rho outside Fay: typed errors."""
+    from evalterritoire.errors import EvalTerritoireError
+
+    rng = np.random.default_rng(5)
+    reps = {f"r{i}": strat.w * rng.choice([0.0, 2.0], len(strat)) for i in range(8)}
+    data = strat.assign(**reps)
+    cols = list(reps)
+
+    def build(**kw):
+        return SurveyDesign.from_replicate_weights(data, weight="w", replicate_weights=cols, **kw)
+
+    with pytest.raises(
+        DesignError, match=r"rscales has 3 values, should have 1 or one per .*\(8\)"
+    ):
+        build(type="JK1", rscales=[1.0, 1.0, 1.0])
+    assert issubclass(DesignError, EvalTerritoireError)
+    assert build(type="JK1", rscales=0.5)._rep.rscales.tolist() == [0.5] * 8
+    assert build(type="JKn", rscales=np.full(8, 0.75))._rep.rscales.tolist() == [0.75] * 8
+    with pytest.raises(DesignError, match="rscales must be finite"):
+        build(type="JK1", rscales=[-1.0] * 8)
+    # BRR and Fay fix the scale: a different one is refused, the same one accepted
+    with pytest.raises(DesignError, match=r"type='BRR' fixes scale = 0.125 .* got scale=0.5"):
+        build(type="BRR", scale=0.5)
+    assert build(type="BRR", scale=1 / 8)._rep.scale == pytest.approx(1 / 8)
+    fay = 1 / (8 * 0.7**2)
+    with pytest.raises(DesignError, match="type='Fay' fixes scale"):
+        build(type="Fay", rho=0.3, scale=1 / 8)
+    assert build(type="Fay", rho=0.3)._rep.scale == pytest.approx(fay, rel=1e-15)
+    with pytest.raises(DesignError, match="rho is only used by type='Fay'"):
+        build(type="BRR", rho=0.3)
+    with pytest.raises(DesignError, match="rho must be in"):
+        build(type="Fay", rho=1.0)
+    with pytest.raises(DesignError, match="needs rscales"):
+        build(type="JKn")
+    with pytest.raises(DesignError, match="scale must be finite and > 0"):
+        build(type="other", scale=0.0)
+    # defaults as R svrepdesign: JK1 (R-1)/R, bootstrap 1/(R-1), other 1; a given scale is kept
+    assert build(type="JK1")._rep.scale == pytest.approx(7 / 8)
+    assert build(type="bootstrap")._rep.scale == pytest.approx(1 / 7)
+    assert build(type="other")._rep.scale == 1.0
+    assert build(type="JK1", scale=0.3)._rep.scale == 0.3
 
 
 def test_two_stage_variance_of_totals_by_hand() -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evalterritoire import estimates
 from evalterritoire.design import SurveyDesign
 from evalterritoire.errors import DesignError, EstimationError
 from evalterritoire.estimates import (
@@ -63,22 +64,38 @@ def _design(case: str, strat: pd.DataFrame) -> SurveyDesign:
         return SurveyDesign(strat, **full).rake(margins, tol=1e-13, max_iter=500)
     if case == "linear":
         return SurveyDesign(strat, **full).calibrate_linear(margins)
-    if case in {"jkn", "jk1", "bootstrap", "brr", "fay"}:
-        data = _read("brr.csv") if case in {"brr", "fay"} else strat
-        reps = _read(f"repweights_{case}.csv")
+    if case in REPLICATE_CASES:
+        # *_default: built without scale (R svrepdesign's default scale, checked below)
+        base = case.removesuffix("_default")
+        data = _read("brr.csv") if base in {"brr", "fay"} else strat
+        reps = _read(f"repweights_{base}.csv")
         meta = _read(f"repmeta_{case}.csv")
         data = pd.concat([data, reps], axis=1)
         kind = {"jkn": "JKn", "jk1": "JK1", "bootstrap": "bootstrap", "brr": "BRR", "fay": "Fay"}
+        given = case in {"jk1", "bootstrap"}
         return SurveyDesign.from_replicate_weights(
             data,
             weight="w",
             replicate_weights=list(reps.columns),
-            type=kind[case],
-            scale=float(meta["scale"].iloc[0]) if case in {"jk1", "bootstrap"} else None,
+            type=kind[base],
+            scale=float(meta["scale"].iloc[0]) if given else None,
             rscales=meta["rscales"].to_numpy() if case == "jkn" else None,
             rho=0.3 if case == "fay" else None,
         )
+    if case.startswith("trim_"):
+        spec = _read("trim_meta.csv").set_index("case").loc[case]
+        base = _design(case.removeprefix("trim_").removesuffix("_strict"), strat)
+        return base.trim_weights(spec.lower, spec.upper, strict=bool(spec.strict))
+    if case == "fpc":
+        return SurveyDesign(strat, **full)
     raise AssertionError(case)
+
+
+REPLICATE_CASES = ("jkn", "jk1", "bootstrap", "brr", "fay", "jk1_default", "bootstrap_default")
+TRIM_CASES = ("trim_fpc", "trim_fpc_strict", "trim_linear", "trim_linear_strict")
+# largest relative difference from R seen by the comparisons, per case and column (the report
+# in docs/estimation.md is taken from a run of this module)
+MAX_REL: dict[tuple[str, str], float] = {}
 
 
 def _python_rows(design: SurveyDesign, by: str | None) -> pd.DataFrame:
@@ -91,13 +108,35 @@ def _python_rows(design: SurveyDesign, by: str | None) -> pd.DataFrame:
     parts.append(estimate_ratio(design, "y2", "x", by=by).assign(level="ratio"))
     p = estimate_proportion(design, "cat", by=by)
     parts.append(p.assign(level="prop_" + p["level"]))
-    b = estimate_proportion(design, "bin", by=by)
-    parts.append(b[b["level"] == "1"].assign(level="logit_1"))
-    b = estimate_proportion(design, "bin", by=by, interval="beta")
-    parts.append(b[b["level"] == "1"].assign(level="beta_1"))
+    p = estimate_proportion(design, "cat", by=by, interval="beta")
+    parts.append(p.assign(level="beta_" + p["level"]))
+    for name, kw in (
+        ("logit_1", {}),
+        ("beta_1", {"interval": "beta"}),
+        ("wald_1", {"interval": "wald"}),
+        ("normal_logit_1", {"ci": "normal"}),
+        ("normal_wald_1", {"interval": "wald", "ci": "normal"}),
+    ):
+        b = estimate_proportion(design, "bin", by=by, **kw)
+        parts.append(b[b["level"] == "1"].assign(level=name))
     out = pd.concat(parts, ignore_index=True)
     out["domain"] = "" if by is None else out[by].astype(str)
     return out.set_index(["domain", "variable", "level"])
+
+
+def _is_iterative(level: str, col: str) -> bool:
+    """R's logit interval (and its estimate) come from an iteratively fitted svyglm."""
+    logit = level.startswith("prop_") or level in {"logit_1", "normal_logit_1"}
+    if level.startswith("prop_"):
+        return col.startswith("ci_")
+    return logit and col in {"estimate", "ci_low", "ci_high"}
+
+
+def _degenerate_replicate_logit(row) -> bool:
+    """R's logit interval when a replicate estimate is 0 or 1: svyglm stops near a logit of ±30
+    and the interval is ~[0, 1]; ours is exactly [0, 1] (infinite replicate logit variance)."""
+    logit = row.level.startswith("prop_") or row.level in {"logit_1", "normal_logit_1"}
+    return row.case in REPLICATE_CASES and logit and row.ci_low < 1e-6 and row.ci_high > 1 - 1e-4
 
 
 def _compare(expected: pd.DataFrame, got: pd.DataFrame, rel: float) -> int:
@@ -106,16 +145,20 @@ def _compare(expected: pd.DataFrame, got: pd.DataFrame, rel: float) -> int:
         key = (row.domain, row.variable, row.level)
         assert key in got.index, key
         g = got.loc[key]
+        if _degenerate_replicate_logit(row):
+            assert (g["ci_low"], g["ci_high"]) == (0.0, 1.0), key
+            MAX_REL[(row.case, "degenerate replicate logit [0, 1]")] = 0.0
         for col in ("estimate", "se", "ci_low", "ci_high", "deff"):
             want = getattr(row, col)
-            if pd.isna(want):
+            if pd.isna(want) or (col.startswith("ci_") and _degenerate_replicate_logit(row)):
                 continue
-            # R's logit interval comes from an iteratively fitted svyglm: 1e-6 there
-            iterative = (col.startswith("ci_") and "prop_" in row.level) or (
-                row.level == "logit_1" and col in {"estimate", "ci_low", "ci_high"}
-            )
+            iterative = _is_iterative(row.level, col)
             tol = max(rel, REL_ITER) if iterative else rel
             np.testing.assert_allclose(g[col], want, rtol=tol, atol=0, err_msg=f"{key} {col}")
+            diff = abs(g[col] / want - 1) if want != 0 else abs(g[col])
+            kind = f"{col}{' (iterative in R)' if iterative else ''}"
+            k = (row.case, kind)
+            MAX_REL[k] = max(MAX_REL.get(k, 0.0), float(diff))
             checked += 1
         if not pd.isna(row.df) and np.isfinite(row.df):
             assert g["df"] == row.df, key
@@ -139,12 +182,60 @@ def _compare(expected: pd.DataFrame, got: pd.DataFrame, rel: float) -> int:
     ],
 )
 def test_estimates_agree_with_r(case: str, ref: pd.DataFrame, strat: pd.DataFrame) -> None:
+    """Means, totals, ratios and proportions (logit, beta, Wald; t and normal), national and by
+    domain (cat has missing values), on Taylor, calibrated and replicate designs."""
     design = _design(case, strat)
     expected = ref[ref["case"] == case]
-    assert len(expected) >= 30
+    assert len(expected) >= 90
+    assert {"beta_a", "beta_1", "normal_logit_1", "normal_wald_1"} <= set(expected["level"])
     got = pd.concat([_python_rows(design, None), _python_rows(design, "dom")])
     rel = REL_ITER if case == "rake" else REL
-    assert _compare(expected, got, rel) >= 80
+    assert _compare(expected, got, rel) >= 300
+
+
+@pytest.mark.parametrize("case", ["jk1_default", "bootstrap_default"])
+def test_replicate_default_scale_agrees_with_r(
+    case: str, ref: pd.DataFrame, strat: pd.DataFrame
+) -> None:
+    """No scale given: JK1 (R-1)/R and bootstrap 1/(R-1), as R svrepdesign."""
+    design = _design(case, strat)
+    meta = _read(f"repmeta_{case}.csv")
+    assert design._rep.scale == pytest.approx(float(meta["scale"].iloc[0]), rel=1e-15)
+    assert design.df == int(meta["degf"].iloc[0])
+    expected = ref[ref["case"] == case]
+    parts = []
+    for by in (None, "dom"):
+        for var in ("y1", "y2"):
+            parts.append(estimate_mean(design, var, by=by).assign(level="mean"))
+            parts.append(estimate_total(design, var, by=by).assign(level="total"))
+        parts.append(estimate_ratio(design, "y2", "x", by=by).assign(level="ratio"))
+    got = pd.concat(parts, ignore_index=True)
+    got["domain"] = got["dom"].fillna("").astype(str)
+    assert _compare(expected, got.set_index(["domain", "variable", "level"]), REL) >= 100
+
+
+@pytest.mark.parametrize("case", TRIM_CASES)
+def test_trimmed_weights_and_estimates_agree_with_r(
+    case: str, ref: pd.DataFrame, strat: pd.DataFrame
+) -> None:
+    """R trimWeights: additive equal redistribution, once or (strict) until inside the bounds;
+    a trimmed calibrated design keeps its calibration in the variance."""
+    design = _design(case, strat)
+    want = _read("trimmed_weights.csv")[case].to_numpy()
+    np.testing.assert_allclose(design.weights, want, rtol=REL)
+    assert design.weights.sum() == pytest.approx(_design(case.split("_")[1], strat).weights.sum())
+    spec = _read("trim_meta.csv").set_index("case").loc[case]
+    if spec.strict:
+        assert ((design.weights >= spec.lower) & (design.weights <= spec.upper)).all()
+    expected = ref[ref["case"] == case]
+    parts = []
+    for by in (None, "dom"):
+        for var in ("y1", "y2"):
+            parts.append(estimate_mean(design, var, by=by).assign(level="mean"))
+            parts.append(estimate_total(design, var, by=by).assign(level="total"))
+    got = pd.concat(parts, ignore_index=True)
+    got["domain"] = got["dom"].fillna("").astype(str)
+    assert _compare(expected, got.set_index(["domain", "variable", "level"]), REL) >= 40
 
 
 def test_two_stage_with_fpc_agrees_with_r(ref: pd.DataFrame) -> None:
@@ -162,9 +253,16 @@ def test_two_stage_with_fpc_agrees_with_r(ref: pd.DataFrame) -> None:
         + [estimate_mean(design, "y", by="dom").assign(level="mean")]
         + [estimate_total(design, "y", by="dom").assign(level="total")]
     )
+    for by in (None, "dom"):
+        p = estimate_proportion(design, "cat2", by=by)
+        b = estimate_proportion(design, "cat2", by=by, interval="beta")
+        got = pd.concat(
+            [got, p.assign(level="prop_" + p["level"]), b.assign(level="beta_" + b["level"])]
+        )
     got["domain"] = got["domain"].fillna(got.get("dom")).fillna("").astype(str)
     got = got.set_index(["domain", "variable", "level"])
-    assert _compare(expected, got, REL) >= 20
+    assert expected["variable"].eq("cat2").sum() == 24
+    assert _compare(expected, got, REL) >= 80
     # without a weight column the weights come from the fpc (R svydesign)
     implied = ref[ref["case"] == "twostage_fpc_weights"].iloc[0]
     d0 = SurveyDesign(two, strata="h", psu="psu", fpc="fpc1", psu2="ssu", fpc2="fpc2")
@@ -177,18 +275,50 @@ def test_two_stage_with_fpc_agrees_with_r(ref: pd.DataFrame) -> None:
     np.testing.assert_allclose([m.estimate, m.se], [one.estimate, one.se], rtol=REL)
 
 
+@pytest.mark.parametrize("fpc", [False, True])
 @pytest.mark.parametrize("rule", ["remove", "certainty", "adjust"])
-def test_lonely_psu_rules_agree_with_r(rule: str, ref: pd.DataFrame) -> None:
+def test_lonely_psu_rules_agree_with_r(rule: str, fpc: bool, ref: pd.DataFrame) -> None:
+    """Stratum s1 has one PSU: national and domain estimates (subset() and svyby) under each rule,
+    with and without a first-stage fpc."""
     data = _read("lonely.csv")
-    design = SurveyDesign(data, weight="w", strata="h", psu="psu", lonely_psu=rule)
-    expected = ref[ref["case"] == f"lonely_{rule}"].set_index("level")
-    t = estimate_total(design, "y2").iloc[0]
-    m = estimate_mean(design, "y2").iloc[0]
-    np.testing.assert_allclose(
-        [t.se, m.se], expected.loc[["total", "mean"], "se"].to_numpy(), rtol=REL
-    )
+    kw = {"fpc": "N"} if fpc else {}
+    design = SurveyDesign(data, weight="w", strata="h", psu="psu", lonely_psu=rule, **kw)
+    assert design.lonely_units == ("stratum s1",)
+    case = f"lonely_{rule}{'_fpc' if fpc else ''}"
+    expected = ref[ref["case"] == case]
+    parts = [
+        estimate_total(design, "y2").assign(level="total"),
+        estimate_mean(design, "y2").assign(level="mean"),
+    ]
+    for var in ("y1", "y2"):
+        parts.append(estimate_mean(design, var, by="dom").assign(level="mean"))
+        parts.append(estimate_total(design, var, by="dom").assign(level="total"))
+    parts.append(estimate_mean(design, "y1", by="dom").assign(level="svyby_mean"))
+    parts.append(estimate_total(design, "y2", by="dom").assign(level="svyby_total"))
+    b = estimate_proportion(design, "bin", by="dom")
+    parts.append(b[b["level"] == "1"].assign(level="logit_1"))
+    got = pd.concat(parts, ignore_index=True)
+    got["domain"] = got["dom"].fillna("").astype(str)
+    assert _compare(expected, got.set_index(["domain", "variable", "level"]), REL) >= 100
     with pytest.raises(DesignError, match="stratum 's1'"):
-        SurveyDesign(data, weight="w", strata="h", psu="psu")
+        SurveyDesign(data, weight="w", strata="h", psu="psu", **kw)
+
+
+@pytest.mark.parametrize("case", ["by2_strat_fpc", "by2_linear"])
+def test_two_by_columns_agree_with_r_svyby(
+    case: str, ref: pd.DataFrame, strat: pd.DataFrame
+) -> None:
+    """by=["dom", "sexe"] equals R svyby(~v, ~dom + sexe) (means and totals, domain df)."""
+    design = _design(case.removeprefix("by2_"), strat)
+    expected = ref[ref["case"] == case]
+    parts = []
+    for var in ("y1", "y2", "bin"):
+        parts.append(estimate_mean(design, var, by=["dom", "sexe"]).assign(level="mean"))
+        parts.append(estimate_total(design, var, by=["dom", "sexe"]).assign(level="total"))
+    got = pd.concat(parts, ignore_index=True)
+    got["domain"] = got["dom"].astype(str) + "|" + got["sexe"].astype(str)
+    assert len(got) == len(expected) == 60
+    assert _compare(expected, got.set_index(["domain", "variable", "level"]), REL) == 120
 
 
 def test_normal_interval_and_level(ref: pd.DataFrame, strat: pd.DataFrame) -> None:
@@ -221,6 +351,70 @@ def test_rake_variance_documented_difference_from_r_rake(
     se = estimate_mean(rk, "y2").iloc[0].se
     r_rake = ref[(ref["case"] == "rake_ipf_r")].iloc[0].se
     assert 0 < abs(se / r_rake - 1) < 0.05
+
+
+def test_short_names_are_the_estimators(strat: pd.DataFrame) -> None:
+    """estimates.mean / total / ratio / proportion (the README's spelling) are public aliases."""
+    assert {"mean", "total", "ratio", "proportion"} <= set(estimates.__all__)
+    assert estimates.mean is estimate_mean
+    assert estimates.total is estimate_total
+    assert estimates.ratio is estimate_ratio
+    assert estimates.proportion is estimate_proportion
+    design = _design("strat_fpc", strat)
+    got = estimates.mean(design, ["y1", "y2"], by=["dom"])
+    pd.testing.assert_frame_equal(got, estimate_mean(design, ["y1", "y2"], by="dom"))
+    assert len(estimates.proportion(design, ["cat"], by=["dom", "sexe"])) > 20
+
+
+def test_deff_is_nan_exactly_when_the_srs_variance_is_zero(strat: pd.DataFrame) -> None:
+    """0 % / 100 % proportions, one-respondent domains and constant variables: NaN, never 0/inf."""
+    data = strat.assign(
+        one=np.where(np.arange(len(strat)) == 5, "solo", "rest"),
+        const=7.0,
+        zero=np.where(strat["dom"] == "d1", 0, strat["bin"]),
+    )
+    for design in (
+        SurveyDesign(data, weight="w", strata="h", psu="psu", fpc="N"),
+        SurveyDesign(data, weight="w", strata="h", psu="psu").calibrate_linear(_margins()),
+    ):
+        p = estimate_proportion(design, "zero", by="dom").set_index(["dom", "level"])
+        assert p.loc[("d1", "0"), "estimate"] == 1.0
+        assert p.loc[("d1", "0"), "se"] == pytest.approx(0.0, abs=1e-15)
+        assert np.isnan(p.loc[("d1", "0"), "deff"])
+        assert np.isnan(p.loc[("d1", "1"), "deff"]) if ("d1", "1") in p.index else True
+        assert np.isfinite(p.drop(index="d1", level="dom")["deff"]).all()
+        for fn in (estimate_mean, estimate_total):
+            one = fn(design, ["y2", "const"], by="one").set_index(["one", "variable"])
+            assert np.isnan(one.loc[("solo", "y2"), "deff"])
+            assert np.isnan(one.loc[("rest", "const"), "deff"])
+            assert np.isfinite(one.loc[("rest", "y2"), "deff"])
+            assert (one["deff"].dropna() > 0).all()
+    # an estimated population no larger than the sample (weights 1): SRSWOR variance 0
+    unweighted = estimate_mean(SurveyDesign(strat, strata="h", psu="psu"), "y2")
+    assert np.isnan(unweighted["deff"].iloc[0])
+
+
+def test_domain_with_df_below_one_uses_one_for_the_interval(strat: pd.DataFrame) -> None:
+    """A domain inside one PSU has df = 0 (shown as is); its t interval uses df = 1."""
+    from scipy import stats
+
+    design = _design("strat_wr", strat)
+    got = estimate_mean(design, "y2", by="psu").set_index("psu")
+    row = got.loc[strat["psu"].iloc[0]]
+    assert row.df == 0
+    half = stats.t.ppf(0.975, 1) * row.se
+    assert [row.ci_low, row.ci_high] == pytest.approx([row.estimate - half, row.estimate + half])
+
+
+def test_replicate_domain_df_is_the_rank_of_its_replicates(strat: pd.DataFrame) -> None:
+    """R degf(subset(design)): rank of the domain's replicate weights - 1, via subset() too."""
+    design = _design("jk1", strat)
+    mask = strat["dom"] == "d1"
+    by = estimate_mean(design, "y2", by="dom").set_index("dom")
+    rows = design.replicate_weights[mask.to_numpy()]
+    rank = np.linalg.matrix_rank(rows, tol=1e-5 * np.abs(rows).max())
+    assert by.loc["d1", "df"] == rank - 1 == design.subset(mask).df
+    assert design.subset(mask).df < design.df
 
 
 def test_estimator_bad_input(strat: pd.DataFrame) -> None:

@@ -1,10 +1,15 @@
 """Design-based estimates: means, totals, ratios and proportions, by domain, in one vectorised pass.
 
-Every estimator takes many variables at once and ``by=`` one or more domain columns. The domains
-are factorised once; weighted sums are aggregated with ``np.bincount``/sparse products and the
-linearised scores are aggregated to (PSU × domain) cells and then to (stratum × domain) cells, so
-the cost does not grow with a Python loop over domains. Results agree with R ``survey``
-(``svymean``/``svytotal``/``svyratio``/``svyciprop`` on ``subset()`` designs, i.e. ``svyby``).
+Public estimators, under their full and short names (``from evalterritoire import estimates``):
+:func:`estimate_mean` / ``estimates.mean``, :func:`estimate_total` / ``estimates.total``,
+:func:`estimate_ratio` / ``estimates.ratio`` and :func:`estimate_proportion` /
+``estimates.proportion`` (every level of a categorical variable). Each takes many variables at
+once and ``by=`` one or more domain columns. The domains are factorised once; weighted sums are
+aggregated with ``np.bincount``/sparse products and the linearised scores are aggregated to
+(PSU × domain) cells and then to (stratum × domain) cells, so the cost does not grow with a Python
+loop over domains. Results agree with R ``survey`` (``svymean``/``svytotal``/``svyratio``/
+``svyciprop`` on ``subset()`` designs, i.e. ``svyby``); docs/estimation.md lists the reference
+cases and the measured differences.
 
 Conventions
 -----------
@@ -12,14 +17,24 @@ Conventions
   ``na.rm=TRUE``). Domains where a variable has no valid value are left out of the table.
 * ``se`` is the linearisation (or replicate) standard error; ``df`` is the domain's degrees of
   freedom (PSUs with members − strata with members; replicate designs: rank of the replicate
-  weights − 1). Intervals are ``estimate ± t(df) se`` (``ci="normal"``: normal quantile); when a
-  domain has ``df < 1`` the t quantile uses ``df = 1`` (the ``df`` column still shows the truth).
-* Proportions: logit intervals by default (R ``svyciprop(method="logit")``), ``interval="beta"``
-  for Korn–Graubard (``method="beta"``, with ``n`` = respondents with a valid answer in the
-  domain), ``interval="wald"`` for the symmetric one. When the proportion is 0 or 1 the logit
-  interval collapses to the estimate and the beta interval is Clopper–Pearson with ``n``.
+  weights of the domain's rows − 1, R ``degf`` of the subset). Intervals are
+  ``estimate ± t(df) se`` (``ci="normal"``: normal quantile). **A domain with df < 1** (all its
+  members in one PSU) has ``df = 0`` in the table, and its t interval uses ``df = 1`` (R would
+  give ``NaN``); such an interval is very wide and the domain should be read as not estimable.
+* Proportions: logit intervals by default (R ``svyciprop(method="logit")``; on replicate designs
+  the standard error of the logit is the replicate one, as R's refitted ``svyglm``: infinite,
+  hence ``[0, 1]``, when a replicate estimate is 0 or 1), ``interval="beta"`` for Korn–Graubard
+  (R ``method="beta"``: effective ``n = p(1-p)/var × (t(α/2, n_R - 1) / t(α/2, df))²`` with
+  ``n_R`` R's ``nrow()`` of the domain's subset — the domain's rows including those with a missing
+  answer, or every row of the sample for a calibrated design, whose R subsets keep all rows;
+  ``ci="normal"`` drops the df adjustment), ``interval="wald"`` for the symmetric one. When the
+  proportion is 0 or 1 (or its variance is 0) the logit interval collapses to the estimate and
+  the beta interval is Clopper–Pearson with ``n`` = respondents with a valid answer (R: ``NaN``).
 * ``deff`` = design variance / variance under simple random sampling without replacement of the
-  same ``n`` from the estimated population (R ``deff=TRUE``); ``n`` counts respondents.
+  same ``n`` from the estimated population ``N̂ = Σw`` (R ``deff=TRUE``); it is ``NaN`` whenever
+  that SRS variance is 0 or undefined: one respondent, a constant variable (proportions of 0 %
+  or 100 %, whose ``se`` is 0 too) or ``N̂ ≤ n`` (e.g. unweighted data: a census under SRSWOR).
+  ``n`` counts respondents with a valid answer.
 """
 
 from __future__ import annotations
@@ -42,6 +57,10 @@ __all__ = [
     "estimate_proportion",
     "estimate_ratio",
     "estimate_total",
+    "mean",
+    "proportion",
+    "ratio",
+    "total",
 ]
 
 ESTIMATE_COLUMNS = ("estimate", "se", "ci_low", "ci_high", "df", "n", "deff")
@@ -132,8 +151,14 @@ def _engine(
     *,
     kind: str,
     x: np.ndarray | None = None,
+    logit: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Estimates, variances, n and deff for every (domain, column); kind = mean|total|ratio."""
+    """Estimates, variances, n and deff for every (domain, column); kind = mean|total|ratio.
+
+    With ``logit=True`` on a replicate design (proportions) the result also holds
+    ``var_logit``, the replicate variance of the logit of the replicate estimates (R
+    ``svyciprop(method="logit")`` refits ``svyglm`` on every replicate).
+    """
     if kind != "ratio" and not design.is_replicate and not design._cal:
         return _engine_cells(design, y, codes, n_dom, kind=kind)
     valid = ~np.isnan(y)
@@ -163,23 +188,56 @@ def _engine(
             resid = np.where(valid, y0 - est[gi] * x0, 0.0)
             z = wv * resid / tx[gi]
     z = np.where(np.isfinite(z), z, 0.0)
+    extra: dict[str, np.ndarray] = {}
     if design.is_replicate:
-        var = _replicate_variance(
-            design, y0, valid, codes, n_dom, kind, est, x0 if x is not None else None
+        var, var_logit = _replicate_variance(
+            design,
+            y0,
+            valid,
+            codes,
+            n_dom,
+            kind,
+            est,
+            x0 if x is not None else None,
+            logit=logit and kind == "mean",
         )
+        if var_logit is not None:
+            extra["var_logit"] = var_logit
     else:
         var = design._domain_variances(z, codes, n_dom)
-    # deff: design variance / SRSWOR variance (R deff=TRUE)
-    s2 = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s2 = s2 / wsum * n / (n - 1)
-        vsrs = s2 * (wsum - n) / (wsum * n)
+    ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
+    tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
+    deff = _deff(var, ss, tyy, wsum, n, kind, None if kind != "ratio" else tx / wsum)
+    return {"estimate": est, "var": var, "n": n, "deff": deff, **extra}
+
+
+def _deff(
+    var: np.ndarray,
+    ss: np.ndarray,
+    tyy: np.ndarray,
+    wsum: np.ndarray,
+    n: np.ndarray,
+    kind: str,
+    xbar: np.ndarray | None,
+) -> np.ndarray:
+    """Design variance / SRSWOR variance (R ``deff=TRUE``); NaN where the latter is 0.
+
+    ``ss`` = Σ w (y - ŷ)² over the domain's valid rows. The SRS variance of a mean is
+    ``s² / n × max(0, 1 - n / N̂)`` with ``s² = ss / N̂ × n / (n - 1)`` and ``N̂ = Σw``; it is 0
+    (or undefined) for one respondent, a constant variable (a proportion of 0 or 1) or
+    ``N̂ ≤ n``, and the design effect is then NaN rather than R's ``Inf``/``NaN``. A variable
+    is constant when ``ss ≤ 1e-12 Σ w y²`` (``tyy``; rounding noise of the sums).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ss = np.where(ss <= 1e-12 * tyy, 0.0, ss)
+        s2 = np.where(n > 1, ss / wsum * n / (n - 1), np.nan)
+        vsrs = s2 / n * np.maximum(0.0, (wsum - n) / wsum)
         if kind == "total":
             vsrs = vsrs * wsum**2
         elif kind == "ratio":
-            vsrs = vsrs / np.square(tx / wsum)
-        deff = var / vsrs
-    return {"estimate": est, "var": var, "n": n, "deff": deff}
+            vsrs = vsrs / np.square(xbar)
+        ok = np.isfinite(vsrs) & (vsrs > 0)
+        return np.where(ok, var / np.where(ok, vsrs, 1.0), np.nan)
 
 
 def _engine_cells(
@@ -226,12 +284,8 @@ def _engine_cells(
             t = s1
         t = np.where(np.isfinite(t), t, 0.0)
         var, _ = design._cell_variances(t, keys, n_dom)
-        ss = np.maximum(tyy - 2 * mean * ty + mean * mean * wsum, 0.0)
-        s2w = ss / wsum * n / (n - 1)
-        vsrs = s2w * (wsum - n) / (wsum * n)
-        if kind == "total":
-            vsrs = vsrs * wsum**2
-        deff = var / vsrs
+        ss = tyy - 2 * mean * ty + mean * mean * wsum  # Σw(y-ȳ)² from the expanded sums
+    deff = _deff(var, ss, tyy, wsum, n, kind, None)
     return {"estimate": est, "var": var, "n": n, "deff": deff}
 
 
@@ -244,10 +298,14 @@ def _replicate_variance(
     kind: str,
     est: np.ndarray,
     x0: np.ndarray | None,
-) -> np.ndarray:
+    *,
+    logit: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Replicate variances of domain estimates (and of their logits when ``logit``)."""
     rep = design._rep
     keep = np.flatnonzero(codes >= 0)
     out = np.empty_like(est)
+    out_logit = np.full_like(est, np.nan) if logit else None
     for j in range(y0.shape[1]):
         rows = keep[valid[keep, j]]
         ind = sparse.csr_matrix(
@@ -263,10 +321,20 @@ def _replicate_variance(
         theta = np.asarray(theta)
         centre = est[:, j][:, None] if rep.mse else theta.mean(axis=1, keepdims=True)
         out[:, j] = rep.scale * (np.square(theta - centre) * rep.rscales).sum(axis=1)
-    return out
+        if out_logit is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                eta = np.log(theta / (1 - theta))
+                full = np.log(est[:, j] / (1 - est[:, j]))[:, None]
+                centre = full if rep.mse else eta.mean(axis=1, keepdims=True)
+                v = rep.scale * (np.square(eta - centre) * rep.rscales).sum(axis=1)
+            # a replicate estimate at 0 or 1 has an infinite logit (R's svyglm stops somewhere
+            # near ±30 and its interval is then ~[0, 1]): the logit variance is infinite
+            out_logit[:, j] = np.where(np.isinf(eta).any(axis=1), np.inf, v)
+    return out, out_logit
 
 
 def _quantile(level: float, df: np.ndarray, ci: str) -> np.ndarray:
+    """Two-sided quantile: normal, or t with ``max(df, 1)`` (R would give NaN for df < 1)."""
     if not 0 < level < 1:
         raise EstimationError(f"level must be in (0, 1), got {level}")
     if ci == "normal":
@@ -356,7 +424,8 @@ def estimate_mean(
     -------
     DataFrame
         ``by`` columns, ``variable``, ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``df``,
-        ``n``, ``deff``; sorted by domain and variable.
+        ``n``, ``deff``; sorted by domain and variable. ``df`` can be 0 (the interval then uses
+        1) and ``deff`` NaN (SRS variance 0): see the module's Conventions.
     """
     cols, codes, labels = _prepare(design, variables, by)
     res = _engine(design, _numeric(design, cols), codes, len(labels), kind="mean")
@@ -453,8 +522,18 @@ def _indicators(series: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 
 def _proportion_ci(
-    res: dict[str, np.ndarray], df: np.ndarray, level: float, ci: str, interval: str
+    res: dict[str, np.ndarray],
+    df: np.ndarray,
+    level: float,
+    ci: str,
+    interval: str,
+    n_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of proportions ``res["estimate"]`` (domains × columns).
+
+    ``n_rows`` (domains,) is R's ``nrow(design)`` for the Korn–Graubard df adjustment (defaults
+    to ``res["n"]``).
+    """
     p = res["estimate"]
     var = res["var"]
     q = _quantile(level, df, ci)[:, None]
@@ -463,7 +542,11 @@ def _proportion_ci(
     if interval == "logit":
         with np.errstate(divide="ignore", invalid="ignore"):
             eta = np.log(p / (1 - p))
-            half = q * np.sqrt(var) / (p * (1 - p))
+            se_eta = np.sqrt(var) / (p * (1 - p))
+            if "var_logit" in res:  # replicate designs: variance of the replicate logits
+                se_rep = np.sqrt(res["var_logit"])
+                se_eta = np.where(np.isnan(se_rep), se_eta, se_rep)
+            half = q * se_eta
             lo = 1 / (1 + np.exp(-(eta - half)))
             hi = 1 / (1 + np.exp(-(eta + half)))
         edge = (p <= 0) | (p >= 1) | (var <= 0)
@@ -471,21 +554,32 @@ def _proportion_ci(
     if interval == "beta":
         alpha = 1 - level
         n = res["n"]
+        rows = (n_rows[:, None] if n_rows is not None else n).astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             n_eff = p * (1 - p) / var
-            t_n = stats.t.ppf(alpha / 2, np.maximum(n - 1, 1))
-            t_d = (
-                stats.norm.ppf(alpha / 2)
-                if ci == "normal"
-                else stats.t.ppf(alpha / 2, np.maximum(df, 1))[:, None]
-            )
-            n_eff = n_eff * np.square(t_n / t_d)
+            if ci == "t":  # Korn & Graubard's df adjustment, as R svyciprop(method="beta")
+                t_n = stats.t.ppf(alpha / 2, np.maximum(rows - 1, 1))
+                t_d = stats.t.ppf(alpha / 2, np.maximum(df, 1))[:, None]
+                n_eff = n_eff * np.square(t_n / t_d)
+        # p at 0 or 1, or a zero variance: Clopper-Pearson with the respondents who answered
         n_eff = np.where(np.isfinite(n_eff) & (n_eff > 0), n_eff, n)
         with np.errstate(divide="ignore", invalid="ignore"):
             lo = stats.beta.ppf(alpha / 2, n_eff * p, n_eff * (1 - p) + 1)
             hi = stats.beta.ppf(1 - alpha / 2, n_eff * p + 1, n_eff * (1 - p))
         return np.where(p <= 0, 0.0, lo), np.where(p >= 1, 1.0, hi)
     raise EstimationError(f"interval must be 'logit', 'beta' or 'wald', got {interval!r}")
+
+
+def _design_rows(design: SurveyDesign, codes: np.ndarray, n_dom: int) -> np.ndarray:
+    """R's ``nrow(design)`` for each domain's ``subset`` (Korn–Graubard df adjustment).
+
+    The domain's rows, with or without an answer to the variable; for calibrated designs
+    R's ``subset`` keeps every row (zero weight outside the domain), so it is the sample size.
+    """
+    if design._cal and not design.is_replicate:
+        return np.full(n_dom, float(len(design.data)))
+    c = design._domain_codes(codes)
+    return np.bincount(c[c >= 0], minlength=n_dom).astype(float)
 
 
 def estimate_proportion(
@@ -508,9 +602,10 @@ def estimate_proportion(
     by : str or sequence of str, optional
         Domain columns.
     interval : {"logit", "beta", "wald"}
-        Logit (R ``svyciprop`` default), Korn–Graubard, or symmetric interval.
+        Logit (R ``svyciprop`` default), Korn–Graubard (R ``method="beta"``, with R's effective
+        n and df adjustment, see the module's Conventions), or symmetric (R ``method="mean"``).
     ci : {"t", "normal"}
-        Quantiles from t with domain df or from the normal.
+        Quantiles from t with domain df or from the normal (for ``"beta"``: no df adjustment).
     level : float
         Confidence level.
 
@@ -527,10 +622,11 @@ def estimate_proportion(
         names += [col] * len(lv)
         levels += lv
     y = np.hstack(blocks)
-    res = _engine(design, y, codes, len(labels), kind="mean")
+    n_dom = len(labels)
+    res = _engine(design, y, codes, n_dom, kind="mean", logit=interval == "logit")
     _finish(res, cols, "a proportion")
-    df = design.domain_df(codes, len(labels))
-    lo, hi = _proportion_ci(res, df, level, ci, interval)
+    df = design.domain_df(codes, n_dom)
+    lo, hi = _proportion_ci(res, df, level, ci, interval, _design_rows(design, codes, n_dom))
     return _tidy(labels, names, levels, res, df, lo, hi)
 
 
@@ -647,7 +743,7 @@ def compute_study_estimates(
     for dtype, col in plan:
         codes, labels = _domains(design, [] if col is None else [col])
         n_dom = len(labels)
-        res = _engine(design, y, codes, n_dom, kind="mean")
+        res = _engine(design, y, codes, n_dom, kind="mean", logit=True)
         df = design.domain_df(codes, n_dom)
         lo_m, hi_m = _symmetric(res, _quantile(0.95, df, "t"))
         lo_p, hi_p = _proportion_ci(res, df, 0.95, "t", "logit")
@@ -655,7 +751,8 @@ def compute_study_estimates(
         # Korn-Graubard (Clopper-Pearson with the effective n) interval there instead
         edge = (res["estimate"] <= 0) | (res["estimate"] >= 1)
         if edge.any():
-            lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta")
+            rows = _design_rows(design, codes, n_dom)
+            lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta", rows)
             lo_p, hi_p = np.where(edge, lo_b, lo_p), np.where(edge, hi_b, hi_p)
         lo = np.where(is_prop[None, :], lo_p, lo_m)
         hi = np.where(is_prop[None, :], hi_p, hi_m)
@@ -694,3 +791,13 @@ def compute_study_estimates(
         ["domain_type", "domain", "variable", "level", "statistic"], kind="stable"
     ).reset_index(drop=True)
     return out[list(STUDY_ESTIMATE_COLUMNS)]
+
+
+# ----------------------------------------------------------------------------- short names
+#: Short public names (``from evalterritoire import estimates; estimates.mean(design, ...)``);
+#: the same functions as :func:`estimate_mean`, :func:`estimate_total`, :func:`estimate_ratio`
+#: and :func:`estimate_proportion`.
+mean = estimate_mean
+total = estimate_total
+ratio = estimate_ratio
+proportion = estimate_proportion
