@@ -275,8 +275,8 @@ def test_duplicates(results):
     res = results["duplicates.csv"]
     assert [e["rule"] for e in res.report["errors"]] == ["duplicate_id"] * 4
     assert _messages(res)[0] == (
-        "duplicates.csv line 2, column id_repondant: respondent id 'R001' appears 2 times "
-        "(lines 2, 4): exact copies (value 'R001')"
+        "duplicates.csv line 2, column id_repondant: respondent id 'R001' appears 2 times in "
+        "wave '2025-1' (lines 2, 4): exact copies (value 'R001')"
     )
     assert (
         "conflicting copies, columns differing: id_poids, frag_emploi_priorite"
@@ -300,6 +300,11 @@ def test_dates_ids_and_territory_codes(results):
     ins = results["insee.csv"]
     assert set(ins.valid["id_territoire_code"]) == {"01004", "2A004", "75056"}
     assert _norm(ins, "id_territoire_code", "zero_pad") == (1, "1004")
+    assert (
+        "insee.csv: column 'id_territoire_code': 1 territory code(s) of 4 digits zero-padded to "
+        "5 (e.g. '1004'): a spreadsheet dropped the leading zero; check the codes against the "
+        "source"
+    ) in ins.report["warnings"]
     assert _rules(ins) == [(5, "id_territoire_code", "pattern")]
 
 
@@ -458,3 +463,86 @@ def test_schema_catches_typed_errors(codebook):
         [3.0, "R2", "dyn_savoir_piloter", "7.0"],
         [3.0, "R2", "id_territoire_niveau", "canton"],
     ]
+
+
+def _valid_lines() -> tuple[str, list[str]]:
+    header, *rows = (FIX / "valid.csv").read_text(encoding="utf-8").splitlines()
+    return header, rows
+
+
+def test_same_id_in_another_wave_is_not_a_duplicate(codebook, tmp_path):
+    header, rows = _valid_lines()
+    other_wave = rows[0].replace(";2025-1;2025;", ";2024-1;2024;", 1)
+    assert other_wave != rows[0]
+    path = tmp_path / "waves.csv"
+    path.write_text("\n".join([header, *rows, other_wave]) + "\n", encoding="utf-8")
+    res = ingest_file(path, codebook)
+    assert res.status == "ok"
+    assert res.report["rows_valid"] == len(rows) + 1
+    assert (res.valid["id_repondant"] == "R001").sum() == 2
+
+
+def test_pandas_renamed_duplicate_header_is_rejected(codebook, tmp_path):
+    header, rows = _valid_lines()
+    path = tmp_path / "mangled.csv"
+    path.write_text(
+        "\n".join([header + ";dyn_savoir_piloter.1", *(r + ";4" for r in rows)]) + "\n",
+        encoding="utf-8",
+    )
+    res = ingest_file(path, codebook)
+    assert res.status == "rejected"
+    assert res.exit_code == 2
+    msg = res.report["errors"][0]["message"]
+    assert "duplicated column names on line 1" in msg
+    assert "'dyn_savoir_piloter.1' (column 17, a copy of 'dyn_savoir_piloter')" in msg
+
+
+def test_header_row_beyond_the_file(codebook):
+    res = ingest_file(FIX / "valid.csv", codebook, header_row=99)
+    assert res.status == "rejected"
+    assert res.report["errors"][0]["message"] == (
+        "valid.csv: --header-row 99 is beyond the end of the file (7 line(s))"
+    )
+
+
+def test_sheet_on_a_csv_is_said_to_be_ignored(codebook):
+    res = ingest_file(FIX / "valid.csv", codebook, sheet="Données")
+    assert res.status == "ok"
+    assert (
+        "valid.csv: --sheet 'Données' ignored: the file is not a workbook"
+        in (res.report["warnings"])
+    )
+
+
+def test_garbled_text_repaired_only_on_request(codebook):
+    plain = ingest_file(FIX / "garbled.csv", codebook)
+    assert "Saint-Ã‰tienne" in set(plain.valid["id_territoire_nom"])
+    assert not any(n["kind"] == "mojibake_repaired" for n in plain.report["normalisations"])
+    res = ingest_file(FIX / "garbled.csv", codebook, repair_mojibake=True)
+    assert res.status == "ok"
+    assert res.report["rows_valid"] == 2
+    assert set(res.valid["id_territoire_nom"]) == {"Saint-Étienne", "Lyon"}
+    assert _norm(res, "id_territoire_nom", "mojibake_repaired") == (
+        1,
+        "Saint-Ã‰tienne → Saint-Étienne",
+    )
+    assert not any("not repaired" in w for w in res.report["warnings"])
+    assert (
+        "garbled.csv: column 'id_territoire_nom': double-encoded text repaired on 1 row(s) "
+        "(e.g. 'Saint-Ã‰tienne' → 'Saint-Étienne'), as asked"
+    ) in res.report["warnings"]
+
+
+def test_likert_written_as_float(codebook, tmp_path):
+    header, rows = _valid_lines()
+    cells = rows[0].split(";")
+    j = header.split(";").index("dyn_savoir_piloter")
+    cells[j] = "4.0"
+    half = rows[1].split(";")
+    half[j] = "2.5"
+    path = tmp_path / "likert_float.csv"
+    path.write_text("\n".join([header, ";".join(cells), ";".join(half), *rows[2:]]) + "\n")
+    res = ingest_file(path, codebook)
+    assert res.report["rows_valid"] == len(rows) - 1
+    assert res.valid.set_index("id_repondant").loc["R001", "dyn_savoir_piloter"] == 4.0
+    assert _rules(res) == [(3, "dyn_savoir_piloter", "not_integer")]

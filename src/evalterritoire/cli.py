@@ -91,6 +91,13 @@ def ingest(
     ] = None,
     encoding: Annotated[str | None, typer.Option(help="Force the text encoding.")] = None,
     delimiter: Annotated[str | None, typer.Option(help="Force the field delimiter.")] = None,
+    repair_mojibake: Annotated[
+        bool,
+        typer.Option(
+            "--repair-mojibake",
+            help="Repair double-encoded text ('Ã©' → 'é'); each repair is counted in the report.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the ingestion report as JSON.")
     ] = False,
@@ -111,6 +118,7 @@ def ingest(
         header_row=header_row,
         encoding=encoding,
         delimiter=delimiter,
+        repair_mojibake=repair_mojibake,
     )
     out_dir = out if out is not None else Path("build") / "ingest" / export.stem
     write_ingest_outputs(result, out_dir)

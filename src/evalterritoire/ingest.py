@@ -57,7 +57,8 @@ SITUATIONS: dict[str, str] = {
     "utf-8 BOM / utf-16 BOM": "AUTO: BOM detected, decoded, encoding reported",
     "cp1252 file": "AUTO: decoded as cp1252 when every non-ASCII line fails UTF-8; reported",
     "utf-8 and cp1252 lines mixed": "REJECT naming the lines and bytes",
-    "garbled text (Ã©, â€™)": "warning naming lines and columns; never repaired",
+    "garbled text (Ã©, â€™)": "warning naming lines and columns; repaired only with "
+    "repair_mojibake=True (--repair-mojibake), each repair counted",
     "delimiter , ; tab |": "AUTO sniffed on the first lines, constant field count confirmed",
     "decimal comma, (narrow) NBSP / space thousands": "NORM on numeric columns, counted",
     "too many / too few fields": "QUAR with the raw line (rule field_count)",
@@ -67,10 +68,11 @@ SITUATIONS: dict[str, str] = {
     "SPSS user-missing values": "read with user_missing=True, mapped through value labels",
     "category variants, O/N/1/0": "NORM via declared aliases, counted",
     "header variants and synonyms": "NORM (counted); missing required columns → REJECT with suggestions",
-    "duplicated header names": "REJECT",
+    "duplicated header names": "REJECT (pandas-style 'q3.1' suffixes of a known column too)",
     "multi-row / Qualtrics headers": "REJECT with a hint unless --profile qualtrics or --header-row",
     "trailing delimiter → empty unnamed column": "dropped when empty (NORM); data there → QUAR",
-    "duplicate respondent ids": "QUAR every copy, diverging columns named",
+    "duplicate respondent ids": "QUAR every copy within a wave, diverging columns named; the "
+    "same id in another wave is fine",
     "dates: serial, dd/mm/yyyy, impossible, 2-digit years": "serial/day-first NORM; others QUAR",
     "ids in scientific notation": "QUAR (irrecoverable, re-export as text)",
     "INSEE codes without leading zero, 2a004, 75056.0": "NORM (pad 4 digits, upper, drop .0) + warning",
@@ -376,6 +378,15 @@ def _header_target(cell: str, codebook: Codebook) -> tuple[str, ...]:
         return ("unnamed",)
     if key in codebook.header_lookup:
         return ("var", codebook.header_lookup[key])
+    mangled = re.fullmatch(r"(.+)\.(\d+)", key)
+    if mangled and mangled.group(1) in codebook.header_lookup:
+        # pandas renames a repeated column 'q3' to 'q3.1': a duplicated header in disguise
+        # (unless it names an option of a multi-select item: 'item.2')
+        base = codebook[codebook.header_lookup[mangled.group(1)]]
+        if base.type != "multi_select" or mangled.group(2) not in {
+            normalise_text(str(k)) for k in base.options
+        }:
+            return ("mangled", cell, base.id)
     m = re.match(r"^(.+?)(?:__|/|\[|\.)([^\]/]+)\]?$", cell.strip())
     if m:
         base = normalise_text(m.group(1)).rsplit("/", 1)[-1]
@@ -473,6 +484,13 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
     """Map header cells to codebook targets; reject duplicates and missing required columns."""
     targets = [_header_target(c, codebook) for c in header]
     seen: dict[tuple, int] = {}
+    mangled = [(j, t) for j, t in enumerate(targets) if t[0] == "mangled"]
+    if mangled:
+        desc = "; ".join(f"{header[j]!r} (column {j + 1}, a copy of {t[2]!r})" for j, t in mangled)
+        raise FileRejectedError(
+            f"{name}: duplicated column names on line {line}: {desc}; a tool renamed a repeated "
+            "column: re-export the file with unique column names"
+        )
     dups = []
     for j, t in enumerate(targets):
         if t[0] in {"unnamed", "unknown"}:
@@ -606,6 +624,12 @@ def _read_csv(
 
     def line_of(pos: np.ndarray) -> np.ndarray:
         return np.searchsorted(nl, pos, side="left") + 1
+
+    n_lines = len(line_starts) - (1 if len(buf) and buf.endswith(b"\n") else 0)
+    if header_row is not None and header_row > n_lines:
+        raise FileRejectedError(
+            f"{name}: --header-row {header_row} is beyond the end of the file ({n_lines} line(s))"
+        )
 
     # physical lines for header / delimiter sniffing
     head_lines: list[tuple[int, str]] = []
@@ -1528,13 +1552,57 @@ def _norm_add(
     entry[0] += int(count)
 
 
-def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
+def _repair_text(text: str) -> str | None:
+    """Undo one round of UTF-8 read as cp1252 (or latin-1); None when that is not what happened."""
+    for enc in ("cp1252", "latin-1"):
+        try:
+            fixed = text.encode(enc).decode("utf-8")
+        except UnicodeError:
+            continue
+        if fixed != text:
+            return fixed
+    return None
+
+
+def _repair_mojibake(raw: _Raw, mapping, norms, warnings: list[str], name: str) -> None:
+    """Repair double-encoded cells of mapped columns in place, counting each repair."""
+    for j, t in enumerate(mapping):
+        u = raw.uniques[j]
+        if t[0] not in {"var", "opt"} or not len(u):
+            continue
+        hit = pd.Series(u, dtype="str").str.contains(_GARBLED.pattern, regex=True)
+        hit = hit.fillna(False).to_numpy(dtype=bool)
+        if not hit.any():
+            continue
+        fixed = np.array(u, dtype=object, copy=True)
+        repaired = np.zeros(len(u), dtype=bool)
+        for k in np.flatnonzero(hit):
+            new = _repair_text(str(u[k]))
+            if new is not None:
+                fixed[k], repaired[k] = new, True
+        if repaired.any():
+            raw.uniques[j] = fixed
+            k0 = int(np.flatnonzero(repaired)[0])
+            n_rows = int(repaired[raw.codes[j]].sum())
+            column = t[1] if t[0] == "var" else f"{t[1]}__{t[2]}"
+            _norm_add(norms, column, "mojibake_repaired", n_rows, f"{u[k0]} → {fixed[k0]}")
+            warnings.append(
+                f"{name}: column {raw.header[j]!r}: double-encoded text repaired on {n_rows} "
+                f"row(s) (e.g. {str(u[k0])!r} → {str(fixed[k0])!r}), as asked"
+            )
+
+
+def _process(
+    raw: _Raw, codebook: Codebook, name: str, *, repair_mojibake: bool = False
+) -> IngestResult:
     n = raw.n_rows
     errors = _Errors()
     norms: dict[tuple[str, str], list] = {}
     warnings = list(raw.warnings)
     report_errors: list[dict[str, Any]] = []
     mapping = _map_header(raw.header, codebook, name, raw.header_line)["targets"]
+    if repair_mojibake:
+        _repair_mojibake(raw, mapping, norms, warnings, name)
 
     by_var: dict[str, int] = {}
     opt_cols: dict[str, dict[str, int]] = {}
@@ -1667,6 +1735,15 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
         if var.id in opt_cols:
             _option_columns(var, opt_cols[var.id], raw, columns, errors, norms, name)
 
+    # INSEE codes that lost their leading zero are padded (NORM) and said out loud (warning)
+    for (col, kind), (count, example) in sorted(norms.items()):
+        if kind == "zero_pad":
+            warnings.append(
+                f"{name}: column {col!r}: {count} territory code(s) of 4 digits zero-padded to 5 "
+                f"(e.g. {example!r}): a spreadsheet dropped the leading zero; check the codes "
+                "against the source"
+            )
+
     # derived text comparison multi-select ↔ 0/1 columns done; drop helper entries
     for key in [k for k in columns if k.startswith("__text__")]:
         columns.pop(key)
@@ -1688,13 +1765,21 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
         ids = columns[id_col]
         if isinstance(ids, _LazyStr):
             ids = ids.take(None)
-        dup = ids.notna() & ids.duplicated(keep=False)
+        # the same id in another wave is another response: duplicates are sought per wave
+        wave = columns.get("id_vague")
+        wave_key = wave.take(None).fillna("") if isinstance(wave, _LazyStr) else None
+        keyed = ids if wave_key is None else ids + "\x1f" + wave_key
+        dup = ids.notna() & keyed.duplicated(keep=False)
         if dup.any():
             dpos = np.flatnonzero(dup.to_numpy())
-            groups = ids.iloc[dpos].groupby(ids.iloc[dpos], sort=True).indices
+            groups = ids.iloc[dpos].groupby(keyed.iloc[dpos], sort=True).indices
             rows_out, details = [], []
-            for rid, gi in groups.items():
+            for _key, gi in groups.items():
                 members = dpos[gi]
+                rid = ids.iloc[int(members[0])]
+                in_wave = (
+                    f" in wave {wave_key.iloc[int(members[0])]!r}" if wave_key is not None else ""
+                )
                 diverging = [
                     raw.header[j]
                     for j in range(len(raw.header))
@@ -1709,7 +1794,8 @@ def _process(raw: _Raw, codebook: Codebook, name: str) -> IngestResult:
                 for m in members:
                     rows_out.append(m)
                     details.append(
-                        f"respondent id {rid!r} appears {len(members)} times (lines {lines}): {what}"
+                        f"respondent id {rid!r} appears {len(members)} times{in_wave} "
+                        f"(lines {lines}): {what}"
                     )
             rows_out_arr = np.asarray(rows_out, dtype=np.int64)
             errors.add(
@@ -2102,6 +2188,7 @@ def ingest_file(
     header_row: int | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    repair_mojibake: bool = False,
 ) -> IngestResult:
     """Read, normalise and validate one survey export.
 
@@ -2119,6 +2206,11 @@ def ingest_file(
         1-based physical line (row) of the header.
     encoding, delimiter : str, optional
         Force the text encoding / field delimiter (default: detected).
+    repair_mojibake : bool, default False
+        Repair cells whose text was double-encoded (UTF-8 read as cp1252: ``"Ã©"`` → ``"é"``).
+        Off by default: such cells are only reported as warnings. When on, every repair is
+        counted in the report's normalisations (kind ``mojibake_repaired``) and announced in a
+        warning.
 
     Returns
     -------
@@ -2185,7 +2277,9 @@ def ingest_file(
             )
         del data
         meta.update(raw.meta)
-        return _process(raw, codebook, name)
+        if sheet is not None and fmt != "xlsx":
+            raw.warnings.append(f"{name}: --sheet {sheet!r} ignored: the file is not a workbook")
+        return _process(raw, codebook, name, repair_mojibake=repair_mojibake)
     except FileRejectedError as exc:
         return _rejected(name, str(exc), meta)
 
