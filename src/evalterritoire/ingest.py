@@ -532,50 +532,6 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
 
 
 # --------------------------------------------------------------------------- CSV reading
-def _record_bounds(
-    arr: np.ndarray, nl: np.ndarray, start: int
-) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None]:
-    """Records [start, end) from byte ``start`` honouring double quotes.
-
-    Returns the record bounds, whether a quote is still open at the end of the file, and the
-    running quote count from ``start`` modulo 256 (bit 0 = inside quotes), or None without quotes.
-    """
-    n = len(arr)
-    nl_seg = nl[np.searchsorted(nl, start) :]
-    qm = arr[start:] == 34
-    cs = np.cumsum(qm, dtype=np.uint8) if qm.any() else None
-    del qm
-    if cs is not None:
-        ends = nl_seg[(cs[nl_seg - start] & 1) == 0]
-        unclosed = bool(cs[-1] & 1)
-    else:
-        ends, unclosed = nl_seg, False
-    starts = np.concatenate([[start], ends + 1])
-    stops = np.concatenate([ends, [n]])
-    if starts[-1] >= n and not unclosed:
-        starts, stops = starts[:-1], stops[:-1]
-    return starts.astype(np.int64), stops.astype(np.int64), unclosed, cs
-
-
-def _sum_between(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Sum of ``mask[s:e]`` for sorted, non-overlapping ranges (vectorised with reduceat)."""
-    out = np.zeros(len(starts), np.int64)
-    keep = np.flatnonzero((ends > starts) & (starts < len(mask)))
-    if not len(keep):
-        return out
-    s, e = starts[keep], ends[keep]
-    idx = np.empty(2 * len(keep), np.int64)
-    idx[0::2], idx[1::2] = s, e
-    if idx[-1] >= len(mask):
-        idx = idx[:-1]
-    # a uint16 accumulator is exact for ranges shorter than 65,536 bytes and spares numpy an
-    # int64 copy of the whole mask (8 bytes per byte of the file)
-    acc = np.uint16 if int((e - s).max()) < 2**16 else np.int64
-    sums = np.add.reduceat(mask, idx, dtype=acc)
-    out[keep] = sums[0::2]
-    return out
-
-
 def _join_runs(
     buf: bytes, starts: np.ndarray, ends: np.ndarray, ends_nocr: np.ndarray, keep: np.ndarray
 ) -> bytes:
@@ -675,11 +631,12 @@ def _read_csv(
     # rebuild records after the header with the header's field count (stray-quote breaking)
     n_total = len(buf)
     data_start = int(line_starts[last_header]) if last_header < len(line_starts) else n_total
-    pieces_s, pieces_e = [], []
+    from ._csvscan import scan_records
+
+    pieces_s, pieces_e, pieces_q, pieces_d = [], [], [], []
     pos = data_start
-    cs_data = None
     while pos < n_total:
-        st, en, unclosed, cs = _record_bounds(arr, nl, pos)
+        st, en, qc, dc, unclosed = scan_records(arr, pos, dcode, nl)
         cut = len(st) - 1 if unclosed and len(st) else None
         multi = np.flatnonzero(line_of(en) - line_of(st) > 0) if len(st) else np.zeros(0, int)
         for k in multi:
@@ -692,31 +649,27 @@ def _read_csv(
         if cut is None:
             pieces_s.append(st)
             pieces_e.append(en)
-            cs_data = cs if pos == data_start else None
+            pieces_q.append(qc)
+            pieces_d.append(dc)
             break
         pieces_s.append(st[:cut])
         pieces_e.append(en[:cut])
+        pieces_q.append(qc[:cut])
+        pieces_d.append(dc[:cut])
         i_nl = np.searchsorted(nl, st[cut])
         ln_end = int(nl[i_nl]) if i_nl < len(nl) else n_total
         broken.append((int(st[cut]), ln_end))
         pos = ln_end + 1
     starts = np.concatenate(pieces_s) if pieces_s else np.zeros(0, np.int64)
     ends = np.concatenate(pieces_e) if pieces_e else np.zeros(0, np.int64)
+    qcount = np.concatenate(pieces_q) if pieces_q else np.zeros(0, np.int64)
+    dcount = np.concatenate(pieces_d) if pieces_d else np.zeros(0, np.int64)
     # strip the \r of CRLF
     cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13) if len(ends) else np.zeros(0, bool)
     ends_nocr = ends - cr.astype(np.int64)
     lengths = ends_nocr - starts
 
-    # field counts = delimiters outside quotes + 1 (vectorised; csv module after a broken quote)
-    region = arr[data_start:]
-    rs, re_ = starts - data_start, ends_nocr - data_start
-    qcount = _sum_between((region == 34).view(np.uint8), rs, re_)
-    dmask = region == dcode
-    if cs_data is not None:
-        dmask &= (cs_data & 1) == 0
-    del cs_data
-    dcount = _sum_between(dmask.view(np.uint8), rs, re_)
-    del dmask
+    # field counts = delimiters outside quotes + 1 (csv module after a broken quote)
     fcount = dcount + 1
     if broken:
         for k in np.flatnonzero(qcount > 0):
