@@ -22,31 +22,84 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import html
 import os
 import re
 import shutil
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PY = ROOT / "notebooks" / "templates" / "territory_report.py"
-TEMPLATE_NB = ROOT / "notebooks" / "templates" / "territory_report.ipynb"
 CONTEXTS = ROOT / "build" / "2025" / "contexts"
-_IMG = re.compile(r'src="data:image/(?:png|svg\+xml);base64,([A-Za-z0-9+/=]+)"')
-_TAG = re.compile(r"<[^>]+>")
+#: Classes of an output's content in nbconvert's ``lab`` (naive loop) and ``basic`` (ours) pages.
+_OUTPUT_CLASSES = ("jp-OutputArea-output", "output_subarea")
+_STDERR_MIME = "application/vnd.jupyter.stderr"
+#: HTML whitespace (folded); non-breaking spaces are French typography and are kept.
+_SPACES = re.compile(r"[ \t\n\r\f]+")
 
 
-def _content(page: str) -> tuple[str, list[str]]:
-    """Visible text (tags removed, whitespace folded) and the hashes of embedded images."""
-    body = page.split("<body", 1)[-1]
-    images = [hashlib.sha256(base64.b64decode(m)).hexdigest()[:16] for m in _IMG.findall(body)]
-    text = html.unescape(_TAG.sub(" ", _IMG.sub("", body)))
-    return " ".join(text.split()), images
+def _is_noise(classes: str | list[str] | None) -> bool:
+    """Prompts (``Out[3]:``) and stderr streams: page furniture, not report content."""
+    if not classes:
+        return False
+    names = classes.split() if isinstance(classes, str) else classes
+    return any("prompt" in name.lower() or name == "output_stderr" for name in names)
 
 
-def naive(codes: list[str], out: Path) -> float:
+def _image_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _content(page: str) -> tuple[list[str], list[str]]:
+    """What a reader sees: the text of each cell output and the hashes of its images.
+
+    Only the output areas count (nbconvert's ``lab`` page and our ``basic`` one wrap them in
+    different markup, with different body attributes, scripts and styles). Prompts and stderr
+    streams are dropped; the text of each output has its HTML whitespace folded; embedded images are
+    compared through the SHA-256 of their decoded bytes (data URIs) or of their markup (inline
+    SVG). A changed number, label or figure therefore shows; markup alone does not.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page, "html.parser")
+    for tag in soup.find_all(["script", "style"]):
+        tag.decompose()
+    for tag in soup.find_all(class_=_is_noise):
+        tag.decompose()
+    for tag in soup.find_all(attrs={"data-mime-type": _STDERR_MIME}):
+        tag.decompose()
+    texts: list[str] = []
+    images: list[str] = []
+    for output in soup.find_all(class_=list(_OUTPUT_CLASSES)):
+        for element in output.find_all(["img", "svg"]):
+            if element.name == "svg":
+                images.append(_image_hash(str(element).encode("utf-8")))
+                element.decompose()
+                continue
+            source = element.get("src", "")
+            header, _, data = source.partition(",")
+            if header.startswith("data:") and header.endswith(";base64"):
+                images.append(_image_hash(base64.b64decode(data)))
+            elif header.startswith("data:"):
+                images.append(_image_hash(urllib.parse.unquote(data).encode("utf-8")))
+            else:
+                images.append(f"link:{source}")
+        text = _SPACES.sub(" ", output.get_text(" ")).strip()
+        if text:
+            texts.append(text)
+    return texts, images
+
+
+def _first_difference(a: list[str], b: list[str]) -> str:
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"output {index + 1}: {x[:80]!r} vs {y[:80]!r}"
+    return f"{len(a)} vs {len(b)} outputs"
+
+
+def naive(codes: list[str], out: Path, notebook: Path) -> float:
     """(a) papermill + HTMLExporter per territory, sequentially."""
     import nbformat
     import papermill as pm
@@ -56,7 +109,7 @@ def naive(codes: list[str], out: Path) -> float:
     for code in codes:
         executed = out / f"{code}.ipynb"
         pm.execute_notebook(
-            str(TEMPLATE_NB),
+            str(notebook),
             str(executed),
             parameters={
                 "territory": code,
@@ -102,20 +155,31 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
-    if not TEMPLATE_NB.is_file() or not CONTEXTS.is_dir():
-        raise SystemExit("run `make report` first (generated template and build/2025/contexts)")
+    if not CONTEXTS.is_dir():
+        raise SystemExit("run `make report` first (build/2025/contexts)")
+    from evalterritoire.render import write_template_notebook
+
     codes = sorted(p.stem for p in CONTEXTS.glob("*.json") if p.stem != "national")[: args.n]
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    differences: list[str] = []
     try:
         (tmp / "a").mkdir()
-        t_a = naive(codes, tmp / "a")
+        # (a) runs the notebook generated from the same jupytext source as (b), not a stale one
+        notebook = write_template_notebook(TEMPLATE_PY, tmp / "territory_report.ipynb")
+        t_a = naive(codes, tmp / "a", notebook)
         t_b = ours(codes, tmp / "b", args.workers)
         same_text = same_images = 0
         for code in codes:
             text_a, img_a = _content((tmp / "a" / f"{code}.html").read_text(encoding="utf-8"))
             text_b, img_b = _content((tmp / "b" / f"{code}.html").read_text(encoding="utf-8"))
+            if not text_a or not img_a:
+                raise SystemExit(f"{code}: no report content found in the naive page")
             same_text += text_a == text_b
             same_images += img_a == img_b
+            if text_a != text_b:
+                differences.append(f"{code} text, {_first_difference(text_a, text_b)}")
+            if img_a != img_b:
+                differences.append(f"{code} images, {_first_difference(img_a, img_b)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n = len(codes)
@@ -133,7 +197,10 @@ def main() -> None:
         )
     print(
         f"same text in {same_text}/{n} reports, same images (sha256) in {same_images}/{n} reports"
+        f": {'same' if same_text == same_images == n else 'DIFFERENT'}"
     )
+    for line in differences[:10]:
+        print(f"  differs: {line}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evalterritoire.errors import EvalTerritoireError, StudyConfigError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from evalterritoire.config import StudyConfig
 
 __all__ = ["app", "main"]
 
@@ -175,6 +180,21 @@ def model(study: StudyArg) -> None:
     )
 
 
+def _render_limits(
+    config: StudyConfig, **given: float | int | None
+) -> AbstractContextManager[None]:
+    """Report time limit, retries and kernel recycling: command line, else ``[report]``."""
+    from evalterritoire.render import render_defaults
+
+    names = ("timeout", "retries", "max_reports_per_kernel", "max_kernel_memory_mb")
+    return render_defaults(
+        **{
+            name: given[name] if given.get(name) is not None else getattr(config.report, name)
+            for name in names
+        }
+    )
+
+
 def _parse_params(values: list[str] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     for item in values or []:
@@ -211,23 +231,50 @@ def report(
     force: Annotated[
         bool, typer.Option("--force", help="Render even when inputs are unchanged.")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Time limit of one report in seconds (default: study, else 600)."),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(help="Retries after a kernel failure (default: study, else 1)."),
+    ] = None,
+    max_reports_per_kernel: Annotated[
+        int | None,
+        typer.Option(help="Recycle a warm kernel after N reports (default: study, else 250)."),
+    ] = None,
+    max_kernel_memory_mb: Annotated[
+        float | None,
+        typer.Option(help="Recycle a warm kernel above this memory, MiB (default: 1024)."),
+    ] = None,
 ) -> None:
-    """Render the evaluation reports (one per territory, plus the annual study and the index)."""
+    """Render the evaluation reports (one per territory, plus the annual study and the index).
+
+    Exit status: 0 all reports rendered or unchanged, 1 some reports failed (the others are
+    written; re-run with --only-failed after a fix), 2 usage error.
+    """
     parameters = _parse_params(param)
     config = _load(study)
     from evalterritoire.pipeline import run_reports
 
-    summary = run_reports(
-        config,
-        territories=territory,
-        parameters=parameters,
-        formats=fmt,
-        engine=engine,
-        workers=workers,
-        dask_scheduler=dask_scheduler,
-        only_failed=only_failed,
-        force=force,
-    )
+    limits = {
+        "timeout": timeout,
+        "retries": retries,
+        "max_reports_per_kernel": max_reports_per_kernel,
+        "max_kernel_memory_mb": max_kernel_memory_mb,
+    }
+    with _render_limits(config, **limits):
+        summary = run_reports(
+            config,
+            territories=territory,
+            parameters=parameters,
+            formats=fmt,
+            engine=engine,
+            workers=workers,
+            dask_scheduler=dask_scheduler,
+            only_failed=only_failed,
+            force=force,
+        )
     _echo(summary.describe() if hasattr(summary, "describe") else str(summary))
     raise typer.Exit(summary.exit_code)
 
@@ -244,7 +291,8 @@ def study_cmd(
     config = _load(study)
     from evalterritoire.pipeline import run_study
 
-    code = run_study(config, all_waves=all_waves, workers=workers)
+    with _render_limits(config):
+        code = run_study(config, all_waves=all_waves, workers=workers)
     raise typer.Exit(code)
 
 

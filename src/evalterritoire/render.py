@@ -11,11 +11,14 @@ pandas/matplotlib/the package, the figures and a kernel shutdown. Here:
   ``sys.modules`` so a template's ``import`` lines are free). It is recycled after
   ``max_reports`` reports or when its memory passes ``max_memory_mb``.
 * :func:`render_reports` fans tasks out over a local process pool (one warm kernel per
-  process) or over an existing Dask cluster (``dask_scheduler="tcp://…"``), keeps a status record
-  per territory in ``out_dir/.render_status.json`` (plus an append-only journal so a killed run
-  loses nothing), skips territories whose inputs are unchanged, retries kernel failures, limits
-  each report's time, never lets one territory abort the batch, writes every file atomically
-  and shows a progress bar with an ETA.
+  process) or over an existing Dask cluster (``dask_scheduler="tcp://…"``; inputs travel with
+  each task and the rendered bytes come back, so no shared filesystem is needed), keeps a status
+  record per territory in ``out_dir/.render_status.json`` (plus an append-only journal so a
+  killed run loses nothing), skips territories whose inputs, template and package sources are
+  unchanged, retries kernel failures, limits each report's time, never lets one territory abort
+  the batch, writes every file atomically (from the calling process only) and shows a progress
+  bar with an ETA. :func:`render_defaults` sets the defaults of its robustness options (the
+  study's ``[report]`` table).
 * Formats: HTML (:func:`evalterritoire.export.export_html`), PDF (WeasyPrint, from the HTML),
   DOCX (pandoc, from the HTML), the executed ``ipynb``; ``engine="quarto"`` renders the same
   template with ``quarto render --execute -P …`` in a private directory per job.
@@ -27,6 +30,8 @@ The same warm kernel backs the papermill engine ``evalterritoire``
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import hashlib
 import json
 import keyword
@@ -38,9 +43,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.errors import RenderError
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
     from nbformat import NotebookNode
 
 __all__ = [
+    "DEFAULT_RENDER_OPTIONS",
     "ENGINES",
     "FORMATS",
     "KERNEL_ENV",
@@ -61,6 +68,7 @@ __all__ = [
     "build_quarto_command",
     "execute_managed_notebook_warm",
     "parameterize",
+    "render_defaults",
     "render_docx",
     "render_html",
     "render_pdf",
@@ -330,11 +338,33 @@ class RenderSummary:
 
 
 # --------------------------------------------------------------------------- atomic files
+@functools.cache
+def _file_mode() -> int:
+    """Mode of a new file under the process umask (``mkstemp`` alone would give 0o600)."""
+    try:  # Linux: read the umask without changing it (os.umask is process-wide, not atomic)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file in the same directory, then rename it.
+
+    A reader (or a killed run) never sees a partial file; the file gets the usual permissions
+    of a new file (``0o666`` minus the umask), not the private ones of a temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), _file_mode())
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -383,7 +413,7 @@ def __et_setup(preload):
             gc.collect = collect
         collect(1)
         shell.execution_count = 1
-        if cwd:
+        if cwd and os.path.isdir(cwd):  # a remote worker may lack the client's directory
             os.chdir(cwd)
         warnings.filters[:] = state.filters
         getattr(warnings, "_filters_mutated", lambda: None)()
@@ -622,16 +652,39 @@ class WarmKernel:
 
 
 _LOCAL = threading.local()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: How :class:`WarmKernel` stores an option (to compare a cached kernel with new options).
+_KERNEL_OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
+    "preload": tuple,
+    "env": lambda value: dict(value or {}),
+}
 _ALL_KERNELS: list[WarmKernel] = []
 _ALL_LOCK = threading.Lock()
 
 
 def _thread_kernel(kernel_name: str = "python3", **options: Any) -> WarmKernel:
-    """The warm kernel of the current thread for ``kernel_name`` (created on first use)."""
+    """The warm kernel of the current thread for ``kernel_name`` (created on first use).
+
+    A cached kernel whose settings differ from the ``options`` given (e.g. another recycling cap
+    in a later batch) is closed and replaced; options not given keep the cached kernel's.
+    """
     kernels = getattr(_LOCAL, "kernels", None)
     if kernels is None:
         kernels = _LOCAL.kernels = {}
     kernel = kernels.get(kernel_name)
+    if kernel is not None and any(
+        getattr(kernel, name) != _KERNEL_OPTION_TYPES.get(name, _same)(value)
+        for name, value in options.items()
+    ):
+        kernel.close()
+        with _ALL_LOCK:
+            _ALL_KERNELS.remove(kernel)
+        kernel = None
     if kernel is None:
         kernel = kernels[kernel_name] = WarmKernel(kernel_name, **options)
         with _ALL_LOCK:
@@ -843,9 +896,6 @@ def build_quarto_command(
 
 
 # --------------------------------------------------------------------------- one task (worker)
-_WORKER_OPTIONS: dict[str, Any] = {}
-
-
 def _short_error(nb: NotebookNode) -> str | None:
     for index, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
@@ -856,7 +906,7 @@ def _short_error(nb: NotebookNode) -> str | None:
 
 def _execute_warm(payload: Mapping[str, Any]) -> NotebookNode:
     nb = parameterize(build_notebook(payload["template"]), payload["parameters"])
-    kernel = _thread_kernel(payload["kernel_name"], **_WORKER_OPTIONS)
+    kernel = _thread_kernel(payload["kernel_name"], **payload.get("kernel_options", {}))
     return kernel.execute(nb, timeout=payload["timeout"], cwd=payload["cwd"])
 
 
@@ -920,14 +970,19 @@ def _render_quarto(payload: Mapping[str, Any]) -> str:
 
 
 def _render_payload(payload: Mapping[str, Any], *, raise_transient: bool = False) -> dict[str, Any]:
-    """Render one task in this process; never raises except transient failures on request."""
+    """Render one task in this process; never raises except transient failures on request.
+
+    Nothing is written here: the record carries the rendered files (``files``: format → bytes)
+    and the caller writes them atomically (so a remote worker needs no shared filesystem).
+    """
     start = time.perf_counter()
-    out_dir, stem = Path(payload["out_dir"]), payload["stem"]
+    stem = payload["stem"]
     record: dict[str, Any] = {
         "territory": payload["territory"],
         "digest": payload["digest"],
         "status": "failed",
         "outputs": {},
+        "files": {},
         "error": None,
         "attempts": 0,
     }
@@ -950,10 +1005,11 @@ def _render_payload(payload: Mapping[str, Any], *, raise_transient: bool = False
         except Exception as exc:  # a failing territory must never abort the batch
             record["error"] = f"{type(exc).__name__}: {exc}"
             break
-        for fmt, data in files.items():
-            _atomic_write(out_dir / f"{stem}.{fmt}", data)
         record.update(
-            status="ok", error=None, outputs={fmt: f"{stem}.{fmt}" for fmt in sorted(files)}
+            status="ok",
+            error=None,
+            files=files,
+            outputs={fmt: f"{stem}.{fmt}" for fmt in sorted(files)},
         )
         break
     record["seconds"] = time.perf_counter() - start
@@ -986,17 +1042,47 @@ def _render_formats(payload: Mapping[str, Any]) -> dict[str, bytes]:
     return files
 
 
-def _worker_init(options: Mapping[str, Any]) -> None:
-    """Process-pool initializer: kernel options, and kernels stopped when the worker exits."""
+def _worker_init() -> None:
+    """Process-pool initializer: the worker's kernels are stopped when it exits."""
     from multiprocessing import util
 
-    _WORKER_OPTIONS.update(options)
     util.Finalize(None, shutdown_kernels, exitpriority=10)
 
 
+@contextlib.contextmanager
+def _local_inputs(payload: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The payload with inputs readable here: shipped copies replace missing or stale files.
+
+    A remote payload (:func:`_remote_payload`) carries the bytes of the template and of the
+    context file. A file that exists on this machine with the same content is used in place;
+    otherwise the shipped bytes are written to a private directory, removed afterwards, and the
+    payload (template path, ``context_path`` parameter) points there.
+    """
+    shipped = payload.get("sources")
+    if not shipped:
+        yield payload
+        return
+    local = dict(payload)
+    parameters = dict(payload["parameters"])
+    with tempfile.TemporaryDirectory(prefix="et-inputs-") as tmp:
+        for key, (original, data, sha) in sorted(shipped.items()):
+            path = Path(original)
+            if not (path.is_file() and _sha256_file(path) == sha):
+                path = Path(tmp) / key / path.name
+                path.parent.mkdir()
+                path.write_bytes(data)
+            if key == "template":
+                local["template"] = str(path)
+            else:
+                parameters[key] = str(path)
+        local["parameters"] = parameters
+        yield local
+
+
 def _render_remote(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Dask task: kernel failures raise so that Dask retries them (possibly elsewhere)."""
-    return _render_payload(payload, raise_transient=True)
+    """Dask task: returns the rendered bytes; kernel failures raise so that Dask retries them."""
+    with _local_inputs(payload) as local:
+        return _render_payload(local, raise_transient=True)
 
 
 # --------------------------------------------------------------------------- status record
@@ -1022,6 +1108,7 @@ def _load_status(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _status_entry(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
+        "attempts": record.get("attempts"),
         "digest": record.get("digest"),
         "error": record.get("error"),
         "outputs": dict(sorted(record.get("outputs", {}).items())),
@@ -1038,7 +1125,54 @@ def _write_status(out_dir: Path, status: Mapping[str, Mapping[str, Any]]) -> Pat
     return path
 
 
+#: Files of the package whose content can change a report (code, stylesheet, templates, data).
+_SOURCE_SUFFIXES = frozenset({".py", ".css", ".html", ".yaml", ".yml", ".md", ".json", ".toml"})
+
+
+def _hash_package_sources(root: Path) -> str:
+    """SHA-256 over the package's source files (relative path and content, sorted).
+
+    Parameters
+    ----------
+    root : Path
+        The package directory.
+
+    Returns
+    -------
+    str
+        Hex digest; byte-code caches and hidden files are ignored.
+    """
+    digest = hashlib.sha256()
+    files = sorted(
+        path
+        for path in root.rglob("*")
+        if path.suffix in _SOURCE_SUFFIXES
+        and path.is_file()
+        and not any(
+            part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts
+        )
+    )
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        digest.update(_sha256_file(path).encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+@functools.cache
+def _package_fingerprint() -> str:
+    """Hash of this package's sources, computed once per process (see :func:`_task_digest`)."""
+    import evalterritoire
+
+    return _hash_package_sources(Path(evalterritoire.__file__).resolve().parent)
+
+
 def _task_digest(task: RenderTask, template_sha: str, engine: str) -> str:
+    """What decides whether a rendered report is stale.
+
+    The template and context contents, the parameters, title and engine, and the package's own
+    sources (figures, tables, export, stylesheet…: :func:`_package_fingerprint`), so that an
+    edit of the code that draws a report re-renders it even without a version bump.
+    """
     from evalterritoire import __version__
 
     context = task.parameters.get("context_path")
@@ -1051,6 +1185,7 @@ def _task_digest(task: RenderTask, template_sha: str, engine: str) -> str:
             "context": context_sha,
             "engine": engine,
             "parameters": task.parameters,
+            "sources": _package_fingerprint(),
             "template": template_sha,
             "title": task.title,
             "version": __version__,
@@ -1104,10 +1239,8 @@ def _run_local(
     payloads: list[dict[str, Any]],
     workers: int,
     on_result: Callable[[dict[str, Any]], None],
-    options: Mapping[str, Any],
 ) -> None:
     if workers <= 1 or len(payloads) <= 1:
-        _WORKER_OPTIONS.update(options)
         try:
             for payload in payloads:
                 on_result(_render_payload(payload))
@@ -1126,7 +1259,6 @@ def _run_local(
             max_workers=workers,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(dict(options),),
         )
         running: dict[Any, dict[str, Any]] = {}
         broken = False
@@ -1166,12 +1298,49 @@ def _run_local(
             executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _remote_payload(payload: Mapping[str, Any], templates: dict[str, bytes]) -> dict[str, Any]:
+    """A payload that needs no shared filesystem: its inputs travel with it.
+
+    The template and the ``context_path`` file travel as bytes (with their SHA-256), see
+    :func:`_local_inputs`; the rendered files come back as bytes and are written by the client.
+    ``templates`` caches the bytes of the templates (read once per batch; contexts are read
+    when their task is sent).
+    """
+    remote = dict(payload)
+    sources: dict[str, tuple[str, bytes, str]] = {}
+    candidates = {
+        "template": payload["template"],
+        "context_path": payload["parameters"].get("context_path"),
+    }
+    for key, name in candidates.items():
+        if not isinstance(name, str) or not name or not Path(name).is_file():
+            continue
+        data = templates.get(name) if key == "template" else None
+        if data is None:
+            data = Path(name).read_bytes()
+            if key == "template":
+                templates[name] = data
+        sources[key] = (name, data, hashlib.sha256(data).hexdigest())
+    remote["sources"] = sources
+    return remote
+
+
+#: Fewest Dask tasks kept in flight (see :func:`_run_dask`).
+_DASK_MIN_WINDOW = 8
+
+
 def _run_dask(
     payloads: list[dict[str, Any]],
     scheduler: str,
     retries: int,
     on_result: Callable[[dict[str, Any]], None],
 ) -> None:
+    """Send the tasks to a Dask cluster; a bounded window of them is in flight at any time.
+
+    Each task carries its inputs and returns its files as bytes (:func:`_remote_payload`), so
+    the window (twice the cluster's threads, at least 8) bounds the memory held by the client
+    and the scheduler whatever the number of territories.
+    """
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -1183,35 +1352,127 @@ def _run_dask(
     except (OSError, TimeoutError) as exc:
         raise RenderError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     try:
-        futures = {
-            client.submit(
-                _render_remote,
-                payload,
-                retries=retries,
-                pure=False,
-                key=f"render-{i}-{payload['digest'][:12]}",
-            ): payload
-            for i, payload in enumerate(payloads)
-        }
-        for future in as_completed(futures):
-            payload = futures[future]
-            try:
-                on_result(future.result())
-            except Exception as exc:  # retries exhausted on the cluster
-                on_result(
-                    {
-                        "territory": payload["territory"],
-                        "digest": payload["digest"],
-                        "status": "failed",
-                        "outputs": {},
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "attempts": retries + 1,
-                        "seconds": 0.0,
-                    }
+        window = max(_DASK_MIN_WINDOW, 2 * sum(client.nthreads().values()))
+        templates: dict[str, bytes] = {}
+        queue = iter(enumerate(payloads))
+        futures: dict[Any, dict[str, Any]] = {}
+        completed = as_completed(loop=client.loop)
+
+        def submit_next() -> None:
+            item = next(queue, None)
+            if item is not None:
+                index, payload = item
+                future = client.submit(
+                    _render_remote,
+                    _remote_payload(payload, templates),
+                    retries=retries,
+                    pure=False,
+                    key=f"render-{index}-{payload['digest'][:12]}",
                 )
+                futures[future] = payload
+                completed.add(future)
+
+        for _ in range(window):
+            submit_next()
+        for future in completed:
+            payload = futures.pop(future)
+            try:
+                record = future.result()
+            except Exception as exc:  # retries exhausted on the cluster
+                record = {
+                    "territory": payload["territory"],
+                    "digest": payload["digest"],
+                    "status": "failed",
+                    "outputs": {},
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "attempts": retries + 1,
+                    "seconds": 0.0,
+                }
+            future.release()
+            submit_next()
+            on_result(record)
         client.run(shutdown_kernels)
     finally:
         client.close()
+
+
+#: Built-in defaults of the robustness options of :func:`render_reports`.
+DEFAULT_RENDER_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {
+        "timeout": 600.0,
+        "retries": 1,
+        "max_reports_per_kernel": 250,
+        "max_kernel_memory_mb": 1024.0,
+    }
+)
+_RENDER_DEFAULTS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "evalterritoire_render_defaults", default=MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def render_defaults(**options: Any) -> Iterator[None]:
+    """Set defaults of :func:`render_reports`' robustness options within a block.
+
+    A way for a caller to pass a study's ``[report]`` settings through code that calls
+    :func:`render_reports` without those arguments (the CLI wraps the pipeline with it). An
+    explicit argument of :func:`render_reports` still wins; ``None`` values are ignored.
+
+    Parameters
+    ----------
+    **options
+        Any of ``timeout`` (seconds per report), ``retries`` (after a kernel failure),
+        ``max_reports_per_kernel`` and ``max_kernel_memory_mb`` (warm-kernel recycling).
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    RenderError
+        For an unknown option name.
+    """
+    unknown = sorted(set(options) - set(DEFAULT_RENDER_OPTIONS))
+    if unknown:
+        raise RenderError(
+            f"unknown render option(s) {', '.join(unknown)}; "
+            f"choose among {', '.join(DEFAULT_RENDER_OPTIONS)}"
+        )
+    given = {k: v for k, v in options.items() if v is not None}
+    token = _RENDER_DEFAULTS.set(MappingProxyType({**_RENDER_DEFAULTS.get(), **given}))
+    try:
+        yield
+    finally:
+        _RENDER_DEFAULTS.reset(token)
+
+
+def _resolve_options(**given: Any) -> dict[str, Any]:
+    """Explicit arguments, else :func:`render_defaults`, else :data:`DEFAULT_RENDER_OPTIONS`."""
+    contextual = _RENDER_DEFAULTS.get()
+    resolved = {
+        name: given[name]
+        if given.get(name) is not None
+        else contextual.get(name, DEFAULT_RENDER_OPTIONS[name])
+        for name in DEFAULT_RENDER_OPTIONS
+    }
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    checks = {
+        "timeout": (lambda v: number(v) and v > 0, "a positive number of seconds"),
+        "retries": (lambda v: number(v) and v >= 0 and v == int(v), "a non-negative integer"),
+        "max_reports_per_kernel": (
+            lambda v: number(v) and v >= 1 and v == int(v),
+            "an integer ≥ 1",
+        ),
+        "max_kernel_memory_mb": (lambda v: number(v) and v > 0, "a positive number of MiB"),
+    }
+    for name, (check, expected) in checks.items():
+        if not check(resolved[name]):
+            raise RenderError(f"{name} must be {expected}, got {resolved[name]!r}")
+    return resolved
 
 
 def render_reports(
@@ -1224,12 +1485,13 @@ def render_reports(
     dask_scheduler: str | None = None,
     only_failed: bool = False,
     force: bool = False,
-    timeout: float = 600,
-    retries: int = 1,
+    timeout: float | None = None,
+    retries: int | None = None,
     progress: bool = True,
     kernel_name: str = "python3",
-    max_reports_per_kernel: int = 250,
-    max_kernel_memory_mb: float = 1024.0,
+    max_reports_per_kernel: int | None = None,
+    max_kernel_memory_mb: float | None = None,
+    preload: Sequence[str] | None = None,
 ) -> RenderSummary:
     """Render one report per task into ``out_dir``; resumable, parallel, never aborted by one.
 
@@ -1247,24 +1509,33 @@ def render_reports(
     formats : sequence of {"html", "pdf", "docx", "ipynb"}
         Output formats.
     dask_scheduler : str, optional
-        Address of an existing Dask scheduler (``tcp://host:8786``); tasks are sent there with
-        ``retries`` retries each.
+        Address of an existing Dask scheduler (``tcp://host:8786``). Each task is sent with
+        ``retries`` retries (a kernel failure raises on the worker and Dask resubmits it,
+        possibly elsewhere); the template and the ``context_path`` file travel with the task
+        and the rendered files come back as bytes, written here: no shared filesystem needed.
     only_failed : bool
         Render only the territories whose last status is ``failed``.
     force : bool
         Render even the territories whose inputs are unchanged.
-    timeout : float
-        Time limit of one report (seconds).
-    retries : int
-        Retries of a report after a kernel failure (death, start or port failure).
+    timeout : float, optional
+        Time limit of one report in seconds (kernel start excluded); a report over the limit is
+        recorded as failed (its kernel is restarted) and the batch goes on. Default: the
+        study's ``[report] timeout`` when set through :func:`render_defaults`, else 600.
+    retries : int, optional
+        Retries of a report after a kernel failure (death, start or port failure); a report
+        that raises an error is not retried. Default: ``[report] retries``, else 1.
     progress : bool
         Show a progress bar with an ETA (stderr).
     kernel_name : str
         Jupyter kernel spec.
-    max_reports_per_kernel : int
-        Recycle a warm kernel after this many reports.
-    max_kernel_memory_mb : float
-        Recycle a warm kernel above this resident memory.
+    max_reports_per_kernel : int, optional
+        Recycle a warm kernel after this many reports. Default: ``[report]
+        max_reports_per_kernel``, else 250.
+    max_kernel_memory_mb : float, optional
+        Recycle a warm kernel when its resident memory exceeds this after a report (MiB).
+        Default: ``[report] max_kernel_memory_mb``, else 1024.
+    preload : sequence of str, optional
+        Modules each warm kernel imports once at start (default :data:`PRELOAD_MODULES`).
 
     Returns
     -------
@@ -1276,9 +1547,28 @@ def render_reports(
     RenderError
         For invalid arguments (unknown engine or format, duplicate territories, missing
         template, Quarto or pandoc missing) — never for a failing territory.
+
+    Notes
+    -----
+    Every file is written by this process, atomically (temporary file then rename), and the
+    status of each report is appended to a journal as soon as it is known: a killed batch
+    leaves no half-written report, and the next run renders only what is missing or stale.
     """
     start = time.perf_counter()
     tasks = list(tasks)
+    options = _resolve_options(
+        timeout=timeout,
+        retries=retries,
+        max_reports_per_kernel=max_reports_per_kernel,
+        max_kernel_memory_mb=max_kernel_memory_mb,
+    )
+    timeout, retries = float(options["timeout"]), int(options["retries"])
+    kernel_options: dict[str, Any] = {
+        "max_reports": int(options["max_reports_per_kernel"]),
+        "max_memory_mb": float(options["max_kernel_memory_mb"]),
+    }
+    if preload is not None:
+        kernel_options["preload"] = tuple(preload)
     if engine not in ENGINES:
         raise RenderError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     formats = tuple(dict.fromkeys(formats))
@@ -1307,8 +1597,6 @@ def render_reports(
     stems = [t.stem for t in tasks]
     if len(set(stems)) < len(stems):
         raise RenderError("two tasks would write the same output file name")
-    if timeout <= 0:
-        raise RenderError(f"timeout must be positive, got {timeout!r}")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1343,10 +1631,10 @@ def render_reports(
                 "digest": digest,
                 "formats": formats,
                 "engine": engine,
-                "out_dir": str(out.resolve()),
-                "timeout": float(timeout),
-                "retries": int(retries),
+                "timeout": timeout,
+                "retries": retries,
                 "kernel_name": kernel_name,
+                "kernel_options": kernel_options,
                 "cwd": cwd,
             }
         )
@@ -1354,7 +1642,6 @@ def render_reports(
     outputs: dict[str, dict[str, Path]] = {}
     failed: dict[str, str] = {}
     journal_path = out / _JOURNAL_FILE
-    options = {"max_reports": max_reports_per_kernel, "max_memory_mb": max_kernel_memory_mb}
     with (
         _progress(progress, len(payloads)) as bar,
         journal_path.open("a", encoding="utf-8") as journal,
@@ -1363,6 +1650,13 @@ def render_reports(
 
         def on_result(record: dict[str, Any]) -> None:
             code = record["territory"]
+            files = record.pop("files", None) or {}
+            if record["status"] == "ok":
+                try:
+                    for fmt in sorted(files):
+                        _atomic_write(out / record["outputs"][fmt], files[fmt])
+                except OSError as exc:
+                    record.update(status="failed", outputs={}, error=f"cannot write: {exc}")
             status[code] = _status_entry(record)
             journal.write(
                 json.dumps({"territory": code, **status[code]}, ensure_ascii=False) + "\n"
@@ -1381,7 +1675,7 @@ def render_reports(
                 _run_dask(payloads, dask_scheduler, retries, on_result)
             else:
                 n_workers = workers or _default_workers()
-                _run_local(payloads, max(1, min(n_workers, len(payloads))), on_result, options)
+                _run_local(payloads, max(1, min(n_workers, len(payloads))), on_result)
         finally:
             journal.close()
             status_path = _write_status(out, status)
