@@ -1,12 +1,16 @@
 """Small synthetic artefact tables for the report tests: one territory per maturity stage.
 
-Territory ``T1`` is emerging, ``T2`` structuring, ``T3`` consolidated, ``T4`` disseminating.
-Item levels rise with the stage so that the stage-specific content differs visibly. ``T1``'s
-name and a free-text comment carry HTML to test escaping.
+Territory ``T1`` is emerging, ``T2`` structuring (between two stages, leaning towards
+consolidation), ``T3`` consolidated, ``T4`` disseminating (24 respondents, so its verdicts are
+shown) and ``T5`` disseminating with 3 respondents (indicative: no verdict, no quote). Item
+levels rise with the stage so that the stage-specific content differs visibly. ``T1``'s name
+and free-text comments carry HTML to test escaping.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,37 +20,69 @@ from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig, load_study
 from evalterritoire.context import StudyArtefacts
 
-__all__ = ["EVIL_NAME", "make_artefacts", "make_config"]
+__all__ = [
+    "EVIL_COMMENT",
+    "EVIL_NAME",
+    "HIDDEN_COMMENT",
+    "STAGES",
+    "make_artefacts",
+    "make_config",
+    "rename_codes",
+]
 
 EVIL_NAME = "Vallée <script>alert(1)</script> & <b>« Saint-Ouen »</b>"
+#: Free text of one T1 respondent (T1 has ≥ min_n respondents: its comments are quoted).
+EVIL_COMMENT = "<script>alert(1)</script> on avance <img src=x onerror=alert(2)>"
+#: Free text of a T5 respondent (T5 has fewer than min_n respondents: never quoted).
+HIDDEN_COMMENT = "Seule la maire de Lumière-le-Petit pense cela"
 NAMES = {
     "T1": EVIL_NAME,
     "T2": "Pays des Deux Rives",
     "T3": "Communauté du Haut-Val",
     "T4": "Bassin de Lumière",
+    "T5": "Hameaux du Plateau",
 }
+#: Stage of each territory (0 = Émergence … 3 = Essaimage).
+STAGES = {"T1": 0, "T2": 1, "T3": 2, "T4": 3, "T5": 3}
+SMALL = ("T5",)
 TYPES = ["elu_maire", "agent_collectivite", "association", "entreprise", "catalyseur", "citoyen"]
 WAVE = 2025
 
 
-def make_config(tmp_path: Path) -> StudyConfig:
-    """A minimal study file (one dummy export) in ``tmp_path``."""
+def make_config(
+    tmp_path: Path,
+    *,
+    templates_dir: Path | None = None,
+    context: pd.DataFrame | None = None,
+    per_wave: bool = False,
+) -> StudyConfig:
+    """A minimal study file (one dummy export) in ``tmp_path``.
+
+    ``templates_dir`` adds a ``[report]`` table, ``context`` is written as the study's context
+    file, ``per_wave`` puts the outputs in ``build/<wave>`` and ``reports/<wave>``.
+    """
     (tmp_path / "export.csv").write_text("id_repondant\n1\n", encoding="utf-8")
-    study = tmp_path / "study.toml"
-    study.write_text(
+    suffix = "/{wave}" if per_wave else ""
+    text = (
         f'[study]\nname = "Étude test"\nwave = {WAVE}\nexports = ["export.csv"]\n'
         "random_state = 7\nmin_n = 10\n"
-        'build_dir = "build"\nreports_dir = "reports"\n',
-        encoding="utf-8",
+        f'build_dir = "build{suffix}"\nreports_dir = "reports{suffix}"\n'
     )
+    if context is not None:
+        context.to_csv(tmp_path / "contexte.csv", index=False)
+        text += 'context = "contexte.csv"\n'
+    if templates_dir is not None:
+        text += f'\n[report]\nformats = ["html"]\ntemplates_dir = "{templates_dir.as_posix()}"\n'
+    study = tmp_path / "study.toml"
+    study.write_text(text, encoding="utf-8")
     return load_study(study)
 
 
 def _responses(codebook: Codebook, rng: np.random.Generator, n_per: int) -> pd.DataFrame:
     rows = []
-    for t_index, code in enumerate(sorted(NAMES)):
-        level = t_index / 3  # 0 .. 1
-        n = 3 if code == "T4" else n_per  # T4 is a small-n territory
+    for code in sorted(NAMES):
+        level = STAGES[code] / 3  # 0 .. 1
+        n = 3 if code in SMALL else n_per
         for i in range(n):
             rows.append(
                 {
@@ -108,12 +144,17 @@ def _responses(codebook: Codebook, rng: np.random.Generator, n_per: int) -> pd.D
             frame[var.id] = series
             if var.special_col:
                 frame[var.special_col] = special
+    comments = {
+        "T1-001": EVIL_COMMENT,
+        "T1-004": "On commence à peine à se connaître.",
+        "T1-000": "  Les élus  sont\nlà. ",
+        "T1-010": "On commence à peine à se connaître.",  # a duplicate is quoted once
+        "T1-020": "Quatrième commentaire : au-delà des trois extraits retenus.",
+        "T2-003": "x" * 400,  # cut to a short excerpt
+        "T5-000": HIDDEN_COMMENT,
+    }
     frame["stade_commentaire"] = pd.array(
-        [
-            "<script>alert('x')</script> on avance" if c == "T1" else ""
-            for c in frame["id_territoire_code"]
-        ],
-        dtype="string",
+        [comments.get(i) for i in frame["id_repondant"]], dtype="string"
     )
     return frame
 
@@ -123,7 +164,9 @@ def _maturity(
 ) -> pd.DataFrame:
     names = ["Émergence", "Structuration", "Consolidation", "Essaimage"]
     rows = []
-    for stage, code in enumerate(sorted(NAMES)):
+    for code in sorted(NAMES):
+        stage = STAGES[code]
+        small = code in SMALL
         row = {
             "wave": wave,
             "territory": code,
@@ -133,15 +176,19 @@ def _maturity(
             "stage_probability": 0.55 if code == "T2" else 0.9,
             "stage_robustness": 0.7 if code == "T3" else 0.98,
             "nsp_share": 0.3 - 0.07 * stage,
-            "n": 3 if code == "T4" else 24,
-            "is_indicative": code == "T4",
+            "n": 3 if small else 24,
+            "is_indicative": small,
             "stage_declared": min(stage + (1 if code == "T1" else 0), 3),
         }
+        lean = 0.3 if code == "T2" else 0.0  # T2 lies between structuring and consolidation
         for i, dim in enumerate(codebook.dimensions):
             row[f"score_{dim}"] = float(
-                np.clip(1.6 + 0.95 * stage + 0.15 * (i % 3) - shift + rng.normal(0, 0.1), 1, 5)
+                np.clip(
+                    1.6 + 0.95 * stage + lean + 0.15 * (i % 3) - shift + rng.normal(0, 0.1), 1, 5
+                )
             )
             row[f"se_{dim}"] = 0.12 + 0.02 * (i % 2)
+            row[f"n_{dim}"] = row["n"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -187,9 +234,9 @@ def make_artefacts(codebook: Codebook, *, n_per: int = 24, seed: int = 3) -> Stu
     context = pd.DataFrame(
         {
             "id_territoire_code": sorted(NAMES),
-            "ctx_population": [12500, 48000, 103250, 8700],
-            "ctx_taux_pauvrete": [18.2, 14.1, 12.5, 9.9],
-            "ctx_taux_chomage": [9.1, 8.2, 7.4, 6.3],
+            "ctx_population": [12500, 48000, 103250, 8700, 2300],
+            "ctx_taux_pauvrete": [18.2, 14.1, 12.5, 9.9, 11.0],
+            "ctx_taux_chomage": [9.1, 8.2, 7.4, 6.3, 5.8],
         }
     )
     return StudyArtefacts(
@@ -206,4 +253,26 @@ def make_artefacts(codebook: Codebook, *, n_per: int = 24, seed: int = 3) -> Stu
         },
         context=context,
         profiles=pd.concat([previous, maturity], ignore_index=True),
+    )
+
+
+def rename_codes(artefacts: StudyArtefacts, mapping: Mapping[str, str]) -> StudyArtefacts:
+    """The same artefacts with territory codes replaced (e.g. by hostile codes like ``../x``)."""
+
+    def swap(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        frame = frame.copy()
+        for col in ("territory", "id_territoire_code"):
+            if col in frame.columns:
+                frame[col] = frame[col].astype(str).replace(dict(mapping))
+        return frame
+
+    return replace(
+        artefacts,
+        responses=swap(artefacts.responses),
+        maturity=swap(artefacts.maturity),
+        transitions=swap(artefacts.transitions),
+        context=swap(artefacts.context),
+        profiles=swap(artefacts.profiles),
     )

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from _synthetic_reports import EVIL_NAME, make_artefacts, make_config
+from _synthetic_reports import (
+    EVIL_COMMENT,
+    EVIL_NAME,
+    HIDDEN_COMMENT,
+    make_artefacts,
+    make_config,
+)
 
 from evalterritoire.context import (
+    BETWEEN_THRESHOLD,
     ReportContext,
     build_contexts,
     compute_descriptive_estimates,
@@ -104,8 +112,8 @@ def test_grid_texts_are_french_and_complete():
 def test_contexts_national_first_then_sorted_codes(contexts):
     assert contexts[0].is_national
     assert contexts[0].territory == ""
-    assert [c.territory for c in contexts[1:]] == ["T1", "T2", "T3", "T4"]
-    assert [c.grid_key for c in contexts[1:]] == list(STAGE_KEYS)
+    assert [c.territory for c in contexts[1:]] == ["T1", "T2", "T3", "T4", "T5"]
+    assert [c.grid_key for c in contexts[1:]] == [*STAGE_KEYS, "essaimage"]
 
 
 def test_context_json_round_trip_is_byte_identical(contexts, codebook, artefacts, tmp_path):
@@ -123,18 +131,27 @@ def test_context_json_round_trip_is_byte_identical(contexts, codebook, artefacts
 
 
 def test_context_stage_justification(contexts):
-    t1, t2, t3, t4 = contexts[1:]
+    t1, t2, t3, t4, t5 = contexts[1:]
     assert t1.territory_name == EVIL_NAME
     assert t1.stage_declared == 1
     assert t1.stage_gap == 1
     assert t3.stage_gap == 0
+    # T2 (probability 0.55) lies between its stage and the next one, which its profile is
+    # nearer to: the report keeps the earlier (its own) stage and points to the next
     assert t2.between_stages
+    assert (t2.stage, t2.other_stage, t2.report_stage) == (1, 2, 1)
+    assert t2.grid_key == "structuration"
     assert t2.next_stage["key"] == "consolidation"
+    assert t2.next_stage["name"] == "Consolidation"
+    assert t2.next_stage["is_assigned"] is False
     assert t3.stage_robustness == pytest.approx(0.7)
     assert not t3.between_stages  # robust enough (≥ 0.6) and probable (0.9)
+    assert t3.report_stage == 2
+    assert t3.other_stage is None
     assert not t1.between_stages
     assert t1.next_stage == {}
-    assert t4.is_indicative
+    assert t5.is_indicative
+    assert not t4.is_indicative  # a disseminating territory whose verdicts are shown
     assert not t3.is_indicative
     assert len(t3.profile) == 9
     first = t3.profile[0]
@@ -143,6 +160,87 @@ def test_context_stage_justification(contexts):
     assert [h["wave"] for h in t3.history] == [2024, 2025]
     assert [h["stage"] for h in t3.history] == [1, 2]
     assert {s["wave"] for s in t3.wave_scores} == {2024, 2025}
+    for point in t3.wave_scores:  # every point of the wave chart has its n and interval
+        assert point["n"] == 24
+        assert point["ci_low"] < point["score"] < point["ci_high"]
+        assert point["ci_high"] - point["score"] == pytest.approx(1.96 * point["se"])
+
+
+def _crafted(artefacts, code: str, *, probability=None, robustness=None, shift=0.0):
+    """The artefacts with one territory's stage membership made uncertain."""
+    maturity = artefacts.maturity.copy()
+    row = maturity["territory"] == code
+    if probability is not None:
+        maturity.loc[row, "stage_probability"] = probability
+    if robustness is not None:
+        maturity.loc[row, "stage_robustness"] = robustness
+    for col in [c for c in maturity.columns if c.startswith("score_")]:
+        maturity.loc[row, col] = maturity.loc[row, col] + shift
+    return replace(artefacts, maturity=maturity)
+
+
+def test_between_stages_follows_the_earlier_stage(codebook, artefacts, tmp_path):
+    """Grid §6: between two stages, the report of the earlier stage + « vers le stade suivant »."""
+    # T3 is classed Consolidation with a shared membership (probability 0.5) and a profile
+    # leaning towards the structuring territory
+    crafted = _crafted(artefacts, "T3", probability=0.5, shift=-0.5)
+    t3 = build_contexts(make_config(tmp_path), codebook, crafted)[3]
+    assert t3.territory == "T3"
+    assert (t3.stage, t3.stage_label) == (2, "Consolidation")  # the classification is kept
+    assert t3.between_stages
+    assert (t3.other_stage, t3.other_stage_label) == (1, "Structuration")
+    assert (t3.report_stage, t3.report_stage_label) == (1, "Structuration")
+    # questions, verdicts and recommendations of the EARLIER stage
+    assert t3.grid_key == "structuration"
+    structuring = get_stage_grid("structuration")
+    assert t3.recommendations == structuring.recommendations
+    assert not get_stage_grid(t3.grid_key).allows_verdicts
+    shown = {r["variable"] for r in t3.stage_indicators}
+    assert shown <= set(structuring.indicators)
+    # and the mention of the other (later) stage, here the one the clustering assigned
+    assert t3.next_stage["name"] == "Consolidation"
+    assert t3.next_stage["key"] == "consolidation"
+    assert t3.next_stage["is_assigned"] is True
+    assert t3.next_stage["signals"] == get_stage_grid("consolidation").signals
+    assert all(isinstance(m, str) for m in t3.next_stage["missing_milestones"])
+
+
+def test_between_stages_by_robustness_at_the_last_stage(codebook, artefacts, tmp_path):
+    # T4 is probable (0.9) but not robust (0.4): the last stage can only lean backwards
+    crafted = _crafted(artefacts, "T4", robustness=0.4)
+    t4 = build_contexts(make_config(tmp_path), codebook, crafted)[4]
+    assert t4.territory == "T4"
+    assert t4.between_stages
+    assert (t4.stage, t4.other_stage, t4.report_stage) == (3, 2, 2)
+    assert t4.grid_key == "consolidation"
+    assert t4.next_stage["name"] == "Essaimage"
+    assert t4.next_stage["is_assigned"] is True
+    # exactly at the threshold the membership is not shared
+    exact = _crafted(artefacts, "T4", robustness=BETWEEN_THRESHOLD)
+    t4 = build_contexts(make_config(tmp_path), codebook, exact)[4]
+    assert not t4.between_stages
+    assert t4.grid_key == "essaimage"
+
+
+def test_free_text_excerpts_are_few_anonymous_and_deterministic(contexts):
+    t1, t2, t5 = contexts[1], contexts[2], contexts[5]
+    # respondent-id order, whitespace collapsed, duplicates once, at most three
+    assert [q["text"] for q in t1.free_text] == [
+        "Les élus sont là.",
+        EVIL_COMMENT,  # raw here, escaped when rendered
+        "On commence à peine à se connaître.",
+    ]
+    assert all(set(q) == {"variable", "question", "text"} for q in t1.free_text)
+    assert t1.free_text[0]["question"] == "Qu'est-ce qui vous fait dire cela ?"
+    assert "T1-001" not in json.dumps(t1.free_text)  # no respondent id next to a quote
+    (long,) = t2.free_text
+    assert len(long["text"]) == 240
+    assert long["text"].endswith("…")
+    # fewer respondents than min_n: nothing is quoted
+    assert t5.n_respondents < t5.min_n
+    assert t5.free_text == ()
+    assert HIDDEN_COMMENT not in t5.to_json()
+    assert contexts[0].free_text == ()  # the national synthesis quotes nobody
 
 
 def test_context_recommendations_follow_the_stage(contexts):
@@ -177,15 +275,15 @@ def test_context_content_sections(contexts):
         assert ctx.essaimage
         shown = {r["variable"] for r in ctx.essaimage}
         assert not shown & {r["variable"] for r in ctx.stage_indicators}
-    assert contexts[4].small_n  # T4 has 3 respondents
+    assert contexts[5].small_n  # T5 has 3 respondents
     assert [r["term"] for r in t1.models] == ["C(id_type_repondant)[T.citoyen]", "ctx_densite"]
 
 
 def test_national_context(contexts):
     nat = contexts[0]
-    assert [d["n_territories"] for d in nat.stage_distribution] == [1, 1, 1, 1]
-    assert len(nat.territories) == 4
-    assert sum(t["n_territories"] for t in nat.transition_matrix) == 4
+    assert [d["n_territories"] for d in nat.stage_distribution] == [1, 1, 1, 2]
+    assert len(nat.territories) == 5
+    assert sum(t["n_territories"] for t in nat.transition_matrix) == 5
     assert nat.headline
     assert nat.ingestion["n_quarantined"] == 2
     assert {r["label"] for r in nat.reliability} >= {"Gouvernance"}

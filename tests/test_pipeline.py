@@ -28,7 +28,9 @@ def study(tmp_path_factory) -> Path:
     text = re.sub(r"(?ms)^\[report\]\n.*?(?=^\[|\Z)", "", text)
     text += f'\n[report]\nformats = ["html"]\ntemplates_dir = "{TEMPLATES.as_posix()}"\n'
     study_file.write_text(text, encoding="utf-8")
-    assert run_study(load_study(study_file), all_waves=True, workers=1) in (0, 1)
+    # the simulated export is clean (no quarantined row) and every report must render: any
+    # failure makes run_study return 1, so the exact status is asserted
+    assert run_study(load_study(study_file), all_waves=True, workers=1) == 0
     return study_file
 
 
@@ -46,6 +48,13 @@ def test_study_builds_every_artefact_and_report(study):
         assert config.artefact(name).is_file(), name
     maturity = pd.read_parquet(config.artefact("maturity.parquet"))
     reports = config.reports_dir
+    ingestion = json.loads(config.artefact("ingestion.json").read_text(encoding="utf-8"))
+    assert ingestion["rows_quarantined"] == 0
+    for folder in (reports, reports / "territoires"):
+        status = json.loads((folder / ".render_status.json").read_text(encoding="utf-8"))
+        assert {
+            t: r["status"] for t, r in status["territories"].items() if r["status"] != "ok"
+        } == {}
     for code in maturity["territory"]:
         html = (reports / "territoires" / f"{code}.html").read_text(encoding="utf-8")
         assert "Traceback" not in html
@@ -58,6 +67,13 @@ def test_study_builds_every_artefact_and_report(study):
     text = json.dumps(manifest)
     assert str(study.parent.parent.parent) not in text  # no absolute path inside the manifest
     assert any(p.endswith("synthese.html") for p in json.dumps(manifest).split('"'))
+    roles = {e["role"]: e["path"] for e in manifest["inputs"]}
+    assert roles["margins"].endswith("surveys/2025/marges_2025.csv")
+    assert roles["context"].endswith("surveys/2025/contexte_territoires.csv")
+    templates = sorted(e["path"] for e in manifest["inputs"] if e["role"] == "template")
+    assert [Path(t).name for t in templates] == ["annual_study.py", "territory_report.py"]
+    assert manifest["parameters"]["rendering"]["formats"] == ["html"]
+    assert "workers" not in manifest["parameters"]["rendering"]
 
 
 def test_reproduce_identical_then_names_a_changed_input(study, capsys):
@@ -66,20 +82,31 @@ def test_reproduce_identical_then_names_a_changed_input(study, capsys):
     assert run_reproduce(manifest, workers=1) == 0
     out = capsys.readouterr().out
     assert "different" not in out.lower().replace("identical", "")
-    # one cell of one input changes: the input and the result tables built from it differ
+    # one cell of the context file and one margin change: both inputs are named, and the
+    # result tables built from them differ (one re-run checks both, to save time)
     context = config.context
-    raw = context.read_bytes()
+    margins = study.parent / "marges_2025.csv"
+    raw, raw_margins = context.read_bytes(), margins.read_bytes()
     table = pd.read_csv(context, dtype=str)
     table.loc[0, "ctx_taux_chomage"] = "29.9"
     table.to_csv(context, index=False)
+    lines = raw_margins.decode("utf-8").splitlines(keepends=True)
+    rows = [line.rstrip("\r\n").split(",") for line in lines[1:3]]
+    assert rows[0][0] == rows[1][0]  # two levels of one variable: the population size is kept
+    for i, (variable, level, total) in enumerate(rows, start=1):
+        lines[i] = f"{variable},{level},{int(total) + (50 if i == 1 else -50)}\n"
+    margins.write_text("".join(lines), encoding="utf-8")
     try:
         assert run_reproduce(manifest, workers=1) == 1
         out = capsys.readouterr().out
         assert re.search(r"different\s+\S*contexte_territoires\.csv", out), out
+        assert re.search(r"different\s+\S*marges_2025\.csv", out), out
+        assert re.search(r"identical\s+\S*territory_report\.py", out), out
         assert re.search(r"different\s+\S*models\.parquet\s+\(.*first difference", out), out
         assert re.search(r"identical\s+\S*responses\.parquet", out), out
     finally:
         context.write_bytes(raw)
+        margins.write_bytes(raw_margins)
 
 
 def test_cli_report_renders_one_territory_with_a_parameter(study, capsys):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import IPython.display
@@ -11,7 +14,15 @@ import jupytext
 import nbformat
 import pandas as pd
 import pytest
-from _synthetic_reports import EVIL_NAME, make_artefacts, make_config
+from _synthetic_reports import (
+    EVIL_COMMENT,
+    EVIL_NAME,
+    HIDDEN_COMMENT,
+    STAGES,
+    make_artefacts,
+    make_config,
+    rename_codes,
+)
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from evalterritoire import figures, tables
@@ -33,6 +44,8 @@ TEMPLATES = ROOT / "notebooks" / "templates"
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "reports"
 PARAMETERS = ["territory", "wave", "context_path"]
 VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
+#: Territory codes that would escape the reports folder if used as file names.
+HOSTILE = {"T1": "../x", "T2": "..\\x", "T3": "a/b"}
 
 
 @pytest.fixture(scope="module")
@@ -94,38 +107,117 @@ def test_template_parameters_are_pinned(name, tmp_path):
     }
 
 
-@pytest.mark.parametrize("stage", range(4))
-def test_report_follows_its_stage(stage, study, monkeypatch):
-    ctx = study["contexts"][stage + 1]
-    key = STAGE_KEYS[stage]
-    html = _render_in_process("territory_report", ctx, study["paths"][ctx.territory], monkeypatch)
+@pytest.fixture(scope="module")
+def rendered(codebook, tmp_path_factory):
+    """The synthetic study through the real pipeline: ``run_contexts`` then ``run_reports``.
+
+    Every report is executed from the real templates by the production engine (warm kernel),
+    so the per-stage, escaping and file-name tests below read real output. Territory codes
+    T1–T3 are replaced by hostile ones (``../x``, ``..\\x``, ``a/b``).
+    """
+    from evalterritoire.pipeline import run_contexts, run_reports
+
+    root = tmp_path_factory.mktemp("rendered")
+    study_dir = root / "etude"
+    study_dir.mkdir()
+    artefacts = rename_codes(make_artefacts(codebook), HOSTILE)
+    config = make_config(
+        study_dir, templates_dir=TEMPLATES, context=artefacts.context, per_wave=True
+    )
+    build = config.build_dir
+    build.mkdir(parents=True)
+    for name in ("responses", "maturity", "transitions", "models", "reliability", "profiles"):
+        getattr(artefacts, name).to_parquet(build / f"{name}.parquet", index=False)
+    (build / "ingestion.json").write_text(json.dumps(dict(artefacts.ingestion)), encoding="utf-8")
+    before = {p for p in root.rglob("*") if p.is_file()}
+    codes = {HOSTILE.get(c, c): c for c in STAGES}  # rendered code → synthetic territory
+    run_contexts(config, codebook=codebook)
+    # the territories only: the national synthesis would cost a second kernel start; it is
+    # executed in-process below, and for real by the slow test and by test_pipeline
+    summary = run_reports(config, territories=sorted(codes), workers=1, codebook=codebook)
+    assert summary.exit_code == 0, summary.failed
+    assert summary.n_failed == 0
+    assert summary.n_rendered == len(codes)
+    written = {p for p in root.rglob("*") if p.is_file()} - before
+    pages = config.reports_dir / "territoires"
+    html = {
+        territory: (pages / f"{safe_filename(code)}.html").read_text(encoding="utf-8")
+        for code, territory in codes.items()
+    }
+    return {"config": config, "root": root, "written": written, "html": html, "codes": codes}
+
+
+@pytest.mark.parametrize("territory", sorted(STAGES))
+def test_rendered_report_follows_its_stage(territory, rendered):
+    """One real report per stage: the stage's block is there, the other stages' are not."""
+    html = rendered["html"][territory]
+    key = STAGE_KEYS[STAGES[territory]]
     grid = get_stage_grid(key)
-    assert grid.section_title[1:] in html
-    assert tables.escape(grid.questions[0]) in html
-    assert tables.escape(grid.recommendations[0]) in html
+    _check_executed(html)
+    text = unescape(html)  # the export may write ' or &#x27;: compare the text
+    assert grid.section_title[1:] in text
+    assert grid.questions[0] in text
+    assert grid.recommendations[0] in text
+    assert grid.do_not[0] in text
     for other in STAGE_KEYS:
         if other != key:
-            assert get_stage_grid(other).section_title[1:] not in html
-            assert tables.escape(get_stage_grid(other).questions[0]) not in html
+            other_grid = get_stage_grid(other)
+            assert other_grid.section_title[1:] not in text
+            assert other_grid.questions[0] not in text
+            assert other_grid.do_not[0] not in text
     for section in ("Carte d'identité", "Stade attribué", "Fragilités", "Annexe méthodologique"):
-        assert tables.escape(section) in html
+        assert section in text
     has_verdict = any(v in html for v in VERDICTS)
-    # consolidation shows the threshold reading; emergence and structuration never do; the
-    # disseminating territory is indicative (3 respondents) so its scores are not classed.
-    assert has_verdict is (key == "consolidation")
-    if key == "essaimage":
+    # an emerging or structuring territory never gets a pass/fail verdict; a consolidated or
+    # a disseminating one does, unless it is indicative (T5: 3 respondents, scores not classed)
+    assert has_verdict is (key in {"consolidation", "essaimage"} and territory != "T5")
+    if territory == "T5":
         assert "Lecture indicative" in html
     assert html.count('<figure class="et-figure"') >= 3
     assert "n\u00a0=\u00a0" in html
 
 
-def test_report_escapes_data(study, monkeypatch):
-    ctx = study["contexts"][1]
-    assert ctx.territory_name == EVIL_NAME
-    html = _render_in_process("territory_report", ctx, study["paths"]["T1"], monkeypatch)
-    assert "<script" not in html.lower()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<b>«" not in html
+def test_rendered_report_escapes_free_text_and_names(rendered):
+    t1 = rendered["html"]["T1"]
+    assert "Paroles d'acteurs" in unescape(t1)
+    assert EVIL_COMMENT in unescape(t1)  # shown as text …
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; on avance" in t1
+    assert "<script" not in t1.lower()  # … never as a tag
+    assert "<img src=x" not in t1.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in t1  # the territory name
+    assert "T1-001" not in t1  # no respondent id next to a quote
+    # fewer respondents than min_n: no quote, and the report says why
+    t5 = rendered["html"]["T5"]
+    assert HIDDEN_COMMENT not in t5
+    assert "Les réponses libres ne sont pas citées" in t5
+
+
+def test_hostile_codes_stay_inside_the_reports_folder(rendered):
+    """``../x``, ``..\\x`` and ``a/b`` go through run_contexts and run_reports safely."""
+    config = rendered["config"]
+    allowed = {
+        config.reports_dir.resolve(),
+        (config.reports_dir / "territoires").resolve(),
+        config.artefact("contexts").resolve(),
+    }
+    for path in rendered["written"]:
+        assert path.resolve().parent in allowed, path
+        assert re.fullmatch(r"\.?[A-Za-z0-9_.-]+", path.name), path
+    pages = {p.name for p in (config.reports_dir / "territoires").glob("*.html")}
+    assert pages == {f"{safe_filename(code)}.html" for code in rendered["codes"]}
+    for code in HOSTILE.values():
+        assert safe_filename(code) != code
+        assert "x.html" not in {p.name for p in rendered["written"]}
+    contexts = {p.name for p in config.artefact("contexts").glob("*.json")}
+    assert contexts == {"national.json"} | {
+        f"{safe_filename(code)}.json" for code in rendered["codes"]
+    }
+    # the index links to the sanitised names
+    index = (config.reports_dir / "index.html").read_text(encoding="utf-8")
+    for code in HOSTILE.values():
+        assert f'href="territoires/{safe_filename(code)}.html"' in index
+    assert 'href="territoires/../' not in index
+    assert "territoires/a/b" not in index
 
 
 def test_national_synthesis_sections(study, monkeypatch):
@@ -136,6 +228,59 @@ def test_national_synthesis_sections(study, monkeypatch):
     assert 'href="territoires/T1.html"' in html
     assert "Alpha de Cronbach" in html
     assert not any(v in html for v in VERDICTS)
+    assert "Paroles d" not in html
+
+
+def test_between_stages_report_uses_the_earlier_grid(codebook, tmp_path, monkeypatch):
+    """A consolidated territory whose membership is shared with structuring (grid §6)."""
+    artefacts = make_artefacts(codebook)
+    maturity = artefacts.maturity.copy()
+    row = maturity["territory"] == "T3"
+    maturity.loc[row, "stage_probability"] = 0.45
+    for col in [c for c in maturity.columns if c.startswith("score_")]:
+        maturity.loc[row, col] -= 0.5
+    artefacts = type(artefacts)(**{**artefacts.__dict__, "maturity": maturity})
+    ctx = build_contexts(make_config(tmp_path), codebook, artefacts)[3]
+    assert ctx.territory == "T3"
+    assert ctx.between_stages
+    path = tmp_path / "T3.json"
+    path.write_text(ctx.to_json(), encoding="utf-8")
+    html = _render_in_process("territory_report", ctx, path, monkeypatch)
+    structuring, consolidation = get_stage_grid("structuration"), get_stage_grid("consolidation")
+    assert "Stade attribué : <strong>Consolidation</strong>" in html
+    assert "Entre deux stades" in html
+    assert tables.escape(structuring.section_title[1:]) in html
+    assert tables.escape(structuring.questions[0]) in html
+    assert tables.escape(structuring.recommendations[0]) in html
+    assert tables.escape(consolidation.section_title[1:]) not in html
+    assert tables.escape(consolidation.questions[0]) not in html
+    assert not any(v in html for v in VERDICTS)  # the earlier stage allows no verdict
+    assert "Vers le stade suivant : Consolidation" in html
+    assert tables.escape(consolidation.signals) in html
+    assert "Jalons encore à franchir" in html or not ctx.next_stage["missing_milestones"]
+
+
+def test_report_escapes_data(study, monkeypatch):
+    ctx = study["contexts"][1]
+    assert ctx.territory_name == EVIL_NAME
+    html = _render_in_process("territory_report", ctx, study["paths"]["T1"], monkeypatch)
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>«" not in html
+    assert f"«\u00a0{tables.escape(EVIL_COMMENT)}\u00a0»" in html  # quoted, as text
+    assert "<img src=x" not in html
+
+
+def test_free_text_block(study):
+    t1, t5 = study["contexts"][1], study["contexts"][5]
+    block = tables.render_free_text(t1)
+    assert block.startswith("<h3>Paroles d'acteurs</h3>")
+    assert block.count("<blockquote") == 3
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in block
+    assert "<script" not in block
+    assert "Les réponses libres ne sont pas citées" in tables.render_free_text(t5)
+    assert HIDDEN_COMMENT not in tables.render_free_text(t5)
+    assert tables.render_free_text(study["contexts"][0]) == ""
 
 
 # --------------------------------------------------------------------------- tables and figures
@@ -152,12 +297,12 @@ def test_table_snapshots(snapshot, build, study):
 
 
 def test_tables_format_french_and_flag_small_n(study):
-    t3, t4 = study["contexts"][3], study["contexts"][4]
+    t3, t5 = study["contexts"][3], study["contexts"][5]
     html = tables.render_profile_table(t3)
     assert re.search(r"\d,\d <span class=\"ci\">\[\d,\d\u00a0; \d,\d\]</span>", html)
     assert "Lecture" in html  # consolidation: the reading column exists
     assert "Lecture" not in tables.render_profile_table(study["contexts"][1])
-    assert 'class="flag">indicatif' in tables.render_items_table(t4.partnership)
+    assert 'class="flag">indicatif' in tables.render_items_table(t5.partnership)
     assert "&lt;script&gt;" in tables.render_title(study["contexts"][1])
     summary = tables.render_stage_summary(t3)
     assert "Robustesse du classement : <strong>70\u00a0%</strong>" in summary
@@ -178,6 +323,69 @@ def test_figures_are_deterministic_png_with_alt_text(study):
     assert html.startswith('<figure class="et-figure"')
     assert 'alt="Fragilités' in html
     assert "data:image/png;base64," in html
+
+
+def _capture_figures(monkeypatch) -> list:
+    """Keep the matplotlib figures that :mod:`evalterritoire.figures` draws."""
+    kept: list = []
+    original = figures._finish
+
+    def finish(key, fig, alt, caption):
+        kept.append(fig)
+        return original(key, fig, alt, caption)
+
+    monkeypatch.setattr(figures, "_finish", finish)
+    return kept
+
+
+def test_fragility_labels_sit_right_of_the_interval(study, monkeypatch):
+    import dataclasses
+
+    kept = _capture_figures(monkeypatch)
+    t1 = study["contexts"][1]
+    # design intervals, wide ones included, so that a label could collide with its interval
+    rows = [
+        {**r, "ci_low": r["estimate"] - 0.4 * (i + 1), "ci_high": min(r["estimate"] + 0.4 * (i + 1), 10)}
+        for i, r in enumerate(t1.fragilities)
+    ]  # fmt: skip
+    figure = figures.build_fragilities_figure(dataclasses.replace(t1, fragilities=tuple(rows)))
+    assert figure.png[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = kept[-1]
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if "/10" in t.get_text()]
+    assert len(labels) == 8
+    by_y = {round(float(line.get_ydata()[0]), 6): line for line in ax.lines}
+    axes_box = ax.get_window_extent(renderer)
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        y = round(float(label.xy[1]), 6)
+        ci_right = ax.transData.transform((max(by_y[y].get_xdata()), y))[0]
+        assert box.x0 > ci_right  # starts right of the interval's upper end
+        assert box.x1 <= axes_box.x1 + 0.5  # and stays inside its panel
+        assert "n\u00a0=" in label.get_text()
+
+
+def test_waves_figure_shows_n_and_intervals(study, monkeypatch):
+    kept = _capture_figures(monkeypatch)
+    t3 = study["contexts"][3]
+    figure = figures.build_waves_figure(t3)
+    assert "intervalle de confiance à 95" in figure.caption
+    assert "par vague : 2024 : n\u00a0=\u00a024, 2025 : n\u00a0=\u00a024." in figure.caption
+    assert "n\u00a0=\u00a024" in figure.alt
+    assert re.search(r"\d,\d \[\d,\d\u00a0; \d,\d\]", figure.alt)  # value [interval]
+    fig = kept[-1]
+    first = fig.axes[0]
+    bottom = fig.axes[6]  # 3 × 3 panels sharing x: the bottom row carries the labels
+    ticks = [t.get_text() for t in bottom.get_xticklabels()]
+    assert ticks == ["2024\nn\u00a0=\u00a024", "2025\nn\u00a0=\u00a024"]
+    vertical = [
+        ln for ln in first.lines if len(set(ln.get_xdata())) == 1 and len(ln.get_xdata()) == 2
+    ]
+    assert len(vertical) == 2  # one interval per wave
+    # T5 (3 respondents) is flagged at each wave
+    t5_figure = figures.build_waves_figure(study["contexts"][5])
+    assert "lecture indicative" in t5_figure.caption
 
 
 # --------------------------------------------------------------------------- HTML export
@@ -305,6 +513,78 @@ def test_manifest_compare_identical_then_names_first_difference(study, tmp_path)
     assert compare_artefacts(written, other, kinds=("report",))[0].status == "missing"
 
 
+def _wave_study(root: Path, wave: int, previous: str = "") -> Path:
+    """A study file calibrated on a margins CSV (``marges_<wave>.csv``)."""
+    folder = root / "surveys" / str(wave)
+    folder.mkdir(parents=True)
+    (folder / "export.csv").write_text("id_repondant\n1\n", encoding="utf-8")
+    (folder / f"marges_{wave}.csv").write_text(
+        "variable,level,total\nid_type_repondant,elu_maire,120\nid_type_repondant,association,380\n",
+        encoding="utf-8",
+    )
+    study = folder / "study.toml"
+    study.write_text(
+        f'[study]\nname = "Étude calée"\nwave = {wave}\nexports = ["export.csv"]\n'
+        + (f'previous_waves = ["{previous}"]\n' if previous else "")
+        + 'random_state = 7\nmin_n = 10\nbuild_dir = "../../build/{wave}"\n'
+        'reports_dir = "../../reports/{wave}"\n\n'
+        '[calibration]\nmethod = "poststratify"\nmargins = "marges_{wave}.csv"\n',
+        encoding="utf-8",
+    )
+    return study
+
+
+def test_manifest_records_margins_templates_and_earlier_waves(tmp_path):
+    from evalterritoire.config import load_study
+
+    earlier = load_study(_wave_study(tmp_path, 2024))
+    config = load_study(_wave_study(tmp_path, 2025, previous="../2024/study.toml"))
+    templates = [TEMPLATES / "territory_report.py", TEMPLATES / "annual_study.py"]
+    rendering = {"engine": "warm", "formats": ("html",), "territory_template": "territory_report",
+                 "study_template": "annual_study", "workers": 2, "dask_scheduler": None}  # fmt: skip
+    manifest = build_manifest(config, previous=[earlier], templates=templates, rendering=rendering)
+    roles = {e["path"]: e["role"] for e in manifest["inputs"]}
+    assert roles["../../surveys/2025/marges_2025.csv"] == "margins"
+    assert roles["../../surveys/2024/marges_2024.csv"] == "previous_margins"
+    assert roles["../../surveys/2024/study.toml"] == "previous_study"
+    assert roles["../../surveys/2024/export.csv"] == "previous_export"
+    assert roles["../../surveys/2025/study.toml"] == "study"
+    assert roles["evalterritoire:data/codebook.yaml"] == "codebook"  # recorded once
+    assert sorted(p for p, r in roles.items() if r == "template") == sorted(
+        os.path.relpath(t, config.reports_dir).replace(os.sep, "/") for t in templates
+    )
+    params = manifest["parameters"]
+    assert params["previous_waves"] == [2024]
+    assert params["calibration"]["method"] == "poststratify"
+    # what names the outputs is recorded; the worker count is not (it changes no result)
+    assert params["rendering"] == {"engine": "warm", "formats": ["html"],
+                                   "study_template": "annual_study",
+                                   "territory_template": "territory_report"}  # fmt: skip
+    again = build_manifest(
+        config, previous=[earlier], templates=templates, rendering={**rendering, "workers": 8}
+    )
+    assert again == manifest
+
+    # one margin changes: the comparison names the margins file, and only it
+    written = write_manifest(manifest, config.reports_dir / "manifest.json")
+    results = compare_artefacts(written, config.reports_dir, kinds=("input",))
+    assert all(r.is_identical for r in results)
+    margins = tmp_path / "surveys" / "2025" / "marges_2025.csv"
+    margins.write_text(margins.read_text(encoding="utf-8").replace("380", "381"), encoding="utf-8")
+    changed = [r for r in compare_artefacts(written, config.reports_dir, kinds=("input",))
+               if not r.is_identical]  # fmt: skip
+    assert [(r.path, r.status) for r in changed] == [
+        ("../../surveys/2025/marges_2025.csv", "different")
+    ]
+    assert "different  ../../surveys/2025/marges_2025.csv" in format_comparisons(changed)
+    # so does a change of an earlier wave's margins, used for its stages and the transitions
+    old = tmp_path / "surveys" / "2024" / "marges_2024.csv"
+    old.write_text(old.read_text(encoding="utf-8").replace("120", "121"), encoding="utf-8")
+    changed = {r.path for r in compare_artefacts(written, config.reports_dir, kinds=("input",))
+               if not r.is_identical}  # fmt: skip
+    assert changed == {"../../surveys/2025/marges_2025.csv", "../../surveys/2024/marges_2024.csv"}
+
+
 def test_manifest_errors_are_typed(study, tmp_path):
     with pytest.raises(ReproduceError, match="not found"):
         build_manifest(study["config"], artefacts=[tmp_path / "nope.parquet"])
@@ -342,7 +622,9 @@ def _check_executed(html: str) -> None:
     assert "http" not in html
 
 
+@pytest.mark.slow
 def test_executed_territory_report_is_offline_and_escaped(study, tmp_path, monkeypatch):
+    """papermill itself on the template (the fast tests execute it through the warm engine)."""
     ctx = study["contexts"][1]
     html = _execute("territory_report", ctx, study["paths"]["T1"], tmp_path)
     _check_executed(html)

@@ -21,7 +21,8 @@ context_path: str = ""
 #
 # Template (source of truth: this jupytext file). Every cell calls `evalterritoire.figures`,
 # `evalterritoire.tables` or the evaluation grid on a precomputed `ReportContext`: no data
-# wrangling here. The stage of the territory selects the stage block (questions, charts, tone).
+# wrangling here. The stage of the territory selects the stage block (questions, charts, tone);
+# a territory between two stages gets the earlier stage's block (`ctx.grid_key`).
 from IPython.display import HTML, display
 
 from evalterritoire import figures, tables
@@ -42,6 +43,7 @@ display(HTML(tables.render_stage_summary(ctx)))
 display(figures.build_profile_figure(ctx, banded=bool(grid and grid.allows_verdicts)))
 display(HTML(tables.render_profile_table(ctx)))
 display(HTML(tables.render_declared_table(ctx)))
+display(HTML(tables.render_free_text(ctx)))
 display(HTML(tables.render_history_table(ctx)))
 
 # %%

@@ -25,9 +25,10 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
-from evalterritoire.grid import STAGE_KEYS, get_stage_grid, grid_stage_key
+from evalterritoire.grid import get_stage_grid, grid_stage_key
 
 __all__ = [
+    "BETWEEN_THRESHOLD",
     "SCHEMA_VERSION",
     "SMALL_CELL",
     "ReportContext",
@@ -41,11 +42,18 @@ __all__ = [
 SCHEMA_VERSION = 1
 #: Cells below this many respondents are flagged (grid §1: n < 5 « indicatif »).
 SMALL_CELL = 5
+#: Below this stage probability (or robustness) a territory is « entre deux stades » (grid §6).
+BETWEEN_THRESHOLD = 0.6
+#: « Paroles d'acteurs »: at most this many free-text excerpts, each cut at this many characters.
+FREE_TEXT_MAX = 3
+FREE_TEXT_CHARS = 240
 
 TERRITORY_COL = "id_territoire_code"
 NAME_COL = "id_territoire_nom"
 TYPE_COL = "id_type_repondant"
 WEIGHT_COL = "id_poids"
+RESPONDENT_COL = "id_repondant"
+CONSENT_COL = "id_consentement"
 
 #: Short French labels of the nine maturity dimensions (charts need short axis labels).
 DIMENSION_SHORT: dict[str, str] = {
@@ -192,14 +200,23 @@ class ReportContext:
     # stage and justification
     stage: int | None = None
     stage_label: str = ""
+    #: Grid stage key the report follows (the earlier stage when between two stages).
     grid_key: str = ""
+    #: Study stage whose grid the report follows (``stage`` unless between two stages).
+    report_stage: int | None = None
+    report_stage_label: str = ""
     stage_probability: float | None = None
     stage_robustness: float | None = None
     between_stages: bool = False
+    #: The neighbouring stage the territory shares its membership with (between stages).
+    other_stage: int | None = None
+    other_stage_label: str = ""
     stage_declared: int | None = None
     stage_declared_label: str = ""
     stage_gap: int | None = None
     declared_distribution: tuple[Mapping[str, Any], ...] = ()
+    #: A few short excerpts of respondents' free text, shown escaped (« paroles d'acteurs »).
+    free_text: tuple[Mapping[str, Any], ...] = ()
     score_range: tuple[float, float] = (1.0, 5.0)
     profile: tuple[Mapping[str, Any], ...] = ()
     # content sections
@@ -910,9 +927,23 @@ def build_contexts(
         domain = ("territory", code)
         stage = int(row["stage"]) if _num(row.get("stage")) is not None else None
         stage_label = str(row.get("stage_label") or _stage_label(names, stage))
-        key = grid_stage_key(stage, n_stages, stage_label) if stage is not None else ""
         prob = _num(row.get("stage_probability"))
         robust = _num(row.get("stage_robustness"))
+        uncertain = (prob is not None and prob < BETWEEN_THRESHOLD) or (
+            robust is not None and robust < BETWEEN_THRESHOLD
+        )
+        other = (
+            _neighbour_stage(row, dims, centroids, stage, n_stages)
+            if uncertain and stage is not None
+            else None
+        )
+        between = other is not None
+        # grid §6: between two stages, the report follows the EARLIER stage's grid
+        report_stage = min(stage, other) if stage is not None and other is not None else stage
+        report_label = stage_label if report_stage == stage else _stage_label(names, report_stage)
+        key = (
+            grid_stage_key(report_stage, n_stages, report_label) if report_stage is not None else ""
+        )
         declared = _num(row.get("stage_declared"))
         declared_i = int(declared) if declared is not None else None
         respondents = _respondent_mix(frame, codebook)
@@ -924,18 +955,21 @@ def build_contexts(
         )
         lookup_items = _items(lookup, domain, codebook, PARTNERSHIP_ITEMS, min_n)
         small = tuple(sorted(lookup.small.get(domain, set())))
-        uncertain = (prob is not None and prob < 0.6) or (robust is not None and robust < 0.6)
-        between = uncertain and stage is not None and stage < n_stages - 1
         grid = get_stage_grid(key) if key else None
         milestones = _items(lookup, domain, codebook, MILESTONE_ITEMS, min_n)
         for m in milestones:
             m["done"] = m["estimate"] is not None and m["estimate"] >= 0.5
         next_stage: dict[str, Any] = {}
-        if between and key and STAGE_KEYS.index(key) < len(STAGE_KEYS) - 1:
-            nxt = get_stage_grid(STAGE_KEYS[STAGE_KEYS.index(key) + 1])
+        if between and stage is not None and other is not None:
+            # « vers le stade suivant » : the later of the two stages, with the missing milestones
+            later = max(stage, other)
+            later_label = stage_label if later == stage else _stage_label(names, later)
+            nxt = get_stage_grid(grid_stage_key(later, n_stages, later_label))
             next_stage = {
+                "stage": later,
                 "key": nxt.key,
-                "name": nxt.name,
+                "name": later_label,
+                "is_assigned": later == stage,
                 "signals": nxt.signals,
                 "missing_milestones": [m["label"] for m in milestones if not m["done"]],
             }
@@ -969,9 +1003,13 @@ def build_contexts(
                 stage=stage,
                 stage_label=stage_label,
                 grid_key=key,
+                report_stage=report_stage,
+                report_stage_label=report_label if report_stage is not None else "",
                 stage_probability=prob,
                 stage_robustness=robust,
                 between_stages=between,
+                other_stage=other,
+                other_stage_label=_stage_label(names, other),
                 stage_declared=declared_i,
                 stage_declared_label=_stage_label(names, declared_i),
                 stage_gap=(declared_i - stage)
@@ -980,6 +1018,7 @@ def build_contexts(
                 declared_distribution=tuple(
                     _declared_distribution(lookup, domain, codebook, min_n, frame)
                 ),
+                free_text=tuple(_free_text(frame, codebook, n_resp, min_n)),
                 profile=tuple(
                     _profile(
                         row,
@@ -1033,6 +1072,86 @@ def build_contexts(
             )
         )
     return contexts
+
+
+def _neighbour_stage(
+    row: Mapping[str, Any],
+    dims: Mapping[str, str],
+    centroids: Mapping[int, Mapping[str, float]],
+    stage: int,
+    n_stages: int,
+) -> int | None:
+    """The adjacent stage a territory « entre deux stades » shares its membership with.
+
+    The nearer (Euclidean distance over the dimension scores) of the two adjacent stages'
+    centroids. Without scores or centroids to compare, the earlier neighbour is chosen: erring
+    early protects against judging an initiative too soon (grid §6). ``None`` for a study with
+    a single stage.
+    """
+    candidates = [s for s in (stage - 1, stage + 1) if 0 <= s < n_stages]
+    if not candidates:
+        return None
+    scores = {d: _num(row.get(f"score_{d}")) for d in dims}
+
+    def distance(s: int) -> float | None:
+        centre = centroids.get(s, {})
+        pairs = [(v, centre[d]) for d, v in scores.items() if v is not None and d in centre]
+        return math.fsum((v - c) ** 2 for v, c in pairs) if pairs else None
+
+    dist = {s: distance(s) for s in candidates}
+    known = [s for s in candidates if dist[s] is not None]
+    if not known:
+        return candidates[0]
+    return min(known, key=lambda s: (dist[s], s))  # ties go to the earlier stage
+
+
+def _natural_key(value: Any) -> tuple[int, int, str]:
+    text = str(value)
+    return (0, int(text), text) if text.isdigit() else (1, 0, text)
+
+
+def _free_text(
+    frame: pd.DataFrame, codebook: Codebook, n_respondents: int, min_n: int
+) -> list[dict[str, Any]]:
+    """A few short free-text excerpts (« paroles d'acteurs »), anonymous and deterministic.
+
+    Only for a territory with at least ``min_n`` respondents; only the text is kept (no
+    respondent id, type or other identifying column); respondents who did not consent are
+    skipped; excerpts are taken in respondent-id order, whitespace-collapsed, de-duplicated and
+    cut at :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when rendered.
+    """
+    if frame.empty or n_respondents < min_n:
+        return []
+    text_vars = [
+        v for v in codebook.of_type("text") if v.block != "identification" and v.id in frame.columns
+    ]
+    if not text_vars:
+        return []
+    rows = frame
+    if CONSENT_COL in rows.columns:
+        consent = pd.to_numeric(rows[CONSENT_COL], errors="coerce")
+        rows = rows[consent.isna() | (consent > 0)]
+    if RESPONDENT_COL in rows.columns:
+        ids = rows[RESPONDENT_COL].tolist()
+        rows = rows.iloc[sorted(range(len(ids)), key=lambda i: _natural_key(ids[i]))]
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for var in text_vars:
+        for value in rows[var.id].tolist():
+            if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+                continue
+            text = " ".join(str(value).split())
+            if not text or text.casefold() in seen:
+                continue
+            seen.add(text.casefold())
+            if len(text) > FREE_TEXT_CHARS:
+                text = text[: FREE_TEXT_CHARS - 1].rstrip() + "…"
+            out.append(
+                {"variable": var.id, "question": short_label(var.label_fr, limit=90), "text": text}
+            )
+            if len(out) >= FREE_TEXT_MAX:
+                return out
+    return out
 
 
 def _numeric(codebook: Codebook, items: Sequence[str]) -> list[str]:
@@ -1131,9 +1250,12 @@ def _wave_scores(
     table = table[table["wave"] <= wave]
     out = []
     for r in table.to_dict(orient="records"):
+        n_wave = int(_num(r.get("n")) or 0)
         for dim in dims:
             score = _num(r.get(f"score_{dim}"))
             if score is not None:
+                se = _num(r.get(f"se_{dim}"))
+                n_dim = _num(r.get(f"n_{dim}"))
                 out.append(
                     {
                         "territory": str(r["territory"]),
@@ -1141,6 +1263,11 @@ def _wave_scores(
                         "dimension": dim,
                         "label": DIMENSION_SHORT.get(dim, dim),
                         "score": score,
+                        "se": se,
+                        "ci_low": score - 1.96 * se if se is not None else None,
+                        "ci_high": score + 1.96 * se if se is not None else None,
+                        "n": n_wave,
+                        "n_dimension": int(n_dim) if n_dim is not None else n_wave,
                     }
                 )
     order = {dim: i for i, dim in enumerate(dims)}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.frenchfmt import NBSP, fmt_n, fmt_number, fmt_percent
+from evalterritoire.frenchfmt import NBSP, fmt_interval, fmt_n, fmt_number, fmt_percent
 from evalterritoire.grid import WILDER_BANDS, get_stage_grid
 
 if TYPE_CHECKING:
@@ -130,9 +130,12 @@ class ReportFigure:
 
 # --------------------------------------------------------------------------- helpers
 def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # a real canvas, so that text can be measured while drawing
+    return fig
 
 
 def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
@@ -173,6 +176,27 @@ def _plain(text: str) -> str:
 
 def _n_text(n: int, small: bool) -> str:
     return f"{fmt_n(n)}{NBSP}· indicatif" if small else fmt_n(n)
+
+
+def _fit_labels(fig: Figure, ax, labels: Sequence[Any], *, minimum: float) -> None:
+    """Widen ``ax``'s x range so that every label drawn right of its anchor stays inside.
+
+    The figure is laid out once to measure the labels; the x range then grows (never below
+    ``minimum``) until the right end of the widest label is within the axes. Deterministic:
+    the same figure always gets the same range.
+    """
+    if not labels:
+        return
+    for _ in range(3):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        right_px = max(t.get_window_extent(renderer).x1 for t in labels)
+        inverse = ax.transData.inverted()
+        right = inverse.transform((right_px, 0))[0]
+        lo, hi = ax.get_xlim()
+        if right <= hi:
+            return
+        ax.set_xlim(lo, max(minimum, right + 0.02 * (right - lo)))
 
 
 def _empty(fig: Figure, message: str) -> None:
@@ -359,6 +383,7 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
         ax2.set_xlim(0, 1.3)
         y = list(range(len(rows)))[::-1]
+        value_labels = []
         for yi, r in zip(y, rows, strict=True):
             small = r["is_small_n"]
             ax1.barh(
@@ -369,16 +394,22 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
                 hatch="//" if small else None,
                 alpha=0.55 if small else 1.0,
             )
-            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+            has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+            if has_ci:
                 ax1.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
-            right = r["ci_high"] if r.get("ci_high") is not None else r["estimate"]
-            ax1.text(
-                right + 0.15,
-                yi,
-                f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
-                va="center",
-                fontsize=8,
-                color=PALETTE["ink"],
+            # the label starts a few points right of the interval's upper end (or of the bar)
+            right = max(r["ci_high"], r["estimate"]) if has_ci else r["estimate"]
+            value_labels.append(
+                ax1.annotate(
+                    f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
+                    (right, yi),
+                    xytext=(5, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=PALETTE["ink"],
+                    annotation_clip=False,
+                )
             )
             share = r.get("alliance_share")
             if share is not None:
@@ -398,7 +429,8 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         ax2.set_xlim(0, 1.35)
         ax2.set_xticks([0, 0.5, 1])
         _fr_axis(ax2.xaxis, percent=True)
-        ax2.set_title("Les alliances peuvent agir")
+        ax2.set_title("Les alliances\npeuvent agir")
+        _fit_labels(fig, ax1, value_labels, minimum=13.5)
         ax2.set_xlabel("part « fort » ou « très fort »", fontsize=8)
         for ax in (ax1, ax2):
             ax.grid(axis="y", visible=False)
@@ -539,7 +571,12 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
 
 
 def build_waves_figure(ctx: ReportContext) -> ReportFigure:
-    """Small multiples: each dimension's score at each wave (same territory)."""
+    """Small multiples: each dimension's score at each wave (same territory), with intervals.
+
+    Each point carries its 95 % interval (score ± 1,96 standard errors of the wave's profile)
+    and the x labels give the number of respondents of the territory at each wave, so that an
+    apparent change can be read against its uncertainty.
+    """
     rows = list(ctx.wave_scores)
 
     def body(fig: Figure) -> tuple[str, str]:
@@ -547,6 +584,12 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
             _empty(fig, "Une seule vague disponible")
             return "Une seule vague disponible.", "Pas encore d'évolution entre vagues."
         waves = sorted({r["wave"] for r in rows})
+        n_by_wave = {w: max(int(r.get("n") or 0) for r in rows if r["wave"] == w) for w in waves}
+        small = {w: n_by_wave[w] < ctx.min_n for w in waves}
+        tick_labels = [
+            f"{w}\n{fmt_n(n_by_wave[w])}" + (f"\n{NBSP}indicatif" if small[w] else "")
+            for w in waves
+        ]
         dims: list[str] = []
         for r in rows:
             if r["dimension"] not in dims:
@@ -557,38 +600,68 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
         lo, hi = ctx.score_range
         colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
         lines = []
+        has_ci = False
         for i, ax in enumerate(axes.flat):
             if i >= len(dims):
                 ax.axis("off")
                 continue
             pts = sorted(
-                (r["wave"], r["score"], r["label"]) for r in rows if r["dimension"] == dims[i]
+                (r["wave"], r["score"], r.get("ci_low"), r.get("ci_high"), r["label"])
+                for r in rows
+                if r["dimension"] == dims[i]
             )
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colour, lw=2)
-            for w, v, _ in pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=2, zorder=2)
+            for w, v, low, high, _ in pts:
+                if low is not None and high is not None:
+                    has_ci = True
+                    ax.plot([w, w], [low, high], color=PALETTE["ink"], lw=1.2, zorder=3)
+                ax.plot(
+                    [w],
+                    [v],
+                    marker="o",
+                    color=colour,
+                    markerfacecolor="white" if small[w] else colour,
+                    zorder=4,
+                )
+                # the value sits right of its point, clear of the vertical interval
                 ax.annotate(
                     fmt_number(v, 1),
                     (w, v),
-                    xytext=(0, 6),
+                    xytext=(5, 0),
                     textcoords="offset points",
-                    ha="center",
+                    ha="left",
+                    va="center",
                     fontsize=8,
                 )
-            ax.set_title(_plain(pts[0][2]), fontsize=9)
+            ax.set_title(_plain(pts[0][4]), fontsize=9)
             ax.set_ylim(lo, hi)
-            ax.set_xticks(waves, [str(w) for w in waves])
-            ax.set_xlim(waves[0] - 0.4, waves[-1] + 0.4)
+            ax.set_xticks(waves, tick_labels, fontsize=7.5)
+            ax.set_xlim(waves[0] - 0.4, waves[-1] + 0.6)
             _fr_axis(ax.yaxis, 0)
             ax.grid(axis="x", visible=False)
-            lines.append(f"{pts[0][2]} {' → '.join(fmt_number(p[1], 1) for p in pts)}")
-        alt = "Évolution des scores entre vagues : " + "; ".join(lines) + "."
+            values = [
+                " ".join(filter(None, (fmt_number(v, 1), fmt_interval(low, high, 1))))
+                for _, v, low, high, _ in pts
+            ]
+            lines.append(f"{pts[0][4]} {' → '.join(values)}")
+        per_wave = ", ".join(f"{w} : {fmt_n(n_by_wave[w])}" for w in waves)
+        alt = (
+            f"Évolution des scores entre vagues (répondants {per_wave}) : " + "; ".join(lines) + "."
+        )
         caption = (
             "Score de chaque dimension du territoire à chaque vague (même questionnaire, "
-            f"échelle {fmt_number(lo, 0)} à {fmt_number(hi, 0)})."
+            f"échelle {fmt_number(lo, 0)} à {fmt_number(hi, 0)})"
+            + (", avec son intervalle de confiance à 95 % (trait vertical)" if has_ci else "")
+            + f". Répondants du territoire par vague : {per_wave}."
         )
+        if any(small.values()):
+            caption += (
+                f" Point creux : vague de moins de {fmt_number(ctx.min_n, 0)} répondants, "
+                "lecture indicative."
+            )
         return alt, caption
 
-    return _draw("waves", 8.0, 5.2, body)
+    return _draw("waves", 8.0, 5.8, body)
 
 
 # --------------------------------------------------------------------------- national figures

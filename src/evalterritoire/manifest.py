@@ -1,8 +1,9 @@
 """Reproducibility manifest: what went in, what came out, and how to check a re-run.
 
 ``reports/<wave>/manifest.json`` records the sha256 of every input (exports, codebook, study
-file, context and margins files), package versions, the git commit when available, seeds and
-parameters, and the sha256 of every result table and report. Paths are relative to the reports
+file, context and calibration margins files, of the wave and of the earlier waves it reads, and
+the report templates), package versions, the git commit when available, seeds and parameters,
+and the sha256 of every result table and report. Paths are relative to the reports
 directory and the manifest holds no timestamp, so two runs of an unchanged study write the same
 manifest. :func:`compare_artefacts` checks another run's files against a manifest and names,
 for each artefact, whether it is identical and where it first differs (the first differing
@@ -167,6 +168,42 @@ def _git(directory: Path) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def _margins_file(study_path: Path, wave: int) -> Path | None:
+    """The calibration margins CSV a study file names (``[calibration] margins = "…csv"``).
+
+    :class:`~evalterritoire.config.StudyConfig` keeps the margins' values, not their file, so
+    the study file is read again here; inline margins (a TOML table) live in the study file,
+    which is hashed anyway.
+    """
+    import tomllib
+
+    try:
+        raw = tomllib.loads(Path(study_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    calibration = raw.get("calibration")
+    value = calibration.get("margins") if isinstance(calibration, dict) else None
+    if not isinstance(value, str):
+        return None
+    return (Path(study_path).parent / value.replace("{wave}", str(wave))).resolve()
+
+
+def _study_inputs(config: StudyConfig, prefix: str = "") -> list[tuple[Path, str]]:
+    """Every file a study wave reads, with its role (study, export, codebook, context, margins)."""
+    from evalterritoire.codebook import default_codebook_path
+
+    out = [(Path(config.path), f"{prefix}study")]
+    out += [(Path(p), f"{prefix}export") for p in config.exports]
+    codebook = default_codebook_path() if config.codebook == "default" else Path(config.codebook)
+    out.append((codebook, f"{prefix}codebook"))
+    if config.context is not None:
+        out.append((Path(config.context), f"{prefix}context"))
+    margins = _margins_file(config.path, config.wave)
+    if margins is not None:
+        out.append((margins, f"{prefix}margins"))
+    return out
+
+
 def build_manifest(
     config: StudyConfig,
     *,
@@ -174,21 +211,35 @@ def build_manifest(
     artefacts: Iterable[str | Path] = (),
     reports: Iterable[str | Path] = (),
     parameters: Mapping[str, Any] | None = None,
+    previous: Iterable[StudyConfig] = (),
+    templates: Iterable[str | Path] = (),
+    rendering: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Describe a study run (inputs, environment, parameters, outputs) as a JSON-ready dict.
 
     Parameters
     ----------
     config : StudyConfig
-        The study; its file, codebook, exports, context and margins files are always recorded.
+        The study; its file, codebook, exports, context and calibration margins files are
+        always recorded.
     inputs : iterable of path
-        Further input files (e.g. previous waves' exports).
+        Further input files.
     artefacts : iterable of path
         Result tables (``build/<wave>/*.parquet``, contexts...).
     reports : iterable of path
         Rendered reports (HTML, index...).
     parameters : mapping, optional
-        Extra parameters of the run (template parameters, engine...); must be JSON values.
+        Extra notebook parameters of the run (``-p key=value``); must be JSON values.
+    previous : iterable of StudyConfig
+        The earlier waves the study reads (stages and transitions): their study file, exports,
+        codebook, context and margins files are recorded as inputs too (role ``previous_*``).
+    templates : iterable of path
+        Report templates (``notebooks/templates/*.py``) the reports were rendered from.
+    rendering : mapping, optional
+        Rendering options that name what was produced (``engine``, ``formats``, template
+        names). The worker count and the Dask scheduler are deliberately not recorded: they
+        never change a result, and recording them would make the manifests of two runs of the
+        same study differ.
 
     Returns
     -------
@@ -200,21 +251,27 @@ def build_manifest(
     ReproduceError
         When a listed file does not exist.
     """
-    base = config.reports_dir
     from evalterritoire.codebook import default_codebook_path
 
-    input_paths = {Path(config.path), *map(Path, config.exports), *map(Path, inputs)}
-    codebook_path = (
-        default_codebook_path() if config.codebook == "default" else Path(config.codebook)
-    )
-    input_paths.add(codebook_path)
-    if config.context is not None:
-        input_paths.add(Path(config.context))
-    input_entries = [_entry(p, base, "input") for p in input_paths]
-    for entry, path in zip(input_entries, input_paths, strict=True):
-        if path == codebook_path and config.codebook == "default":
+    base = config.reports_dir
+    roles: dict[Path, str] = {}
+    candidates = _study_inputs(config)
+    for cfg in sorted(previous, key=lambda c: c.wave):
+        candidates += _study_inputs(cfg, prefix="previous_")
+    candidates += [(Path(p), "template") for p in templates]
+    candidates += [(Path(p), "input") for p in inputs]
+    for path, role in candidates:
+        roles.setdefault(Path(path).resolve(), role)  # first role wins (a shared context file)
+    default_codebook = default_codebook_path().resolve()
+    input_entries = []
+    for path, role in roles.items():
+        entry = _entry(path, base, "input")
+        entry["role"] = role
+        if path == default_codebook:
             entry["path"] = "evalterritoire:data/codebook.yaml"
+        input_entries.append(entry)
     m = config.maturity
+    c = config.calibration
     params: dict[str, Any] = {
         "wave": config.wave,
         "random_state": config.random_state,
@@ -226,7 +283,13 @@ def build_manifest(
             "fpc": config.design.fpc,
             "lonely_psu": config.design.lonely_psu,
         },
-        "calibration": {"method": config.calibration.method},
+        "calibration": {
+            "method": c.method,
+            "max_iter": c.max_iter,
+            "tol": c.tol,
+            "trim_lower": c.trim_lower,
+            "trim_upper": c.trim_upper,
+        },
         "maturity": {
             "n_stages": m.n_stages,
             "stage_names": list(m.stage_names),
@@ -239,6 +302,12 @@ def build_manifest(
             {"name": s.name, "kind": s.kind, "formula": s.formula, "groups": s.groups}
             for s in config.models
         ],
+        "previous_waves": sorted(cfg.wave for cfg in previous),
+        "rendering": {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in sorted((rendering or {}).items())
+            if k not in {"workers", "dask_scheduler"}
+        },
         "extra": dict(parameters or {}),
     }
     return {

@@ -482,7 +482,18 @@ def run_reports(
     summary = _merge_summaries(summaries)
     render_index(contexts, config.reports_dir / "index.html")
     if not territories:
-        _write_run_manifest(config, codebook=codebook)
+        _write_run_manifest(
+            config,
+            codebook=codebook,
+            templates=(territory_template, study_template),
+            rendering={
+                "engine": options["engine"],
+                "formats": list(options["formats"]),
+                "territory_template": config.report.territory_template,
+                "study_template": config.report.study_template,
+            },
+            parameters=extra,
+        )
     return summary
 
 
@@ -506,10 +517,23 @@ def _merge_summaries(summaries: Sequence[Any]) -> Any:
     )
 
 
-def _write_run_manifest(config: StudyConfig, *, codebook: Codebook | None = None) -> Path:
+def _write_run_manifest(
+    config: StudyConfig,
+    *,
+    codebook: Codebook | None = None,
+    templates: Sequence[Path] = (),
+    rendering: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``reports/<wave>/manifest.json``.
+
+    Inputs: the wave's study file, exports, codebook, context and margins files, the same
+    files of every earlier wave it reads (stages, transitions), and the report templates.
+    Parameters: the study's, the rendering options that name the outputs (engine, formats,
+    template names; not the worker count) and the extra notebook parameters.
+    """
     from evalterritoire.manifest import build_manifest, write_manifest
 
-    inputs = [p for c in _previous_configs(config) for p in c.exports]
     artefacts = sorted(
         p
         for p in config.build_dir.rglob("*")
@@ -520,7 +544,15 @@ def _write_run_manifest(config: StudyConfig, *, codebook: Codebook | None = None
         for p in config.reports_dir.rglob("*")
         if p.is_file() and p.suffix in {".html", ".pdf", ".docx"} and not p.name.startswith(".")
     )
-    manifest = build_manifest(config, inputs=inputs, artefacts=artefacts, reports=reports)
+    manifest = build_manifest(
+        config,
+        artefacts=artefacts,
+        reports=reports,
+        previous=_previous_configs(config),
+        templates=templates,
+        rendering=rendering,
+        parameters=parameters,
+    )
     return write_manifest(manifest, config.reports_dir / "manifest.json")
 
 

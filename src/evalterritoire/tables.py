@@ -26,7 +26,13 @@ from evalterritoire.frenchfmt import (
     guillemets,
     is_missing,
 )
-from evalterritoire.grid import COMMON_SECTIONS, StageGrid, band_for, get_stage_grid
+from evalterritoire.grid import (
+    COMMON_SECTIONS,
+    StageGrid,
+    band_for,
+    get_stage_grid,
+    grid_stage_key,
+)
 
 if TYPE_CHECKING:
     from evalterritoire.context import ReportContext
@@ -37,6 +43,7 @@ __all__ = [
     "render_declared_table",
     "render_do_not",
     "render_fragilities_table",
+    "render_free_text",
     "render_history_table",
     "render_identity_table",
     "render_ingestion",
@@ -199,21 +206,27 @@ def render_stage_summary(ctx: ReportContext) -> str:
     """The assigned stage, its probability, the stage declared by the actors and the gap."""
     if ctx.stage is None:
         return '<p class="notice">Le stade n\'a pas encore été calculé pour ce territoire.</p>'
+    assigned_key = grid_stage_key(ctx.stage, ctx.n_stages, ctx.stage_label)
     parts = [
-        f'<p class="stage-badge stage-{escape(ctx.grid_key)}">Stade attribué : '
+        f'<p class="stage-badge stage-{escape(assigned_key)}">Stade attribué : '
         f"<strong>{escape(ctx.stage_label)}</strong> "
         f"({ctx.stage + 1}{NBSP}sur{NBSP}{ctx.n_stages or '?'})</p>"
     ]
     if ctx.stage_probability is not None:
         parts.append(
             f"<p>Probabilité d'appartenance à ce stade : <strong>"
-            f"{escape(fmt_percent(ctx.stage_probability))}</strong>"
-            + (
-                " : le territoire se situe entre deux stades ; le rapport suit le stade le plus "
-                "précoce et indique les jalons vers le suivant.</p>"
-                if ctx.between_stages
-                else ".</p>"
-            )
+            f"{escape(fmt_percent(ctx.stage_probability))}</strong>.</p>"
+        )
+    if ctx.between_stages and ctx.other_stage is not None:
+        earlier, later = sorted((ctx.stage, ctx.other_stage))
+        labels = {ctx.stage: ctx.stage_label, ctx.other_stage: ctx.other_stage_label}
+        parts.append(
+            '<p class="notice between-stages">Entre deux stades : le classement hésite entre '
+            f"{guillemets(escape(labels[earlier]))} et {guillemets(escape(labels[later]))}. "
+            "Conformément à la grille d'évaluation, ce rapport suit la grille du stade le plus "
+            f"précoce, {guillemets(escape(labels[earlier]))} (questions, lectures et "
+            f"recommandations) ; la section « Vers le stade suivant » présente "
+            f"{guillemets(escape(labels[later]))} et les jalons encore à franchir.</p>"
         )
     if ctx.stage_robustness is not None:
         parts.append(
@@ -286,16 +299,58 @@ def render_recommendations(ctx: ReportContext) -> str:
 
 
 def render_next_stage(ctx: ReportContext) -> str:
-    """« Vers le stade suivant » block for territories between two stages (empty otherwise)."""
+    """« Vers le stade suivant » block for territories between two stages (empty otherwise).
+
+    The report of a territory between two stages follows the earlier stage's grid; this block
+    names the later one (which may be the stage the clustering assigned), its signals and the
+    milestones still to reach (grid §6).
+    """
     nxt = ctx.next_stage
     if not nxt:
         return ""
     missing = "".join(f"<li>{escape(m)}</li>" for m in nxt.get("missing_milestones", []))
+    assigned = (
+        "<p>C'est le stade que le classement statistique attribue au territoire ; ce rapport "
+        "s'en tient néanmoins à la grille du stade précédent, pour ne pas juger la démarche "
+        "trop tôt.</p>"
+        if nxt.get("is_assigned")
+        else ""
+    )
     return (
         f'<div class="next-stage"><h3>Vers le stade suivant : {escape(nxt.get("name"))}</h3>'
-        f"<p>{escape(nxt.get('signals'))}</p>"
+        + assigned
+        + f"<p>Signaux de ce stade : {escape(nxt.get('signals'))}</p>"
         + (f"<p>Jalons encore à franchir :</p><ul>{missing}</ul>" if missing else "")
         + "</div>"
+    )
+
+
+def render_free_text(ctx: ReportContext) -> str:
+    """« Paroles d'acteurs » : a few anonymous free-text excerpts, escaped.
+
+    Shown only for a territory with at least ``min_n`` respondents (the context holds none
+    otherwise, and a note says why); no respondent id or type is printed next to a quote.
+    """
+    if ctx.is_national:
+        return ""
+    if not ctx.free_text:
+        if ctx.n_respondents < ctx.min_n:
+            return (
+                '<h3>Paroles d\'acteurs</h3><p class="notice">Les réponses libres ne sont pas '
+                f"citées : le territoire compte moins de {escape(fmt_count(ctx.min_n))} "
+                "répondants, un extrait pourrait permettre de reconnaître son auteur.</p>"
+            )
+        return ""
+    questions = sorted({q["question"] for q in ctx.free_text})
+    quotes = "".join(
+        f'<blockquote class="verbatim"><p>{guillemets(escape(q["text"]))}</p></blockquote>'
+        for q in ctx.free_text
+    )
+    return (
+        "<h3>Paroles d'acteurs</h3>"
+        f"<p>Extraits anonymes de réponses libres ({escape(' ; '.join(questions))}), "
+        "retenus dans l'ordre des questionnaires et abrégés : des illustrations, pas une "
+        "mesure.</p>" + quotes
     )
 
 
