@@ -1835,7 +1835,8 @@ def _process(
     frame = _typed_frame(columns, codebook, present, raw, name, warnings, rows)
     checked = [c for v in present for c in v.columns()] + ["source_file", "source_line"]
     schema = build_response_schema(codebook, columns=checked)
-    failures = compute_schema_failures(frame[checked], schema)
+    # the schema covers the checked columns only (strict=False): no column selection, no copy
+    failures = compute_schema_failures(frame, schema)
     if len(failures):
         row_fail = failures[failures["index"].notna()]
         for idx, column, check, value in row_fail[
@@ -1990,9 +1991,16 @@ def _option_columns(var, cols, raw, columns, errors, norms, name) -> None:
 def _typed_frame(
     columns, codebook: Codebook, present, raw: _Raw, name: str, warnings: list[str], rows
 ) -> pd.DataFrame:
-    """The typed frame of the raw positions ``rows``, in that order."""
+    """The typed frame of the raw positions ``rows``, in that order.
+
+    Float columns are written straight into one 2-D block (the layout pandas keeps them in) and
+    text columns stay Arrow-backed arrays, so building the frame copies nothing once more.
+    """
     n = len(rows)
-    data: dict[str, Any] = {}
+    names: list[str] = []
+    floats: list[tuple[int, Any]] = []  # (position, source array or None for missing)
+    dates: list[tuple[int, Any]] = []
+    texts: list[tuple[int, Any]] = []
     absent = []
     present_ids = {v.id for v in present}
     for var in codebook:
@@ -2005,29 +2013,52 @@ def _typed_frame(
             is_float = col != var.special_col and (
                 var.type in INTEGER_TYPES | FLOAT_TYPES or var.type == "multi_select"
             )
-            if arr is None:
-                if is_float:
-                    data[col] = np.full(n, np.nan)
-                elif var.type == "date" and col == var.id:
-                    data[col] = np.full(n, np.datetime64("NaT", "ns"), dtype="datetime64[ns]")
-                else:
-                    data[col] = _take_str(np.array([None], dtype=object), None, n)
-                continue
-            if isinstance(arr, _LazyStr):
-                data[col] = arr.take(rows)
-            elif is_float or (var.type == "date" and col == var.id):
-                data[col] = arr[rows]
+            pos = len(names)
+            names.append(col)
+            if is_float:
+                floats.append((pos, arr))
+            elif var.type == "date" and col == var.id:
+                dates.append((pos, arr))
             else:
-                data[col] = pd.Series(np.asarray(arr, dtype=object)[rows], dtype="str")
+                texts.append((pos, arr))
     if absent:
         warnings.append(
             f"{name}: {len(absent)} optional variable(s) absent from the export (left empty): "
             + ", ".join(absent[:15])
             + (" …" if len(absent) > 15 else "")
         )
-    data["source_file"] = pd.Series(np.full(n, name, dtype=object), dtype="str")
-    data["source_line"] = raw.lines[rows].astype(np.int64)
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    float_block = np.empty((len(floats), n), dtype=np.float64)
+    for i, (_, arr) in enumerate(floats):
+        if arr is None:
+            float_block[i] = np.nan
+        else:
+            np.take(np.asarray(arr, dtype=np.float64), rows, out=float_block[i])
+    date_block = np.empty((len(dates), n), dtype="datetime64[ns]")
+    for i, (_, arr) in enumerate(dates):
+        date_block[i] = np.datetime64("NaT", "ns") if arr is None else arr[rows]
+    text_arrays = []
+    for _, arr in texts:
+        if arr is None:
+            series = _take_str(np.array([None], dtype=object), None, n)
+        elif isinstance(arr, _LazyStr):
+            series = arr.take(rows)
+        else:
+            series = pd.Series(np.asarray(arr, dtype=object)[rows], dtype="str")
+        text_arrays.append(series.array)
+    names += ["source_file", "source_line"]
+    text_arrays.append(pd.Series(np.full(n, name, dtype=object), dtype="str").array)
+    text_pos = [p for p, _ in texts] + [len(names) - 2]
+    blocks: list[tuple[Any, np.ndarray]] = [
+        (arr, np.array([p], dtype=np.intp)) for p, arr in zip(text_pos, text_arrays, strict=True)
+    ]
+    blocks.append((raw.lines[rows].astype(np.int64)[None, :], np.array([len(names) - 1])))
+    if floats:
+        blocks.append((float_block, np.array([p for p, _ in floats], dtype=np.intp)))
+    if dates:
+        blocks.append((date_block, np.array([p for p, _ in dates], dtype=np.intp)))
+    from pandas.api.internals import create_dataframe_from_blocks
+
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(names))
 
 
 def _assemble(raw, valid, err, norms, warnings, report_errors, name, id_j) -> IngestResult:
