@@ -275,8 +275,12 @@ def _sniff_format(path: Path, head: bytes) -> str:
     return "csv"
 
 
-def _decode(data: bytes, name: str, forced: str | None) -> tuple[str, str, list[str]]:
-    """Return (text, encoding name, warnings); raise FileRejectedError when undecidable."""
+def _decode(data: bytes, name: str, forced: str | None) -> tuple[str | None, str, list[str]]:
+    """Return (text, encoding name, warnings); raise FileRejectedError when undecidable.
+
+    ``text`` is None for pure ASCII without a forced encoding: the bytes are already the UTF-8
+    text (no decoding of a large file into a string only to encode it back).
+    """
     if forced:
         try:
             return data.decode(forced), forced, []
@@ -314,6 +318,8 @@ def _decode(data: bytes, name: str, forced: str | None) -> tuple[str, str, list[
             except UnicodeDecodeError:
                 pass
         raise FileRejectedError(f"{name}: binary content (NUL bytes): not a text survey export")
+    if data.isascii():
+        return None, "utf-8", []
     try:
         return data.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError:
@@ -570,12 +576,14 @@ def _read_csv(
     import pyarrow.csv as pacsv
 
     text, enc, warnings = _decode(data, name, encoding)
-    if not text.strip():
-        raise FileRejectedError(f"{name}: the file is empty")
-    buf = text.encode("utf-8") if enc not in {"utf-8"} else data
+    buf = data if text is None or enc == "utf-8" else text.encode("utf-8")
     del text
+    if not buf or buf.isspace():
+        raise FileRejectedError(f"{name}: the file is empty")
+    from ._csvscan import newlines, scan_records
+
     arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == 10)
+    nl = newlines(arr)
     line_starts = np.concatenate([[0], nl + 1])
 
     def line_of(pos: np.ndarray) -> np.ndarray:
@@ -631,8 +639,6 @@ def _read_csv(
     # rebuild records after the header with the header's field count (stray-quote breaking)
     n_total = len(buf)
     data_start = int(line_starts[last_header]) if last_header < len(line_starts) else n_total
-    from ._csvscan import scan_records
-
     pieces_s, pieces_e, pieces_q, pieces_d = [], [], [], []
     pos = data_start
     while pos < n_total:
@@ -725,7 +731,10 @@ def _read_csv(
     def parse_with_arrow(source) -> Any:
         return pacsv.read_csv(
             source,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+            # ~128 blocks: small enough for both threads, few enough to unify dictionaries cheaply
+            read_options=pacsv.ReadOptions(
+                column_names=names, block_size=int(np.clip(len(buf) // 128, 1 << 20, 1 << 22))
+            ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delim,
                 quote_char='"' if use_quotes else False,
@@ -746,18 +755,28 @@ def _read_csv(
     codes: list[np.ndarray] = []
     uniques: list[np.ndarray] = []
     table = None
-    if len(g):
-        contiguous = not broken and not len(bad) and not blank[int(g[0]) :].any()
+    keep_rows = None  # rows of the table to keep when it holds more than the good records
+    if len(g) and not broken:
+        # the whole data region in place: Arrow skips the records with a wrong field count and
+        # empty lines; blank-looking and footer records it parsed are dropped afterwards
+        parsed = np.flatnonzero((fcount == n_fields) & (lengths > 0))
         try:
-            if contiguous:
-                src = pa.BufferReader(pa.py_buffer(buf)[int(starts[g[0]]) :])
-            else:
-                src = pa.BufferReader(pa.py_buffer(_join_runs(buf, starts, ends, ends_nocr, g)))
+            table = parse_with_arrow(pa.BufferReader(pa.py_buffer(buf)[int(starts[0]) :]))
+            if table.num_rows != len(parsed):
+                table = None
+            elif len(parsed) != len(g):
+                keep_rows = good[parsed]
+        except (pa.ArrowInvalid, pa.ArrowException):
+            table = None
+    if table is None and len(g):
+        try:
+            src = pa.BufferReader(pa.py_buffer(_join_runs(buf, starts, ends, ends_nocr, g)))
             table = parse_with_arrow(src)
             if table.num_rows != len(g):
                 table = None
         except (pa.ArrowInvalid, pa.ArrowException):
             table = None
+        keep_rows = None
     if table is not None:
         table = table.unify_dictionaries()
         for j in range(n_fields):
@@ -769,7 +788,9 @@ def _read_csv(
                 dic = np.asarray(col.chunks[0].dictionary.to_pylist(), dtype=object)
             else:
                 idx_arr, dic = np.zeros(0, np.int64), np.array([], dtype=object)
-            codes.append(idx_arr.astype(np.int64, copy=False))
+            if keep_rows is not None:
+                idx_arr = idx_arr[keep_rows]
+            codes.append(idx_arr.astype(np.int32, copy=False))
             uniques.append(dic)
     else:
         rows = [_split_fields(buf[starts[k] : ends_nocr[k]].decode("utf-8"), delim) for k in g]
@@ -2226,7 +2247,7 @@ def ingest_file(
     fmt = _sniff_format(path, data[:64])
     meta["format"] = fmt
     try:
-        if not data.strip():
+        if not data or data.isspace():
             raise FileRejectedError(f"{name}: the file is empty")
         if fmt == "html":
             raise FileRejectedError(
