@@ -760,3 +760,17 @@ def test_stage_robustness_reflects_sampling_error():
     assert got[3] == 1.0  # a missing SE counts as 0
     again = stage_robustness(predict, X, se, stages, n_draws=4000, seed=1)
     np.testing.assert_array_equal(got, again)
+
+
+def test_single_respondent_type_is_indicative(two_waves):
+    """Evaluation grid: « indicatif » with fewer than 2 respondent types, whatever n."""
+    s1, s2, w1, w2 = two_waves
+    w2 = w2.copy()
+    one_type = w2["id_territoire_code"] == "T020"
+    w2["id_type_repondant"] = w2["id_type_repondant"].where(~one_type, "association")
+    m = _run((s1, s2, w1, w2)).maturity.set_index("territory")
+    assert m.loc["T020", "n"] >= 10
+    assert m.loc["T020", "n_types"] == 1
+    assert bool(m.loc["T020", "is_indicative"])
+    assert "single_type" in m.loc["T020", "flags"]
+    assert m.drop(index=["T010", "T011", "T020"])["is_indicative"].sum() == 0

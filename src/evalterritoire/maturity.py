@@ -1138,7 +1138,8 @@ def compute_maturity(
     wave : int
         Wave whose ``maturity`` table is returned.
     min_n : int
-        Territories with fewer scored respondents get ``is_indicative = True``.
+        Territories with fewer scored respondents (or fewer than 5), or answered by a single
+        respondent type, get ``is_indicative = True`` (evaluation grid: « indicatif »).
     random_state : int
         Seed of the clustering and bootstrap.
 
@@ -1278,7 +1279,10 @@ def compute_maturity(
             stage_probability=proba,
             stage_robustness=robust,
             distance=dist,
-            is_indicative=(prof["n"] < min_n).to_numpy(dtype=bool),
+            # evaluation grid: « indicatif » below min_n (at least 5) actors or with one type only
+            is_indicative=((prof["n"] < max(min_n, 5)) | (prof["n_types"] < 2)).to_numpy(
+                dtype=bool
+            ),
             stage_declared=_declared_stages(
                 sorted_responses[w], codebook, weights_by_wave[w], prof["territory"].tolist()
             ),
