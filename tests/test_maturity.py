@@ -666,15 +666,18 @@ def test_profiles_agree_with_design_and_estimates_modules(codebook, wave_demo):
 
 
 # --------------------------------------------------------------------------- real simulator
-@pytest.mark.slow
 def test_simulator_ingest_design_maturity_recovers_ground_truth(tmp_path, codebook):
-    """Project simulator (small) → ingest → design → compute_maturity, ARI against the truth."""
+    """Project simulator at the demo's size and noise → ingest → design → compute_maturity.
+
+    The issue's bar: adjusted Rand index ≥ 0.9 against the true stages (bench/bench_maturity.py
+    reports how it degrades with fewer respondents per territory).
+    """
     from evalterritoire.config import load_study
     from evalterritoire.design import build_design
     from evalterritoire.ingest import ingest_file
     from evalterritoire.simulate import simulate_waves
 
-    simulate_waves(tmp_path, n_territories=24, n_respondents=1200, waves=[2024, 2025], seed=7)
+    simulate_waves(tmp_path, n_territories=60, n_respondents=3000, waves=[2024, 2025], seed=7)
     responses, designs = {}, {}
     for w in (2024, 2025):
         cfg = load_study(tmp_path / str(w) / "study.toml")
@@ -695,8 +698,8 @@ def test_simulator_ingest_design_maturity_recovers_ground_truth(tmp_path, codebo
         got = out.profiles[out.profiles["wave"] == w].merge(
             truth[truth["wave"] == w], on="territory", validate="one_to_one"
         )
-        assert len(got) == 24
-        assert adjusted_rand_score(got["true_stage"], got["stage"].astype(int)) >= 0.8
+        assert len(got) == 60
+        assert adjusted_rand_score(got["true_stage"], got["stage"].astype(int)) >= 0.9
     tr = out.transitions.merge(truth[truth["wave"] == 2025], on="territory")
     assert (tr["to_stage"] == tr["true_stage"]).mean() >= 0.85
 
