@@ -1679,7 +1679,7 @@ def _process(
             special = p.special
             if spec.kind in {"int", "float"}:
                 vals = np.where(p.status == _VALUE, p.value, np.nan).astype(float)
-                columns[var.id] = vals[codes]
+                columns[var.id] = _LazyNum(vals, codes)
             elif spec.kind == "multi":
                 for okey in var.options:
                     ov = np.array(
@@ -1689,7 +1689,7 @@ def _process(
                         ],
                         dtype=float,
                     )
-                    columns[f"{var.id}__{okey}"] = ov[codes]
+                    columns[f"{var.id}__{okey}"] = _LazyNum(ov, codes)
             elif spec.kind == "date":
                 dv = np.array(
                     [
@@ -1921,6 +1921,26 @@ class _LazyStr:
         return rank[self.codes]
 
 
+@dataclass(frozen=True)
+class _LazyNum:
+    """A numeric column kept as per-unique values and row codes until the typed frame takes it.
+
+    ``numpy.asarray`` gives the full column (used by the row-level checks that need it); the
+    typed frame gathers only its output rows through the codes, never the float column itself.
+    """
+
+    per_unique: np.ndarray
+    codes: np.ndarray
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.per_unique[self.codes]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def take_into(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Write the values of ``rows`` into ``out`` (float64)."""
+        np.take(self.per_unique.astype(np.float64, copy=False), self.codes[rows], out=out)
+
+
 def _output_order(ok_rows: np.ndarray, columns: Mapping[str, Any], lines: np.ndarray) -> np.ndarray:
     """Positions of the valid rows in output order: territory, respondent id, then line.
 
@@ -1931,8 +1951,8 @@ def _output_order(ok_rows: np.ndarray, columns: Mapping[str, Any], lines: np.nda
         arr = columns.get(col)
         if isinstance(arr, _LazyStr):
             keys.append(arr.sort_rank()[ok_rows])
-        elif isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
-            v = arr[ok_rows]
+        elif isinstance(arr, _LazyNum | np.ndarray) and np.asarray(arr).dtype.kind == "f":
+            v = np.asarray(arr)[ok_rows]
             keys.append(np.where(np.isnan(v), np.inf, v))
     return ok_rows[np.lexsort(keys)] if len(keys) > 1 else ok_rows
 
@@ -1986,7 +2006,7 @@ def _option_columns(var, cols, raw, columns, errors, norms, name) -> None:
         vals = val[codes]
         if text is not None:
             status, value, tcodes = text
-            from_text = columns[cname]
+            from_text = np.asarray(columns[cname], dtype=float)
             both = ~np.isnan(vals) & ~np.isnan(from_text)
             diff = np.flatnonzero(both & (vals != from_text))
             if len(diff):
@@ -2052,6 +2072,8 @@ def _typed_frame(
     for i, (_, arr) in enumerate(floats):
         if arr is None:
             float_block[i] = np.nan
+        elif isinstance(arr, _LazyNum):
+            arr.take_into(rows, float_block[i])
         else:
             np.take(np.asarray(arr, dtype=np.float64), rows, out=float_block[i])
     date_block = np.empty((len(dates), n), dtype="datetime64[ns]")
