@@ -124,8 +124,8 @@ class FittedModel:
     table : DataFrame
         One row per term (columns :data:`MODEL_COLUMNS`).
     vcov : DataFrame
-        Covariance of the estimated coefficients (rows and columns named by term; design-based
-        except for mixed models).
+        Design-based covariance of the estimated coefficients (rows and columns named by term;
+        mixed models: fixed effects only; separated coefficients: missing).
     diagnostics : dict
         JSON-ready: n, PSUs, degrees of freedom, convergence, flags with messages,
         dropped terms, separation, influential territories, fit statistics.
@@ -497,9 +497,22 @@ def _ordinal_fit(y, X, w, start=None, maxiter: int | None = None):
     if start is None:
         from statsmodels.miscmodels.ordinal_model import OrderedModel
 
+        p = X.shape[1]
+
         class _WeightedOrderedModel(OrderedModel):
             def loglike(self, params):
                 return float(np.sum(w * self.loglikeobs(params)))
+
+            def score(self, params):
+                # analytic score (statsmodels differentiates numerically): chain rule from
+                # (β, cuts) to its parameters (β, cut_0, log(cut_k − cut_{k−1}))
+                params = np.asarray(params, dtype=float)
+                raw = params[p:]
+                steps = np.exp(raw[1:])
+                cuts = raw[0] + np.concatenate([[0.0], np.cumsum(steps)])
+                g = w @ _ordinal_parts(y, X, np.concatenate([params[:p], cuts]), n_cuts)[1]
+                tail = np.cumsum(g[p:][::-1])[::-1]  # Σ_{k ≥ j} ∂ℓ/∂cut_k
+                return np.concatenate([g[:p], [tail[0]], steps * tail[1:]])
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -997,7 +1010,7 @@ def fit_model(
         V = np.full_like(V, np.nan)
 
     influential = []
-    if design.is_replicate:
+    if design.is_replicate and not mixed:
         influence_check = "skipped: replicate-weight design (no Taylor variance to judge by)"
         flag("*", "influence_skipped")
         messages.append("influence des territoires non évaluée : plan à poids répliqués")
