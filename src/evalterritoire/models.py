@@ -24,8 +24,10 @@ covariance comes from the survey design, as R ``survey`` computes it:
   estimating equations ``Σ_i U_i = 0`` with the per-respondent score
   ``U_i = x_i (y_i − x_i'β − û_g) / σ²`` (``û_g`` the group's BLUP), and
   ``V = A⁻¹ V_design(Σ U_i) A⁻¹`` with ``A = X'V⁻¹X``; the middle term comes from
-  :meth:`~evalterritoire.design.SurveyDesign.variance_of_totals` on the design *without its
-  calibration* (an unweighted estimator does not depend on the calibrated weights). The
+  :meth:`~evalterritoire.design.SurveyDesign.variance_of_totals` on a design whose clusters
+  are the PSUs merged with the groups (a group's score is not a sum of independent PSU terms),
+  with the design's strata when they nest the clusters, with replacement and without
+  calibration (the estimator does not use the weights); see ``docs/models.md``. The
   uncertainty of ``τ²`` and ``σ²`` is not propagated, and the variance components have no SE.
 
 Diagnostics (each a flag in the table and an entry in the diagnostics mapping, never a silent
@@ -34,7 +36,8 @@ the logistic and the cumulative logit; the coefficients that diverge are publish
 with the flag, the others are flagged), collinear terms (dropped like R's aliased
 coefficients), a singular information matrix, too few PSUs for the number of parameters,
 non-convergence, and influential territories (removing a territory moves a coefficient by more
-than its standard error; skipped, and said so, on replicate-weight designs).
+than its standard error; skipped, and said so, for linear, logistic and ordinal models on
+replicate-weight designs, whose ``n_psu`` is missing).
 """
 
 from __future__ import annotations
