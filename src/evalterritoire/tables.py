@@ -617,7 +617,11 @@ _MODEL_KINDS = {
     "linear": ("régression linéaire pondérée", "Coefficient"),
     "logistic": ("régression logistique pondérée", "Rapport de cotes"),
     "ordinal": ("logit cumulatif pondéré", "Rapport de cotes"),
-    "mixed": ("modèle mixte (effet aléatoire par territoire, non pondéré)", "Coefficient"),
+    "mixed": (
+        "modèle mixte (effet aléatoire par territoire, estimation non pondérée, "
+        "erreurs-types selon le plan de sondage)",
+        "Coefficient",
+    ),
 }
 
 
