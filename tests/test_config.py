@@ -34,6 +34,7 @@ def test_minimal_study_and_relative_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent)  # the working directory must not matter
     cfg = load_study(path)
     assert cfg.wave == 2025
+    assert cfg.name == "Test"
     assert cfg.exports == ((tmp_path / "surveys/2025/export.csv").resolve(),)
     assert cfg.build_dir == (tmp_path / "build" / "2025").resolve()
     assert cfg.reports_dir == (tmp_path / "reports" / "2025").resolve()
@@ -82,6 +83,7 @@ templates_dir = "../../notebooks/templates"
         encoding="utf-8",
     )
     cfg = load_study(path)
+    assert cfg.name == "Test"  # not overwritten by a [report] key
     assert cfg.design.weight == "w"
     assert cfg.design.strata is None
     assert cfg.calibration.margins == {"id_type_repondant": {"elu": 100.0, "asso": 50.5}}

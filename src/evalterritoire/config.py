@@ -589,16 +589,16 @@ def load_study(path: str | Path) -> StudyConfig:
         path,
     )
     limits: dict[str, Any] = {}
-    for name, kind, minimum in (
+    for key, kind, minimum in (
         ("timeout", (int, float), 0),
         ("retries", int, -1),
         ("max_reports_per_kernel", int, 0),
         ("max_kernel_memory_mb", (int, float), 0),
     ):
-        value = _typed(rep, name, kind, "report", path)
+        value = _typed(rep, key, kind, "report", path)
         if value is not None and value <= minimum:
-            raise _fail(path, f"report.{name}", f"must be greater than {minimum}, got {value!r}")
-        limits[name] = value
+            raise _fail(path, f"report.{key}", f"must be greater than {minimum}, got {value!r}")
+        limits[key] = value
     formats = _str_list(rep.get("formats"), "report.formats", path) or ("html",)
     for f in formats:
         _choice(f, REPORT_FORMATS, "report.formats", path)
