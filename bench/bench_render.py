@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PY = ROOT / "notebooks" / "templates" / "territory_report.py"
 CONTEXTS = ROOT / "build" / "2025" / "contexts"
-#: Classes of an output's content in nbconvert's ``lab`` (naive loop) and ``basic`` (ours) pages.
-_OUTPUT_CLASSES = ("jp-OutputArea-output", "output_subarea")
+#: Classes of an output's content in nbconvert's ``lab`` page (naive loop) and in ours.
+_OUTPUT_CLASSES = ("jp-OutputArea-output", "output_subarea", "et-output")
 _STDERR_MIME = "application/vnd.jupyter.stderr"
 #: HTML whitespace (folded); non-breaking spaces are French typography and are kept.
 _SPACES = re.compile(r"[ \t\n\r\f]+")
