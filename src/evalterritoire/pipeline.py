@@ -539,10 +539,13 @@ def _write_run_manifest(
         for p in config.build_dir.rglob("*")
         if p.is_file() and p.suffix in {".parquet", ".json", ".csv"} and not p.name.startswith(".")
     )
+    # the study's own formats only: a PDF or DOCX an evaluator rendered for one territory with
+    # `report --format` is not part of the study (its re-run would never produce it)
+    suffixes = {".html"} | {f".{f}" for f in config.report.formats if f in {"pdf", "docx"}}
     reports = sorted(
         p
         for p in config.reports_dir.rglob("*")
-        if p.is_file() and p.suffix in {".html", ".pdf", ".docx"} and not p.name.startswith(".")
+        if p.is_file() and p.suffix in suffixes and not p.name.startswith(".")
     )
     manifest = build_manifest(
         config,
