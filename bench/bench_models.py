@@ -189,6 +189,23 @@ def _rows(table: pd.DataFrame, truth_models: list[dict], seed: int, source: str)
     return rows
 
 
+def simulate_wave(
+    tmp: Path, seed: int, n_territories: int, n_respondents: int
+) -> tuple[Any, dict[str, Any], pd.DataFrame]:
+    """Simulate wave 2025 under ``tmp``: its study config, the ground truth and the true stages.
+
+    The study writes to ``../../build``, which stays inside ``tmp``.
+    """
+    out = tmp / "surveys"
+    simulate_waves(
+        out, n_territories=n_territories, n_respondents=n_respondents, waves=[2025], seed=seed
+    )
+    cfg = load_study(out / "2025" / "study.toml")
+    truth = json.loads((out / "ground_truth" / "truth.json").read_text(encoding="utf-8"))
+    stages = pd.read_csv(out / "ground_truth" / "stages.csv", dtype={"territory": str})
+    return cfg, truth, stages
+
+
 # --------------------------------------------------------------------------- parametric mode
 _STATE: dict[str, Any] = {}
 
@@ -198,13 +215,7 @@ def build_base(seed: int, n_territories: int, n_respondents: int) -> dict[str, A
     import patsy
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "surveys"  # the study writes to ../../build: inside tmp
-        simulate_waves(
-            out, n_territories=n_territories, n_respondents=n_respondents, waves=[2025], seed=seed
-        )
-        cfg = load_study(out / "2025" / "study.toml")
-        truth = json.loads((out / "ground_truth" / "truth.json").read_text(encoding="utf-8"))
-        stages = pd.read_csv(out / "ground_truth" / "stages.csv", dtype={"territory": str})
+        cfg, truth, stages = simulate_wave(Path(tmp), seed, n_territories, n_respondents)
         codebook = pipeline.load_study_codebook(cfg)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -325,13 +336,7 @@ def run_seed(seed: int, n_territories: int, n_respondents: int) -> pd.DataFrame:
     """
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "surveys"  # the study writes to ../../build: inside tmp
-        simulate_waves(
-            out, n_territories=n_territories, n_respondents=n_respondents, waves=[2025], seed=seed
-        )
-        cfg = load_study(out / "2025" / "study.toml")
-        truth = json.loads((out / "ground_truth" / "truth.json").read_text(encoding="utf-8"))
-        stages = pd.read_csv(out / "ground_truth" / "stages.csv", dtype={"territory": str})
+        cfg, truth, stages = simulate_wave(Path(tmp), seed, n_territories, n_respondents)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pipeline.run_ingest(cfg)

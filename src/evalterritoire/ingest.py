@@ -1951,9 +1951,10 @@ def _output_order(ok_rows: np.ndarray, columns: Mapping[str, Any], lines: np.nda
         arr = columns.get(col)
         if isinstance(arr, _LazyStr):
             keys.append(arr.sort_rank()[ok_rows])
-        elif isinstance(arr, _LazyNum | np.ndarray) and np.asarray(arr).dtype.kind == "f":
+        elif isinstance(arr, _LazyNum | np.ndarray):
             v = np.asarray(arr)[ok_rows]
-            keys.append(np.where(np.isnan(v), np.inf, v))
+            if v.dtype.kind == "f":
+                keys.append(np.where(np.isnan(v), np.inf, v))
     return ok_rows[np.lexsort(keys)] if len(keys) > 1 else ok_rows
 
 
