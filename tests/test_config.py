@@ -65,6 +65,7 @@ method = "gmm"
 [[models]]
 name = "m1"
 formula = "score_global ~ C(id_type_repondant)"
+small_sample = true
 
 [[models]]
 name = "m2"
@@ -91,6 +92,7 @@ templates_dir = "../../notebooks/templates"
     assert cfg.maturity.method == "gmm"
     assert [m.name for m in cfg.models] == ["m1", "m2"]
     assert cfg.models[1].groups == "id_territoire_code"
+    assert (cfg.models[0].small_sample, cfg.models[1].small_sample) == (True, False)
     assert cfg.report.formats == ("html", "pdf")
     assert cfg.report.templates_dir == (tmp_path / "notebooks/templates").resolve()
 
@@ -109,6 +111,10 @@ templates_dir = "../../notebooks/templates"
         (
             "\n[[models]]\nname = 'm'\nkind = 'mixed'\nformula = 'y ~ x'\n",
             r"needs a grouping column",
+        ),
+        (
+            "\n[[models]]\nname = 'm'\nformula = 'y ~ x'\nsmall_sample = 'yes'\n",
+            r"small_sample",
         ),
         ("\n[report]\nformats = ['odt']\n", r"report.formats\] must be one of"),
         ("\n[colour]\nx = 1\n", r"unknown key\(s\) colour"),

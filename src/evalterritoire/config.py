@@ -41,6 +41,7 @@ Example
     kind = "linear"                   # linear | logistic | ordinal | mixed (alias: family)
     formula = "score_global ~ C(id_type_repondant) + ctx_densite"
     superpopulation = true            # variance without fpc: model parameters, not census values
+    small_sample = true               # working-model bias correction and Satterthwaite df
 
     [report]
     territory_template = "territory_report"
@@ -147,6 +148,11 @@ class ModelSpec:
     error. ``maxiter`` caps the iterations of the iterative fits (logistic IRLS, ordinal
     optimiser and Newton steps, mixed-model optimiser; the linear model is solved exactly);
     without it each algorithm keeps its default.
+
+    ``small_sample = true`` corrects the sandwich for a small or unbalanced number of PSUs
+    (:mod:`evalterritoire.sandwich`: variance rescaled to be unbiased under a working model of
+    independent errors, Kott 1994; per-coefficient Satterthwaite degrees of freedom, Bell &
+    McCaffrey 2002). Off by default: the default intervals are R ``svyglm``'s.
     """
 
     name: str
@@ -156,6 +162,7 @@ class ModelSpec:
     description: str = ""
     superpopulation: bool = False
     maxiter: int | None = None
+    small_sample: bool = False
 
     @property
     def family(self) -> str:
@@ -536,7 +543,7 @@ def load_study(path: str | Path) -> StudyConfig:
         _check_keys(
             m,
             {"name", "formula", "kind", "family", "groups", "description", "superpopulation"}
-            | {"maxiter"},
+            | {"maxiter", "small_sample"},
             key,
             path,
         )
@@ -566,6 +573,7 @@ def load_study(path: str | Path) -> StudyConfig:
                 description=_typed(m, "description", str, key, path, default=""),
                 superpopulation=_typed(m, "superpopulation", bool, key, path, default=False),
                 maxiter=maxiter,
+                small_sample=_typed(m, "small_sample", bool, key, path, default=False),
             )
         )
 

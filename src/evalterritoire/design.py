@@ -55,6 +55,7 @@ __all__ = [
     "CALIBRATION_METHODS",
     "LONELY_PSU_RULES",
     "REPLICATE_TYPES",
+    "LinearOperator",
     "SurveyDesign",
     "build_design",
     "compute_kish_effective_n",
@@ -175,6 +176,40 @@ class _Stage:
     n_in_group: np.ndarray  # (n_groups,) sampled units per group
     coef: np.ndarray  # (n_groups,) variance coefficient
     centre: np.ndarray  # (n_groups,) bool: centre unit totals within the group
+
+
+@dataclass(frozen=True)
+class LinearOperator:
+    """The Taylor variance of a single-stage design as a linear map.
+
+    See :meth:`SurveyDesign.linear_operator`.
+    """
+
+    unit: np.ndarray  # (n,) unit (PSU) code of each row
+    n_units: int
+    stage: _Stage
+    calibration: tuple[tuple[np.ndarray, np.ndarray], ...]  # (E, F): z ← z − E (F' z)
+    domain: np.ndarray | None  # (n,) 1.0 inside the design's domain, 0.0 outside
+
+    def apply(self, z: np.ndarray) -> np.ndarray:
+        """``τ`` of per-row contributions ``z`` (n, m): ``variance_of_totals(z) = τ'τ``."""
+        z = np.asarray(z, dtype=float)
+        if self.domain is not None:
+            z = z * self.domain[:, None]
+        for E, F in self.calibration:
+            z = z - E @ (F.T @ z)
+        return self.deviations(self.unit_totals(z))
+
+    def unit_totals(self, z: np.ndarray) -> np.ndarray:
+        """Sums of the rows of ``z`` (n, m) within units: (n_units, m)."""
+        return _rowsum(self.unit, self.n_units, z)
+
+    def deviations(self, t: np.ndarray) -> np.ndarray:
+        """Unit totals (n_units, m) → scaled deviations ``τ`` with ``variance = τ'τ``."""
+        st = self.stage
+        g = _rowsum(st.group, st.n_groups, t)
+        centre = np.where(st.centre, 1.0 / st.n_in_group, 0.0)
+        return (t - (g * centre[:, None])[st.group]) * np.sqrt(st.coef[st.group])[:, None]
 
 
 class SurveyDesign:
@@ -783,6 +818,42 @@ class SurveyDesign:
         stage = _Stage(st.unit, st.n_units, st.group, st.n_groups, n_in, coef, centre)
         spec = dict(self._spec, fpc=None, psu2=None, fpc2=None)
         return self._copy(_stages=(stage,), _spec=spec)
+
+    def linear_operator(self) -> LinearOperator:
+        """The variance as a linear map: ``variance_of_totals(z) = τ'τ`` with ``τ = D(z)``.
+
+        ``D`` residualises ``z`` on the calibration steps (``z ← z − E_s F_s' z`` in order), sums
+        the rows within units (PSUs) and centres and scales the unit totals within their strata.
+        Small-sample corrections of the model sandwich (:mod:`evalterritoire.sandwich`) need the
+        pieces separately to compute the expectation of the variance estimator under a working
+        model without forming ``n × n`` matrices.
+
+        Returns
+        -------
+        LinearOperator
+            ``unit`` (row → unit code), ``n_units``, ``deviations`` (unit totals → ``τ``) and
+            the calibration steps as ``(E, F)`` pairs of ``(n, q)`` arrays.
+
+        Raises
+        ------
+        DesignError
+            For a replicate-weight design or a design with a second-stage variance term (take
+            :meth:`without_fpc` first).
+        """
+        if self._rep is not None:
+            raise DesignError("a replicate-weight design has no linearisation operator")
+        if len(self._stages) != 1:
+            raise DesignError(
+                "the linearisation operator covers a single stage (use without_fpc() first)"
+            )
+        stage = self._stages[0]
+        steps = []
+        for step in self._cal:
+            E = step.x * step.w_after[:, None]
+            F = (step.x * (step.w_before / step.w_after)[:, None]) @ step.pinv.T
+            steps.append((E, F))
+        domain = None if self._domain is None else self._domain.astype(float)
+        return LinearOperator(stage.unit, stage.n_units, stage, tuple(steps), domain)
 
     @property
     def replicate_weights(self) -> np.ndarray | None:

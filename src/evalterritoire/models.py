@@ -53,7 +53,8 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from evalterritoire.errors import ModelError
+from evalterritoire.errors import DesignError, ModelError
+from evalterritoire.sandwich import WorkingModel, small_sample_correction
 
 if TYPE_CHECKING:
     from evalterritoire.codebook import Codebook
@@ -682,6 +683,48 @@ def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n
     return design.variance_of_totals(z)
 
 
+def _working_model(kind: str, data: _Data, X, w, est: _Estimation) -> WorkingModel:
+    """Score loadings of the working model (independent standardised errors) of each family.
+
+    Linear and logistic: one error per respondent, ``s_i = w_i √v_i x_i ε_i`` (``v`` the
+    variance function, 1 for the linear model) and ``M_i = w_i v_i x_i x_i'``. Ordinal: one
+    error per respondent and category, loadings ``w_i √p_ik g_ik`` with ``g_ik`` the score had
+    the answer been ``k`` (the expected information is ``Σ_k p_ik g_ik g_ik'``). Mixed: the
+    errors ``ε_g = V_g^{-1/2} r_g`` of each group, loadings ``X_g'V_g^{-1/2}`` whose column ``j`` is
+    ``(x_j + (ρ_g − 1) x̄_g)/σ`` with ``ρ_g = (1 + n_g τ²/σ²)^{-1/2}``, and ``M_i`` from the GLS
+    derivative ``A = L'R``.
+    """
+    rows = data.rows
+    beta = est.beta
+    if kind in ("linear", "logistic"):
+        mu = expit(X @ beta)
+        v = np.ones(len(rows)) if kind == "linear" else mu * (1.0 - mu)
+        C = X * np.sqrt(v)[:, None]
+        G = C * w[:, None]
+        return WorkingModel(rows, G, rows, G, C)
+    if kind == "ordinal":
+        n_cuts = beta.size - X.shape[1]
+        Cs, rows_k = [], []
+        for k in range(n_cuts + 1):
+            ll, score = _ordinal_parts(np.full(len(rows), k), X, beta, n_cuts)
+            Cs.append(score * np.sqrt(np.exp(ll))[:, None])
+            rows_k.append(rows)
+        C = np.vstack(Cs)
+        G = C * np.tile(w, n_cuts + 1)[:, None]
+        idx = np.concatenate(rows_k)
+        return WorkingModel(idx, G, idx, G, C)
+    diag = est.diagnostics
+    sigma2, tau2 = diag["residual_variance"], diag["group_variance"]
+    _, g = np.unique(data.groups, return_inverse=True)
+    n_g = np.bincount(g).astype(float)
+    means = np.zeros((n_g.size, X.shape[1]))
+    np.add.at(means, g, X)
+    means /= n_g[:, None]
+    rho = 1.0 / np.sqrt(1.0 + n_g * tau2 / sigma2)
+    G = (X + (rho - 1.0)[g][:, None] * means[g]) / np.sqrt(sigma2)
+    return WorkingModel(rows, G, rows, est.L, est.R)
+
+
 def _influence(design: SurveyDesign, data: _Data, est: _Estimation, Ainv, se):
     """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE.
 
@@ -982,9 +1025,31 @@ def fit_model(
     elif free.size:
         Ainv[np.ix_(free, free)] = np.linalg.inv(A_free)
     V = _variance(var_design, data, spec.kind, data.y, X, w, beta, est.U, Ainv, n_cuts)
-    se = np.sqrt(np.clip(np.diag(V), 0.0, None))
     n_coef = beta.size  # coefficients with a design variance
     df_resid = design_df + 1 - n_coef
+    df_coef = np.full(n_coef, float(df_resid))
+    small: dict[str, Any] = {}
+    if spec.small_sample:
+        if design.is_replicate and not mixed:
+            raise ModelError(
+                f"model '{spec.name}': small_sample needs a Taylor design (replicate-weight "
+                "variances come from refits, which already account for leverage)"
+            )
+        try:
+            op = var_design.without_fpc().linear_operator()
+        except DesignError as exc:
+            raise ModelError(f"model '{spec.name}': small_sample: {exc}") from exc
+        wm = _working_model(spec.kind, data, X, np.ones_like(w) if mixed else w, est)
+        ss = small_sample_correction(op, Ainv, wm, free)
+        root = np.sqrt(ss.kappa)
+        V = V * root[:, None] * root[None, :]
+        df_coef = np.where(np.isfinite(ss.df), np.minimum(ss.df, df_resid), df_resid)
+        small = {
+            "small_sample": "Kott (1994) working-model bias correction, Bell-McCaffrey df",
+            "small_sample_se_factor": dict(zip(names, map(float, root), strict=True)),
+            "small_sample_df": dict(zip(names, map(float, df_coef), strict=True)),
+        }
+    se = np.sqrt(np.clip(np.diag(V), 0.0, None))
     if design_df < n_coef:
         flag("*", "few_psu")
         if mixed:
@@ -999,11 +1064,11 @@ def fit_model(
         messages.append("l'estimation n'a pas convergé")
     if df_resid >= 1:
         crit = (
-            stats.t.ppf(0.5 + level / 2, df_resid) if ci == "t" else stats.norm.ppf(0.5 + level / 2)
+            stats.t.ppf(0.5 + level / 2, df_coef) if ci == "t" else stats.norm.ppf(0.5 + level / 2)
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             tstat = beta / se
-        p_value = 2 * stats.t.sf(np.abs(tstat), df_resid)
+        p_value = 2 * stats.t.sf(np.abs(tstat), df_coef)
         ci_low, ci_high = beta - crit * se, beta + crit * se
     else:
         flag("*", "no_df")
@@ -1093,6 +1158,10 @@ def fit_model(
     table = _finish_table(
         rows, spec, data, n_psu, df_resid, est.n_params, design_df, est.r2, est.r2_kind, est.loglik
     )
+    if spec.small_sample:
+        table.loc[table["term"].isin(names), "df"] = table["term"].map(
+            dict(zip(names, df_coef, strict=True))
+        )
     vcov = pd.DataFrame(V, index=names, columns=names)
     if mixed:
         variance = (
@@ -1127,8 +1196,9 @@ def fit_model(
         "r2": est.r2,
         "r2_kind": est.r2_kind,
         "loglik": est.loglik,
-        "variance": variance,
+        "variance": variance + ("; small-sample corrected" if spec.small_sample else ""),
         "ci": ci,
+        **small,
     }
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
 

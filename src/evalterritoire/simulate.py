@@ -1027,6 +1027,7 @@ def _study_toml(
             lines.append(f"groups = {_toml(spec['groups'])}")
         lines.append(f"description = {_toml(spec['description'])}")
         lines.append("superpopulation = true")
+        lines.append("small_sample = true")
     lines += ["", "[report]", 'formats = ["html"]', ""]
     return "\n".join(lines)
 
