@@ -656,13 +656,14 @@ def test_models_table_shows_odds_ratios_with_exponentiated_intervals() -> None:
     rows = [
         {"model": "m_logit", "kind": "logistic", "term": "x", "label": "Présence d'un QPV",
          "estimate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "p_value": 0.01, "odds_ratio": 1.6487,
-         "n": 1200, "n_psu": 80, "flags": "territoire influent : T7"},
+         "n": 1200, "n_psu": 80, "flags": "territoire influent : T7",
+         "variance": "taylor_small_sample"},
         {"model": "m_logit", "kind": "logistic", "term": "cut_0/1", "label": "Seuil",
          "estimate": -3.5, "ci_low": -4.0, "ci_high": -3.0, "p_value": 0.0, "odds_ratio": None,
          "n": 1200, "n_psu": 80, "flags": ""},
         {"model": "m_mixed", "kind": "mixed", "term": "x", "label": "<script>x</script>",
          "estimate": 1.25, "ci_low": 1.0, "ci_high": 1.5, "p_value": 0.0001, "odds_ratio": None,
-         "n": 900, "n_psu": 60, "flags": unweighted},
+         "n": 900, "n_psu": 60, "flags": unweighted, "variance": "gls_taylor"},
         {"model": "m_mixed", "kind": "mixed", "term": "var_groupe", "label": "Variance",
          "estimate": 0.25, "ci_low": None, "ci_high": None, "p_value": None, "odds_ratio": None,
          "n": 900, "n_psu": 60, "flags": unweighted + "; composante de variance (sans erreur-type)"},
@@ -679,6 +680,8 @@ def test_models_table_shows_odds_ratios_with_exponentiated_intervals() -> None:
     assert "Seuil" not in html_text  # cut-points stay in models.parquet
     assert "[1,00\u00a0; 1,50]" in html_text
     assert "erreurs-types du modèle" in html_text
+    assert html_text.count("corrigés pour le petit nombre") == 1  # the logistic caption
+    assert html_text.count("grappes regroupant les territoires") == 1  # the mixed caption
     assert "part entre territoires 25" in html_text  # 0.25 / (0.25 + 0.75)
     assert html_text.count("modèle mixte non pondéré") == 1  # said once, under the caption
     assert "<script>" not in html_text

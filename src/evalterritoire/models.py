@@ -85,6 +85,7 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "n",
     "n_psu",
     "df",
+    "variance",
     "flags",
     "outcome",
     "n_params",
@@ -1158,6 +1159,7 @@ def fit_model(
     table = _finish_table(
         rows, spec, data, n_psu, df_resid, est.n_params, design_df, est.r2, est.r2_kind, est.loglik
     )
+    table["variance"] = _variance_code(spec, design)
     if spec.small_sample:
         table.loc[table["term"].isin(names), "df"] = table["term"].map(
             dict(zip(names, df_coef, strict=True))
@@ -1234,8 +1236,17 @@ def _fit_stats(kind, y, X, w, beta, n_cuts):
     return float(1.0 - ll / ll0), "pseudo-R² de McFadden pondéré", ll
 
 
+def _variance_code(spec: ModelSpec, design: SurveyDesign) -> str:
+    """The ``variance`` column: how the SEs were computed (the reports' captions say it)."""
+    if design.is_replicate and spec.kind != "mixed":
+        return "replicate"
+    code = "gls_taylor" if spec.kind == "mixed" else "taylor"
+    return code + ("_small_sample" if spec.small_sample else "")
+
+
 def _finish_table(rows, spec, data, n_psu, df, n_params, design_df, r2, r2_kind, loglik):
     table = pd.DataFrame(rows)
+    table["variance"] = ""
     table.insert(0, "kind", spec.kind)
     table.insert(0, "model", spec.name)
     table["n"] = np.int64(data.rows.size)

@@ -613,13 +613,26 @@ def render_declared_table(ctx: ReportContext) -> str:
     )
 
 
+#: Caption text of the models' ``variance`` column (how the SEs were computed).
+_VARIANCE_TEXT = {
+    "taylor": "intervalles tenant compte du plan de sondage",
+    "taylor_small_sample": (
+        "intervalles tenant compte du plan de sondage, corrigés pour le petit nombre d'UPE "
+        "(degrés de liberté de Satterthwaite)"
+    ),
+    "replicate": "intervalles par poids répliqués",
+    "gls_taylor": "erreurs-types selon le plan de sondage, grappes regroupant les territoires",
+    "gls_taylor_small_sample": (
+        "erreurs-types selon le plan de sondage, grappes regroupant les territoires, corrigées "
+        "pour leur petit nombre (degrés de liberté de Satterthwaite)"
+    ),
+}
 _MODEL_KINDS = {
     "linear": ("régression linéaire pondérée", "Coefficient"),
     "logistic": ("régression logistique pondérée", "Rapport de cotes"),
     "ordinal": ("logit cumulatif pondéré", "Rapport de cotes"),
     "mixed": (
-        "modèle mixte (effet aléatoire par territoire, estimation non pondérée, "
-        "erreurs-types selon le plan de sondage)",
+        "modèle mixte (effet aléatoire par territoire, estimation non pondérée)",
         "Coefficient",
     ),
 }
@@ -677,14 +690,11 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
                 ]
             )
         n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
+        method = str(all_terms[0].get("variance") or "")
         caption = (
             f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
             f"{fmt_count(n_psu)}{NBSP}UPE ; "
-            + (
-                "erreurs-types du modèle"
-                if kind == "mixed"
-                else "intervalles tenant compte du plan de sondage"
-            )
+            + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
         )
         if kind == "mixed" and not is_missing(variance.get("var_groupe")):
             between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
