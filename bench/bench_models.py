@@ -14,7 +14,7 @@ varying 250-fold, raking on 22 margins, stage coefficients resting on a few terr
 cover 0.91–0.93 (SEs 5–15 % short, t quantile with the design df too small). With four judged
 families and 3 SE the chance of a false alarm is about 1 %.
 
-``--mode parametric`` (default; what ``make bench`` runs: about 2 minutes on 2 cores)
+``--mode parametric`` (default; what ``make bench`` runs: about 90 s on 2 cores)
     One simulated demo wave (``simulate_waves`` → ``run_ingest``, the territories' true stages
     put back in place of the estimated ones) fixes the design (strata, PSUs, fpc, raking), the
     covariates and which answers are missing. Each replicate redraws the four outcomes from
