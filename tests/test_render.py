@@ -219,6 +219,31 @@ def test_failure_only_failed_skip_unchanged_and_changed_inputs(tmp_path):
     assert not (out / ".render_status.jsonl").exists()
 
 
+def test_two_local_workers_render_what_one_worker_renders(tmp_path):
+    """The process pool (2 workers): same files byte for byte, same failures and status."""
+    contexts = {code: _context(tmp_path, code) for code in ("A", "B", "C", "D", "E")}
+    _context(tmp_path, "C", fail=True)
+    tasks = [_task(code, path) for code, path in contexts.items()]
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = _render(tasks, one, formats=("html", "ipynb"))
+    second = _render(tasks, two, formats=("html", "ipynb"), workers=2)
+    assert (second.n_rendered, second.n_failed, second.exit_code) == (4, 1, 1)
+    assert [code for code, _ in second.failed] == [code for code, _ in first.failed] == ["C"]
+    names = sorted(p.name for p in one.iterdir() if not p.name.startswith("."))
+    assert names == sorted(p.name for p in two.iterdir() if not p.name.startswith("."))
+    assert len(names) == 8  # 4 territories × (html, ipynb)
+    for name in names:
+        if name.endswith(".html"):
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+        else:  # executed notebooks: identical once execution times are dropped
+            a, b = (nbformat.read(d / name, as_version=4) for d in (one, two))
+            assert _normalise(a) == _normalise(b), name
+    assert {c: s["status"] for c, s in _status(two).items()} == {
+        c: s["status"] for c, s in _status(one).items()
+    }
+    assert _leftovers(two) == []
+
+
 def test_timeout_and_kernel_death_never_abort_the_batch(tmp_path):
     marker = tmp_path / "died-once"
     contexts = {  # in this order, two kernel starts cover everything
@@ -411,6 +436,30 @@ def test_dask_local_cluster_retries_and_client_side_writes(tmp_path, monkeypatch
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         f"{c}.{f}" for c in contexts for f in ("html", "ipynb")
     )
+
+
+def test_dask_retries_run_out_the_report_fails_the_batch_goes_on(tmp_path):
+    from distributed import LocalCluster
+
+    contexts = {
+        "always_dies": _context(tmp_path, "always_dies", exit_always=True),
+        "fine": _context(tmp_path, "fine"),
+    }
+    tasks = [_task(code, path) for code, path in contexts.items()]
+    out = tmp_path / "out"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        summary = _render(tasks, out, dask_scheduler=cluster.scheduler_address, retries=1)
+    assert (summary.n_rendered, summary.n_failed, summary.exit_code) == (1, 1, 1)
+    assert summary.failed[0][0] == "always_dies"
+    assert "kernel died" in summary.failed[0][1]
+    status = _status(out)
+    assert (status["always_dies"]["status"], status["always_dies"]["attempts"]) == ("failed", 2)
+    assert status["fine"]["status"] == "ok"
+    assert "Territoire fine" in (out / "fine.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in out.glob("always_dies*")) == []
+    assert _leftovers(out) == []
 
 
 # --------------------------------------------------------------------------- digest
