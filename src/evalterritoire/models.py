@@ -38,11 +38,16 @@ coefficients), a singular information matrix, too few PSUs for the number of par
 non-convergence, and influential territories (removing a territory moves a coefficient by more
 than its standard error; skipped, and said so, for linear, logistic and ordinal models on
 replicate-weight designs, whose ``n_psu`` is missing).
+
+Layout: this module fits and publishes (``fit_model``, the families' estimating equations, the
+tidy table); :mod:`evalterritoire.families` holds the likelihoods (separation, weighted GLM,
+cumulative logit), ``_models_data`` the model inputs and French term labels,
+``_models_variance`` the design covariance, the mixed model's clusters, the working model and
+the influence check, and :mod:`evalterritoire.sandwich` the ``small_sample`` correction.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,19 +58,35 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from evalterritoire._models_data import (
+    _STAGE_COL,
+    _cut_label,
+    _Data,
+    _Estimation,
+    _independent_columns,
+    _num,
+    _prepare,
+    term_label,
+)
+from evalterritoire._models_data import _referenced as _referenced  # bench_models uses it
+from evalterritoire._models_variance import (
+    INFLUENCE_SE,
+    _influence,
+    _mixed_variance_design,
+    _variance,
+    _working_model,
+)
 from evalterritoire.errors import DesignError, ModelError
 from evalterritoire.families import (
     _glm_fit,
     _glm_parts,
-    _irls,
     _ordinal_fit,
     _ordinal_hessian,
-    _ordinal_newton,
     _ordinal_parts,
     detect_ordinal_separation,
     detect_separation,
 )
-from evalterritoire.sandwich import WorkingModel, small_sample_correction
+from evalterritoire.sandwich import small_sample_correction
 
 if TYPE_CHECKING:
     from evalterritoire.codebook import Codebook
@@ -106,14 +127,6 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "loglik",
 )
 KINDS: tuple[str, ...] = ("linear", "logistic", "ordinal", "mixed")
-#: A territory whose removal moves a coefficient by more than this many SEs is influential.
-INFLUENCE_SE = 1.0
-_STAGE_COL = "stage"
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LEVEL_TERM = re.compile(
-    r"^(?:C\((?P<cvar>[A-Za-z_]\w*)[^)]*\)|(?P<var>[A-Za-z_]\w*))\[T\.(?P<lvl>.+)\]$"
-)
-
 FLAG_TEXT = {
     "separation": "séparation (quasi) complète : estimation non fiable",
     "separated": "séparation (quasi) complète : coefficient infini, non publié",
@@ -162,371 +175,6 @@ class ModelsResult:
     table: pd.DataFrame
     diagnostics: dict[str, Any]
     models: tuple[FittedModel, ...] = ()
-
-
-# --------------------------------------------------------------------------- data
-@dataclass
-class _Data:
-    y: np.ndarray
-    X: np.ndarray
-    terms: list[str]
-    rows: np.ndarray  # positions in the frame / design
-    outcome: str
-    levels: np.ndarray | None = None
-    groups: np.ndarray | None = None
-    territory: np.ndarray | None = None
-    dropped: list[str] = field(default_factory=list)
-
-
-def _referenced(formula: str, frame: pd.DataFrame) -> list[str]:
-    cols = set(frame.columns)
-    seen: list[str] = []
-    for tok in _TOKEN.findall(formula):
-        if tok in cols and tok not in seen:
-            seen.append(tok)
-    return seen
-
-
-def _plain(series: pd.Series) -> pd.Series:
-    """A column patsy understands: numbers as float/int, anything else as object with None."""
-    if isinstance(series.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(series):
-        return series.astype(object).where(series.notna(), None)
-    values = series.astype(float)
-    finite = values.dropna()
-    if len(finite) and np.all(np.mod(finite.to_numpy(), 1.0) == 0):
-        return values.astype("int64")
-    return values
-
-
-def _prepare(spec: ModelSpec, frame: pd.DataFrame, design: SurveyDesign, territory: str | None):
-    import patsy
-
-    if len(frame) != len(design.data):
-        raise ModelError(
-            f"model '{spec.name}': the frame has {len(frame)} rows but the design "
-            f"{len(design.data)}; build the design from the same rows"
-        )
-    lhs = spec.formula.split("~", 1)[0]
-    cols = _referenced(spec.formula, frame)
-    if not _referenced(lhs, frame):
-        raise ModelError(
-            f"model '{spec.name}': outcome '{lhs.strip()}' is not a column of the data"
-        )
-    needed = list(cols)
-    if spec.kind == "mixed":
-        if not spec.groups or spec.groups not in frame.columns:
-            raise ModelError(f"model '{spec.name}': unknown grouping column '{spec.groups}'")
-        needed.append(spec.groups)
-    mask = design.domain_mask & frame[needed].notna().all(axis=1).to_numpy()
-    rows = np.flatnonzero(mask)
-    if rows.size == 0:
-        raise ModelError(f"model '{spec.name}': no respondent has every variable of the formula")
-    sub = pd.DataFrame({c: _plain(frame[c].iloc[rows]) for c in cols})
-    sub.index = pd.RangeIndex(rows.size)
-    env = patsy.EvalEnvironment([{"np": np}])
-    try:
-        y_df, x_df = patsy.dmatrices(
-            spec.formula, sub, return_type="dataframe", NA_action="raise", eval_env=env
-        )
-    except Exception as exc:  # patsy raises PatsyError and whatever the formula evaluates
-        raise ModelError(f"model '{spec.name}': formula '{spec.formula}': {exc}") from exc
-    if spec.kind == "ordinal":  # the cut-points play the intercept
-        x_df = x_df.drop(columns=[c for c in x_df.columns if c == "Intercept"])
-    if y_df.shape[1] == 2 and str(y_df.columns[1]).endswith("[True]"):
-        y_df = y_df.iloc[:, [1]]
-    if y_df.shape[1] != 1:
-        raise ModelError(
-            f"model '{spec.name}': the outcome must be one numeric column, got "
-            f"{', '.join(map(str, y_df.columns))}"
-        )
-    y = y_df.iloc[:, 0].to_numpy(dtype=float)
-    data = _Data(
-        y=y,
-        X=x_df.to_numpy(dtype=float),
-        terms=[str(c) for c in x_df.columns],
-        rows=rows,
-        outcome=str(y_df.columns[0]),
-    )
-    if spec.kind == "logistic":
-        bad = ~np.isin(y, (0.0, 1.0))
-        if bad.any():
-            raise ModelError(
-                f"model '{spec.name}': a logistic outcome takes 0/1 values, found "
-                f"{y[bad][0]:g} (write e.g. 'I({data.outcome} >= 2) ~ …')"
-            )
-    if spec.kind == "ordinal":
-        if np.any(np.mod(y, 1.0) != 0):
-            raise ModelError(f"model '{spec.name}': an ordinal outcome needs integer codes")
-        levels, codes = np.unique(y, return_inverse=True)
-        if levels.size < 2:
-            raise ModelError(f"model '{spec.name}': the outcome takes a single value")
-        data.levels = levels
-        data.y = codes.astype(float)
-    if spec.kind == "mixed":
-        data.groups = frame[spec.groups].iloc[rows].astype(str).to_numpy()
-    if territory is not None and territory in frame.columns:
-        data.territory = frame[territory].iloc[rows].astype(str).to_numpy()
-    return data
-
-
-def _independent_columns(X: np.ndarray, w: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Keep columns in order, dropping those (nearly) spanned by earlier ones (R ``qr``)."""
-    Xs = X * np.sqrt(w)[:, None]
-    keep: list[int] = []
-    for j in range(Xs.shape[1]):
-        col = Xs[:, j]
-        norm = np.linalg.norm(col)
-        if norm == 0:
-            continue
-        if keep:
-            basis = Xs[:, keep]
-            coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
-            resid = col - basis @ coef
-        else:
-            resid = col
-        if np.linalg.norm(resid) > tol * norm:
-            keep.append(j)
-    return np.asarray(keep, dtype=int)
-
-
-# --------------------------------------------------------------------------- labels
-def _level_label(var: str, level: str, codebook: Codebook | None, stage_names: Mapping) -> str:
-    if var == _STAGE_COL:
-        try:
-            return f"Stade : {stage_names[int(float(level))]}"
-        except (KeyError, ValueError):
-            return f"Stade : {level}"
-    if codebook is not None and var in codebook.ids:
-        labels = codebook.value_labels(var)
-        key: Any = level
-        if key not in labels:
-            try:
-                key = int(float(level))
-            except ValueError:
-                key = level
-        lab = labels.get(key, labels.get(str(key), level))
-        return f"{_short(codebook.label(var))} : {lab}"
-    return f"{var} : {level}"
-
-
-def _short(text: str, limit: int = 70) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def term_label(term: str, codebook: Codebook | None, stage_names: Mapping | None = None) -> str:
-    """French label of a model term (``C(stage)[T.2]`` → ``Stade : Consolidation``)."""
-    stage_names = stage_names or {}
-    if term in {"Intercept", "const"}:
-        return "Constante"
-    parts = []
-    for factor in term.split(":"):
-        m = _LEVEL_TERM.match(factor)
-        if m:
-            var = m.group("cvar") or m.group("var")
-            parts.append(_level_label(var, m.group("lvl"), codebook, stage_names))
-        elif codebook is not None and factor in codebook.ids:
-            parts.append(_short(codebook.label(factor)))
-        elif factor == _STAGE_COL:
-            parts.append("Stade (rang)")
-        else:
-            parts.append(factor)
-    return " × ".join(parts)
-
-
-def _cut_label(a: Any, b: Any, outcome: str, codebook: Codebook | None) -> str:
-    labels = (
-        codebook.value_labels(outcome) if codebook is not None and outcome in codebook.ids else {}
-    )
-
-    def lab(v):
-        return labels.get(int(v), labels.get(str(int(v)), _num(v)))
-
-    return f"Seuil « {lab(a)} » | « {lab(b)} »"
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-# --------------------------------------------------------------------------- fitting
-@dataclass
-class _Estimation:
-    """What a family's fit hands to the common inference code (one entry per coefficient)."""
-
-    beta: np.ndarray
-    names: list[str]
-    labels: list[str]
-    U: np.ndarray  # (n, d) estimating-equation contributions, already design-weighted if any
-    A: np.ndarray  # (d, d) derivative of −Σ U
-    L: np.ndarray | None  # A = L'R row by row (exact territory deletion); None: one-step
-    R: np.ndarray | None
-    converged: bool
-    separation: np.ndarray | None = None  # direction over the coefficients
-    r2: float = np.nan
-    r2_kind: str = ""
-    loglik: float = np.nan
-    n_params: int = 0  # table's n_params (mixed: + variance components)
-    extra_rows: list[dict[str, Any]] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)  # codes for every row
-    messages: list[str] = field(default_factory=list)
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-
-def _mixed_variance_design(
-    design: SurveyDesign, frame: pd.DataFrame, groups: str
-) -> tuple[SurveyDesign, dict[str, Any]]:
-    """The design of the mixed model's sandwich: ultimate clusters = PSUs merged with groups.
-
-    The GLS score of a group is not a sum of independent respondent terms (every respondent's
-    score involves the group's BLUP), so the units summed independently must contain whole
-    groups: the clusters are the connected components of the PSU–group graph (the groups when
-    PSUs are nested in them, the PSUs when groups are nested in PSUs). The design's strata are
-    kept when every cluster lies in one stratum; the clusters are taken with replacement (no
-    fpc: the random intercept describes a superpopulation) with the ``adjust`` rule for a
-    stratum holding one cluster, and without calibration (the estimator ignores the weights).
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from evalterritoire.design import SurveyDesign as Design
-
-    data = design.data
-    n = len(data)
-    spec = getattr(design, "_spec", {})
-    psu_col = None if design.is_replicate else spec.get("psu")
-    strata_col = None if design.is_replicate else spec.get("strata")
-    psu = pd.factorize(data[psu_col].astype(str))[0] if psu_col else np.arange(n)
-    grp = pd.factorize(frame[groups].astype(object))[0]  # −1 where missing
-    n_p, n_g = int(psu.max()) + 1, int(grp.max()) + 1
-    has = grp >= 0
-    edges = coo_matrix(
-        (np.ones(int(has.sum())), (psu[has], n_p + grp[has])), shape=(n_p + n_g, n_p + n_g)
-    )
-    _, comp = connected_components(edges, directed=False)
-    cluster = pd.factorize(comp[psu])[0]
-    table = pd.DataFrame({"_cluster": cluster})
-    nested = False
-    if strata_col:
-        table["_stratum"] = data[strata_col].astype(str).to_numpy()
-        nested = bool((table.groupby("_cluster")["_stratum"].nunique() == 1).all())
-    clusters = Design(
-        table,
-        strata="_stratum" if nested else None,
-        psu="_cluster",
-        lonely_psu="adjust",
-    )
-    if not design.domain_mask.all():
-        clusters = clusters.subset(design.domain_mask)
-    info = {
-        "variance_clusters": int(np.unique(cluster).size),
-        "variance_cluster_rule": "PSUs merged with the model's groups (connected components)",
-        "variance_strata": strata_col if nested else None,
-    }
-    return clusters, info
-
-
-def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n_cuts=0):
-    """Design covariance of the coefficients: sandwich (Taylor) or replicate refits."""
-    if design.is_replicate and kind != "mixed":
-        reps_w = design.replicate_weights[data.rows]
-        scale = np.asarray(design.weights, dtype=float)[data.rows].mean()
-        thetas = []
-        for r in range(reps_w.shape[1]):
-            wr = reps_w[:, r] / scale
-            if kind == "ordinal":
-                thetas.append(_ordinal_newton(y, X, wr, beta, n_cuts)[0])
-            else:
-                thetas.append(_irls(kind, y, X, wr, beta))
-        return design.replicate_variance(np.vstack(thetas), beta)
-    z = np.zeros((len(design.data), beta.size))
-    z[data.rows] = U @ Ainv
-    return design.variance_of_totals(z)
-
-
-def _working_model(kind: str, data: _Data, X, w, est: _Estimation) -> WorkingModel:
-    """Score loadings of the working model (independent standardised errors) of each family.
-
-    Linear and logistic: one error per respondent, ``s_i = w_i √v_i x_i ε_i`` (``v`` the
-    variance function, 1 for the linear model) and ``M_i = w_i v_i x_i x_i'``. Ordinal: one
-    error per respondent and category, loadings ``w_i √p_ik g_ik`` with ``g_ik`` the score had
-    the answer been ``k`` (the expected information is ``Σ_k p_ik g_ik g_ik'``). Mixed: the
-    errors ``ε_g = V_g^{-1/2} r_g`` of each group, loadings ``X_g'V_g^{-1/2}`` whose column ``j`` is
-    ``(x_j + (ρ_g − 1) x̄_g)/σ`` with ``ρ_g = (1 + n_g τ²/σ²)^{-1/2}``, and ``M_i`` from the GLS
-    derivative ``A = L'R``.
-    """
-    rows = data.rows
-    beta = est.beta
-    if kind in ("linear", "logistic"):
-        mu = expit(X @ beta)
-        v = np.ones(len(rows)) if kind == "linear" else mu * (1.0 - mu)
-        C = X * np.sqrt(v)[:, None]
-        G = C * w[:, None]
-        return WorkingModel(rows, G, rows, G, C)
-    if kind == "ordinal":
-        n_cuts = beta.size - X.shape[1]
-        Cs, rows_k = [], []
-        for k in range(n_cuts + 1):
-            ll, score = _ordinal_parts(np.full(len(rows), k), X, beta, n_cuts)
-            Cs.append(score * np.sqrt(np.exp(ll))[:, None])
-            rows_k.append(rows)
-        C = np.vstack(Cs)
-        G = C * np.tile(w, n_cuts + 1)[:, None]
-        idx = np.concatenate(rows_k)
-        return WorkingModel(idx, G, idx, G, C)
-    diag = est.diagnostics
-    sigma2, tau2 = diag["residual_variance"], diag["group_variance"]
-    _, g = np.unique(data.groups, return_inverse=True)
-    n_g = np.bincount(g).astype(float)
-    means = np.zeros((n_g.size, X.shape[1]))
-    np.add.at(means, g, X)
-    means /= n_g[:, None]
-    rho = 1.0 / np.sqrt(1.0 + n_g * tau2 / sigma2)
-    G = (X + (rho - 1.0)[g][:, None] * means[g]) / np.sqrt(sigma2)
-    return WorkingModel(rows, G, rows, est.L, est.R)
-
-
-def _influence(design: SurveyDesign, data: _Data, est: _Estimation, Ainv, se):
-    """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE.
-
-    The shift is the deletion ``Δβ_g = −(A − A_g)⁻¹ U_g`` (exact for the linear model and, given
-    the variance components, for the mixed model's GLS when the groups are the territories;
-    one step for the logistic; ``−A⁻¹ U_g`` for the ordinal model); territories moving a
-    coefficient by more than half a standard error are then judged against the standard error
-    computed without them (DFBETAS), so that an outlying territory cannot hide behind the
-    variance it inflates itself. ``design`` is the design of the Taylor sandwich.
-    """
-    codes, inv = np.unique(data.territory, return_inverse=True)
-    U, A = est.U, est.A
-    Ug = np.zeros((codes.size, U.shape[1]))
-    np.add.at(Ug, inv, U)
-    z = np.zeros((len(design.data), U.shape[1]))
-    z[data.rows] = U @ Ainv
-    out = []
-    for g, code in enumerate(codes):
-        sel = inv == g
-        if est.L is not None:
-            Ag = est.L[sel].T @ est.R[sel]
-            try:
-                delta = -np.linalg.solve(A - (Ag + Ag.T) / 2, Ug[g])
-            except np.linalg.LinAlgError:
-                delta = -Ainv @ Ug[g]
-        else:
-            delta = -Ainv @ Ug[g]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.abs(delta) / se
-        shift = np.where(np.isfinite(shift), shift, 0.0)
-        if shift.max() <= INFLUENCE_SE / 2:
-            continue
-        z_g = z.copy()
-        z_g[data.rows[sel]] = 0.0
-        se_g = np.sqrt(np.clip(np.diag(design.variance_of_totals(z_g)), 0.0, None))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.abs(delta) / se_g
-        shift = np.where(np.isfinite(shift), shift, 0.0)
-        if shift.max() > INFLUENCE_SE:
-            out.append((str(code), shift))
-    return out
 
 
 def _estimate_glm(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
