@@ -32,7 +32,7 @@ families and 3 SE the chance of a false alarm is about 1 %.
 
     Every family is judged.
 
-``--mode pipeline`` (heavy: the whole pipeline twice per seed; use ≥ 500 seeds)
+``--mode pipeline`` (the whole pipeline twice per seed; 500 seeds take about 30 minutes on 2 cores)
     The whole pipeline per seed (``simulate_waves`` → ``run_ingest`` → ``run_maturity`` →
     ``run_models``), fitted with the stages found by ``run_maturity`` and with the true stages.
     Judged: logistic and ordinal with the true stages (exact generating models). The linear
