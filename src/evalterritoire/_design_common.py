@@ -127,6 +127,12 @@ class _Stage:
     coef: np.ndarray  # (n_groups,) variance coefficient
     centre: np.ndarray  # (n_groups,) bool: centre unit totals within the group
 
+    def centred(self, t: np.ndarray) -> np.ndarray:
+        """Unit totals ``t`` (n_units, p) minus their group mean where the group is centred."""
+        g = _rowsum(self.group, self.n_groups, t)
+        centre = np.where(self.centre, 1.0 / self.n_in_group, 0.0)
+        return t - (g * centre[:, None])[self.group]
+
 
 @dataclass(frozen=True)
 class LinearOperator:
@@ -157,9 +163,7 @@ class LinearOperator:
     def deviations(self, t: np.ndarray) -> np.ndarray:
         """Unit totals (n_units, m) → scaled deviations ``τ`` with ``variance = τ'τ``."""
         st = self.stage
-        g = _rowsum(st.group, st.n_groups, t)
-        centre = np.where(st.centre, 1.0 / st.n_in_group, 0.0)
-        return (t - (g * centre[:, None])[st.group]) * np.sqrt(st.coef[st.group])[:, None]
+        return st.centred(t) * np.sqrt(st.coef[st.group])[:, None]
 
 
 for _cls in (_CalStep, _Replicates, _Stage, LinearOperator):

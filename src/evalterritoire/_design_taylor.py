@@ -269,10 +269,7 @@ def taylor_variance(design: Any, z: np.ndarray) -> np.ndarray:
     z = residualise(design, z)
     v = np.zeros((z.shape[1], z.shape[1]))
     for stage in design._stages:
-        t = _rowsum(stage.unit, stage.n_units, z)
-        g = _rowsum(stage.group, stage.n_groups, t)
-        centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
-        t = t - (g * centre[:, None])[stage.group]
+        t = stage.centred(_rowsum(stage.unit, stage.n_units, z))
         v += (t * stage.coef[stage.group][:, None]).T @ t
     return v
 

@@ -312,7 +312,11 @@ class SurveyDesign:
         if self._rep is not None:
             if self._domain is None:
                 return int(self.__dict__["_rep_df"])
-            return int(self._replicate_domain_df(self._domain.astype(np.int64) - 1, 1)[0])
+            return int(
+                _design_replicates.replicate_domain_df(self, self._domain.astype(np.int64) - 1, 1)[
+                    0
+                ]
+            )
         if self._domain is None:
             return self._n_psu - self._n_strata
         return int(
@@ -365,10 +369,6 @@ class SurveyDesign:
         """
         return _design_domains.domain_df(self, codes, n_domains)
 
-    def _replicate_domain_df(self, codes: np.ndarray, n_domains: int) -> np.ndarray:
-        """Rank − 1 of the replicate weights of each domain's rows (R ``degf`` of a subset)."""
-        return _design_replicates.replicate_domain_df(self, codes, n_domains)
-
     # ------------------------------------------------------------------ variance
     def variance_of_totals(self, z: Any) -> np.ndarray:
         """Design covariance of estimated totals of per-row contributions (R ``svyrecvar``).
@@ -399,7 +399,7 @@ class SurveyDesign:
         if self._rep is not None:
             ratio = self._rep.weights / self._w[:, None]
             reps = ratio.T @ z  # (R, p)
-            return self._replicate_cov(reps, z.sum(axis=0))
+            return _design_replicates.replicate_cov(self, reps, z.sum(axis=0))
         return _design_taylor.taylor_variance(self, z)
 
     def without_fpc(self) -> SurveyDesign:
@@ -466,13 +466,9 @@ class SurveyDesign:
         reps = np.asarray(replicates, dtype=float)
         if reps.ndim == 1:
             reps = reps[:, None]
-        return self._replicate_cov(reps, np.asarray(full, dtype=float).reshape(-1))
-
-    def _replicate_cov(self, reps: np.ndarray, full: np.ndarray) -> np.ndarray:
-        return _design_replicates.replicate_cov(self, reps, full)
-
-    def _residualise(self, z: np.ndarray) -> np.ndarray:
-        return _design_taylor.residualise(self, z)
+        return _design_replicates.replicate_cov(
+            self, reps, np.asarray(full, dtype=float).reshape(-1)
+        )
 
     def _domain_codes(self, codes: np.ndarray) -> np.ndarray:
         return _design_domains.domain_codes(self, codes)
@@ -504,28 +500,7 @@ class SurveyDesign:
         """
         return _design_domains.domain_variances(self, z, codes, n_domains)
 
-    def _domain_variances_calibrated(
-        self, z: np.ndarray, codes: np.ndarray, n_domains: int
-    ) -> np.ndarray:
-        """Domain variances for calibrated designs without forming row × domain matrices.
-
-        The residualised contribution of column ``j`` in domain ``g`` is
-        ``z_j 1[g] - Σ_s w_s ⊙ (X_s b_sgj)`` with ``b_s`` the (sequential) calibration regression
-        coefficients; its unit totals are therefore the sparse cell totals minus
-        ``M_s b_s`` where ``M_s`` are unit totals of ``w_s X_s``. Only (unit × chunk of
-        domain-columns) dense blocks are formed.
-        """
-        return _design_domains.domain_variances_calibrated(self, z, codes, n_domains)
-
     # ------------------------------------------------------------------ calibration
-    def _margin_matrix(
-        self, margins: Mapping[str, Mapping[str, float]], *, intercept: bool
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        return _design_calibration.margin_matrix(self, margins, intercept=intercept)
-
-    def _calibrated(self, x: np.ndarray, w_new: np.ndarray, info: dict[str, Any]) -> SurveyDesign:
-        return _design_calibration.calibrated(self, x, w_new, info)
-
     def poststratify(self, margins: Mapping[str, Mapping[str, float]]) -> SurveyDesign:
         """Post-stratify to the population counts of one categorical variable (R ``postStratify``).
 

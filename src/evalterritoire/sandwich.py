@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalterritoire.design import LinearOperator
+from evalterritoire.design import LinearOperator, _rowsum
 
 __all__ = ["SmallSample", "WorkingModel", "small_sample_correction"]
 
@@ -76,12 +76,6 @@ class SmallSample:
     df: np.ndarray  # (d,)
     expected: np.ndarray  # (d,) E[v̂_k] under the working model
     working: np.ndarray  # (d,) working-model variance v_k
-
-
-def _rows(codes: np.ndarray, n: int, x: np.ndarray) -> np.ndarray:
-    out = np.zeros((n, x.shape[1]))
-    np.add.at(out, codes, x)
-    return out
 
 
 def small_sample_correction(
@@ -118,7 +112,7 @@ def small_sample_correction(
         full = GA[:, k]
         working[k] = float(full @ full)
         dv = full * inside  # diagonal part: error c → its row's contribution to coefficient k
-        L = _rows(wm.ent_row, n, (wm.L @ A_inv[:, k])[:, None] * RA)  # (n, d)
+        L = _rowsum(wm.ent_row, n, (wm.L @ A_inv[:, k])[:, None] * RA)  # (n, d)
         if op.domain is not None:
             L = L * op.domain[:, None]
         Rm = wm.G  # (m, d): S = G'ε
@@ -128,7 +122,7 @@ def small_sample_correction(
             Rm = np.hstack([FD, Rm])
         lam = np.bincount(col_unit, weights=dv * dv, minlength=op.n_units)
         B = op.deviations(op.deviations(np.diag(lam)).T)
-        P0R = op.deviations(_rows(col_unit, op.n_units, dv[:, None] * Rm))
+        P0R = op.deviations(_rowsum(col_unit, op.n_units, dv[:, None] * Rm))
         Q = op.deviations(op.unit_totals(L))
         cross = P0R @ Q.T
         B = B - cross - cross.T + Q @ (Rm.T @ Rm) @ Q.T
