@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evalterritoire.design import SurveyDesign
-from evalterritoire.estimates import estimate_mean
+from evalterritoire.design.survey import SurveyDesign
+from evalterritoire.estimates.engine import estimate_mean
 
 N_STRATA = 20
 N_PSU = 5_000

@@ -6,7 +6,7 @@ times in the same run:
 
 * baseline: ``pandas.read_csv(dtype=str, keep_default_na=False)`` + pandera lazy validation with a
   schema of the same columns (string dtype, nullable);
-* ingest: ``evalterritoire.ingest.ingest_file`` (decode, records with physical lines, header
+* ingest: ``evalterritoire.ingest.files.ingest_file`` (decode, records with physical lines, header
   mapping, codebook normalisation, duplicate / coherence checks, pandera on typed data).
 
 Prints both times, the ratio and the peak resident memory of each (``resource``, in a fresh child
@@ -38,7 +38,7 @@ def build_export(path: Path, n_rows: int, seed: int = 20251122) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from evalterritoire.codebook import FLOAT_TYPES, load_codebook
+    from evalterritoire.codebook.model import FLOAT_TYPES, load_codebook
 
     cb = load_codebook()
     rng = np.random.default_rng(seed)
@@ -159,8 +159,8 @@ def _baseline(path: str) -> dict:
 
 
 def _ingest(path: str) -> dict:
-    from evalterritoire.codebook import load_codebook
-    from evalterritoire.ingest import ingest_file
+    from evalterritoire.codebook.model import load_codebook
+    from evalterritoire.ingest.files import ingest_file
 
     cb = load_codebook()
     t0 = time.perf_counter()

@@ -24,12 +24,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from evalterritoire.codebook import load_codebook
+from evalterritoire.codebook.model import load_codebook
 from evalterritoire.config import MaturityConfig, load_study
-from evalterritoire.design import build_design
-from evalterritoire.ingest import ingest_file
-from evalterritoire.maturity import MaturityWarning, compute_maturity
-from evalterritoire.simulate import simulate_waves
+from evalterritoire.design.survey import build_design
+from evalterritoire.ingest.files import ingest_file
+from evalterritoire.maturity.common import MaturityWarning
+from evalterritoire.maturity.compute import compute_maturity
+from evalterritoire.simulate.waves import simulate_waves
 
 DEMO_SIZE = 50
 

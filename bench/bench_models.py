@@ -6,7 +6,7 @@ Two modes; both judge the coverage ``c`` of each family with its Monte-Carlo sta
     0.95 − tolerance − 3 MC SE  ≤  c  ≤  0.95 + 3 MC SE.
 
 ``--tolerance`` (default 0) is an optional one-sided allowance below the nominal level. The
-study's models use ``small_sample = true`` (:mod:`evalterritoire.sandwich`: the sandwich rescaled
+study's models use ``small_sample = true`` (:mod:`evalterritoire.design.sandwich`: the sandwich rescaled
 to be unbiased under a working model, per-coefficient Satterthwaite df), which is what is
 judged. The plain Taylor intervals (R ``svyglm``'s, ``small_sample = false``) are refitted on the
 same replicates and reported, not judged: on the demo design (202 PSUs in 10 strata, weights
@@ -19,7 +19,7 @@ families and 3 SE the chance of a false alarm is about 1 %.
     put back in place of the estimated ones) fixes the design (strata, PSUs, fpc, raking), the
     covariates and which answers are missing. Each replicate redraws the four outcomes from
     exact generating models with the simulator's coefficients and refits the study's four
-    models with :func:`evalterritoire.models.fit_model` (same formulas, design, calibration,
+    models with :func:`evalterritoire.models.fit.fit_model` (same formulas, design, calibration,
     ``superpopulation`` and ``small_sample`` options as the demo study; once more with
     ``small_sample = false``, reported as ``svyglm``):
 
@@ -79,12 +79,10 @@ from scipy.special import expit  # noqa: E402
 
 from evalterritoire import pipeline  # noqa: E402
 from evalterritoire.config import load_study  # noqa: E402
-from evalterritoire.models import _referenced, fit_model  # noqa: E402
-from evalterritoire.simulate import (  # noqa: E402
-    MIX_SD_RESIDUAL,
-    MIX_SD_TERRITORY,
-    simulate_waves,
-)
+from evalterritoire.models.data import _referenced  # noqa: E402
+from evalterritoire.models.fit import fit_model  # noqa: E402
+from evalterritoire.simulate.params import MIX_SD_RESIDUAL, MIX_SD_TERRITORY  # noqa: E402
+from evalterritoire.simulate.waves import simulate_waves  # noqa: E402
 
 NOMINAL = 0.95
 Z_BAND = 3.0

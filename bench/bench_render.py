@@ -5,7 +5,7 @@ demo study (sorted codes, contexts from ``build/2025/contexts``; run ``make repo
 
 * (a) the loop a user would write: ``papermill.execute_notebook`` then nbconvert's
   ``HTMLExporter(exclude_input=True)``, one territory after the other;
-* (b) ``evalterritoire.render.render_reports`` (warm kernels, one per worker, default workers =
+* (b) ``evalterritoire.render.reports.render_reports`` (warm kernels, one per worker, default workers =
   cores).
 
 Prints seconds per report for each, the ratio (target ≥ 10× on this 2-core machine), the
@@ -128,7 +128,7 @@ def naive(codes: list[str], out: Path, notebook: Path) -> float:
 
 def ours(codes: list[str], out: Path, workers: int | None) -> float:
     """(b) evalterritoire.render.render_reports with warm kernels."""
-    from evalterritoire.render import RenderTask, render_reports
+    from evalterritoire.render.reports import RenderTask, render_reports
 
     tasks = [
         RenderTask(
@@ -157,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     if not CONTEXTS.is_dir():
         raise SystemExit("run `make report` first (build/2025/contexts)")
-    from evalterritoire.render import write_template_notebook
+    from evalterritoire.render.notebook import write_template_notebook
 
     codes = sorted(p.stem for p in CONTEXTS.glob("*.json") if p.stem != "national")[: args.n]
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))

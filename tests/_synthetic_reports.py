@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook import Codebook
+from evalterritoire.codebook.model import Codebook
 from evalterritoire.config import StudyConfig, load_study
-from evalterritoire.context import StudyArtefacts
+from evalterritoire.report.context import StudyArtefacts
 
 __all__ = [
     "EVIL_COMMENT",

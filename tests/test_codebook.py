@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalterritoire.codebook import load_codebook, normalise_text
+from evalterritoire.codebook.model import load_codebook, normalise_text
 from evalterritoire.errors import CodebookError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "domain" / "instrument.yaml"
@@ -81,7 +81,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _default_raw() -> dict:
-    from evalterritoire.codebook import default_codebook_path
+    from evalterritoire.codebook.model import default_codebook_path
 
     return yaml.safe_load(default_codebook_path().read_text(encoding="utf-8"))
 

@@ -15,14 +15,10 @@ from _synthetic_reports import (
     make_config,
 )
 
-from evalterritoire.context import (
-    BETWEEN_THRESHOLD,
-    ReportContext,
-    build_contexts,
-    compute_descriptive_estimates,
-)
 from evalterritoire.errors import RenderError
-from evalterritoire.frenchfmt import (
+from evalterritoire.report.build import BETWEEN_THRESHOLD, build_contexts
+from evalterritoire.report.context import ReportContext
+from evalterritoire.report.french import (
     NBSP,
     NNBSP,
     fmt_interval,
@@ -32,13 +28,14 @@ from evalterritoire.frenchfmt import (
     fmt_score,
     guillemets,
 )
-from evalterritoire.grid import (
+from evalterritoire.report.grid import (
     STAGE_KEYS,
     WILDER_BANDS,
     band_for,
     get_stage_grid,
     grid_stage_key,
 )
+from evalterritoire.report.lookup import compute_descriptive_estimates
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +334,7 @@ def test_from_json_errors_are_typed(tmp_path):
 
 
 def test_build_contexts_needs_data(codebook, tmp_path):
-    from evalterritoire.context import StudyArtefacts
+    from evalterritoire.report.context import StudyArtefacts
 
     with pytest.raises(RenderError, match="run ingest"):
         build_contexts(make_config(tmp_path), codebook, StudyArtefacts())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalterritoire._csvscan import scan_records
+from evalterritoire.ingest.scan import scan_records
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "ingest"
 CSV_FIXTURES = sorted(p for p in FIX.iterdir() if p.suffix in {".csv", ".tsv"})

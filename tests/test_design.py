@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalterritoire.design import SurveyDesign, compute_kish_effective_n
+from evalterritoire.design.survey import SurveyDesign, compute_kish_effective_n
 from evalterritoire.errors import DesignError
 
 
@@ -235,7 +235,7 @@ def test_trim_weights_follows_r_trimweights(cal_data: pd.DataFrame) -> None:
 
 def test_build_design_from_config(cal_data: pd.DataFrame) -> None:
     from evalterritoire.config import CalibrationConfig, DesignConfig
-    from evalterritoire.design import build_design
+    from evalterritoire.design.survey import build_design
 
     cfg = DesignConfig(weight="w", strata="h", psu="psu", fpc="N", lonely_psu="fail")
     d = build_design(cal_data, cfg, CalibrationConfig())
@@ -258,7 +258,7 @@ def test_build_design_from_config(cal_data: pd.DataFrame) -> None:
 
 # ----------------------------------------------------------------------------- replicates
 def test_replicate_variance_of_totals_matches_estimator(strat: pd.DataFrame) -> None:
-    from evalterritoire.estimates import estimate_total
+    from evalterritoire.estimates.engine import estimate_total
 
     rng = np.random.default_rng(2)
     reps = {f"r{i}": strat.w * rng.choice([0.0, 2.0], len(strat)) for i in range(20)}

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalterritoire import estimates
-from evalterritoire.design import SurveyDesign
+from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import DesignError, EstimationError
-from evalterritoire.estimates import (
+from evalterritoire.estimates import engine as estimates
+from evalterritoire.estimates.engine import (
     estimate_mean,
     estimate_proportion,
     estimate_ratio,
@@ -504,7 +504,7 @@ DOMAINS = {
 
 @pytest.fixture(scope="module")
 def study(codebook):
-    from evalterritoire.estimates import compute_study_estimates
+    from evalterritoire.estimates.engine import compute_study_estimates
 
     responses = _responses(codebook)
     design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
@@ -513,7 +513,7 @@ def study(codebook):
 
 
 def test_study_table_schema_and_order(study) -> None:
-    from evalterritoire.estimates import STUDY_ESTIMATE_COLUMNS
+    from evalterritoire.estimates.engine import STUDY_ESTIMATE_COLUMNS
 
     _, _, table = study
     assert tuple(table.columns) == STUDY_ESTIMATE_COLUMNS
@@ -573,7 +573,7 @@ def test_study_table_values(study, codebook) -> None:
 
 
 def test_study_table_is_row_order_invariant(study, codebook) -> None:
-    from evalterritoire.estimates import compute_study_estimates
+    from evalterritoire.estimates.engine import compute_study_estimates
 
     responses, _, table = study
     shuffled = responses.sample(frac=1.0, random_state=3).reset_index(drop=True)
@@ -583,7 +583,7 @@ def test_study_table_is_row_order_invariant(study, codebook) -> None:
 
 
 def test_study_table_bad_domain(study, codebook) -> None:
-    from evalterritoire.estimates import compute_study_estimates
+    from evalterritoire.estimates.engine import compute_study_estimates
 
     _, design, _ = study
     with pytest.raises(EstimationError, match="stage_col"):
@@ -638,7 +638,7 @@ def test_study_table_boundary_proportions_get_korn_graubard(study, codebook) -> 
     """At 0 % the logit interval collapses onto 0; the table publishes Clopper–Pearson."""
     from scipy import stats
 
-    from evalterritoire.estimates import compute_study_estimates
+    from evalterritoire.estimates.engine import compute_study_estimates
 
     responses, _, _ = study
     df = responses.copy()

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalterritoire.ingest import (
+from evalterritoire.ingest.files import (
     SITUATIONS,
-    IngestResult,
     combine_results,
     ingest_file,
     write_ingest_outputs,
 )
-from evalterritoire.schemas import (
+from evalterritoire.ingest.report import IngestResult
+from evalterritoire.ingest.schemas import (
     build_failure_table,
     build_response_schema,
     compute_schema_failures,

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalterritoire.ingest import ingest_file
+from evalterritoire.ingest.files import ingest_file
 
 VALID = (Path(__file__).resolve().parent / "fixtures" / "ingest" / "valid.csv").read_bytes()
 LINES = VALID.split(b"\n")

@@ -11,21 +11,16 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
 
-from evalterritoire.codebook import Codebook
+from evalterritoire.codebook.model import Codebook
 from evalterritoire.config import DEFAULT_STAGE_NAMES, MaturityConfig
 from evalterritoire.errors import MaturityError
-from evalterritoire.maturity import (
-    MaturityClustering,
-    MaturityScorer,
-    MaturityWarning,
-    compute_maturity,
-    compute_profiles,
-    compute_stage_agreement,
-    compute_transition_matrix,
-    compute_transitions,
-    compute_weighted_kappa,
-    match_stages,
-)
+from evalterritoire.maturity.agreement import compute_stage_agreement, compute_weighted_kappa
+from evalterritoire.maturity.clustering import MaturityClustering, match_stages
+from evalterritoire.maturity.common import MaturityWarning
+from evalterritoire.maturity.compute import compute_maturity
+from evalterritoire.maturity.profiles import compute_profiles
+from evalterritoire.maturity.scoring import MaturityScorer
+from evalterritoire.maturity.transitions import compute_transition_matrix, compute_transitions
 
 pytestmark = pytest.mark.filterwarnings("ignore::evalterritoire.maturity.MaturityWarning")
 
@@ -564,7 +559,7 @@ def _run(two_waves, **cfg):
 
 
 def load_default():
-    from evalterritoire.codebook import load_codebook
+    from evalterritoire.codebook.model import load_codebook
 
     return load_codebook()
 
@@ -644,8 +639,8 @@ def test_compute_maturity_bad_input(two_waves):
 
 
 def test_profiles_agree_with_design_and_estimates_modules(codebook, wave_demo):
-    from evalterritoire.design import SurveyDesign
-    from evalterritoire.estimates import estimate_mean
+    from evalterritoire.design.survey import SurveyDesign
+    from evalterritoire.estimates.engine import estimate_mean
 
     _, resp = wave_demo
     scorer = MaturityScorer(codebook).fit(resp)
@@ -673,9 +668,9 @@ def test_simulator_ingest_design_maturity_recovers_ground_truth(tmp_path, codebo
     reports how it degrades with fewer respondents per territory).
     """
     from evalterritoire.config import load_study
-    from evalterritoire.design import build_design
-    from evalterritoire.ingest import ingest_file
-    from evalterritoire.simulate import simulate_waves
+    from evalterritoire.design.survey import build_design
+    from evalterritoire.ingest.files import ingest_file
+    from evalterritoire.simulate.waves import simulate_waves
 
     simulate_waves(tmp_path, n_territories=60, n_respondents=3000, waves=[2024, 2025], seed=7)
     responses, designs = {}, {}
@@ -747,7 +742,7 @@ def test_agreement_with_different_numbers_of_stages_has_no_kappa():
 
 
 def test_stage_robustness_reflects_sampling_error():
-    from evalterritoire.maturity import stage_robustness
+    from evalterritoire.maturity.clustering import stage_robustness
 
     def predict(Z):  # two stages split at 0 on the first dimension
         return (Z[:, 0] > 0).astype(int)

@@ -10,16 +10,11 @@ import pytest
 from scipy import stats
 
 from evalterritoire.config import ModelSpec
-from evalterritoire.design import SurveyDesign
+from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import ModelError
-from evalterritoire.models import (
-    MODEL_COLUMNS,
-    detect_ordinal_separation,
-    detect_separation,
-    fit_model,
-    fit_study_models,
-    term_label,
-)
+from evalterritoire.models.data import term_label
+from evalterritoire.models.families import detect_ordinal_separation, detect_separation
+from evalterritoire.models.fit import MODEL_COLUMNS, fit_model, fit_study_models
 
 
 def _frame(seed: int = 1, n_strata: int = 4, n_psu: int = 6, m: int = 25) -> pd.DataFrame:

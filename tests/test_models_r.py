@@ -28,8 +28,8 @@ import pytest
 from scipy import stats
 
 from evalterritoire.config import ModelSpec
-from evalterritoire.design import SurveyDesign
-from evalterritoire.models import fit_model
+from evalterritoire.design.survey import SurveyDesign
+from evalterritoire.models.fit import fit_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r" / "models"
 META = json.loads((FIXTURES / "cases.json").read_text(encoding="utf-8"))

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from evalterritoire.config import ModelSpec
-from evalterritoire.design import SurveyDesign
-from evalterritoire.models import fit_model
+from evalterritoire.design.survey import SurveyDesign
+from evalterritoire.models.fit import fit_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r" / "models_demo"
 FORMULAS = {

@@ -12,7 +12,7 @@ import pytest
 from evalterritoire.cli import main
 from evalterritoire.config import load_study
 from evalterritoire.pipeline import run_reproduce, run_study
-from evalterritoire.simulate import simulate_waves
+from evalterritoire.simulate.waves import simulate_waves
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "notebooks" / "templates"

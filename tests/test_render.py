@@ -27,21 +27,17 @@ import nbformat
 import pytest
 import yaml
 
-from evalterritoire import render
 from evalterritoire.errors import RenderError
-from evalterritoire.export import wrap_html
-from evalterritoire.render import (
-    RenderTask,
-    WarmKernel,
-    build_notebook,
-    build_quarto_command,
-    parameterize,
-    render_defaults,
-    render_docx,
-    render_pdf,
-    render_reports,
-    write_template_notebook,
-)
+from evalterritoire.render import kernel as kernel_module
+from evalterritoire.render import reports as render
+from evalterritoire.render import status as status_module
+from evalterritoire.render.export import wrap_html
+from evalterritoire.render.kernel import WarmKernel
+from evalterritoire.render.notebook import build_notebook, parameterize, write_template_notebook
+from evalterritoire.render.options import DEFAULT_RENDER_OPTIONS, render_defaults
+from evalterritoire.render.outputs import render_docx, render_pdf
+from evalterritoire.render.quarto import build_quarto_command
+from evalterritoire.render.reports import RenderTask, render_reports
 
 FIXTURE = Path(__file__).parent / "fixtures" / "render" / "report.py"
 PRELOAD = ("IPython.display", "matplotlib.figure")
@@ -72,7 +68,7 @@ def _render(tasks, out: Path, **options):
 
 
 def _status(out: Path) -> dict:
-    return json.loads((out / render.STATUS_FILE).read_text(encoding="utf-8"))["territories"]
+    return json.loads((out / status_module.STATUS_FILE).read_text(encoding="utf-8"))["territories"]
 
 
 def _errors(nb) -> list:
@@ -103,7 +99,7 @@ def test_warm_engine_executes_like_papermill_default_engine(tmp_path):
     notebook = write_template_notebook(FIXTURE, tmp_path / "report.ipynb")
     contexts = {code: _context(tmp_path, code) for code in ("A", "B")}
     # this thread's warm kernel, with a light preload; the engine reuses it
-    render._thread_kernel("python3", preload=PRELOAD)
+    kernel_module._thread_kernel("python3", preload=PRELOAD)
     try:
         for code in ("A", "B"):  # B runs on the kernel A used: the reset must hide A
             papermill.execute_notebook(
@@ -115,7 +111,7 @@ def test_warm_engine_executes_like_papermill_default_engine(tmp_path):
                 progress_bar=False,
                 cwd=str(tmp_path),
             )
-        kernel = render._thread_kernel("python3")
+        kernel = kernel_module._thread_kernel("python3")
         assert (kernel.n_starts, kernel.n_reports) == (1, 2)
     finally:
         render.shutdown_kernels()
@@ -163,10 +159,10 @@ def test_warm_kernel_resets_namespace_and_recycles(tmp_path):
 
 def test_thread_kernel_follows_new_options():
     try:
-        kernel = render._thread_kernel("python3", preload=PRELOAD, max_reports=5)
-        assert render._thread_kernel("python3") is kernel  # options not given: kept
-        assert render._thread_kernel("python3", max_reports=5) is kernel
-        replaced = render._thread_kernel("python3", max_reports=7)
+        kernel = kernel_module._thread_kernel("python3", preload=PRELOAD, max_reports=5)
+        assert kernel_module._thread_kernel("python3") is kernel  # options not given: kept
+        assert kernel_module._thread_kernel("python3", max_reports=5) is kernel
+        replaced = kernel_module._thread_kernel("python3", max_reports=7)
         assert replaced is not kernel
         assert replaced.max_reports == 7
     finally:
@@ -290,7 +286,7 @@ def test_kernel_failures_are_retried_then_recorded(monkeypatch):
 _KILLABLE = textwrap.dedent(
     """
     import json, sys
-    from evalterritoire.render import RenderTask, _package_fingerprint, render_reports
+    from evalterritoire.render.reports import RenderTask, _package_fingerprint, render_reports
 
     print(_package_fingerprint(), flush=True)
     spec = json.loads(sys.argv[1])
@@ -362,7 +358,7 @@ def test_killed_batch_leaves_no_partial_file_and_resumes(tmp_path, monkeypatch):
     done = _ok_in_journal(out)
     assert "A" in done
     assert done != set(codes)
-    assert not (out / render.STATUS_FILE).exists()  # killed before the final record
+    assert not (out / status_module.STATUS_FILE).exists()  # killed before the final record
     assert _leftovers(out) == []
     pages = sorted(out.glob("*.html"))
     assert {p.stem for p in pages} == done
@@ -466,19 +462,19 @@ def test_dask_retries_run_out_the_report_fails_the_batch_goes_on(tmp_path):
 def test_package_sources_hash_covers_code_and_stylesheet(tmp_path):
     package = tmp_path / "evalterritoire"
     shutil.copytree(
-        Path(render.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+        Path(render.__file__).parents[1], package, ignore=shutil.ignore_patterns("__pycache__")
     )
-    base = render._hash_package_sources(package)
-    for name in ("figures.py", "tables.py", "export.py", "templates/report.css"):
+    base = status_module._hash_package_sources(package)
+    for name in ("report/figures.py", "report/tables.py", "render/export.py", "data/report.css"):
         path = package / name
         original = path.read_bytes()
         path.write_bytes(original + b"\n/* edit */\n")
-        assert render._hash_package_sources(package) != base, name
+        assert status_module._hash_package_sources(package) != base, name
         path.write_bytes(original)
-    assert render._hash_package_sources(package) == base
+    assert status_module._hash_package_sources(package) == base
     (package / "__pycache__").mkdir()
-    (package / "__pycache__" / "figures.cpython-311.pyc").write_bytes(b"\0")
-    assert render._hash_package_sources(package) == base
+    (package / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\0")
+    assert status_module._hash_package_sources(package) == base
     assert render._package_fingerprint() == render._package_fingerprint()
 
 
@@ -497,7 +493,7 @@ def test_task_digest_follows_package_sources_context_and_template(tmp_path, monk
 
 # --------------------------------------------------------------------------- options
 def test_render_defaults_and_option_checks(tmp_path):
-    assert render._resolve_options() == dict(render.DEFAULT_RENDER_OPTIONS)
+    assert render._resolve_options() == dict(DEFAULT_RENDER_OPTIONS)
     with render_defaults(timeout=5, retries=None):
         assert render._resolve_options()["timeout"] == 5
         assert render._resolve_options()["retries"] == 1
@@ -758,7 +754,7 @@ def _executed(mean: str, png: bytes):
 def test_bench_content_compares_what_a_reader_sees():
     from nbconvert import HTMLExporter
 
-    from evalterritoire.export import export_html
+    from evalterritoire.render.export import export_html
 
     bench = _bench_module()
     naive_page = HTMLExporter(exclude_input=True).from_notebook_node(_executed("2,5", _png()))[0]

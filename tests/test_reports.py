@@ -25,11 +25,7 @@ from _synthetic_reports import (
 )
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from evalterritoire import figures, tables
-from evalterritoire.context import build_contexts
 from evalterritoire.errors import RenderError, ReproduceError
-from evalterritoire.export import export_html, render_index, wrap_html
-from evalterritoire.grid import STAGE_KEYS, get_stage_grid
 from evalterritoire.manifest import (
     build_manifest,
     compare_artefacts,
@@ -38,6 +34,11 @@ from evalterritoire.manifest import (
     safe_filename,
     write_manifest,
 )
+from evalterritoire.render.export import export_html, render_index, wrap_html
+from evalterritoire.report import figures as figures
+from evalterritoire.report import tables as tables
+from evalterritoire.report.build import build_contexts
+from evalterritoire.report.grid import STAGE_KEYS, get_stage_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "notebooks" / "templates"
@@ -326,7 +327,7 @@ def test_figures_are_deterministic_png_with_alt_text(study):
 
 
 def _capture_figures(monkeypatch) -> list:
-    """Keep the matplotlib figures that :mod:`evalterritoire.figures` draws."""
+    """Keep the matplotlib figures that :mod:`evalterritoire.report.figures` draws."""
     kept: list = []
     original = figures._finish
 
@@ -650,7 +651,7 @@ def test_executed_reports_every_stage_byte_identical_reruns(study, tmp_path):
 def test_models_table_shows_odds_ratios_with_exponentiated_intervals() -> None:
     from types import SimpleNamespace
 
-    from evalterritoire.tables import render_models_table
+    from evalterritoire.report.tables import render_models_table
 
     unweighted = "modèle mixte non pondéré : erreurs-types du modèle, pas du plan"
     rows = [

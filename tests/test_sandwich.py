@@ -1,4 +1,4 @@
-"""Small-sample correction of the model sandwich (:mod:`evalterritoire.sandwich`).
+"""Small-sample correction of the model sandwich (:mod:`evalterritoire.design.sandwich`).
 
 The low-rank algebra is checked against the brute-force quadratic form built with the design's
 own ``variance_of_totals`` (R-checked elsewhere); the working-model expectation, variance and
@@ -14,17 +14,13 @@ from scipy import stats
 from scipy.special import expit
 
 from evalterritoire.config import ModelSpec
-from evalterritoire.design import SurveyDesign
+from evalterritoire.design.sandwich import WorkingModel, small_sample_correction
+from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import ModelError
-from evalterritoire.models import (
-    _Data,
-    _Estimation,
-    _ordinal_hessian,
-    _ordinal_parts,
-    _working_model,
-    fit_model,
-)
-from evalterritoire.sandwich import WorkingModel, small_sample_correction
+from evalterritoire.models.data import _Data, _Estimation
+from evalterritoire.models.families import _ordinal_hessian, _ordinal_parts
+from evalterritoire.models.fit import fit_model
+from evalterritoire.models.variance import _working_model
 
 
 def _sample(seed: int = 3) -> pd.DataFrame:

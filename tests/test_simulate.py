@@ -1,4 +1,4 @@
-"""Tests of the synthetic-wave simulator (``evalterritoire.simulate``)."""
+"""Tests of the synthetic-wave simulator (``evalterritoire.simulate.waves``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from evalterritoire.codebook import Codebook, normalise_text
+from evalterritoire.codebook.model import Codebook, normalise_text
 from evalterritoire.config import load_study
 from evalterritoire.errors import StudyConfigError
-from evalterritoire.simulate import SimulationResult, simulate_waves
+from evalterritoire.simulate.waves import SimulationResult, simulate_waves
 
 SMALL = {"n_territories": 8, "n_respondents": 400, "waves": [2023, 2024], "seed": 7}
 
@@ -383,8 +383,8 @@ def test_reverse_coded_dimension_item_is_honoured(tmp_path: Path, codebook: Code
 
 def test_exports_ingest_losslessly(small: SimulationResult, codebook: Codebook) -> None:
     """Every simulated row ingests as valid and its typed values are the simulated ones."""
-    from evalterritoire.ingest import ingest_file
-    from evalterritoire.simulate import _generate
+    from evalterritoire.ingest.files import ingest_file
+    from evalterritoire.simulate.waves import _generate
 
     data = _generate(codebook, SMALL["n_territories"], SMALL["n_respondents"], SMALL["waves"], 7)
     special_keys = {3: "nsp", 4: "refus", 5: "nc"}

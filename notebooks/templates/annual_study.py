@@ -24,9 +24,10 @@ context_path: str = ""
 # methodological annex. `territory` is empty for the national synthesis.
 from IPython.display import HTML, display
 
-from evalterritoire import figures, tables
-from evalterritoire.context import ReportContext
 from evalterritoire.manifest import safe_filename
+from evalterritoire.report import figures as figures
+from evalterritoire.report import tables as tables
+from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))

@@ -19,15 +19,16 @@ context_path: str = ""
 # %%
 # Rapport d'évaluation d'un territoire
 #
-# Template (source of truth: this jupytext file). Every cell calls `evalterritoire.figures`,
-# `evalterritoire.tables` or the evaluation grid on a precomputed `ReportContext`: no data
+# Template (source of truth: this jupytext file). Every cell calls `evalterritoire.report.figures`,
+# `evalterritoire.report.tables` or the evaluation grid on a precomputed `ReportContext`: no data
 # wrangling here. The stage of the territory selects the stage block (questions, charts, tone);
 # a territory between two stages gets the earlier stage's block (`ctx.grid_key`).
 from IPython.display import HTML, display
 
-from evalterritoire import figures, tables
-from evalterritoire.context import ReportContext
-from evalterritoire.grid import get_stage_grid
+from evalterritoire.report import figures as figures
+from evalterritoire.report import tables as tables
+from evalterritoire.report.context import ReportContext
+from evalterritoire.report.grid import get_stage_grid
 
 ctx = ReportContext.from_json(context_path)
 grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None

@@ -59,7 +59,7 @@ def simulate(
     ] = Path("surveys"),
 ) -> None:
     """Write synthetic raw exports, study files and ground truth for several waves."""
-    from evalterritoire.simulate import simulate_waves
+    from evalterritoire.simulate.waves import simulate_waves
 
     try:
         wave_list = [int(w) for w in waves.split(",") if w.strip()]
@@ -111,8 +111,8 @@ def ingest(
 
     Exit status: 0 all rows valid, 1 some rows quarantined, 2 file rejected or usage error.
     """
-    from evalterritoire.codebook import load_codebook
-    from evalterritoire.ingest import ingest_file, write_ingest_outputs
+    from evalterritoire.codebook.model import load_codebook
+    from evalterritoire.ingest.files import ingest_file, write_ingest_outputs
 
     cb = load_codebook(None if codebook == "default" else codebook)
     result = ingest_file(
@@ -184,7 +184,7 @@ def _render_limits(
     config: StudyConfig, **given: float | int | None
 ) -> AbstractContextManager[None]:
     """Report time limit, retries and kernel recycling: command line, else ``[report]``."""
-    from evalterritoire.render import render_defaults
+    from evalterritoire.render.options import render_defaults
 
     names = ("timeout", "retries", "max_reports_per_kernel", "max_kernel_memory_mb")
     return render_defaults(

@@ -150,7 +150,7 @@ class ModelSpec:
     without it each algorithm keeps its default.
 
     ``small_sample = true`` corrects the sandwich for a small or unbalanced number of PSUs
-    (:mod:`evalterritoire.sandwich`: variance rescaled to be unbiased under a working model of
+    (:mod:`evalterritoire.design.sandwich`: variance rescaled to be unbiased under a working model of
     independent errors, Kott 1994; per-coefficient Satterthwaite degrees of freedom, Bell &
     McCaffrey 2002). Off by default: the default intervals are R ``svyglm``'s.
     """

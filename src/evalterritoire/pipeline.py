@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evalterritoire.codebook import Codebook, load_codebook
+from evalterritoire.codebook.model import Codebook, load_codebook
 from evalterritoire.config import StudyConfig, load_study
 from evalterritoire.errors import EvalTerritoireError, ReproduceError
 
 if TYPE_CHECKING:
-    from evalterritoire.ingest import IngestResult
+    from evalterritoire.ingest.report import IngestResult
 
 __all__ = [
     "load_study_codebook",
@@ -137,14 +137,14 @@ def _responses(config: StudyConfig) -> pd.DataFrame:
 
 
 def _design(config: StudyConfig, responses: pd.DataFrame):
-    from evalterritoire.design import build_design
+    from evalterritoire.design.survey import build_design
 
     return build_design(responses, config.design, config.calibration)
 
 
 def _with_stage(config: StudyConfig, responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
     """Responses + respondent dimension scores + the territory's stage, if maturity has run."""
-    from evalterritoire.maturity import MaturityScorer
+    from evalterritoire.maturity.scoring import MaturityScorer
 
     scores = MaturityScorer(codebook).fit(responses).transform(responses)
     frame = pd.concat([responses.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
@@ -166,7 +166,7 @@ def run_ingest(config: StudyConfig, *, codebook: Codebook | None = None) -> Inge
     IngestResult
         The combined result (its ``exit_code`` is 1 when rows were quarantined).
     """
-    from evalterritoire.ingest import combine_results, ingest_file, write_ingest_outputs
+    from evalterritoire.ingest.files import combine_results, ingest_file, write_ingest_outputs
 
     codebook = codebook or load_study_codebook(config)
     results = []
@@ -205,7 +205,7 @@ def run_maturity(
     Earlier waves (``previous_waves``) are read from their own ``build/`` folders (ingested
     first when needed) so that stages keep the meaning fitted on the reference wave.
     """
-    from evalterritoire.maturity import compute_maturity
+    from evalterritoire.maturity.compute import compute_maturity
 
     codebook = codebook or load_study_codebook(config)
     configs = [*_previous_configs(config, relocate), config]
@@ -231,7 +231,7 @@ def run_maturity(
 
 def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> pd.DataFrame:
     """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``."""
-    from evalterritoire.estimates import compute_study_estimates
+    from evalterritoire.estimates.engine import compute_study_estimates
 
     codebook = codebook or load_study_codebook(config)
     responses = _responses(config)
@@ -259,7 +259,7 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
 
 def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     """Fit the study's models with design-based covariance → ``models.parquet``."""
-    from evalterritoire.models import fit_study_models
+    from evalterritoire.models.fit import fit_study_models
 
     codebook = codebook or load_study_codebook(config)
     frame = _with_stage(config, _responses(config), codebook)
@@ -290,7 +290,7 @@ def _merge_context(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfig] | None = None):
-    from evalterritoire.context import StudyArtefacts
+    from evalterritoire.report.context import StudyArtefacts
 
     def optional(name: str) -> pd.DataFrame | None:
         path = config.artefact(name)
@@ -321,8 +321,8 @@ def run_contexts(
     relocate: Callable[[StudyConfig], StudyConfig] | None = None,
 ) -> list[Path]:
     """Build one report context per territory (+ national) → ``contexts/*.json``."""
-    from evalterritoire.context import build_contexts
     from evalterritoire.manifest import safe_filename
+    from evalterritoire.report.build import build_contexts
 
     codebook = codebook or load_study_codebook(config)
     contexts = build_contexts(config, codebook, _artefacts(config, relocate))
@@ -367,7 +367,7 @@ def _write_generated_notebook(template: Path) -> Path | None:
     """
     import nbformat
 
-    from evalterritoire.render import build_notebook
+    from evalterritoire.render.notebook import build_notebook
 
     if template.suffix != ".py":
         return None
@@ -414,10 +414,10 @@ def run_reports(
     RenderSummary
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
-    from evalterritoire.context import ReportContext
-    from evalterritoire.export import render_index
     from evalterritoire.manifest import safe_filename
-    from evalterritoire.render import RenderTask, render_reports
+    from evalterritoire.render.export import render_index
+    from evalterritoire.render.reports import RenderTask, render_reports
+    from evalterritoire.report.context import ReportContext
 
     contexts_dir = config.artefact("contexts")
     if not (contexts_dir / "national.json").is_file():

@@ -1,0 +1,441 @@
+"""Cleaning and parsing of cell texts with the codebook (French-locale values).
+
+Owns the per-variable parsing spec (:class:`_Spec`, built from the codebook: labels, aliases,
+scales, ranges, special codes, missing spellings), the parsers of one distinct text — numbers
+with a decimal comma and (narrow) no-break-space thousands, dates (ISO, day-first, Excel
+serials), options, multi-selects split on the declared options, identifiers, INSEE territory
+codes — and their vectorised fast path over the distinct texts of a column
+(:func:`_parse_uniques`), plus the detection and opt-in repair of double-encoded text
+(mojibake). Every parse returns a status (missing, value, special, error) with the rule broken
+or the normalisation applied, so that the caller can count and report it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalterritoire.codebook.model import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    Codebook,
+    Variable,
+    normalise_text,
+)
+from evalterritoire.ingest.raw import _Raw
+from evalterritoire.ingest.report import _norm_add
+
+#: Above this many distinct texts in a column, simple texts are parsed vectorised.
+_PY_UNIQUE_LIMIT = 4000
+
+_GARBLED = re.compile(
+    "Ã[\u0080-\u00bf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039"
+    "\u0152\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a"
+    "\u0153\u017e\u0178]|â€|Â[\u00a0-\u00bf]"
+)
+_NUMBER = re.compile(r"^([+-]?)(\d{1,3}(?:[ \u00a0\u202f\u2007]\d{3})+|\d+)(?:([.,])(\d+))?$")
+_SCI = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+_FR_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?)?$")
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+_ID_STRUCT = re.compile(r"^[^\s]+(?:.*[^\s])?$")
+
+_MISSING, _VALUE, _SPECIAL, _ERROR = 0, 1, 2, 3
+_SEPS = frozenset(",;| ")
+_SPACES_NUM = re.compile(r"[ \u00a0\u202f\u2007]")
+
+
+@dataclass
+class _Spec:
+    var: Variable
+    kind: str
+    lookup: dict[str, Any]
+    code_keys: frozenset[str]
+    label_keys: frozenset[str]
+    allowed: frozenset[float] | None
+    lo: float | None
+    hi: float | None
+    pattern: re.Pattern | None
+    specials: dict[str, str]
+    all_specials: dict[str, str]
+    missing: frozenset[str]
+    options: list[tuple[str, str]]
+
+    @property
+    def describe(self) -> str:
+        if self.allowed is not None:
+            return f"codes {', '.join(str(int(a)) for a in sorted(self.allowed))}"
+        if self.lo is not None or self.hi is not None:
+            lo = "" if self.lo is None else _fmt(self.lo)
+            hi = "" if self.hi is None else _fmt(self.hi)
+            return f"range [{lo}, {hi}]"
+        return self.var.type
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _build_spec(var: Variable, codebook: Codebook) -> _Spec:
+    if var.type in INTEGER_TYPES:
+        kind = "int"
+    elif var.type in FLOAT_TYPES:
+        kind = "float"
+    elif var.type in {"categorical", "respondent_type"}:
+        kind = "option"
+    else:
+        kind = {
+            "multi_select": "multi",
+            "date": "date",
+            "identifier": "identifier",
+            "territory_code": "territory",
+        }.get(var.type, "text")
+    lookup = codebook.value_lookup(var.id) if kind in {"int", "option", "multi"} else {}
+    scale = codebook.scales.get(var.scale or "")
+    allowed = None
+    code_keys: set[str] = set()
+    label_keys: set[str] = set()
+    if kind == "int" and scale is not None and scale.values:
+        allowed = frozenset(float(c) for c in scale.values)
+        code_keys = {normalise_text(str(c)) for c in scale.values}
+        label_keys = {normalise_text(lbl) for lbl in scale.values.values()}
+    if var.options:
+        code_keys = {normalise_text(k) for k in var.options}
+        label_keys = {normalise_text(lbl) for lbl in var.options.values()}
+    lo, hi = codebook.value_range(var.id) if kind in {"int", "float"} else (None, None)
+    options = []
+    if kind == "multi":
+        options = sorted(
+            {(k, v) for k, v in lookup.items() if k},
+            key=lambda kv: (-len(kv[0]), kv[0]),
+        )
+    return _Spec(
+        var=var,
+        kind=kind,
+        lookup=lookup,
+        code_keys=frozenset(code_keys),
+        label_keys=frozenset(label_keys),
+        allowed=allowed,
+        lo=lo,
+        hi=hi,
+        pattern=re.compile(var.pattern) if var.pattern else None,
+        specials={k: v for k, v in codebook.special_lookup.items() if v in var.special_codes},
+        all_specials=dict(codebook.special_lookup),
+        missing=frozenset(normalise_text(m) for m in codebook.missing_spellings),
+        options=options,
+    )
+
+
+def _parse_number(t: str) -> tuple[float, list[str]] | None:
+    m = _NUMBER.match(t)
+    if not m:
+        return None
+    sign, whole, sep, frac = m.groups()
+    kinds = []
+    if _SPACES_NUM.search(whole):
+        kinds.append("thousands_separator")
+        whole = _SPACES_NUM.sub("", whole)
+    if sep == ",":
+        kinds.append("decimal_comma")
+    value = float(f"{sign}{whole}.{frac}" if frac else f"{sign}{whole}")
+    return value, kinds
+
+
+def _parse_date(t: str) -> tuple[str, Any, str]:
+    """Return (status, value|rule, detail or norm kind)."""
+    m = _ISO_DATE.match(t)
+    if m:
+        y, mo, d = (int(x) for x in m.groups())
+        try:
+            return "value", dt.date(y, mo, d), ""
+        except ValueError:
+            return "error", "impossible_date", f"{t!r} is not a calendar date"
+    m = _FR_DATE.match(t)
+    if m:
+        d, mo, y = m.groups()
+        if len(y) == 2:
+            return "error", "ambiguous_date", "two-digit year is ambiguous; write the year in full"
+        try:
+            return "value", dt.date(int(y), int(mo), int(d)), "day_first_date"
+        except ValueError:
+            return "error", "impossible_date", f"{t!r} is not a calendar date (read day first)"
+    num = _parse_number(t)
+    if num is not None and 10000 <= num[0] <= 99999:
+        return "value", _EXCEL_EPOCH + dt.timedelta(days=int(num[0])), "excel_serial_date"
+    return "error", "not_a_date", "not a date (expected AAAA-MM-JJ, JJ/MM/AAAA or an Excel serial)"
+
+
+def _parse_one(spec: _Spec, text: str) -> tuple[int, Any, str | None, str | None]:
+    """Parse one distinct cell text: (status, value, rule, detail-or-norm-kind)."""
+    t = text.strip().strip("\u00a0\u202f")
+    trimmed = "trim_whitespace" if t != text else None
+    key = normalise_text(t)
+    if t == "" or key in spec.missing:
+        return _MISSING, None, None, ("missing_spelling" if t else None)
+    if key in spec.specials:
+        return _SPECIAL, spec.specials[key], None, "special_code"
+    kind = spec.kind
+    undeclared = spec.all_specials.get(key)
+    if kind in {"int", "float"}:
+        if key in spec.lookup and kind == "int":
+            value = float(spec.lookup[key])
+            norm = (
+                None
+                if key in spec.code_keys
+                else ("label_to_code" if key in spec.label_keys else "alias")
+            )
+            return _VALUE, value, None, norm or trimmed
+        num = _parse_number(t)
+        if num is None:
+            if undeclared:
+                return (
+                    _ERROR,
+                    None,
+                    "special_not_allowed",
+                    (f"special code '{undeclared}' is not declared for this item"),
+                )
+            if spec.allowed is not None:
+                return _ERROR, None, "unknown_label", f"unknown label; expected {spec.describe}"
+            return _ERROR, None, "not_a_number", "not a number"
+        value, kinds = num
+        if kind == "int":
+            if not value.is_integer():
+                return _ERROR, None, "not_integer", "not a whole number (never truncated)"
+            if "." in t or "," in t:
+                kinds.append("integral_float")
+        if (spec.allowed is not None and value not in spec.allowed) or (
+            spec.allowed is None
+            and (
+                (spec.lo is not None and value < spec.lo)
+                or (spec.hi is not None and value > spec.hi)
+            )
+        ):
+            if undeclared:
+                return (
+                    _ERROR,
+                    None,
+                    "special_not_allowed",
+                    (f"special code '{undeclared}' is not declared for this item"),
+                )
+            return _ERROR, None, "out_of_range", f"out of range; expected {spec.describe}"
+        return _VALUE, value, None, (kinds[-1] if kinds else trimmed)
+    if kind == "option":
+        if key in spec.lookup:
+            value = spec.lookup[key]
+            norm = None if t == value else ("label_to_code" if key in spec.label_keys else "alias")
+            if norm is None and key in spec.code_keys and t != value:
+                norm = "case"
+            return _VALUE, value, None, norm or trimmed
+        if undeclared:
+            return (
+                _ERROR,
+                None,
+                "special_not_allowed",
+                (f"special code '{undeclared}' is not declared for this item"),
+            )
+        return (
+            _ERROR,
+            None,
+            "unknown_option",
+            (f"unknown option; expected one of {', '.join(spec.var.options)}"),
+        )
+    if kind == "multi":
+        return _parse_multi(spec, key, trimmed, undeclared)
+    if kind == "date":
+        status, val, extra = _parse_date(t)
+        if status == "error":
+            return _ERROR, None, val, extra
+        return _VALUE, val, None, extra or trimmed
+    norm = trimmed
+    if kind == "identifier" and _SCI.match(t):
+        return (
+            _ERROR,
+            None,
+            "scientific_notation",
+            ("identifier in scientific notation: digits are lost, re-export ids as text"),
+        )
+    if kind == "territory":
+        t2 = t
+        if re.fullmatch(r"\d+\.0+", t2):
+            t2, norm = t2.split(".")[0], "drop_float_suffix"
+        if t2 != t2.upper():
+            t2, norm = t2.upper(), "uppercase"
+        if re.fullmatch(r"\d{4}", t2):
+            t2, norm = "0" + t2, "zero_pad"
+        t = t2
+    if spec.pattern is not None and not spec.pattern.search(t):
+        return _ERROR, None, "pattern", f"does not match the pattern {spec.pattern.pattern}"
+    if kind == "text" and undeclared and spec.var.special_codes:
+        return (
+            _ERROR,
+            None,
+            "special_not_allowed",
+            (f"special code '{undeclared}' is not declared for this item"),
+        )
+    return _VALUE, t, None, norm
+
+
+def _parse_multi(
+    spec: _Spec, key: str, trimmed, undeclared
+) -> tuple[int, Any, str | None, str | None]:
+    chosen: list[str] = []
+    pos, n = 0, len(key)
+    while pos < n:
+        while pos < n and key[pos] in _SEPS:
+            pos += 1
+        if pos >= n:
+            break
+        for cand, opt in spec.options:
+            end = pos + len(cand)
+            if key.startswith(cand, pos) and (end == n or key[end] in _SEPS):
+                chosen.append(str(opt))
+                pos = end
+                break
+        else:
+            stop = pos
+            while stop < n and key[stop] not in ",;|":
+                stop += 1
+            token = key[pos:stop].strip()
+            if undeclared and not chosen:
+                return (
+                    _ERROR,
+                    None,
+                    "special_not_allowed",
+                    (f"special code '{undeclared}' is not declared for this item"),
+                )
+            return (
+                _ERROR,
+                None,
+                "unknown_option",
+                (f"unknown option {token!r}; declared options are {', '.join(spec.var.options)}"),
+            )
+    if not chosen:
+        return _MISSING, None, None, None
+    picked = frozenset(chosen)
+    if spec.var.max_choices is not None and len(picked) > spec.var.max_choices:
+        return (
+            _ERROR,
+            None,
+            "too_many_choices",
+            (f"{len(picked)} options ticked, at most {spec.var.max_choices} allowed"),
+        )
+    return _VALUE, picked, None, "multi_select_split"
+
+
+@dataclass
+class _Parsed:
+    status: np.ndarray  # per unique
+    value: np.ndarray  # per unique (float or object)
+    rule: np.ndarray
+    detail: np.ndarray
+    special: np.ndarray  # per unique: special-code key or None
+
+
+def _parse_uniques(spec: _Spec, uniques: np.ndarray) -> _Parsed:
+    nu = len(uniques)
+    numeric = spec.kind in {"int", "float"}
+    status = np.full(nu, -1, dtype=np.int8)
+    value = np.full(nu, np.nan) if numeric else np.full(nu, None, dtype=object)
+    rule = np.full(nu, None, dtype=object)
+    detail = np.full(nu, None, dtype=object)
+    special = np.full(nu, None, dtype=object)
+    if nu > _PY_UNIQUE_LIMIT and spec.kind != "multi":
+        s = pd.Series(uniques, dtype="str")
+        if numeric:
+            simple = s.str.fullmatch(r"\d+").to_numpy(dtype=bool, copy=True)
+            vals = pd.to_numeric(s.where(simple, "0")).to_numpy(dtype=float)
+            if spec.kind == "float":
+                comma = s.str.fullmatch(r"-?\d+,\d+").to_numpy(dtype=bool, copy=True)
+                cv = pd.to_numeric(s.where(comma, "0").str.replace(",", ".", regex=False)).to_numpy(
+                    dtype=float
+                )
+                vals = np.where(comma, cv, vals)
+                detail[comma] = "decimal_comma"
+                simple |= comma
+            ok = simple.copy()
+            if spec.allowed is not None:
+                ok &= np.isin(vals, list(spec.allowed))
+            if spec.lo is not None:
+                ok &= vals >= spec.lo
+            if spec.hi is not None:
+                ok &= vals <= spec.hi
+            value[ok] = vals[ok]
+            status[ok] = _VALUE
+            detail[~ok] = None
+        elif spec.kind == "date":
+            simple = s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").to_numpy(dtype=bool, copy=True)
+            d = pd.to_datetime(s.where(simple, None), format="%Y-%m-%d", errors="coerce")
+            ok = simple & d.notna().to_numpy()
+            value[ok] = d[ok].dt.date.to_numpy()
+            status[ok] = _VALUE
+        else:
+            cls = r"[0-9A-Z_\-]+" if spec.kind == "territory" else r"[0-9A-Za-z_\-]+"
+            ok = s.str.fullmatch(cls).to_numpy(dtype=bool, copy=True)
+            low = s.str.lower()
+            ok &= ~low.isin(list(spec.all_specials) + list(spec.missing)).to_numpy(
+                dtype=bool, copy=True
+            )
+            if spec.kind == "territory":
+                ok &= ~s.str.fullmatch(r"\d{4}").to_numpy(dtype=bool, copy=True)
+            if spec.kind == "identifier":
+                ok &= ~s.str.fullmatch(r"\d+[eE]\d+").to_numpy(dtype=bool, copy=True)
+            if spec.pattern is not None:
+                ok &= s.str.contains(spec.pattern.pattern, regex=True).to_numpy(
+                    dtype=bool, copy=True
+                )
+            value[ok] = uniques[ok]
+            status[ok] = _VALUE
+    for u in np.flatnonzero(status < 0):
+        st, val, rl, dtl = _parse_one(spec, uniques[u])
+        status[u] = st
+        if st == _SPECIAL:
+            special[u] = val
+        elif val is not None:
+            value[u] = val
+        rule[u], detail[u] = rl, dtl
+    return _Parsed(status, value, rule, detail, special)
+
+
+def _repair_text(text: str) -> str | None:
+    """Undo one round of UTF-8 read as cp1252 (or latin-1); None when that is not what happened."""
+    for enc in ("cp1252", "latin-1"):
+        try:
+            fixed = text.encode(enc).decode("utf-8")
+        except UnicodeError:
+            continue
+        if fixed != text:
+            return fixed
+    return None
+
+
+def _repair_mojibake(raw: _Raw, mapping, norms, warnings: list[str], name: str) -> None:
+    """Repair double-encoded cells of mapped columns in place, counting each repair."""
+    for j, t in enumerate(mapping):
+        u = raw.uniques[j]
+        if t[0] not in {"var", "opt"} or not len(u):
+            continue
+        hit = pd.Series(u, dtype="str").str.contains(_GARBLED.pattern, regex=True)
+        hit = hit.fillna(False).to_numpy(dtype=bool)
+        if not hit.any():
+            continue
+        fixed = np.array(u, dtype=object, copy=True)
+        repaired = np.zeros(len(u), dtype=bool)
+        for k in np.flatnonzero(hit):
+            new = _repair_text(str(u[k]))
+            if new is not None:
+                fixed[k], repaired[k] = new, True
+        if repaired.any():
+            raw.uniques[j] = fixed
+            k0 = int(np.flatnonzero(repaired)[0])
+            n_rows = int(repaired[raw.codes[j]].sum())
+            column = t[1] if t[0] == "var" else f"{t[1]}__{t[2]}"
+            _norm_add(norms, column, "mojibake_repaired", n_rows, f"{u[k0]} → {fixed[k0]}")
+            warnings.append(
+                f"{name}: column {raw.header[j]!r}: double-encoded text repaired on {n_rows} "
+                f"row(s) (e.g. {str(u[k0])!r} → {str(fixed[k0])!r}), as asked"
+            )

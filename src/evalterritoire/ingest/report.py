@@ -1,0 +1,233 @@
+"""Result and report of the ingest step: :class:`IngestResult` and the report it carries.
+
+Owns the result type, the empty
+quarantine table and its column types, the skeleton of ``ingestion.json`` and the rejected
+result, the normalisation counters, and :func:`_assemble`, which turns the typed valid rows and
+the collected cell/row errors of one file into the quarantine table and the report, asserting
+``rows_valid + rows_quarantined + blank_lines == rows_read``.
+
+Imports no other ingest module, so that every one of them can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalterritoire.errors import IngestError
+
+
+@dataclass
+class IngestResult:
+    """Outcome of ingesting one export (or several combined).
+
+    Attributes
+    ----------
+    valid : DataFrame
+        Typed valid rows (codebook columns, ``source_file``, ``source_line``), sorted by
+        territory code, respondent id, file and line.
+    quarantine : DataFrame
+        One row per quarantined record: ``source_file``, ``source_line``, ``respondent_id``,
+        ``n_reasons``, ``reasons``, ``raw``.
+    report : dict
+        The ingestion report (see ``ingestion.json``).
+    """
+
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``partial`` or ``rejected``."""
+        return str(self.report["status"])
+
+    @property
+    def exit_code(self) -> int:
+        """0 all rows valid, 1 some rows quarantined (or column errors), 2 rejected."""
+        return {"ok": 0, "partial": 1, "rejected": 2}[self.status]
+
+    def summary(self) -> str:
+        """Short human summary (French)."""
+        r = self.report
+        if self.status == "rejected":
+            msgs = "; ".join(e["message"] for e in r["errors"][:3])
+            return f"{r['file']} : fichier rejeté — {msgs}"
+        lines = [
+            f"{r['file']} : {r['status']} — {r['rows_read']} enregistrement(s) lu(s), "
+            f"{r['rows_valid']} valide(s), {r['rows_quarantined']} en quarantaine, "
+            f"{r['blank_lines']} ligne(s) vide(s)",
+            f"  format {r['format']}, encodage {r['encoding']}, séparateur {r['delimiter']!r}"
+            + (f", feuille {r['sheet']!r}" if r.get("sheet") else ""),
+        ]
+        if r["normalisations"]:
+            total = sum(n["count"] for n in r["normalisations"])
+            lines.append(f"  {total} normalisation(s) ({len(r['normalisations'])} sorte(s))")
+        for w in r["warnings"][:5]:
+            lines.append(f"  avertissement : {w}")
+        for e in r["errors"][:5]:
+            lines.append(f"  erreur : {e['message']}")
+        if len(r["errors"]) > 5:
+            lines.append(f"  … et {len(r['errors']) - 5} autre(s) erreur(s) (voir ingestion.json)")
+        return "\n".join(lines)
+
+
+QUARANTINE_COLUMNS = ["source_file", "source_line", "respondent_id", "n_reasons", "reasons", "raw"]
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source_file": pd.Series([], dtype=str),
+            "source_line": pd.Series([], dtype="int64"),
+            "respondent_id": pd.Series([], dtype=str),
+            "n_reasons": pd.Series([], dtype="int64"),
+            "reasons": pd.Series([], dtype=str),
+            "raw": pd.Series([], dtype=str),
+        }
+    )
+
+
+def _base_report(name: str) -> dict[str, Any]:
+    return {
+        "file": name,
+        "files": [name],
+        "status": "rejected",
+        "format": None,
+        "encoding": None,
+        "delimiter": None,
+        "sheet": None,
+        "header_line": None,
+        "columns": {},
+        "rows_read": 0,
+        "rows_valid": 0,
+        "rows_quarantined": 0,
+        "blank_lines": 0,
+        "normalisations": [],
+        "warnings": [],
+        "errors": [],
+    }
+
+
+def _rejected(name: str, message: str, meta: Mapping[str, Any] | None = None) -> IngestResult:
+    report = _base_report(name)
+    report.update({k: v for k, v in (meta or {}).items() if k in report})
+    report["status"] = "rejected"
+    report["errors"] = [
+        {"line": None, "column": "", "value": "", "rule": "file_rejected", "message": message}
+    ]
+    return IngestResult(pd.DataFrame(), _empty_quarantine(), report)
+
+
+def _norm_add(
+    norms: dict[tuple[str, str], list], column: str, kind: str, count: int, example: str
+) -> None:
+    if count <= 0:
+        return
+    entry = norms.setdefault((column, kind), [0, example])
+    entry[0] += int(count)
+
+
+def _assemble(raw, valid, err, norms, warnings, report_errors, name, id_j) -> IngestResult:
+    n = raw.n_rows
+    # per-cell error messages
+    err_records = []
+    q_rows: dict[int, list[str]] = {}
+    if len(err):
+        err = err.assign(line=raw.lines[err["pos"].to_numpy(dtype=np.int64)])
+        err = err.sort_values(["line", "column", "rule"], kind="stable")
+        for pos, col, value, rl, dtl, line in err[
+            ["pos", "column", "value", "rule", "detail", "line"]
+        ].itertuples(index=False):
+            v = "" if value is None else str(value)
+            msg = f"{name} line {line}, column {col}: {dtl} (value {v!r})"
+            err_records.append(
+                {"line": int(line), "column": str(col), "value": v, "rule": str(rl), "message": msg}
+            )
+            q_rows.setdefault(int(pos), []).append(f"{col}: {rl} — {dtl} (value {v!r})")
+    for b in raw.bad_records:
+        msg = f"{name} line {b['line']}: {b['message']}"
+        err_records.append(
+            {
+                "line": b["line"],
+                "column": "",
+                "value": b["raw"][:200],
+                "rule": b["rule"],
+                "message": msg,
+            }
+        )
+    err_records.sort(
+        key=lambda e: (e["line"] if e["line"] is not None else -1, e["column"], e["rule"])
+    )
+
+    qpos = np.array(sorted(q_rows), dtype=np.int64)
+    raw_txt = raw.raw_text(qpos) if len(qpos) else []
+    ids_raw = []
+    for p in qpos:
+        ids_raw.append(
+            str(raw.uniques[id_j][raw.codes[id_j][p]]).strip() if id_j is not None else ""
+        )
+    q = pd.DataFrame(
+        {
+            "source_file": [name] * len(qpos) + [name] * len(raw.bad_records),
+            "source_line": [int(raw.lines[p]) for p in qpos]
+            + [int(b["line"]) for b in raw.bad_records],
+            "respondent_id": ids_raw + [""] * len(raw.bad_records),
+            "n_reasons": [len(q_rows[int(p)]) for p in qpos] + [1] * len(raw.bad_records),
+            "reasons": [" | ".join(q_rows[int(p)]) for p in qpos]
+            + [f"{b['rule']} — {b['message']}" for b in raw.bad_records],
+            "raw": list(raw_txt) + [b["raw"] for b in raw.bad_records],
+        }
+    )
+    q = (
+        _quarantine_types(q)
+        .sort_values(["source_file", "source_line"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+    rows_read = n + len(raw.bad_records) + raw.blank_lines
+    n_q = len(q)
+    if len(valid) + n_q + raw.blank_lines != rows_read:
+        raise IngestError(
+            f"{name}: internal error, row accounting broken "
+            f"({len(valid)} valid + {n_q} quarantined + {raw.blank_lines} blank != {rows_read} read)"
+        )
+    norm_list = [
+        {"column": c, "kind": k, "count": int(v[0]), "example": v[1]}
+        for (c, k), v in sorted(norms.items())
+    ]
+    report = _base_report(name)
+    report.update(
+        {k: raw.meta.get(k) for k in ("format", "encoding", "delimiter", "sheet", "header_line")}
+    )
+    report["columns"] = {"read": len(raw.header), "typed": int(valid.shape[1])}
+    report.update(
+        rows_read=int(rows_read),
+        rows_valid=len(valid),
+        rows_quarantined=int(n_q),
+        blank_lines=int(raw.blank_lines),
+        normalisations=norm_list,
+        warnings=list(warnings),
+        errors=report_errors + err_records,
+    )
+    report["status"] = "ok" if n_q == 0 and not report_errors else "partial"
+    if rows_read == raw.blank_lines:
+        return _rejected(name, f"{name}: header without data (no response rows)", report)
+    return IngestResult(valid, q, report)
+
+
+def _quarantine_types(q: pd.DataFrame) -> pd.DataFrame:
+    return q.astype(
+        {
+            "source_file": "str",
+            "source_line": "int64",
+            "respondent_id": "str",
+            "n_reasons": "int64",
+            "reasons": "str",
+            "raw": "str",
+        }
+    )

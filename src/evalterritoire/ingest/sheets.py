@@ -1,0 +1,308 @@
+"""Cell-based exports (XLSX, SPSS ``.sav``, Parquet): typed cells → :class:`~evalterritoire.ingest.raw._Raw`.
+
+Owns the conversion of typed cell values to text (:func:`_cell_text`), the construction of the
+raw table from already-split rows (header location, blank, footer and overlong rows), and the
+three readers: XLSX through openpyxl (sheet choice, Excel error cells, formulas without a cached
+value), SPSS through pyreadstat (names or labels as headers, user-missing values mapped through
+value labels) and Parquet through pandas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalterritoire.codebook.model import Codebook, normalise_text
+from evalterritoire.errors import FileRejectedError
+from evalterritoire.ingest.raw import (
+    _FOOTER,
+    _factorize_rows,
+    _found_required,
+    _header_target,
+    _locate_header,
+    _Raw,
+    _required,
+)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _raw_from_rows(
+    rows: list[tuple[int, list[str]]],
+    cell_flags: dict[tuple[int, int], tuple[str, str]],
+    codebook: Codebook,
+    name: str,
+    *,
+    header_row: int | None,
+    profile: str,
+    meta: dict[str, Any],
+    warnings: list[str],
+) -> _Raw:
+    """Build the raw table from already-split rows (XLSX, SPSS, Parquet)."""
+    nonblank = [(ln, cells) for ln, cells in rows if any(c.strip() for c in cells)]
+    hidx, extra = _locate_header(nonblank[:12], codebook, name, header_row, profile)
+    header_line = nonblank[hidx][0]
+    header = [c.strip() for c in nonblank[hidx][1]]
+    while (
+        header
+        and header[-1] == ""
+        and all(len(c) < len(header) or not c[len(header) - 1].strip() for _, c in rows)
+    ):
+        header.pop()
+    skip_lines = {nonblank[k][0] for k in extra}
+    for k in extra:
+        warnings.append(f"{name}: row {nonblank[k][0]} skipped as an extra header row")
+    n_fields = len(header)
+    data_rows, lines, bad_records, blank = [], [], [], 0
+    cell_errors = []
+    for ln, cells in rows:
+        if ln <= header_line or ln in skip_lines:
+            continue
+        if not any(c.strip() for c in cells):
+            blank += 1
+            continue
+        extra_cells = [c for c in cells[n_fields:] if c.strip()]
+        if extra_cells:
+            bad_records.append(
+                {
+                    "line": ln,
+                    "raw": ";".join(cells),
+                    "rule": "field_count",
+                    "message": f"data beyond the {n_fields} named column(s): {extra_cells[:3]!r}",
+                }
+            )
+            continue
+        if _FOOTER.match(normalise_text(cells[0] if cells else "")):
+            bad_records.append(
+                {
+                    "line": ln,
+                    "raw": ";".join(cells),
+                    "rule": "footer_line",
+                    "message": "summary/footer line ('Total', 'Source :'), not a response",
+                }
+            )
+            continue
+        pos = len(data_rows)
+        for j in range(min(n_fields, len(cells))):
+            flag = cell_flags.get((ln, j))
+            if flag:
+                cell_errors.append((pos, j, cells[j], flag[0], flag[1]))
+        data_rows.append((cells + [""] * n_fields)[:n_fields])
+        lines.append(ln)
+    codes, uniques = _factorize_rows(data_rows, n_fields)
+
+    def raw_text(pos: np.ndarray) -> list[str]:
+        return [";".join(data_rows[p]) for p in pos]
+
+    meta = {**meta, "header_line": header_line}
+    return _Raw(
+        header=header,
+        header_line=header_line,
+        codes=codes,
+        uniques=uniques,
+        lines=np.asarray(lines, dtype=np.int64),
+        raw_text=raw_text,
+        bad_records=bad_records,
+        cell_errors=cell_errors,
+        blank_lines=blank,
+        meta=meta,
+        warnings=warnings,
+    )
+
+
+def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, profile) -> _Raw:
+    import openpyxl
+
+    try:
+        wb_v = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb_f = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except Exception as exc:
+        raise FileRejectedError(
+            f"{name}: not a readable XLSX workbook ({type(exc).__name__})"
+        ) from None
+    try:
+        sheets = wb_v.sheetnames
+        if sheet is not None:
+            if sheet not in sheets:
+                raise FileRejectedError(
+                    f"{name}: no sheet {sheet!r}; sheets are {', '.join(map(repr, sheets))}"
+                )
+            chosen = sheet
+        else:
+            required = set(_required(codebook))
+            ok = []
+            for s in sheets:
+                for row in wb_v[s].iter_rows(max_row=12, values_only=True):
+                    cells = [_cell_text(v) for v in row]
+                    if not (required - _found_required(cells, codebook)):
+                        ok.append(s)
+                        break
+            if len(ok) != 1:
+                why = "several sheets have" if ok else "no sheet has"
+                raise FileRejectedError(
+                    f"{name}: {why} the required columns "
+                    f"({', '.join(map(repr, ok or sheets))}); pass --sheet NAME"
+                )
+            chosen = ok[0]
+        rows: list[tuple[int, list[str]]] = []
+        flags: dict[tuple[int, int], tuple[str, str]] = {}
+        it_f = wb_f[chosen].iter_rows()
+        for r, row in enumerate(wb_v[chosen].iter_rows(), start=1):
+            frow = next(it_f, ())
+            cells = []
+            for j, c in enumerate(row):
+                v = getattr(c, "value", None)
+                if getattr(c, "data_type", None) == "e" or (
+                    isinstance(v, str)
+                    and v.startswith("#")
+                    and v.endswith(("!", "A", "?"))
+                    and v in _EXCEL_ERRORS
+                ):
+                    flags[(r, j)] = ("excel_error", f"Excel error cell {v}")
+                    cells.append(str(v))
+                    continue
+                fv = getattr(frow[j], "value", None) if j < len(frow) else None
+                if v is None and isinstance(fv, str) and fv.startswith("="):
+                    flags[(r, j)] = (
+                        "formula_without_value",
+                        f"formula {fv} has no cached value (recalculate and save in Excel)",
+                    )
+                    cells.append(fv)
+                    continue
+                cells.append(_cell_text(v))
+            rows.append((r, cells))
+    finally:
+        wb_v.close()
+        wb_f.close()
+    warnings: list[str] = []
+    if sheet is None and len(sheets) > 1:
+        warnings.append(
+            f"{name}: sheet {chosen!r} chosen among {len(sheets)} (it has the required columns)"
+        )
+    return _raw_from_rows(
+        rows,
+        flags,
+        codebook,
+        name,
+        header_row=header_row,
+        profile=profile,
+        meta={"format": "xlsx", "encoding": None, "delimiter": None, "sheet": chosen},
+        warnings=warnings,
+    )
+
+
+_EXCEL_ERRORS = frozenset({"#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"})
+
+
+def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile) -> _Raw:
+    import pyreadstat
+
+    try:
+        df, meta = pyreadstat.read_sav(str(path), user_missing=True, apply_value_formats=False)
+    except Exception as exc:
+        raise FileRejectedError(
+            f"{name}: not a readable SPSS .sav file ({type(exc).__name__})"
+        ) from None
+    header = list(df.columns)
+    # a variable is known by its name, else by its SPSS label
+    shown = []
+    for col in header:
+        label = (meta.column_names_to_labels or {}).get(col) or ""
+        if (
+            _header_target(col, codebook)[0] == "unknown"
+            and label
+            and _header_target(label, codebook)[0] != "unknown"
+        ):
+            shown.append(label)
+        else:
+            shown.append(col)
+    missing_ranges = meta.missing_ranges or {}
+    labels = meta.variable_value_labels or {}
+    cols_text = []
+    n_user_missing = 0
+    for col, head in zip(header, shown, strict=True):
+        target = _header_target(head, codebook)
+        var = codebook[target[1]] if target[0] == "var" else None
+        use_labels = var is not None and (var.options or var.type == "multi_select")
+        vl = labels.get(col, {})
+        ranges = missing_ranges.get(col, [])
+        out = []
+        for v in df[col].tolist():
+            is_missing_value = (
+                any(
+                    (r["lo"] <= v <= r["hi"]) if not isinstance(v, str) else v == r["lo"]
+                    for r in ranges
+                )
+                if v is not None and not (isinstance(v, float) and math.isnan(v))
+                else False
+            )
+            if is_missing_value:
+                n_user_missing += 1
+            if is_missing_value or (use_labels and v in vl):
+                out.append(str(vl.get(v, _cell_text(v))))
+            else:
+                out.append(_cell_text(v))
+        cols_text.append(out)
+    rows = [(1, shown)] + [(i + 2, [c[i] for c in cols_text]) for i in range(len(df))]
+    warnings = []
+    if n_user_missing:
+        warnings.append(
+            f"{name}: {n_user_missing} SPSS user-missing value(s) mapped through value labels"
+        )
+    raw = _raw_from_rows(
+        rows,
+        {},
+        codebook,
+        name,
+        header_row=None,
+        profile=profile,
+        meta={"format": "sav", "encoding": meta.file_encoding, "delimiter": None, "sheet": None},
+        warnings=warnings,
+    )
+    return raw
+
+
+def _read_parquet(path: Path, name: str, codebook: Codebook, *, profile) -> _Raw:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:
+        raise FileRejectedError(
+            f"{name}: not a readable Parquet file ({type(exc).__name__})"
+        ) from None
+    header = [str(c) for c in df.columns]
+    cols_text = [
+        [_cell_text(v) if not (v is pd.NA or v is pd.NaT) else "" for v in df[c].tolist()]
+        for c in df.columns
+    ]
+    rows = [(1, header)] + [(i + 2, [c[i] for c in cols_text]) for i in range(len(df))]
+    return _raw_from_rows(
+        rows,
+        {},
+        codebook,
+        name,
+        header_row=None,
+        profile=profile,
+        meta={"format": "parquet", "encoding": None, "delimiter": None, "sheet": None},
+        warnings=[],
+    )

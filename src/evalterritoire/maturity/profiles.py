@@ -1,0 +1,181 @@
+"""Territory profiles: design-weighted means of the respondent scores with standard errors.
+
+Owns :func:`compute_profiles` and its estimation helpers: the design's weights and variance of
+weighted totals (linearisation when the design provides it, with-replacement otherwise) and
+domain means that keep the full design (R ``svyby`` semantics).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from evalterritoire.errors import MaturityError
+from evalterritoire.maturity.common import NAME_COL, TERRITORY_COL, TYPE_COL
+from evalterritoire.maturity.scoring import MaturityScorer
+
+
+def _weights_and_variance(design: Any, n: int):
+    """Weights (n,) and a function z (n, p) -> variances (p,) of weighted totals.
+
+    With a design exposing ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU
+    rule, calibration), its linearisation variance is used. Otherwise (no design, or a design
+    without that method) the with-replacement estimator treating every respondent as its own
+    PSU is used: ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
+    """
+    if design is None:
+        weights = np.ones(n)
+    else:
+        weights = np.asarray(getattr(design, "weights", None), dtype=float).reshape(-1)
+        if weights.shape != (n,):
+            raise MaturityError(
+                f"the design has {weights.size} weights for {n} responses: build it on the "
+                "same responses"
+            )
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise MaturityError("design weights must be finite and non-negative")
+    var_fn = getattr(design, "variance_of_totals", None)
+
+    def variance(z: np.ndarray) -> np.ndarray:
+        if z.shape[1] == 0:
+            return np.zeros(0)
+        if callable(var_fn):
+            return np.diag(np.atleast_2d(np.asarray(var_fn(z), dtype=float))).copy()
+        if n < 2:
+            return np.full(z.shape[1], np.nan)
+        centred = z - z.mean(axis=0)
+        return n / (n - 1) * (centred**2).sum(axis=0)
+
+    return weights, variance
+
+
+def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, variance):
+    """Weighted domain means of the columns of ``y`` (NaN = missing) with linearised SEs.
+
+    Domain estimation keeps the full design: the linearised variable of domain d is zero
+    outside d (R ``svyby`` semantics), ``z_i = w_i 1[i in d, y_i valid] (y_i - ybar_d) / N_d``.
+    """
+    n, p = y.shape
+    valid = np.isfinite(y)
+    mean = np.full((n_dom, p), np.nan)
+    se = np.full((n_dom, p), np.nan)
+    counts = np.zeros((n_dom, p))
+    rows = np.arange(n)
+    for j in range(p):
+        ok = valid[:, j]
+        wv = np.where(ok, w, 0.0)
+        y0 = np.where(ok, y[:, j], 0.0)
+        n_hat = np.bincount(idx, weights=wv, minlength=n_dom)
+        total = np.bincount(idx, weights=wv * y0, minlength=n_dom)
+        counts[:, j] = np.bincount(idx, weights=ok.astype(float), minlength=n_dom)
+        has = n_hat > 0
+        m = np.divide(total, n_hat, out=np.full(n_dom, np.nan), where=has)
+        z = np.zeros((n, n_dom))
+        safe_n = np.where(has, n_hat, 1.0)
+        z[rows, idx] = wv * (y0 - np.nan_to_num(m)[idx]) / safe_n[idx]
+        var = variance(z)
+        mean[:, j] = m
+        se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    return mean, se, counts
+
+
+def compute_profiles(
+    responses: pd.DataFrame,
+    scorer: MaturityScorer,
+    design: Any = None,
+    *,
+    wave: int | None = None,
+) -> pd.DataFrame:
+    """Territory profiles: design-weighted dimension means with standard errors.
+
+    Parameters
+    ----------
+    responses : DataFrame
+        Typed responses of one wave (``id_territoire_code`` required).
+    scorer : MaturityScorer
+        A fitted scorer.
+    design : SurveyDesign or None
+        The wave's design (same rows as ``responses``); None gives equal weights.
+    wave : int, optional
+        Written in a ``wave`` column when given.
+
+    Returns
+    -------
+    DataFrame
+        One row per territory (sorted by code): ``territory``, ``territory_name``, ``n``
+        (respondents with at least one dimension score), ``n_respondents``, ``n_types``, ``score_<dim>``,
+        ``se_<dim>``, ``n_<dim>``, ``nsp_<dim>`` for each dimension, ``score_global``,
+        ``se_global``, ``nsp_share`` (weighted share of "ne sait pas" among asked maturity items)
+        and ``n_type_<type>`` for each respondent type of the codebook.
+    """
+    check_is_fitted(scorer, "items_")
+    if TERRITORY_COL not in responses.columns:
+        raise MaturityError(f"responses have no territory column '{TERRITORY_COL}'")
+    codes_all = responses[TERRITORY_COL].astype("string")
+    if codes_all.isna().any():
+        raise MaturityError(f"{int(codes_all.isna().sum())} response(s) without a territory code")
+    details = scorer.score_details(responses)
+    weights, variance = _weights_and_variance(design, len(responses))
+    codes = sorted(codes_all.unique().tolist())
+    idx = pd.Categorical(codes_all, categories=codes).codes.astype(int)
+    dims = list(scorer.items_)
+    score_cols = [f"score_{d}" for d in dims] + ["score_global"]
+    y = details[score_cols].to_numpy(dtype=float)
+    mean, se, counts = _domain_means(y, weights, idx, len(codes), variance)
+
+    out: dict[str, Any] = {}
+    if wave is not None:
+        out["wave"] = np.full(len(codes), int(wave), dtype=np.int64)
+    out["territory"] = pd.array(codes, dtype="string")
+    if NAME_COL in responses.columns:
+        names = (
+            pd.DataFrame({"t": codes_all, "name": responses[NAME_COL].astype("string")})
+            .dropna()
+            .groupby("t")["name"]
+            .agg(lambda s: s.value_counts().sort_index().idxmax())
+        )
+        out["territory_name"] = pd.array([names.get(c, c) for c in codes], dtype="string")
+    else:
+        out["territory_name"] = pd.array(codes, dtype="string")
+    scored = np.isfinite(y[:, :-1]).any(axis=1)
+    out["n"] = np.bincount(idx[scored], minlength=len(codes)).astype(np.int64)
+    out["n_respondents"] = np.bincount(idx, minlength=len(codes)).astype(np.int64)
+    rtype = (
+        responses[TYPE_COL].astype("string")
+        if TYPE_COL in responses.columns
+        else pd.Series(pd.NA, index=responses.index, dtype="string")
+    )
+    out["n_types"] = (
+        pd.DataFrame({"i": idx, "t": rtype})
+        .dropna()
+        .groupby("i")["t"]
+        .nunique()
+        .reindex(range(len(codes)), fill_value=0)
+        .to_numpy(dtype=np.int64)
+    )
+    nsp = details[[f"n_nsp_{d}" for d in dims]].to_numpy(dtype=float)
+    asked = details[[f"n_asked_{d}" for d in dims]].to_numpy(dtype=float)
+    w_nsp = np.zeros((len(codes), len(dims)))
+    w_asked = np.zeros((len(codes), len(dims)))
+    np.add.at(w_nsp, idx, weights[:, None] * nsp)
+    np.add.at(w_asked, idx, weights[:, None] * asked)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nsp_dim = np.where(w_asked > 0, w_nsp / w_asked, np.nan)
+        nsp_all = np.where(w_asked.sum(axis=1) > 0, w_nsp.sum(axis=1) / w_asked.sum(axis=1), np.nan)
+    for j, d in enumerate(dims):
+        out[f"score_{d}"] = mean[:, j]
+        out[f"se_{d}"] = se[:, j]
+        out[f"n_{d}"] = counts[:, j].astype(np.int64)
+        out[f"nsp_{d}"] = nsp_dim[:, j]
+    out["score_global"] = mean[:, -1]
+    out["se_global"] = se[:, -1]
+    out["nsp_share"] = nsp_all
+    type_var = scorer.codebook.by_role("respondent_type")
+    for key in type_var.options if type_var is not None else ():
+        out[f"n_type_{key}"] = np.bincount(
+            idx[(rtype == key).fillna(False).to_numpy(dtype=bool)], minlength=len(codes)
+        ).astype(np.int64)
+    return pd.DataFrame(out)

@@ -1,0 +1,181 @@
+"""The models' design variance: sandwich, mixed-model clusters, working model and influence.
+
+Private part of :mod:`evalterritoire.models.fit`: the Taylor (or replicate-refit) covariance of the
+coefficients, the design whose clusters contain whole groups for the mixed model, the score
+loadings of each family's working model for the ``small_sample`` correction
+(:mod:`evalterritoire.design.sandwich`) and the influential-territory check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from evalterritoire.design.sandwich import WorkingModel
+from evalterritoire.models.data import _Data, _Estimation
+from evalterritoire.models.families import _irls, _ordinal_newton, _ordinal_parts
+
+if TYPE_CHECKING:
+    from evalterritoire.design.survey import SurveyDesign
+
+#: A territory whose removal moves a coefficient by more than this many SEs is influential.
+INFLUENCE_SE = 1.0
+
+
+def _mixed_variance_design(
+    design: SurveyDesign, frame: pd.DataFrame, groups: str
+) -> tuple[SurveyDesign, dict[str, Any]]:
+    """The design of the mixed model's sandwich: ultimate clusters = PSUs merged with groups.
+
+    The GLS score of a group is not a sum of independent respondent terms (every respondent's
+    score involves the group's BLUP), so the units summed independently must contain whole
+    groups: the clusters are the connected components of the PSU–group graph (the groups when
+    PSUs are nested in them, the PSUs when groups are nested in PSUs). The design's strata are
+    kept when every cluster lies in one stratum; the clusters are taken with replacement (no
+    fpc: the random intercept describes a superpopulation) with the ``adjust`` rule for a
+    stratum holding one cluster, and without calibration (the estimator ignores the weights).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from evalterritoire.design.survey import SurveyDesign as Design
+
+    data = design.data
+    n = len(data)
+    spec = getattr(design, "_spec", {})
+    psu_col = None if design.is_replicate else spec.get("psu")
+    strata_col = None if design.is_replicate else spec.get("strata")
+    psu = pd.factorize(data[psu_col].astype(str))[0] if psu_col else np.arange(n)
+    grp = pd.factorize(frame[groups].astype(object))[0]  # −1 where missing
+    n_p, n_g = int(psu.max()) + 1, int(grp.max()) + 1
+    has = grp >= 0
+    edges = coo_matrix(
+        (np.ones(int(has.sum())), (psu[has], n_p + grp[has])), shape=(n_p + n_g, n_p + n_g)
+    )
+    _, comp = connected_components(edges, directed=False)
+    cluster = pd.factorize(comp[psu])[0]
+    table = pd.DataFrame({"_cluster": cluster})
+    nested = False
+    if strata_col:
+        table["_stratum"] = data[strata_col].astype(str).to_numpy()
+        nested = bool((table.groupby("_cluster")["_stratum"].nunique() == 1).all())
+    clusters = Design(
+        table,
+        strata="_stratum" if nested else None,
+        psu="_cluster",
+        lonely_psu="adjust",
+    )
+    if not design.domain_mask.all():
+        clusters = clusters.subset(design.domain_mask)
+    info = {
+        "variance_clusters": int(np.unique(cluster).size),
+        "variance_cluster_rule": "PSUs merged with the model's groups (connected components)",
+        "variance_strata": strata_col if nested else None,
+    }
+    return clusters, info
+
+
+def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n_cuts=0):
+    """Design covariance of the coefficients: sandwich (Taylor) or replicate refits."""
+    if design.is_replicate and kind != "mixed":
+        reps_w = design.replicate_weights[data.rows]
+        scale = np.asarray(design.weights, dtype=float)[data.rows].mean()
+        thetas = []
+        for r in range(reps_w.shape[1]):
+            wr = reps_w[:, r] / scale
+            if kind == "ordinal":
+                thetas.append(_ordinal_newton(y, X, wr, beta, n_cuts)[0])
+            else:
+                thetas.append(_irls(kind, y, X, wr, beta))
+        return design.replicate_variance(np.vstack(thetas), beta)
+    z = np.zeros((len(design.data), beta.size))
+    z[data.rows] = U @ Ainv
+    return design.variance_of_totals(z)
+
+
+def _working_model(kind: str, data: _Data, X, w, est: _Estimation) -> WorkingModel:
+    """Score loadings of the working model (independent standardised errors) of each family.
+
+    Linear and logistic: one error per respondent, ``s_i = w_i √v_i x_i ε_i`` (``v`` the
+    variance function, 1 for the linear model) and ``M_i = w_i v_i x_i x_i'``. Ordinal: one
+    error per respondent and category, loadings ``w_i √p_ik g_ik`` with ``g_ik`` the score had
+    the answer been ``k`` (the expected information is ``Σ_k p_ik g_ik g_ik'``). Mixed: the
+    errors ``ε_g = V_g^{-1/2} r_g`` of each group, loadings ``X_g'V_g^{-1/2}`` whose column ``j`` is
+    ``(x_j + (ρ_g − 1) x̄_g)/σ`` with ``ρ_g = (1 + n_g τ²/σ²)^{-1/2}``, and ``M_i`` from the GLS
+    derivative ``A = L'R``.
+    """
+    rows = data.rows
+    beta = est.beta
+    if kind in ("linear", "logistic"):
+        mu = expit(X @ beta)
+        v = np.ones(len(rows)) if kind == "linear" else mu * (1.0 - mu)
+        C = X * np.sqrt(v)[:, None]
+        G = C * w[:, None]
+        return WorkingModel(rows, G, rows, G, C)
+    if kind == "ordinal":
+        n_cuts = beta.size - X.shape[1]
+        Cs, rows_k = [], []
+        for k in range(n_cuts + 1):
+            ll, score = _ordinal_parts(np.full(len(rows), k), X, beta, n_cuts)
+            Cs.append(score * np.sqrt(np.exp(ll))[:, None])
+            rows_k.append(rows)
+        C = np.vstack(Cs)
+        G = C * np.tile(w, n_cuts + 1)[:, None]
+        idx = np.concatenate(rows_k)
+        return WorkingModel(idx, G, idx, G, C)
+    diag = est.diagnostics
+    sigma2, tau2 = diag["residual_variance"], diag["group_variance"]
+    _, g = np.unique(data.groups, return_inverse=True)
+    n_g = np.bincount(g).astype(float)
+    means = np.zeros((n_g.size, X.shape[1]))
+    np.add.at(means, g, X)
+    means /= n_g[:, None]
+    rho = 1.0 / np.sqrt(1.0 + n_g * tau2 / sigma2)
+    G = (X + (rho - 1.0)[g][:, None] * means[g]) / np.sqrt(sigma2)
+    return WorkingModel(rows, G, rows, est.L, est.R)
+
+
+def _influence(design: SurveyDesign, data: _Data, est: _Estimation, Ainv, se):
+    """Territories whose removal moves a coefficient by more than INFLUENCE_SE × its SE.
+
+    The shift is the deletion ``Δβ_g = −(A − A_g)⁻¹ U_g`` (exact for the linear model and, given
+    the variance components, for the mixed model's GLS when the groups are the territories;
+    one step for the logistic; ``−A⁻¹ U_g`` for the ordinal model); territories moving a
+    coefficient by more than half a standard error are then judged against the standard error
+    computed without them (DFBETAS), so that an outlying territory cannot hide behind the
+    variance it inflates itself. ``design`` is the design of the Taylor sandwich.
+    """
+    codes, inv = np.unique(data.territory, return_inverse=True)
+    U, A = est.U, est.A
+    Ug = np.zeros((codes.size, U.shape[1]))
+    np.add.at(Ug, inv, U)
+    z = np.zeros((len(design.data), U.shape[1]))
+    z[data.rows] = U @ Ainv
+    out = []
+    for g, code in enumerate(codes):
+        sel = inv == g
+        if est.L is not None:
+            Ag = est.L[sel].T @ est.R[sel]
+            try:
+                delta = -np.linalg.solve(A - (Ag + Ag.T) / 2, Ug[g])
+            except np.linalg.LinAlgError:
+                delta = -Ainv @ Ug[g]
+        else:
+            delta = -Ainv @ Ug[g]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.abs(delta) / se
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        if shift.max() <= INFLUENCE_SE / 2:
+            continue
+        z_g = z.copy()
+        z_g[data.rows[sel]] = 0.0
+        se_g = np.sqrt(np.clip(np.diag(design.variance_of_totals(z_g)), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.abs(delta) / se_g
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        if shift.max() > INFLUENCE_SE:
+            out.append((str(code), shift))
+    return out

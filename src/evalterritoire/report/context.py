@@ -1,0 +1,253 @@
+"""The report context value objects, their JSON round trip and their shared vocabulary.
+
+Owns :class:`StudyArtefacts` (the wave's artefact tables handed to the builders),
+:class:`ReportContext` (one report's content as JSON-compatible values) with its deterministic
+:meth:`~ReportContext.to_json` / :meth:`~ReportContext.from_json`, the JSON-cleaning helpers
+``_clean`` and ``_num``, and the names every builder module shares: the schema version, the
+small-cell threshold, the column names of the responses table and the short display labels
+(:data:`DIMENSION_SHORT`, :func:`short_label`). Imports nothing from the other
+report modules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalterritoire.errors import RenderError
+
+#: Version of the JSON layout of a context (bumped when fields change meaning).
+SCHEMA_VERSION = 1
+#: Cells below this many respondents are flagged (grid §1: n < 5 « indicatif »).
+SMALL_CELL = 5
+
+TERRITORY_COL = "id_territoire_code"
+NAME_COL = "id_territoire_nom"
+TYPE_COL = "id_type_repondant"
+WEIGHT_COL = "id_poids"
+RESPONDENT_COL = "id_repondant"
+CONSENT_COL = "id_consentement"
+
+#: Short French labels of the nine maturity dimensions (charts need short axis labels).
+DIMENSION_SHORT: dict[str, str] = {
+    "positionnement": "Positionnement",
+    "modele_socio_eco": "Modèle socio-économique",
+    "gouvernance": "Gouvernance",
+    "cadre_technique": "Cadre technique",
+    "interconnaissance": "Interconnaissance",
+    "diagnostic_partage": "Diagnostic partagé",
+    "action_collective": "Action collective",
+    "evaluation": "Évaluation",
+    "essaimage": "Essaimage",
+}
+
+
+def short_label(text: str, *, limit: int = 60) -> str:
+    """A short display label: the text before a parenthesis or colon, cut at ``limit``."""
+    out = text.split(" (")[0].split(" :")[0].strip()
+    if len(out) > limit:
+        out = out[: limit - 1].rstrip() + "…"
+    return out
+
+
+@dataclass(frozen=True)
+class StudyArtefacts:
+    """The wave's artefact tables (each None when its step has not run).
+
+    Attributes
+    ----------
+    responses : DataFrame or None
+        Typed valid rows (``responses.parquet``).
+    estimates : DataFrame or None
+        Long estimates table (``estimates.parquet``).
+    maturity : DataFrame or None
+        One row per territory (``maturity.parquet``).
+    transitions : DataFrame or None
+        Stage changes between waves (``transitions.parquet``).
+    models : DataFrame or None
+        Tidy coefficient table (``models.parquet``).
+    reliability : DataFrame or None
+        Reliability (alpha) per dimension (``reliability.parquet``).
+    ingestion : dict or None
+        Ingestion report (``ingestion.json``).
+    context : DataFrame or None
+        Territory-level public statistics (``ctx_*`` columns keyed by territory code).
+    profiles : DataFrame or None
+        Territory profiles of every wave (``profiles.parquet``: ``wave``, ``territory``,
+        ``score_<dimension>``), for the wave-to-wave charts.
+    """
+
+    responses: pd.DataFrame | None = None
+    estimates: pd.DataFrame | None = None
+    maturity: pd.DataFrame | None = None
+    transitions: pd.DataFrame | None = None
+    models: pd.DataFrame | None = None
+    reliability: pd.DataFrame | None = None
+    ingestion: Mapping[str, Any] | None = None
+    context: pd.DataFrame | None = None
+    profiles: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything one report shows (territory or national), as JSON-compatible values.
+
+    Records are dicts of plain values (str, int, float, bool, None, lists). Estimates carry
+    ``estimate``, ``ci_low``, ``ci_high``, ``n`` and ``is_small_n`` so that every published
+    figure has its n and its interval.
+    """
+
+    study_name: str
+    wave: int
+    territory: str
+    territory_name: str
+    is_national: bool
+    min_n: int
+    schema_version: int = SCHEMA_VERSION
+    stage_names: tuple[str, ...] = ()
+    # identity and context
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    context_indicators: tuple[Mapping[str, Any], ...] = ()
+    composition: tuple[Mapping[str, Any], ...] = ()
+    # stage and justification
+    stage: int | None = None
+    stage_label: str = ""
+    #: Grid stage key the report follows (the earlier stage when between two stages).
+    grid_key: str = ""
+    #: Study stage whose grid the report follows (``stage`` unless between two stages).
+    report_stage: int | None = None
+    report_stage_label: str = ""
+    stage_probability: float | None = None
+    stage_robustness: float | None = None
+    between_stages: bool = False
+    #: The neighbouring stage the territory shares its membership with (between stages).
+    other_stage: int | None = None
+    other_stage_label: str = ""
+    stage_declared: int | None = None
+    stage_declared_label: str = ""
+    stage_gap: int | None = None
+    declared_distribution: tuple[Mapping[str, Any], ...] = ()
+    #: A few short excerpts of respondents' free text, shown escaped (« paroles d'acteurs »).
+    free_text: tuple[Mapping[str, Any], ...] = ()
+    score_range: tuple[float, float] = (1.0, 5.0)
+    profile: tuple[Mapping[str, Any], ...] = ()
+    # content sections
+    fragilities: tuple[Mapping[str, Any], ...] = ()
+    partnership: tuple[Mapping[str, Any], ...] = ()
+    dynamic: tuple[Mapping[str, Any], ...] = ()
+    dyn_statut: tuple[Mapping[str, Any], ...] = ()
+    agreement: tuple[Mapping[str, Any], ...] = ()
+    milestones: tuple[Mapping[str, Any], ...] = ()
+    results: tuple[Mapping[str, Any], ...] = ()
+    essaimage: tuple[Mapping[str, Any], ...] = ()
+    stage_indicators: tuple[Mapping[str, Any], ...] = ()
+    by_type: tuple[Mapping[str, Any], ...] = ()
+    freins: tuple[Mapping[str, Any], ...] = ()
+    nsp: tuple[Mapping[str, Any], ...] = ()
+    respondents: tuple[Mapping[str, Any], ...] = ()
+    n_respondents: int = 0
+    n_types: int = 0
+    is_indicative: bool = False
+    small_n: tuple[str, ...] = ()
+    models: tuple[Mapping[str, Any], ...] = ()
+    history: tuple[Mapping[str, Any], ...] = ()
+    wave_scores: tuple[Mapping[str, Any], ...] = ()
+    recommendations: tuple[str, ...] = ()
+    next_stage: Mapping[str, Any] = field(default_factory=dict)
+    # national only
+    stage_distribution: tuple[Mapping[str, Any], ...] = ()
+    territories: tuple[Mapping[str, Any], ...] = ()
+    transition_matrix: tuple[Mapping[str, Any], ...] = ()
+    headline: tuple[Mapping[str, Any], ...] = ()
+    stage_profiles: tuple[Mapping[str, Any], ...] = ()
+    reliability: tuple[Mapping[str, Any], ...] = ()
+    ingestion: Mapping[str, Any] = field(default_factory=dict)
+    methodology: Mapping[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_json(self) -> str:
+        """Deterministic JSON text (sorted keys, floats rounded to 6 decimals, final newline)."""
+        data = _clean(asdict(self))
+        return (
+            json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        )
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> ReportContext:
+        """Load a context from a JSON file path (or from JSON text).
+
+        Raises
+        ------
+        RenderError
+            When the file is missing, is not a context, or has another schema version.
+        """
+        text = str(source)
+        if isinstance(source, Path) or not text.lstrip().startswith("{"):
+            path = Path(source)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise RenderError(f"context file {path} cannot be read ({exc.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RenderError(f"context is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            raise RenderError(
+                f"not a report context of schema version {SCHEMA_VERSION}: rebuild the contexts"
+            )
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise RenderError(f"report context has unknown field(s): {', '.join(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def title(self) -> str:
+        """Report title."""
+        if self.is_national:
+            return f"{self.study_name} — synthèse {self.wave}"
+        return f"{self.territory_name} — rapport d'évaluation {self.wave}"
+
+    @property
+    def n_stages(self) -> int:
+        """Number of stages of the study."""
+        return len(self.stage_names)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars → Python, NaN → None, floats rounded, tuples → lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        if math.isnan(f) or math.isinf(f):
+            return None
+        r = round(f, 6)
+        return 0.0 if r == 0 else r
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f

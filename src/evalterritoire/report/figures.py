@@ -1,0 +1,837 @@
+"""Report figures drawn from a :class:`~evalterritoire.report.context.ReportContext`.
+
+One palette (Okabe–Ito, readable with colour-vision deficiencies), French labels and decimal
+commas on every axis, n printed next to every bar, intervals drawn when the estimates carry
+them, small cells hatched and labelled « indicatif ». Figures are drawn with matplotlib's
+object API (no pyplot global state, no ``bbox_inches="tight"``, fixed dpi) and returned as
+:class:`ReportFigure` objects holding deterministic PNG bytes and an alt text; in a notebook
+they display themselves as an ``<figure>`` with an ``<img alt=…>`` embedded as base64.
+
+seaborn is deliberately not imported here: its import costs about a second per kernel and the
+charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evalterritoire.report.french import NBSP, fmt_interval, fmt_n, fmt_number, fmt_percent
+from evalterritoire.report.grid import WILDER_BANDS, get_stage_grid
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from evalterritoire.report.context import ReportContext
+
+__all__ = [
+    "CHARTS",
+    "DPI",
+    "PALETTE",
+    "STAGE_COLOURS",
+    "ReportFigure",
+    "build_agreement_figure",
+    "build_benefit_burden_figure",
+    "build_fragilities_figure",
+    "build_headline_figure",
+    "build_profile_figure",
+    "build_stage_distribution_figure",
+    "build_stage_figures",
+    "build_stage_profiles_figure",
+    "build_stakeholders_figure",
+    "build_waves_figure",
+]
+
+#: Fixed resolution (pixels per inch) of every figure.
+DPI = 100
+#: Okabe–Ito colours.
+PALETTE = {
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "grey": "#8C8C8C",
+    "ink": "#1F2933",
+}
+STAGE_COLOURS = (PALETTE["orange"], PALETTE["sky"], PALETTE["green"], PALETTE["blue"])
+#: Diverging agreement scale (1 = pas du tout d'accord … 5 = tout à fait d'accord), BrBG-like.
+AGREEMENT_COLOURS = ("#8C510A", "#D8B365", "#E3E3E3", "#5AB4AC", "#01665E")
+AGREEMENT_LABELS = (
+    "Pas du tout d'accord",
+    "Plutôt pas d'accord",
+    "Ni l'un ni l'autre",
+    "Plutôt d'accord",
+    "Tout à fait d'accord",
+)
+NSP_COLOUR = "#FFFFFF"
+BAND_COLOURS = {"preoccupation": "#F4D6CC", "a_discuter": "#F7EDC4", "force": "#CFE8DC"}
+
+STYLE: dict[str, Any] = {
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.facecolor": "white",
+    "axes.edgecolor": "#CCCCCC",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#E6E6E6",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "xtick.color": "#333333",
+    "ytick.color": "#333333",
+    "legend.frameon": False,
+    "svg.hashsalt": "evalterritoire",
+}
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A rendered figure: PNG bytes, alt text (for screen readers) and a caption.
+
+    Attributes
+    ----------
+    key : str
+        Chart id (``profile``, ``agreement``...).
+    png : bytes
+        Deterministic PNG image.
+    alt : str
+        Text alternative describing what the figure shows, with its numbers.
+    caption : str
+        Caption shown under the figure (source, n, how to read it).
+    """
+
+    key: str
+    png: bytes
+    alt: str
+    caption: str
+
+    def to_html(self) -> str:
+        """An escaped ``<figure>`` embedding the PNG as a data URI."""
+        data = base64.b64encode(self.png).decode("ascii")
+        return (
+            f'<figure class="et-figure" id="fig-{html.escape(self.key)}">'
+            f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}"/>'
+            f"<figcaption>{html.escape(self.caption)}</figcaption></figure>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+# --------------------------------------------------------------------------- helpers
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
+    FigureCanvasAgg(fig)  # a real canvas, so that text can be measured while drawing
+    return fig
+
+
+def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+
+
+def _draw(
+    key: str,
+    width: float,
+    height: float,
+    body: Callable[[Figure], tuple[str, str]],
+    *,
+    layout: str | None = "constrained",
+):
+    """Draw a figure with the house style; ``layout=None`` when ``body`` places the axes itself.
+
+    Constrained layout measures every text of every axes, twice; a figure whose labels are short
+    and known (small multiples) is laid out with fixed margins instead, several times faster.
+    """
+    import matplotlib as mpl
+
+    with mpl.rc_context(STYLE):
+        fig = _new_figure(width, height, layout)
+        alt, caption = body(fig)
+        return _finish(key, fig, alt, caption)
+
+
+def _fr_axis(axis, decimals: int = 1, *, percent: bool = False) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    if percent:
+        axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_percent(v, 0)))
+    else:
+        axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_number(v, decimals)))
+
+
+def _wrap(text: str, width: int = 38) -> str:
+    return _plain("\n".join(textwrap.wrap(text, width)) or text)
+
+
+def _plain(text: str) -> str:
+    """Neutralise matplotlib mathtext: a ``$`` in data must print as a dollar sign."""
+    return str(text).replace("$", r"\$")
+
+
+def _n_text(n: int, small: bool) -> str:
+    return f"{fmt_n(n)}{NBSP}· indicatif" if small else fmt_n(n)
+
+
+def _fit_labels(fig: Figure, ax, labels: Sequence[Any], *, minimum: float) -> None:
+    """Widen ``ax``'s x range so that every label drawn right of its anchor stays inside.
+
+    The figure is laid out (not rendered) to measure the labels; the x range then grows (never
+    below ``minimum``) until the right end of the widest label is within the axes.
+    Deterministic: the same figure always gets the same range.
+    """
+    if not labels:
+        return
+    renderer = fig.canvas.get_renderer()
+    for _ in range(3):
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            engine.execute(fig)
+        right_px = max(t.get_window_extent(renderer).x1 for t in labels)
+        inverse = ax.transData.inverted()
+        right = inverse.transform((right_px, 0))[0]
+        lo, hi = ax.get_xlim()
+        if right <= hi:
+            return
+        ax.set_xlim(lo, max(minimum, right + 0.02 * (right - lo)))
+
+
+def _empty(fig: Figure, message: str) -> None:
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", color=PALETTE["grey"])
+
+
+# --------------------------------------------------------------------------- territory figures
+def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportFigure:
+    """Nine-dimension profile with intervals vs the stage centroid (and national mean).
+
+    ``banded=True`` shades the Wilder reading bands; it is refused for stages whose grid allows
+    no verdict (emerging, structuring), so such a report can never show them.
+    """
+    grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
+    if banded and (grid is None or not grid.allows_verdicts or ctx.is_indicative):
+        banded = False  # no verdict before consolidation, nor on an indicative (small-n) report
+    rows = [p for p in ctx.profile if p.get("score") is not None]
+    lo, hi = ctx.score_range
+
+    def body(fig: Figure) -> tuple[str, str]:
+        if not rows:
+            _empty(fig, "Profil non disponible (stades non calculés)")
+            return "Profil non disponible.", "Profil de maturité non disponible."
+        ax = fig.add_subplot()
+        labels = [_plain(r["label"]) for r in rows][::-1]
+        y = list(range(len(rows)))
+        scores = [r["score"] for r in rows][::-1]
+        if banded:
+            scale = (hi - lo) / 4.0
+            for band in WILDER_BANDS:
+                ax.axvspan(
+                    lo + (band.low - 1) * scale,
+                    lo + (band.high - 1) * scale,
+                    color=BAND_COLOURS[band.key],
+                    zorder=0,
+                    label=band.label,
+                )
+        colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
+        ax.barh(
+            y, scores, color=colour, height=0.6, label=_plain(ctx.territory_name[:40]), zorder=2
+        )
+        for yi, r in zip(y, rows[::-1], strict=True):
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                ax.plot(
+                    [r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2, zorder=3
+                )
+            ax.text(
+                hi + (hi - lo) * 0.01,
+                yi,
+                fmt_number(r["score"], 1),
+                va="center",
+                fontsize=9,
+                color=PALETTE["ink"],
+            )
+        cent = [r.get("centroid") for r in rows][::-1]
+        if any(c is not None for c in cent):
+            ax.scatter(
+                [c if c is not None else float("nan") for c in cent],
+                y,
+                marker="D",
+                color=PALETTE["ink"],
+                s=28,
+                zorder=4,
+                label=_plain(f"Profil moyen du stade {ctx.stage_label}"),
+            )
+        if grid is not None and grid.allows_verdicts:
+            nat = [r.get("national") for r in rows][::-1]
+            ax.scatter(
+                [c if c is not None else float("nan") for c in nat],
+                y,
+                marker="|",
+                color=PALETTE["vermillion"],
+                s=160,
+                linewidths=2,
+                zorder=4,
+                label="Moyenne des territoires",
+            )
+        ax.set_yticks(y, labels)
+        ax.set_xlim(lo, hi)
+        ax.grid(axis="y", visible=False)
+        _fr_axis(ax.xaxis, 0 if hi - lo > 10 else 1)
+        ax.set_xlabel(f"Score moyen ({fmt_number(lo, 0)} à {fmt_number(hi, 0)})")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+        parts = "; ".join(f"{r['label']} {fmt_number(r['score'], 1)}" for r in rows)
+        alt = f"Profil de maturité sur {len(rows)} dimensions : {parts}."
+        caption = (
+            f"Scores de dimension du territoire ({fmt_n(ctx.n_respondents)}), intervalle à 95 % "
+            f"en trait noir ; losange : profil moyen des territoires du stade {ctx.stage_label}."
+        )
+        if banded:
+            caption += " Bandes : préoccupation (< 3), à discuter (3 à 3,9), force (≥ 4)."
+        if ctx.is_indicative:
+            caption += " Effectif faible : lecture indicative, scores non classés."
+        return alt, caption
+
+    return _draw("profile_banded" if banded else "profile", 8.0, 4.6, body)
+
+
+def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
+    """Stacked agreement bars (1–5) with the « ne sait pas » share visible at the right."""
+    rows = list(ctx.agreement)
+
+    def body(fig: Figure) -> tuple[str, str]:
+        if not rows:
+            _empty(fig, "Aucune réponse d'accord disponible")
+            return "Aucune donnée.", "Aucune réponse disponible."
+        ax = fig.add_subplot()
+        y = list(range(len(rows)))[::-1]
+        for yi, r in zip(y, rows, strict=True):
+            left = 0.0
+            for level, colour in zip(range(1, 6), AGREEMENT_COLOURS, strict=True):
+                width = r["shares"].get(str(level), 0.0)
+                ax.barh(yi, width, left=left, color=colour, height=0.62, edgecolor="white")
+                if width >= 0.08:
+                    ax.text(
+                        left + width / 2,
+                        yi,
+                        fmt_percent(width),
+                        ha="center",
+                        va="center",
+                        fontsize=7.5,
+                        color="white" if level in (1, 5) else PALETTE["ink"],
+                    )
+                left += width
+            nsp = r["shares"].get("nsp", 0.0)
+            ax.barh(
+                yi,
+                nsp,
+                left=left,
+                color=NSP_COLOUR,
+                height=0.62,
+                edgecolor=PALETTE["grey"],
+                hatch="///",
+                linewidth=0.6,
+            )
+            ax.text(
+                1.01,
+                yi,
+                f"NSP {fmt_percent(nsp)}\n{_n_text(r['n'], r['is_small_n'])}",
+                va="center",
+                fontsize=7.5,
+                transform=ax.get_yaxis_transform(),
+            )
+        ax.set_yticks(y, [_wrap(r["label"], 44) for r in rows], fontsize=8)
+        ax.set_xlim(0, 1)
+        _fr_axis(ax.xaxis, percent=True)
+        ax.grid(axis="y", visible=False)
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(facecolor=c, label=lab)
+            for c, lab in zip(AGREEMENT_COLOURS, AGREEMENT_LABELS, strict=True)
+        ]
+        handles.append(
+            Patch(facecolor=NSP_COLOUR, edgecolor=PALETTE["grey"], hatch="///", label="Ne sait pas")
+        )
+        ax.legend(
+            handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.08), ncol=3, fontsize=8
+        )
+        alt = "Répartition des réponses d'accord : " + "; ".join(
+            f"{r['label']} : {fmt_percent(r['shares'].get('4', 0) + r['shares'].get('5', 0))} "
+            f"d'accord, {fmt_percent(r['shares'].get('nsp', 0))} ne sait pas"
+            for r in rows
+        )
+        caption = (
+            "Répartition pondérée des réponses, « ne sait pas » compris (hachuré) : ils sont "
+            "une information, pas une non-réponse."
+        )
+        return alt + ".", caption
+
+    return _draw("agreement", 8.6, 0.55 * max(len(rows), 2) + 1.6, body)
+
+
+def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigure:
+    """Perceived priority (/10, with interval and n) and the share who think alliances can act."""
+    rows = [r for r in ctx.fragilities if r.get("estimate") is not None][:top]
+
+    def body(fig: Figure) -> tuple[str, str]:
+        if not rows:
+            _empty(fig, "Priorités de fragilités non disponibles")
+            return "Aucune donnée.", "Aucune donnée de fragilités."
+        ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+        ax2.set_xlim(0, 1.3)
+        y = list(range(len(rows)))[::-1]
+        value_labels = []
+        for yi, r in zip(y, rows, strict=True):
+            small = r["is_small_n"]
+            ax1.barh(
+                yi,
+                r["estimate"],
+                color=PALETTE["blue"],
+                height=0.6,
+                hatch="//" if small else None,
+                alpha=0.55 if small else 1.0,
+            )
+            has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+            if has_ci:
+                ax1.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
+            # the label starts a few points right of the interval's upper end (or of the bar)
+            right = max(r["ci_high"], r["estimate"]) if has_ci else r["estimate"]
+            value_labels.append(
+                ax1.annotate(
+                    f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
+                    (right, yi),
+                    xytext=(5, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=PALETTE["ink"],
+                    annotation_clip=False,
+                )
+            )
+            share = r.get("alliance_share")
+            if share is not None:
+                ax2.barh(yi, share, color=PALETTE["green"], height=0.6)
+                ax2.text(
+                    share + 0.02,
+                    yi,
+                    f"{fmt_percent(share)} ({fmt_n(r['alliance_n'])})",
+                    va="center",
+                    fontsize=8,
+                )
+        ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
+        ax1.set_xlim(0, 13.5)
+        ax1.set_xticks([0, 2, 4, 6, 8, 10])
+        _fr_axis(ax1.xaxis, 0)
+        ax1.set_title("Priorité perçue (moyenne sur 10)")
+        ax2.set_xlim(0, 1.35)
+        ax2.set_xticks([0, 0.5, 1])
+        _fr_axis(ax2.xaxis, percent=True)
+        ax2.set_title("Les alliances\npeuvent agir")
+        _fit_labels(fig, ax1, value_labels, minimum=13.5)
+        ax2.set_xlabel("part « fort » ou « très fort »", fontsize=8)
+        for ax in (ax1, ax2):
+            ax.grid(axis="y", visible=False)
+        alt = "Fragilités les plus prioritaires : " + "; ".join(
+            f"{r['label']} {fmt_number(r['estimate'], 1)}/10"
+            + (
+                f", {fmt_percent(r['alliance_share'])} pensent que les alliances peuvent agir"
+                if r.get("alliance_share") is not None
+                else ""
+            )
+            for r in rows
+        )
+        caption = (
+            "Priorité moyenne accordée à chaque fragilité (0 à 10, comme les études PHARE) avec "
+            "son intervalle quand le plan de sondage le permet, et part des répondants jugeant "
+            "l'impact possible des alliances fort ou très fort."
+        )
+        return alt + ".", caption
+
+    return _draw("fragilities", 8.6, 0.42 * len(rows) + 1.5, body)
+
+
+def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
+    """Which actor types are involved (share of respondents citing them) and who answered."""
+    comp = [r for r in ctx.composition if r.get("estimate") is not None]
+    mix = list(ctx.respondents)
+
+    def body(fig: Figure) -> tuple[str, str]:
+        if not comp and not mix:
+            _empty(fig, "Composition non disponible")
+            return "Aucune donnée.", "Composition non disponible."
+        ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]})
+        if comp:
+            comp_sorted = sorted(comp, key=lambda r: (-r["estimate"], r["variable"]))
+            y = list(range(len(comp_sorted)))[::-1]
+            colours = [
+                PALETTE["green"] if r["estimate"] >= 0.5 else PALETTE["orange"] for r in comp_sorted
+            ]
+            ax1.barh(y, [r["estimate"] for r in comp_sorted], color=colours, height=0.6)
+            for yi, r in zip(y, comp_sorted, strict=True):
+                ax1.text(
+                    r["estimate"] + 0.02, yi, fmt_percent(r["estimate"]), va="center", fontsize=8
+                )
+            ax1.set_yticks(y, [_wrap(r["label"], 24) for r in comp_sorted], fontsize=8)
+            ax1.set_xlim(0, 1.15)
+            _fr_axis(ax1.xaxis, percent=True)
+            ax1.set_title(f"Acteurs cités comme impliqués ({fmt_n(comp_sorted[0]['n'])})")
+            ax1.grid(axis="y", visible=False)
+        else:
+            ax1.axis("off")
+        if mix:
+            y = list(range(len(mix)))[::-1]
+            ax2.barh(y, [r["n"] for r in mix], color=PALETTE["sky"], height=0.6)
+            for yi, r in zip(y, mix, strict=True):
+                ax2.text(r["n"] + 0.1, yi, fmt_number(r["n"], 0), va="center", fontsize=8)
+            ax2.set_yticks(y, [_wrap(r["label"], 24) for r in mix], fontsize=8)
+            ax2.set_xlim(0, max(r["n"] for r in mix) * 1.15 + 0.5)
+            ax2.set_title(f"Répondants par type ({fmt_n(sum(r['n'] for r in mix))})")
+            from matplotlib.ticker import MaxNLocator
+
+            ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _fr_axis(ax2.xaxis, 0)
+            ax2.grid(axis="y", visible=False)
+        else:
+            ax2.axis("off")
+        present = [r["label"] for r in comp if r["estimate"] >= 0.5]
+        absent = [r["label"] for r in comp if r["estimate"] < 0.5]
+        answered = ", ".join(f"{r['label']} {r['n']}" for r in mix)
+        alt = (
+            f"Acteurs cités par la majorité : {', '.join(present) or 'aucun'}. "
+            f"Acteurs peu cités : {', '.join(absent) or 'aucun'}. "
+            f"Répondants : {answered}."
+        )
+        caption = (
+            "Vert : type d'acteur cité par au moins la moitié des répondants ; orange : peu "
+            "cité (manque possible). À droite, la composition des répondants de l'enquête."
+        )
+        return alt, caption
+
+    height = 0.32 * max(len(comp), len(mix), 4) + 1.3
+    return _draw("stakeholders", 8.6, height, body)
+
+
+def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
+    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type)."""
+    rows = [
+        r
+        for r in ctx.by_type
+        if r.get("res_benefices_organisation") is not None
+        or r.get("res_charge_excessive") is not None
+    ]
+    series = (
+        ("res_benefices_organisation", "Bénéfices pour l'organisation", PALETTE["green"], "o"),
+        ("res_charge_excessive", "Charge excessive", PALETTE["vermillion"], "s"),
+        ("mat_inter_confiance", "Confiance mutuelle", PALETTE["blue"], "D"),
+    )
+
+    def body(fig: Figure) -> tuple[str, str]:
+        ax = fig.add_subplot()
+        if not rows:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "Non disponible", ha="center", color=PALETTE["grey"])
+            return "Aucune donnée.", "Bénéfices et charge non disponibles."
+        y = list(range(len(rows)))[::-1]
+        for item, label, colour, marker in series:
+            xs = [r.get(item) if r.get(item) is not None else float("nan") for r in rows]
+            ax.scatter(xs, y, color=colour, marker=marker, s=46, label=label, zorder=3)
+        for yi, r in zip(y, rows, strict=True):
+            vals = [r.get(i) for i, *_ in series if r.get(i) is not None]
+            ax.plot([min(vals), max(vals)], [yi, yi], color="#BBBBBB", lw=2, zorder=2)
+            ax.text(
+                1.01,
+                yi,
+                _n_text(r["n"], r["is_small_n"]),
+                va="center",
+                fontsize=8,
+                transform=ax.get_yaxis_transform(),
+            )
+        ax.set_yticks(y, [_wrap(r["label"], 30) for r in rows], fontsize=8)
+        ax.set_xlim(1, 5)
+        ax.set_xticks([1, 2, 3, 4, 5])
+        _fr_axis(ax.xaxis, 0)
+        ax.set_xlabel("Accord moyen (1 = pas du tout d'accord, 5 = tout à fait d'accord)")
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.16), ncol=3, fontsize=8)
+        alt = "Bénéfices, charge et confiance par type d'acteur : " + "; ".join(
+            f"{r['label']} : bénéfices {fmt_number(r.get('res_benefices_organisation'), 1)}, "
+            f"charge {fmt_number(r.get('res_charge_excessive'), 1)} ({fmt_n(r['n'])})"
+            for r in rows
+        )
+        caption = (
+            "Moyennes pondérées par type d'acteur, sans intervalle ; « indicatif » : moins de 5 "
+            "répondants de ce type. Un écart entre types se lit côte à côte, pas en moyenne."
+        )
+        return alt + ".", caption
+
+    return _draw("benefit_burden", 8.6, 0.42 * len(rows) + 1.6, body)
+
+
+def build_waves_figure(ctx: ReportContext) -> ReportFigure:
+    """Small multiples: each dimension's score at each wave (same territory), with intervals.
+
+    Each point carries its 95 % interval (score ± 1,96 standard errors of the wave's profile)
+    and the x labels give the number of respondents of the territory at each wave, so that an
+    apparent change can be read against its uncertainty.
+    """
+    rows = list(ctx.wave_scores)
+
+    def body(fig: Figure) -> tuple[str, str]:
+        if not rows:
+            _empty(fig, "Une seule vague disponible")
+            return "Une seule vague disponible.", "Pas encore d'évolution entre vagues."
+        waves = sorted({r["wave"] for r in rows})
+        n_by_wave = {w: max(int(r.get("n") or 0) for r in rows if r["wave"] == w) for w in waves}
+        small = {w: n_by_wave[w] < ctx.min_n for w in waves}
+        tick_labels = [
+            f"{w}\n{fmt_n(n_by_wave[w])}" + (f"\n{NBSP}indicatif" if small[w] else "")
+            for w in waves
+        ]
+        dims: list[str] = []
+        for r in rows:
+            if r["dimension"] not in dims:
+                dims.append(r["dimension"])
+        ncols = 3
+        nrows = -(-len(dims) // ncols)
+        axes = fig.subplots(
+            nrows,
+            ncols,
+            sharex=True,
+            sharey=True,
+            squeeze=False,
+            gridspec_kw={
+                "left": 0.06,
+                "right": 0.98,
+                "top": 0.95,
+                "bottom": 0.14 if any(small.values()) else 0.11,
+                "hspace": 0.32,
+                "wspace": 0.1,
+            },
+        )
+        lo, hi = ctx.score_range
+        colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
+        lines = []
+        has_ci = False
+        for i, ax in enumerate(axes.flat):
+            if i >= len(dims):
+                ax.axis("off")
+                continue
+            pts = sorted(
+                (r["wave"], r["score"], r.get("ci_low"), r.get("ci_high"), r["label"])
+                for r in rows
+                if r["dimension"] == dims[i]
+            )
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=2, zorder=2)
+            for w, v, low, high, _ in pts:
+                if low is not None and high is not None:
+                    has_ci = True
+                    ax.plot([w, w], [low, high], color=PALETTE["ink"], lw=1.2, zorder=3)
+                ax.plot(
+                    [w],
+                    [v],
+                    marker="o",
+                    color=colour,
+                    markerfacecolor="white" if small[w] else colour,
+                    zorder=4,
+                )
+                # the value sits right of its point, clear of the vertical interval
+                ax.annotate(
+                    fmt_number(v, 1),
+                    (w, v),
+                    xytext=(5, 0),
+                    textcoords="offset points",
+                    ha="left",
+                    va="center",
+                    fontsize=8,
+                )
+            ax.set_title(_plain(pts[0][4]), fontsize=9)
+            ax.set_ylim(lo, hi)
+            ax.set_xticks(waves, tick_labels, fontsize=7.5)
+            ax.set_xlim(waves[0] - 0.4, waves[-1] + 0.6)
+            _fr_axis(ax.yaxis, 0)
+            ax.grid(axis="x", visible=False)
+            values = [
+                " ".join(filter(None, (fmt_number(v, 1), fmt_interval(low, high, 1))))
+                for _, v, low, high, _ in pts
+            ]
+            lines.append(f"{pts[0][4]} {' → '.join(values)}")
+        per_wave = ", ".join(f"{w} : {fmt_n(n_by_wave[w])}" for w in waves)
+        alt = (
+            f"Évolution des scores entre vagues (répondants {per_wave}) : " + "; ".join(lines) + "."
+        )
+        caption = (
+            "Score de chaque dimension du territoire à chaque vague (même questionnaire, "
+            f"échelle {fmt_number(lo, 0)} à {fmt_number(hi, 0)})"
+            + (", avec son intervalle de confiance à 95 % (trait vertical)" if has_ci else "")
+            + f". Répondants du territoire par vague : {per_wave}."
+        )
+        if any(small.values()):
+            caption += (
+                f" Point creux : vague de moins de {fmt_number(ctx.min_n, 0)} répondants, "
+                "lecture indicative."
+            )
+        return alt, caption
+
+    return _draw("waves", 8.0, 5.8, body, layout=None)
+
+
+# --------------------------------------------------------------------------- national figures
+def build_stage_distribution_figure(ctx: ReportContext) -> ReportFigure:
+    """Number of territories per stage."""
+    rows = list(ctx.stage_distribution)
+
+    def body(fig: Figure) -> tuple[str, str]:
+        ax = fig.add_subplot()
+        if not rows:
+            ax.axis("off")
+            return "Aucune donnée.", "Stades non calculés."
+        x = list(range(len(rows)))
+        counts = [r["n_territories"] for r in rows]
+        ax.bar(x, counts, color=[STAGE_COLOURS[i % 4] for i in x], width=0.6)
+        for xi, r in zip(x, rows, strict=True):
+            ax.text(
+                xi,
+                r["n_territories"],
+                f"{fmt_number(r['n_territories'], 0)} ({fmt_percent(r['share'])})",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+        ax.set_xticks(x, [_plain(r["label"]) for r in rows])
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("Nombre de territoires")
+        ax.set_ylim(0, max(counts) * 1.18 + 0.5)
+        _fr_axis(ax.yaxis, 0)
+        ax.grid(axis="x", visible=False)
+        alt = "Territoires par stade : " + "; ".join(
+            f"{r['label']} {r['n_territories']} ({fmt_percent(r['share'])})" for r in rows
+        )
+        caption = f"Répartition des {fmt_number(sum(counts), 0)} territoires enquêtés par stade."
+        return alt + ".", caption
+
+    return _draw("stage_distribution", 7.0, 3.4, body)
+
+
+def build_stage_profiles_figure(ctx: ReportContext) -> ReportFigure:
+    """Mean dimension profile of each stage (one line per stage)."""
+    rows = list(ctx.stage_profiles)
+
+    def body(fig: Figure) -> tuple[str, str]:
+        ax = fig.add_subplot()
+        if not rows:
+            ax.axis("off")
+            return "Aucune donnée.", "Profils non disponibles."
+        dims = []
+        for r in rows:
+            if r["label"] not in dims:
+                dims.append(r["label"])
+        x = list(range(len(dims)))
+        for s in sorted({r["stage"] for r in rows}):
+            sub = {r["label"]: r for r in rows if r["stage"] == s}
+            ax.plot(
+                x,
+                [sub[d]["score"] if d in sub else float("nan") for d in dims],
+                marker="o",
+                color=STAGE_COLOURS[s % 4],
+                lw=2,
+                label=_plain(
+                    f"{ctx.stage_names[s] if s < len(ctx.stage_names) else s} "
+                    f"({next(iter(sub.values()))['n_territories']} terr.)"
+                ),
+            )
+        ax.set_xticks(x, [_wrap(d, 14) for d in dims], fontsize=8)
+        lo, hi = ctx.score_range
+        ax.set_ylim(lo, hi)
+        _fr_axis(ax.yaxis, 1)
+        ax.set_ylabel("Score moyen")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=8)
+        alt = "Profil moyen de chaque stade sur les neuf dimensions."
+        caption = "Moyenne des scores de dimension des territoires de chaque stade."
+        return alt, caption
+
+    return _draw("stage_profiles", 8.6, 4.2, body)
+
+
+def build_headline_figure(ctx: ReportContext) -> ReportFigure:
+    """National headline shares with their intervals and n."""
+    rows = [r for r in ctx.headline if r.get("kind") == "share" and r.get("estimate") is not None]
+
+    def body(fig: Figure) -> tuple[str, str]:
+        ax = fig.add_subplot()
+        if not rows:
+            ax.axis("off")
+            return "Aucune donnée.", "Chiffres clés non disponibles."
+        y = list(range(len(rows)))[::-1]
+        ax.barh(y, [r["estimate"] for r in rows], color=PALETTE["blue"], height=0.55)
+        for yi, r in zip(y, rows, strict=True):
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.4)
+            ax.text(
+                1.01,
+                yi,
+                f"{fmt_percent(r['estimate'])}  {_n_text(r['n'], r['is_small_n'])}",
+                va="center",
+                fontsize=8,
+                transform=ax.get_yaxis_transform(),
+            )
+            if r.get("benchmark") is not None:
+                ax.plot(r["benchmark"], yi, marker="v", color=PALETTE["vermillion"], ms=8)
+        ax.set_yticks(y, [_wrap(r["label"], 46) for r in rows], fontsize=8)
+        ax.set_xlim(0, 1)
+        _fr_axis(ax.xaxis, percent=True)
+        ax.grid(axis="y", visible=False)
+        alt = "Chiffres clés : " + "; ".join(
+            f"{r['label']} {fmt_percent(r['estimate'])}" for r in rows
+        )
+        has_ci = any(r.get("ci_low") is not None for r in rows)
+        caption = (
+            "Parts pondérées"
+            + (
+                " avec intervalle de confiance à 95 % (trait noir)"
+                if has_ci
+                else " (sans intervalle)"
+            )
+            + " ; triangle : repère national publié (Observatoire des partenariats)."
+        )
+        return alt + ".", caption
+
+    return _draw("headline", 8.6, 0.55 * len(rows) + 1.2, body)
+
+
+CHARTS: dict[str, Callable[[ReportContext], ReportFigure]] = {
+    "stakeholders": build_stakeholders_figure,
+    "agreement": build_agreement_figure,
+    "fragilities": build_fragilities_figure,
+    "profile": build_profile_figure,
+    "profile_banded": lambda ctx: build_profile_figure(ctx, banded=True),
+    "benefit_burden": build_benefit_burden_figure,
+    "waves": build_waves_figure,
+}
+
+
+def build_stage_figures(
+    ctx: ReportContext, charts: Sequence[str] | None = None
+) -> list[ReportFigure]:
+    """The figures the evaluation grid lists for the territory's stage (table charts skipped)."""
+    if charts is None:
+        charts = get_stage_grid(ctx.grid_key).charts if ctx.grid_key else ()
+    return [CHARTS[c](ctx) for c in charts if c in CHARTS]

@@ -1,0 +1,808 @@
+"""Presentation tables and text blocks from a :class:`~evalterritoire.report.context.ReportContext`.
+
+Every function returns an HTML fragment (a ``str``) in which every string coming from data —
+territory names, labels, free text — is escaped, and every number is formatted the French way
+(:mod:`evalterritoire.report.french`). Every estimate is shown with its n; estimates resting on
+fewer respondents than the study's ``min_n`` are flagged « indicatif ». Threshold verdicts
+(force / à discuter / préoccupation) are only produced when the territory's stage allows them.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from evalterritoire.report.french import (
+    MISSING,
+    NBSP,
+    fmt_count,
+    fmt_interval,
+    fmt_n,
+    fmt_number,
+    fmt_percent,
+    fmt_score,
+    guillemets,
+    is_missing,
+)
+from evalterritoire.report.grid import (
+    COMMON_SECTIONS,
+    StageGrid,
+    band_for,
+    get_stage_grid,
+    grid_stage_key,
+)
+
+if TYPE_CHECKING:
+    from evalterritoire.report.context import ReportContext
+
+__all__ = [
+    "escape",
+    "render_by_type_table",
+    "render_declared_table",
+    "render_do_not",
+    "render_fragilities_table",
+    "render_free_text",
+    "render_history_table",
+    "render_identity_table",
+    "render_ingestion",
+    "render_items_table",
+    "render_methodology",
+    "render_milestones_table",
+    "render_models_table",
+    "render_next_stage",
+    "render_nsp_table",
+    "render_posture",
+    "render_profile_table",
+    "render_questions",
+    "render_recommendations",
+    "render_reliability_table",
+    "render_respondents_table",
+    "render_section_list",
+    "render_small_n",
+    "render_stage_distribution_table",
+    "render_stage_heading",
+    "render_stage_summary",
+    "render_stage_table",
+    "render_territories_table",
+    "render_title",
+    "render_transitions_table",
+]
+
+
+_CALIBRATION = {
+    "none": "aucun",
+    "poststratify": "post-stratification",
+    "rake": "calage sur marges (raking)",
+    "linear": "calage linéaire",
+}
+_LONELY = {
+    "fail": "refusée (arrêt)",
+    "remove": "retirée du calcul de variance",
+    "adjust": "centrée sur la moyenne générale",
+    "certainty": "traitée comme certaine",
+}
+_CLUSTER = {"kmeans": "k-moyennes", "gmm": "mélange gaussien", "ward": "hiérarchique (Ward)"}
+
+
+def _p_value(p: Any) -> str:
+    if p is None:
+        return MISSING
+    return f"<{NBSP}0,001" if float(p) < 0.001 else fmt_number(p, 3)
+
+
+def escape(value: Any) -> str:
+    """HTML-escape any value (quotes included); None prints as an em dash."""
+    if value is None:
+        return MISSING
+    return html.escape(str(value), quote=True)
+
+
+def _grid(ctx: ReportContext) -> StageGrid | None:
+    return get_stage_grid(ctx.grid_key) if ctx.grid_key else None
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    caption: str = "",
+    css: str = "",
+    numeric: Sequence[int] = (),
+) -> str:
+    """Build a table; header and caption are escaped here, cells must already be safe HTML."""
+    head = "".join(
+        f'<th scope="col"{" class=num" if i in numeric else ""}>{escape(h)}</th>'
+        for i, h in enumerate(headers)
+    )
+    body = []
+    for row in rows:
+        cells = "".join(
+            f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    if not body:
+        span = len(headers)
+        body.append(f'<tr><td colspan="{span}" class="empty">Non disponible</td></tr>')
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    cls = f' class="et-table {css}"' if css else ' class="et-table"'
+    return f"<table{cls}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _flag(small: bool) -> str:
+    return ' <span class="flag">indicatif</span>' if small else ""
+
+
+def _value(rec: Mapping[str, Any]) -> str:
+    """Formatted estimate with its interval (share or mean)."""
+    est = rec.get("estimate")
+    if est is None:
+        return MISSING
+    if rec.get("kind") == "share":
+        text = fmt_percent(est)
+        ci = fmt_interval(rec.get("ci_low"), rec.get("ci_high"), 0, percent=True)
+    else:
+        text = fmt_score(est, rec.get("scale_max"))
+        ci = fmt_interval(rec.get("ci_low"), rec.get("ci_high"), 1)
+    ci_html = f' <span class="ci">{escape(ci)}</span>' if ci else ""
+    return f"{escape(text)}{ci_html}"
+
+
+# --------------------------------------------------------------------------- text blocks
+def render_title(ctx: ReportContext) -> str:
+    """Report title and subtitle."""
+    if ctx.is_national:
+        sub = (
+            f"Synthèse nationale · vague {ctx.wave} · "
+            f"{fmt_count(ctx.identity.get('n_territories', 0))} territoires · "
+            f"{fmt_n(ctx.n_respondents)} répondants"
+        )
+        return f'<h1>{escape(ctx.study_name)}</h1><p class="subtitle">{escape(sub)}</p>'
+    wave = "" if str(ctx.wave) in ctx.study_name else f" · vague {ctx.wave}"
+    sub = f"Rapport d'évaluation · {ctx.study_name}{wave} · code {ctx.territory}"
+    return f'<h1>{escape(ctx.territory_name)}</h1><p class="subtitle">{escape(sub)}</p>'
+
+
+def render_small_n(ctx: ReportContext) -> str:
+    """List of indicators resting on fewer than ``min_n`` respondents (empty when none)."""
+    if not ctx.small_n:
+        return ""
+    return (
+        f'<p class="notice">{fmt_count(len(ctx.small_n))} indicateur'
+        f"{'s' if len(ctx.small_n) > 1 else ''} de ce territoire reposent sur moins de "
+        f"{escape(fmt_count(ctx.min_n))} réponses valides et sont marqués « indicatif ».</p>"
+    )
+
+
+def render_ingestion(ctx: ReportContext) -> str:
+    """Rows read, kept and quarantined at ingestion (national annex)."""
+    ing = ctx.ingestion
+    if not ing:
+        return ""
+    parts = []
+    for key, label in (
+        ("n_rows", "lignes lues"),
+        ("n_valid", "lignes valides"),
+        ("n_quarantined", "lignes mises en quarantaine (avec leur motif)"),
+    ):
+        if key in ing:
+            parts.append(f"{escape(fmt_count(ing[key]))} {label}")
+    return f"<p>Ingestion : {' ; '.join(parts)}.</p>" if parts else ""
+
+
+def render_stage_table(ctx: ReportContext, chart: str) -> str:
+    """The table-shaped charts of the grid (``milestones``, ``fragility_table``...), else ''."""
+    if chart == "milestones":
+        return render_milestones_table(ctx)
+    if chart == "fragility_table":
+        return render_fragilities_table(ctx)
+    if chart == "essaimage_table":
+        return render_items_table(ctx.essaimage, caption="Transmission et essaimage")
+    return ""
+
+
+def render_stage_summary(ctx: ReportContext) -> str:
+    """The assigned stage, its probability, the stage declared by the actors and the gap."""
+    if ctx.stage is None:
+        return '<p class="notice">Le stade n\'a pas encore été calculé pour ce territoire.</p>'
+    assigned_key = grid_stage_key(ctx.stage, ctx.n_stages, ctx.stage_label)
+    parts = [
+        f'<p class="stage-badge stage-{escape(assigned_key)}">Stade attribué : '
+        f"<strong>{escape(ctx.stage_label)}</strong> "
+        f"({ctx.stage + 1}{NBSP}sur{NBSP}{ctx.n_stages or '?'})</p>"
+    ]
+    if ctx.stage_probability is not None:
+        parts.append(
+            f"<p>Probabilité d'appartenance à ce stade : <strong>"
+            f"{escape(fmt_percent(ctx.stage_probability))}</strong>.</p>"
+        )
+    if ctx.between_stages and ctx.other_stage is not None:
+        earlier, later = sorted((ctx.stage, ctx.other_stage))
+        labels = {ctx.stage: ctx.stage_label, ctx.other_stage: ctx.other_stage_label}
+        parts.append(
+            '<p class="notice between-stages">Entre deux stades : le classement hésite entre '
+            f"{guillemets(escape(labels[earlier]))} et {guillemets(escape(labels[later]))}. "
+            "Conformément à la grille d'évaluation, ce rapport suit la grille du stade le plus "
+            f"précoce, {guillemets(escape(labels[earlier]))} (questions, lectures et "
+            f"recommandations) ; la section « Vers le stade suivant » présente "
+            f"{guillemets(escape(labels[later]))} et les jalons encore à franchir.</p>"
+        )
+    if ctx.stage_robustness is not None:
+        parts.append(
+            "<p>Robustesse du classement : <strong>"
+            f"{escape(fmt_percent(ctx.stage_robustness))}</strong> des profils compatibles avec "
+            "la marge d'erreur d'échantillonnage du territoire restent dans ce stade.</p>"
+        )
+    if ctx.stage_declared is not None:
+        text = (
+            f"<p>Regards croisés : les répondants situent le plus souvent la démarche au stade "
+            f"{guillemets(escape(ctx.stage_declared_label))}"
+        )
+        gap = ctx.stage_gap or 0
+        if gap > 0:
+            text += (
+                f", soit {gap} stade{'s' if gap > 1 else ''} de plus que le profil mesuré. Il est "
+                "utile d'interroger les « ne sait pas » et la composition des répondants.</p>"
+            )
+        elif gap < 0:
+            text += (
+                f", soit {-gap} stade{'s' if gap < -1 else ''} de moins que le profil mesuré : "
+                "les acquis objectifs méritent d'être valorisés.</p>"
+            )
+        else:
+            text += " : perception et profil mesuré concordent.</p>"
+        parts.append(text)
+    if ctx.is_indicative:
+        parts.append(
+            f'<p class="notice">Lecture indicative : {escape(fmt_n(ctx.n_respondents))} '
+            f"répondants, {ctx.n_types} type{'s' if ctx.n_types > 1 else ''} d'acteurs. Les "
+            "scores ne sont pas classés.</p>"
+        )
+    return "".join(parts)
+
+
+def render_stage_heading(grid: StageGrid, number: int = 4) -> str:
+    """Heading of the stage-specific block, e.g. « 4. Émergence : ce que la démarche… »."""
+    title = grid.section_title[:1].lower() + grid.section_title[1:]
+    return f"<h2>{number}. {escape(grid.name)} : {escape(title)}</h2>"
+
+
+def render_posture(grid: StageGrid) -> str:
+    """Posture, signals, tone and reading rule of a stage."""
+    return (
+        f'<div class="posture"><p><strong>Posture d\'évaluation.</strong> {escape(grid.posture)}</p>'
+        f"<p><strong>Signaux du stade.</strong> {escape(grid.signals)}</p>"
+        f"<p><strong>Lecture des scores.</strong> {escape(grid.reading_intro)}</p></div>"
+    )
+
+
+def render_questions(grid: StageGrid) -> str:
+    """The stage's evaluation questions."""
+    items = "".join(f"<li>{escape(q)}</li>" for q in grid.questions)
+    return f'<ol class="questions">{items}</ol>'
+
+
+def render_do_not(grid: StageGrid) -> str:
+    """What the report deliberately does not do at this stage."""
+    items = "".join(f"<li>{escape(q)}</li>" for q in grid.do_not)
+    return (
+        "<div class=\"do-not\"><p>Ce que ce rapport s'interdit à ce stade (grille d'évaluation) :"
+        f"</p><ul>{items}</ul></div>"
+    )
+
+
+def render_recommendations(ctx: ReportContext) -> str:
+    """Stage recommendations, phrased as next steps."""
+    items = "".join(f"<li>{escape(r)}</li>" for r in ctx.recommendations)
+    return f'<ul class="recommendations">{items}</ul>'
+
+
+def render_next_stage(ctx: ReportContext) -> str:
+    """« Vers le stade suivant » block for territories between two stages (empty otherwise).
+
+    The report of a territory between two stages follows the earlier stage's grid; this block
+    names the later one (which may be the stage the clustering assigned), its signals and the
+    milestones still to reach (grid §6).
+    """
+    nxt = ctx.next_stage
+    if not nxt:
+        return ""
+    missing = "".join(f"<li>{escape(m)}</li>" for m in nxt.get("missing_milestones", []))
+    assigned = (
+        "<p>C'est le stade que le classement statistique attribue au territoire ; ce rapport "
+        "s'en tient néanmoins à la grille du stade précédent, pour ne pas juger la démarche "
+        "trop tôt.</p>"
+        if nxt.get("is_assigned")
+        else ""
+    )
+    return (
+        f'<div class="next-stage"><h3>Vers le stade suivant : {escape(nxt.get("name"))}</h3>'
+        + assigned
+        + f"<p>Signaux de ce stade : {escape(nxt.get('signals'))}</p>"
+        + (f"<p>Jalons encore à franchir :</p><ul>{missing}</ul>" if missing else "")
+        + "</div>"
+    )
+
+
+def render_free_text(ctx: ReportContext) -> str:
+    """« Paroles d'acteurs » : a few anonymous free-text excerpts, escaped.
+
+    Shown only for a territory with at least ``min_n`` respondents (the context holds none
+    otherwise, and a note says why); no respondent id or type is printed next to a quote.
+    """
+    if ctx.is_national:
+        return ""
+    if not ctx.free_text:
+        if ctx.n_respondents < ctx.min_n:
+            return (
+                '<h3>Paroles d\'acteurs</h3><p class="notice">Les réponses libres ne sont pas '
+                f"citées : le territoire compte moins de {escape(fmt_count(ctx.min_n))} "
+                "répondants, un extrait pourrait permettre de reconnaître son auteur.</p>"
+            )
+        return ""
+    questions = sorted({q["question"] for q in ctx.free_text})
+    quotes = "".join(
+        f'<blockquote class="verbatim"><p>{guillemets(escape(q["text"]))}</p></blockquote>'
+        for q in ctx.free_text
+    )
+    return (
+        "<h3>Paroles d'acteurs</h3>"
+        f"<p>Extraits anonymes de réponses libres ({escape(' ; '.join(questions))}), "
+        "retenus dans l'ordre des questionnaires et abrégés : des illustrations, pas une "
+        "mesure.</p>" + quotes
+    )
+
+
+def render_methodology(ctx: ReportContext) -> str:
+    """Methodological annex: design, intervals, small-n rules."""
+    m = ctx.methodology
+    design = ", ".join(
+        f"{label} {guillemets(escape(m.get(key)))}"
+        for key, label in (("weight", "poids"), ("strata", "strates"), ("psu", "UPS"))
+        if m.get(key)
+    )
+    intervals = (
+        "Les intervalles de confiance à 95 % tiennent compte du plan de sondage (linéarisation "
+        "de Taylor)."
+        if m.get("has_intervals")
+        else "Les estimations publiées ici sont des moyennes pondérées sans intervalle "
+        "(tableau d'estimations non disponible)."
+    )
+    return (
+        '<div class="methodology">'
+        f"<p>Plan de sondage : {design or 'non déclaré'} ; calage : "
+        f"{escape(_CALIBRATION.get(m.get('calibration', 'none'), m.get('calibration')))} ; "
+        "unité primaire seule dans sa strate : "
+        f"{escape(_LONELY.get(m.get('lonely_psu', ''), m.get('lonely_psu')))}.</p><p>{intervals}</p>"
+        f"<p>Petits effectifs : toute estimation reposant sur moins de "
+        f"{escape(fmt_count(ctx.min_n))} répondants est marquée « indicatif » ; un territoire "
+        f"de moins de {escape(m.get('small_cell', 5))} répondants ou de moins de 2 types "
+        "d'acteurs reçoit un rapport indicatif. Les « ne sait pas » sont comptés et publiés, "
+        "jamais intégrés aux moyennes.</p>"
+        "<p>Stades : classification "
+        f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
+        f"territoires sur neuf dimensions, graine {escape(m.get('random_state', ''))}.</p>"
+        "</div>"
+    )
+
+
+# --------------------------------------------------------------------------- tables
+def render_identity_table(ctx: ReportContext) -> str:
+    """Identity card: level, region, population, start year, organisations, context data."""
+    ident = ctx.identity
+    rows = [
+        ("Code du territoire", escape(ctx.territory)),
+        ("Niveau", escape(ident.get("level") or MISSING)),
+        ("Région", escape(ident.get("region") or MISSING)),
+        ("Population", escape(fmt_count(ident.get("population")))),
+        (
+            "Année de démarrage (médiane des réponses)",
+            escape(fmt_number(ident.get("start_year"), 0).replace("\u202f", "")),
+        ),
+        ("Organisations impliquées (médiane)", escape(fmt_number(ident.get("n_organisations"), 0))),
+        ("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)),
+    ]
+    for ind in ctx.context_indicators:
+        if ind["variable"] == "ctx_population":
+            continue
+        kind = ind.get("type", "decimal")
+        if kind == "binary":
+            value, median = ("oui" if ind["value"] else "non"), ""
+        else:
+            decimals = 0 if kind == "count" else 1
+            value = fmt_number(ind["value"], decimals)
+            median = f"(médiane des territoires : {fmt_number(ind.get('median'), decimals)})"
+        rows.append(
+            (escape(ind["label"]), f'{escape(value)} <span class="ci">{escape(median)}</span>')
+        )
+    return _table(("Carte d'identité", ""), rows, css="identity")
+
+
+def render_profile_table(ctx: ReportContext) -> str:
+    """Dimension scores with intervals vs the stage centroid (and, when allowed, reading bands)."""
+    grid = _grid(ctx)
+    verdicts = grid is not None and grid.allows_verdicts and not ctx.is_indicative
+    headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
+    if verdicts:
+        headers += ["Moyenne des territoires", "Lecture"]
+    nsp = {r["dimension"]: r for r in ctx.nsp}
+    headers.append("Ne sait pas")
+    lo, hi = ctx.score_range
+    rows = []
+    for p in ctx.profile:
+        score = p.get("score")
+        cells = [
+            escape(p["label"]),
+            f"{escape(fmt_number(score, 1))} "
+            f'<span class="ci">{escape(fmt_interval(p.get("ci_low"), p.get("ci_high"), 1))}</span>',
+            escape(fmt_number(p.get("centroid"), 1)),
+        ]
+        if verdicts:
+            on_5 = None if score is None else 1 + 4 * (score - lo) / (hi - lo)
+            band = band_for(on_5, grid)  # type: ignore[arg-type]
+            cells += [
+                escape(fmt_number(p.get("national"), 1)),
+                f'<span class="band band-{band.key}">{escape(band.label)}</span>'
+                if band
+                else MISSING,
+            ]
+        share = nsp.get(p["dimension"], {}).get("nsp_share")
+        cells.append(escape(fmt_percent(share)))
+        rows.append(cells)
+    return _table(
+        headers,
+        rows,
+        caption=f"Profil du territoire sur les neuf dimensions ({fmt_n(ctx.n_respondents)})",
+        numeric=tuple(range(1, len(headers))),
+    )
+
+
+def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> str:
+    """Perceived priorities (/10) vs objective indicators, and where alliances can act."""
+    rows = []
+    for r in list(ctx.fragilities)[: top or None]:
+        objective = "; ".join(
+            f"{escape(o['label'])} : {escape(fmt_number(o['value'], 1))}"
+            + (
+                f" (médiane {escape(fmt_number(o['median'], 1))})"
+                if o.get("median") is not None
+                else ""
+            )
+            for o in r.get("objective", [])
+        )
+        rows.append(
+            [
+                escape(r.get("full_label") or r["label"]),
+                f"{escape(fmt_score(r.get('estimate'), 10))} "
+                f'<span class="ci">{escape(fmt_interval(r.get("ci_low"), r.get("ci_high"), 1))}</span>',
+                escape(fmt_count(r.get("n"))) + _flag(r.get("is_small_n", False)),
+                escape(fmt_percent(r.get("alliance_share"))),
+                objective or MISSING,
+            ]
+        )
+    return _table(
+        ("Fragilité", "Priorité perçue", "n", "Alliances : impact fort", "Indicateur objectif"),
+        rows,
+        caption="Fragilités perçues (moyenne sur 10) confrontées aux indicateurs publics",
+        numeric=(1, 2, 3),
+    )
+
+
+def render_items_table(records: Sequence[Mapping[str, Any]], *, caption: str = "") -> str:
+    """Generic indicator table: value [interval], n, « ne sait pas » share, national benchmark.
+
+    Returns an empty string when there is no record (no empty table with a caption).
+    """
+    if not records:
+        return ""
+    rows = []
+    for r in records:
+        bench = ""
+        if r.get("benchmark") is not None:
+            bench = escape(fmt_percent(r["benchmark"])) + (
+                f' <span class="ci">{escape(r.get("benchmark_label", ""))}</span>'
+            )
+        rows.append(
+            [
+                escape(r["label"]),
+                _value(r),
+                escape(fmt_count(r.get("n"))) + _flag(bool(r.get("is_small_n"))),
+                escape(fmt_percent(r.get("nsp_share"))),
+                bench or MISSING,
+            ]
+        )
+    return _table(
+        ("Indicateur", "Valeur [IC 95 %]", "n", "Ne sait pas", "Repère"),
+        rows,
+        caption=caption,
+        numeric=(1, 2, 3),
+    )
+
+
+def render_milestones_table(ctx: ReportContext) -> str:
+    """Milestone checklist « fait / à faire » (majority of respondents answering yes)."""
+    rows = []
+    for m in ctx.milestones:
+        done = m.get("done")
+        status = (
+            f'<span class="done">✓{NBSP}fait</span>'
+            if done
+            else f'<span class="todo">○{NBSP}à{NBSP}faire</span>'
+        )
+        if m.get("estimate") is None:
+            status = MISSING
+        rows.append(
+            [
+                escape(m["label"]),
+                status,
+                escape(fmt_percent(m.get("estimate"))),
+                escape(fmt_count(m.get("n"))) + _flag(bool(m.get("is_small_n"))),
+                escape(fmt_percent(m.get("nsp_share"))),
+            ]
+        )
+    return _table(
+        ("Jalon", "Statut", "Réponses « oui »", "n", "Ne sait pas"),
+        rows,
+        caption="Jalons de la démarche (« fait » : la majorité des répondants répond oui)",
+        css="milestones",
+        numeric=(2, 3, 4),
+    )
+
+
+def render_respondents_table(ctx: ReportContext) -> str:
+    """Respondents by type (n and share)."""
+    rows = [
+        [escape(r["label"]), escape(fmt_count(r["n"])), escape(fmt_percent(r.get("share")))]
+        for r in ctx.respondents
+    ]
+    return _table(
+        ("Type de répondant", "n", "Part"),
+        rows,
+        caption=f"Répondants par type ({fmt_n(ctx.n_respondents)})",
+        numeric=(1, 2),
+    )
+
+
+def render_nsp_table(ctx: ReportContext) -> str:
+    """Share of « ne sait pas » per dimension."""
+    rows = [
+        [escape(r["label"]), escape(fmt_percent(r["nsp_share"])), escape(fmt_count(r["n"]))]
+        for r in ctx.nsp
+    ]
+    return _table(
+        ("Dimension", "Ne sait pas (moyenne des items)", "n"),
+        rows,
+        caption="Taux de « ne sait pas » par dimension",
+        numeric=(1, 2),
+    )
+
+
+def render_by_type_table(ctx: ReportContext) -> str:
+    """Benefits, burden and trust by actor type, side by side."""
+    rows = [
+        [
+            escape(r["label"]),
+            escape(fmt_number(r.get("res_benefices_organisation"), 1)),
+            escape(fmt_number(r.get("res_charge_excessive"), 1)),
+            escape(fmt_number(r.get("mat_inter_confiance"), 1)),
+            escape(fmt_count(r["n"]))
+            + (' <span class="flag">indicatif</span>' if r["is_small_n"] else ""),
+        ]
+        for r in ctx.by_type
+    ]
+    return _table(
+        ("Type d'acteur", "Bénéfices", "Charge excessive", "Confiance", "n"),
+        rows,
+        caption="Accord moyen (1 à 5) par type d'acteur",
+        numeric=(1, 2, 3, 4),
+    )
+
+
+def render_declared_table(ctx: ReportContext) -> str:
+    """How respondents themselves place the initiative (stade perçu)."""
+    rows = [
+        [escape(r["label"]), _value({**r, "kind": "share"}), escape(fmt_count(r.get("n")))]
+        for r in ctx.declared_distribution
+    ]
+    return _table(
+        ("Stade perçu par les répondants", "Part [IC 95 %]", "n"),
+        rows,
+        caption="Stade perçu (« regards croisés »)",
+        numeric=(1, 2),
+    )
+
+
+#: Caption text of the models' ``variance`` column (how the SEs were computed).
+_VARIANCE_TEXT = {
+    "taylor": "intervalles tenant compte du plan de sondage",
+    "taylor_small_sample": (
+        "intervalles tenant compte du plan de sondage, corrigés pour le petit nombre d'UPE "
+        "(degrés de liberté de Satterthwaite)"
+    ),
+    "replicate": "intervalles par poids répliqués",
+    "gls_taylor": "erreurs-types selon le plan de sondage, grappes regroupant les territoires",
+    "gls_taylor_small_sample": (
+        "erreurs-types selon le plan de sondage, grappes regroupant les territoires, corrigées "
+        "pour leur petit nombre (degrés de liberté de Satterthwaite)"
+    ),
+}
+_MODEL_KINDS = {
+    "linear": ("régression linéaire pondérée", "Coefficient"),
+    "logistic": ("régression logistique pondérée", "Rapport de cotes"),
+    "ordinal": ("logit cumulatif pondéré", "Rapport de cotes"),
+    "mixed": (
+        "modèle mixte (effet aléatoire par territoire, estimation non pondérée)",
+        "Coefficient",
+    ),
+}
+
+
+def _split_flags(terms: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Alerts shared by every term of a model (said once) and the rest (per term)."""
+    per = [[f for f in str(m.get("flags") or "").split("; ") if f] for m in terms]
+    common = [f for f in per[0] if all(f in p for p in per)] if per else []
+    return common, [[f for f in p if f not in common] for p in per]
+
+
+def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
+    """One table per model: effect (coefficient or odds ratio) with its interval, p and alerts.
+
+    Odds ratios (logistic and ordinal slopes) are shown with the exponentiated interval. The
+    ordinal cut-points (nuisance parameters) are left to ``models.parquet``; a mixed model's
+    variance components go to the caption. Alerts shared by every term are said once, under
+    the caption.
+    """
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for m in list(ctx.models):
+        by_model.setdefault(str(m.get("model")), []).append(m)
+    parts = []
+    for name, all_terms in by_model.items():
+        kind = str(all_terms[0].get("kind") or "")
+        kind_label, effect = _MODEL_KINDS.get(kind, (kind, "Coefficient"))
+        terms = [
+            m
+            for m in all_terms
+            if not str(m.get("term", "")).startswith("cut_")
+            and m.get("term") not in ("var_groupe", "var_residuelle")
+        ]
+        variance = {m.get("term"): m.get("estimate") for m in all_terms}
+        common, _ = _split_flags(all_terms)
+        rows = []
+        for m in terms[:max_rows]:
+            flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
+            odds = m.get("odds_ratio")
+            if odds is not None and not is_missing(odds):
+                est = odds
+                low, high = (
+                    None if is_missing(m.get(k)) else math.exp(float(m[k]))
+                    for k in ("ci_low", "ci_high")
+                )
+            else:
+                est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
+            rows.append(
+                [
+                    escape(m.get("label") or m.get("term")),
+                    escape(fmt_number(est, 2)),
+                    escape(fmt_interval(low, high, 2)),
+                    escape(_p_value(m.get("p_value"))),
+                    escape("; ".join(flags)),
+                ]
+            )
+        n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
+        method = str(all_terms[0].get("variance") or "")
+        caption = (
+            f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+            f"{fmt_count(n_psu)}{NBSP}UPE ; "
+            + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
+        )
+        if kind == "mixed" and not is_missing(variance.get("var_groupe")):
+            between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
+            caption += (
+                f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
+                f"{fmt_number(within, 2)} (part entre territoires "
+                f"{fmt_percent(between / (between + within), 0)})"
+            )
+        if kind == "ordinal":
+            caption += " ; seuils du logit cumulatif dans models.parquet"
+        note = ""
+        if common:
+            note = (
+                '<p class="model-alert">Alertes du modèle : ' + escape("; ".join(common)) + "</p>"
+            )
+        parts.append(
+            _table(
+                ("Terme", effect, "IC 95 %", "p", "Alertes"),
+                rows,
+                caption=caption,
+                numeric=(1, 2, 3),
+            )
+            + note
+        )
+    return "\n".join(parts)
+
+
+def render_history_table(ctx: ReportContext) -> str:
+    """Stages of the territory at previous waves."""
+    rows = [[escape(h["wave"]), escape(h["stage_label"])] for h in ctx.history]
+    return _table(("Vague", "Stade"), rows, caption="Stades aux vagues successives", numeric=(0,))
+
+
+def render_reliability_table(ctx: ReportContext) -> str:
+    """Reliability (Cronbach's alpha) of each dimension."""
+    rows = []
+    for r in ctx.reliability:
+        alpha = r.get("alpha", r.get("cronbach_alpha"))
+        rows.append(
+            [
+                escape(r.get("label") or r.get("dimension")),
+                escape(fmt_number(alpha, 2)),
+                escape(fmt_count(r.get("n_items"))),
+            ]
+        )
+    return _table(
+        ("Dimension", "Alpha de Cronbach", "Items"),
+        rows,
+        caption="Fiabilité des dimensions",
+        numeric=(1, 2),
+    )
+
+
+def render_stage_distribution_table(ctx: ReportContext) -> str:
+    """Territories per stage (national)."""
+    rows = [
+        [escape(r["label"]), escape(fmt_count(r["n_territories"])), escape(fmt_percent(r["share"]))]
+        for r in ctx.stage_distribution
+    ]
+    return _table(("Stade", "Territoires", "Part"), rows, numeric=(1, 2))
+
+
+def render_transitions_table(ctx: ReportContext) -> str:
+    """Stage changes between waves (national)."""
+    rows = [
+        [
+            f"{escape(t['from_wave'])} → {escape(t['to_wave'])}",
+            escape(t["from_label"]),
+            escape(t["to_label"]),
+            escape(fmt_count(t["n_territories"])),
+        ]
+        for t in ctx.transition_matrix
+    ]
+    return _table(
+        ("Vagues", "Stade de départ", "Stade d'arrivée", "Territoires"),
+        rows,
+        caption="Passages de stade entre vagues",
+        numeric=(3,),
+    )
+
+
+def render_territories_table(ctx: ReportContext, *, links: Mapping[str, str] | None = None) -> str:
+    """Territories with their stage (national); ``links`` maps a code to a relative URL."""
+    rows = []
+    for t in sorted(
+        ctx.territories,
+        key=lambda t: (t["stage"] if t["stage"] is not None else -1, t["territory"]),
+    ):
+        name = escape(t["territory_name"])
+        if links and t["territory"] in links:
+            name = f'<a href="{escape(links[t["territory"]])}">{name}</a>'
+        rows.append(
+            [
+                escape(t["territory"]),
+                name,
+                escape(t["stage_label"]),
+                escape(fmt_percent(t.get("stage_probability"))),
+                escape(fmt_count(t["n"])) + _flag(t["is_indicative"]),
+            ]
+        )
+    return _table(
+        ("Code", "Territoire", "Stade", "Probabilité", "n"),
+        rows,
+        caption="Territoires enquêtés",
+        numeric=(3, 4),
+    )
+
+
+def render_section_list() -> str:
+    """The common skeleton of every report (for the methodology annex)."""
+    return "<ol>" + "".join(f"<li>{escape(s)}</li>" for s in COMMON_SECTIONS) + "</ol>"
