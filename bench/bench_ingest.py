@@ -38,7 +38,8 @@ def build_export(path: Path, n_rows: int, seed: int = 20251122) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from evalterritoire.codebook.model import FLOAT_TYPES, load_codebook
+    from evalterritoire.codebook import load_codebook
+    from evalterritoire.codebook.model import FLOAT_TYPES
 
     cb = load_codebook()
     rng = np.random.default_rng(seed)
@@ -159,7 +160,7 @@ def _baseline(path: str) -> dict:
 
 
 def _ingest(path: str) -> dict:
-    from evalterritoire.codebook.model import load_codebook
+    from evalterritoire.codebook import load_codebook
     from evalterritoire.ingest.files import ingest_file
 
     cb = load_codebook()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from evalterritoire.codebook.model import load_codebook
+from evalterritoire.codebook import load_codebook
 from evalterritoire.config import MaturityConfig, load_study
 from evalterritoire.design.survey import build_design
 from evalterritoire.ingest.files import ingest_file

@@ -49,18 +49,95 @@ ID_TYPES = {
     "id_date_collecte": "date",
 }
 
+#: Column roles (README "Codebook format"): the code asks the codebook for these, never for ids.
+#: The design and identity types imply theirs (identifier → respondent_id, weight → weight…).
+ROLES = {
+    "id_vague": "wave",
+    "id_date_collecte": "collection_date",
+    "id_territoire_nom": "territory_name",
+    "id_territoire_niveau": "territory_level",
+    "id_region_code": "region",
+    "id_region_nom": "region_name",
+    "prof_role_demarche": "respondent_role",
+    "id_consentement": "consent",
+    "stade_auto": "declared_stage",
+    "stade_commentaire": "free_text",
+    "ctx_population": "population",
+}
+
+#: Cross-column coherence rules (README "Codebook format", key `rules`).
+RULES = [
+    {
+        "id": "sans_partenariat",
+        "label_fr": "Sans partenariat, les questions sur les partenariats restent sans réponse ou à 0",
+        "if": {"variable": "part_existe", "in": [0]},
+        "then": {
+            "variables": [
+                "part_nb_actifs",
+                "part_types_partenaires",
+                "part_modes",
+                "part_echelle",
+                "part_objectifs",
+            ],
+            "in": [0, "missing"],
+        },
+    },
+    {
+        "id": "sans_evaluation",
+        "label_fr": "Sans évaluation pratiquée, aucun type d'évaluation n'est coché",
+        "if": {"variable": "mat_eval_pratiquee", "in": [0]},
+        "then": {"variables": ["mat_eval_types"], "in": [0, "missing"]},
+    },
+]
+
 HEADER_SYNONYMS = {
-    "id_repondant": ["id", "identifiant", "id répondant", "réponse id", "response id", "responseid", "_uuid", "n° répondant", "numéro de répondant"],
+    "id_repondant": [
+        "id",
+        "identifiant",
+        "id répondant",
+        "réponse id",
+        "response id",
+        "responseid",
+        "_uuid",
+        "n° répondant",
+        "numéro de répondant",
+    ],
     "id_vague": ["vague", "wave"],
     "id_annee": ["année", "annee", "year"],
-    "id_date_collecte": ["date", "date de réponse", "date de soumission", "submitdate", "_submission_time"],
-    "id_territoire_code": ["code territoire", "code_territoire", "code insee", "codgeo", "code commune", "code epci", "territoire (code)"],
+    "id_date_collecte": [
+        "date",
+        "date de réponse",
+        "date de soumission",
+        "submitdate",
+        "_submission_time",
+    ],
+    "id_territoire_code": [
+        "code territoire",
+        "code_territoire",
+        "code insee",
+        "codgeo",
+        "code commune",
+        "code epci",
+        "territoire (code)",
+    ],
     "id_territoire_nom": ["territoire", "nom territoire", "libellé territoire", "commune"],
     "id_territoire_niveau": ["niveau territoire", "niveau"],
     "id_region_code": ["code région", "code region", "reg"],
     "id_region_nom": ["région", "region"],
-    "id_type_repondant": ["type de répondant", "type répondant", "profil", "catégorie de répondant"],
-    "id_poids": ["pondération", "ponderation", "poids", "weight", "coef", "coefficient de pondération"],
+    "id_type_repondant": [
+        "type de répondant",
+        "type répondant",
+        "profil",
+        "catégorie de répondant",
+    ],
+    "id_poids": [
+        "pondération",
+        "ponderation",
+        "poids",
+        "weight",
+        "coef",
+        "coefficient de pondération",
+    ],
     "id_strate": ["strate", "stratum"],
     "id_psu": ["psu", "grappe", "cluster", "upe"],
     "id_fpc": ["fpc", "taille population strate", "n population"],
@@ -71,7 +148,19 @@ HEADER_SYNONYMS = {
 # Label aliases per scale: accepted spellings beyond the declared labels. Matching is exact
 # after normalisation (NFC, apostrophe unification, casefold, accent stripping, trimming).
 SCALE_ALIASES = {
-    "oui_non": {"o": 1, "oui": 1, "yes": 1, "y": 1, "vrai": 1, "true": 1, "n": 0, "non": 0, "no": 0, "faux": 0, "false": 0},
+    "oui_non": {
+        "o": 1,
+        "oui": 1,
+        "yes": 1,
+        "y": 1,
+        "vrai": 1,
+        "true": 1,
+        "n": 0,
+        "non": 0,
+        "no": 0,
+        "faux": 0,
+        "false": 0,
+    },
     "satisfaction5": {
         "pas du tout satisfaite": 1,
         "plutot pas satisfaite": 2,
@@ -127,6 +216,7 @@ ITEM_ALIASES = {
 
 
 def build(instrument: dict) -> dict:
+    """The default codebook (a YAML-ready dict) from the reference instrument."""
     scales = {}
     for sid, sc in instrument["scales"].items():
         entry = {"type": SCALE_TYPE[sid]}
@@ -203,6 +293,8 @@ def build(instrument: dict) -> dict:
                 var["aliases"] = ITEM_ALIASES[it["id"]]
             if it["id"] == "id_vague":
                 var["type"] = "text"
+            if it["id"] in ROLES:
+                var["role"] = ROLES[it["id"]]
             variables.append(var)
 
     blocks = {b["block"]: b["title_fr"] for b in instrument["blocks"]}
@@ -222,14 +314,20 @@ def build(instrument: dict) -> dict:
         "respondent_groups": {
             "organisations": instrument["respondent_routing"]["groups"]["organisations"],
             "steering_roles": instrument["respondent_routing"]["groups"]["steering_roles"],
-            "insider_roles": ["pilote", "partenaire_actif", "partenaire_occasionnel"],
-            "porteur_types": ["catalyseur", "agent_collectivite", "elu_maire"],
+            "insiders": {
+                "respondent_role": ["pilote", "partenaire_actif", "partenaire_occasionnel"]
+            },
+            "porteurs": {
+                "respondent_type": ["catalyseur", "agent_collectivite", "elu_maire"],
+                "respondent_role": ["pilote"],
+            },
         },
         "scoring": {
             "min_item_share": 2 / 3,
             "reverse_max": 6,
         },
         "variables": variables,
+        "rules": RULES,
     }
 
 
@@ -241,6 +339,7 @@ HEADER = """\
 
 
 def main(argv: list[str]) -> int:
+    """Write ``src/evalterritoire/data/codebook.yaml``; ``argv[1]``: another instrument."""
     src = Path(argv[1]) if len(argv) > 1 else DEFAULT_INSTRUMENT
     instrument = yaml.safe_load(src.read_text(encoding="utf-8"))
     out = build(instrument)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evalterritoire.codebook.model import Codebook, load_codebook
+from evalterritoire.codebook import Codebook, load_codebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

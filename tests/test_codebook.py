@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalterritoire.codebook.model import load_codebook, normalise_text
+from evalterritoire.codebook import load_codebook, normalise_text
 from evalterritoire.errors import CodebookError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "domain" / "instrument.yaml"
@@ -37,11 +37,13 @@ def test_default_codebook_implements_the_instrument(codebook):
 
 
 def test_roles_and_types(codebook):
-    assert codebook.by_role("weight").id == "id_poids"
-    assert codebook.by_role("territory_code").id == "id_territoire_code"
-    assert codebook.by_role("respondent_type").id == "id_type_repondant"
-    assert codebook.by_role("stratum").id == "id_strate"
-    assert codebook.by_role("psu").id == "id_psu"
+    assert codebook.column("weight") == "id_poids"
+    assert codebook.column("territory") == "id_territoire_code"
+    assert codebook.column("respondent_type") == "id_type_repondant"
+    assert codebook.column("stratum") == "id_strate"
+    assert codebook.column("psu") == "id_psu"
+    assert codebook.column("wave") == "id_vague"
+    assert codebook.column("respondent_role") == "prof_role_demarche"
     likert = codebook.of_type("likert")
     assert likert
     assert all(v.scale for v in likert)
@@ -81,7 +83,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _default_raw() -> dict:
-    from evalterritoire.codebook.model import default_codebook_path
+    from evalterritoire.codebook import default_codebook_path
 
     return yaml.safe_load(default_codebook_path().read_text(encoding="utf-8"))
 
@@ -249,6 +251,41 @@ MALFORMED = {
         "special_codes.refus'.spellings",
         "spelling 'Nsp ' is already used by special code 'nsp'",
     ),
+    "unknown role": (
+        lambda raw: _var(raw, "id_vague").update(role="vague"),
+        "(id 'id_vague').role",
+        "unknown role 'vague' (roles: respondent_id, wave",
+    ),
+    "role contradicting the type": (
+        lambda raw: _var(raw, "id_poids").update(role="territory"),
+        "(id 'id_poids').role",
+        "a weight variable plays the role 'weight', not 'territory'",
+    ),
+    "role held twice": (
+        lambda raw: _var(raw, "id_annee").update(role="wave"),
+        "key 'variables'",
+        "more than one variable with role 'wave': ['id_vague', 'id_annee']",
+    ),
+    "group on an unknown role": (
+        lambda raw: raw["respondent_groups"].update(jeunes={"age": ["18-25"]}),
+        "respondent_groups.jeunes",
+        "condition on 'age'",
+    ),
+    "rule on an unknown variable": (
+        lambda raw: raw["rules"][0]["if"].update(variable="part_existe_bis"),
+        "rules[0]'.if.variable",
+        "unknown variable 'part_existe_bis'",
+    ),
+    "rule without values": (
+        lambda raw: raw["rules"][0]["then"].update({"in": []}),
+        "rules[0]'.then.in",
+        "needs at least one value",
+    ),
+    "unknown top-level key": (
+        lambda raw: raw.update(regles=[]),
+        "(top level)",
+        "unknown key(s) ['regles']",
+    ),
     "numeric code of two special codes": (
         lambda raw: raw["special_codes"]["refus"].update(code=-1),
         "special_codes.refus'.code",
@@ -268,6 +305,45 @@ def test_malformed_codebook_names_key_and_problem(tmp_path, mutate, key, problem
     assert message.startswith("cb.yaml: codebook ")
     assert key in message
     assert problem in message
+
+
+def test_roles_groups_and_rules_are_data(codebook):
+    assert codebook.role("respondent_id").id == "id_repondant"
+    assert codebook.role("territory_name").id == "id_territoire_nom"
+    assert codebook.column("declared_stage") == "stade_auto"
+    assert [v.id for v in codebook.with_role("free_text")] == ["stade_commentaire"]
+    with pytest.raises(CodebookError, match="unknown column role 'territoire'"):
+        codebook.role("territoire")
+    masks = codebook.group_masks(
+        {
+            "respondent_type": ["catalyseur", "catalyseur", "citoyen", None],
+            "respondent_role": ["pilote", "informe", "pilote", ""],
+        }
+    )
+    assert masks["all"].tolist() == [True] * 4
+    assert masks["porteurs"].tolist() == [True, False, False, False]
+    assert masks["insiders"].tolist() == [True, False, True, False]
+    assert masks["organisations"].tolist() == [True, True, False, False]
+    assert codebook.groups_for({"respondent_type": "citoyen"}) == {"all"}
+    rule = codebook.rules[0]
+    assert (rule.if_variable, rule.if_values, rule.then_values) == (
+        "part_existe",
+        (0,),
+        (0, "missing"),
+    )
+
+
+def test_a_codebook_without_a_role_says_which_step_needs_it(tmp_path):
+    raw = _default_raw()
+    _var(raw, "id_vague").pop("role")
+    cb = load_codebook(_write(tmp_path, yaml.safe_dump(raw, allow_unicode=True)))
+    assert cb.column("wave") is None
+    with pytest.raises(CodebookError) as info:
+        cb.require("wave", "the duplicate key of a wave")
+    message = str(info.value)
+    assert "declares no variable with role 'wave'" in message
+    assert "needed for the duplicate key of a wave" in message
+    assert "add 'role: wave'" in message
 
 
 def test_permitted_variations_still_load(tmp_path):

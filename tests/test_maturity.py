@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.config import DEFAULT_STAGE_NAMES, MaturityConfig
 from evalterritoire.errors import MaturityError
 from evalterritoire.maturity.agreement import compute_stage_agreement, compute_weighted_kappa
@@ -84,7 +84,10 @@ def make_wave(
                 groups[key] = (
                     np.array(
                         [
-                            bool(codebook.groups_for(a, b) & set(var.asked_to))
+                            bool(
+                                codebook.groups_for({"respondent_type": a, "respondent_role": b})
+                                & set(var.asked_to)
+                            )
                             for a, b in zip(rtype, role, strict=False)
                         ]
                     )
@@ -559,7 +562,7 @@ def _run(two_waves, **cfg):
 
 
 def load_default():
-    from evalterritoire.codebook.model import load_codebook
+    from evalterritoire.codebook import load_codebook
 
     return load_codebook()
 

@@ -399,14 +399,11 @@ def test_study_models_concatenate_in_study_order(frame) -> None:
 def _territory_codebook():
     """A stand-in exposing only what fit_model asks of a codebook (territory column)."""
 
-    class _Var:
-        id = "territoire"
-
     class _Codebook:
         ids: tuple[str, ...] = ()
 
-        def by_role(self, role):
-            return _Var() if role == "territory_code" else None
+        def column(self, role):
+            return "territoire" if role == "territory" else None
 
     return _Codebook()
 

@@ -13,7 +13,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from evalterritoire.codebook.model import Codebook, normalise_text
+from evalterritoire.codebook import Codebook, normalise_text
 from evalterritoire.config import load_study
 from evalterritoire.errors import StudyConfigError
 from evalterritoire.simulate.waves import SimulationResult, simulate_waves

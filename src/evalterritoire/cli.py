@@ -111,7 +111,7 @@ def ingest(
 
     Exit status: 0 all rows valid, 1 some rows quarantined, 2 file rejected or usage error.
     """
-    from evalterritoire.codebook.model import load_codebook
+    from evalterritoire.codebook import load_codebook
     from evalterritoire.ingest.files import ingest_file, write_ingest_outputs
 
     cb = load_codebook(None if codebook == "default" else codebook)

@@ -19,11 +19,7 @@ Example
     build_dir = "../../build/{wave}"
     reports_dir = "../../reports/{wave}"
 
-    [design]
-    weight = "id_poids"
-    strata = "id_strate"
-    psu = "id_psu"
-    fpc = "id_fpc"
+    [design]                          # columns default to the codebook's roles
     lonely_psu = "fail"               # fail | remove | adjust | certainty
 
     [calibration]
@@ -39,7 +35,7 @@ Example
     [[models]]
     name = "moteurs_coconstruction"
     kind = "linear"                   # linear | logistic | ordinal | mixed (alias: family)
-    formula = "score_global ~ C(id_type_repondant) + ctx_densite"
+    formula = "score_global ~ C(type_acteur) + taux_chomage"
     superpopulation = true            # variance without fpc: model parameters, not census values
     small_sample = true               # working-model bias correction and Satterthwaite df
 
@@ -51,6 +47,8 @@ Example
     retries = 1                       # after a kernel death or start failure
     max_reports_per_kernel = 250      # recycle a warm kernel after this many reports…
     max_kernel_memory_mb = 1024       # …or above this resident memory
+    grid = "default"                  # or the study's evaluation grid (YAML)
+    report_spec = "default"           # or the study's report spec (YAML)
 """
 
 from __future__ import annotations
@@ -97,12 +95,16 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class DesignConfig:
-    """Design columns (``[design]``); names refer to typed response columns."""
+    """Design columns (``[design]``); names refer to typed response columns.
 
-    weight: str | None = "id_poids"
-    strata: str | None = "id_strate"
-    psu: str | None = "id_psu"
-    fpc: str | None = "id_fpc"
+    In a study file a key left out takes the codebook's column of the same role (``weight``,
+    ``stratum``, ``psu``, ``fpc``); ``""`` says the design has none.
+    """
+
+    weight: str | None = None
+    strata: str | None = None
+    psu: str | None = None
+    fpc: str | None = None
     lonely_psu: str = "fail"
 
 
@@ -189,6 +191,10 @@ class ReportConfig:
     max_reports_per_kernel: int | None = None
     #: Recycle a warm kernel above this resident memory (MiB); ``None``: default (1024).
     max_kernel_memory_mb: float | None = None
+    #: Evaluation grid (YAML): ``"default"`` (shipped with the package) or a file.
+    grid: str | Path = "default"
+    #: Report spec (YAML, which items feed which section): ``"default"`` or a file.
+    report_spec: str | Path = "default"
 
 
 @dataclass(frozen=True)
@@ -362,71 +368,52 @@ def _parse_margins(value: Any, base: Path, wave: int, path: Path) -> dict[str, d
     return margins
 
 
-# --------------------------------------------------------------------------- loader
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file.
+# --------------------------------------------------------------------------- sections
+_STUDY_KEYS = {
+    "name", "wave", "codebook", "exports", "context", "previous_waves", "random_state", "min_n",
+    "build_dir", "reports_dir",
+}  # fmt: skip
+_REPORT_KEYS = {
+    "territory_template", "study_template", "templates_dir", "formats", "engine", "workers",
+    "territories", "timeout", "retries", "max_reports_per_kernel", "max_kernel_memory_mb",
+    "grid", "report_spec",
+}  # fmt: skip
+#: ``[design]`` key → the codebook role it defaults to.
+_DESIGN_ROLES = {"weight": "weight", "strata": "stratum", "psu": "psu", "fpc": "fpc"}
 
-    Parameters
-    ----------
-    path : str or Path
-        The ``study.toml`` file.
 
-    Returns
-    -------
-    StudyConfig
-        Frozen configuration with every path resolved relative to the study file.
-
-    Raises
-    ------
-    StudyConfigError
-        When the file is missing, is not valid TOML, or a key is unknown, missing or invalid;
-        the message names the file, the key and the problem.
-    """
-    path = Path(path).resolve()
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise StudyConfigError(f"study file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise StudyConfigError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise StudyConfigError(f"{path}: not UTF-8 text") from None
-    base = path.parent
 
-    _check_keys(
-        raw,
-        {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
-        "top level",
-        path,
-    )
+
+def _data_file(value: str | None, key: str, base: Path, wave: int, path: Path) -> str | Path:
+    """``"default"`` (the package's file) or an existing file relative to the study file."""
+    if value is None or value == "default":
+        return "default"
+    resolved = _resolve(base, value, wave)
+    if not resolved.is_file():
+        raise _fail(path, key, f"file not found: {resolved}")
+    return resolved
+
+
+def _parse_study(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The ``[study]`` table: wave, inputs, seeds, folders."""
     study = _table(raw, "study", path)
-    _check_keys(
-        study,
-        {
-            "name",
-            "wave",
-            "codebook",
-            "exports",
-            "context",
-            "previous_waves",
-            "random_state",
-            "min_n",
-            "build_dir",
-            "reports_dir",
-        },
-        "study",
-        path,
-    )
+    _check_keys(study, _STUDY_KEYS, "study", path)
+    base = path.parent
     wave = _typed(study, "wave", int, "study", path)
     if wave is None:
         raise _fail(path, "study.wave", "is required (the survey year, e.g. 2025)")
-    name = _typed(study, "name", str, "study", path, default=f"Étude {wave}")
-    codebook_value = _typed(study, "codebook", str, "study", path, default="default")
-    codebook: str | Path = (
-        "default" if codebook_value == "default" else _resolve(base, codebook_value, wave)
+    codebook = _data_file(
+        _typed(study, "codebook", str, "study", path), "study.codebook", base, wave, path
     )
-    if isinstance(codebook, Path) and not codebook.is_file():
-        raise _fail(path, "study.codebook", f"codebook file not found: {codebook}")
     export_names = _str_list(study.get("exports"), "study.exports", path)
     if not export_names:
         raise _fail(path, "study.exports", "is required: the raw export file(s) of the wave")
@@ -438,24 +425,36 @@ def load_study(path: str | Path) -> StudyConfig:
     context = _resolve(base, context_name, wave) if context_name else None
     if context is not None and not context.is_file():
         raise _fail(path, "study.context", f"context file not found: {context}")
-    previous = tuple(
-        _resolve(base, p, wave)
-        for p in _str_list(study.get("previous_waves"), "study.previous_waves", path)
-    )
-    random_state = _typed(study, "random_state", int, "study", path, default=0)
     min_n = _typed(study, "min_n", int, "study", path, default=30)
     if min_n < 1:
         raise _fail(path, "study.min_n", f"must be ≥ 1, got {min_n}")
-    build_dir = _resolve(
-        base, _typed(study, "build_dir", str, "study", path, default="../../build/{wave}"), wave
-    )
-    reports_dir = _resolve(
-        base, _typed(study, "reports_dir", str, "study", path, default="../../reports/{wave}"), wave
-    )
+    folders = {
+        key: _resolve(base, _typed(study, key, str, "study", path, default=default), wave)
+        for key, default in (
+            ("build_dir", "../../build/{wave}"),
+            ("reports_dir", "../../reports/{wave}"),
+        )
+    }
+    return {
+        "name": _typed(study, "name", str, "study", path, default=f"Étude {wave}"),
+        "wave": wave,
+        "codebook": codebook,
+        "exports": exports,
+        "context": context,
+        "previous_waves": tuple(
+            _resolve(base, p, wave)
+            for p in _str_list(study.get("previous_waves"), "study.previous_waves", path)
+        ),
+        "random_state": _typed(study, "random_state", int, "study", path, default=0),
+        "min_n": min_n,
+        **folders,
+    }
 
+
+def _parse_ingest(raw: Mapping[str, Any], path: Path) -> IngestConfig:
     ing = _table(raw, "ingest", path)
     _check_keys(ing, {"profile", "sheet", "header_row", "encoding", "delimiter"}, "ingest", path)
-    ingest = IngestConfig(
+    return IngestConfig(
         profile=_choice(
             ing.get("profile", "auto"),
             ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms"),
@@ -468,18 +467,31 @@ def load_study(path: str | Path) -> StudyConfig:
         delimiter=_typed(ing, "delimiter", str, "ingest", path),
     )
 
+
+def _parse_design(raw: Mapping[str, Any], path: Path, codebook: str | Path) -> DesignConfig:
+    """``[design]``: a column given (``""`` for none) or, when absent, the codebook's role."""
     des = _table(raw, "design", path)
-    _check_keys(des, {"weight", "strata", "psu", "fpc", "lonely_psu"}, "design", path)
-    design = DesignConfig(
-        weight=_typed(des, "weight", str, "design", path, default="id_poids") or None,
-        strata=_typed(des, "strata", str, "design", path, default="id_strate") or None,
-        psu=_typed(des, "psu", str, "design", path, default="id_psu") or None,
-        fpc=_typed(des, "fpc", str, "design", path, default="id_fpc") or None,
+    _check_keys(des, {*_DESIGN_ROLES, "lonely_psu"}, "design", path)
+    columns: dict[str, str | None] = {}
+    loaded = None
+    for key, role in _DESIGN_ROLES.items():
+        if key in des:
+            columns[key] = _typed(des, key, str, "design", path) or None
+            continue
+        if loaded is None:
+            from evalterritoire.codebook import load_codebook
+
+            loaded = load_codebook(codebook)
+        columns[key] = loaded.column(role)
+    return DesignConfig(
+        **columns,
         lonely_psu=_choice(
             des.get("lonely_psu", "fail"), LONELY_PSU_RULES, "design.lonely_psu", path
         ),
     )
 
+
+def _parse_calibration(raw: Mapping[str, Any], path: Path, wave: int) -> CalibrationConfig:
     cal = _table(raw, "calibration", path)
     _check_keys(
         cal,
@@ -488,10 +500,10 @@ def load_study(path: str | Path) -> StudyConfig:
         path,
     )
     method = _choice(cal.get("method", "none"), CALIBRATION_METHODS, "calibration.method", path)
-    margins = _parse_margins(cal.get("margins"), base, wave, path)
+    margins = _parse_margins(cal.get("margins"), path.parent, wave, path)
     if method != "none" and not margins:
         raise _fail(path, "calibration.margins", f"method '{method}' needs margins")
-    calibration = CalibrationConfig(
+    return CalibrationConfig(
         method=method,
         margins=margins,
         max_iter=_typed(cal, "max_iter", int, "calibration", path, default=100),
@@ -500,6 +512,8 @@ def load_study(path: str | Path) -> StudyConfig:
         trim_upper=_typed(cal, "trim_upper", (int, float), "calibration", path),
     )
 
+
+def _parse_maturity(raw: Mapping[str, Any], path: Path) -> MaturityConfig:
     mat = _table(raw, "maturity", path)
     _check_keys(
         mat,
@@ -522,7 +536,7 @@ def load_study(path: str | Path) -> StudyConfig:
         raise _fail(
             path, "maturity.stage_names", f"{len(stage_names)} names given for {n_stages} stages"
         )
-    maturity = MaturityConfig(
+    return MaturityConfig(
         n_stages=n_stages,
         stage_names=stage_names,
         method=_choice(mat.get("method", "kmeans"), CLUSTER_METHODS, "maturity.method", path),
@@ -531,71 +545,57 @@ def load_study(path: str | Path) -> StudyConfig:
         n_bootstrap=_typed(mat, "n_bootstrap", int, "maturity", path, default=50),
     )
 
+
+def _parse_model(m: Any, key: str, path: Path) -> ModelSpec:
+    if not isinstance(m, Mapping):
+        raise _fail(path, key, "must be a table")
+    _check_keys(
+        m,
+        {"name", "formula", "kind", "family", "groups", "description", "superpopulation"}
+        | {"maxiter", "small_sample"},
+        key,
+        path,
+    )
+    mname = _typed(m, "name", str, key, path)
+    formula = _typed(m, "formula", str, key, path)
+    if not mname or not formula or "~" not in formula:
+        raise _fail(path, key, "needs a name and a formula of the form 'y ~ x1 + x2'")
+    if "kind" in m and "family" in m and m["kind"] != m["family"]:
+        raise _fail(path, key, f"kind {m['kind']!r} and family {m['family']!r} disagree")
+    kind_key = "family" if "family" in m else "kind"
+    kind = _choice(m.get(kind_key, "linear"), MODEL_KINDS, f"{key}.{kind_key}", path)
+    maxiter = _typed(m, "maxiter", int, key, path)
+    if maxiter is not None and maxiter < 1:
+        raise _fail(path, f"{key}.maxiter", f"must be ≥ 1, got {maxiter}")
+    groups = _typed(m, "groups", str, key, path)
+    if kind == "mixed" and not groups:
+        raise _fail(path, f"{key}.groups", "a mixed model needs a grouping column")
+    return ModelSpec(
+        name=mname,
+        formula=formula,
+        kind=kind,
+        groups=groups,
+        description=_typed(m, "description", str, key, path, default=""),
+        superpopulation=_typed(m, "superpopulation", bool, key, path, default=False),
+        maxiter=maxiter,
+        small_sample=_typed(m, "small_sample", bool, key, path, default=False),
+    )
+
+
+def _parse_models(raw: Mapping[str, Any], path: Path) -> tuple[ModelSpec, ...]:
     models_raw = raw.get("models", [])
     if not isinstance(models_raw, list):
         raise _fail(path, "models", "must be an array of tables ([[models]])")
-    models = []
+    models = [_parse_model(m, f"models[{i}]", path) for i, m in enumerate(models_raw)]
     seen: set[str] = set()
-    for i, m in enumerate(models_raw):
-        key = f"models[{i}]"
-        if not isinstance(m, Mapping):
-            raise _fail(path, key, "must be a table")
-        _check_keys(
-            m,
-            {"name", "formula", "kind", "family", "groups", "description", "superpopulation"}
-            | {"maxiter", "small_sample"},
-            key,
-            path,
-        )
-        mname = _typed(m, "name", str, key, path)
-        formula = _typed(m, "formula", str, key, path)
-        if not mname or not formula or "~" not in formula:
-            raise _fail(path, key, "needs a name and a formula of the form 'y ~ x1 + x2'")
-        if mname in seen:
-            raise _fail(path, key, f"duplicate model name '{mname}'")
-        seen.add(mname)
-        if "kind" in m and "family" in m and m["kind"] != m["family"]:
-            raise _fail(path, key, f"kind {m['kind']!r} and family {m['family']!r} disagree")
-        kind_key = "family" if "family" in m else "kind"
-        kind = _choice(m.get(kind_key, "linear"), MODEL_KINDS, f"{key}.{kind_key}", path)
-        maxiter = _typed(m, "maxiter", int, key, path)
-        if maxiter is not None and maxiter < 1:
-            raise _fail(path, f"{key}.maxiter", f"must be ≥ 1, got {maxiter}")
-        groups = _typed(m, "groups", str, key, path)
-        if kind == "mixed" and not groups:
-            raise _fail(path, f"{key}.groups", "a mixed model needs a grouping column")
-        models.append(
-            ModelSpec(
-                name=mname,
-                formula=formula,
-                kind=kind,
-                groups=groups,
-                description=_typed(m, "description", str, key, path, default=""),
-                superpopulation=_typed(m, "superpopulation", bool, key, path, default=False),
-                maxiter=maxiter,
-                small_sample=_typed(m, "small_sample", bool, key, path, default=False),
-            )
-        )
+    for i, spec in enumerate(models):
+        if spec.name in seen:
+            raise _fail(path, f"models[{i}]", f"duplicate model name '{spec.name}'")
+        seen.add(spec.name)
+    return tuple(models)
 
-    rep = _table(raw, "report", path)
-    _check_keys(
-        rep,
-        {
-            "territory_template",
-            "study_template",
-            "templates_dir",
-            "formats",
-            "engine",
-            "workers",
-            "territories",
-            "timeout",
-            "retries",
-            "max_reports_per_kernel",
-            "max_kernel_memory_mb",
-        },
-        "report",
-        path,
-    )
+
+def _report_limits(rep: Mapping[str, Any], path: Path) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     for key, kind, minimum in (
         ("timeout", (int, float), 0),
@@ -607,11 +607,21 @@ def load_study(path: str | Path) -> StudyConfig:
         if value is not None and value <= minimum:
             raise _fail(path, f"report.{key}", f"must be greater than {minimum}, got {value!r}")
         limits[key] = value
+    for key in ("timeout", "max_kernel_memory_mb"):
+        if limits[key] is not None:
+            limits[key] = float(limits[key])
+    return limits
+
+
+def _parse_report(raw: Mapping[str, Any], path: Path, wave: int) -> ReportConfig:
+    rep = _table(raw, "report", path)
+    _check_keys(rep, _REPORT_KEYS, "report", path)
+    base = path.parent
     formats = _str_list(rep.get("formats"), "report.formats", path) or ("html",)
     for f in formats:
         _choice(f, REPORT_FORMATS, "report.formats", path)
     templates_dir = _typed(rep, "templates_dir", str, "report", path)
-    report = ReportConfig(
+    return ReportConfig(
         territory_template=_typed(
             rep, "territory_template", str, "report", path, default="territory_report"
         ),
@@ -621,30 +631,53 @@ def load_study(path: str | Path) -> StudyConfig:
         engine=_choice(rep.get("engine", "warm"), REPORT_ENGINES, "report.engine", path),
         workers=_typed(rep, "workers", int, "report", path),
         territories=_str_list(rep.get("territories"), "report.territories", path),
-        timeout=None if limits["timeout"] is None else float(limits["timeout"]),
-        retries=limits["retries"],
-        max_reports_per_kernel=limits["max_reports_per_kernel"],
-        max_kernel_memory_mb=None
-        if limits["max_kernel_memory_mb"] is None
-        else float(limits["max_kernel_memory_mb"]),
+        grid=_data_file(_typed(rep, "grid", str, "report", path), "report.grid", base, wave, path),
+        report_spec=_data_file(
+            _typed(rep, "report_spec", str, "report", path), "report.report_spec", base, wave, path
+        ),
+        **_report_limits(rep, path),
     )
 
+
+# --------------------------------------------------------------------------- loader
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``study.toml`` file.
+
+    Returns
+    -------
+    StudyConfig
+        Frozen configuration with every path resolved relative to the study file; design
+        columns not given in ``[design]`` are the codebook's (its ``weight``, ``stratum``,
+        ``psu`` and ``fpc`` roles).
+
+    Raises
+    ------
+    StudyConfigError
+        When the file is missing, is not valid TOML, or a key is unknown, missing or invalid;
+        the message names the file, the key and the problem.
+    """
+    path = Path(path).resolve()
+    raw = _read_toml(path)
+    _check_keys(
+        raw,
+        {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
+        "top level",
+        path,
+    )
+    study = _parse_study(raw, path)
+    wave = study["wave"]
     return StudyConfig(
         path=path,
-        name=name,
-        wave=wave,
-        codebook=codebook,
-        exports=exports,
-        context=context,
-        previous_waves=previous,
-        random_state=random_state,
-        min_n=min_n,
-        build_dir=build_dir,
-        reports_dir=reports_dir,
-        ingest=ingest,
-        design=design,
-        calibration=calibration,
-        maturity=maturity,
-        models=tuple(models),
-        report=report,
+        **study,
+        ingest=_parse_ingest(raw, path),
+        design=_parse_design(raw, path, study["codebook"]),
+        calibration=_parse_calibration(raw, path, wave),
+        maturity=_parse_maturity(raw, path),
+        models=_parse_models(raw, path),
+        report=_parse_report(raw, path, wave),
     )

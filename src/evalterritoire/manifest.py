@@ -190,7 +190,7 @@ def _margins_file(study_path: Path, wave: int) -> Path | None:
 
 def _study_inputs(config: StudyConfig, prefix: str = "") -> list[tuple[Path, str]]:
     """Every file a study wave reads, with its role (study, export, codebook, context, margins)."""
-    from evalterritoire.codebook.model import default_codebook_path
+    from evalterritoire.codebook import default_codebook_path
 
     out = [(Path(config.path), f"{prefix}study")]
     out += [(Path(p), f"{prefix}export") for p in config.exports]
@@ -251,7 +251,7 @@ def build_manifest(
     ReproduceError
         When a listed file does not exist.
     """
-    from evalterritoire.codebook.model import default_codebook_path
+    from evalterritoire.codebook import default_codebook_path
 
     base = config.reports_dir
     roles: dict[Path, str] = {}
@@ -478,7 +478,7 @@ def compare_artefacts(
                 continue
             rel = entry["path"]
             if rel.startswith("evalterritoire:"):
-                from evalterritoire.codebook.model import default_codebook_path
+                from evalterritoire.codebook import default_codebook_path
 
                 new = default_codebook_path()
             else:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook, load_codebook
+from evalterritoire.codebook import Codebook, load_codebook
 from evalterritoire.config import StudyConfig, load_study
 from evalterritoire.errors import EvalTerritoireError, ReproduceError
 

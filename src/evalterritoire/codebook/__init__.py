@@ -1,23 +1,33 @@
-"""The codebook: variables, roles, scales, special codes, dimensions (loaded from YAML)."""
+"""The codebook: variables, roles, scales, special codes, rules, dimensions (loaded from YAML).
+
+Modules: ``model`` (the immutable :class:`Codebook` and its parts, the column roles),
+``load`` (reading and validating the YAML file) and ``text`` (the normalisation used to match
+headers, labels and special codes).
+"""
 
 from __future__ import annotations
 
+from evalterritoire.codebook.load import default_codebook_path, load_codebook
 from evalterritoire.codebook.model import (
     NUMERIC_TYPES,
+    ROLES,
     VARIABLE_TYPES,
     Codebook,
+    RespondentGroup,
+    Rule,
     Scale,
     SpecialCode,
     Variable,
-    default_codebook_path,
-    load_codebook,
-    normalise_text,
 )
+from evalterritoire.codebook.text import normalise_text
 
 __all__ = [
     "NUMERIC_TYPES",
+    "ROLES",
     "VARIABLE_TYPES",
     "Codebook",
+    "RespondentGroup",
+    "Rule",
     "Scale",
     "SpecialCode",
     "Variable",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.model import Codebook, normalise_text
+from evalterritoire.codebook import Codebook, normalise_text
 from evalterritoire.errors import FileRejectedError
 from evalterritoire.ingest.raw import _FOOTER, _factorize_rows, _locate_header, _Raw
 

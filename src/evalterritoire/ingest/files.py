@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import FileRejectedError, IngestError
 from evalterritoire.ingest.csv import _read_csv
 from evalterritoire.ingest.raw import _sniff_format

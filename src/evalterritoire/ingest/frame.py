@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import FLOAT_TYPES, INTEGER_TYPES, Codebook
+from evalterritoire.codebook import Codebook
+from evalterritoire.codebook.model import FLOAT_TYPES, INTEGER_TYPES
 from evalterritoire.ingest.raw import _Raw
 
 

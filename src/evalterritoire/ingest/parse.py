@@ -20,13 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import (
-    FLOAT_TYPES,
-    INTEGER_TYPES,
-    Codebook,
-    Variable,
-    normalise_text,
-)
+from evalterritoire.codebook import Codebook, Variable, normalise_text
+from evalterritoire.codebook.model import FLOAT_TYPES, INTEGER_TYPES
 from evalterritoire.ingest.raw import _Raw
 from evalterritoire.ingest.report import _norm_add
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook, normalise_text
+from evalterritoire.codebook import Codebook, normalise_text
 from evalterritoire.errors import FileRejectedError
 
 _FOOTER = re.compile(r"^(total|totaux|sous-total|source\s*:|sources\s*:)(\W|$)")

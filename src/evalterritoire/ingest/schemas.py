@@ -15,7 +15,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from evalterritoire.codebook.model import FLOAT_TYPES, INTEGER_TYPES, Codebook, Variable
+from evalterritoire.codebook import Codebook, Variable
+from evalterritoire.codebook.model import FLOAT_TYPES, INTEGER_TYPES
 
 __all__ = [
     "FAILURE_COLUMNS",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook, normalise_text
+from evalterritoire.codebook import Codebook, normalise_text
 from evalterritoire.errors import FileRejectedError
 from evalterritoire.ingest.raw import (
     _FOOTER,

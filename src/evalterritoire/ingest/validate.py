@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook, Variable, normalise_text
+from evalterritoire.codebook import Codebook, Variable, normalise_text
 from evalterritoire.ingest.frame import _LazyNum, _LazyStr, _output_order, _typed_frame
 from evalterritoire.ingest.parse import (
     _ERROR,
@@ -268,7 +268,7 @@ def _process(
                     miss, var.id, uniques[codes[miss]], "required", "required value is missing"
                 )
 
-    id_var = codebook.by_role("identifier")
+    id_var = codebook.role("respondent_id")
     id_col = id_var.id if id_var is not None and id_var.id in columns else None
     # duplicate respondent ids (exact or conflicting): quarantine every copy
     if id_col is not None and n:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import MaturityError
 from evalterritoire.maturity.common import DECLARED_COL, TERRITORY_COL
 

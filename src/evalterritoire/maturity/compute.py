@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.config import MaturityConfig
 from evalterritoire.errors import MaturityError
 from evalterritoire.maturity.agreement import (

@@ -173,7 +173,7 @@ def compute_profiles(
     out["score_global"] = mean[:, -1]
     out["se_global"] = se[:, -1]
     out["nsp_share"] = nsp_all
-    type_var = scorer.codebook.by_role("respondent_type")
+    type_var = scorer.codebook.role("respondent_type")
     for key in type_var.options if type_var is not None else ():
         out[f"n_type_{key}"] = np.bincount(
             idx[(rtype == key).fillna(False).to_numpy(dtype=bool)], minlength=len(codes)

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import MaturityError
 from evalterritoire.maturity.common import ROLE_COL, TYPE_COL, MaturityWarning
 
@@ -116,7 +116,10 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
         )
         pairs = pd.Series(list(zip(rtype, role, strict=True)), dtype=object)
         cache = {
-            p: bool(self.codebook.groups_for(p[0] or None, p[1] or None) & set(var.asked_to))
+            p: bool(
+                self.codebook.groups_for({"respondent_type": p[0], "respondent_role": p[1]})
+                & set(var.asked_to)
+            )
             for p in pd.unique(pairs)
         }
         return pairs.map(cache).to_numpy(dtype=bool)

@@ -19,7 +19,7 @@ import pandas as pd
 from evalterritoire.errors import ModelError
 
 if TYPE_CHECKING:
-    from evalterritoire.codebook.model import Codebook
+    from evalterritoire.codebook import Codebook
     from evalterritoire.config import ModelSpec
     from evalterritoire.design.survey import SurveyDesign
 

@@ -88,7 +88,7 @@ from evalterritoire.models.variance import (
 )
 
 if TYPE_CHECKING:
-    from evalterritoire.codebook.model import Codebook
+    from evalterritoire.codebook import Codebook
     from evalterritoire.config import ModelSpec
     from evalterritoire.design.survey import SurveyDesign
 
@@ -351,8 +351,8 @@ def fit_model(
     if spec.superpopulation:
         design = design.without_fpc()
     territory = None
-    if codebook is not None and codebook.by_role("territory_code") is not None:
-        territory = codebook.by_role("territory_code").id
+    if codebook is not None and codebook.column("territory") is not None:
+        territory = codebook.column("territory")
     data = _prepare(spec, frame, design, territory)
     stage_names: dict[int, str] = {}
     if _STAGE_COL in frame.columns and "stage_label" in frame.columns:

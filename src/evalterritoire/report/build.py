@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
 from evalterritoire.report.context import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evalterritoire.codebook.model import normalise_text
+from evalterritoire.codebook import normalise_text
 
 __all__ = [
     "COMMON_SECTIONS",

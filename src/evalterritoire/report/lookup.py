@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.report.context import TERRITORY_COL, WEIGHT_COL, _num
 
 _YES_LEVELS = ("1", "1.0", "oui", "True", "true")

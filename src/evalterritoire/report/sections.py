@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.report.context import (
     CONSENT_COL,
     DIMENSION_SHORT,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.model import Codebook, Variable
+from evalterritoire.codebook import Codebook, Variable
 from evalterritoire.simulate.params import (
     BETA_CHOMAGE,
     BLANK_RATE,
@@ -119,7 +119,7 @@ def _simulate_wave(
     psu = np.char.add(np.char.add(codes[territory].astype(str), "-"),
                       np.char.zfill((psu_idx + 1).astype(str), 2))  # fmt: skip
 
-    rtype_var = cb.by_role("respondent_type")
+    rtype_var = cb.role("respondent_type")
     type_keys = list(rtype_var.options) if rtype_var else list(TYPE_SHARES)
     samp = np.array([TYPE_SHARES.get(k, (0.03, 0.03))[0] for k in type_keys])
     popsh = np.array([TYPE_SHARES.get(k, (0.03, 0.03))[1] for k in type_keys])
@@ -130,8 +130,7 @@ def _simulate_wave(
 
     # Role in the démarche: insiders are more frequent in mature territories.
     st = stage_t[territory]
-    orgs = set(cb.respondent_groups.get("organisations", ()))
-    is_org = np.isin(rtype, list(orgs))
+    is_org = cb.group_masks({"respondent_type": rtype})["organisations"]
     p_insider = np.where(
         rtype == "catalyseur",
         0.95,
@@ -196,15 +195,7 @@ def _simulate_wave(
 
 
 def _groups(cb: Codebook, rtype: np.ndarray, role: np.ndarray) -> dict[str, np.ndarray]:
-    rg = cb.respondent_groups
-    insiders = np.isin(role, list(rg.get("insider_roles", ("pilote",))))
-    return {
-        "all": np.ones(len(rtype), dtype=bool),
-        "organisations": np.isin(rtype, list(rg.get("organisations", ()))),
-        "steering_roles": np.isin(rtype, list(rg.get("steering_roles", ()))),
-        "insiders": insiders,
-        "porteurs": (role == "pilote") & np.isin(rtype, list(rg.get("porteur_types", ()))),
-    }
+    return cb.group_masks({"respondent_type": rtype, "respondent_role": role})
 
 
 def _asked(var: Variable, groups: Mapping[str, np.ndarray], n: int) -> np.ndarray:

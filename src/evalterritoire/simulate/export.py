@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook.model import Codebook, Variable
+from evalterritoire.codebook import Codebook, Variable
 from evalterritoire.simulate.answers import _NC, _NSP, _REFUS, _VALID, _Wave
 from evalterritoire.simulate.population import _Population
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.config import DEFAULT_STAGE_NAMES
 from evalterritoire.simulate.answers import _Wave
 from evalterritoire.simulate.population import _Population
@@ -26,7 +26,7 @@ from evalterritoire.simulate.population import _Population
 def _margins(
     rng: np.random.Generator, wv: _Wave, pop: _Population, cb: Codebook
 ) -> list[tuple[str, str, int]]:
-    rtype_var = cb.by_role("respondent_type")
+    rtype_var = cb.role("respondent_type")
     type_keys = list(rtype_var.options) if rtype_var else sorted(set(wv.rtype))
     by_type = np.array([wv.weight[wv.rtype == k].sum() for k in type_keys])
     by_type = by_type * np.exp(rng.normal(0, 0.04, len(by_type)))  # true totals ≠ HT sums

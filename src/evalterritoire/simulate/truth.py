@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.model import Codebook
+from evalterritoire.codebook import Codebook
 from evalterritoire.config import DEFAULT_STAGE_NAMES
 from evalterritoire.simulate.params import (
     BETA_CHOMAGE,
@@ -46,9 +46,7 @@ from evalterritoire.simulate.population import _Population
 # --------------------------------------------------------------------------- ground truth
 def _model_specs(cb: Codebook) -> list[dict[str, Any]]:
     """The four study models, with the terms of their generating truth."""
-    type_keys = (
-        sorted(cb.by_role("respondent_type").options) if cb.by_role("respondent_type") else []
-    )
+    type_keys = sorted(cb.role("respondent_type").options) if cb.role("respondent_type") else []
     ref = type_keys[0] if type_keys else ""
     dims = [d for d in cb.dimensions if d in PROFILE]
     stage_gap = [float(np.mean([PROFILE[d][s] - PROFILE[d][0] for d in dims])) for s in range(4)]
@@ -140,7 +138,7 @@ def _truth(
     dims = data["dims"]
     return {
         "synthetic": True,
-        "generator": "evalterritoire.simulate.waves.simulate_waves",
+        "generator": "evalterritoire.simulate.simulate_waves",
         "seed": seed,
         "parameters": {
             "n_territories": n_territories,

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.model import Codebook, load_codebook
+from evalterritoire.codebook import Codebook, load_codebook
 from evalterritoire.errors import StudyConfigError
 from evalterritoire.simulate.answers import _simulate_wave, _Wave
 from evalterritoire.simulate.export import _TOOLS, _write_export
