@@ -287,9 +287,9 @@ class Rule:
 
     Declared in the codebook's ``rules:`` list::
 
-        - id: partenariat_absent
-          if: {variable: part_existe, in: [0]}
-          then: {variables: [part_nb_actifs, part_modes], in: [0, missing]}
+        - id: sans_partenariat
+          if: {variable: a_un_partenariat, in: [0]}
+          then: {variables: [nb_partenaires, modes_partenariat], in: [0, missing]}
 
     A row breaking the rule is quarantined with a reason naming both columns and their values.
     Values are codes (numbers), option keys, or ``missing`` (no answer); a multi-select item's
