@@ -356,6 +356,13 @@ def test_incoherence(results):
         (3, "part_existe+part_nb_actifs", "incoherent"),
         (4, "part_existe+part_types_partenaires", "incoherent"),
     ]
+    # the codebook rule "if part_existe in [0] then … in [0, missing]" keeps its wording
+    first = res.report["errors"][0]
+    assert first["value"] == "part_existe=0, part_nb_actifs=4"
+    assert first["message"] == (
+        "incoherent.csv line 3, column part_existe+part_nb_actifs: part_existe = 0 (non) but "
+        "part_nb_actifs is answered positively (value 'part_existe=0, part_nb_actifs=4')"
+    )
 
 
 def test_xlsx(results, codebook):

@@ -236,23 +236,27 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
         return IngestResult(pd.DataFrame(), _empty_quarantine(), report)
     valid = pd.concat([r.valid for r in results], ignore_index=True)
     quarantine = pd.concat([r.quarantine for r in results], ignore_index=True)
-    if "id_repondant" in valid and len(valid):
-        ids = valid["id_repondant"]
+    codebook = next((r.codebook for r in results if r.codebook is not None), None)
+    if codebook is None:
+        raise ValueError("combine_results needs results of ingest_file (they carry the codebook)")
+    id_col = codebook.column("respondent_id")
+    if id_col is not None and id_col in valid and len(valid):
+        ids = valid[id_col]
         dup = ids.notna() & ids.duplicated(keep=False)
         if dup.any():
             moved = valid.loc[dup]
             extra_rows = []
-            for rid, grp in moved.groupby("id_repondant", sort=True):
+            for rid, grp in moved.groupby(id_col, sort=True):
                 where = ", ".join(
                     f"{f} line {ln}"
                     for f, ln in zip(grp["source_file"], grp["source_line"], strict=True)
                 )
                 for f, ln in zip(grp["source_file"], grp["source_line"], strict=True):
-                    msg = f"{f} line {ln}, column id_repondant: respondent id {rid!r} appears in several files ({where}) (value {rid!r})"
+                    msg = f"{f} line {ln}, column {id_col}: respondent id {rid!r} appears in several files ({where}) (value {rid!r})"
                     report["errors"].append(
                         {
                             "line": int(ln),
-                            "column": "id_repondant",
+                            "column": id_col,
                             "value": str(rid),
                             "rule": "duplicate_id",
                             "message": msg,
@@ -264,7 +268,7 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
                             "source_line": int(ln),
                             "respondent_id": str(rid),
                             "n_reasons": 1,
-                            "reasons": f"id_repondant: duplicate_id — {msg}",
+                            "reasons": f"{id_col}: duplicate_id — {msg}",
                             "raw": "(typed row; see the source file)",
                         }
                     )
@@ -277,7 +281,8 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
         .sort_values(["source_file", "source_line"], kind="stable")
         .reset_index(drop=True)
     )
-    sort_cols = [c for c in ("id_territoire_code", "id_repondant") if c in valid] + [
+    roles = (codebook.column("territory"), codebook.column("respondent_id"))
+    sort_cols = [c for c in roles if c is not None and c in valid] + [
         "source_file",
         "source_line",
     ]
@@ -292,7 +297,7 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
     report["status"] = (
         "ok" if not len(quarantine) and all(r.status == "ok" for r in results) else "partial"
     )
-    return IngestResult(valid, quarantine, report)
+    return IngestResult(valid, quarantine, report, codebook)
 
 
 def _json_default(value: Any) -> Any:

@@ -2,13 +2,14 @@
 
 Owns the lazy column representations (:class:`_LazyStr`, :class:`_LazyNum`: per-distinct-text
 values plus row codes, so that strings are built once, only for the rows kept), the output row
-order (territory code, respondent id, physical line) and :func:`_typed_frame`, which builds the
-pandas frame of the codebook columns straight from 2-D blocks and Arrow-backed text arrays.
+order (the codebook's territory and respondent id columns, then the physical line) and
+:func:`_typed_frame`, which builds the pandas frame of the codebook columns straight from 2-D
+blocks and Arrow-backed text arrays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +69,21 @@ class _LazyNum:
         np.take(self.per_unique.astype(np.float64, copy=False), self.codes[rows], out=out)
 
 
-def _output_order(ok_rows: np.ndarray, columns: Mapping[str, Any], lines: np.ndarray) -> np.ndarray:
-    """Positions of the valid rows in output order: territory, respondent id, then line.
+def _output_order(
+    ok_rows: np.ndarray,
+    columns: Mapping[str, Any],
+    lines: np.ndarray,
+    sort_by: Sequence[str | None],
+) -> np.ndarray:
+    """Positions of the valid rows in output order: the ``sort_by`` columns, then the line.
 
-    Missing keys sort last; ties keep the physical line order (one file per call).
+    ``sort_by`` lists the key columns, most significant first (the codebook's territory and
+    respondent id; None or a column the export lacks is skipped). Missing keys sort last; ties
+    keep the physical line order (one file per call).
     """
     keys: list[np.ndarray] = [lines[ok_rows]]
-    for col in ("id_repondant", "id_territoire_code"):
-        arr = columns.get(col)
+    for col in reversed(sort_by):
+        arr = columns.get(col) if col is not None else None
         if isinstance(arr, _LazyStr):
             keys.append(arr.sort_rank()[ok_rows])
         elif isinstance(arr, _LazyNum | np.ndarray):

@@ -1,9 +1,9 @@
 """Result and report of the ingest step: :class:`IngestResult` and the report it carries.
 
-Owns the result type, the empty
-quarantine table and its column types, the skeleton of ``ingestion.json`` and the rejected
-result, the normalisation counters, and :func:`_assemble`, which turns the typed valid rows and
-the collected cell/row errors of one file into the quarantine table and the report, asserting
+Owns the result type, the empty quarantine table and its column types, the skeleton of
+``ingestion.json`` and the rejected result, the collectors of normalisations (:func:`_norm_add`)
+and of cell/row errors (:class:`_Errors`), and :func:`_assemble`, which turns the typed valid rows
+and the collected errors of one file into the quarantine table and the report, asserting
 ``rows_valid + rows_quarantined + blank_lines == rows_read``.
 
 Imports no other ingest module, so that every one of them can import it without a cycle.
@@ -12,12 +12,13 @@ Imports no other ingest module, so that every one of them can import it without 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import IngestError
 
 
@@ -35,11 +36,15 @@ class IngestResult:
         ``n_reasons``, ``reasons``, ``raw``.
     report : dict
         The ingestion report (see ``ingestion.json``).
+    codebook : Codebook or None
+        The codebook the rows were typed with (None for a rejected file); its roles name the
+        respondent id and territory columns when results are combined.
     """
 
     valid: pd.DataFrame
     quarantine: pd.DataFrame
     report: dict[str, Any]
+    codebook: Codebook | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:
@@ -132,7 +137,61 @@ def _norm_add(
     entry[0] += int(count)
 
 
-def _assemble(raw, valid, err, norms, warnings, report_errors, name, id_j) -> IngestResult:
+class _Errors:
+    """Cell/row errors of one file, collected as parallel lists (row position in the raw table).
+
+    :meth:`add` takes the positions of the rows at fault and, for each, the column, the value
+    shown, the rule broken and the detail (one string for all, or one per row).
+    """
+
+    def __init__(self) -> None:
+        self.pos: list[np.ndarray] = []
+        self.col: list[str] = []
+        self.value: list[np.ndarray] = []
+        self.rule: list[np.ndarray] = []
+        self.detail: list[np.ndarray] = []
+
+    def add(self, pos, col: str, value, rule, detail) -> None:
+        pos = np.asarray(pos, dtype=np.int64)
+        if not len(pos):
+            return
+        n = len(pos)
+
+        def arr(x):
+            return (
+                np.asarray(x, dtype=object)
+                if not isinstance(x, str)
+                else np.full(n, x, dtype=object)
+            )
+
+        self.pos.append(pos)
+        self.col.append(col)
+        self.value.append(arr(value))
+        self.rule.append(arr(rule))
+        self.detail.append(arr(detail))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.pos:
+            return pd.DataFrame({"pos": [], "column": [], "value": [], "rule": [], "detail": []})
+        return pd.DataFrame(
+            {
+                "pos": np.concatenate(self.pos),
+                "column": np.concatenate(
+                    [
+                        np.full(len(p), c, dtype=object)
+                        for p, c in zip(self.pos, self.col, strict=True)
+                    ]
+                ),
+                "value": np.concatenate(self.value),
+                "rule": np.concatenate(self.rule),
+                "detail": np.concatenate(self.detail),
+            }
+        ).astype(object)
+
+
+def _assemble(
+    raw, valid, err, norms, warnings, report_errors, name, id_j, codebook=None
+) -> IngestResult:
     n = raw.n_rows
     # per-cell error messages
     err_records = []
@@ -217,7 +276,7 @@ def _assemble(raw, valid, err, norms, warnings, report_errors, name, id_j) -> In
     report["status"] = "ok" if n_q == 0 and not report_errors else "partial"
     if rows_read == raw.blank_lines:
         return _rejected(name, f"{name}: header without data (no response rows)", report)
-    return IngestResult(valid, q, report)
+    return IngestResult(valid, q, report, codebook)
 
 
 def _quarantine_types(q: pd.DataFrame) -> pd.DataFrame:

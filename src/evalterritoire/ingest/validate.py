@@ -4,8 +4,8 @@ Owns :func:`_process`, the step between a reader and the report: it maps the hea
 codebook, parses every mapped column (:mod:`evalterritoire.ingest.parse`), counts each normalisation, and
 collects the cell and row errors that send a record to quarantine — unparsable values, data in
 unnamed columns, whole items on the wrong scale (one column-level error), 0/1 option columns
-(:func:`_option_columns`), missing required values, duplicate respondent ids, cross-column
-incoherence (:data:`COHERENCE_RULES`), reader cell flags, and the pandera checks of the typed
+(:func:`_option_columns`), the row checks of :mod:`evalterritoire.ingest.checks` (missing
+required values, duplicate respondent ids, the codebook's cross-column rules), reader cell flags, and the pandera checks of the typed
 frame — then hands the valid rows and the errors to :func:`evalterritoire.ingest.report._assemble`.
 """
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook, Variable, normalise_text
+from evalterritoire.ingest.checks import _check_duplicates, _check_required, _check_rules
 from evalterritoire.ingest.frame import _LazyNum, _LazyStr, _output_order, _typed_frame
 from evalterritoire.ingest.parse import (
     _ERROR,
@@ -32,74 +33,10 @@ from evalterritoire.ingest.parse import (
     _repair_mojibake,
 )
 from evalterritoire.ingest.raw import _map_header, _Raw
-from evalterritoire.ingest.report import IngestResult, _assemble, _norm_add
+from evalterritoire.ingest.report import IngestResult, _assemble, _Errors, _norm_add
 from evalterritoire.ingest.schemas import build_response_schema, compute_schema_failures
 
 _MAX_REPORTED_WARN_LINES = 10
-
-#: Cross-column coherence rules: (gate column, gate value, dependent columns).
-COHERENCE_RULES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    (
-        "part_existe",
-        0.0,
-        (
-            "part_nb_actifs",
-            "part_types_partenaires",
-            "part_modes",
-            "part_echelle",
-            "part_objectifs",
-        ),
-    ),
-    ("mat_eval_pratiquee", 0.0, ("mat_eval_types",)),
-)
-
-
-class _Errors:
-    """Cell/row errors collected as parallel lists (row position in the raw table)."""
-
-    def __init__(self) -> None:
-        self.pos: list[np.ndarray] = []
-        self.col: list[str] = []
-        self.value: list[np.ndarray] = []
-        self.rule: list[np.ndarray] = []
-        self.detail: list[np.ndarray] = []
-
-    def add(self, pos, col: str, value, rule, detail) -> None:
-        pos = np.asarray(pos, dtype=np.int64)
-        if not len(pos):
-            return
-        n = len(pos)
-
-        def arr(x):
-            return (
-                np.asarray(x, dtype=object)
-                if not isinstance(x, str)
-                else np.full(n, x, dtype=object)
-            )
-
-        self.pos.append(pos)
-        self.col.append(col)
-        self.value.append(arr(value))
-        self.rule.append(arr(rule))
-        self.detail.append(arr(detail))
-
-    def frame(self) -> pd.DataFrame:
-        if not self.pos:
-            return pd.DataFrame({"pos": [], "column": [], "value": [], "rule": [], "detail": []})
-        return pd.DataFrame(
-            {
-                "pos": np.concatenate(self.pos),
-                "column": np.concatenate(
-                    [
-                        np.full(len(p), c, dtype=object)
-                        for p, c in zip(self.pos, self.col, strict=True)
-                    ]
-                ),
-                "value": np.concatenate(self.value),
-                "rule": np.concatenate(self.rule),
-                "detail": np.concatenate(self.detail),
-            }
-        ).astype(object)
 
 
 def _process(
@@ -258,96 +195,9 @@ def _process(
     for key in [k for k in columns if k.startswith("__text__")]:
         columns.pop(key)
 
-    # required values
-    for var in present:
-        if var.required and var.id in status_of:
-            miss = np.flatnonzero(status_of[var.id] == _MISSING)
-            if len(miss):
-                codes, uniques = text_cols[var.id]
-                errors.add(
-                    miss, var.id, uniques[codes[miss]], "required", "required value is missing"
-                )
-
-    id_var = codebook.role("respondent_id")
-    id_col = id_var.id if id_var is not None and id_var.id in columns else None
-    # duplicate respondent ids (exact or conflicting): quarantine every copy
-    if id_col is not None and n:
-        ids = columns[id_col]
-        if isinstance(ids, _LazyStr):
-            ids = ids.take(None)
-        # the same id in another wave is another response: duplicates are sought per wave
-        wave = columns.get("id_vague")
-        wave_key = wave.take(None).fillna("") if isinstance(wave, _LazyStr) else None
-        keyed = ids if wave_key is None else ids + "\x1f" + wave_key
-        dup = ids.notna() & keyed.duplicated(keep=False)
-        if dup.any():
-            dpos = np.flatnonzero(dup.to_numpy())
-            groups = ids.iloc[dpos].groupby(keyed.iloc[dpos], sort=True).indices
-            rows_out, details = [], []
-            for _key, gi in groups.items():
-                members = dpos[gi]
-                rid = ids.iloc[int(members[0])]
-                in_wave = (
-                    f" in wave {wave_key.iloc[int(members[0])]!r}" if wave_key is not None else ""
-                )
-                diverging = [
-                    raw.header[j]
-                    for j in range(len(raw.header))
-                    if len({raw.uniques[j][raw.codes[j][m]] for m in members}) > 1
-                ]
-                lines = ", ".join(str(raw.lines[m]) for m in members)
-                what = (
-                    "exact copies"
-                    if not diverging
-                    else "conflicting copies, columns differing: " + ", ".join(diverging[:10])
-                )
-                for m in members:
-                    rows_out.append(m)
-                    details.append(
-                        f"respondent id {rid!r} appears {len(members)} times{in_wave} "
-                        f"(lines {lines}): {what}"
-                    )
-            rows_out_arr = np.asarray(rows_out, dtype=np.int64)
-            errors.add(
-                rows_out_arr,
-                id_col,
-                ids.to_numpy()[rows_out_arr],
-                "duplicate_id",
-                np.asarray(details, dtype=object),
-            )
-
-    # cross-column coherence
-    for gate, gate_value, deps in COHERENCE_RULES:
-        if gate not in columns:
-            continue
-        gate_rows = np.asarray(columns[gate], dtype=float) == gate_value
-        for dep in deps:
-            if dep in columns:
-                dv = np.asarray(columns[dep], dtype=float)
-                bad = gate_rows & (dv > 0)
-                shown = dv
-            elif (
-                dep in codebook
-                and codebook[dep].type == "multi_select"
-                and any(c in columns for c in codebook[dep].option_cols())
-            ):
-                ticks = np.zeros(n)
-                for c in codebook[dep].option_cols():
-                    if c in columns:
-                        ticks = ticks + np.nan_to_num(np.asarray(columns[c], dtype=float))
-                bad = gate_rows & (ticks > 0)
-                shown = ticks
-            else:
-                continue
-            rows = np.flatnonzero(bad)
-            if len(rows):
-                errors.add(
-                    rows,
-                    f"{gate}+{dep}",
-                    [f"{gate}={_fmt(gate_value)}, {dep}={_fmt(v)}" for v in shown[rows]],
-                    "incoherent",
-                    f"{gate} = {_fmt(gate_value)} (non) but {dep} is answered positively",
-                )
+    _check_required(present, status_of, text_cols, errors)
+    _check_duplicates(raw, codebook, columns, errors)
+    _check_rules(codebook, columns, n, errors)
 
     # raw cell flags (Excel error cells, formulas without cached value)
     flagged: set[tuple[int, str]] = set()
@@ -388,7 +238,8 @@ def _process(
     ok_mask = np.ones(n, dtype=bool)
     if len(err):
         ok_mask[err["pos"].to_numpy(dtype=np.int64)] = False
-    rows = _output_order(np.flatnonzero(ok_mask), columns, raw.lines)
+    sort_by = [codebook.column("territory"), codebook.column("respondent_id")]
+    rows = _output_order(np.flatnonzero(ok_mask), columns, raw.lines, sort_by)
     frame = _typed_frame(columns, codebook, present, raw, name, warnings, rows)
     checked = [c for v in present for c in v.columns()] + ["source_file", "source_line"]
     schema = build_response_schema(codebook, columns=checked)
@@ -424,8 +275,9 @@ def _process(
             failed[row_fail["index"].astype(np.int64).to_numpy()] = True
             frame = frame.loc[~failed].reset_index(drop=True)
 
+    id_col = codebook.column("respondent_id")
     return _assemble(
-        raw, frame, err, norms, warnings, report_errors, name, by_var.get(id_col or "")
+        raw, frame, err, norms, warnings, report_errors, name, by_var.get(id_col or ""), codebook
     )
 
 
