@@ -553,3 +553,29 @@ def test_likert_written_as_float(codebook, tmp_path):
     assert res.report["rows_valid"] == len(rows) - 1
     assert res.valid.set_index("id_repondant").loc["R001", "dyn_savoir_piloter"] == 4.0
     assert _rules(res) == [(3, "dyn_savoir_piloter", "not_integer")]
+
+
+def test_schema_row_failure_keeps_a_flagged_cell_reported_once(codebook, monkeypatch):
+    """An Excel error cell is one reason, even when the schema also fails another row."""
+    import evalterritoire.ingest.validate as validate
+
+    def one_row_fails(frame, schema):
+        return pd.DataFrame(
+            {
+                "index": [0],
+                "column": ["source_line"],
+                "check": ["greater_than_or_equal_to(1)"],
+                "failure_case": ["0"],
+            }
+        )
+
+    monkeypatch.setattr(validate, "compute_schema_failures", one_row_fails)
+    res = ingest_file(FIX / "workbook.xlsx", codebook)
+    on_error_cell = [
+        e["rule"]
+        for e in res.report["errors"]
+        if e["line"] == 3 and e["column"] == "dyn_savoir_piloter"
+    ]
+    assert on_error_cell == ["excel_error"]
+    assert res.report["rows_quarantined"] == 3
+    assert res.report["rows_valid"] + res.report["rows_quarantined"] == res.report["rows_read"]

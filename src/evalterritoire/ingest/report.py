@@ -1,9 +1,10 @@
 """Result and report of the ingest step: :class:`IngestResult` and the report it carries.
 
 Owns the result type, the empty quarantine table and its column types, the skeleton of
-``ingestion.json`` and the rejected result, the collectors of normalisations (:func:`_norm_add`)
-and of cell/row errors (:class:`_Errors`), and :func:`_assemble`, which turns the typed valid rows
-and the collected errors of one file into the quarantine table and the report, asserting
+``ingestion.json`` and the rejected result, what the checks of one file found
+(:class:`_Findings`: warnings, cell/row errors collected by :class:`_Errors`, normalisations
+counted by :func:`_norm_add`, column-level errors), and :func:`_assemble`, which turns the typed
+valid rows and the findings of one file into the quarantine table and the report, asserting
 ``rows_valid + rows_quarantined + blank_lines == rows_read``.
 
 Imports no other ingest module, so that every one of them can import it without a cycle.
@@ -189,76 +190,51 @@ class _Errors:
         ).astype(object)
 
 
+@dataclass
+class _Findings:
+    """What the checks of one file found, on the way to its report.
+
+    Attributes
+    ----------
+    name : str
+        File name (starts every message).
+    warnings : list of str
+        Warnings of the report, in the order they were found (the reader's first).
+    errors : _Errors
+        Cell and row errors: each sends its row to quarantine.
+    norms : dict
+        Normalisation counters, ``(column, kind) → [count, example]`` (:func:`_norm_add`).
+    column_errors : list of dict
+        Column-level errors of the report (wrong scale, schema checks of a whole column): they
+        quarantine no row.
+    """
+
+    name: str
+    warnings: list[str]
+    errors: _Errors = field(default_factory=_Errors)
+    norms: dict[tuple[str, str], list] = field(default_factory=dict)
+    column_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _assemble(
-    raw, valid, err, norms, warnings, report_errors, name, id_j, codebook=None
+    raw, valid: pd.DataFrame, err: pd.DataFrame, found: _Findings, id_j, codebook
 ) -> IngestResult:
-    n = raw.n_rows
-    # per-cell error messages
-    err_records = []
-    q_rows: dict[int, list[str]] = {}
-    if len(err):
-        err = err.assign(line=raw.lines[err["pos"].to_numpy(dtype=np.int64)])
-        err = err.sort_values(["line", "column", "rule"], kind="stable")
-        for pos, col, value, rl, dtl, line in err[
-            ["pos", "column", "value", "rule", "detail", "line"]
-        ].itertuples(index=False):
-            v = "" if value is None else str(value)
-            msg = f"{name} line {line}, column {col}: {dtl} (value {v!r})"
-            err_records.append(
-                {"line": int(line), "column": str(col), "value": v, "rule": str(rl), "message": msg}
-            )
-            q_rows.setdefault(int(pos), []).append(f"{col}: {rl} — {dtl} (value {v!r})")
-    for b in raw.bad_records:
-        msg = f"{name} line {b['line']}: {b['message']}"
-        err_records.append(
-            {
-                "line": b["line"],
-                "column": "",
-                "value": b["raw"][:200],
-                "rule": b["rule"],
-                "message": msg,
-            }
-        )
-    err_records.sort(
-        key=lambda e: (e["line"] if e["line"] is not None else -1, e["column"], e["rule"])
-    )
+    """The result of one file: valid rows, the quarantine table and the report.
 
-    qpos = np.array(sorted(q_rows), dtype=np.int64)
-    raw_txt = raw.raw_text(qpos) if len(qpos) else []
-    ids_raw = []
-    for p in qpos:
-        ids_raw.append(
-            str(raw.uniques[id_j][raw.codes[id_j][p]]).strip() if id_j is not None else ""
-        )
-    q = pd.DataFrame(
-        {
-            "source_file": [name] * len(qpos) + [name] * len(raw.bad_records),
-            "source_line": [int(raw.lines[p]) for p in qpos]
-            + [int(b["line"]) for b in raw.bad_records],
-            "respondent_id": ids_raw + [""] * len(raw.bad_records),
-            "n_reasons": [len(q_rows[int(p)]) for p in qpos] + [1] * len(raw.bad_records),
-            "reasons": [" | ".join(q_rows[int(p)]) for p in qpos]
-            + [f"{b['rule']} — {b['message']}" for b in raw.bad_records],
-            "raw": list(raw_txt) + [b["raw"] for b in raw.bad_records],
-        }
-    )
-    q = (
-        _quarantine_types(q)
-        .sort_values(["source_file", "source_line"], kind="stable")
-        .reset_index(drop=True)
-    )
-
-    rows_read = n + len(raw.bad_records) + raw.blank_lines
-    n_q = len(q)
+    ``err`` is the frame of the cell/row errors kept (:meth:`_Errors.frame`), ``id_j`` the raw
+    column of the respondent id (None when absent). Raises :class:`IngestError` when
+    ``rows_valid + rows_quarantined + blank_lines != rows_read``.
+    """
+    name = found.name
+    err_records, reasons = _error_records(raw, err, name)
+    quarantine = _quarantine_table(raw, reasons, name, id_j)
+    rows_read = raw.n_rows + len(raw.bad_records) + raw.blank_lines
+    n_q = len(quarantine)
     if len(valid) + n_q + raw.blank_lines != rows_read:
         raise IngestError(
             f"{name}: internal error, row accounting broken "
             f"({len(valid)} valid + {n_q} quarantined + {raw.blank_lines} blank != {rows_read} read)"
         )
-    norm_list = [
-        {"column": c, "kind": k, "count": int(v[0]), "example": v[1]}
-        for (c, k), v in sorted(norms.items())
-    ]
     report = _base_report(name)
     report.update(
         {k: raw.meta.get(k) for k in ("format", "encoding", "delimiter", "sheet", "header_line")}
@@ -269,14 +245,79 @@ def _assemble(
         rows_valid=len(valid),
         rows_quarantined=int(n_q),
         blank_lines=int(raw.blank_lines),
-        normalisations=norm_list,
-        warnings=list(warnings),
-        errors=report_errors + err_records,
+        normalisations=[
+            {"column": c, "kind": k, "count": int(v[0]), "example": v[1]}
+            for (c, k), v in sorted(found.norms.items())
+        ],
+        warnings=list(found.warnings),
+        errors=found.column_errors + err_records,
     )
-    report["status"] = "ok" if n_q == 0 and not report_errors else "partial"
+    report["status"] = "ok" if n_q == 0 and not found.column_errors else "partial"
     if rows_read == raw.blank_lines:
         return _rejected(name, f"{name}: header without data (no response rows)", report)
-    return IngestResult(valid, q, report, codebook)
+    return IngestResult(valid, quarantine, report, codebook)
+
+
+def _error_records(
+    raw, err: pd.DataFrame, name: str
+) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+    """The report's error records and the quarantine reasons of every row position at fault.
+
+    Error records cover the cell/row errors and the structurally bad records, sorted by line.
+    """
+    records = []
+    reasons: dict[int, list[str]] = {}
+    if len(err):
+        err = err.assign(line=raw.lines[err["pos"].to_numpy(dtype=np.int64)])
+        err = err.sort_values(["line", "column", "rule"], kind="stable")
+        for pos, col, value, rl, dtl, line in err[
+            ["pos", "column", "value", "rule", "detail", "line"]
+        ].itertuples(index=False):
+            v = "" if value is None else str(value)
+            msg = f"{name} line {line}, column {col}: {dtl} (value {v!r})"
+            records.append(
+                {"line": int(line), "column": str(col), "value": v, "rule": str(rl), "message": msg}
+            )
+            reasons.setdefault(int(pos), []).append(f"{col}: {rl} — {dtl} (value {v!r})")
+    for b in raw.bad_records:
+        msg = f"{name} line {b['line']}: {b['message']}"
+        records.append(
+            {
+                "line": b["line"],
+                "column": "",
+                "value": b["raw"][:200],
+                "rule": b["rule"],
+                "message": msg,
+            }
+        )
+    records.sort(key=lambda e: (e["line"] if e["line"] is not None else -1, e["column"], e["rule"]))
+    return records, reasons
+
+
+def _quarantine_table(raw, reasons: dict[int, list[str]], name: str, id_j) -> pd.DataFrame:
+    """One row per quarantined record: the rows at fault, then the structurally bad records."""
+    qpos = np.array(sorted(reasons), dtype=np.int64)
+    raw_txt = raw.raw_text(qpos) if len(qpos) else []
+    ids_raw = [
+        str(raw.uniques[id_j][raw.codes[id_j][p]]).strip() if id_j is not None else "" for p in qpos
+    ]
+    bad = raw.bad_records
+    q = pd.DataFrame(
+        {
+            "source_file": [name] * (len(qpos) + len(bad)),
+            "source_line": [int(raw.lines[p]) for p in qpos] + [int(b["line"]) for b in bad],
+            "respondent_id": ids_raw + [""] * len(bad),
+            "n_reasons": [len(reasons[int(p)]) for p in qpos] + [1] * len(bad),
+            "reasons": [" | ".join(reasons[int(p)]) for p in qpos]
+            + [f"{b['rule']} — {b['message']}" for b in bad],
+            "raw": list(raw_txt) + [b["raw"] for b in bad],
+        }
+    )
+    return (
+        _quarantine_types(q)
+        .sort_values(["source_file", "source_line"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _quarantine_types(q: pd.DataFrame) -> pd.DataFrame:
