@@ -166,7 +166,11 @@ def _parse_date(t: str) -> tuple[str, Any, str]:
 
 
 def _parse_one(spec: _Spec, text: str) -> tuple[int, Any, str | None, str | None]:
-    """Parse one distinct cell text: (status, value, rule, detail-or-norm-kind)."""
+    """Parse one distinct cell text: (status, value, rule, detail-or-norm-kind).
+
+    Missing spellings and the item's special codes first, then the parser of the variable's
+    kind (:data:`_PARSERS`).
+    """
     t = text.strip().strip("\u00a0\u202f")
     trimmed = "trim_whitespace" if t != text else None
     key = normalise_text(t)
@@ -174,110 +178,129 @@ def _parse_one(spec: _Spec, text: str) -> tuple[int, Any, str | None, str | None
         return _MISSING, None, None, ("missing_spelling" if t else None)
     if key in spec.specials:
         return _SPECIAL, spec.specials[key], None, "special_code"
-    kind = spec.kind
     undeclared = spec.all_specials.get(key)
-    if kind in {"int", "float"}:
-        if key in spec.lookup and kind == "int":
-            value = float(spec.lookup[key])
-            norm = (
-                None
-                if key in spec.code_keys
-                else ("label_to_code" if key in spec.label_keys else "alias")
-            )
-            return _VALUE, value, None, norm or trimmed
-        num = _parse_number(t)
-        if num is None:
-            if undeclared:
-                return (
-                    _ERROR,
-                    None,
-                    "special_not_allowed",
-                    (f"special code '{undeclared}' is not declared for this item"),
-                )
-            if spec.allowed is not None:
-                return _ERROR, None, "unknown_label", f"unknown label; expected {spec.describe}"
-            return _ERROR, None, "not_a_number", "not a number"
-        value, kinds = num
-        if kind == "int":
-            if not value.is_integer():
-                return _ERROR, None, "not_integer", "not a whole number (never truncated)"
-            if "." in t or "," in t:
-                kinds.append("integral_float")
-        if (spec.allowed is not None and value not in spec.allowed) or (
-            spec.allowed is None
-            and (
-                (spec.lo is not None and value < spec.lo)
-                or (spec.hi is not None and value > spec.hi)
-            )
-        ):
-            if undeclared:
-                return (
-                    _ERROR,
-                    None,
-                    "special_not_allowed",
-                    (f"special code '{undeclared}' is not declared for this item"),
-                )
-            return _ERROR, None, "out_of_range", f"out of range; expected {spec.describe}"
-        return _VALUE, value, None, (kinds[-1] if kinds else trimmed)
-    if kind == "option":
-        if key in spec.lookup:
-            value = spec.lookup[key]
-            norm = None if t == value else ("label_to_code" if key in spec.label_keys else "alias")
-            if norm is None and key in spec.code_keys and t != value:
-                norm = "case"
-            return _VALUE, value, None, norm or trimmed
-        if undeclared:
-            return (
-                _ERROR,
-                None,
-                "special_not_allowed",
-                (f"special code '{undeclared}' is not declared for this item"),
-            )
-        return (
-            _ERROR,
-            None,
-            "unknown_option",
-            (f"unknown option; expected one of {', '.join(spec.var.options)}"),
+    parser = _PARSERS.get(spec.kind, _parse_text)
+    return parser(spec, t, key, trimmed, undeclared)
+
+
+def _special_not_allowed(undeclared: str) -> tuple[int, Any, str | None, str | None]:
+    return (
+        _ERROR,
+        None,
+        "special_not_allowed",
+        f"special code '{undeclared}' is not declared for this item",
+    )
+
+
+def _parse_numeric(
+    spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
+) -> tuple[int, Any, str | None, str | None]:
+    """A code, a label or alias of a coded item, or a number (decimal comma, thousands)."""
+    if key in spec.lookup and spec.kind == "int":
+        value = float(spec.lookup[key])
+        norm = (
+            None
+            if key in spec.code_keys
+            else ("label_to_code" if key in spec.label_keys else "alias")
         )
-    if kind == "multi":
-        return _parse_multi(spec, key, trimmed, undeclared)
-    if kind == "date":
-        status, val, extra = _parse_date(t)
-        if status == "error":
-            return _ERROR, None, val, extra
-        return _VALUE, val, None, extra or trimmed
+        return _VALUE, value, None, norm or trimmed
+    num = _parse_number(t)
+    if num is None:
+        if undeclared:
+            return _special_not_allowed(undeclared)
+        if spec.allowed is not None:
+            return _ERROR, None, "unknown_label", f"unknown label; expected {spec.describe}"
+        return _ERROR, None, "not_a_number", "not a number"
+    value, kinds = num
+    if spec.kind == "int":
+        if not value.is_integer():
+            return _ERROR, None, "not_integer", "not a whole number (never truncated)"
+        if "." in t or "," in t:
+            kinds.append("integral_float")
+    if _out_of_range(spec, value):
+        if undeclared:
+            return _special_not_allowed(undeclared)
+        return _ERROR, None, "out_of_range", f"out of range; expected {spec.describe}"
+    return _VALUE, value, None, (kinds[-1] if kinds else trimmed)
+
+
+def _out_of_range(spec: _Spec, value: float) -> bool:
+    """Whether a number is not one of the item's codes, or outside its declared range."""
+    if spec.allowed is not None:
+        return value not in spec.allowed
+    return (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi)
+
+
+def _parse_option(
+    spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
+) -> tuple[int, Any, str | None, str | None]:
+    """An option key, or its label or alias (case-insensitively)."""
+    if key in spec.lookup:
+        value = spec.lookup[key]
+        norm = None if t == value else ("label_to_code" if key in spec.label_keys else "alias")
+        if norm is None and key in spec.code_keys and t != value:
+            norm = "case"
+        return _VALUE, value, None, norm or trimmed
+    if undeclared:
+        return _special_not_allowed(undeclared)
+    return (
+        _ERROR,
+        None,
+        "unknown_option",
+        f"unknown option; expected one of {', '.join(spec.var.options)}",
+    )
+
+
+def _parse_date_cell(
+    spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
+) -> tuple[int, Any, str | None, str | None]:
+    """A date (:func:`_parse_date`)."""
+    status, val, extra = _parse_date(t)
+    if status == "error":
+        return _ERROR, None, val, extra
+    return _VALUE, val, None, extra or trimmed
+
+
+def _parse_text(
+    spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
+) -> tuple[int, Any, str | None, str | None]:
+    """Free text, an identifier or an INSEE territory code, checked against the pattern.
+
+    An identifier in scientific notation is an error (its digits are lost); a territory code
+    is repaired (:func:`_territory_code`).
+    """
     norm = trimmed
-    if kind == "identifier" and _SCI.match(t):
+    if spec.kind == "identifier" and _SCI.match(t):
         return (
             _ERROR,
             None,
             "scientific_notation",
-            ("identifier in scientific notation: digits are lost, re-export ids as text"),
+            "identifier in scientific notation: digits are lost, re-export ids as text",
         )
-    if kind == "territory":
-        t2 = t
-        if re.fullmatch(r"\d+\.0+", t2):
-            t2, norm = t2.split(".")[0], "drop_float_suffix"
-        if t2 != t2.upper():
-            t2, norm = t2.upper(), "uppercase"
-        if re.fullmatch(r"\d{4}", t2):
-            t2, norm = "0" + t2, "zero_pad"
-        t = t2
+    if spec.kind == "territory":
+        t, norm = _territory_code(t, norm)
     if spec.pattern is not None and not spec.pattern.search(t):
         return _ERROR, None, "pattern", f"does not match the pattern {spec.pattern.pattern}"
-    if kind == "text" and undeclared and spec.var.special_codes:
-        return (
-            _ERROR,
-            None,
-            "special_not_allowed",
-            (f"special code '{undeclared}' is not declared for this item"),
-        )
+    if spec.kind == "text" and undeclared and spec.var.special_codes:
+        return _special_not_allowed(undeclared)
     return _VALUE, t, None, norm
 
 
+def _territory_code(t: str, norm: str | None) -> tuple[str, str | None]:
+    """An INSEE code as written by a spreadsheet, repaired, with the last repair's name."""
+    if re.fullmatch(r"\d+\.0+", t):
+        t, norm = t.split(".")[0], "drop_float_suffix"
+    if t != t.upper():
+        t, norm = t.upper(), "uppercase"
+    if re.fullmatch(r"\d{4}", t):
+        t, norm = "0" + t, "zero_pad"
+    return t, norm
+
+
 def _parse_multi(
-    spec: _Spec, key: str, trimmed, undeclared
+    spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
 ) -> tuple[int, Any, str | None, str | None]:
+    """Options ticked in one cell, split on the declared options (longest first)."""
     chosen: list[str] = []
     pos, n = 0, len(key)
     while pos < n:
@@ -292,22 +315,17 @@ def _parse_multi(
                 pos = end
                 break
         else:
+            if undeclared and not chosen:
+                return _special_not_allowed(undeclared)
             stop = pos
             while stop < n and key[stop] not in ",;|":
                 stop += 1
-            token = key[pos:stop].strip()
-            if undeclared and not chosen:
-                return (
-                    _ERROR,
-                    None,
-                    "special_not_allowed",
-                    (f"special code '{undeclared}' is not declared for this item"),
-                )
             return (
                 _ERROR,
                 None,
                 "unknown_option",
-                (f"unknown option {token!r}; declared options are {', '.join(spec.var.options)}"),
+                f"unknown option {key[pos:stop].strip()!r}; declared options are "
+                f"{', '.join(spec.var.options)}",
             )
     if not chosen:
         return _MISSING, None, None, None
@@ -317,9 +335,19 @@ def _parse_multi(
             _ERROR,
             None,
             "too_many_choices",
-            (f"{len(picked)} options ticked, at most {spec.var.max_choices} allowed"),
+            f"{len(picked)} options ticked, at most {spec.var.max_choices} allowed",
         )
     return _VALUE, picked, None, "multi_select_split"
+
+
+#: The parser of each kind of variable (:attr:`_Spec.kind`); free text for the others.
+_PARSERS = {
+    "int": _parse_numeric,
+    "float": _parse_numeric,
+    "option": _parse_option,
+    "multi": _parse_multi,
+    "date": _parse_date_cell,
+}
 
 
 @dataclass
@@ -332,68 +360,86 @@ class _Parsed:
 
 
 def _parse_uniques(spec: _Spec, uniques: np.ndarray) -> _Parsed:
+    """Parse every distinct text of a column (the status, value, rule and detail of each).
+
+    Above :data:`_PY_UNIQUE_LIMIT` distinct texts, the simple ones (plain numbers, ISO dates,
+    plain codes) are parsed vectorised first; every other text goes through :func:`_parse_one`.
+    """
     nu = len(uniques)
     numeric = spec.kind in {"int", "float"}
-    status = np.full(nu, -1, dtype=np.int8)
-    value = np.full(nu, np.nan) if numeric else np.full(nu, None, dtype=object)
-    rule = np.full(nu, None, dtype=object)
-    detail = np.full(nu, None, dtype=object)
-    special = np.full(nu, None, dtype=object)
+    out = _Parsed(
+        status=np.full(nu, -1, dtype=np.int8),
+        value=np.full(nu, np.nan) if numeric else np.full(nu, None, dtype=object),
+        rule=np.full(nu, None, dtype=object),
+        detail=np.full(nu, None, dtype=object),
+        special=np.full(nu, None, dtype=object),
+    )
     if nu > _PY_UNIQUE_LIMIT and spec.kind != "multi":
         s = pd.Series(uniques, dtype="str")
         if numeric:
-            simple = s.str.fullmatch(r"\d+").to_numpy(dtype=bool, copy=True)
-            vals = pd.to_numeric(s.where(simple, "0")).to_numpy(dtype=float)
-            if spec.kind == "float":
-                comma = s.str.fullmatch(r"-?\d+,\d+").to_numpy(dtype=bool, copy=True)
-                cv = pd.to_numeric(s.where(comma, "0").str.replace(",", ".", regex=False)).to_numpy(
-                    dtype=float
-                )
-                vals = np.where(comma, cv, vals)
-                detail[comma] = "decimal_comma"
-                simple |= comma
-            ok = simple.copy()
-            if spec.allowed is not None:
-                ok &= np.isin(vals, list(spec.allowed))
-            if spec.lo is not None:
-                ok &= vals >= spec.lo
-            if spec.hi is not None:
-                ok &= vals <= spec.hi
-            value[ok] = vals[ok]
-            status[ok] = _VALUE
-            detail[~ok] = None
+            _simple_numbers(spec, s, out)
         elif spec.kind == "date":
-            simple = s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").to_numpy(dtype=bool, copy=True)
-            d = pd.to_datetime(s.where(simple, None), format="%Y-%m-%d", errors="coerce")
-            ok = simple & d.notna().to_numpy()
-            value[ok] = d[ok].dt.date.to_numpy()
-            status[ok] = _VALUE
+            _simple_dates(s, out)
         else:
-            cls = r"[0-9A-Z_\-]+" if spec.kind == "territory" else r"[0-9A-Za-z_\-]+"
-            ok = s.str.fullmatch(cls).to_numpy(dtype=bool, copy=True)
-            low = s.str.lower()
-            ok &= ~low.isin(list(spec.all_specials) + list(spec.missing)).to_numpy(
-                dtype=bool, copy=True
-            )
-            if spec.kind == "territory":
-                ok &= ~s.str.fullmatch(r"\d{4}").to_numpy(dtype=bool, copy=True)
-            if spec.kind == "identifier":
-                ok &= ~s.str.fullmatch(r"\d+[eE]\d+").to_numpy(dtype=bool, copy=True)
-            if spec.pattern is not None:
-                ok &= s.str.contains(spec.pattern.pattern, regex=True).to_numpy(
-                    dtype=bool, copy=True
-                )
-            value[ok] = uniques[ok]
-            status[ok] = _VALUE
-    for u in np.flatnonzero(status < 0):
+            _simple_codes(spec, s, uniques, out)
+    for u in np.flatnonzero(out.status < 0):
         st, val, rl, dtl = _parse_one(spec, uniques[u])
-        status[u] = st
+        out.status[u] = st
         if st == _SPECIAL:
-            special[u] = val
+            out.special[u] = val
         elif val is not None:
-            value[u] = val
-        rule[u], detail[u] = rl, dtl
-    return _Parsed(status, value, rule, detail, special)
+            out.value[u] = val
+        out.rule[u], out.detail[u] = rl, dtl
+    return out
+
+
+def _simple_numbers(spec: _Spec, s: pd.Series, out: _Parsed) -> None:
+    """Vectorised: plain integers (and decimal-comma numbers for a decimal item) in range."""
+    simple = s.str.fullmatch(r"\d+").to_numpy(dtype=bool, copy=True)
+    vals = pd.to_numeric(s.where(simple, "0")).to_numpy(dtype=float)
+    if spec.kind == "float":
+        comma = s.str.fullmatch(r"-?\d+,\d+").to_numpy(dtype=bool, copy=True)
+        cv = pd.to_numeric(s.where(comma, "0").str.replace(",", ".", regex=False)).to_numpy(
+            dtype=float
+        )
+        vals = np.where(comma, cv, vals)
+        out.detail[comma] = "decimal_comma"
+        simple |= comma
+    ok = simple.copy()
+    if spec.allowed is not None:
+        ok &= np.isin(vals, list(spec.allowed))
+    if spec.lo is not None:
+        ok &= vals >= spec.lo
+    if spec.hi is not None:
+        ok &= vals <= spec.hi
+    out.value[ok] = vals[ok]
+    out.status[ok] = _VALUE
+    out.detail[~ok] = None
+
+
+def _simple_dates(s: pd.Series, out: _Parsed) -> None:
+    """Vectorised: ISO dates (``AAAA-MM-JJ``) that are calendar dates."""
+    simple = s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").to_numpy(dtype=bool, copy=True)
+    d = pd.to_datetime(s.where(simple, None), format="%Y-%m-%d", errors="coerce")
+    ok = simple & d.notna().to_numpy()
+    out.value[ok] = d[ok].dt.date.to_numpy()
+    out.status[ok] = _VALUE
+
+
+def _simple_codes(spec: _Spec, s: pd.Series, uniques: np.ndarray, out: _Parsed) -> None:
+    """Vectorised: plain codes (letters, digits, ``_``, ``-``) that need no normalisation."""
+    cls = r"[0-9A-Z_\-]+" if spec.kind == "territory" else r"[0-9A-Za-z_\-]+"
+    ok = s.str.fullmatch(cls).to_numpy(dtype=bool, copy=True)
+    low = s.str.lower()
+    ok &= ~low.isin(list(spec.all_specials) + list(spec.missing)).to_numpy(dtype=bool, copy=True)
+    if spec.kind == "territory":
+        ok &= ~s.str.fullmatch(r"\d{4}").to_numpy(dtype=bool, copy=True)
+    if spec.kind == "identifier":
+        ok &= ~s.str.fullmatch(r"\d+[eE]\d+").to_numpy(dtype=bool, copy=True)
+    if spec.pattern is not None:
+        ok &= s.str.contains(spec.pattern.pattern, regex=True).to_numpy(dtype=bool, copy=True)
+    out.value[ok] = uniques[ok]
+    out.status[ok] = _VALUE
 
 
 def _repair_text(text: str) -> str | None:
