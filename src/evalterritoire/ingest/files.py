@@ -34,7 +34,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import FileRejectedError, IngestError
 from evalterritoire.ingest.csv import _read_csv
-from evalterritoire.ingest.raw import _sniff_format
+from evalterritoire.ingest.raw import _Raw, _sniff_format
 from evalterritoire.ingest.report import (
     IngestResult,
     _base_report,
@@ -136,7 +136,6 @@ def ingest_file(
         raise TypeError(f"codebook must be a Codebook, got {type(codebook).__name__}")
     path = Path(path)
     name = path.name
-    meta: dict[str, Any] = {}
     if profile not in PROFILES:
         return _rejected(
             name, f"{name}: unknown profile {profile!r} (expected {', '.join(PROFILES)})"
@@ -148,48 +147,76 @@ def ingest_file(
     except OSError as exc:
         return _rejected(name, f"{name}: cannot be read ({exc.strerror or type(exc).__name__})")
     fmt = _sniff_format(path, data[:64])
-    meta["format"] = fmt
+    meta: dict[str, Any] = {"format": fmt}
     try:
-        if not data or data.isspace():
-            raise FileRejectedError(f"{name}: the file is empty")
-        if fmt == "html":
-            raise FileRejectedError(
-                f"{name}: this is an HTML page, not a spreadsheet (some tools save HTML as .xls); "
-                "open it and save as .xlsx or CSV"
-            )
-        if fmt == "xls":
-            raise FileRejectedError(
-                f"{name}: legacy binary .xls is not supported; save it as .xlsx"
-            )
-        if fmt == "mismatch":
-            raise FileRejectedError(
-                f"{name}: the extension says {path.suffix} but the content is not; re-export the file"
-            )
-        if fmt == "xlsx":
-            raw = _read_xlsx(
-                path, name, codebook, sheet=sheet, header_row=header_row, profile=profile
-            )
-        elif fmt == "sav":
-            raw = _read_sav(path, name, codebook, header_row=header_row, profile=profile)
-        elif fmt == "parquet":
-            raw = _read_parquet(path, name, codebook, profile=profile)
-        else:
-            raw = _read_csv(
-                data,
-                name,
-                codebook,
-                encoding=encoding,
-                delimiter=delimiter,
-                header_row=header_row,
-                profile=profile,
-            )
-        del data
+        _refuse_unreadable(data, fmt, path)
+        raw = _read_raw(
+            data,
+            fmt,
+            path,
+            codebook,
+            sheet=sheet,
+            header_row=header_row,
+            encoding=encoding,
+            delimiter=delimiter,
+            profile=profile,
+        )
+        del data  # the raw table holds what is needed; free the bytes before typing
         meta.update(raw.meta)
         if sheet is not None and fmt != "xlsx":
             raw.warnings.append(f"{name}: --sheet {sheet!r} ignored: the file is not a workbook")
         return _process(raw, codebook, name, repair_mojibake=repair_mojibake)
     except FileRejectedError as exc:
         return _rejected(name, str(exc), meta)
+
+
+def _refuse_unreadable(data: bytes, fmt: str, path: Path) -> None:
+    """Reject what no reader can read: an empty file, HTML, legacy .xls, a lying extension."""
+    name = path.name
+    if not data or data.isspace():
+        raise FileRejectedError(f"{name}: the file is empty")
+    if fmt == "html":
+        raise FileRejectedError(
+            f"{name}: this is an HTML page, not a spreadsheet (some tools save HTML as .xls); "
+            "open it and save as .xlsx or CSV"
+        )
+    if fmt == "xls":
+        raise FileRejectedError(f"{name}: legacy binary .xls is not supported; save it as .xlsx")
+    if fmt == "mismatch":
+        raise FileRejectedError(
+            f"{name}: the extension says {path.suffix} but the content is not; re-export the file"
+        )
+
+
+def _read_raw(
+    data: bytes,
+    fmt: str,
+    path: Path,
+    codebook: Codebook,
+    *,
+    sheet: str | None,
+    header_row: int | None,
+    encoding: str | None,
+    delimiter: str | None,
+    profile: str,
+) -> _Raw:
+    """The raw table of the export, read by the reader of its format."""
+    name = path.name
+    if fmt == "xlsx":
+        return _read_xlsx(path, name, codebook, sheet=sheet, header_row=header_row, profile=profile)
+    if fmt == "sav":
+        return _read_sav(path, name, codebook, header_row=header_row, profile=profile)
+    if fmt == "parquet":
+        return _read_parquet(path, name, codebook, profile=profile)
+    return _read_csv(
+        data,
+        name,
+        codebook,
+        encoding=encoding,
+        delimiter=delimiter,
+        header_row=header_row,
+        profile=profile,
+    )
 
 
 def combine_results(results: Sequence[IngestResult]) -> IngestResult:
@@ -211,9 +238,47 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
     """
     if not results:
         raise ValueError("combine_results needs at least one result")
+    report = _combined_report(results)
+    if any(r.status == "rejected" for r in results):
+        report["status"] = "rejected"
+        return IngestResult(pd.DataFrame(), _empty_quarantine(), report)
+    codebook = next((r.codebook for r in results if r.codebook is not None), None)
+    if codebook is None:
+        raise ValueError("combine_results needs results of ingest_file (they carry the codebook)")
+    valid = pd.concat([r.valid for r in results], ignore_index=True)
+    quarantine = pd.concat([r.quarantine for r in results], ignore_index=True)
+    id_col = codebook.column("respondent_id")
+    if id_col is not None and id_col in valid and len(valid):
+        valid, quarantine = _across_files_duplicates(valid, quarantine, id_col, report["errors"])
+    quarantine = (
+        _quarantine_types(quarantine)
+        .sort_values(["source_file", "source_line"], kind="stable")
+        .reset_index(drop=True)
+    )
+    roles = (codebook.column("territory"), codebook.column("respondent_id"))
+    sort_cols = [c for c in roles if c is not None and c in valid]
+    valid = valid.sort_values(
+        [*sort_cols, "source_file", "source_line"], kind="stable", na_position="last"
+    ).reset_index(drop=True)
+    report["rows_valid"] = len(valid)
+    report["rows_quarantined"] = len(quarantine)
+    if (
+        report["rows_valid"] + report["rows_quarantined"] + report["blank_lines"]
+        != report["rows_read"]
+    ):
+        raise IngestError(
+            f"{report['file']}: internal error, row accounting broken when combining files"
+        )
+    report["status"] = (
+        "ok" if not len(quarantine) and all(r.status == "ok" for r in results) else "partial"
+    )
+    return IngestResult(valid, quarantine, report, codebook)
+
+
+def _combined_report(results: Sequence[IngestResult]) -> dict[str, Any]:
+    """The report of several files: one entry per file, counts, warnings and errors summed."""
     files = [r.report["file"] for r in results]
-    name = " + ".join(files)
-    report = _base_report(name)
+    report = _base_report(" + ".join(files))
     report["files"] = files
     report["per_file"] = [r.report for r in results]
     for key in ("format", "encoding", "delimiter", "sheet"):
@@ -231,73 +296,50 @@ def combine_results(results: Sequence[IngestResult]) -> IngestResult:
         {"column": c, "kind": k, "count": v[0], "example": v[1]}
         for (c, k), v in sorted(norms.items())
     ]
-    if any(r.status == "rejected" for r in results):
-        report["status"] = "rejected"
-        return IngestResult(pd.DataFrame(), _empty_quarantine(), report)
-    valid = pd.concat([r.valid for r in results], ignore_index=True)
-    quarantine = pd.concat([r.quarantine for r in results], ignore_index=True)
-    codebook = next((r.codebook for r in results if r.codebook is not None), None)
-    if codebook is None:
-        raise ValueError("combine_results needs results of ingest_file (they carry the codebook)")
-    id_col = codebook.column("respondent_id")
-    if id_col is not None and id_col in valid and len(valid):
-        ids = valid[id_col]
-        dup = ids.notna() & ids.duplicated(keep=False)
-        if dup.any():
-            moved = valid.loc[dup]
-            extra_rows = []
-            for rid, grp in moved.groupby(id_col, sort=True):
-                where = ", ".join(
-                    f"{f} line {ln}"
-                    for f, ln in zip(grp["source_file"], grp["source_line"], strict=True)
-                )
-                for f, ln in zip(grp["source_file"], grp["source_line"], strict=True):
-                    msg = f"{f} line {ln}, column {id_col}: respondent id {rid!r} appears in several files ({where}) (value {rid!r})"
-                    report["errors"].append(
-                        {
-                            "line": int(ln),
-                            "column": id_col,
-                            "value": str(rid),
-                            "rule": "duplicate_id",
-                            "message": msg,
-                        }
-                    )
-                    extra_rows.append(
-                        {
-                            "source_file": f,
-                            "source_line": int(ln),
-                            "respondent_id": str(rid),
-                            "n_reasons": 1,
-                            "reasons": f"{id_col}: duplicate_id — {msg}",
-                            "raw": "(typed row; see the source file)",
-                        }
-                    )
-            quarantine = pd.concat(
-                [quarantine, _quarantine_types(pd.DataFrame(extra_rows))], ignore_index=True
+    return report
+
+
+def _across_files_duplicates(
+    valid: pd.DataFrame, quarantine: pd.DataFrame, id_col: str, errors: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move every valid row whose respondent id is valid in several files to the quarantine.
+
+    Each copy gets an error record (appended to ``errors``) naming all the copies.
+    """
+    ids = valid[id_col]
+    dup = ids.notna() & ids.duplicated(keep=False)
+    if not dup.any():
+        return valid, quarantine
+    moved = []
+    for rid, grp in valid.loc[dup].groupby(id_col, sort=True):
+        copies = list(zip(grp["source_file"], grp["source_line"], strict=True))
+        where = ", ".join(f"{f} line {ln}" for f, ln in copies)
+        for f, ln in copies:
+            msg = (
+                f"{f} line {ln}, column {id_col}: respondent id {rid!r} appears in several "
+                f"files ({where}) (value {rid!r})"
             )
-            valid = valid.loc[~dup]
-    quarantine = (
-        _quarantine_types(quarantine)
-        .sort_values(["source_file", "source_line"], kind="stable")
-        .reset_index(drop=True)
-    )
-    roles = (codebook.column("territory"), codebook.column("respondent_id"))
-    sort_cols = [c for c in roles if c is not None and c in valid] + [
-        "source_file",
-        "source_line",
-    ]
-    valid = valid.sort_values(sort_cols, kind="stable", na_position="last").reset_index(drop=True)
-    report["rows_valid"] = len(valid)
-    report["rows_quarantined"] = len(quarantine)
-    if (
-        report["rows_valid"] + report["rows_quarantined"] + report["blank_lines"]
-        != report["rows_read"]
-    ):
-        raise IngestError(f"{name}: internal error, row accounting broken when combining files")
-    report["status"] = (
-        "ok" if not len(quarantine) and all(r.status == "ok" for r in results) else "partial"
-    )
-    return IngestResult(valid, quarantine, report, codebook)
+            errors.append(
+                {
+                    "line": int(ln),
+                    "column": id_col,
+                    "value": str(rid),
+                    "rule": "duplicate_id",
+                    "message": msg,
+                }
+            )
+            moved.append(
+                {
+                    "source_file": f,
+                    "source_line": int(ln),
+                    "respondent_id": str(rid),
+                    "n_reasons": 1,
+                    "reasons": f"{id_col}: duplicate_id — {msg}",
+                    "raw": "(typed row; see the source file)",
+                }
+            )
+    quarantine = pd.concat([quarantine, _quarantine_types(pd.DataFrame(moved))], ignore_index=True)
+    return valid.loc[~dup], quarantine
 
 
 def _json_default(value: Any) -> Any:
