@@ -59,49 +59,26 @@ def _raw_from_rows(
     meta: dict[str, Any],
     warnings: list[str],
 ) -> _Raw:
-    """Build the raw table from already-split rows (XLSX, SPSS, Parquet)."""
-    nonblank = [(ln, cells) for ln, cells in rows if any(c.strip() for c in cells)]
-    hidx, extra = _locate_header(nonblank[:12], codebook, name, header_row, profile)
-    header_line = nonblank[hidx][0]
-    header = [c.strip() for c in nonblank[hidx][1]]
-    while (
-        header
-        and header[-1] == ""
-        and all(len(c) < len(header) or not c[len(header) - 1].strip() for _, c in rows)
-    ):
-        header.pop()
-    skip_lines = {nonblank[k][0] for k in extra}
-    for k in extra:
-        warnings.append(f"{name}: row {nonblank[k][0]} skipped as an extra header row")
+    """Build the raw table from already-split rows (XLSX, SPSS, Parquet).
+
+    ``rows`` are (physical row number, cell texts); ``cell_flags`` maps (row, column) to the
+    (rule, detail) of a cell the reader could not read (Excel errors, formulas).
+    """
+    header, header_line, skip_lines = _sheet_header(
+        rows, codebook, name, header_row, profile, warnings
+    )
     n_fields = len(header)
-    data_rows, lines, bad_records, blank = [], [], [], 0
-    cell_errors = []
+    data_rows, lines, bad_records, cell_errors = [], [], [], []
+    blank = 0
     for ln, cells in rows:
         if ln <= header_line or ln in skip_lines:
             continue
         if not any(c.strip() for c in cells):
             blank += 1
             continue
-        extra_cells = [c for c in cells[n_fields:] if c.strip()]
-        if extra_cells:
-            bad_records.append(
-                {
-                    "line": ln,
-                    "raw": ";".join(cells),
-                    "rule": "field_count",
-                    "message": f"data beyond the {n_fields} named column(s): {extra_cells[:3]!r}",
-                }
-            )
-            continue
-        if _FOOTER.match(normalise_text(cells[0] if cells else "")):
-            bad_records.append(
-                {
-                    "line": ln,
-                    "raw": ";".join(cells),
-                    "rule": "footer_line",
-                    "message": "summary/footer line ('Total', 'Source :'), not a response",
-                }
-            )
+        bad = _structural_problem(ln, cells, n_fields)
+        if bad is not None:
+            bad_records.append(bad)
             continue
         pos = len(data_rows)
         for j in range(min(n_fields, len(cells))):
@@ -115,7 +92,6 @@ def _raw_from_rows(
     def raw_text(pos: np.ndarray) -> list[str]:
         return [";".join(data_rows[p]) for p in pos]
 
-    meta = {**meta, "header_line": header_line}
     return _Raw(
         header=header,
         header_line=header_line,
@@ -126,12 +102,59 @@ def _raw_from_rows(
         bad_records=bad_records,
         cell_errors=cell_errors,
         blank_lines=blank,
-        meta=meta,
+        meta={**meta, "header_line": header_line},
         warnings=warnings,
     )
 
 
+def _sheet_header(
+    rows: list[tuple[int, list[str]]],
+    codebook: Codebook,
+    name: str,
+    header_row: int | None,
+    profile: str,
+    warnings: list[str],
+) -> tuple[list[str], int, set[int]]:
+    """The header among the first non-blank rows: (cells, its row, the extra header rows).
+
+    Trailing empty header cells with no data below are dropped.
+    """
+    nonblank = [(ln, cells) for ln, cells in rows if any(c.strip() for c in cells)]
+    hidx, extra = _locate_header(nonblank[:12], codebook, name, header_row, profile)
+    header = [c.strip() for c in nonblank[hidx][1]]
+    while (
+        header
+        and header[-1] == ""
+        and all(len(c) < len(header) or not c[len(header) - 1].strip() for _, c in rows)
+    ):
+        header.pop()
+    for k in extra:
+        warnings.append(f"{name}: row {nonblank[k][0]} skipped as an extra header row")
+    return header, nonblank[hidx][0], {nonblank[k][0] for k in extra}
+
+
+def _structural_problem(ln: int, cells: list[str], n_fields: int) -> dict[str, Any] | None:
+    """The bad record of a row with data beyond the named columns or a footer, else None."""
+    extra_cells = [c for c in cells[n_fields:] if c.strip()]
+    if extra_cells:
+        return {
+            "line": ln,
+            "raw": ";".join(cells),
+            "rule": "field_count",
+            "message": f"data beyond the {n_fields} named column(s): {extra_cells[:3]!r}",
+        }
+    if _FOOTER.match(normalise_text(cells[0] if cells else "")):
+        return {
+            "line": ln,
+            "raw": ";".join(cells),
+            "rule": "footer_line",
+            "message": "summary/footer line ('Total', 'Source :'), not a response",
+        }
+    return None
+
+
 def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, profile) -> _Raw:
+    """Read a workbook with openpyxl: the sheet, its cells as text, error cells flagged."""
     import openpyxl
 
     try:
@@ -143,55 +166,8 @@ def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, 
         ) from None
     try:
         sheets = wb_v.sheetnames
-        if sheet is not None:
-            if sheet not in sheets:
-                raise FileRejectedError(
-                    f"{name}: no sheet {sheet!r}; sheets are {', '.join(map(repr, sheets))}"
-                )
-            chosen = sheet
-        else:
-            required = set(_required(codebook))
-            ok = []
-            for s in sheets:
-                for row in wb_v[s].iter_rows(max_row=12, values_only=True):
-                    cells = [_cell_text(v) for v in row]
-                    if not (required - _found_required(cells, codebook)):
-                        ok.append(s)
-                        break
-            if len(ok) != 1:
-                why = "several sheets have" if ok else "no sheet has"
-                raise FileRejectedError(
-                    f"{name}: {why} the required columns "
-                    f"({', '.join(map(repr, ok or sheets))}); pass --sheet NAME"
-                )
-            chosen = ok[0]
-        rows: list[tuple[int, list[str]]] = []
-        flags: dict[tuple[int, int], tuple[str, str]] = {}
-        it_f = wb_f[chosen].iter_rows()
-        for r, row in enumerate(wb_v[chosen].iter_rows(), start=1):
-            frow = next(it_f, ())
-            cells = []
-            for j, c in enumerate(row):
-                v = getattr(c, "value", None)
-                if getattr(c, "data_type", None) == "e" or (
-                    isinstance(v, str)
-                    and v.startswith("#")
-                    and v.endswith(("!", "A", "?"))
-                    and v in _EXCEL_ERRORS
-                ):
-                    flags[(r, j)] = ("excel_error", f"Excel error cell {v}")
-                    cells.append(str(v))
-                    continue
-                fv = getattr(frow[j], "value", None) if j < len(frow) else None
-                if v is None and isinstance(fv, str) and fv.startswith("="):
-                    flags[(r, j)] = (
-                        "formula_without_value",
-                        f"formula {fv} has no cached value (recalculate and save in Excel)",
-                    )
-                    cells.append(fv)
-                    continue
-                cells.append(_cell_text(v))
-            rows.append((r, cells))
+        chosen = _choose_sheet(wb_v, sheet, codebook, name)
+        rows, flags = _sheet_cells(wb_v[chosen], wb_f[chosen])
     finally:
         wb_v.close()
         wb_f.close()
@@ -212,10 +188,73 @@ def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, 
     )
 
 
+def _choose_sheet(workbook, sheet: str | None, codebook: Codebook, name: str) -> str:
+    """The sheet asked for, else the one sheet whose first rows hold the required columns."""
+    sheets = workbook.sheetnames
+    if sheet is not None:
+        if sheet not in sheets:
+            raise FileRejectedError(
+                f"{name}: no sheet {sheet!r}; sheets are {', '.join(map(repr, sheets))}"
+            )
+        return sheet
+    required = set(_required(codebook))
+    ok = []
+    for s in sheets:
+        for row in workbook[s].iter_rows(max_row=12, values_only=True):
+            cells = [_cell_text(v) for v in row]
+            if not (required - _found_required(cells, codebook)):
+                ok.append(s)
+                break
+    if len(ok) != 1:
+        why = "several sheets have" if ok else "no sheet has"
+        raise FileRejectedError(
+            f"{name}: {why} the required columns "
+            f"({', '.join(map(repr, ok or sheets))}); pass --sheet NAME"
+        )
+    return ok[0]
+
+
+def _sheet_cells(values_sheet, formulas_sheet):
+    """Rows of cell texts of a sheet, and the flags of its unreadable cells.
+
+    Read twice (cached values, formulas): an Excel error cell, or a formula without a cached
+    value, is flagged (row, column) → (rule, detail) and kept as its text.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    flags: dict[tuple[int, int], tuple[str, str]] = {}
+    it_f = formulas_sheet.iter_rows()
+    for r, row in enumerate(values_sheet.iter_rows(), start=1):
+        frow = next(it_f, ())
+        cells = []
+        for j, c in enumerate(row):
+            v = getattr(c, "value", None)
+            if getattr(c, "data_type", None) == "e" or (
+                isinstance(v, str)
+                and v.startswith("#")
+                and v.endswith(("!", "A", "?"))
+                and v in _EXCEL_ERRORS
+            ):
+                flags[(r, j)] = ("excel_error", f"Excel error cell {v}")
+                cells.append(str(v))
+                continue
+            fv = getattr(frow[j], "value", None) if j < len(frow) else None
+            if v is None and isinstance(fv, str) and fv.startswith("="):
+                flags[(r, j)] = (
+                    "formula_without_value",
+                    f"formula {fv} has no cached value (recalculate and save in Excel)",
+                )
+                cells.append(fv)
+                continue
+            cells.append(_cell_text(v))
+        rows.append((r, cells))
+    return rows, flags
+
+
 _EXCEL_ERRORS = frozenset({"#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"})
 
 
 def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile) -> _Raw:
+    """Read an SPSS file with pyreadstat: headers by name or label, user-missing values kept."""
     import pyreadstat
 
     try:
@@ -224,53 +263,27 @@ def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile)
         raise FileRejectedError(
             f"{name}: not a readable SPSS .sav file ({type(exc).__name__})"
         ) from None
-    header = list(df.columns)
-    # a variable is known by its name, else by its SPSS label
-    shown = []
-    for col in header:
-        label = (meta.column_names_to_labels or {}).get(col) or ""
-        if (
-            _header_target(col, codebook)[0] == "unknown"
-            and label
-            and _header_target(label, codebook)[0] != "unknown"
-        ):
-            shown.append(label)
-        else:
-            shown.append(col)
+    shown = _sav_headers(list(df.columns), meta, codebook)
     missing_ranges = meta.missing_ranges or {}
     labels = meta.variable_value_labels or {}
     cols_text = []
     n_user_missing = 0
-    for col, head in zip(header, shown, strict=True):
+    for col, head in zip(df.columns, shown, strict=True):
         target = _header_target(head, codebook)
         var = codebook[target[1]] if target[0] == "var" else None
-        use_labels = var is not None and (var.options or var.type == "multi_select")
-        vl = labels.get(col, {})
-        ranges = missing_ranges.get(col, [])
-        out = []
-        for v in df[col].tolist():
-            is_missing_value = (
-                any(
-                    (r["lo"] <= v <= r["hi"]) if not isinstance(v, str) else v == r["lo"]
-                    for r in ranges
-                )
-                if v is not None and not (isinstance(v, float) and math.isnan(v))
-                else False
-            )
-            if is_missing_value:
-                n_user_missing += 1
-            if is_missing_value or (use_labels and v in vl):
-                out.append(str(vl.get(v, _cell_text(v))))
-            else:
-                out.append(_cell_text(v))
-        cols_text.append(out)
+        use_labels = var is not None and bool(var.options or var.type == "multi_select")
+        texts, n_missing = _sav_texts(
+            df[col].tolist(), labels.get(col, {}), missing_ranges.get(col, []), use_labels
+        )
+        cols_text.append(texts)
+        n_user_missing += n_missing
     rows = [(1, shown)] + [(i + 2, [c[i] for c in cols_text]) for i in range(len(df))]
     warnings = []
     if n_user_missing:
         warnings.append(
             f"{name}: {n_user_missing} SPSS user-missing value(s) mapped through value labels"
         )
-    raw = _raw_from_rows(
+    return _raw_from_rows(
         rows,
         {},
         codebook,
@@ -280,7 +293,50 @@ def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile)
         meta={"format": "sav", "encoding": meta.file_encoding, "delimiter": None, "sheet": None},
         warnings=warnings,
     )
-    return raw
+
+
+def _sav_headers(columns: list[str], meta, codebook: Codebook) -> list[str]:
+    """Each SPSS variable's header: its name, else its label when only the label is known."""
+    shown = []
+    for col in columns:
+        label = (meta.column_names_to_labels or {}).get(col) or ""
+        if (
+            _header_target(col, codebook)[0] == "unknown"
+            and label
+            and _header_target(label, codebook)[0] != "unknown"
+        ):
+            shown.append(label)
+        else:
+            shown.append(col)
+    return shown
+
+
+def _sav_texts(
+    values: list[Any], value_labels: dict, ranges: list[dict], use_labels: bool
+) -> tuple[list[str], int]:
+    """The cell texts of one SPSS column and its number of user-missing values.
+
+    A user-missing value is written as its value label (so that a declared special code is
+    recognised); coded items are written as their labels when ``use_labels``.
+    """
+    out = []
+    n_missing = 0
+    for v in values:
+        is_missing_value = (
+            any(
+                (r["lo"] <= v <= r["hi"]) if not isinstance(v, str) else v == r["lo"]
+                for r in ranges
+            )
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+            else False
+        )
+        if is_missing_value:
+            n_missing += 1
+        if is_missing_value or (use_labels and v in value_labels):
+            out.append(str(value_labels.get(v, _cell_text(v))))
+        else:
+            out.append(_cell_text(v))
+    return out, n_missing
 
 
 def _read_parquet(path: Path, name: str, codebook: Codebook, *, profile) -> _Raw:
