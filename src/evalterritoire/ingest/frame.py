@@ -105,6 +105,19 @@ def _take_str(per_unique: np.ndarray, codes: np.ndarray | None, n: int = 0) -> p
     return pc.take(dic, pa.array(codes)).to_pandas()
 
 
+@dataclass
+class _Layout:
+    """The typed frame's columns in order, grouped by the block each one goes to.
+
+    Each group holds (position among ``names``, source array or None when the export lacks it).
+    """
+
+    names: list[str]
+    floats: list[tuple[int, Any]]
+    dates: list[tuple[int, Any]]
+    texts: list[tuple[int, Any]]
+
+
 def _typed_frame(
     columns, codebook: Codebook, present, raw: _Raw, name: str, warnings: list[str], rows
 ) -> pd.DataFrame:
@@ -113,11 +126,33 @@ def _typed_frame(
     Float columns are written straight into one 2-D block (the layout pandas keeps them in) and
     text columns stay Arrow-backed arrays, so building the frame copies nothing once more.
     """
+    layout = _layout(columns, codebook, present, name, warnings)
     n = len(rows)
-    names: list[str] = []
-    floats: list[tuple[int, Any]] = []  # (position, source array or None for missing)
-    dates: list[tuple[int, Any]] = []
-    texts: list[tuple[int, Any]] = []
+    names = [*layout.names, "source_file", "source_line"]
+    text_arrays = _text_arrays(layout.texts, rows)
+    text_arrays.append(pd.Series(np.full(n, name, dtype=object), dtype="str").array)
+    text_pos = [p for p, _ in layout.texts] + [len(names) - 2]
+    blocks: list[tuple[Any, np.ndarray]] = [
+        (arr, np.array([p], dtype=np.intp)) for p, arr in zip(text_pos, text_arrays, strict=True)
+    ]
+    blocks.append((raw.lines[rows].astype(np.int64)[None, :], np.array([len(names) - 1])))
+    if layout.floats:
+        positions = np.array([p for p, _ in layout.floats], dtype=np.intp)
+        blocks.append((_float_block(layout.floats, rows), positions))
+    if layout.dates:
+        positions = np.array([p for p, _ in layout.dates], dtype=np.intp)
+        blocks.append((_date_block(layout.dates, rows), positions))
+    from pandas.api.internals import create_dataframe_from_blocks
+
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(names))
+
+
+def _layout(columns, codebook: Codebook, present, name: str, warnings: list[str]) -> _Layout:
+    """Every typed-data column of the codebook's respondent-level variables, in codebook order.
+
+    A variable the export lacks gets empty columns, and a warning names them.
+    """
+    layout = _Layout([], [], [], [])
     absent = []
     present_ids = {v.id for v in present}
     for var in codebook:
@@ -130,51 +165,53 @@ def _typed_frame(
             is_float = col != var.special_col and (
                 var.type in INTEGER_TYPES | FLOAT_TYPES or var.type == "multi_select"
             )
-            pos = len(names)
-            names.append(col)
+            pos = len(layout.names)
+            layout.names.append(col)
             if is_float:
-                floats.append((pos, arr))
+                layout.floats.append((pos, arr))
             elif var.type == "date" and col == var.id:
-                dates.append((pos, arr))
+                layout.dates.append((pos, arr))
             else:
-                texts.append((pos, arr))
+                layout.texts.append((pos, arr))
     if absent:
         warnings.append(
             f"{name}: {len(absent)} optional variable(s) absent from the export (left empty): "
             + ", ".join(absent[:15])
             + (" …" if len(absent) > 15 else "")
         )
-    float_block = np.empty((len(floats), n), dtype=np.float64)
+    return layout
+
+
+def _float_block(floats: list[tuple[int, Any]], rows: np.ndarray) -> np.ndarray:
+    """The float columns' values at ``rows``, one row of a 2-D block per column."""
+    block = np.empty((len(floats), len(rows)), dtype=np.float64)
     for i, (_, arr) in enumerate(floats):
         if arr is None:
-            float_block[i] = np.nan
+            block[i] = np.nan
         elif isinstance(arr, _LazyNum):
-            arr.take_into(rows, float_block[i])
+            arr.take_into(rows, block[i])
         else:
-            np.take(np.asarray(arr, dtype=np.float64), rows, out=float_block[i])
-    date_block = np.empty((len(dates), n), dtype="datetime64[ns]")
+            np.take(np.asarray(arr, dtype=np.float64), rows, out=block[i])
+    return block
+
+
+def _date_block(dates: list[tuple[int, Any]], rows: np.ndarray) -> np.ndarray:
+    """The date columns' values at ``rows`` (NaT for a column the export lacks)."""
+    block = np.empty((len(dates), len(rows)), dtype="datetime64[ns]")
     for i, (_, arr) in enumerate(dates):
-        date_block[i] = np.datetime64("NaT", "ns") if arr is None else arr[rows]
-    text_arrays = []
+        block[i] = np.datetime64("NaT", "ns") if arr is None else arr[rows]
+    return block
+
+
+def _text_arrays(texts: list[tuple[int, Any]], rows: np.ndarray) -> list[Any]:
+    """The text columns' values at ``rows``, as pandas string arrays."""
+    out = []
     for _, arr in texts:
         if arr is None:
-            series = _take_str(np.array([None], dtype=object), None, n)
+            series = _take_str(np.array([None], dtype=object), None, len(rows))
         elif isinstance(arr, _LazyStr):
             series = arr.take(rows)
         else:
             series = pd.Series(np.asarray(arr, dtype=object)[rows], dtype="str")
-        text_arrays.append(series.array)
-    names += ["source_file", "source_line"]
-    text_arrays.append(pd.Series(np.full(n, name, dtype=object), dtype="str").array)
-    text_pos = [p for p, _ in texts] + [len(names) - 2]
-    blocks: list[tuple[Any, np.ndarray]] = [
-        (arr, np.array([p], dtype=np.intp)) for p, arr in zip(text_pos, text_arrays, strict=True)
-    ]
-    blocks.append((raw.lines[rows].astype(np.int64)[None, :], np.array([len(names) - 1])))
-    if floats:
-        blocks.append((float_block, np.array([p for p, _ in floats], dtype=np.intp)))
-    if dates:
-        blocks.append((date_block, np.array([p for p, _ in dates], dtype=np.intp)))
-    from pandas.api.internals import create_dataframe_from_blocks
-
-    return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(names))
+        out.append(series.array)
+    return out
