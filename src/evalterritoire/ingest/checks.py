@@ -233,12 +233,13 @@ def _add_incoherent(
     """One quarantine reason per row breaking ``rule``, naming both columns and their values."""
     g, d = gate.var.id, dep.var.id
     labels = {str(k): str(v).lower() for k, v in codebook.value_labels(g).items()}
+    zero_or_missing = dep.numeric and _only_zero_or_missing(rule)
     values, details = [], []
     for row in rows:
         gv, dv = gate.shown(row), dep.shown(row)
         label = f" ({labels[gv]})" if gv in labels else ""
         values.append(f"{g}={gv}, {d}={dv}")
-        if _only_zero_or_missing(rule) and dep.numeric and dep.value(row) > 0:
+        if zero_or_missing and dep.value(row) > 0:
             details.append(f"{g} = {gv}{label} but {d} is answered positively")
         else:
             details.append(
