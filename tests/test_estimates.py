@@ -530,6 +530,21 @@ def test_study_table_schema_and_order(study) -> None:
     assert np.isfinite(table[["estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
 
 
+def test_study_table_default_domains_are_the_codebook_roles(study, codebook) -> None:
+    from evalterritoire.estimates.engine import compute_study_estimates
+
+    responses, design, table = study
+    assert DOMAINS["territory"] == codebook.column("territory")
+    assert DOMAINS["respondent_type"] == codebook.column("respondent_type")
+    default = compute_study_estimates(design, codebook, min_n=90, wave=2025)
+    assert default.equals(table)
+    staged = responses.assign(stage=np.where(responses["id_strate"] == "A", "un", "deux"))
+    design = SurveyDesign(staged, weight="id_poids", strata="id_strate", psu="id_psu")
+    with_stage = compute_study_estimates(design, codebook, min_n=90, wave=2025)
+    assert set(with_stage["domain_type"]) == {"national", "territory", "respondent_type", "stage"}
+    assert with_stage[with_stage.domain_type != "stage"].reset_index(drop=True).equals(table)
+
+
 def test_study_table_values(study, codebook) -> None:
     responses, design, table = study
     t = table.set_index(["domain_type", "domain", "variable", "level", "statistic"])

@@ -33,7 +33,12 @@ def from_replicate_weights(
     rho: float | None,
     mse: bool,
 ) -> Any:
-    """A replicate-weight design of class ``cls`` (see ``SurveyDesign.from_replicate_weights``)."""
+    """A replicate-weight design of class ``cls`` (see ``SurveyDesign.from_replicate_weights``).
+
+    The steps: check the type and columns, build the full-sample design, read the replicate
+    weights, check Fay's ``rho``, settle ``rscales`` and ``scale``, then record the replicate
+    patterns of the rows and the rank of the replicate weights (the design's df + 1).
+    """
     if type not in REPLICATE_TYPES:
         raise DesignError(f"type must be one of {', '.join(REPLICATE_TYPES)}, got {type!r}")
     cols = list(replicate_weights)
@@ -47,6 +52,24 @@ def from_replicate_weights(
     if not np.all(np.isfinite(rep)) or (rep < 0).any():
         raise DesignError("replicate weights must be finite and ≥ 0")
     n_rep = rep.shape[1]
+    _check_rho(type, rho)
+    rs = _replicate_scales(type, rscales, n_rep)
+    scale = _overall_scale(type, scale, n_rep, rho)
+    # rows whose replicate weights are proportional (same PSU) share one pattern: the rank
+    # of any set of rows is the rank of their distinct patterns
+    ratio = rep / design.weights[:, None]
+    rounded = np.round(ratio, 10) + 0.0
+    pattern, first = _row_patterns(rounded)
+    patterns = ratio[first]
+    rank = int(np.linalg.matrix_rank(rep, tol=1e-5 * np.abs(rep).max()))
+    for arr in (rep, rs, pattern, patterns):
+        arr.setflags(write=False)
+    info = _Replicates(rep, float(scale), rs, bool(mse), type, pattern, patterns)
+    return design._copy(_rep=info, _rep_df=rank - 1)
+
+
+def _check_rho(type: str, rho: float | None) -> None:
+    """Fay's ``rho`` is required for ``type="Fay"``, in ``[0, 1)``, and refused otherwise."""
     if type == "Fay":
         if rho is None:
             raise DesignError("type='Fay' needs rho")
@@ -54,20 +77,27 @@ def from_replicate_weights(
             raise DesignError(f"Fay's rho must be in [0, 1), got {rho}")
     elif rho is not None:
         raise DesignError(f"rho is only used by type='Fay' (got rho={rho} for {type!r})")
+
+
+def _replicate_scales(type: str, rscales: Sequence[float] | float | None, n_rep: int) -> np.ndarray:
+    """One multiplier per replicate (1 by default; JKn must give them)."""
     if type == "JKn" and rscales is None:
         raise DesignError("type='JKn' needs rscales ((n_h - 1)/n_h per replicate)")
     if rscales is None:
-        rs = np.ones(n_rep)
-    else:
-        rs = np.atleast_1d(np.asarray(rscales, dtype=float)).reshape(-1)
-        if rs.size not in (1, n_rep):
-            raise DesignError(
-                f"rscales has {rs.size} values, should have 1 or one per replicate weight "
-                f"column ({n_rep})"
-            )
-        if not np.all(np.isfinite(rs)) or (rs < 0).any():
-            raise DesignError("rscales must be finite and ≥ 0")
-        rs = np.broadcast_to(rs, (n_rep,)).copy()
+        return np.ones(n_rep)
+    rs = np.atleast_1d(np.asarray(rscales, dtype=float)).reshape(-1)
+    if rs.size not in (1, n_rep):
+        raise DesignError(
+            f"rscales has {rs.size} values, should have 1 or one per replicate weight "
+            f"column ({n_rep})"
+        )
+    if not np.all(np.isfinite(rs)) or (rs < 0).any():
+        raise DesignError("rscales must be finite and ≥ 0")
+    return np.broadcast_to(rs, (n_rep,)).copy()
+
+
+def _overall_scale(type: str, scale: float | None, n_rep: int, rho: float | None) -> float:
+    """The variance multiplier: fixed for BRR and Fay, else given or R ``svrepdesign``'s."""
     fixed = {"BRR": 1.0 / n_rep}
     if type == "Fay":
         fixed["Fay"] = 1.0 / (n_rep * (1.0 - float(rho)) ** 2)
@@ -83,17 +113,7 @@ def from_replicate_weights(
         scale = {"JK1": (n_rep - 1) / n_rep, "bootstrap": 1.0 / (n_rep - 1)}.get(type, 1.0)
     if not np.isfinite(float(scale)) or float(scale) <= 0:
         raise DesignError(f"scale must be finite and > 0, got {scale}")
-    # rows whose replicate weights are proportional (same PSU) share one pattern: the rank
-    # of any set of rows is the rank of their distinct patterns
-    ratio = rep / design.weights[:, None]
-    rounded = np.round(ratio, 10) + 0.0
-    pattern, first = _row_patterns(rounded)
-    patterns = ratio[first]
-    rank = int(np.linalg.matrix_rank(rep, tol=1e-5 * np.abs(rep).max()))
-    for arr in (rep, rs, pattern, patterns):
-        arr.setflags(write=False)
-    info = _Replicates(rep, float(scale), rs, bool(mse), type, pattern, patterns)
-    return design._copy(_rep=info, _rep_df=rank - 1)
+    return scale
 
 
 def _row_patterns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ argument; the methods of :class:`~evalterritoire.design.SurveyDesign` call them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,50 @@ def init_design(
     fpc2: str | None,
     lonely_psu: str,
 ) -> None:
-    """Validate the design columns and set the attributes of a new (not yet frozen) design."""
+    """Validate the design columns and set the attributes of a new (not yet frozen) design.
+
+    The steps: check the columns, read the weights, the strata, the PSUs nested in them, the
+    first stage (with its fpc) and, with a first-stage fpc, the second stage; without a weight
+    column the weights are those the fpc imply (inverse sampling fractions).
+    """
+    named = {"weight": weight, "strata": strata, "psu": psu, "fpc": fpc}
+    named |= {"psu2": psu2, "fpc2": fpc2}
+    _check_design_columns(data, named, lonely_psu)
+    n = len(data)
+    design._data = data
+    design._spec = dict(named, lonely_psu=lonely_psu)
+    design._lonely = lonely_psu
+    w = np.ones(n) if weight is None else _read_weights(data[weight], weight)
+    if strata is None:
+        s_codes, s_labels = np.zeros(n, dtype=np.int64), np.array(["(all)"], dtype=object)
+    else:
+        s_codes, s_labels = _codes(data[strata], strata, "strata")
+    psus = _nested_psus(data, psu, s_codes, s_labels)
+    stage1, frac1 = _first_stage(design, data, fpc, s_codes, s_labels, psus)
+    stages = [stage1]
+    if psu2 is not None and fpc is not None:
+        stage2, pop2, m_a = _second_stage(design, data, psu2, fpc2, psus, frac1)
+        stages.append(stage2)
+        if weight is None:
+            w = w * (pop2 / m_a)[psus.codes]
+    if weight is None and frac1 is not None:
+        w = w / frac1[s_codes]
+    w.setflags(write=False)
+    design._w = w
+    design._stages = tuple(stages)
+    design._strata = s_codes
+    design._n_strata = len(s_labels)
+    design._psu = psus.codes
+    design._n_psu = psus.n
+    design._psu_stratum = psus.stratum
+    design._domain = None
+    design._cal = ()
+    design._rep = None
+    design._calibration = {"method": "none"}
+
+
+def _check_design_columns(data: Any, named: dict[str, str | None], lonely_psu: str) -> None:
+    """The data is a non-empty frame holding every named column; the stages are complete."""
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"design data must be a DataFrame, got {type(data).__name__}")
     if len(data) == 0:
@@ -52,122 +96,118 @@ def init_design(
         raise DesignError(
             f"lonely_psu must be one of {', '.join(LONELY_PSU_RULES)}, got {lonely_psu!r}"
         )
-    named = {"weight": weight, "strata": strata, "psu": psu, "fpc": fpc}
-    named |= {"psu2": psu2, "fpc2": fpc2}
     unknown = [f"{k}='{v}'" for k, v in named.items() if v is not None and v not in data]
     if unknown:
         raise DesignError(f"unknown design column(s): {', '.join(unknown)}")
-    if fpc2 is not None and (psu2 is None or fpc is None):
+    if named["fpc2"] is not None and (named["psu2"] is None or named["fpc"] is None):
         raise DesignError("fpc2 needs psu2 and a first-stage fpc")
-    if psu2 is not None and fpc is not None and fpc2 is None:
+    if named["psu2"] is not None and named["fpc"] is not None and named["fpc2"] is None:
         raise DesignError(
             "a two-stage design with a first-stage fpc needs fpc2 (second-stage population)"
         )
-    n = len(data)
-    design._data = data
-    design._spec = dict(named, lonely_psu=lonely_psu)
-    design._lonely = lonely_psu
-    if weight is None:
-        w = np.ones(n)
-    else:
-        w = _as_float(data[weight], weight, "weight")
-        bad = ~np.isfinite(w)
-        if bad.any():
-            raise DesignError(
-                f"weight column '{weight}' has {int(bad.sum())} missing or infinite "
-                f"value(s) (first at row {int(np.flatnonzero(bad)[0])})"
-            )
-        if (w <= 0).any():
-            raise DesignError(
-                f"weight column '{weight}' has {int((w <= 0).sum())} value(s) ≤ 0 "
-                f"(first at row {int(np.flatnonzero(w <= 0)[0])})"
-            )
-    # strata
-    if strata is None:
-        s_codes, s_labels = np.zeros(n, dtype=np.int64), np.array(["(all)"], dtype=object)
-    else:
-        s_codes, s_labels = _codes(data[strata], strata, "strata")
-    n_strata = len(s_labels)
-    # PSUs, nested in strata
+
+
+def _read_weights(series: pd.Series, weight: str) -> np.ndarray:
+    """The weight column as floats, all finite and > 0."""
+    w = _as_float(series, weight, "weight")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise DesignError(
+            f"weight column '{weight}' has {int(bad.sum())} missing or infinite "
+            f"value(s) (first at row {int(np.flatnonzero(bad)[0])})"
+        )
+    if (w <= 0).any():
+        raise DesignError(
+            f"weight column '{weight}' has {int((w <= 0).sum())} value(s) ≤ 0 "
+            f"(first at row {int(np.flatnonzero(w <= 0)[0])})"
+        )
+    return w
+
+
+@dataclass(frozen=True)
+class _PSUs:
+    """First-stage units: each row's PSU code, their number, stratum and names."""
+
+    codes: np.ndarray  # PSU of each row (0..n-1), numbered by (PSU label, stratum)
+    n: int
+    stratum: np.ndarray  # stratum of each PSU
+    names: np.ndarray  # label of each PSU (its number without a PSU column)
+
+
+def _nested_psus(
+    data: pd.DataFrame, psu: str | None, s_codes: np.ndarray, s_labels: np.ndarray
+) -> _PSUs:
+    """The PSUs, each within one stratum (every row its own PSU without a PSU column)."""
+    n, n_strata = len(data), len(s_labels)
     if psu is None:
-        p_codes = np.arange(n, dtype=np.int64)
-        psu_stratum = s_codes.copy()
-        psu_labels = None
-    else:
-        raw, psu_labels = _codes(data[psu], psu, "psu")
-        pair, pair_uniques = pd.factorize(raw * np.int64(n_strata) + s_codes, sort=True)
-        pair_uniques = np.asarray(pair_uniques, dtype=np.int64)
-        pair_psu = pair_uniques // n_strata
-        if len(np.unique(pair_psu)) != len(pair_psu):
-            counts = np.bincount(pair_psu)
-            bad_psu = int(np.flatnonzero(counts > 1)[0])
-            in_strata = sorted(
-                str(s_labels[k]) for k in pair_uniques[pair_psu == bad_psu] % n_strata
-            )
-            raise DesignError(
-                f"PSUs are not nested in strata: PSU '{psu_labels[bad_psu]}' appears in "
-                f"strata {', '.join(in_strata)}"
-            )
-        p_codes = pair.astype(np.int64)
-        psu_stratum = pair_uniques % n_strata
-    n_psu = int(psu_stratum.size)
-    n_h = np.bincount(psu_stratum, minlength=n_strata).astype(float)
-    # first-stage fpc
+        return _PSUs(np.arange(n, dtype=np.int64), n, s_codes.copy(), np.arange(n))
+    raw, psu_labels = _codes(data[psu], psu, "psu")
+    pair, pair_uniques = pd.factorize(raw * np.int64(n_strata) + s_codes, sort=True)
+    pair_uniques = np.asarray(pair_uniques, dtype=np.int64)
+    pair_psu = pair_uniques // n_strata
+    if len(np.unique(pair_psu)) != len(pair_psu):
+        counts = np.bincount(pair_psu)
+        bad_psu = int(np.flatnonzero(counts > 1)[0])
+        in_strata = sorted(str(s_labels[k]) for k in pair_uniques[pair_psu == bad_psu] % n_strata)
+        raise DesignError(
+            f"PSUs are not nested in strata: PSU '{psu_labels[bad_psu]}' appears in "
+            f"strata {', '.join(in_strata)}"
+        )
+    stratum = pair_uniques % n_strata
+    names = np.asarray(psu_labels, dtype=object)[pair_psu]
+    return _PSUs(pair.astype(np.int64), int(stratum.size), stratum, names)
+
+
+def _first_stage(
+    design: Any,
+    data: pd.DataFrame,
+    fpc: str | None,
+    s_codes: np.ndarray,
+    s_labels: np.ndarray,
+    psus: _PSUs,
+) -> tuple[_Stage, np.ndarray | None]:
+    """The first stage (PSUs within strata, its fpc) and the strata's sampling fractions."""
+    n_strata = len(s_labels)
+    n_h = np.bincount(psus.stratum, minlength=n_strata).astype(float)
     if fpc is None:
-        f_h = np.ones(n_strata)
-        frac1 = None
+        f_h, frac1 = np.ones(n_strata), None
     else:
         pop = fpc_per_group(data[fpc], fpc, s_codes, n_strata, n_h, s_labels, "stratum")
-        f_h = np.where(np.isinf(pop), 1.0, (pop - n_h) / pop)
-        frac1 = n_h / pop
-    stage1 = build_stage(
-        design, p_codes, n_psu, psu_stratum, n_strata, n_h, f_h, s_labels, "stratum", None
+        f_h, frac1 = np.where(np.isinf(pop), 1.0, (pop - n_h) / pop), n_h / pop
+    stage = build_stage(
+        design, psus.codes, psus.n, psus.stratum, n_strata, n_h, f_h, s_labels, "stratum", None
     )
-    stages = [stage1]
-    if psu2 is not None and fpc is not None:
-        raw2, _ = _codes(data[psu2], psu2, "psu2")
-        pair2, pair2_uniques = pd.factorize(raw2 * np.int64(n_psu) + p_codes, sort=True)
-        pair2_uniques = np.asarray(pair2_uniques, dtype=np.int64)
-        ssu_psu = pair2_uniques % n_psu
-        m_a = np.bincount(ssu_psu, minlength=n_psu).astype(float)
-        pop2 = fpc_per_group(data[fpc2], fpc2, p_codes, n_psu, m_a, None, "PSU")
-        f2 = np.where(np.isinf(pop2), 1.0, (pop2 - m_a) / pop2)
-        if weight is None:
-            w = w * (pop2 / m_a)[p_codes]
-        labels = psu_labels if psu_labels is not None else np.arange(n)
-        psu_names = (
-            np.asarray(labels, dtype=object)[pair_uniques // n_strata]
-            if psu is not None
-            else np.arange(n_psu)
-        )
-        stages.append(
-            build_stage(
-                design,
-                pair2.astype(np.int64),
-                int(ssu_psu.size),
-                ssu_psu,
-                n_psu,
-                m_a,
-                f2,
-                psu_names,
-                "PSU",
-                frac1[psu_stratum],
-            )
-        )
-    if weight is None and frac1 is not None:
-        w = w / frac1[s_codes]
-    w.setflags(write=False)
-    design._w = w
-    design._stages = tuple(stages)
-    design._strata = s_codes
-    design._n_strata = n_strata
-    design._psu = p_codes
-    design._n_psu = n_psu
-    design._psu_stratum = psu_stratum
-    design._domain = None
-    design._cal = ()
-    design._rep = None
-    design._calibration = {"method": "none"}
+    return stage, frac1
+
+
+def _second_stage(
+    design: Any,
+    data: pd.DataFrame,
+    psu2: str,
+    fpc2: str,
+    psus: _PSUs,
+    frac1: np.ndarray,
+) -> tuple[_Stage, np.ndarray, np.ndarray]:
+    """The second stage (units within PSUs, its fpc), the PSUs' populations and sample sizes."""
+    raw2, _ = _codes(data[psu2], psu2, "psu2")
+    pair2, pair2_uniques = pd.factorize(raw2 * np.int64(psus.n) + psus.codes, sort=True)
+    ssu_psu = np.asarray(pair2_uniques, dtype=np.int64) % psus.n
+    m_a = np.bincount(ssu_psu, minlength=psus.n).astype(float)
+    pop2 = fpc_per_group(data[fpc2], fpc2, psus.codes, psus.n, m_a, None, "PSU")
+    f2 = np.where(np.isinf(pop2), 1.0, (pop2 - m_a) / pop2)
+    stage = build_stage(
+        design,
+        pair2.astype(np.int64),
+        int(ssu_psu.size),
+        ssu_psu,
+        psus.n,
+        m_a,
+        f2,
+        psus.names,
+        "PSU",
+        frac1[psus.stratum],
+    )
+    return stage, pop2, m_a
 
 
 def fpc_per_group(

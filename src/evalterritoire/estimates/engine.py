@@ -165,15 +165,46 @@ def _engine(
     valid = ~np.isnan(y)
     if x is not None:
         valid &= ~np.isnan(x)
-        x0 = np.where(valid, x, 0.0)
+    x0 = np.where(valid, x, 0.0) if x is not None else None
     y0 = np.where(valid, y, 0.0)
     vf = valid.astype(float)
-    w = design.weights
-    wv = vf * w[:, None]
+    wv = vf * design.weights[:, None]
     n = _domain_sums(codes, n_dom, vf)
     wsum = _domain_sums(codes, n_dom, wv)
-    ty = _domain_sums(codes, n_dom, wv * y0)
+    est, resid, z, tx = _linearise(kind, codes, n_dom, valid, wv, wsum, y0, x0)
+    extra: dict[str, np.ndarray] = {}
+    if design.is_replicate:
+        var, var_logit = _replicate_variance(
+            design, y0, valid, codes, n_dom, kind, est, x0, logit=logit and kind == "mean"
+        )
+        if var_logit is not None:
+            extra["var_logit"] = var_logit
+    else:
+        var = design._domain_variances(z, codes, n_dom)
+    ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
+    tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
+    deff = _deff(var, ss, tyy, wsum, n, kind, None if kind != "ratio" else tx / wsum)
+    return {"estimate": est, "var": var, "n": n, "deff": deff, **extra}
+
+
+def _linearise(
+    kind: str,
+    codes: np.ndarray,
+    n_dom: int,
+    valid: np.ndarray,
+    wv: np.ndarray,
+    wsum: np.ndarray,
+    y0: np.ndarray,
+    x0: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Domain estimates, residuals, linearised scores ``z`` and (ratios) the domain totals of x.
+
+    ``wv`` are the weights of the valid rows (0 elsewhere), ``y0``/``x0`` the values with 0
+    for missing ones; ``z`` is 0 where the domain's estimate is undefined.
+    """
     gi = np.maximum(codes, 0)
+    ty = _domain_sums(codes, n_dom, wv * y0)
+    tx = None
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "mean":
             est = ty / wsum
@@ -188,28 +219,7 @@ def _engine(
             est = ty / tx
             resid = np.where(valid, y0 - est[gi] * x0, 0.0)
             z = wv * resid / tx[gi]
-    z = np.where(np.isfinite(z), z, 0.0)
-    extra: dict[str, np.ndarray] = {}
-    if design.is_replicate:
-        var, var_logit = _replicate_variance(
-            design,
-            y0,
-            valid,
-            codes,
-            n_dom,
-            kind,
-            est,
-            x0 if x is not None else None,
-            logit=logit and kind == "mean",
-        )
-        if var_logit is not None:
-            extra["var_logit"] = var_logit
-    else:
-        var = design._domain_variances(z, codes, n_dom)
-    ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
-    tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
-    deff = _deff(var, ss, tyy, wsum, n, kind, None if kind != "ratio" else tx / wsum)
-    return {"estimate": est, "var": var, "n": n, "deff": deff, **extra}
+    return est, resid, np.where(np.isfinite(z), z, 0.0), tx
 
 
 def _deff(
@@ -694,7 +704,7 @@ def compute_study_estimates(
     design: SurveyDesign,
     codebook: Any,
     *,
-    domains: Mapping[str, str | None],
+    domains: Mapping[str, str | None] | None = None,
     min_n: int,
     wave: int,
 ) -> pd.DataFrame:
@@ -710,9 +720,11 @@ def compute_study_estimates(
         ``"1"``; categorical → proportion of every option; multi-select → proportion of each
         option ticked; every item with special codes → ``nsp_share`` (share of "ne sait pas" among
         respondents asked, i.e. not filtered out). Items absent from the responses are skipped.
-    domains : mapping
-        ``domain_type → column`` (e.g. ``{"territory": "id_territoire_code"}``); ``None`` skips
-        the domain type, a column missing from the data is an error.
+    domains : mapping, optional
+        ``domain_type → column`` (e.g. ``{"territory": codebook.column("territory")}``);
+        ``None`` skips the domain type, a column missing from the data is an error. Default:
+        ``territory`` and ``respondent_type``, the columns of these codebook roles, and
+        ``stage`` when the responses have a ``stage`` column.
     min_n : int
         ``is_small_n`` is ``n < min_n``.
     wave : int
@@ -728,60 +740,11 @@ def compute_study_estimates(
     if not isinstance(design, SurveyDesign):
         raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")
     y, meta = _study_columns(design, codebook)
-    names = np.array([m[0] for m in meta], dtype=object)
-    levels = np.array([m[1] for m in meta], dtype=object)
-    kinds = np.array([m[2] for m in meta], dtype=object)
-    is_prop = kinds != "mean"
-    tables = []
-    plan: list[tuple[str, str | None]] = [("national", None)]
-    for dtype in sorted(domains):
-        col = domains[dtype]
-        if col is None:
-            continue
-        if col not in design.data:
-            raise EstimationError(f"domain column '{col}' ({dtype}) is not in the responses")
-        plan.append((dtype, col))
-    for dtype, col in plan:
-        codes, labels = _domains(design, [] if col is None else [col])
-        n_dom = len(labels)
-        res = _engine(design, y, codes, n_dom, kind="mean", logit=True)
-        df = design.domain_df(codes, n_dom)
-        lo_m, hi_m = _symmetric(res, _quantile(0.95, df, "t"))
-        lo_p, hi_p = _proportion_ci(res, df, 0.95, "t", "logit")
-        # at 0 % or 100 % the logit interval collapses onto the estimate: publish the
-        # Korn-Graubard (Clopper-Pearson with the effective n) interval there instead
-        edge = (res["estimate"] <= 0) | (res["estimate"] >= 1)
-        if edge.any():
-            rows = _design_rows(design, codes, n_dom)
-            lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta", rows)
-            lo_p, hi_p = np.where(edge, lo_b, lo_p), np.where(edge, hi_b, hi_p)
-        lo = np.where(is_prop[None, :], lo_p, lo_m)
-        hi = np.where(is_prop[None, :], hi_p, hi_m)
-        p = y.shape[1]
-        dom_idx = np.repeat(np.arange(n_dom), p)
-        col_idx = np.tile(np.arange(p), n_dom)
-        domain_text = (
-            np.full(n_dom, "", dtype=object)
-            if col is None
-            else labels[col].astype("string").fillna("").to_numpy(dtype=object)
-        )
-        part = pd.DataFrame(
-            {
-                "domain_type": dtype,
-                "domain": domain_text[dom_idx],
-                "variable": names[col_idx],
-                "level": levels[col_idx],
-                "statistic": kinds[col_idx],
-                "estimate": res["estimate"].ravel(),
-                "se": np.sqrt(res["var"]).ravel(),
-                "ci_low": lo.ravel(),
-                "ci_high": hi.ravel(),
-                "df": np.repeat(df, p),
-                "n": res["n"].ravel().astype(np.int64),
-                "deff": res["deff"].ravel(),
-            }
-        )
-        tables.append(part[part["n"] > 0])
+    if domains is None:
+        domains = _study_domains(codebook, design.data)
+    tables = [
+        _domain_table(design, y, meta, dtype, col) for dtype, col in _domain_plan(design, domains)
+    ]
     out = pd.concat(tables, ignore_index=True)
     out.insert(0, "wave", np.int64(wave))
     out["is_small_n"] = out["n"] < int(min_n)
@@ -792,6 +755,90 @@ def compute_study_estimates(
         ["domain_type", "domain", "variable", "level", "statistic"], kind="stable"
     ).reset_index(drop=True)
     return out[list(STUDY_ESTIMATE_COLUMNS)]
+
+
+def _study_domains(codebook: Any, data: pd.DataFrame) -> dict[str, str | None]:
+    """Default domains: the codebook's territory and respondent type, the stage when known."""
+    return {
+        "territory": codebook.column("territory"),
+        "respondent_type": codebook.column("respondent_type"),
+        "stage": "stage" if "stage" in data.columns else None,
+    }
+
+
+def _domain_plan(
+    design: SurveyDesign, domains: Mapping[str, str | None]
+) -> list[tuple[str, str | None]]:
+    """``(domain_type, column)`` to tabulate: national first, then the domain types by name."""
+    plan: list[tuple[str, str | None]] = [("national", None)]
+    for dtype in sorted(domains):
+        col = domains[dtype]
+        if col is None:
+            continue
+        if col not in design.data:
+            raise EstimationError(f"domain column '{col}' ({dtype}) is not in the responses")
+        plan.append((dtype, col))
+    return plan
+
+
+def _domain_table(
+    design: SurveyDesign, y: np.ndarray, meta: list[tuple], dtype: str, col: str | None
+) -> pd.DataFrame:
+    """Every statistic of ``y`` in every domain of ``col`` (the whole sample when None)."""
+    codes, labels = _domains(design, [] if col is None else [col])
+    n_dom = len(labels)
+    res = _engine(design, y, codes, n_dom, kind="mean", logit=True)
+    df = design.domain_df(codes, n_dom)
+    is_prop = np.array([m[2] != "mean" for m in meta])
+    lo, hi = _study_intervals(design, res, df, codes, is_prop)
+    p = y.shape[1]
+    dom_idx = np.repeat(np.arange(n_dom), p)
+    col_idx = np.tile(np.arange(p), n_dom)
+    domain_text = (
+        np.full(n_dom, "", dtype=object)
+        if col is None
+        else labels[col].astype("string").fillna("").to_numpy(dtype=object)
+    )
+    part = pd.DataFrame(
+        {
+            "domain_type": dtype,
+            "domain": domain_text[dom_idx],
+            "variable": np.array([m[0] for m in meta], dtype=object)[col_idx],
+            "level": np.array([m[1] for m in meta], dtype=object)[col_idx],
+            "statistic": np.array([m[2] for m in meta], dtype=object)[col_idx],
+            "estimate": res["estimate"].ravel(),
+            "se": np.sqrt(res["var"]).ravel(),
+            "ci_low": lo.ravel(),
+            "ci_high": hi.ravel(),
+            "df": np.repeat(df, p),
+            "n": res["n"].ravel().astype(np.int64),
+            "deff": res["deff"].ravel(),
+        }
+    )
+    return part[part["n"] > 0]
+
+
+def _study_intervals(
+    design: SurveyDesign,
+    res: dict[str, np.ndarray],
+    df: np.ndarray,
+    codes: np.ndarray,
+    is_prop: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """95 % intervals: t for means, logit for proportions (Korn–Graubard at 0 % and 100 %)."""
+    n_dom = len(df)
+    lo_m, hi_m = _symmetric(res, _quantile(0.95, df, "t"))
+    lo_p, hi_p = _proportion_ci(res, df, 0.95, "t", "logit")
+    # at 0 % or 100 % the logit interval collapses onto the estimate: publish the
+    # Korn-Graubard (Clopper-Pearson with the effective n) interval there instead
+    edge = (res["estimate"] <= 0) | (res["estimate"] >= 1)
+    if edge.any():
+        rows = _design_rows(design, codes, n_dom)
+        lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta", rows)
+        lo_p, hi_p = np.where(edge, lo_b, lo_p), np.where(edge, hi_b, hi_p)
+    lo = np.where(is_prop[None, :], lo_p, lo_m)
+    hi = np.where(is_prop[None, :], hi_p, hi_m)
+    return lo, hi
 
 
 # ----------------------------------------------------------------------------- short names

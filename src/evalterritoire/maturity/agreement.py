@@ -15,7 +15,7 @@ import pandas as pd
 
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import MaturityError
-from evalterritoire.maturity.common import DECLARED_COL, TERRITORY_COL
+from evalterritoire.maturity.common import present_column, territory_column
 
 
 def compute_weighted_kappa(
@@ -110,15 +110,17 @@ def _declared_stages(
     responses: pd.DataFrame, codebook: Codebook, weights: np.ndarray, codes: Sequence[str]
 ) -> pd.array:
     """Weighted modal self-declared stage per territory (0-based; ties → the lower stage)."""
-    if DECLARED_COL not in responses.columns or DECLARED_COL not in codebook:
+    declared = present_column(codebook, "declared_stage", responses)
+    if declared is None:
         return pd.array([pd.NA] * len(codes), dtype="Int64")
-    lo, _ = codebook.value_range(DECLARED_COL)
-    value = pd.to_numeric(responses[DECLARED_COL], errors="coerce").to_numpy(
+    lo, _ = codebook.value_range(declared)
+    value = pd.to_numeric(responses[declared], errors="coerce").to_numpy(
         dtype=float, na_value=np.nan
     ) - (lo if lo is not None else 1)
+    territory = territory_column(codebook, responses)
     frame = pd.DataFrame(
         {
-            "t": responses[TERRITORY_COL].astype("string").to_numpy(dtype=object),
+            "t": responses[territory].astype("string").to_numpy(dtype=object),
             "s": value,
             "w": weights,
         }

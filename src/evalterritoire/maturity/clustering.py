@@ -181,54 +181,14 @@ class MaturityClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         n = A.shape[0]
         order = np.lexsort(A.T[::-1]) if A.shape[1] else np.arange(n)
         S = A[order]
-        n_distinct = len(np.unique(S, axis=0))
         self.scaler_ = StandardScaler().fit(S)
         Z = self.scaler_.transform(S)
         seed = int(self.random_state)
-        if self.n_stages == "auto":
-            lo, hi = self.k_range
-            ks = list(range(max(2, int(lo)), min(int(hi), n_distinct - 1) + 1))
-            if not ks:
-                raise MaturityInputError(
-                    f"too few distinct territories ({n_distinct}, {n} sample(s)) to choose k"
-                )
-        else:
-            ks = [int(self.n_stages)]
-            if n_distinct <= ks[0]:
-                raise MaturityInputError(
-                    f"{n_distinct} distinct territory profile(s) ({n} sample(s)) cannot form "
-                    f"{ks[0]} stages"
-                )
-        rows = []
-        fits = {}
-        for k in ks:
-            model, raw, centers = self._fit_raw(Z, k, seed)
-            n_lab = len(np.unique(raw))
-            sil = float(silhouette_score(Z, raw)) if 1 < n_lab < n else float("nan")
-            bic = float(model.bic(Z)) if self.method == "gmm" else float("nan")
-            rows.append({"k": k, "silhouette": sil, "bic": bic})
-            fits[k] = (model, raw, centers)
-        self.selection_ = pd.DataFrame(rows)
-        if len(ks) == 1:
-            k = ks[0]
-        elif self.method == "gmm":
-            k = int(self.selection_.loc[self.selection_["bic"].idxmin(), "k"])
-        else:
-            k = int(self.selection_.loc[self.selection_["silhouette"].fillna(-2).idxmax(), "k"])
-        model, raw, centers = fits[k]
-        # Order the components by maturity: mean standardised score of the centroid.
-        comp_order = np.argsort(centers.mean(axis=1), kind="stable")
-        rank = np.empty(k, dtype=int)
-        rank[comp_order] = np.arange(k)
-        self.model_ = model
-        self.order_ = comp_order
-        self.n_stages_ = k
-        self.cluster_centers_ = centers[comp_order]
-        self.centers_ = self.scaler_.inverse_transform(self.cluster_centers_)
-        labels_sorted = rank[raw]
-        labels = np.empty(n, dtype=np.int64)
-        labels[order] = labels_sorted
-        self.labels_ = labels
+        fits = self._fit_candidates(Z, self._candidate_ks(len(np.unique(S, axis=0)), n), seed)
+        k = self._choose_k()
+        labels_sorted = self._order_stages(*fits[k])
+        self.labels_ = np.empty(n, dtype=np.int64)
+        self.labels_[order] = labels_sorted
         sel = self.selection_.set_index("k")
         self.silhouette_ = float(sel.loc[k, "silhouette"])
         self.bic_ = float(sel.loc[k, "bic"])
@@ -241,6 +201,63 @@ class MaturityClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.within_var_ = float(max(d2.sum() / dof, 1e-12))
         self._bootstrap(Z, labels_sorted, k, seed)
         return self
+
+    def _candidate_ks(self, n_distinct: int, n: int) -> list[int]:
+        """The numbers of stages to try: ``k_range`` for ``"auto"``, else ``n_stages``."""
+        if self.n_stages == "auto":
+            lo, hi = self.k_range
+            ks = list(range(max(2, int(lo)), min(int(hi), n_distinct - 1) + 1))
+            if not ks:
+                raise MaturityInputError(
+                    f"too few distinct territories ({n_distinct}, {n} sample(s)) to choose k"
+                )
+            return ks
+        k = int(self.n_stages)
+        if n_distinct <= k:
+            raise MaturityInputError(
+                f"{n_distinct} distinct territory profile(s) ({n} sample(s)) cannot form {k} stages"
+            )
+        return [k]
+
+    def _fit_candidates(self, Z: np.ndarray, ks: list[int], seed: int) -> dict[int, tuple]:
+        """Fit every candidate k; their silhouette and BIC go to ``selection_``."""
+        n = Z.shape[0]
+        rows = []
+        fits = {}
+        for k in ks:
+            model, raw, centers = self._fit_raw(Z, k, seed)
+            n_lab = len(np.unique(raw))
+            sil = float(silhouette_score(Z, raw)) if 1 < n_lab < n else float("nan")
+            bic = float(model.bic(Z)) if self.method == "gmm" else float("nan")
+            rows.append({"k": k, "silhouette": sil, "bic": bic})
+            fits[k] = (model, raw, centers)
+        self.selection_ = pd.DataFrame(rows)
+        return fits
+
+    def _choose_k(self) -> int:
+        """The only candidate, the lowest BIC (mixture) or the best silhouette."""
+        sel = self.selection_
+        if len(sel) == 1:
+            return int(sel["k"].iat[0])
+        if self.method == "gmm":
+            return int(sel.loc[sel["bic"].idxmin(), "k"])
+        return int(sel.loc[sel["silhouette"].fillna(-2).idxmax(), "k"])
+
+    def _order_stages(self, model: Any, raw: np.ndarray, centers: np.ndarray) -> np.ndarray:
+        """Number the components by maturity (mean standardised centroid score), keep the model.
+
+        Returns the stage of every (sorted) row.
+        """
+        k = centers.shape[0]
+        comp_order = np.argsort(centers.mean(axis=1), kind="stable")
+        rank = np.empty(k, dtype=int)
+        rank[comp_order] = np.arange(k)
+        self.model_ = model
+        self.order_ = comp_order
+        self.n_stages_ = k
+        self.cluster_centers_ = centers[comp_order]
+        self.centers_ = self.scaler_.inverse_transform(self.cluster_centers_)
+        return rank[raw]
 
     def _bootstrap(self, Z: np.ndarray, labels: np.ndarray, k: int, seed: int) -> None:
         rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ Scoring rules
 * A dimension's items are its Likert items in the codebook (milestones excluded). Reverse-coded
   items are mirrored on their scale (``min + max - x``).
 * An item is *asked* to a respondent when the codebook routing (``asked_to`` groups, from
-  ``id_type_repondant`` and ``prof_role_demarche``) includes them or they answered it anyway
+  the ``respondent_type`` and ``respondent_role`` columns) includes them or they answered it anyway
   (a value, "ne sait pas" or a refusal), and the answer is not the special code ``filtre`` or
   ``nc``. The dimension score is the mean of the valid answers when
   at least ``min_items`` of the asked items have one (share, default the codebook's
@@ -25,7 +25,7 @@ Scoring rules
 Layout
 ------
 This module holds the study step (:func:`compute_maturity`, :class:`MaturityResult`); the
-building blocks live in the sibling modules ``common`` (column names, :class:`MaturityWarning`),
+building blocks live in the sibling modules ``common`` (role columns, :class:`MaturityWarning`),
 ``scoring`` (:class:`MaturityScorer`, reliability), ``profiles`` (:func:`compute_profiles`),
 ``clustering`` (:class:`MaturityClustering`, :func:`match_stages`, :func:`stage_robustness`),
 ``transitions`` and ``agreement``.
@@ -54,11 +54,7 @@ from evalterritoire.maturity.clustering import (
     match_stages,
     stage_robustness,
 )
-from evalterritoire.maturity.common import (
-    DECLARED_COL,
-    TERRITORY_COL,
-    MaturityWarning,
-)
+from evalterritoire.maturity.common import MaturityWarning, present_column, territory_column
 from evalterritoire.maturity.profiles import _weights_and_variance, compute_profiles
 from evalterritoire.maturity.scoring import MaturityScorer
 from evalterritoire.maturity.transitions import compute_transition_matrix, compute_transitions
@@ -112,11 +108,13 @@ class _PermutedDesign:
         return self._design.variance_of_totals(original)
 
 
-def _canonical_order(responses: pd.DataFrame, design: Any) -> tuple[pd.DataFrame, Any]:
+def _canonical_order(
+    responses: pd.DataFrame, design: Any, codebook: Codebook
+) -> tuple[pd.DataFrame, Any]:
     """Rows sorted by territory and respondent id, so results never depend on row order."""
-    if TERRITORY_COL not in responses.columns:
-        raise MaturityError(f"responses have no territory column '{TERRITORY_COL}'")
-    keys = [TERRITORY_COL] + (["id_repondant"] if "id_repondant" in responses.columns else [])
+    keys = [territory_column(codebook, responses)]
+    respondent = present_column(codebook, "respondent_id", responses)
+    keys += [respondent] if respondent is not None else []
     frame = responses[keys].astype("string").reset_index(drop=True)
     perm = frame.sort_values(keys, kind="mergesort", na_position="last").index.to_numpy()
     if design is not None:
@@ -157,6 +155,7 @@ def compute_maturity(
     designs_by_wave : mapping of int to SurveyDesign or None
         Design of each wave (same rows as its responses); None or absent → equal weights.
     codebook : Codebook
+        Items, dimensions and the role columns (``territory``, ``respondent_id``…).
     maturity_cfg : MaturityConfig
         ``n_stages``, ``stage_names``, ``method``, ``reference_wave``, ``refit``,
         ``n_bootstrap``.
@@ -177,6 +176,54 @@ def compute_maturity(
     MaturityError
         Unknown wave or reference wave, missing columns, too few territories to cluster.
     """
+    waves, ref = _check_request(responses_by_wave, maturity_cfg, wave=wave, min_n=min_n)
+    scored = {
+        w: _score_wave(w, responses_by_wave[w], _design_of(designs_by_wave, w), codebook)
+        for w in waves
+    }
+    features = _Features(scored[ref].profiles, list(codebook.dimensions), ref)
+    clf = _fit_stages(features, scored[ref].profiles, maturity_cfg, random_state)
+    staged, refits = _stage_waves(
+        scored, clf, features, codebook, ref=ref, refit=maturity_cfg.refit, min_n=min_n,
+        random_state=random_state,
+    )  # fmt: skip
+    all_profiles = pd.concat(list(staged.values()), ignore_index=True)
+    transitions = compute_transitions(
+        all_profiles[["territory", "wave", "stage"]], clf.stage_names_
+    )
+    reliability = pd.concat([s.reliability for s in scored.values()], ignore_index=True)
+    reliability = reliability[["wave", *[c for c in reliability.columns if c != "wave"]]]
+    cur = staged[wave]
+    diagnostics = {
+        "wave": int(wave),
+        "waves": waves,
+        "reference_wave": int(ref),
+        "method": maturity_cfg.method,
+        "refit": bool(maturity_cfg.refit),
+        **_stage_diagnostics(clf, features.dims, cur, maturity_cfg, min_n),
+        "agreement_declared": _agreement_diagnostics(cur, codebook, clf.n_stages_),
+        **_wave_diagnostics(reliability, wave, scored[wave].unreliable, transitions, clf),
+        "refits": refits,
+    }
+    if scored[wave].unreliable:
+        warnings.warn(
+            f"wave {wave}: unreliable maturity dimension(s): {', '.join(scored[wave].unreliable)}",
+            MaturityWarning,
+            stacklevel=2,
+        )
+    maturity = _maturity_table(cur, features)
+    return MaturityResult(maturity, transitions, all_profiles, reliability, diagnostics, clf)
+
+
+# ------------------------------------------------------------------------- step 1: request
+def _check_request(
+    responses_by_wave: Mapping[int, pd.DataFrame],
+    maturity_cfg: MaturityConfig,
+    *,
+    wave: int,
+    min_n: int,
+) -> tuple[list[int], int]:
+    """The waves given (sorted) and the reference wave, once the request is checked."""
     if not responses_by_wave:
         raise MaturityError("no responses given")
     waves = sorted(int(w) for w in responses_by_wave)
@@ -190,152 +237,220 @@ def compute_maturity(
         )
     if not isinstance(min_n, int) or min_n < 1:
         raise MaturityError(f"min_n must be an integer ≥ 1, got {min_n!r}")
-    dims = list(codebook.dimensions)
-    feat_cols = [f"score_{d}" for d in dims]
+    return waves, ref
 
-    profiles: dict[int, pd.DataFrame] = {}
-    reliability = []
-    weights_by_wave: dict[int, np.ndarray] = {}
-    unreliable: dict[int, list[str]] = {}
-    sorted_responses: dict[int, pd.DataFrame] = {}
-    for w in waves:
-        resp = responses_by_wave[w]
-        if not isinstance(resp, pd.DataFrame) or resp.empty:
-            raise MaturityError(f"wave {w}: no responses")
-        design = designs_by_wave.get(w) if designs_by_wave is not None else None
-        resp, design = _canonical_order(resp, design)
-        sorted_responses[w] = resp
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MaturityWarning)
-            scorer = MaturityScorer(codebook).fit(resp)
-        unreliable[w] = list(scorer.unreliable_)
-        profiles[w] = compute_profiles(resp, scorer, design, wave=w)
-        weights_by_wave[w] = _weights_and_variance(design, len(resp))[0]
-        reliability.append(scorer.reliability_.assign(wave=w))
-    rel = pd.concat(reliability, ignore_index=True)
-    rel = rel[["wave", *[c for c in rel.columns if c != "wave"]]]
 
-    fill = profiles[ref][feat_cols].mean(axis=0, skipna=True)
-    if fill.isna().any():
-        raise MaturityError(
-            f"reference wave {ref}: no territory has a score on "
-            + ", ".join(fill.index[fill.isna()].str.removeprefix("score_"))
-        )
+def _design_of(designs_by_wave: Mapping[int, Any] | None, w: int) -> Any:
+    return designs_by_wave.get(w) if designs_by_wave is not None else None
 
-    def features(w: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        prof = profiles[w]
-        raw = prof[feat_cols]
+
+# -------------------------------------------------------------------- step 2: score a wave
+@dataclass(frozen=True)
+class _ScoredWave:
+    """One wave scored and profiled (responses in canonical order)."""
+
+    responses: pd.DataFrame
+    profiles: pd.DataFrame
+    weights: np.ndarray
+    reliability: pd.DataFrame
+    unreliable: list[str]
+
+
+def _score_wave(w: int, responses: Any, design: Any, codebook: Codebook) -> _ScoredWave:
+    """Respondent scores, reliability and design-weighted territory profiles of one wave."""
+    if not isinstance(responses, pd.DataFrame) or responses.empty:
+        raise MaturityError(f"wave {w}: no responses")
+    responses, design = _canonical_order(responses, design, codebook)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(responses)
+    return _ScoredWave(
+        responses=responses,
+        profiles=compute_profiles(responses, scorer, design, wave=w),
+        weights=_weights_and_variance(design, len(responses))[0],
+        reliability=scorer.reliability_.assign(wave=w),
+        unreliable=list(scorer.unreliable_),
+    )
+
+
+# --------------------------------------------------------------- step 3: clustering features
+class _Features:
+    """Profiles as clustering features; a missing dimension takes the reference wave's mean."""
+
+    def __init__(self, reference: pd.DataFrame, dims: list[str], ref: int) -> None:
+        self.dims = dims
+        self.columns = [f"score_{d}" for d in dims]
+        self.se_columns = [f"se_{d}" for d in dims]
+        self.fill = reference[self.columns].mean(axis=0, skipna=True)
+        if self.fill.isna().any():
+            raise MaturityError(
+                f"reference wave {ref}: no territory has a score on "
+                + ", ".join(self.fill.index[self.fill.isna()].str.removeprefix("score_"))
+            )
+
+    def __call__(self, prof: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """(features with imputed gaps, territory is scored, which dimension was imputed)."""
+        raw = prof[self.columns]
         scored = raw.notna().any(axis=1).to_numpy() & (prof["n"].to_numpy() > 0)
         imputed = raw.isna().to_numpy()
-        return raw.fillna(fill), scored, imputed
+        return raw.fillna(self.fill), scored, imputed
 
-    X_ref, ok_ref, _ = features(ref)
-    clf = MaturityClustering(
+
+def _fit_stages(
+    features: _Features, reference: pd.DataFrame, maturity_cfg: MaturityConfig, seed: int
+) -> MaturityClustering:
+    """The stage definitions: the clustering of the reference wave's scored territories."""
+    X_ref, ok_ref, _ = features(reference)
+    return MaturityClustering(
         n_stages=maturity_cfg.n_stages,
         method=maturity_cfg.method,
         stage_names=maturity_cfg.stage_names,
-        random_state=random_state,
+        random_state=seed,
         n_bootstrap=maturity_cfg.n_bootstrap,
     ).fit(X_ref[ok_ref])
-    k = clf.n_stages_
-    names = clf.stage_names_
-    refits: dict[str, Any] = {}
 
+
+# ------------------------------------------------------------------- step 4: stage a wave
+def _stage_waves(
+    scored: dict[int, _ScoredWave],
+    clf: MaturityClustering,
+    features: _Features,
+    codebook: Codebook,
+    *,
+    ref: int,
+    refit: bool,
+    min_n: int,
+    random_state: int,
+) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
+    """Every wave's staged profiles (wave order) and the refits' mappings (key: the wave)."""
     staged: dict[int, pd.DataFrame] = {}
-    for w in waves:
-        X, ok, imputed = features(w)
-        prof = profiles[w]
-        stage = np.full(len(prof), -1, dtype=np.int64)
-        proba = np.full(len(prof), np.nan)
-        dist = np.full(len(prof), np.nan)
-        robust = np.full(len(prof), np.nan)
-        if ok.any():
-            Xo = X[ok]
-            if w == ref:
-                lab, P, D = clf.labels_, clf.predict_proba(Xo), clf.transform(Xo)
-            elif maturity_cfg.refit:
-                own = clone_clustering(clf, n_stages=k).fit(Xo)
-                mapping = match_stages(clf, own)
-                lab = mapping[own.labels_]
-                P = np.empty((len(Xo), k))
-                D = np.empty((len(Xo), k))
-                P[:, mapping] = own.predict_proba(Xo)
-                D[:, mapping] = own.transform(Xo)
-                refits[str(w)] = {
-                    "mapping": mapping.tolist(),
-                    "silhouette": _finite(own.silhouette_),
-                    "stability": _finite(own.stability_),
-                }
-            else:
-                lab, P, D = clf.predict(Xo), clf.predict_proba(Xo), clf.transform(Xo)
-            rows = np.arange(len(Xo))
-            stage[ok] = lab
-            proba[ok] = P[rows, lab]
-            dist[ok] = D[rows, lab]
-            se = prof.loc[ok, [f"se_{d}" for d in dims]].to_numpy(dtype=float)
-            model, relabel = (own, mapping) if w != ref and maturity_cfg.refit else (clf, None)
+    refits: dict[str, Any] = {}
+    for w, wave in scored.items():
+        staged[w], info = _stage_wave(
+            wave, clf, features, codebook, is_reference=w == ref, refit=refit, min_n=min_n,
+            seed=random_state + w,
+        )  # fmt: skip
+        if info is not None:
+            refits[str(w)] = info
+    return staged, refits
 
-            def predict(Z: np.ndarray, model=model, relabel=relabel) -> np.ndarray:
-                got = model.predict(pd.DataFrame(Z, columns=feat_cols))
-                return got if relabel is None else relabel[got]
 
-            robust[ok] = stage_robustness(
-                predict, Xo.to_numpy(dtype=float), se, np.asarray(lab), seed=random_state + w
-            )
-        flags = []
-        for i in range(len(prof)):
-            f = []
-            if not ok[i]:
-                f.append("unscored")
-            elif imputed[i].any():
-                f.append("imputed:" + ",".join(d for d, m in zip(dims, imputed[i], strict=True)
-                                               if m))  # fmt: skip
-            if prof["n"].iat[i] < min_n:
-                f.append("small_n")
-            if prof["n_types"].iat[i] < 2:
-                f.append("single_type")
-            flags.append(";".join(f))
-        stage_arr = pd.array(np.where(stage >= 0, stage, 0), dtype="Int64")
-        stage_arr[stage < 0] = pd.NA
-        labels = pd.array([names[s] if s >= 0 else pd.NA for s in stage], dtype="string")
-        staged[w] = prof.assign(
-            stage=stage_arr,
-            stage_label=labels,
-            stage_probability=proba,
-            stage_robustness=robust,
-            distance=dist,
-            # evaluation grid: « indicatif » below min_n (at least 5) actors or with one type only
-            is_indicative=((prof["n"] < max(min_n, 5)) | (prof["n_types"] < 2)).to_numpy(
-                dtype=bool
-            ),
-            stage_declared=_declared_stages(
-                sorted_responses[w], codebook, weights_by_wave[w], prof["territory"].tolist()
-            ),
-            flags=pd.array(flags, dtype="string"),
+def _stage_wave(
+    wave: _ScoredWave,
+    clf: MaturityClustering,
+    features: _Features,
+    codebook: Codebook,
+    *,
+    is_reference: bool,
+    refit: bool,
+    min_n: int,
+    seed: int,
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The wave's profiles with their stage, its probability, robustness and flags.
+
+    Also returns, for a refit wave, its stage mapping and clustering quality (else None).
+    """
+    prof = wave.profiles
+    X, ok, imputed = features(prof)
+    n = len(prof)
+    stage = np.full(n, -1, dtype=np.int64)
+    proba, dist, robust = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    refit_info = None
+    if ok.any():
+        Xo = X[ok]
+        lab, P, D, predict, refit_info = _assign_stages(clf, Xo, is_reference, refit)
+        rows = np.arange(len(Xo))
+        stage[ok] = lab
+        proba[ok] = P[rows, lab]
+        dist[ok] = D[rows, lab]
+        se = prof.loc[ok, features.se_columns].to_numpy(dtype=float)
+        robust[ok] = stage_robustness(
+            predict, Xo.to_numpy(dtype=float), se, np.asarray(lab), seed=seed
         )
-
-    all_profiles = pd.concat([staged[w] for w in waves], ignore_index=True)
-    transitions = compute_transitions(all_profiles[["territory", "wave", "stage"]], names)
-    cur = staged[wave]
-    maturity = cur[
-        ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
-         "stage_robustness", "distance", *feat_cols, *[f"se_{d}" for d in dims], "score_global", "se_global",
-         "nsp_share", "n", "n_types", "is_indicative", "stage_declared", "flags"]
-    ].reset_index(drop=True)  # fmt: skip
-
-    declared_levels = (
-        len(codebook.value_labels(DECLARED_COL)) if DECLARED_COL in codebook else k
-    ) or k
-    agreement = compute_stage_agreement(
-        cur["stage"], cur["stage_declared"], k, n_declared=declared_levels
+    names = clf.stage_names_
+    stage_arr = pd.array(np.where(stage >= 0, stage, 0), dtype="Int64")
+    stage_arr[stage < 0] = pd.NA
+    staged = prof.assign(
+        stage=stage_arr,
+        stage_label=pd.array([names[s] if s >= 0 else pd.NA for s in stage], dtype="string"),
+        stage_probability=proba,
+        stage_robustness=robust,
+        distance=dist,
+        # evaluation grid: « indicatif » below min_n (at least 5) actors or with one type only
+        is_indicative=((prof["n"] < max(min_n, 5)) | (prof["n_types"] < 2)).to_numpy(dtype=bool),
+        stage_declared=_declared_stages(
+            wave.responses, codebook, wave.weights, prof["territory"].tolist()
+        ),
+        flags=_flags(prof, ok, imputed, features.dims, min_n),
     )
-    rel_cur = rel[(rel["wave"] == wave) & (rel["item"] == "")]
-    diagnostics: dict[str, Any] = {
-        "wave": int(wave),
-        "waves": waves,
-        "reference_wave": int(ref),
-        "method": maturity_cfg.method,
-        "refit": bool(maturity_cfg.refit),
+    return staged, refit_info
+
+
+def _assign_stages(clf: MaturityClustering, Xo: pd.DataFrame, is_reference: bool, refit: bool):
+    """Stages, stage probabilities, centroid distances and classifier of scored territories.
+
+    The reference wave keeps its fitted labels; another wave is classified by the reference
+    stages, or (``refit``) clustered anew with its stages matched to the reference ones, whose
+    mapping and quality are returned last (None without a refit).
+    """
+    if not is_reference and refit:
+        k = clf.n_stages_
+        own = clone_clustering(clf, n_stages=k).fit(Xo)
+        mapping = match_stages(clf, own)
+        P = np.empty((len(Xo), k))
+        D = np.empty((len(Xo), k))
+        P[:, mapping] = own.predict_proba(Xo)
+        D[:, mapping] = own.transform(Xo)
+        info = {
+            "mapping": mapping.tolist(),
+            "silhouette": _finite(own.silhouette_),
+            "stability": _finite(own.stability_),
+        }
+        return mapping[own.labels_], P, D, _classifier(own, mapping, Xo.columns), info
+    lab = clf.labels_ if is_reference else clf.predict(Xo)
+    return lab, clf.predict_proba(Xo), clf.transform(Xo), _classifier(clf, None, Xo.columns), None
+
+
+def _classifier(model: MaturityClustering, relabel: np.ndarray | None, columns):
+    """Profiles (array) → reference stage numbers, for :func:`stage_robustness`."""
+
+    def predict(Z: np.ndarray) -> np.ndarray:
+        got = model.predict(pd.DataFrame(Z, columns=columns))
+        return got if relabel is None else relabel[got]
+
+    return predict
+
+
+def _flags(
+    prof: pd.DataFrame, ok: np.ndarray, imputed: np.ndarray, dims: list[str], min_n: int
+) -> pd.array:
+    """``unscored`` / ``imputed:<dims>``, ``small_n``, ``single_type``, joined by ``;``."""
+    flags = []
+    for i in range(len(prof)):
+        f = []
+        if not ok[i]:
+            f.append("unscored")
+        elif imputed[i].any():
+            f.append("imputed:" + ",".join(d for d, m in zip(dims, imputed[i], strict=True) if m))
+        if prof["n"].iat[i] < min_n:
+            f.append("small_n")
+        if prof["n_types"].iat[i] < 2:
+            f.append("single_type")
+        flags.append(";".join(f))
+    return pd.array(flags, dtype="string")
+
+
+# ------------------------------------------------------------------- step 5: diagnostics
+def _stage_diagnostics(
+    clf: MaturityClustering,
+    dims: list[str],
+    cur: pd.DataFrame,
+    maturity_cfg: MaturityConfig,
+    min_n: int,
+) -> dict[str, Any]:
+    """The clustering (k, its choice, quality, centroids) and the stages of the wave's table."""
+    k, names = clf.n_stages_, clf.stage_names_
+    return {
         "n_stages": int(k),
         "n_stages_requested": maturity_cfg.n_stages,
         "stage_names": list(names),
@@ -356,32 +471,51 @@ def compute_maturity(
         "n_indicative": int(cur["is_indicative"].sum()),
         "n_unscored": int(cur["stage"].isna().sum()),
         "min_n": int(min_n),
-        "agreement_declared": {
-            "n": agreement["n"],
-            "n_missing": agreement["n_missing"],
-            "agreement": _finite(agreement["agreement"]),
-            "kappa": _finite(agreement["kappa"]),
-            "kappa_linear": _finite(agreement["kappa_linear"]),
-            "kappa_quadratic": _finite(agreement["kappa_quadratic"]),
-            "confusion": agreement["confusion"].to_numpy().tolist(),
-        },
-        "alpha": {r.dimension: _finite(r.alpha) for r in rel_cur.itertuples()},
-        "unreliable_dimensions": unreliable[wave],
-        "transition_matrix": compute_transition_matrix(transitions, k).to_numpy().tolist(),
-        "n_changed": int(transitions["changed"].sum()),
-        "refits": refits,
     }
-    if unreliable[wave]:
-        warnings.warn(
-            f"wave {wave}: unreliable maturity dimension(s): {', '.join(unreliable[wave])}",
-            MaturityWarning,
-            stacklevel=2,
-        )
-    return MaturityResult(
-        maturity=maturity,
-        transitions=transitions,
-        profiles=all_profiles,
-        reliability=rel,
-        diagnostics=diagnostics,
-        clustering=clf,
+
+
+def _agreement_diagnostics(cur: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, Any]:
+    """Agreement of the statistical stages with the declared ones (kappas, confusion)."""
+    declared = codebook.column("declared_stage")
+    declared_levels = (len(codebook.value_labels(declared)) if declared is not None else k) or k
+    agreement = compute_stage_agreement(
+        cur["stage"], cur["stage_declared"], k, n_declared=declared_levels
     )
+    return {
+        "n": agreement["n"],
+        "n_missing": agreement["n_missing"],
+        "agreement": _finite(agreement["agreement"]),
+        "kappa": _finite(agreement["kappa"]),
+        "kappa_linear": _finite(agreement["kappa_linear"]),
+        "kappa_quadratic": _finite(agreement["kappa_quadratic"]),
+        "confusion": agreement["confusion"].to_numpy().tolist(),
+    }
+
+
+def _wave_diagnostics(
+    reliability: pd.DataFrame,
+    wave: int,
+    unreliable: list[str],
+    transitions: pd.DataFrame,
+    clf: MaturityClustering,
+) -> dict[str, Any]:
+    """The wave's dimension alphas and the stage transitions that lead to it."""
+    rel_cur = reliability[(reliability["wave"] == wave) & (reliability["item"] == "")]
+    return {
+        "alpha": {r.dimension: _finite(r.alpha) for r in rel_cur.itertuples()},
+        "unreliable_dimensions": unreliable,
+        "transition_matrix": compute_transition_matrix(transitions, clf.n_stages_)
+        .to_numpy()
+        .tolist(),
+        "n_changed": int(transitions["changed"].sum()),
+    }
+
+
+def _maturity_table(cur: pd.DataFrame, features: _Features) -> pd.DataFrame:
+    """The ``maturity.parquet`` columns of the requested wave's staged profiles."""
+    return cur[
+        ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
+         "stage_robustness", "distance", *features.columns, *features.se_columns,
+         "score_global", "se_global", "nsp_share", "n", "n_types", "is_indicative",
+         "stage_declared", "flags"]
+    ].reset_index(drop=True)  # fmt: skip

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import MaturityError
-from evalterritoire.maturity.common import NAME_COL, TERRITORY_COL, TYPE_COL
+from evalterritoire.maturity.common import present_column, territory_column
 from evalterritoire.maturity.scoring import MaturityScorer
 
 
@@ -91,10 +92,13 @@ def compute_profiles(
 ) -> pd.DataFrame:
     """Territory profiles: design-weighted dimension means with standard errors.
 
+    The columns are those of the scorer's codebook roles: ``territory`` (required),
+    ``territory_name`` and ``respondent_type`` (optional).
+
     Parameters
     ----------
     responses : DataFrame
-        Typed responses of one wave (``id_territoire_code`` required).
+        Typed responses of one wave (the territory column required).
     scorer : MaturityScorer
         A fitted scorer.
     design : SurveyDesign or None
@@ -112,11 +116,8 @@ def compute_profiles(
         and ``n_type_<type>`` for each respondent type of the codebook.
     """
     check_is_fitted(scorer, "items_")
-    if TERRITORY_COL not in responses.columns:
-        raise MaturityError(f"responses have no territory column '{TERRITORY_COL}'")
-    codes_all = responses[TERRITORY_COL].astype("string")
-    if codes_all.isna().any():
-        raise MaturityError(f"{int(codes_all.isna().sum())} response(s) without a territory code")
+    codebook = scorer.codebook
+    codes_all = _territory_codes(responses, territory_column(codebook, responses))
     details = scorer.score_details(responses)
     weights, variance = _weights_and_variance(design, len(responses))
     codes = sorted(codes_all.unique().tolist())
@@ -125,46 +126,20 @@ def compute_profiles(
     score_cols = [f"score_{d}" for d in dims] + ["score_global"]
     y = details[score_cols].to_numpy(dtype=float)
     mean, se, counts = _domain_means(y, weights, idx, len(codes), variance)
+    rtype = _respondent_types(responses, present_column(codebook, "respondent_type", responses))
+    nsp_dim, nsp_all = _nsp_shares(details, dims, weights, idx, len(codes))
 
     out: dict[str, Any] = {}
     if wave is not None:
         out["wave"] = np.full(len(codes), int(wave), dtype=np.int64)
     out["territory"] = pd.array(codes, dtype="string")
-    if NAME_COL in responses.columns:
-        names = (
-            pd.DataFrame({"t": codes_all, "name": responses[NAME_COL].astype("string")})
-            .dropna()
-            .groupby("t")["name"]
-            .agg(lambda s: s.value_counts().sort_index().idxmax())
-        )
-        out["territory_name"] = pd.array([names.get(c, c) for c in codes], dtype="string")
-    else:
-        out["territory_name"] = pd.array(codes, dtype="string")
+    out["territory_name"] = _territory_names(
+        responses, present_column(codebook, "territory_name", responses), codes_all, codes
+    )
     scored = np.isfinite(y[:, :-1]).any(axis=1)
     out["n"] = np.bincount(idx[scored], minlength=len(codes)).astype(np.int64)
     out["n_respondents"] = np.bincount(idx, minlength=len(codes)).astype(np.int64)
-    rtype = (
-        responses[TYPE_COL].astype("string")
-        if TYPE_COL in responses.columns
-        else pd.Series(pd.NA, index=responses.index, dtype="string")
-    )
-    out["n_types"] = (
-        pd.DataFrame({"i": idx, "t": rtype})
-        .dropna()
-        .groupby("i")["t"]
-        .nunique()
-        .reindex(range(len(codes)), fill_value=0)
-        .to_numpy(dtype=np.int64)
-    )
-    nsp = details[[f"n_nsp_{d}" for d in dims]].to_numpy(dtype=float)
-    asked = details[[f"n_asked_{d}" for d in dims]].to_numpy(dtype=float)
-    w_nsp = np.zeros((len(codes), len(dims)))
-    w_asked = np.zeros((len(codes), len(dims)))
-    np.add.at(w_nsp, idx, weights[:, None] * nsp)
-    np.add.at(w_asked, idx, weights[:, None] * asked)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nsp_dim = np.where(w_asked > 0, w_nsp / w_asked, np.nan)
-        nsp_all = np.where(w_asked.sum(axis=1) > 0, w_nsp.sum(axis=1) / w_asked.sum(axis=1), np.nan)
+    out["n_types"] = _n_types(idx, rtype, len(codes))
     for j, d in enumerate(dims):
         out[f"score_{d}"] = mean[:, j]
         out[f"se_{d}"] = se[:, j]
@@ -173,9 +148,76 @@ def compute_profiles(
     out["score_global"] = mean[:, -1]
     out["se_global"] = se[:, -1]
     out["nsp_share"] = nsp_all
-    type_var = scorer.codebook.role("respondent_type")
-    for key in type_var.options if type_var is not None else ():
-        out[f"n_type_{key}"] = np.bincount(
-            idx[(rtype == key).fillna(False).to_numpy(dtype=bool)], minlength=len(codes)
-        ).astype(np.int64)
+    out |= _type_counts(codebook, idx, rtype, len(codes))
     return pd.DataFrame(out)
+
+
+def _type_counts(
+    codebook: Codebook, idx: np.ndarray, rtype: pd.Series, n_codes: int
+) -> dict[str, np.ndarray]:
+    """``n_type_<type>``: respondents of each respondent type of the codebook, per territory."""
+    type_var = codebook.role("respondent_type")
+    return {
+        f"n_type_{key}": np.bincount(
+            idx[(rtype == key).fillna(False).to_numpy(dtype=bool)], minlength=n_codes
+        ).astype(np.int64)
+        for key in (type_var.options if type_var is not None else ())
+    }
+
+
+def _territory_codes(responses: pd.DataFrame, territory: str) -> pd.Series:
+    """The territory code of every response (as strings); a missing code is an error."""
+    codes = responses[territory].astype("string")
+    if codes.isna().any():
+        raise MaturityError(f"{int(codes.isna().sum())} response(s) without a territory code")
+    return codes
+
+
+def _respondent_types(responses: pd.DataFrame, type_col: str | None) -> pd.Series:
+    """Each respondent's type (as strings; all missing without a type column)."""
+    if type_col is None:
+        return pd.Series(pd.NA, index=responses.index, dtype="string")
+    return responses[type_col].astype("string")
+
+
+def _territory_names(
+    responses: pd.DataFrame, name_col: str | None, codes_all: pd.Series, codes: list[str]
+) -> pd.array:
+    """Most frequent name of each territory (ties → first in order); the code without names."""
+    if name_col is None:
+        return pd.array(codes, dtype="string")
+    names = (
+        pd.DataFrame({"t": codes_all, "name": responses[name_col].astype("string")})
+        .dropna()
+        .groupby("t")["name"]
+        .agg(lambda s: s.value_counts().sort_index().idxmax())
+    )
+    return pd.array([names.get(c, c) for c in codes], dtype="string")
+
+
+def _n_types(idx: np.ndarray, rtype: pd.Series, n_codes: int) -> np.ndarray:
+    """Number of distinct respondent types among each territory's respondents."""
+    return (
+        pd.DataFrame({"i": idx, "t": rtype})
+        .dropna()
+        .groupby("i")["t"]
+        .nunique()
+        .reindex(range(n_codes), fill_value=0)
+        .to_numpy(dtype=np.int64)
+    )
+
+
+def _nsp_shares(
+    details: pd.DataFrame, dims: list[str], weights: np.ndarray, idx: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted share of "ne sait pas" among asked items: per dimension and over all of them."""
+    nsp = details[[f"n_nsp_{d}" for d in dims]].to_numpy(dtype=float)
+    asked = details[[f"n_asked_{d}" for d in dims]].to_numpy(dtype=float)
+    w_nsp = np.zeros((n_codes, len(dims)))
+    w_asked = np.zeros((n_codes, len(dims)))
+    np.add.at(w_nsp, idx, weights[:, None] * nsp)
+    np.add.at(w_asked, idx, weights[:, None] * asked)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nsp_dim = np.where(w_asked > 0, w_nsp / w_asked, np.nan)
+        nsp_all = np.where(w_asked.sum(axis=1) > 0, w_nsp.sum(axis=1) / w_asked.sum(axis=1), np.nan)
+    return nsp_dim, nsp_all

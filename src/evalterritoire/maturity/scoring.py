@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import MaturityError
-from evalterritoire.maturity.common import ROLE_COL, TYPE_COL, MaturityWarning
+from evalterritoire.maturity.common import MaturityWarning, present_column
 
 #: Special codes meaning "the question did not apply to this respondent".
 NOT_ASKED_CODES = frozenset({"filtre", "nc"})
@@ -106,12 +106,14 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
 
     def _routing(self, X: pd.DataFrame, item: str) -> np.ndarray:
         var = self.codebook[item]
-        if not var.asked_to or "all" in var.asked_to or TYPE_COL not in X.columns:
+        type_col = present_column(self.codebook, "respondent_type", X)
+        if not var.asked_to or "all" in var.asked_to or type_col is None:
             return np.ones(len(X), dtype=bool)
-        rtype = X[TYPE_COL].astype("string").fillna("").to_numpy(dtype=object)
+        role_col = present_column(self.codebook, "respondent_role", X)
+        rtype = X[type_col].astype("string").fillna("").to_numpy(dtype=object)
         role = (
-            X[ROLE_COL].astype("string").fillna("").to_numpy(dtype=object)
-            if ROLE_COL in X.columns
+            X[role_col].astype("string").fillna("").to_numpy(dtype=object)
+            if role_col is not None
             else np.full(len(X), "", dtype=object)
         )
         pairs = pd.Series(list(zip(rtype, role, strict=True)), dtype=object)

@@ -1,8 +1,8 @@
 """Survey-aware models: statsmodels fits with design-based covariance → tidy coefficient tables.
 
-Modules: ``fit`` (fitting and publishing), ``data`` (model frames and labels), ``families``
-(likelihoods and separation checks) and ``variance`` (design covariance, mixed-model clusters,
-influence).
+Modules: ``fit`` (the steps of a fit and the published table), ``data`` (model frames and
+labels), ``families`` (each family's fit, likelihoods and separation checks) and ``variance``
+(design covariance, mixed-model clusters, influence).
 """
 
 from __future__ import annotations

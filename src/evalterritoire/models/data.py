@@ -2,8 +2,9 @@
 
 Private part of :mod:`evalterritoire.models.fit`: ``_Data`` (outcome, model matrix, rows, groups and
 territories of a fit) built by ``_prepare`` from a formula, the collinearity screen, the French
-labels of patsy terms and cut-points from the codebook, and ``_Estimation``, what each family's
-fit hands to the common inference code.
+labels of patsy terms and cut-points from the codebook, ``_Estimation``, what each family's
+fit hands to the common inference code, ``_Model`` (that fit on the kept columns, with its
+design) and ``_Notes`` (the flags and messages the steps of a fit collect).
 """
 
 from __future__ import annotations
@@ -65,30 +66,57 @@ def _plain(series: pd.Series) -> pd.Series:
 
 
 def _prepare(spec: ModelSpec, frame: pd.DataFrame, design: SurveyDesign, territory: str | None):
-    import patsy
+    """The fit's data: complete rows of the design's domain, outcome and model matrix.
 
+    ``territory`` is the territory column (codebook role), kept for the influence check.
+    """
     if len(frame) != len(design.data):
         raise ModelError(
             f"model '{spec.name}': the frame has {len(frame)} rows but the design "
             f"{len(design.data)}; build the design from the same rows"
         )
-    lhs = spec.formula.split("~", 1)[0]
-    cols = _referenced(spec.formula, frame)
-    if not _referenced(lhs, frame):
-        raise ModelError(
-            f"model '{spec.name}': outcome '{lhs.strip()}' is not a column of the data"
-        )
-    needed = list(cols)
-    if spec.kind == "mixed":
-        if not spec.groups or spec.groups not in frame.columns:
-            raise ModelError(f"model '{spec.name}': unknown grouping column '{spec.groups}'")
-        needed.append(spec.groups)
+    cols = _formula_columns(spec, frame)
+    needed = [*cols, spec.groups] if spec.kind == "mixed" else cols
     mask = design.domain_mask & frame[needed].notna().all(axis=1).to_numpy()
     rows = np.flatnonzero(mask)
     if rows.size == 0:
         raise ModelError(f"model '{spec.name}': no respondent has every variable of the formula")
     sub = pd.DataFrame({c: _plain(frame[c].iloc[rows]) for c in cols})
     sub.index = pd.RangeIndex(rows.size)
+    y_df, x_df = _design_matrices(spec, sub)
+    y = y_df.iloc[:, 0].to_numpy(dtype=float)
+    data = _Data(
+        y=y,
+        X=x_df.to_numpy(dtype=float),
+        terms=[str(c) for c in x_df.columns],
+        rows=rows,
+        outcome=str(y_df.columns[0]),
+    )
+    _check_outcome(spec, data)
+    if spec.kind == "mixed":
+        data.groups = frame[spec.groups].iloc[rows].astype(str).to_numpy()
+    if territory is not None and territory in frame.columns:
+        data.territory = frame[territory].iloc[rows].astype(str).to_numpy()
+    return data
+
+
+def _formula_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
+    """Columns the formula names; the outcome (and a mixed model's groups) must exist."""
+    lhs = spec.formula.split("~", 1)[0]
+    cols = _referenced(spec.formula, frame)
+    if not _referenced(lhs, frame):
+        raise ModelError(
+            f"model '{spec.name}': outcome '{lhs.strip()}' is not a column of the data"
+        )
+    if spec.kind == "mixed" and (not spec.groups or spec.groups not in frame.columns):
+        raise ModelError(f"model '{spec.name}': unknown grouping column '{spec.groups}'")
+    return cols
+
+
+def _design_matrices(spec: ModelSpec, sub: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Outcome (one column) and model matrix from the formula (patsy, no Python evaluated)."""
+    import patsy
+
     env = patsy.EvalEnvironment([{"np": np}])
     try:
         y_df, x_df = patsy.dmatrices(
@@ -105,14 +133,12 @@ def _prepare(spec: ModelSpec, frame: pd.DataFrame, design: SurveyDesign, territo
             f"model '{spec.name}': the outcome must be one numeric column, got "
             f"{', '.join(map(str, y_df.columns))}"
         )
-    y = y_df.iloc[:, 0].to_numpy(dtype=float)
-    data = _Data(
-        y=y,
-        X=x_df.to_numpy(dtype=float),
-        terms=[str(c) for c in x_df.columns],
-        rows=rows,
-        outcome=str(y_df.columns[0]),
-    )
+    return y_df, x_df
+
+
+def _check_outcome(spec: ModelSpec, data: _Data) -> None:
+    """Logistic outcomes are 0/1; ordinal ones integer codes, recoded 0..k (``data.levels``)."""
+    y = data.y
     if spec.kind == "logistic":
         bad = ~np.isin(y, (0.0, 1.0))
         if bad.any():
@@ -128,11 +154,6 @@ def _prepare(spec: ModelSpec, frame: pd.DataFrame, design: SurveyDesign, territo
             raise ModelError(f"model '{spec.name}': the outcome takes a single value")
         data.levels = levels
         data.y = codes.astype(float)
-    if spec.kind == "mixed":
-        data.groups = frame[spec.groups].iloc[rows].astype(str).to_numpy()
-    if territory is not None and territory in frame.columns:
-        data.territory = frame[territory].iloc[rows].astype(str).to_numpy()
-    return data
 
 
 def _independent_columns(X: np.ndarray, w: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -237,3 +258,31 @@ class _Estimation:
     flags: list[str] = field(default_factory=list)  # codes for every row
     messages: list[str] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Notes:
+    """Flags of every row of the table (codes, first seen first) and the diagnostics' messages."""
+
+    codes: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def flag(self, code: str, message: str | None = None) -> None:
+        if code not in self.codes:
+            self.codes.append(code)
+        if message is not None:
+            self.messages.append(message)
+
+
+@dataclass
+class _Model:
+    """A family's fit on the kept columns, with the design its variance comes from."""
+
+    X: np.ndarray  # model matrix without the collinear columns
+    terms: list[str]
+    dropped: list[str]  # collinear terms, left out
+    w: np.ndarray  # design weights of the fitted rows, normalised to mean 1
+    est: _Estimation
+    var_design: SurveyDesign
+    design_df: int
+    n_psu: int | None  # None for replicate designs

@@ -1,4 +1,4 @@
-"""Likelihoods of the model families: separation, weighted GLM and cumulative logit.
+"""The model families: each family's fit, and the likelihoods and separation checks under it.
 
 The numerical pieces :mod:`evalterritoire.models.fit` builds its fits and sandwiches on:
 
@@ -6,16 +6,24 @@ The numerical pieces :mod:`evalterritoire.models.fit` builds its fits and sandwi
 * the weighted GLM (statsmodels ``GLM`` with ``var_weights``; IRLS refits for replicate
   weights) and its score contributions and information;
 * the weighted cumulative logit (statsmodels ``OrderedModel`` polished by Newton steps): per
-  respondent log-likelihood and analytic score, Hessian by central differences of the score.
+  respondent log-likelihood and analytic score, Hessian by central differences of the score;
+* each family's fit handed to the common inference code as an ``_Estimation``
+  (``_estimate_glm``, ``_estimate_ordinal``, ``_estimate_mixed``: statsmodels ``MixedLM`` and
+  the GLS estimating equations of its fixed effects) with its fit statistics (``_fit_stats``).
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import expit
+
+from evalterritoire.models.data import _cut_label, _Data, _Estimation, _num, term_label
+
+if TYPE_CHECKING:
+    from evalterritoire.config import ModelSpec
 
 __all__ = ["detect_ordinal_separation", "detect_separation"]
 
@@ -269,3 +277,164 @@ def _ordinal_fit(y, X, w, start=None, maxiter: int | None = None):
         cuts = model.transform_threshold_params(params)[1:-1]
         start = np.concatenate([params[: X.shape[1]], cuts])
     return _ordinal_newton(y, X, w, start, n_cuts, max_iter=maxiter or 100)
+
+
+# --------------------------------------------------------------------------- family fits
+def _estimate_glm(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
+    y = data.y
+    beta, converged = _glm_fit(spec.kind, y, X, w, maxiter=spec.maxiter)
+    U, A, _mu, v = _glm_parts(spec.kind, y, X, w, beta)
+    separation = detect_separation(X, y) if spec.kind == "logistic" else None
+    r2, r2_kind, loglik = _fit_stats(spec.kind, y, X, w, beta, 0)
+    return _Estimation(
+        beta=beta,
+        names=list(terms),
+        labels=[term_label(t, codebook, stage_names) for t in terms],
+        U=U,
+        A=A,
+        L=X * (w * v)[:, None],
+        R=X,
+        converged=converged,
+        separation=separation,
+        r2=r2,
+        r2_kind=r2_kind,
+        loglik=loglik,
+        n_params=beta.size,
+    )
+
+
+def _estimate_ordinal(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
+    y = data.y
+    n_cuts = int(y.max())
+    beta, converged = _ordinal_fit(y, X, w, maxiter=spec.maxiter)
+    _, score = _ordinal_parts(y, X, beta, n_cuts)
+    lv = data.levels
+    r2, r2_kind, loglik = _fit_stats("ordinal", y, X, w, beta, n_cuts)
+    return _Estimation(
+        beta=beta,
+        names=terms + [f"cut_{_num(lv[k])}/{_num(lv[k + 1])}" for k in range(n_cuts)],
+        labels=[term_label(t, codebook, stage_names) for t in terms]
+        + [_cut_label(lv[k], lv[k + 1], data.outcome, codebook) for k in range(n_cuts)],
+        U=score * w[:, None],
+        A=-_ordinal_hessian(y, X, w, beta, n_cuts),
+        L=None,
+        R=None,
+        converged=converged,
+        separation=detect_ordinal_separation(X, y),
+        r2=r2,
+        r2_kind=r2_kind,
+        loglik=loglik,
+        n_params=beta.size,
+    )
+
+
+def _estimate_mixed(spec: ModelSpec, data: _Data, X, terms, codebook, stage_names):
+    """MixedLM (REML, unweighted) and the GLS estimating equations of its fixed effects."""
+    res, converged = _fit_mixedlm(spec, data, X)
+    p = len(terms)
+    beta = np.asarray(res.fe_params, dtype=float)
+    tau2 = float(np.asarray(res.cov_re)[0, 0])
+    sigma2 = float(res.scale)
+    U, A, L, R, n_groups = _gls_equations(data.y, X, data.groups, beta, tau2, sigma2)
+    model_se = np.sqrt(np.clip(np.diag(np.asarray(res.cov_params(), dtype=float)[:p, :p]), 0, None))
+    var_fixed = float(np.var(X @ beta))
+    flags = ["unweighted"]
+    messages = [
+        "modèle mixte ajusté sans pondération (statsmodels MixedLM) ; erreurs-types : sandwich "
+        "du plan sur les équations d'estimation des effets fixes, composantes de variance fixées"
+    ]
+    if tau2 <= 1e-10 * max(sigma2, 1e-300):
+        flags.append("boundary")
+        messages.append("variance inter-groupes estimée à zéro")
+    return _Estimation(
+        beta=beta,
+        names=list(terms),
+        labels=[term_label(t, codebook, stage_names) for t in terms],
+        U=U,
+        A=A,
+        L=L,
+        R=R,
+        converged=converged,
+        r2=var_fixed / (var_fixed + tau2 + sigma2),
+        r2_kind="R² marginal",
+        loglik=float(res.llf),
+        n_params=p + 2,
+        extra_rows=[
+            {
+                "term": "var_groupe",
+                "label": "Variance entre groupes (effet aléatoire)",
+                "value": tau2,
+            },
+            {"term": "var_residuelle", "label": "Variance résiduelle", "value": sigma2},
+        ],
+        flags=flags,
+        messages=messages,
+        diagnostics={
+            "groups": spec.groups,
+            "n_groups": n_groups,
+            "group_variance": tau2,
+            "residual_variance": sigma2,
+            "icc": tau2 / (tau2 + sigma2),
+            "model_based_se": dict(zip(terms, map(float, model_se), strict=True)),
+            "gls_root_step": float(np.max(np.abs(U.sum(axis=0) @ np.linalg.pinv(A)))),
+        },
+    )
+
+
+def _fit_mixedlm(spec: ModelSpec, data: _Data, X: np.ndarray):
+    """The ``MixedLM`` fit by REML (random intercept per group) and whether it converged."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    fit_kw = {} if spec.maxiter is None else {"maxiter": int(spec.maxiter)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = sm.MixedLM(data.y, X, groups=data.groups)
+        res = model.fit(reml=True, method=["bfgs", "lbfgs", "powell"], **fit_kw)
+    converged = bool(res.converged) and not any(
+        issubclass(c.category, ConvergenceWarning) for c in caught
+    )
+    return res, converged
+
+
+def _gls_equations(y, X, groups, beta, tau2: float, sigma2: float):
+    """Per-respondent GLS scores ``U``, ``A = L'R`` and the number of groups.
+
+    Given the variance components, ``β̂`` solves ``Σ_g X_g'V_g⁻¹(y_g − X_g β) = 0`` with
+    ``V_g = σ² I + τ² 11'``. Since ``V_g⁻¹ = (I − γ_g 11')/σ²`` with
+    ``γ_g = τ²/(σ² + n_g τ²)``, the group's contribution splits over its respondents as
+    ``U_i = x_i (r_i − û_g)/σ²`` where ``r_i = y_i − x_i'β̂`` and ``û_g = γ_g Σ_{j∈g} r_j`` is
+    the BLUP of the group's intercept; ``A = Σ_i x_i (x_i − γ_g S_g)'/σ²`` with
+    ``S_g = Σ_{j∈g} x_j`` (``= X'V⁻¹X``).
+    """
+    _, g = np.unique(groups, return_inverse=True)
+    n_g = np.bincount(g).astype(float)
+    gamma = tau2 / (sigma2 + n_g * tau2)
+    resid = y - X @ beta
+    u_hat = gamma * np.bincount(g, weights=resid)
+    S = np.zeros((n_g.size, X.shape[1]))
+    np.add.at(S, g, X)
+    L = X / sigma2
+    R = X - gamma[g][:, None] * S[g]
+    A = L.T @ R
+    A = (A + A.T) / 2
+    U = X * ((resid - u_hat[g]) / sigma2)[:, None]
+    return U, A, L, R, int(n_g.size)
+
+
+def _fit_stats(kind, y, X, w, beta, n_cuts):
+    if kind == "linear":
+        mu = X @ beta
+        ybar = np.average(y, weights=w)
+        r2 = 1.0 - np.sum(w * (y - mu) ** 2) / np.sum(w * (y - ybar) ** 2)
+        return float(r2), "R² pondéré", np.nan
+    if kind == "logistic":
+        mu = np.clip(expit(X @ beta), 1e-300, 1 - 1e-16)
+        ll = float(np.sum(w * (y * np.log(mu) + (1 - y) * np.log1p(-mu))))
+        pbar = np.average(y, weights=w)
+        ll0 = float(np.sum(w * (y * np.log(pbar) + (1 - y) * np.log1p(-pbar))))
+    else:
+        ll = float(w @ _ordinal_parts(y, X, beta, n_cuts)[0])
+        shares = np.bincount(y.astype(int), weights=w, minlength=n_cuts + 1) / w.sum()
+        ll0 = float(np.sum(w * np.log(shares[y.astype(int)])))
+    return float(1.0 - ll / ll0), "pseudo-R² de McFadden pondéré", ll

@@ -39,16 +39,17 @@ non-convergence, and influential territories (removing a territory moves a coeff
 than its standard error; skipped, and said so, for linear, logistic and ordinal models on
 replicate-weight designs, whose ``n_psu`` is missing).
 
-Layout: this module fits and publishes (``fit_model``, the families' estimating equations, the
-tidy table); :mod:`evalterritoire.models.families` holds the likelihoods (separation, weighted GLM,
-cumulative logit), :mod:`evalterritoire.models.data` the model inputs and French term
-labels, :mod:`evalterritoire.models.variance` the design covariance, the mixed model's clusters, the working model and
-the influence check, and :mod:`evalterritoire.design.sandwich` the ``small_sample`` correction.
+Layout: this module holds :func:`fit_model` as its steps (estimate → covariance → inference →
+influence → table and diagnostics) and the tidy table; :mod:`evalterritoire.models.families`
+holds each family's fit and estimating equations and the likelihoods (separation, weighted GLM,
+cumulative logit, mixed model), :mod:`evalterritoire.models.data` the model inputs, French term
+labels and what the steps hand each other, :mod:`evalterritoire.models.variance` the design
+covariance (sandwich, ``small_sample``), the mixed model's clusters, the working model and the
+influence check, and :mod:`evalterritoire.design.sandwich` the ``small_sample`` correction.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,35 +57,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import expit
 
-from evalterritoire.design.sandwich import small_sample_correction
-from evalterritoire.errors import DesignError, ModelError
+from evalterritoire.errors import ModelError
 from evalterritoire.models.data import (
     _STAGE_COL,
-    _cut_label,
     _Data,
-    _Estimation,
     _independent_columns,
-    _num,
+    _Model,
+    _Notes,
     _prepare,
     term_label,
 )
-from evalterritoire.models.families import (
-    _glm_fit,
-    _glm_parts,
-    _ordinal_fit,
-    _ordinal_hessian,
-    _ordinal_parts,
-    detect_ordinal_separation,
-    detect_separation,
-)
+from evalterritoire.models.families import _estimate_glm, _estimate_mixed, _estimate_ordinal
 from evalterritoire.models.variance import (
-    INFLUENCE_SE,
-    _influence,
+    _Covariance,
+    _covariance,
+    _influence_check,
+    _InfluenceCheck,
     _mixed_variance_design,
-    _variance,
-    _working_model,
 )
 
 if TYPE_CHECKING:
@@ -169,138 +159,6 @@ class ModelsResult:
     models: tuple[FittedModel, ...] = ()
 
 
-def _estimate_glm(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
-    y = data.y
-    beta, converged = _glm_fit(spec.kind, y, X, w, maxiter=spec.maxiter)
-    U, A, _mu, v = _glm_parts(spec.kind, y, X, w, beta)
-    separation = detect_separation(X, y) if spec.kind == "logistic" else None
-    r2, r2_kind, loglik = _fit_stats(spec.kind, y, X, w, beta, 0)
-    return _Estimation(
-        beta=beta,
-        names=list(terms),
-        labels=[term_label(t, codebook, stage_names) for t in terms],
-        U=U,
-        A=A,
-        L=X * (w * v)[:, None],
-        R=X,
-        converged=converged,
-        separation=separation,
-        r2=r2,
-        r2_kind=r2_kind,
-        loglik=loglik,
-        n_params=beta.size,
-    )
-
-
-def _estimate_ordinal(spec: ModelSpec, data: _Data, X, terms, w, codebook, stage_names):
-    y = data.y
-    n_cuts = int(y.max())
-    beta, converged = _ordinal_fit(y, X, w, maxiter=spec.maxiter)
-    _, score = _ordinal_parts(y, X, beta, n_cuts)
-    lv = data.levels
-    r2, r2_kind, loglik = _fit_stats("ordinal", y, X, w, beta, n_cuts)
-    return _Estimation(
-        beta=beta,
-        names=terms + [f"cut_{_num(lv[k])}/{_num(lv[k + 1])}" for k in range(n_cuts)],
-        labels=[term_label(t, codebook, stage_names) for t in terms]
-        + [_cut_label(lv[k], lv[k + 1], data.outcome, codebook) for k in range(n_cuts)],
-        U=score * w[:, None],
-        A=-_ordinal_hessian(y, X, w, beta, n_cuts),
-        L=None,
-        R=None,
-        converged=converged,
-        separation=detect_ordinal_separation(X, y),
-        r2=r2,
-        r2_kind=r2_kind,
-        loglik=loglik,
-        n_params=beta.size,
-    )
-
-
-def _estimate_mixed(spec: ModelSpec, data: _Data, X, terms, codebook, stage_names):
-    """MixedLM (REML, unweighted) and the GLS estimating equations of its fixed effects.
-
-    Given the variance components, ``β̂`` solves ``Σ_g X_g'V_g⁻¹(y_g − X_g β) = 0`` with
-    ``V_g = σ² I + τ² 11'``. Since ``V_g⁻¹ = (I − γ_g 11')/σ²`` with
-    ``γ_g = τ²/(σ² + n_g τ²)``, the group's contribution splits over its respondents as
-    ``U_i = x_i (r_i − û_g)/σ²`` where ``r_i = y_i − x_i'β̂`` and ``û_g = γ_g Σ_{j∈g} r_j`` is
-    the BLUP of the group's intercept; ``A = Σ_i x_i (x_i − γ_g S_g)'/σ²`` with
-    ``S_g = Σ_{j∈g} x_j`` (``= X'V⁻¹X``).
-    """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    y = data.y
-    fit_kw = {} if spec.maxiter is None else {"maxiter": int(spec.maxiter)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = sm.MixedLM(y, X, groups=data.groups)
-        res = model.fit(reml=True, method=["bfgs", "lbfgs", "powell"], **fit_kw)
-    converged = bool(res.converged) and not any(
-        issubclass(c.category, ConvergenceWarning) for c in caught
-    )
-    p = len(terms)
-    beta = np.asarray(res.fe_params, dtype=float)
-    tau2 = float(np.asarray(res.cov_re)[0, 0])
-    sigma2 = float(res.scale)
-    _, g = np.unique(data.groups, return_inverse=True)
-    n_g = np.bincount(g).astype(float)
-    gamma = tau2 / (sigma2 + n_g * tau2)
-    resid = y - X @ beta
-    u_hat = gamma * np.bincount(g, weights=resid)
-    S = np.zeros((n_g.size, p))
-    np.add.at(S, g, X)
-    L = X / sigma2
-    R = X - gamma[g][:, None] * S[g]
-    A = L.T @ R
-    A = (A + A.T) / 2
-    U = X * ((resid - u_hat[g]) / sigma2)[:, None]
-    model_se = np.sqrt(np.clip(np.diag(np.asarray(res.cov_params(), dtype=float)[:p, :p]), 0, None))
-    fixed = X @ beta
-    var_fixed = float(np.var(fixed))
-    r2 = var_fixed / (var_fixed + tau2 + sigma2)
-    flags, messages = (
-        ["unweighted"],
-        [
-            "modèle mixte ajusté sans pondération (statsmodels MixedLM) ; erreurs-types : sandwich "
-            "du plan sur les équations d'estimation des effets fixes, composantes de variance fixées"
-        ],
-    )
-    if tau2 <= 1e-10 * max(sigma2, 1e-300):
-        flags.append("boundary")
-        messages.append("variance inter-groupes estimée à zéro")
-    extra = [
-        {"term": "var_groupe", "label": "Variance entre groupes (effet aléatoire)", "value": tau2},
-        {"term": "var_residuelle", "label": "Variance résiduelle", "value": sigma2},
-    ]
-    return _Estimation(
-        beta=beta,
-        names=list(terms),
-        labels=[term_label(t, codebook, stage_names) for t in terms],
-        U=U,
-        A=A,
-        L=L,
-        R=R,
-        converged=converged,
-        r2=r2,
-        r2_kind="R² marginal",
-        loglik=float(res.llf),
-        n_params=p + 2,
-        extra_rows=extra,
-        flags=flags,
-        messages=messages,
-        diagnostics={
-            "groups": spec.groups,
-            "n_groups": int(n_g.size),
-            "group_variance": tau2,
-            "residual_variance": sigma2,
-            "icc": tau2 / (tau2 + sigma2),
-            "model_based_se": dict(zip(terms, map(float, model_se), strict=True)),
-            "gls_root_step": float(np.max(np.abs(U.sum(axis=0) @ np.linalg.pinv(A)))),
-        },
-    )
-
-
 def fit_model(
     spec: ModelSpec,
     frame: pd.DataFrame,
@@ -350,16 +208,47 @@ def fit_model(
         raise ModelError(f"ci must be 't' or 'normal', got {ci!r}")
     if spec.superpopulation:
         design = design.without_fpc()
-    territory = None
-    if codebook is not None and codebook.column("territory") is not None:
-        territory = codebook.column("territory")
+    territory = codebook.column("territory") if codebook is not None else None
     data = _prepare(spec, frame, design, territory)
-    stage_names: dict[int, str] = {}
-    if _STAGE_COL in frame.columns and "stage_label" in frame.columns:
-        pairs = frame[[_STAGE_COL, "stage_label"]].dropna().drop_duplicates(_STAGE_COL)
-        stage_names = {
-            int(s): str(lab) for s, lab in zip(pairs[_STAGE_COL], pairs["stage_label"], strict=True)
-        }
+    stage_names = _stage_names(frame)
+    notes = _Notes()
+    model = _estimate(spec, frame, design, data, codebook, stage_names, notes)
+    cov = _covariance(spec, design, data, model, notes)
+    inf = _inference(model, cov, level, ci, notes, mixed=spec.kind == "mixed")
+    influence = _influence_check(
+        design, data, model, cov, inf.se, notes, mixed=spec.kind == "mixed"
+    )
+    inf = _without_separated(inf, cov)
+    table = _table(spec, design, data, model, cov, inf, influence, notes, codebook, stage_names)
+    vcov = pd.DataFrame(inf.V, index=model.est.names, columns=model.est.names)
+    diagnostics = _diagnostics(spec, design, data, model, cov, influence, notes, ci)
+    return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
+
+
+# ------------------------------------------------------------------ the estimation
+# (the covariance and influence steps live in models/variance.py)
+
+
+def _stage_names(frame: pd.DataFrame) -> dict[int, str]:
+    """Stage number → stage label, when the frame carries both (French term labels)."""
+    if _STAGE_COL not in frame.columns or "stage_label" not in frame.columns:
+        return {}
+    pairs = frame[[_STAGE_COL, "stage_label"]].dropna().drop_duplicates(_STAGE_COL)
+    return {
+        int(s): str(lab) for s, lab in zip(pairs[_STAGE_COL], pairs["stage_label"], strict=True)
+    }
+
+
+def _estimate(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    design: SurveyDesign,
+    data: _Data,
+    codebook: Codebook | None,
+    stage_names: Mapping[int, str],
+    notes: _Notes,
+) -> _Model:
+    """Drop collinear columns, count the design's PSUs and df, fit the model's family."""
     w_raw = np.asarray(design.weights, dtype=float)[data.rows]
     w = w_raw / w_raw.mean()
     mixed = spec.kind == "mixed"
@@ -367,27 +256,19 @@ def fit_model(
     dropped = [t for j, t in enumerate(data.terms) if j not in set(keep)]
     X = data.X[:, keep]
     terms = [data.terms[j] for j in keep]
-    flags: dict[str, list[str]] = {}  # term -> flag codes ("*" = every row)
-    messages: list[str] = []
-
-    def flag(term: str, code: str) -> None:
-        flags.setdefault(term, [])
-        if code not in flags[term]:
-            flags[term].append(code)
-
     for t in dropped:
-        messages.append(f"terme colinéaire retiré : {t}")
-    sub_design = design.subset(np.isin(np.arange(len(design.data)), data.rows))
-    design_df = int(sub_design.df)
+        notes.messages.append(f"terme colinéaire retiré : {t}")
+    in_fit = np.isin(np.arange(len(design.data)), data.rows)
+    design_df = int(design.subset(in_fit).df)
     if design.is_replicate:
         n_psu: int | None = None
-        messages.append(
+        notes.messages.append(
             "plan à poids répliqués : nombre d'UPE inconnu (n_psu manquant) ; degrés de liberté "
             f"du plan = rang des répliques − 1 = {design_df}"
         )
     else:
         n_psu = int(np.unique(_psu_codes(design, data.rows)).size)
-
+    var_design = design
     if mixed:
         est = _estimate_mixed(spec, data, X, terms, codebook, stage_names)
         var_design, cluster_info = _mixed_variance_design(design, frame, spec.groups)
@@ -395,177 +276,206 @@ def fit_model(
         design_df = int(var_design.subset(np.isin(np.arange(len(frame)), data.rows)).df)
     elif spec.kind == "ordinal":
         est = _estimate_ordinal(spec, data, X, terms, w, codebook, stage_names)
-        var_design = design
     else:
         est = _estimate_glm(spec, data, X, terms, w, codebook, stage_names)
-        var_design = design
     for code in est.flags:
-        flag("*", code)
-    messages.extend(est.messages)
-    beta, names, A = est.beta, est.names, est.A
-    n_cuts = beta.size - len(terms)
-    separated: list[str] = []
-    gone = np.zeros(beta.size, dtype=bool)
-    if est.separation is not None:
-        gone = est.separation != 0
-        separated = [names[j] for j in np.flatnonzero(gone)]
-        flag("*", "separation")
-        messages.append(
-            "séparation (quasi) complète : le maximum de vraisemblance n'existe pas ; "
-            "coefficients infinis non publiés : " + ", ".join(separated)
-        )
-    # The diverging coefficients carry no information (their observations are fitted with
-    # probability 0 or 1): the sandwich of the others uses the rest of the information matrix.
-    free = np.flatnonzero(~gone)
-    A_free = A[np.ix_(free, free)]
-    Ainv = np.zeros_like(A)
-    if free.size and np.linalg.cond(A_free) > 1e12:
-        flag("*", "singular")
-        messages.append("matrice d'information singulière : paramètres non identifiables")
-        Ainv[np.ix_(free, free)] = np.linalg.pinv(A_free)
-    elif free.size:
-        Ainv[np.ix_(free, free)] = np.linalg.inv(A_free)
-    V = _variance(var_design, data, spec.kind, data.y, X, w, beta, est.U, Ainv, n_cuts)
+        notes.flag(code)
+    notes.messages.extend(est.messages)
+    return _Model(X, terms, dropped, w, est, var_design, design_df, n_psu)
+
+
+# ------------------------------------------------------------------ the inference
+@dataclass
+class _Inference:
+    """Published coefficients, SEs, tests and intervals (missing where not estimable)."""
+
+    beta: np.ndarray
+    se: np.ndarray
+    p_value: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    V: np.ndarray
+
+
+def _inference(
+    model: _Model, cov: _Covariance, level: float, ci: str, notes: _Notes, *, mixed: bool
+) -> _Inference:
+    """Tests and intervals (t or normal quantile); none without residual degrees of freedom."""
+    est, beta, V = model.est, model.est.beta, cov.V
     n_coef = beta.size  # coefficients with a design variance
-    df_resid = design_df + 1 - n_coef
-    df_coef = np.full(n_coef, float(df_resid))
-    small: dict[str, Any] = {}
-    if spec.small_sample:
-        if design.is_replicate and not mixed:
-            raise ModelError(
-                f"model '{spec.name}': small_sample needs a Taylor design (replicate-weight "
-                "variances come from refits, which already account for leverage)"
-            )
-        try:
-            op = var_design.without_fpc().linear_operator()
-        except DesignError as exc:
-            raise ModelError(f"model '{spec.name}': small_sample: {exc}") from exc
-        wm = _working_model(spec.kind, data, X, np.ones_like(w) if mixed else w, est)
-        ss = small_sample_correction(op, Ainv, wm, free)
-        root = np.sqrt(ss.kappa)
-        V = V * root[:, None] * root[None, :]
-        df_coef = np.where(np.isfinite(ss.df), np.minimum(ss.df, df_resid), df_resid)
-        small = {
-            "small_sample": "Kott (1994) working-model bias correction, Bell-McCaffrey df",
-            "small_sample_se_factor": dict(zip(names, map(float, root), strict=True)),
-            "small_sample_df": dict(zip(names, map(float, df_coef), strict=True)),
-        }
     se = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    if design_df < n_coef:
-        flag("*", "few_psu")
+    if model.design_df < n_coef:
         if mixed:
             psu_text = f"{est.diagnostics['variance_clusters']} grappes (UPE et groupes)"
         else:
-            psu_text = f"{n_psu} UPE" if n_psu is not None else "plan répliqué"
-        messages.append(
-            f"{psu_text} ({design_df} degrés de liberté du plan) pour {n_coef} paramètres"
+            psu_text = f"{model.n_psu} UPE" if model.n_psu is not None else "plan répliqué"
+        notes.flag(
+            "few_psu",
+            f"{psu_text} ({model.design_df} degrés de liberté du plan) pour {n_coef} paramètres",
         )
     if not est.converged:
-        flag("*", "not_converged")
-        messages.append("l'estimation n'a pas convergé")
-    if df_resid >= 1:
+        notes.flag("not_converged", "l'estimation n'a pas convergé")
+    if cov.df_resid >= 1:
         crit = (
-            stats.t.ppf(0.5 + level / 2, df_coef) if ci == "t" else stats.norm.ppf(0.5 + level / 2)
+            stats.t.ppf(0.5 + level / 2, cov.df_coef)
+            if ci == "t"
+            else stats.norm.ppf(0.5 + level / 2)
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             tstat = beta / se
-        p_value = 2 * stats.t.sf(np.abs(tstat), df_coef)
+        p_value = 2 * stats.t.sf(np.abs(tstat), cov.df_coef)
         ci_low, ci_high = beta - crit * se, beta + crit * se
     else:
-        flag("*", "no_df")
-        messages.append("aucun degré de liberté résiduel : pas d'erreur-type ni d'intervalle")
+        notes.flag("no_df", "aucun degré de liberté résiduel : pas d'erreur-type ni d'intervalle")
         se = np.full_like(beta, np.nan)
         p_value = ci_low = ci_high = np.full_like(beta, np.nan)
         V = np.full_like(V, np.nan)
+    return _Inference(beta, se, p_value, ci_low, ci_high, V)
 
-    influential = []
-    if design.is_replicate and not mixed:
-        influence_check = "skipped: replicate-weight design (no Taylor variance to judge by)"
-        flag("*", "influence_skipped")
-        messages.append("influence des territoires non évaluée : plan à poids répliqués")
-    elif data.territory is None:
-        influence_check = "skipped: no territory column (codebook role territory_code)"
-    elif np.unique(data.territory).size < 3:
-        influence_check = "skipped: fewer than 3 territories"
-    elif df_resid < 1:
-        influence_check = "skipped: no residual degrees of freedom"
-    elif separated:
-        influence_check = "skipped: separation"
-    else:
-        influence_check = "done"
-        for code, shift in _influence(var_design, data, est, Ainv, se):
-            moved = [names[j] for j in np.flatnonzero(shift > INFLUENCE_SE)]
-            influential.append(
-                {"territory": code, "terms": moved, "max_shift_se": round(float(shift.max()), 3)}
-            )
-    influence_by_term: dict[str, list[str]] = {}
-    for item in sorted(influential, key=lambda d: (-d["max_shift_se"], d["territory"])):
-        for t in item["terms"]:
-            influence_by_term.setdefault(t, []).append(item["territory"])
 
-    if separated:
-        beta = np.where(gone, np.nan, beta)
-        se, p_value = np.where(gone, np.nan, se), np.where(gone, np.nan, p_value)
-        ci_low, ci_high = np.where(gone, np.nan, ci_low), np.where(gone, np.nan, ci_high)
-        V = V.copy()
-        V[gone, :] = np.nan
-        V[:, gone] = np.nan
+# ------------------------------------------------------------------ the table
+def _without_separated(inf: _Inference, cov: _Covariance) -> _Inference:
+    """The diverging coefficients published as missing (estimate, SE, interval, covariance)."""
+    if not cov.separated:
+        return inf
+    gone = cov.gone
+    V = inf.V.copy()
+    V[gone, :] = np.nan
+    V[:, gone] = np.nan
+    return _Inference(
+        *(
+            np.where(gone, np.nan, a)
+            for a in (inf.beta, inf.se, inf.p_value, inf.ci_low, inf.ci_high)
+        ),
+        V,
+    )
 
-    odds = spec.kind in ("logistic", "ordinal")
-    rows = []
-    for j, name in enumerate(names):
-        codes = flags.get("*", []) + flags.get(name, [])
-        if name in separated:
-            codes = ["separated" if c == "separation" else c for c in codes]
-        text = [FLAG_TEXT[c] for c in dict.fromkeys(codes)]
-        if name in influence_by_term:
-            text.append("territoire influent : " + ", ".join(influence_by_term[name][:3]))
-        is_slope = odds and name not in ("Intercept",) and not name.startswith("cut_")
-        rows.append(
-            {
-                "term": name,
-                "label": est.labels[j],
-                "estimate": beta[j],
-                "se": se[j],
-                "ci_low": ci_low[j],
-                "ci_high": ci_high[j],
-                "p_value": p_value[j],
-                "odds_ratio": _exp(beta[j]) if is_slope else np.nan,
-                "flags": "; ".join(text),
-            }
-        )
-    common = [FLAG_TEXT[c] for c in flags.get("*", [])]
+
+def _table(
+    spec: ModelSpec,
+    design: SurveyDesign,
+    data: _Data,
+    model: _Model,
+    cov: _Covariance,
+    inf: _Inference,
+    influence: _InfluenceCheck,
+    notes: _Notes,
+    codebook: Codebook | None,
+    stage_names: Mapping[int, str],
+) -> pd.DataFrame:
+    """One row per coefficient, variance component and dropped term (:data:`MODEL_COLUMNS`)."""
+    est = model.est
+    rows = _coefficient_rows(spec, est.names, est.labels, inf, cov, influence, notes)
+    common = [FLAG_TEXT[c] for c in notes.codes]
+    missing = ("se", "ci_low", "ci_high", "p_value", "odds_ratio")
     for extra in est.extra_rows:
         rows.append(
             {
                 "term": extra["term"],
                 "label": extra["label"],
                 "estimate": extra["value"],
-                **dict.fromkeys(("se", "ci_low", "ci_high", "p_value", "odds_ratio"), np.nan),
+                **dict.fromkeys(missing, np.nan),
                 "flags": "; ".join([*common, FLAG_TEXT["variance_component"]]),
             }
         )
-    for t in dropped:
+    for t in model.dropped:
         rows.append(
             {
                 "term": t,
                 "label": term_label(t, codebook, stage_names),
-                **dict.fromkeys(
-                    ("estimate", "se", "ci_low", "ci_high", "p_value", "odds_ratio"), np.nan
-                ),
+                **dict.fromkeys(("estimate", *missing), np.nan),
                 "flags": FLAG_TEXT["collinear"],
             }
         )
     table = _finish_table(
-        rows, spec, data, n_psu, df_resid, est.n_params, design_df, est.r2, est.r2_kind, est.loglik
-    )
+        rows, spec, data, model.n_psu, cov.df_resid, est.n_params, model.design_df, est.r2,
+        est.r2_kind, est.loglik,
+    )  # fmt: skip
     table["variance"] = _variance_code(spec, design)
     if spec.small_sample:
-        table.loc[table["term"].isin(names), "df"] = table["term"].map(
-            dict(zip(names, df_coef, strict=True))
+        table.loc[table["term"].isin(est.names), "df"] = table["term"].map(
+            dict(zip(est.names, cov.df_coef, strict=True))
         )
-    vcov = pd.DataFrame(V, index=names, columns=names)
-    if mixed:
+    return table
+
+
+def _coefficient_rows(
+    spec: ModelSpec,
+    names: list[str],
+    labels: list[str],
+    inf: _Inference,
+    cov: _Covariance,
+    influence: _InfluenceCheck,
+    notes: _Notes,
+) -> list[dict[str, Any]]:
+    """The coefficients' rows: estimates, tests, odds ratios of slopes and flags in French."""
+    odds = spec.kind in ("logistic", "ordinal")
+    by_term = influence.by_term()
+    rows = []
+    for j, name in enumerate(names):
+        codes = list(notes.codes)
+        if name in cov.separated:
+            codes = ["separated" if c == "separation" else c for c in codes]
+        text = [FLAG_TEXT[c] for c in dict.fromkeys(codes)]
+        if name in by_term:
+            text.append("territoire influent : " + ", ".join(by_term[name][:3]))
+        is_slope = odds and name not in ("Intercept",) and not name.startswith("cut_")
+        rows.append(
+            {
+                "term": name,
+                "label": labels[j],
+                "estimate": inf.beta[j],
+                "se": inf.se[j],
+                "ci_low": inf.ci_low[j],
+                "ci_high": inf.ci_high[j],
+                "p_value": inf.p_value[j],
+                "odds_ratio": _exp(inf.beta[j]) if is_slope else np.nan,
+                "flags": "; ".join(text),
+            }
+        )
+    return rows
+
+
+def _diagnostics(
+    spec: ModelSpec,
+    design: SurveyDesign,
+    data: _Data,
+    model: _Model,
+    cov: _Covariance,
+    influence: _InfluenceCheck,
+    notes: _Notes,
+    ci: str,
+) -> dict[str, Any]:
+    """The model's entry of ``models_diagnostics.json``."""
+    return {
+        "kind": spec.kind,
+        "formula": spec.formula,
+        "outcome": data.outcome,
+        "n": int(data.rows.size),
+        "n_psu": model.n_psu,
+        "design_df": model.design_df,
+        "df_resid": int(cov.df_resid),
+        "n_params": int(model.est.n_params),
+        "converged": bool(model.est.converged),
+        "flags": sorted(set(notes.codes)),
+        "messages": notes.messages,
+        "dropped_terms": model.dropped,
+        "separation": bool(cov.separated),
+        "separated_terms": cov.separated,
+        **influence.diagnostics(),
+        **model.est.diagnostics,
+        "r2": model.est.r2,
+        "r2_kind": model.est.r2_kind,
+        "loglik": model.est.loglik,
+        "variance": _variance_text(spec, design),
+        "ci": ci,
+        **cov.small,
+    }
+
+
+def _variance_text(spec: ModelSpec, design: SurveyDesign) -> str:
+    """How the covariance was computed, in the diagnostics' words."""
+    if spec.kind == "mixed":
         variance = (
             "Taylor linearisation of the GLS estimating equations given the variance "
             "components; ultimate clusters = PSUs merged with groups, with replacement, "
@@ -577,32 +487,7 @@ def fit_model(
         variance = "Taylor linearisation" + (
             " without fpc (superpopulation)" if spec.superpopulation else ""
         )
-    diagnostics = {
-        "kind": spec.kind,
-        "formula": spec.formula,
-        "outcome": data.outcome,
-        "n": int(data.rows.size),
-        "n_psu": n_psu,
-        "design_df": design_df,
-        "df_resid": int(df_resid),
-        "n_params": int(est.n_params),
-        "converged": bool(est.converged),
-        "flags": sorted({c for codes in flags.values() for c in codes}),
-        "messages": messages,
-        "dropped_terms": dropped,
-        "separation": bool(separated),
-        "separated_terms": separated,
-        "influence_check": influence_check,
-        "influential_territories": sorted(influential, key=lambda d: d["territory"]),
-        **est.diagnostics,
-        "r2": est.r2,
-        "r2_kind": est.r2_kind,
-        "loglik": est.loglik,
-        "variance": variance + ("; small-sample corrected" if spec.small_sample else ""),
-        "ci": ci,
-        **small,
-    }
-    return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
+    return variance + ("; small-sample corrected" if spec.small_sample else "")
 
 
 def _exp(value: float) -> float:
@@ -616,24 +501,6 @@ def _psu_codes(design: SurveyDesign, rows: np.ndarray) -> np.ndarray:
     if psu is None:
         return rows
     return design.data[psu].iloc[rows].astype(str).to_numpy()
-
-
-def _fit_stats(kind, y, X, w, beta, n_cuts):
-    if kind == "linear":
-        mu = X @ beta
-        ybar = np.average(y, weights=w)
-        r2 = 1.0 - np.sum(w * (y - mu) ** 2) / np.sum(w * (y - ybar) ** 2)
-        return float(r2), "R² pondéré", np.nan
-    if kind == "logistic":
-        mu = np.clip(expit(X @ beta), 1e-300, 1 - 1e-16)
-        ll = float(np.sum(w * (y * np.log(mu) + (1 - y) * np.log1p(-mu))))
-        pbar = np.average(y, weights=w)
-        ll0 = float(np.sum(w * (y * np.log(pbar) + (1 - y) * np.log1p(-pbar))))
-    else:
-        ll = float(w @ _ordinal_parts(y, X, beta, n_cuts)[0])
-        shares = np.bincount(y.astype(int), weights=w, minlength=n_cuts + 1) / w.sum()
-        ll0 = float(np.sum(w * np.log(shares[y.astype(int)])))
-    return float(1.0 - ll / ll0), "pseudo-R² de McFadden pondéré", ll
 
 
 def _variance_code(spec: ModelSpec, design: SurveyDesign) -> str:

@@ -1,24 +1,28 @@
 """The models' design variance: sandwich, mixed-model clusters, working model and influence.
 
 Private part of :mod:`evalterritoire.models.fit`: the Taylor (or replicate-refit) covariance of the
-coefficients, the design whose clusters contain whole groups for the mixed model, the score
-loadings of each family's working model for the ``small_sample`` correction
-(:mod:`evalterritoire.design.sandwich`) and the influential-territory check.
+coefficients (``_covariance``: separated coefficients left out, inverse information, sandwich,
+``small_sample`` correction), the design whose clusters contain whole groups for the mixed
+model, the score loadings of each family's working model for the ``small_sample`` correction
+(:mod:`evalterritoire.design.sandwich`) and the influential-territory check (``_influence_check``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from evalterritoire.design.sandwich import WorkingModel
-from evalterritoire.models.data import _Data, _Estimation
+from evalterritoire.design.sandwich import WorkingModel, small_sample_correction
+from evalterritoire.errors import DesignError, ModelError
+from evalterritoire.models.data import _Data, _Estimation, _Model, _Notes
 from evalterritoire.models.families import _irls, _ordinal_newton, _ordinal_parts
 
 if TYPE_CHECKING:
+    from evalterritoire.config import ModelSpec
     from evalterritoire.design.survey import SurveyDesign
 
 #: A territory whose removal moves a coefficient by more than this many SEs is influential.
@@ -179,3 +183,154 @@ def _influence(design: SurveyDesign, data: _Data, est: _Estimation, Ainv, se):
         if shift.max() > INFLUENCE_SE:
             out.append((str(code), shift))
     return out
+
+
+# --------------------------------------------------------------------------- covariance
+@dataclass
+class _Covariance:
+    """Design-based covariance of the coefficients and its degrees of freedom."""
+
+    V: np.ndarray
+    Ainv: np.ndarray  # inverse information (zero rows and columns for separated coefficients)
+    gone: np.ndarray  # coefficients that diverge under separation
+    separated: list[str]  # their names
+    df_resid: int  # design df + 1 − coefficients
+    df_coef: np.ndarray  # df of each coefficient's test (small-sample: Bell–McCaffrey)
+    small: dict[str, Any]  # small-sample diagnostics
+
+
+def _covariance(
+    spec: ModelSpec, design: SurveyDesign, data: _Data, model: _Model, notes: _Notes
+) -> _Covariance:
+    """Sandwich ``A⁻¹ V_design(Σ U) A⁻¹`` over the coefficients that do not diverge."""
+    est = model.est
+    names = est.names
+    gone = np.zeros(est.beta.size, dtype=bool)
+    separated: list[str] = []
+    if est.separation is not None:
+        gone = est.separation != 0
+        separated = [names[j] for j in np.flatnonzero(gone)]
+        notes.flag(
+            "separation",
+            "séparation (quasi) complète : le maximum de vraisemblance n'existe pas ; "
+            "coefficients infinis non publiés : " + ", ".join(separated),
+        )
+    # The diverging coefficients carry no information (their observations are fitted with
+    # probability 0 or 1): the sandwich of the others uses the rest of the information matrix.
+    free = np.flatnonzero(~gone)
+    Ainv = _inverse_information(est.A, free, notes)
+    n_cuts = est.beta.size - len(model.terms)
+    V = _variance(
+        model.var_design, data, spec.kind, data.y, model.X, model.w, est.beta, est.U, Ainv, n_cuts
+    )
+    df_resid = model.design_df + 1 - est.beta.size
+    df_coef = np.full(est.beta.size, float(df_resid))
+    small: dict[str, Any] = {}
+    if spec.small_sample:
+        V, df_coef, small = _small_sample(spec, design, data, model, Ainv, free, V, df_resid)
+    return _Covariance(V, Ainv, gone, separated, df_resid, df_coef, small)
+
+
+def _inverse_information(A: np.ndarray, free: np.ndarray, notes: _Notes) -> np.ndarray:
+    """``A⁻¹`` on the free coefficients (pseudo-inverse, flagged, when singular), 0 elsewhere."""
+    A_free = A[np.ix_(free, free)]
+    Ainv = np.zeros_like(A)
+    if free.size and np.linalg.cond(A_free) > 1e12:
+        notes.flag("singular", "matrice d'information singulière : paramètres non identifiables")
+        Ainv[np.ix_(free, free)] = np.linalg.pinv(A_free)
+    elif free.size:
+        Ainv[np.ix_(free, free)] = np.linalg.inv(A_free)
+    return Ainv
+
+
+def _small_sample(
+    spec: ModelSpec,
+    design: SurveyDesign,
+    data: _Data,
+    model: _Model,
+    Ainv: np.ndarray,
+    free: np.ndarray,
+    V: np.ndarray,
+    df_resid: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Kott's bias correction of ``V`` and Bell–McCaffrey df (``small_sample = true``)."""
+    mixed = spec.kind == "mixed"
+    if design.is_replicate and not mixed:
+        raise ModelError(
+            f"model '{spec.name}': small_sample needs a Taylor design (replicate-weight "
+            "variances come from refits, which already account for leverage)"
+        )
+    try:
+        op = model.var_design.without_fpc().linear_operator()
+    except DesignError as exc:
+        raise ModelError(f"model '{spec.name}': small_sample: {exc}") from exc
+    w = np.ones_like(model.w) if mixed else model.w
+    ss = small_sample_correction(
+        op, Ainv, _working_model(spec.kind, data, model.X, w, model.est), free
+    )
+    root = np.sqrt(ss.kappa)
+    V = V * root[:, None] * root[None, :]
+    df_coef = np.where(np.isfinite(ss.df), np.minimum(ss.df, df_resid), df_resid)
+    names = model.est.names
+    small = {
+        "small_sample": "Kott (1994) working-model bias correction, Bell-McCaffrey df",
+        "small_sample_se_factor": dict(zip(names, map(float, root), strict=True)),
+        "small_sample_df": dict(zip(names, map(float, df_coef), strict=True)),
+    }
+    return V, df_coef, small
+
+
+@dataclass
+class _InfluenceCheck:
+    """Whether the territories' influence was checked, and the influential ones."""
+
+    status: str
+    influential: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_term(self) -> dict[str, list[str]]:
+        """Term → influential territories, the most influential first."""
+        out: dict[str, list[str]] = {}
+        for item in sorted(self.influential, key=lambda d: (-d["max_shift_se"], d["territory"])):
+            for t in item["terms"]:
+                out.setdefault(t, []).append(item["territory"])
+        return out
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "influence_check": self.status,
+            "influential_territories": sorted(self.influential, key=lambda d: d["territory"]),
+        }
+
+
+def _influence_check(
+    design: SurveyDesign,
+    data: _Data,
+    model: _Model,
+    cov: _Covariance,
+    se: np.ndarray,
+    notes: _Notes,
+    *,
+    mixed: bool,
+) -> _InfluenceCheck:
+    """Territories whose removal moves a coefficient by more than ``INFLUENCE_SE`` SEs."""
+    if design.is_replicate and not mixed:
+        notes.flag(
+            "influence_skipped", "influence des territoires non évaluée : plan à poids répliqués"
+        )
+        return _InfluenceCheck("skipped: replicate-weight design (no Taylor variance to judge by)")
+    if data.territory is None:
+        return _InfluenceCheck("skipped: no territory column (codebook role territory_code)")
+    if np.unique(data.territory).size < 3:
+        return _InfluenceCheck("skipped: fewer than 3 territories")
+    if cov.df_resid < 1:
+        return _InfluenceCheck("skipped: no residual degrees of freedom")
+    if cov.separated:
+        return _InfluenceCheck("skipped: separation")
+    check = _InfluenceCheck("done")
+    names = model.est.names
+    for code, shift in _influence(model.var_design, data, model.est, cov.Ainv, se):
+        moved = [names[j] for j in np.flatnonzero(shift > INFLUENCE_SE)]
+        check.influential.append(
+            {"territory": code, "terms": moved, "max_shift_se": round(float(shift.max()), 3)}
+        )
+    return check
