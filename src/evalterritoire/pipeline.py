@@ -45,9 +45,6 @@ __all__ = [
     "run_study",
 ]
 
-TERRITORY_COL = "id_territoire_code"
-RESPONDENT_TYPE_COL = "id_type_repondant"
-
 
 # --------------------------------------------------------------------------- helpers
 def load_study_codebook(config: StudyConfig) -> Codebook:
@@ -150,9 +147,10 @@ def _with_stage(config: StudyConfig, responses: pd.DataFrame, codebook: Codebook
     frame = pd.concat([responses.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
     path = config.artefact("maturity.parquet")
     if path.is_file():
+        territory = codebook.require("territory", "joining the maturity stages")
         maturity = pd.read_parquet(path, columns=["territory", "stage", "stage_label"])
         frame = frame.merge(
-            maturity.rename(columns={"territory": TERRITORY_COL}), on=TERRITORY_COL, how="left"
+            maturity.rename(columns={"territory": territory}), on=territory, how="left"
         )
     return frame
 
@@ -234,19 +232,20 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
     from evalterritoire.estimates.engine import compute_study_estimates
 
     codebook = codebook or load_study_codebook(config)
+    territory = codebook.require("territory", "estimates by territory")
     responses = _responses(config)
     maturity_path = config.artefact("maturity.parquet")
     if maturity_path.is_file():
         stages = pd.read_parquet(maturity_path, columns=["territory", "stage_label"])
         responses = responses.merge(
-            stages.rename(columns={"territory": TERRITORY_COL, "stage_label": "stage"}),
-            on=TERRITORY_COL,
+            stages.rename(columns={"territory": territory, "stage_label": "stage"}),
+            on=territory,
             how="left",
         )
     design = _design(config, responses)
     domains: dict[str, str | None] = {
-        "territory": TERRITORY_COL,
-        "respondent_type": RESPONDENT_TYPE_COL,
+        "territory": territory,
+        "respondent_type": codebook.column("respondent_type"),
         "stage": "stage" if "stage" in responses.columns else None,
     }
     _step(f"estimates {config.wave}")
@@ -264,7 +263,7 @@ def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     codebook = codebook or load_study_codebook(config)
     frame = _with_stage(config, _responses(config), codebook)
     if config.context is not None:
-        frame = _merge_context(frame, config.context)
+        frame = _merge_context(frame, config.context, codebook)
     design = _design(config, frame)
     _step(f"models {config.wave} ({len(config.models)})")
     result = fit_study_models(config.models, frame, design, codebook)
@@ -273,23 +272,27 @@ def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     return result
 
 
-def _load_context_table(path: Path) -> pd.DataFrame:
+def _load_context_table(path: Path, codebook: Codebook) -> pd.DataFrame:
+    """The territory context file (one row per territory, keyed by the territory column)."""
+    territory = codebook.require("territory", "the territory context file")
     if path.suffix.lower() == ".parquet":
         table = pd.read_parquet(path)
     else:
-        table = pd.read_csv(path, sep=None, engine="python", dtype={TERRITORY_COL: str})
-    if TERRITORY_COL not in table.columns:
-        raise EvalTerritoireError(f"{path}: context file lacks the column {TERRITORY_COL}")
+        table = pd.read_csv(path, sep=None, engine="python", dtype={territory: str})
+    if territory not in table.columns:
+        raise EvalTerritoireError(f"{path}: context file lacks the column {territory}")
     return table
 
 
-def _merge_context(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    context = _load_context_table(path)
-    keep = [c for c in context.columns if c == TERRITORY_COL or c not in frame.columns]
-    return frame.merge(context[keep], on=TERRITORY_COL, how="left")
+def _merge_context(frame: pd.DataFrame, path: Path, codebook: Codebook) -> pd.DataFrame:
+    """Responses + the context columns they do not already hold, joined on the territory."""
+    territory = codebook.require("territory", "the territory context file")
+    context = _load_context_table(path, codebook)
+    keep = [c for c in context.columns if c == territory or c not in frame.columns]
+    return frame.merge(context[keep], on=territory, how="left")
 
 
-def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfig] | None = None):
+def _artefacts(config: StudyConfig, codebook: Codebook):
     from evalterritoire.report.context import StudyArtefacts
 
     def optional(name: str) -> pd.DataFrame | None:
@@ -300,7 +303,7 @@ def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfi
     ingestion = (
         json.loads(ingestion_path.read_text(encoding="utf-8")) if ingestion_path.is_file() else None
     )
-    context = _load_context_table(config.context) if config.context is not None else None
+    context = _load_context_table(config.context, codebook) if config.context is not None else None
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
         responses=optional("responses.parquet"),
@@ -325,7 +328,7 @@ def run_contexts(
     from evalterritoire.report.build import build_contexts
 
     codebook = codebook or load_study_codebook(config)
-    contexts = build_contexts(config, codebook, _artefacts(config, relocate))
+    contexts = build_contexts(config, codebook, _artefacts(config, codebook))
     out_dir = config.artefact("contexts")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
