@@ -417,59 +417,14 @@ def run_reports(
     RenderSummary
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
-    from evalterritoire.manifest import safe_filename
     from evalterritoire.render.export import render_index
-    from evalterritoire.render.reports import RenderTask, render_reports
-    from evalterritoire.report.context import ReportContext
+    from evalterritoire.render.reports import render_reports
 
-    contexts_dir = config.artefact("contexts")
-    if not (contexts_dir / "national.json").is_file():
-        run_contexts(config, codebook=codebook)
-    contexts = [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
-    by_code = {c.territory: c for c in contexts if not c.is_national}
-    wanted = list(territories) if territories else sorted(by_code)
-    unknown = [t for t in wanted if t not in by_code]
-    if unknown:
-        raise EvalTerritoireError(
-            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
-            f"(see {config.artefact('maturity.parquet')})"
-        )
-    extra = dict(parameters or {})
-    for key in ("territory", "wave", "context_path"):
-        if key in extra:
-            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
-    territory_template = _template(config, config.report.territory_template)
-    study_template = _template(config, config.report.study_template)
-    for template in (territory_template, study_template):
-        _write_generated_notebook(template)
-    tasks = [
-        RenderTask(
-            territory=code,
-            template=territory_template,
-            parameters={
-                "territory": code,
-                "wave": config.wave,
-                "context_path": str(contexts_dir / f"{safe_filename(code)}.json"),
-                **extra,
-            },
-            output_stem=safe_filename(code),
-        )
-        for code in wanted
-    ]
-    batches = [(config.reports_dir / "territoires", tasks)]
-    if not territories:
-        study_task = RenderTask(
-            territory="national",
-            template=study_template,
-            parameters={
-                "territory": "",
-                "wave": config.wave,
-                "context_path": str(contexts_dir / "national.json"),
-                **extra,
-            },
-            output_stem="synthese",
-        )
-        batches.append((config.reports_dir, [study_task]))
+    contexts = _load_contexts(config, codebook)
+    wanted = _wanted_territories(config, contexts, territories)
+    extra = _extra_parameters(parameters)
+    templates = _report_templates(config)
+    batches = _render_batches(config, wanted, templates, extra, with_study=not territories)
     options = {
         "engine": engine or config.report.engine,
         "workers": workers if workers is not None else config.report.workers,
@@ -486,18 +441,96 @@ def run_reports(
     render_index(contexts, config.reports_dir / "index.html")
     if not territories:
         _write_run_manifest(
-            config,
-            codebook=codebook,
-            templates=(territory_template, study_template),
-            rendering={
-                "engine": options["engine"],
-                "formats": list(options["formats"]),
-                "territory_template": config.report.territory_template,
-                "study_template": config.report.study_template,
-            },
-            parameters=extra,
+            config, codebook=codebook, templates=templates, options=options, parameters=extra
         )
     return summary
+
+
+def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:
+    """The wave's report contexts (built first when the national one is missing)."""
+    from evalterritoire.report.context import ReportContext
+
+    contexts_dir = config.artefact("contexts")
+    if not (contexts_dir / "national.json").is_file():
+        run_contexts(config, codebook=codebook)
+    return [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
+
+
+def _wanted_territories(
+    config: StudyConfig, contexts: Sequence[Any], territories: Sequence[str] | None
+) -> list[str]:
+    """The territory codes to render: those asked (each must have a context), else all."""
+    by_code = {c.territory for c in contexts if not c.is_national}
+    wanted = list(territories) if territories else sorted(by_code)
+    unknown = [t for t in wanted if t not in by_code]
+    if unknown:
+        raise EvalTerritoireError(
+            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
+            f"(see {config.artefact('maturity.parquet')})"
+        )
+    return wanted
+
+
+def _extra_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user's notebook parameters; those evalterritoire sets itself are refused."""
+    extra = dict(parameters or {})
+    for key in ("territory", "wave", "context_path"):
+        if key in extra:
+            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
+    return extra
+
+
+def _report_templates(config: StudyConfig) -> tuple[Path, Path]:
+    """The territory and study templates (their ``.ipynb`` written beside them)."""
+    territory_template = _template(config, config.report.territory_template)
+    study_template = _template(config, config.report.study_template)
+    for template in (territory_template, study_template):
+        _write_generated_notebook(template)
+    return territory_template, study_template
+
+
+def _render_batches(
+    config: StudyConfig,
+    wanted: Sequence[str],
+    templates: tuple[Path, Path],
+    extra: Mapping[str, Any],
+    *,
+    with_study: bool,
+) -> list[tuple[Path, list[Any]]]:
+    """(output folder, render tasks): the territory reports, then the annual study if asked."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.render.reports import RenderTask
+
+    contexts_dir = config.artefact("contexts")
+    territory_template, study_template = templates
+
+    def parameters(code: str, context: str) -> dict[str, Any]:
+        return {
+            "territory": code,
+            "wave": config.wave,
+            "context_path": str(contexts_dir / f"{context}.json"),
+            **extra,
+        }
+
+    tasks = [
+        RenderTask(
+            territory=code,
+            template=territory_template,
+            parameters=parameters(code, safe_filename(code)),
+            output_stem=safe_filename(code),
+        )
+        for code in wanted
+    ]
+    batches = [(config.reports_dir / "territoires", tasks)]
+    if with_study:  # the annual study: the national context, no territory
+        study = RenderTask(
+            territory="national",
+            template=study_template,
+            parameters=parameters("", "national"),
+            output_stem="synthese",
+        )
+        batches.append((config.reports_dir, [study]))
+    return batches
 
 
 def _merge_summaries(summaries: Sequence[Any]) -> Any:
@@ -525,7 +558,7 @@ def _write_run_manifest(
     *,
     codebook: Codebook | None = None,
     templates: Sequence[Path] = (),
-    rendering: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any],
     parameters: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``reports/<wave>/manifest.json``.
@@ -537,6 +570,12 @@ def _write_run_manifest(
     """
     from evalterritoire.manifest import build_manifest, write_manifest
 
+    rendering = {
+        "engine": options["engine"],
+        "formats": list(options["formats"]),
+        "territory_template": config.report.territory_template,
+        "study_template": config.report.study_template,
+    }
     artefacts = sorted(
         p
         for p in config.build_dir.rglob("*")
