@@ -98,27 +98,15 @@ def _simulate_wave(
     n_resp: int,
     dims: Sequence[str],
 ) -> _Wave:
-    n_t = len(pop.codes)
+    """Draw one wave, in the order of the byte-identical contract.
+
+    Respondents per territory, their PSUs, types, roles in the démarche, design weights and
+    submission dates; rows shuffled into submission order; latent maturity; every answer.
+    """
     stage_t = pop.stages[w_index]
     counts = _allocate(rng, n_resp, pop.size, 4)
-    territory = np.repeat(np.arange(n_t), counts)
-    # PSUs: at least 2 respondents in each PSU sampled in the territory.
-    psu_idx = np.empty(n_resp, dtype=int)
-    psu_frame_size = np.empty(n_resp)
-    psu_m = np.empty(n_resp)
-    start = 0
-    for t in range(n_t):
-        k = int(min(pop.n_psu[t], counts[t] // 2))
-        alloc = _allocate(rng, int(counts[t]), np.ones(k), 2)
-        local = np.repeat(np.arange(k), alloc)
-        psu_idx[start : start + counts[t]] = local
-        psu_frame_size[start : start + counts[t]] = pop.psu_frame[t][local]
-        psu_m[start : start + counts[t]] = alloc[local]
-        start += counts[t]
-    codes = np.array(pop.codes)
-    psu = np.char.add(np.char.add(codes[territory].astype(str), "-"),
-                      np.char.zfill((psu_idx + 1).astype(str), 2))  # fmt: skip
-
+    territory = np.repeat(np.arange(len(pop.codes)), counts)
+    psu, psu_frame_size, psu_m = _sample_psus(rng, pop, counts)
     rtype_var = cb.role("respondent_type")
     type_keys = list(rtype_var.options) if rtype_var else list(TYPE_SHARES)
     samp = np.array([TYPE_SHARES.get(k, (0.03, 0.03))[0] for k in type_keys])
@@ -127,9 +115,54 @@ def _simulate_wave(
     if n_resp >= len(type_keys):
         tidx[rng.permutation(n_resp)[: len(type_keys)]] = np.arange(len(type_keys))
     rtype = np.array(type_keys)[tidx]
-
-    # Role in the démarche: insiders are more frequent in mature territories.
+    role = _roles(rng, cb, rtype, stage_t[territory])
+    weight = _design_weights(rng, pop, territory, tidx, (samp, popsh), psu_frame_size / psu_m)
+    start_day = date(wave, 3, 1)
+    day = np.sort(rng.integers(0, 120, n_resp))
+    dates = [start_day + timedelta(days=int(d)) for d in day]
+    order_ = rng.permutation(n_resp)  # export rows come in submission order
+    territory, psu, weight, rtype, role, tidx = (
+        territory[order_], psu[order_], weight[order_], rtype[order_], role[order_], tidx[order_]
+    )  # fmt: skip
+    wv = _Wave(wave, n_resp, territory, psu, weight, rtype, role, dates)
     st = stage_t[territory]
+    type_eff = np.array([TYPE_EFFECT.get(k, 0.0) for k in type_keys])[tidx]
+    wv.latent = _latent(rng, pop, territory, st, type_eff, dims)
+    groups = _groups(cb, rtype, role)
+    _fill_items(rng, wv, pop, cb, dims, groups, st, wv.latent.mean(axis=1))
+    return wv
+
+
+def _sample_psus(
+    rng: np.random.Generator, pop: _Population, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each respondent's PSU label, its PSU's frame size and sample size.
+
+    Respondents are spread over the PSUs sampled in their territory, at least 2 per PSU.
+    """
+    n_resp = int(counts.sum())
+    psu_idx = np.empty(n_resp, dtype=int)
+    psu_frame_size = np.empty(n_resp)
+    psu_m = np.empty(n_resp)
+    start = 0
+    for t in range(len(pop.codes)):
+        k = int(min(pop.n_psu[t], counts[t] // 2))
+        alloc = _allocate(rng, int(counts[t]), np.ones(k), 2)
+        local = np.repeat(np.arange(k), alloc)
+        psu_idx[start : start + counts[t]] = local
+        psu_frame_size[start : start + counts[t]] = pop.psu_frame[t][local]
+        psu_m[start : start + counts[t]] = alloc[local]
+        start += counts[t]
+    territory = np.repeat(np.arange(len(pop.codes)), counts)
+    codes = np.array(pop.codes)
+    psu = np.char.add(np.char.add(codes[territory].astype(str), "-"),
+                      np.char.zfill((psu_idx + 1).astype(str), 2))  # fmt: skip
+    return psu, psu_frame_size, psu_m
+
+
+def _roles(rng: np.random.Generator, cb: Codebook, rtype: np.ndarray, st: np.ndarray) -> np.ndarray:
+    """Role in the démarche: insiders are more frequent in mature territories."""
+    n_resp = len(rtype)
     is_org = cb.group_masks({"respondent_type": rtype})["organisations"]
     p_insider = np.where(
         rtype == "catalyseur",
@@ -145,7 +178,7 @@ def _simulate_wave(
         0.08,
     )
     u = rng.random(n_resp)
-    role = np.where(
+    return np.where(
         insider,
         np.where(u < p_pilote, "pilote",
                  np.where(u < p_pilote + (1 - p_pilote) * 0.6, "partenaire_actif",
@@ -153,32 +186,46 @@ def _simulate_wave(
         np.where(u < 0.6, "informe", "non_implique"),
     ).astype(object)  # fmt: skip
 
-    # Design weights: inverse inclusion probability × mild non-response adjustment.
+
+def _design_weights(
+    rng: np.random.Generator,
+    pop: _Population,
+    territory: np.ndarray,
+    tidx: np.ndarray,
+    type_shares: tuple[np.ndarray, np.ndarray],
+    psu_ratio: np.ndarray,
+) -> np.ndarray:
+    """Design weights: inverse inclusion probability × mild non-response adjustment.
+
+    Stratum (PSUs in the frame / PSUs sampled) × PSU (frame size / respondents) × respondent
+    type (population share / sample share) / response rate of the (stratum, type) cell.
+    """
+    samp, popsh = type_shares
+    n_t = len(pop.codes)
     strata = np.array(pop.stratum)[territory]
     n_h = {h: int(sum(pop.n_psu[t] for t in range(n_t) if pop.stratum[t] == h)) for h in pop.fpc}
     stage1 = np.array([pop.fpc[h] / n_h[h] for h in strata])
     type_ratio = (popsh / samp * samp.sum() / popsh.sum())[tidx]
-    cell = rng.uniform(0.72, 0.95, (len(pop.fpc), len(type_keys)))
+    cell = rng.uniform(0.72, 0.95, (len(pop.fpc), len(samp)))
     h_index = {h: i for i, h in enumerate(sorted(pop.fpc))}
     resp_rate = cell[[h_index[h] for h in strata], tidx]
-    weight = stage1 * (psu_frame_size / psu_m) * type_ratio / resp_rate
+    return stage1 * psu_ratio * type_ratio / resp_rate
 
-    start_day = date(wave, 3, 1)
-    day = np.sort(rng.integers(0, 120, n_resp))
-    dates = [start_day + timedelta(days=int(d)) for d in day]
-    order_ = rng.permutation(n_resp)  # export rows come in submission order
-    territory, psu, weight, rtype, role, tidx = (
-        territory[order_], psu[order_], weight[order_], rtype[order_], role[order_], tidx[order_]
-    )  # fmt: skip
-    wv = _Wave(wave, n_resp, territory, psu, weight, rtype, role, dates)
 
-    # Latent maturity.
-    st = stage_t[territory]
+def _latent(
+    rng: np.random.Generator,
+    pop: _Population,
+    territory: np.ndarray,
+    st: np.ndarray,
+    type_eff: np.ndarray,
+    dims: Sequence[str],
+) -> np.ndarray:
+    """Latent maturity (respondent × dimension), as in :mod:`evalterritoire.simulate.waves`."""
+    n_resp = len(territory)
     prof = np.array([PROFILE.get(d, (2.0, 2.6, 3.2, 3.7)) for d in dims]).T  # (S, D)
-    drift = rng.normal(0, SD_DRIFT, (n_t, len(dims)))
+    drift = rng.normal(0, SD_DRIFT, (len(pop.codes), len(dims)))
     chom = pop.context["ctx_taux_chomage"][territory]
-    type_eff = np.array([TYPE_EFFECT.get(k, 0.0) for k in type_keys])[tidx]
-    latent = (
+    return (
         prof[st]
         + pop.tau[territory]
         + drift[territory]
@@ -186,12 +233,6 @@ def _simulate_wave(
         + rng.normal(0, SD_HALO, n_resp)[:, None]
         + rng.normal(0, SD_RESPONDENT_DIM, (n_resp, len(dims)))
     )
-    wv.latent = latent
-    general = latent.mean(axis=1)
-
-    groups = _groups(cb, rtype, role)
-    _fill_items(rng, wv, pop, cb, dims, groups, st, general)
-    return wv
 
 
 def _groups(cb: Codebook, rtype: np.ndarray, role: np.ndarray) -> dict[str, np.ndarray]:
