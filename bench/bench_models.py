@@ -226,7 +226,7 @@ def build_base(seed: int, n_territories: int, n_respondents: int) -> dict[str, A
             names = truth["stage_names"]
             frame["stage"] = frame[TERRITORY].map(true).astype("Int64")
             frame["stage_label"] = frame["stage"].map(lambda s: names[int(s)])
-            frame = pipeline._merge_context(frame, cfg.context)
+            frame = pipeline._merge_context(frame, cfg.context, codebook)
             design = pipeline._design(cfg, frame)
     designs = {}
     for spec in cfg.models:

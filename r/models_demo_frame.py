@@ -40,7 +40,7 @@ def main() -> None:
     config = load_study(ROOT / "surveys" / "2025" / "study.toml")
     codebook = load_study_codebook(config)
     frame = _with_stage(config, _responses(config), codebook)
-    frame = _merge_context(frame, config.context)
+    frame = _merge_context(frame, config.context, codebook)
     OUT.mkdir(parents=True, exist_ok=True)
     frame[COLUMNS].to_csv(OUT / "frame.csv", index=False, float_format="%.17g")
     shutil.copyfile(config.path.parent / "marges_2025.csv", OUT / "margins.csv")

@@ -240,6 +240,36 @@ def test_two_local_workers_render_what_one_worker_renders(tmp_path):
     assert _leftovers(two) == []
 
 
+def test_dead_pool_worker_is_replaced_and_its_report_retried_then_failed(tmp_path):
+    """A report that kills its worker process breaks the pool: a new pool takes the queue over,
+    the report is retried ``retries`` times, then recorded as failed; the others render."""
+    template = tmp_path / "kills_worker.py"
+    template.write_text(
+        FIXTURE.read_text(encoding="utf-8").replace(
+            'time.sleep(ctx.get("sleep", 0))\n',
+            'time.sleep(ctx.get("sleep", 0))\n'
+            'if ctx.get("kill_worker"):\n'
+            "    os.kill(os.getppid(), 9)\n"
+            "    os._exit(3)\n",
+        ),
+        encoding="utf-8",
+    )
+    contexts = {code: _context(tmp_path, code) for code in ("A", "B", "C")}
+    # B pauses before killing its worker, so that A and C (lost at most once with the pool
+    # B breaks first) are done before B breaks the second pool
+    _context(tmp_path, "B", kill_worker=True, sleep=4)
+    tasks = [_task(code, path, template) for code, path in contexts.items()]
+    out = tmp_path / "out"
+    summary = _render(tasks, out, workers=2, retries=1)
+    assert (summary.n_rendered, summary.n_failed, summary.exit_code) == (2, 1, 1)
+    assert summary.failed == (("B", "worker process died"),)
+    status = _status(out)
+    assert (status["B"]["status"], status["B"]["attempts"]) == ("failed", 2)
+    assert {status[c]["status"] for c in ("A", "C")} == {"ok"}
+    assert sorted(p.name for p in out.glob("*.html")) == ["A.html", "C.html"]
+    assert _leftovers(out) == []
+
+
 def test_timeout_and_kernel_death_never_abort_the_batch(tmp_path):
     marker = tmp_path / "died-once"
     contexts = {  # in this order, two kernel starts cover everything

@@ -207,46 +207,55 @@ def _parse_params(values: list[str] | None) -> dict[str, str]:
     return params
 
 
+TerritoryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--territory", "-t", help="Territory code (repeatable); default: all."),
+]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="Extra notebook parameter key=value.")
+]
+FormatOpt = Annotated[
+    list[str] | None, typer.Option("--format", "-f", help="html|pdf|docx|ipynb (repeatable).")
+]
+EngineOpt = Annotated[str | None, typer.Option(help="warm|papermill|quarto")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Parallel workers (default: cores).")]
+DaskOpt = Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler.")]
+OnlyFailedOpt = Annotated[
+    bool, typer.Option("--only-failed", help="Re-render failed territories only.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Render even when inputs are unchanged.")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(help="Time limit of one report in seconds (default: study, else 600)."),
+]
+RetriesOpt = Annotated[
+    int | None, typer.Option(help="Retries after a kernel failure (default: study, else 1).")
+]
+MaxReportsOpt = Annotated[
+    int | None,
+    typer.Option(help="Recycle a warm kernel after N reports (default: study, else 250)."),
+]
+MaxMemoryOpt = Annotated[
+    float | None,
+    typer.Option(help="Recycle a warm kernel above this memory, MiB (default: 1024)."),
+]
+
+
 @app.command()
 def report(
     study: StudyArg,
-    territory: Annotated[
-        list[str] | None,
-        typer.Option("--territory", "-t", help="Territory code (repeatable); default: all."),
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Extra notebook parameter key=value.")
-    ] = None,
-    fmt: Annotated[
-        list[str] | None, typer.Option("--format", "-f", help="html|pdf|docx|ipynb (repeatable).")
-    ] = None,
-    engine: Annotated[str | None, typer.Option(help="warm|papermill|quarto")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: cores).")] = None,
-    dask_scheduler: Annotated[
-        str | None, typer.Option(help="Address of an existing Dask scheduler.")
-    ] = None,
-    only_failed: Annotated[
-        bool, typer.Option("--only-failed", help="Re-render failed territories only.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Render even when inputs are unchanged.")
-    ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(help="Time limit of one report in seconds (default: study, else 600)."),
-    ] = None,
-    retries: Annotated[
-        int | None,
-        typer.Option(help="Retries after a kernel failure (default: study, else 1)."),
-    ] = None,
-    max_reports_per_kernel: Annotated[
-        int | None,
-        typer.Option(help="Recycle a warm kernel after N reports (default: study, else 250)."),
-    ] = None,
-    max_kernel_memory_mb: Annotated[
-        float | None,
-        typer.Option(help="Recycle a warm kernel above this memory, MiB (default: 1024)."),
-    ] = None,
+    territory: TerritoryOpt = None,
+    param: ParamOpt = None,
+    fmt: FormatOpt = None,
+    engine: EngineOpt = None,
+    workers: WorkersOpt = None,
+    dask_scheduler: DaskOpt = None,
+    only_failed: OnlyFailedOpt = False,
+    force: ForceOpt = False,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = None,
+    max_reports_per_kernel: MaxReportsOpt = None,
+    max_kernel_memory_mb: MaxMemoryOpt = None,
 ) -> None:
     """Render the evaluation reports (one per territory, plus the annual study and the index).
 

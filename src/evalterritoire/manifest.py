@@ -251,28 +251,67 @@ def build_manifest(
     ReproduceError
         When a listed file does not exist.
     """
+    base = config.reports_dir
+    previous = sorted(previous, key=lambda c: c.wave)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "study": {"name": config.name, "wave": config.wave, "study_file": _rel(config.path, base)},
+        "inputs": _input_entries(config, previous, templates, inputs),
+        "artefacts": sorted(
+            (_entry(Path(p), base, "artefact") for p in artefacts), key=lambda e: e["path"]
+        ),
+        "reports": sorted(
+            (_entry(Path(p), base, "report") for p in reports), key=lambda e: e["path"]
+        ),
+        "parameters": _run_parameters(config, previous, rendering, parameters),
+        "environment": {"packages": _versions(), "git": _git(Path(config.path).parent)},
+    }
+
+
+def _input_entries(
+    config: StudyConfig,
+    previous: Iterable[StudyConfig],
+    templates: Iterable[str | Path],
+    inputs: Iterable[str | Path],
+) -> list[dict[str, Any]]:
+    """One entry per input file with its role, sorted by path.
+
+    A file read under several roles (a context file shared by two waves) is recorded once,
+    under its first role; the codebook shipped with the package gets a path that names it in
+    the package (``evalterritoire:data/codebook.yaml``), not in this installation.
+    """
     from evalterritoire.codebook import default_codebook_path
 
     base = config.reports_dir
-    roles: dict[Path, str] = {}
     candidates = _study_inputs(config)
-    for cfg in sorted(previous, key=lambda c: c.wave):
+    for cfg in previous:
         candidates += _study_inputs(cfg, prefix="previous_")
     candidates += [(Path(p), "template") for p in templates]
     candidates += [(Path(p), "input") for p in inputs]
+    roles: dict[Path, str] = {}
     for path, role in candidates:
         roles.setdefault(Path(path).resolve(), role)  # first role wins (a shared context file)
     default_codebook = default_codebook_path().resolve()
-    input_entries = []
+    entries = []
     for path, role in roles.items():
         entry = _entry(path, base, "input")
         entry["role"] = role
         if path == default_codebook:
             entry["path"] = "evalterritoire:data/codebook.yaml"
-        input_entries.append(entry)
+        entries.append(entry)
+    return sorted(entries, key=lambda e: e["path"])
+
+
+def _run_parameters(
+    config: StudyConfig,
+    previous: Iterable[StudyConfig],
+    rendering: Mapping[str, Any] | None,
+    parameters: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What a re-run must use: the study's settings, the rendering options, extra parameters."""
     m = config.maturity
     c = config.calibration
-    params: dict[str, Any] = {
+    return {
         "wave": config.wave,
         "random_state": config.random_state,
         "min_n": config.min_n,
@@ -309,19 +348,6 @@ def build_manifest(
             if k not in {"workers", "dask_scheduler"}
         },
         "extra": dict(parameters or {}),
-    }
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "study": {"name": config.name, "wave": config.wave, "study_file": _rel(config.path, base)},
-        "inputs": sorted(input_entries, key=lambda e: e["path"]),
-        "artefacts": sorted(
-            (_entry(Path(p), base, "artefact") for p in artefacts), key=lambda e: e["path"]
-        ),
-        "reports": sorted(
-            (_entry(Path(p), base, "report") for p in reports), key=lambda e: e["path"]
-        ),
-        "parameters": params,
-        "environment": {"packages": _versions(), "git": _git(Path(config.path).parent)},
     }
 
 
@@ -474,33 +500,41 @@ def compare_artefacts(
     for section in ("inputs", "artefacts", "reports"):
         for entry in manifest.get(section, []):
             kind = entry.get("kind", section.rstrip("s"))
-            if kind not in wanted:
-                continue
-            rel = entry["path"]
-            if rel.startswith("evalterritoire:"):
-                from evalterritoire.codebook import default_codebook_path
-
-                new = default_codebook_path()
-            else:
-                new = other / rel
-            if not new.is_file():
-                results.append(ArtefactComparison(rel, kind, "missing", "not produced"))
-                continue
-            if file_sha256(new) == entry["sha256"]:
-                results.append(ArtefactComparison(rel, kind, "identical"))
-                continue
-            detail = "sha256 differs"
-            old = Path(base_dir) / rel if base_dir is not None else None
-            if old is not None and old.is_file() and old.resolve() != new.resolve():
-                try:
-                    if new.suffix == ".parquet":
-                        detail = _first_table_difference(old, new)
-                    else:
-                        detail = _first_text_difference(old, new)
-                except Exception as exc:  # a corrupt file must not hide the verdict
-                    detail = f"sha256 differs (cannot read: {type(exc).__name__})"
-            results.append(ArtefactComparison(rel, kind, "different", detail))
+            if kind in wanted:
+                results.append(_compare_entry(entry, kind, other, base_dir))
     return results
+
+
+def _compare_entry(
+    entry: Mapping[str, Any], kind: str, other: Path, base_dir: str | Path | None
+) -> ArtefactComparison:
+    """One recorded file against its counterpart under ``other`` (missing, identical or not)."""
+    rel = entry["path"]
+    if rel.startswith("evalterritoire:"):
+        from evalterritoire.codebook import default_codebook_path
+
+        new = default_codebook_path()
+    else:
+        new = other / rel
+    if not new.is_file():
+        return ArtefactComparison(rel, kind, "missing", "not produced")
+    if file_sha256(new) == entry["sha256"]:
+        return ArtefactComparison(rel, kind, "identical")
+    detail = "sha256 differs"
+    old = Path(base_dir) / rel if base_dir is not None else None
+    if old is not None and old.is_file() and old.resolve() != new.resolve():
+        detail = _first_difference(old, new)
+    return ArtefactComparison(rel, kind, "different", detail)
+
+
+def _first_difference(old: Path, new: Path) -> str:
+    """Where two versions of a file first differ: a table's figure, a text's line."""
+    try:
+        if new.suffix == ".parquet":
+            return _first_table_difference(old, new)
+        return _first_text_difference(old, new)
+    except Exception as exc:  # a corrupt file must not hide the verdict
+        return f"sha256 differs (cannot read: {type(exc).__name__})"
 
 
 def format_comparisons(comparisons: Iterable[ArtefactComparison]) -> str:

@@ -45,9 +45,6 @@ __all__ = [
     "run_study",
 ]
 
-TERRITORY_COL = "id_territoire_code"
-RESPONDENT_TYPE_COL = "id_type_repondant"
-
 
 # --------------------------------------------------------------------------- helpers
 def load_study_codebook(config: StudyConfig) -> Codebook:
@@ -150,9 +147,10 @@ def _with_stage(config: StudyConfig, responses: pd.DataFrame, codebook: Codebook
     frame = pd.concat([responses.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
     path = config.artefact("maturity.parquet")
     if path.is_file():
+        territory = codebook.require("territory", "joining the maturity stages")
         maturity = pd.read_parquet(path, columns=["territory", "stage", "stage_label"])
         frame = frame.merge(
-            maturity.rename(columns={"territory": TERRITORY_COL}), on=TERRITORY_COL, how="left"
+            maturity.rename(columns={"territory": territory}), on=territory, how="left"
         )
     return frame
 
@@ -234,19 +232,20 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
     from evalterritoire.estimates.engine import compute_study_estimates
 
     codebook = codebook or load_study_codebook(config)
+    territory = codebook.require("territory", "estimates by territory")
     responses = _responses(config)
     maturity_path = config.artefact("maturity.parquet")
     if maturity_path.is_file():
         stages = pd.read_parquet(maturity_path, columns=["territory", "stage_label"])
         responses = responses.merge(
-            stages.rename(columns={"territory": TERRITORY_COL, "stage_label": "stage"}),
-            on=TERRITORY_COL,
+            stages.rename(columns={"territory": territory, "stage_label": "stage"}),
+            on=territory,
             how="left",
         )
     design = _design(config, responses)
     domains: dict[str, str | None] = {
-        "territory": TERRITORY_COL,
-        "respondent_type": RESPONDENT_TYPE_COL,
+        "territory": territory,
+        "respondent_type": codebook.column("respondent_type"),
         "stage": "stage" if "stage" in responses.columns else None,
     }
     _step(f"estimates {config.wave}")
@@ -264,7 +263,7 @@ def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     codebook = codebook or load_study_codebook(config)
     frame = _with_stage(config, _responses(config), codebook)
     if config.context is not None:
-        frame = _merge_context(frame, config.context)
+        frame = _merge_context(frame, config.context, codebook)
     design = _design(config, frame)
     _step(f"models {config.wave} ({len(config.models)})")
     result = fit_study_models(config.models, frame, design, codebook)
@@ -273,23 +272,27 @@ def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     return result
 
 
-def _load_context_table(path: Path) -> pd.DataFrame:
+def _load_context_table(path: Path, codebook: Codebook) -> pd.DataFrame:
+    """The territory context file (one row per territory, keyed by the territory column)."""
+    territory = codebook.require("territory", "the territory context file")
     if path.suffix.lower() == ".parquet":
         table = pd.read_parquet(path)
     else:
-        table = pd.read_csv(path, sep=None, engine="python", dtype={TERRITORY_COL: str})
-    if TERRITORY_COL not in table.columns:
-        raise EvalTerritoireError(f"{path}: context file lacks the column {TERRITORY_COL}")
+        table = pd.read_csv(path, sep=None, engine="python", dtype={territory: str})
+    if territory not in table.columns:
+        raise EvalTerritoireError(f"{path}: context file lacks the column {territory}")
     return table
 
 
-def _merge_context(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    context = _load_context_table(path)
-    keep = [c for c in context.columns if c == TERRITORY_COL or c not in frame.columns]
-    return frame.merge(context[keep], on=TERRITORY_COL, how="left")
+def _merge_context(frame: pd.DataFrame, path: Path, codebook: Codebook) -> pd.DataFrame:
+    """Responses + the context columns they do not already hold, joined on the territory."""
+    territory = codebook.require("territory", "the territory context file")
+    context = _load_context_table(path, codebook)
+    keep = [c for c in context.columns if c == territory or c not in frame.columns]
+    return frame.merge(context[keep], on=territory, how="left")
 
 
-def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfig] | None = None):
+def _artefacts(config: StudyConfig, codebook: Codebook):
     from evalterritoire.report.context import StudyArtefacts
 
     def optional(name: str) -> pd.DataFrame | None:
@@ -300,7 +303,7 @@ def _artefacts(config: StudyConfig, relocate: Callable[[StudyConfig], StudyConfi
     ingestion = (
         json.loads(ingestion_path.read_text(encoding="utf-8")) if ingestion_path.is_file() else None
     )
-    context = _load_context_table(config.context) if config.context is not None else None
+    context = _load_context_table(config.context, codebook) if config.context is not None else None
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
         responses=optional("responses.parquet"),
@@ -325,7 +328,7 @@ def run_contexts(
     from evalterritoire.report.build import build_contexts
 
     codebook = codebook or load_study_codebook(config)
-    contexts = build_contexts(config, codebook, _artefacts(config, relocate))
+    contexts = build_contexts(config, codebook, _artefacts(config, codebook))
     out_dir = config.artefact("contexts")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -414,59 +417,14 @@ def run_reports(
     RenderSummary
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
-    from evalterritoire.manifest import safe_filename
     from evalterritoire.render.export import render_index
-    from evalterritoire.render.reports import RenderTask, render_reports
-    from evalterritoire.report.context import ReportContext
+    from evalterritoire.render.reports import render_reports
 
-    contexts_dir = config.artefact("contexts")
-    if not (contexts_dir / "national.json").is_file():
-        run_contexts(config, codebook=codebook)
-    contexts = [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
-    by_code = {c.territory: c for c in contexts if not c.is_national}
-    wanted = list(territories) if territories else sorted(by_code)
-    unknown = [t for t in wanted if t not in by_code]
-    if unknown:
-        raise EvalTerritoireError(
-            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
-            f"(see {config.artefact('maturity.parquet')})"
-        )
-    extra = dict(parameters or {})
-    for key in ("territory", "wave", "context_path"):
-        if key in extra:
-            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
-    territory_template = _template(config, config.report.territory_template)
-    study_template = _template(config, config.report.study_template)
-    for template in (territory_template, study_template):
-        _write_generated_notebook(template)
-    tasks = [
-        RenderTask(
-            territory=code,
-            template=territory_template,
-            parameters={
-                "territory": code,
-                "wave": config.wave,
-                "context_path": str(contexts_dir / f"{safe_filename(code)}.json"),
-                **extra,
-            },
-            output_stem=safe_filename(code),
-        )
-        for code in wanted
-    ]
-    batches = [(config.reports_dir / "territoires", tasks)]
-    if not territories:
-        study_task = RenderTask(
-            territory="national",
-            template=study_template,
-            parameters={
-                "territory": "",
-                "wave": config.wave,
-                "context_path": str(contexts_dir / "national.json"),
-                **extra,
-            },
-            output_stem="synthese",
-        )
-        batches.append((config.reports_dir, [study_task]))
+    contexts = _load_contexts(config, codebook)
+    wanted = _wanted_territories(config, contexts, territories)
+    extra = _extra_parameters(parameters)
+    templates = _report_templates(config)
+    batches = _render_batches(config, wanted, templates, extra, with_study=not territories)
     options = {
         "engine": engine or config.report.engine,
         "workers": workers if workers is not None else config.report.workers,
@@ -483,18 +441,96 @@ def run_reports(
     render_index(contexts, config.reports_dir / "index.html")
     if not territories:
         _write_run_manifest(
-            config,
-            codebook=codebook,
-            templates=(territory_template, study_template),
-            rendering={
-                "engine": options["engine"],
-                "formats": list(options["formats"]),
-                "territory_template": config.report.territory_template,
-                "study_template": config.report.study_template,
-            },
-            parameters=extra,
+            config, codebook=codebook, templates=templates, options=options, parameters=extra
         )
     return summary
+
+
+def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:
+    """The wave's report contexts (built first when the national one is missing)."""
+    from evalterritoire.report.context import ReportContext
+
+    contexts_dir = config.artefact("contexts")
+    if not (contexts_dir / "national.json").is_file():
+        run_contexts(config, codebook=codebook)
+    return [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
+
+
+def _wanted_territories(
+    config: StudyConfig, contexts: Sequence[Any], territories: Sequence[str] | None
+) -> list[str]:
+    """The territory codes to render: those asked (each must have a context), else all."""
+    by_code = {c.territory for c in contexts if not c.is_national}
+    wanted = list(territories) if territories else sorted(by_code)
+    unknown = [t for t in wanted if t not in by_code]
+    if unknown:
+        raise EvalTerritoireError(
+            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
+            f"(see {config.artefact('maturity.parquet')})"
+        )
+    return wanted
+
+
+def _extra_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user's notebook parameters; those evalterritoire sets itself are refused."""
+    extra = dict(parameters or {})
+    for key in ("territory", "wave", "context_path"):
+        if key in extra:
+            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
+    return extra
+
+
+def _report_templates(config: StudyConfig) -> tuple[Path, Path]:
+    """The territory and study templates (their ``.ipynb`` written beside them)."""
+    territory_template = _template(config, config.report.territory_template)
+    study_template = _template(config, config.report.study_template)
+    for template in (territory_template, study_template):
+        _write_generated_notebook(template)
+    return territory_template, study_template
+
+
+def _render_batches(
+    config: StudyConfig,
+    wanted: Sequence[str],
+    templates: tuple[Path, Path],
+    extra: Mapping[str, Any],
+    *,
+    with_study: bool,
+) -> list[tuple[Path, list[Any]]]:
+    """(output folder, render tasks): the territory reports, then the annual study if asked."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.render.reports import RenderTask
+
+    contexts_dir = config.artefact("contexts")
+    territory_template, study_template = templates
+
+    def parameters(code: str, context: str) -> dict[str, Any]:
+        return {
+            "territory": code,
+            "wave": config.wave,
+            "context_path": str(contexts_dir / f"{context}.json"),
+            **extra,
+        }
+
+    tasks = [
+        RenderTask(
+            territory=code,
+            template=territory_template,
+            parameters=parameters(code, safe_filename(code)),
+            output_stem=safe_filename(code),
+        )
+        for code in wanted
+    ]
+    batches = [(config.reports_dir / "territoires", tasks)]
+    if with_study:  # the annual study: the national context, no territory
+        study = RenderTask(
+            territory="national",
+            template=study_template,
+            parameters=parameters("", "national"),
+            output_stem="synthese",
+        )
+        batches.append((config.reports_dir, [study]))
+    return batches
 
 
 def _merge_summaries(summaries: Sequence[Any]) -> Any:
@@ -522,7 +558,7 @@ def _write_run_manifest(
     *,
     codebook: Codebook | None = None,
     templates: Sequence[Path] = (),
-    rendering: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any],
     parameters: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``reports/<wave>/manifest.json``.
@@ -534,6 +570,12 @@ def _write_run_manifest(
     """
     from evalterritoire.manifest import build_manifest, write_manifest
 
+    rendering = {
+        "engine": options["engine"],
+        "formats": list(options["formats"]),
+        "territory_template": config.report.territory_template,
+        "study_template": config.report.study_template,
+    }
     artefacts = sorted(
         p
         for p in config.build_dir.rglob("*")

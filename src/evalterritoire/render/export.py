@@ -184,41 +184,54 @@ def render_index(
     Path
         The written file.
     """
-    from evalterritoire.manifest import safe_filename
-    from evalterritoire.report.french import fmt_count, fmt_n
-
     national = next((c for c in contexts if c.is_national), None)
     territories = [c for c in contexts if not c.is_national]
     if national is None and not territories:
         raise RenderError("no report context to index")
     ref = national or territories[0]
-    names = list(ref.stage_names)
-    e = html.escape
-    parts = [
-        f"<h1>{e(ref.study_name)}"
-        + ("" if str(ref.wave) in ref.study_name else f" — vague {ref.wave}")
-        + "</h1>",
-        f'<p class="subtitle">{fmt_count(len(territories))} territoires · '
-        f'<a href="{e(study_page)}">synthèse nationale</a></p>',
-        '<nav class="et-index">',
-    ]
+    parts = [*_index_heading(ref, len(territories), study_page), '<nav class="et-index">']
     groups: dict[int, list[ReportContext]] = {}
     for ctx in territories:
         groups.setdefault(ctx.stage if ctx.stage is not None else -1, []).append(ctx)
+    names = list(ref.stage_names)
     for stage in sorted(groups):
         label = names[stage] if 0 <= stage < len(names) else "Stade non calculé"
-        members = sorted(groups[stage], key=lambda c: (c.territory_name, c.territory))
-        parts.append(f"<h2>{e(label)} <small>({fmt_count(len(members))})</small></h2><ul>")
-        for ctx in members:
-            href = f"{territory_dir}/{safe_filename(ctx.territory)}.html"
-            flag = ' <span class="flag">indicatif</span>' if ctx.is_indicative else ""
-            parts.append(
-                f'<li><a href="{e(href)}">{e(ctx.territory_name)}</a>'
-                f'<span class="code">{e(ctx.territory)} · {fmt_n(ctx.n_respondents)}</span>'
-                f"{flag}</li>"
-            )
-        parts.append("</ul>")
+        parts += _stage_list(label, groups[stage], territory_dir)
     parts.append("</nav>")
     out = Path(out_path)
     _atomic_write_text(out, wrap_html("\n".join(parts), title=f"{ref.study_name} — {ref.wave}"))
     return out
+
+
+def _index_heading(ref: ReportContext, n_territories: int, study_page: str) -> list[str]:
+    """The index's title (study and wave) and its line of territory count and synthesis link."""
+    from evalterritoire.report.french import fmt_count
+
+    e = html.escape
+    return [
+        f"<h1>{e(ref.study_name)}"
+        + ("" if str(ref.wave) in ref.study_name else f" — vague {ref.wave}")
+        + "</h1>",
+        f'<p class="subtitle">{fmt_count(n_territories)} territoires · '
+        f'<a href="{e(study_page)}">synthèse nationale</a></p>',
+    ]
+
+
+def _stage_list(label: str, members: Sequence[ReportContext], territory_dir: str) -> list[str]:
+    """One stage of the index: its heading and its territories by name, each with a link."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.report.french import fmt_count, fmt_n
+
+    e = html.escape
+    members = sorted(members, key=lambda c: (c.territory_name, c.territory))
+    parts = [f"<h2>{e(label)} <small>({fmt_count(len(members))})</small></h2><ul>"]
+    for ctx in members:
+        href = f"{territory_dir}/{safe_filename(ctx.territory)}.html"
+        flag = ' <span class="flag">indicatif</span>' if ctx.is_indicative else ""
+        parts.append(
+            f'<li><a href="{e(href)}">{e(ctx.territory_name)}</a>'
+            f'<span class="code">{e(ctx.territory)} · {fmt_n(ctx.n_respondents)}</span>'
+            f"{flag}</li>"
+        )
+    parts.append("</ul>")
+    return parts

@@ -301,11 +301,29 @@ def _progress(enabled: bool, total: int):
     )
 
 
+def _failure_record(payload: Mapping[str, Any], error: str, attempts: int) -> dict[str, Any]:
+    """The record of a task that never came back (its worker died, its retries ran out)."""
+    return {
+        "territory": payload["territory"],
+        "digest": payload["digest"],
+        "status": "failed",
+        "outputs": {},
+        "error": error,
+        "attempts": attempts,
+        "seconds": 0.0,
+    }
+
+
 def _run_local(
     payloads: list[dict[str, Any]],
     workers: int,
     on_result: Callable[[dict[str, Any]], None],
 ) -> None:
+    """Render in this process (one worker or one task), else in a pool of spawned processes.
+
+    A pool whose worker died (``BrokenProcessPool``) is replaced by a new one; the tasks it was
+    running go back in the queue until they have been lost more than ``retries`` times.
+    """
     if workers <= 1 or len(payloads) <= 1:
         try:
             for payload in payloads:
@@ -314,54 +332,70 @@ def _run_local(
             shutdown_kernels()
         return
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
     queue = list(reversed(payloads))
     lost: dict[str, int] = {}
     while queue:
-        executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_worker_init,
-        )
-        running: dict[Any, dict[str, Any]] = {}
-        broken = False
-        try:
-            while queue or running:
-                while queue and len(running) < 2 * workers and not broken:
-                    payload = queue.pop()
-                    running[executor.submit(_render_payload, payload)] = payload
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    payload = running.pop(future)
-                    try:
-                        on_result(future.result())
-                    except BrokenProcessPool:
-                        broken = True
-                        code = payload["territory"]
-                        lost[code] = lost.get(code, 0) + 1
-                        if lost[code] > payload["retries"]:
-                            on_result(
-                                {
-                                    "territory": code,
-                                    "digest": payload["digest"],
-                                    "status": "failed",
-                                    "outputs": {},
-                                    "error": "worker process died",
-                                    "attempts": lost[code],
-                                    "seconds": 0.0,
-                                }
-                            )
-                        else:
-                            queue.append(payload)
-                if broken and not running:
-                    break
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        _run_pool(queue, lost, workers, context, on_result)
+
+
+def _run_pool(
+    queue: list[dict[str, Any]],
+    lost: dict[str, int],
+    workers: int,
+    context: Any,
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """One process pool: take tasks from ``queue`` until it is empty or the pool breaks.
+
+    At most ``2 * workers`` tasks are submitted at a time; once the pool is broken nothing new
+    is submitted and the running tasks are collected (each one lost is requeued or failed).
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_init,
+    )
+    running: dict[Any, dict[str, Any]] = {}
+    broken = False
+    try:
+        while queue or running:
+            while queue and len(running) < 2 * workers and not broken:
+                payload = queue.pop()
+                running[executor.submit(_render_payload, payload)] = payload
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                payload = running.pop(future)
+                try:
+                    on_result(future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    _worker_died(payload, lost, queue, on_result)
+            if broken and not running:
+                break
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_died(
+    payload: dict[str, Any],
+    lost: dict[str, int],
+    queue: list[dict[str, Any]],
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """A task lost with its worker: back in the queue, or failed once its retries are spent."""
+    code = payload["territory"]
+    lost[code] = lost.get(code, 0) + 1
+    if lost[code] > payload["retries"]:
+        on_result(_failure_record(payload, "worker process died", lost[code]))
+    else:
+        queue.append(payload)
 
 
 #: Fewest Dask tasks kept in flight (see :func:`_run_dask`).
@@ -380,59 +414,69 @@ def _run_dask(
     the window (twice the cluster's threads, at least 8) bounds the memory held by the client
     and the scheduler whatever the number of territories.
     """
+    client = _dask_client(scheduler)
     try:
-        from distributed import Client, as_completed
+        window = max(_DASK_MIN_WINDOW, 2 * sum(client.nthreads().values()))
+        _stream_dask(client, payloads, window, retries, on_result)
+        client.run(shutdown_kernels)
+    finally:
+        client.close()
+
+
+def _dask_client(scheduler: str) -> Any:
+    """A client of an existing Dask scheduler, or a clear error (extra missing, unreachable)."""
+    try:
+        from distributed import Client
     except ImportError:
         raise RenderError(
             "--dask-scheduler needs the dask extra: pip install 'evalterritoire[dask]'"
         ) from None
     try:
-        client = Client(scheduler, timeout=30, set_as_default=False)
+        return Client(scheduler, timeout=30, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise RenderError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
-    try:
-        window = max(_DASK_MIN_WINDOW, 2 * sum(client.nthreads().values()))
-        templates: dict[str, bytes] = {}
-        queue = iter(enumerate(payloads))
-        futures: dict[Any, dict[str, Any]] = {}
-        completed = as_completed(loop=client.loop)
 
-        def submit_next() -> None:
-            item = next(queue, None)
-            if item is not None:
-                index, payload = item
-                future = client.submit(
-                    _render_remote,
-                    _remote_payload(payload, templates),
-                    retries=retries,
-                    pure=False,
-                    key=f"render-{index}-{payload['digest'][:12]}",
-                )
-                futures[future] = payload
-                completed.add(future)
 
-        for _ in range(window):
-            submit_next()
-        for future in completed:
-            payload = futures.pop(future)
-            try:
-                record = future.result()
-            except Exception as exc:  # retries exhausted on the cluster
-                record = {
-                    "territory": payload["territory"],
-                    "digest": payload["digest"],
-                    "status": "failed",
-                    "outputs": {},
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "attempts": retries + 1,
-                    "seconds": 0.0,
-                }
-            future.release()
-            submit_next()
-            on_result(record)
-        client.run(shutdown_kernels)
-    finally:
-        client.close()
+def _stream_dask(
+    client: Any,
+    payloads: list[dict[str, Any]],
+    window: int,
+    retries: int,
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """Keep ``window`` tasks in flight: each completed task is released, then replaced."""
+    from distributed import as_completed
+
+    templates: dict[str, bytes] = {}
+    queue = iter(enumerate(payloads))
+    futures: dict[Any, dict[str, Any]] = {}
+    completed = as_completed(loop=client.loop)
+
+    def submit_next() -> None:
+        item = next(queue, None)
+        if item is not None:
+            index, payload = item
+            future = client.submit(
+                _render_remote,
+                _remote_payload(payload, templates),
+                retries=retries,
+                pure=False,
+                key=f"render-{index}-{payload['digest'][:12]}",
+            )
+            futures[future] = payload
+            completed.add(future)
+
+    for _ in range(window):
+        submit_next()
+    for future in completed:
+        payload = futures.pop(future)
+        try:
+            record = future.result()
+        except Exception as exc:  # retries exhausted on the cluster
+            record = _failure_record(payload, f"{type(exc).__name__}: {exc}", retries + 1)
+        future.release()
+        submit_next()
+        on_result(record)
 
 
 # --------------------------------------------------------------------------- batch
@@ -517,19 +561,67 @@ def render_reports(
     """
     start = time.perf_counter()
     tasks = list(tasks)
+    settings = _shared_settings(
+        engine,
+        formats,
+        kernel_name,
+        timeout=timeout,
+        retries=retries,
+        max_reports_per_kernel=max_reports_per_kernel,
+        max_kernel_memory_mb=max_kernel_memory_mb,
+        preload=preload,
+    )
+    _check_unique_outputs(tasks)
+    out = _prepare_out_dir(out_dir)
+    status = _load_status(out)
+    payloads, n_skipped = _plan(tasks, status, out, settings, only_failed=only_failed, force=force)
+    dispatch = _dispatcher(payloads, dask_scheduler, workers, settings["retries"])
+    recorder, status_path = _run_batch(payloads, out, status, dispatch, progress=progress)
+    return recorder.summary(len(tasks), n_skipped, start, status_path)
+
+
+# --------------------------------------------------------------------------- batch steps
+def _shared_settings(
+    engine: str,
+    formats: Sequence[str],
+    kernel_name: str,
+    *,
+    timeout: float | None,
+    retries: int | None,
+    max_reports_per_kernel: int | None,
+    max_kernel_memory_mb: float | None,
+    preload: Sequence[str] | None,
+) -> dict[str, Any]:
+    """What every payload of the batch shares, checked.
+
+    Time limit, retries and warm-kernel options come from the arguments, else from
+    :func:`render_defaults`; the engine and formats are checked (and formats deduplicated).
+    """
     options = _resolve_options(
         timeout=timeout,
         retries=retries,
         max_reports_per_kernel=max_reports_per_kernel,
         max_kernel_memory_mb=max_kernel_memory_mb,
     )
-    timeout, retries = float(options["timeout"]), int(options["retries"])
     kernel_options: dict[str, Any] = {
         "max_reports": int(options["max_reports_per_kernel"]),
         "max_memory_mb": float(options["max_kernel_memory_mb"]),
     }
     if preload is not None:
         kernel_options["preload"] = tuple(preload)
+    return {
+        "formats": _check_engine_and_formats(engine, formats),
+        "engine": engine,
+        "timeout": float(options["timeout"]),
+        "retries": int(options["retries"]),
+        "kernel_name": kernel_name,
+        "kernel_options": kernel_options,
+        "cwd": os.getcwd(),
+    }
+
+
+def _check_engine_and_formats(engine: str, formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats, deduplicated; an error for an unknown engine or format, a missing tool."""
     if engine not in ENGINES:
         raise RenderError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     formats = tuple(dict.fromkeys(formats))
@@ -549,6 +641,11 @@ def render_reports(
             raise RenderError("format 'ipynb' is not available with engine 'quarto'")
     if "docx" in formats and shutil.which("pandoc") is None:
         raise RenderError("DOCX output needs pandoc on PATH (https://pandoc.org/installing.html)")
+    return formats
+
+
+def _check_unique_outputs(tasks: Sequence[RenderTask]) -> None:
+    """Refuse two tasks with the same territory code or the same output file name."""
     codes = [t.territory for t in tasks]
     duplicates = (
         sorted({c for c in codes if codes.count(c) > 1}) if len(set(codes)) < len(codes) else []
@@ -559,27 +656,45 @@ def render_reports(
     if len(set(stems)) < len(stems):
         raise RenderError("two tasks would write the same output file name")
 
+
+def _prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output directory and remove the temporary files of an interrupted run."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{_TMP_PREFIX}*.tmp"):  # left by an interrupted run
+    for stale in out.glob(f"{_TMP_PREFIX}*.tmp"):
         stale.unlink(missing_ok=True)
-    status = _load_status(out)
+    return out
+
+
+def _plan(
+    tasks: Sequence[RenderTask],
+    status: Mapping[str, Mapping[str, Any]],
+    out: Path,
+    settings: Mapping[str, Any],
+    *,
+    only_failed: bool,
+    force: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    """The payloads of the tasks to render now, and the number of tasks skipped.
+
+    A task is skipped when ``only_failed`` is set and it did not fail last time, or (without
+    ``force``) when its digest and outputs are those of its last successful rendering.
+    """
     template_shas: dict[Path, str] = {}
     payloads: list[dict[str, Any]] = []
     n_skipped = 0
-    cwd = os.getcwd()
     for task in tasks:
         template = task.template.resolve()
         if template not in template_shas:
             if not template.is_file():
                 raise RenderError(f"report template not found: {template}")
             template_shas[template] = _sha256_file(template)
-        digest = _task_digest(task, template_shas[template], engine)
+        digest = _task_digest(task, template_shas[template], settings["engine"])
         entry = status.get(task.territory)
         if only_failed and (entry is None or entry.get("status") != "failed"):
             n_skipped += 1
             continue
-        if not force and not only_failed and _is_fresh(entry, digest, formats, out):
+        if not force and not only_failed and _is_fresh(entry, digest, settings["formats"], out):
             n_skipped += 1
             continue
         payloads.append(
@@ -590,63 +705,104 @@ def render_reports(
                 "stem": task.stem,
                 "title": task.title or task.territory,
                 "digest": digest,
-                "formats": formats,
-                "engine": engine,
-                "timeout": timeout,
-                "retries": retries,
-                "kernel_name": kernel_name,
-                "kernel_options": kernel_options,
-                "cwd": cwd,
+                **settings,
             }
         )
+    return payloads, n_skipped
 
-    outputs: dict[str, dict[str, Path]] = {}
-    failed: dict[str, str] = {}
+
+def _dispatcher(
+    payloads: list[dict[str, Any]],
+    dask_scheduler: str | None,
+    workers: int | None,
+    retries: int,
+) -> Callable[[Callable[[dict[str, Any]], None]], None]:
+    """How the payloads are sent: to the Dask cluster, else to local processes."""
+
+    def dispatch(on_result: Callable[[dict[str, Any]], None]) -> None:
+        if dask_scheduler:
+            _run_dask(payloads, dask_scheduler, retries, on_result)
+        else:
+            n_workers = workers or _default_workers()
+            _run_local(payloads, max(1, min(n_workers, len(payloads))), on_result)
+
+    return dispatch
+
+
+class _Recorder:
+    """Where each finished report goes, as soon as it is known (in the calling process).
+
+    Its files are written atomically, its status entry is appended to the journal (flushed, so
+    a killed run loses nothing) and the progress bar advances.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        status: dict[str, dict[str, Any]],
+        journal: Any,
+        advance: Callable[[], None],
+    ) -> None:
+        self.out, self.status, self.journal, self.advance = out, status, journal, advance
+        self.outputs: dict[str, dict[str, Path]] = {}
+        self.failed: dict[str, str] = {}
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        code = record["territory"]
+        files = record.pop("files", None) or {}
+        if record["status"] == "ok":
+            try:
+                for fmt in sorted(files):
+                    _atomic_write(self.out / record["outputs"][fmt], files[fmt])
+            except OSError as exc:
+                record.update(status="failed", outputs={}, error=f"cannot write: {exc}")
+        self.status[code] = _status_entry(record)
+        self.journal.write(
+            json.dumps({"territory": code, **self.status[code]}, ensure_ascii=False) + "\n"
+        )
+        self.journal.flush()
+        if record["status"] == "ok":
+            self.outputs[code] = {fmt: self.out / name for fmt, name in record["outputs"].items()}
+        else:
+            self.failed[code] = str(record["error"])
+        self.advance()
+
+    def summary(
+        self, n_total: int, n_skipped: int, started: float, status_path: Path
+    ) -> RenderSummary:
+        """The batch's :class:`RenderSummary` (``started``: its ``time.perf_counter()``)."""
+        return RenderSummary(
+            n_total=n_total,
+            n_rendered=len(self.outputs),
+            n_skipped=n_skipped,
+            n_failed=len(self.failed),
+            failed=tuple(sorted(self.failed.items())),
+            outputs=self.outputs,
+            seconds=time.perf_counter() - started,
+            status_path=status_path,
+        )
+
+
+def _run_batch(
+    payloads: list[dict[str, Any]],
+    out: Path,
+    status: dict[str, dict[str, Any]],
+    dispatch: Callable[[Callable[[dict[str, Any]], None]], None],
+    *,
+    progress: bool,
+) -> tuple[_Recorder, Path]:
+    """Run ``dispatch`` with a recorder, then write the status record (even when interrupted)."""
     journal_path = out / _JOURNAL_FILE
     with (
         _progress(progress, len(payloads)) as bar,
         journal_path.open("a", encoding="utf-8") as journal,
     ):
         bar_task = bar.add_task("render", total=len(payloads))
-
-        def on_result(record: dict[str, Any]) -> None:
-            code = record["territory"]
-            files = record.pop("files", None) or {}
-            if record["status"] == "ok":
-                try:
-                    for fmt in sorted(files):
-                        _atomic_write(out / record["outputs"][fmt], files[fmt])
-                except OSError as exc:
-                    record.update(status="failed", outputs={}, error=f"cannot write: {exc}")
-            status[code] = _status_entry(record)
-            journal.write(
-                json.dumps({"territory": code, **status[code]}, ensure_ascii=False) + "\n"
-            )
-            journal.flush()
-            if record["status"] == "ok":
-                outputs[code] = {fmt: out / name for fmt, name in record["outputs"].items()}
-            else:
-                failed[code] = str(record["error"])
-            bar.advance(bar_task)
-
+        recorder = _Recorder(out, status, journal, lambda: bar.advance(bar_task))
         try:
-            if not payloads:
-                pass
-            elif dask_scheduler:
-                _run_dask(payloads, dask_scheduler, retries, on_result)
-            else:
-                n_workers = workers or _default_workers()
-                _run_local(payloads, max(1, min(n_workers, len(payloads))), on_result)
+            if payloads:
+                dispatch(recorder)
         finally:
             journal.close()
             status_path = _write_status(out, status)
-    return RenderSummary(
-        n_total=len(tasks),
-        n_rendered=len(outputs),
-        n_skipped=n_skipped,
-        n_failed=len(failed),
-        failed=tuple(sorted(failed.items())),
-        outputs=outputs,
-        seconds=time.perf_counter() - start,
-        status_path=status_path,
-    )
+    return recorder, status_path

@@ -98,27 +98,15 @@ def _simulate_wave(
     n_resp: int,
     dims: Sequence[str],
 ) -> _Wave:
-    n_t = len(pop.codes)
+    """Draw one wave, in the order of the byte-identical contract.
+
+    Respondents per territory, their PSUs, types, roles in the démarche, design weights and
+    submission dates; rows shuffled into submission order; latent maturity; every answer.
+    """
     stage_t = pop.stages[w_index]
     counts = _allocate(rng, n_resp, pop.size, 4)
-    territory = np.repeat(np.arange(n_t), counts)
-    # PSUs: at least 2 respondents in each PSU sampled in the territory.
-    psu_idx = np.empty(n_resp, dtype=int)
-    psu_frame_size = np.empty(n_resp)
-    psu_m = np.empty(n_resp)
-    start = 0
-    for t in range(n_t):
-        k = int(min(pop.n_psu[t], counts[t] // 2))
-        alloc = _allocate(rng, int(counts[t]), np.ones(k), 2)
-        local = np.repeat(np.arange(k), alloc)
-        psu_idx[start : start + counts[t]] = local
-        psu_frame_size[start : start + counts[t]] = pop.psu_frame[t][local]
-        psu_m[start : start + counts[t]] = alloc[local]
-        start += counts[t]
-    codes = np.array(pop.codes)
-    psu = np.char.add(np.char.add(codes[territory].astype(str), "-"),
-                      np.char.zfill((psu_idx + 1).astype(str), 2))  # fmt: skip
-
+    territory = np.repeat(np.arange(len(pop.codes)), counts)
+    psu, psu_frame_size, psu_m = _sample_psus(rng, pop, counts)
     rtype_var = cb.role("respondent_type")
     type_keys = list(rtype_var.options) if rtype_var else list(TYPE_SHARES)
     samp = np.array([TYPE_SHARES.get(k, (0.03, 0.03))[0] for k in type_keys])
@@ -127,9 +115,54 @@ def _simulate_wave(
     if n_resp >= len(type_keys):
         tidx[rng.permutation(n_resp)[: len(type_keys)]] = np.arange(len(type_keys))
     rtype = np.array(type_keys)[tidx]
-
-    # Role in the démarche: insiders are more frequent in mature territories.
+    role = _roles(rng, cb, rtype, stage_t[territory])
+    weight = _design_weights(rng, pop, territory, tidx, (samp, popsh), psu_frame_size / psu_m)
+    start_day = date(wave, 3, 1)
+    day = np.sort(rng.integers(0, 120, n_resp))
+    dates = [start_day + timedelta(days=int(d)) for d in day]
+    order_ = rng.permutation(n_resp)  # export rows come in submission order
+    territory, psu, weight, rtype, role, tidx = (
+        territory[order_], psu[order_], weight[order_], rtype[order_], role[order_], tidx[order_]
+    )  # fmt: skip
+    wv = _Wave(wave, n_resp, territory, psu, weight, rtype, role, dates)
     st = stage_t[territory]
+    type_eff = np.array([TYPE_EFFECT.get(k, 0.0) for k in type_keys])[tidx]
+    wv.latent = _latent(rng, pop, territory, st, type_eff, dims)
+    groups = _groups(cb, rtype, role)
+    _fill_items(rng, wv, pop, cb, dims, groups, st, wv.latent.mean(axis=1))
+    return wv
+
+
+def _sample_psus(
+    rng: np.random.Generator, pop: _Population, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each respondent's PSU label, its PSU's frame size and sample size.
+
+    Respondents are spread over the PSUs sampled in their territory, at least 2 per PSU.
+    """
+    n_resp = int(counts.sum())
+    psu_idx = np.empty(n_resp, dtype=int)
+    psu_frame_size = np.empty(n_resp)
+    psu_m = np.empty(n_resp)
+    start = 0
+    for t in range(len(pop.codes)):
+        k = int(min(pop.n_psu[t], counts[t] // 2))
+        alloc = _allocate(rng, int(counts[t]), np.ones(k), 2)
+        local = np.repeat(np.arange(k), alloc)
+        psu_idx[start : start + counts[t]] = local
+        psu_frame_size[start : start + counts[t]] = pop.psu_frame[t][local]
+        psu_m[start : start + counts[t]] = alloc[local]
+        start += counts[t]
+    territory = np.repeat(np.arange(len(pop.codes)), counts)
+    codes = np.array(pop.codes)
+    psu = np.char.add(np.char.add(codes[territory].astype(str), "-"),
+                      np.char.zfill((psu_idx + 1).astype(str), 2))  # fmt: skip
+    return psu, psu_frame_size, psu_m
+
+
+def _roles(rng: np.random.Generator, cb: Codebook, rtype: np.ndarray, st: np.ndarray) -> np.ndarray:
+    """Role in the démarche: insiders are more frequent in mature territories."""
+    n_resp = len(rtype)
     is_org = cb.group_masks({"respondent_type": rtype})["organisations"]
     p_insider = np.where(
         rtype == "catalyseur",
@@ -145,7 +178,7 @@ def _simulate_wave(
         0.08,
     )
     u = rng.random(n_resp)
-    role = np.where(
+    return np.where(
         insider,
         np.where(u < p_pilote, "pilote",
                  np.where(u < p_pilote + (1 - p_pilote) * 0.6, "partenaire_actif",
@@ -153,32 +186,46 @@ def _simulate_wave(
         np.where(u < 0.6, "informe", "non_implique"),
     ).astype(object)  # fmt: skip
 
-    # Design weights: inverse inclusion probability × mild non-response adjustment.
+
+def _design_weights(
+    rng: np.random.Generator,
+    pop: _Population,
+    territory: np.ndarray,
+    tidx: np.ndarray,
+    type_shares: tuple[np.ndarray, np.ndarray],
+    psu_ratio: np.ndarray,
+) -> np.ndarray:
+    """Design weights: inverse inclusion probability × mild non-response adjustment.
+
+    Stratum (PSUs in the frame / PSUs sampled) × PSU (frame size / respondents) × respondent
+    type (population share / sample share) / response rate of the (stratum, type) cell.
+    """
+    samp, popsh = type_shares
+    n_t = len(pop.codes)
     strata = np.array(pop.stratum)[territory]
     n_h = {h: int(sum(pop.n_psu[t] for t in range(n_t) if pop.stratum[t] == h)) for h in pop.fpc}
     stage1 = np.array([pop.fpc[h] / n_h[h] for h in strata])
     type_ratio = (popsh / samp * samp.sum() / popsh.sum())[tidx]
-    cell = rng.uniform(0.72, 0.95, (len(pop.fpc), len(type_keys)))
+    cell = rng.uniform(0.72, 0.95, (len(pop.fpc), len(samp)))
     h_index = {h: i for i, h in enumerate(sorted(pop.fpc))}
     resp_rate = cell[[h_index[h] for h in strata], tidx]
-    weight = stage1 * (psu_frame_size / psu_m) * type_ratio / resp_rate
+    return stage1 * psu_ratio * type_ratio / resp_rate
 
-    start_day = date(wave, 3, 1)
-    day = np.sort(rng.integers(0, 120, n_resp))
-    dates = [start_day + timedelta(days=int(d)) for d in day]
-    order_ = rng.permutation(n_resp)  # export rows come in submission order
-    territory, psu, weight, rtype, role, tidx = (
-        territory[order_], psu[order_], weight[order_], rtype[order_], role[order_], tidx[order_]
-    )  # fmt: skip
-    wv = _Wave(wave, n_resp, territory, psu, weight, rtype, role, dates)
 
-    # Latent maturity.
-    st = stage_t[territory]
+def _latent(
+    rng: np.random.Generator,
+    pop: _Population,
+    territory: np.ndarray,
+    st: np.ndarray,
+    type_eff: np.ndarray,
+    dims: Sequence[str],
+) -> np.ndarray:
+    """Latent maturity (respondent × dimension), as in :mod:`evalterritoire.simulate.waves`."""
+    n_resp = len(territory)
     prof = np.array([PROFILE.get(d, (2.0, 2.6, 3.2, 3.7)) for d in dims]).T  # (S, D)
-    drift = rng.normal(0, SD_DRIFT, (n_t, len(dims)))
+    drift = rng.normal(0, SD_DRIFT, (len(pop.codes), len(dims)))
     chom = pop.context["ctx_taux_chomage"][territory]
-    type_eff = np.array([TYPE_EFFECT.get(k, 0.0) for k in type_keys])[tidx]
-    latent = (
+    return (
         prof[st]
         + pop.tau[territory]
         + drift[territory]
@@ -186,12 +233,6 @@ def _simulate_wave(
         + rng.normal(0, SD_HALO, n_resp)[:, None]
         + rng.normal(0, SD_RESPONDENT_DIM, (n_resp, len(dims)))
     )
-    wv.latent = latent
-    general = latent.mean(axis=1)
-
-    groups = _groups(cb, rtype, role)
-    _fill_items(rng, wv, pop, cb, dims, groups, st, general)
-    return wv
 
 
 def _groups(cb: Codebook, rtype: np.ndarray, role: np.ndarray) -> dict[str, np.ndarray]:
@@ -233,6 +274,44 @@ def _scale_bounds(cb: Codebook, var: Variable) -> tuple[int, int]:
     return int(lo if lo is not None else 1), int(hi if hi is not None else 5)
 
 
+#: Design columns and the respondent type: drawn with the respondents, not as answers.
+_NOT_ANSWERS_TYPES = frozenset({"weight", "stratum", "psu", "fpc", "respondent_type"})
+_NOT_ANSWERS_IDS = frozenset({"id_poids", "id_strate", "id_psu", "id_fpc", "id_type_repondant"})
+#: What a kind of item returns: (values, states), or None when the variable is not of its kind.
+_Drawn = tuple[np.ndarray, np.ndarray] | None
+
+
+@dataclass
+class _Answering:
+    """What the answers of a wave depend on, and the filters earlier answers set."""
+
+    wv: _Wave
+    pop: _Population
+    cb: Codebook
+    groups: Mapping[str, np.ndarray]
+    st: np.ndarray  # true stage of each respondent's territory
+    general: np.ndarray  # mean latent maturity of each respondent
+    dim_pos: dict[str, int]
+    ctx: dict[str, np.ndarray] = field(init=False)  # territory context, per respondent
+    # item id -> respondents filtered out by an earlier answer (conditional questions)
+    filtered: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ctx = {k: v[self.wv.territory] for k, v in self.pop.context.items()}
+
+    @property
+    def n(self) -> int:
+        return self.wv.n
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.wv.territory
+
+    @property
+    def emerging(self) -> np.ndarray:
+        return self.st == 0
+
+
 def _fill_items(
     rng: np.random.Generator,
     wv: _Wave,
@@ -243,94 +322,194 @@ def _fill_items(
     st: np.ndarray,
     general: np.ndarray,
 ) -> None:
-    n = wv.n
-    t = wv.territory
-    ctx = {k: v[t] for k, v in pop.context.items()}
-    dim_pos = {d: i for i, d in enumerate(dims)}
-    emerging = st == 0
-    fixed = {"id_poids", "id_strate", "id_psu", "id_fpc", "id_type_repondant"}
-    # Conditional answers set by earlier items (filters): id -> mask of respondents filtered out.
-    filtered: dict[str, np.ndarray] = {}
+    """Every answer of the wave, item by item in codebook order.
 
+    Who is asked (routing, filters set by earlier answers), the cell states (NSP, refusal,
+    blank), then the values from the item's generating model.
+    """
+    ans = _Answering(wv, pop, cb, groups, st, general, {d: i for i, d in enumerate(dims)})
     for var in cb.of_type():
-        if var.type in {"weight", "stratum", "psu", "fpc", "respondent_type"} or var.id in fixed:
+        if var.type in _NOT_ANSWERS_TYPES or var.id in _NOT_ANSWERS_IDS:
             continue
-        asked = _asked(var, groups, n)
-        if var.id in filtered:
-            asked = asked & ~filtered[var.id]
+        asked = _asked(var, groups, ans.n)
+        if var.id in ans.filtered:
+            asked = asked & ~ans.filtered[var.id]
         p_nsp: np.ndarray | float = NSP_BASE
         if var.dimension in NSP_EMERGING_DIMS or var.id == "dyn_savoir_piloter":
-            p_nsp = NSP_BASE + NSP_EMERGING * emerging
+            p_nsp = NSP_BASE + NSP_EMERGING * ans.emerging
         state = _states(rng, var, asked, p_nsp)
         lo, hi = _scale_bounds(cb, var)
-        vid = var.id
-        value: np.ndarray
-        if var.type in {"identifier", "territory_code", "date"} or vid.startswith("id_"):
-            value = _identification(rng, wv, pop, var, n)
-            state = np.where(np.isin(state, (_NSP, _REFUS)), _VALID, state)
-        elif var.type == "likert" and var.dimension in dim_pos and not var.milestone:
-            value = _likert(rng, wv.latent[:, dim_pos[var.dimension]] + rng.normal(0, 0.15), lo, hi)
-            if var.reverse_coded:  # the answer disagrees when maturity is high
-                value = lo + hi - value
-        elif vid == "dyn_savoir_piloter" and "gouvernance" in dim_pos:
-            value = _likert(rng, wv.latent[:, dim_pos["gouvernance"]], lo, hi)
-        elif vid == "dyn_animateur_existe":
-            p = _sigmoid(np.array(LOGIT_STAGE)[st] + LOGIT_QPV * ctx["ctx_presence_qpv"])
-            value = (rng.random(n) < p).astype(float)
-            filt = (value == 0) | (state != _VALID)
-            filtered["dyn_animateur_porteur"] = filt
-        elif vid == "dyn_statut":
-            lat = np.array(ORD_STAGE)[st] + ORD_PAUVRETE * ctx["ctx_taux_pauvrete"]
-            lat = lat + rng.logistic(0, 1, n)
-            value = (lat[:, None] > np.array(ORD_CUTS)[None, :]).sum(axis=1).astype(float)
-        elif vid == "res_reussite_globale":
-            mean = (np.array(MIX_STAGE)[st] + MIX_DENSITE * ctx["ctx_grille_densite"]
-                    + pop.u_mixed[t])  # fmt: skip
-            value = np.clip(np.rint(mean + rng.normal(0, MIX_SD_RESIDUAL, n)), lo, hi)
-        elif vid == "stade_auto":
-            u = rng.random(n)
-            shift = np.select([u < 0.12, u < 0.30], [-1, 1], 0)  # slight optimism
-            value = np.clip(st + pop.declared_bias[t] + shift, 0, N_STAGES - 1) + lo
-            p_nsp = 0.05 + 0.08 * emerging
-            state = _states(rng, var, asked, p_nsp)
-        elif var.fragility is not None and var.type == "rating":
-            value = _fragility(rng, var.fragility, ctx, pop, t, n, lo, hi)
-        elif var.type in {"binary"} and var.milestone and var.dimension in dim_pos:
-            p = _sigmoid(2.0 * (wv.latent[:, dim_pos[var.dimension]] - 2.8))
-            value = (rng.random(n) < p).astype(float)
-            if vid == "mat_eval_pratiquee":
-                filtered["mat_eval_types"] = (value == 0) | (state != _VALID)
-        elif var.type == "count" and var.milestone:
-            value = rng.poisson(np.exp(0.3 + 0.55 * st)).astype(float)
-        elif var.type == "decimal" and var.milestone:
-            value = np.round(rng.gamma(2.0, 0.15 + 0.25 * st), 1)
-        elif vid == "part_existe":
-            value = (rng.random(n) < 0.8).astype(float)
-            out = (value == 0) | (state != _VALID)
-            for other in cb.of_type():
-                if other.id.startswith("part_") and "filtre" in other.special_codes:
-                    filtered[other.id] = out
-        elif vid == "dyn_annee_debut":
-            value = np.clip(wv.wave - 1 - 2 * st - rng.poisson(1.0, n), 1990, wv.wave).astype(float)
-        elif vid == "prof_role_demarche":
-            value = wv.role.copy()
-            state = np.where(state == _REFUS, _VALID, state)
-            state = np.where(state == _NSP, _VALID, state)
-        elif vid == "prof_anciennete_demarche":
-            value = np.clip(rng.poisson(1 + 1.5 * st), 0, 30).astype(float)
-            state = np.where(groups["insiders"], state, np.where(state == _VALID, _NC, state))
-        elif vid == "frag_priorite_1":
-            value = _top_priority(wv, cb, var, rng)
-        else:
-            value = _generic(rng, cb, var, n, general, st, lo, hi)
-        if var.type == "multi_select":
-            wv.multi[vid] = value
-            wv.values[vid] = np.zeros(n)
-        else:
-            wv.values[vid] = value
-        if var.type == "text" and not vid.startswith("id_"):
-            state = np.where((state == _VALID) & (rng.random(n) < 0.85), _BLANK, state)
-        wv.state[vid] = state
+        value, state = _answer(rng, ans, var, asked, state, lo, hi)
+        _store(rng, wv, var, value, state)
+
+
+def _answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The values of one item (and its states, when the model changes them).
+
+    The first kind of item that recognises the variable draws it; any other variable gets a
+    generic answer of its type.
+    """
+    for kind in (
+        _identification_answer,
+        _latent_answer,
+        _model_answer,
+        _milestone_answer,
+        _special_answer,
+    ):
+        found = kind(rng, ans, var, asked, state, lo, hi)
+        if found is not None:
+            return found
+    return _generic(rng, ans.cb, var, ans.n, ans.general, ans.st, lo, hi), state
+
+
+def _identification_answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> _Drawn:
+    """Identification and dates: always answered (no NSP, no refusal)."""
+    if var.type in {"identifier", "territory_code", "date"} or var.id.startswith("id_"):
+        value = _identification(rng, ans.wv, ans.pop, var, ans.n)
+        return value, np.where(np.isin(state, (_NSP, _REFUS)), _VALID, state)
+    return None
+
+
+def _latent_answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> _Drawn:
+    """Likert items of a maturity dimension, from the respondent's latent maturity."""
+    if var.type == "likert" and var.dimension in ans.dim_pos and not var.milestone:
+        latent = ans.wv.latent[:, ans.dim_pos[var.dimension]]
+        value = _likert(rng, latent + rng.normal(0, 0.15), lo, hi)
+        if var.reverse_coded:  # the answer disagrees when maturity is high
+            value = lo + hi - value
+        return value, state
+    if var.id == "dyn_savoir_piloter" and "gouvernance" in ans.dim_pos:
+        return _likert(rng, ans.wv.latent[:, ans.dim_pos["gouvernance"]], lo, hi), state
+    return None
+
+
+def _model_answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> _Drawn:
+    """The outcomes of the study's models, the declared stage and the fragility ratings."""
+    n, st, ctx, vid = ans.n, ans.st, ans.ctx, var.id
+    if vid == "dyn_animateur_existe":
+        p = _sigmoid(np.array(LOGIT_STAGE)[st] + LOGIT_QPV * ctx["ctx_presence_qpv"])
+        value = (rng.random(n) < p).astype(float)
+        ans.filtered["dyn_animateur_porteur"] = (value == 0) | (state != _VALID)
+        return value, state
+    if vid == "dyn_statut":
+        lat = np.array(ORD_STAGE)[st] + ORD_PAUVRETE * ctx["ctx_taux_pauvrete"]
+        lat = lat + rng.logistic(0, 1, n)
+        return (lat[:, None] > np.array(ORD_CUTS)[None, :]).sum(axis=1).astype(float), state
+    if vid == "res_reussite_globale":
+        mean = (np.array(MIX_STAGE)[st] + MIX_DENSITE * ctx["ctx_grille_densite"]
+                + ans.pop.u_mixed[ans.t])  # fmt: skip
+        return np.clip(np.rint(mean + rng.normal(0, MIX_SD_RESIDUAL, n)), lo, hi), state
+    if vid == "stade_auto":
+        u = rng.random(n)
+        shift = np.select([u < 0.12, u < 0.30], [-1, 1], 0)  # slight optimism
+        value = np.clip(st + ans.pop.declared_bias[ans.t] + shift, 0, N_STAGES - 1) + lo
+        return value, _states(rng, var, asked, 0.05 + 0.08 * ans.emerging)
+    if var.fragility is not None and var.type == "rating":
+        return _fragility(rng, var.fragility, ctx, ans.pop, ans.t, n, lo, hi), state
+    return None
+
+
+def _milestone_answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> _Drawn:
+    """Milestones: reached with the latent maturity (yes/no) or growing with the stage."""
+    if var.type in {"binary"} and var.milestone and var.dimension in ans.dim_pos:
+        p = _sigmoid(2.0 * (ans.wv.latent[:, ans.dim_pos[var.dimension]] - 2.8))
+        value = (rng.random(ans.n) < p).astype(float)
+        if var.id == "mat_eval_pratiquee":
+            ans.filtered["mat_eval_types"] = (value == 0) | (state != _VALID)
+        return value, state
+    if var.type == "count" and var.milestone:
+        return rng.poisson(np.exp(0.3 + 0.55 * ans.st)).astype(float), state
+    if var.type == "decimal" and var.milestone:
+        return np.round(rng.gamma(2.0, 0.15 + 0.25 * ans.st), 1), state
+    return None
+
+
+def _special_answer(
+    rng: np.random.Generator,
+    ans: _Answering,
+    var: Variable,
+    asked: np.ndarray,
+    state: np.ndarray,
+    lo: int,
+    hi: int,
+) -> _Drawn:
+    """Partnership filter, start year, role and seniority in the démarche, top priority."""
+    n, st, vid = ans.n, ans.st, var.id
+    if vid == "part_existe":
+        value = (rng.random(n) < 0.8).astype(float)
+        out = (value == 0) | (state != _VALID)
+        for other in ans.cb.of_type():
+            if other.id.startswith("part_") and "filtre" in other.special_codes:
+                ans.filtered[other.id] = out
+        return value, state
+    if vid == "dyn_annee_debut":
+        year = np.clip(ans.wv.wave - 1 - 2 * st - rng.poisson(1.0, n), 1990, ans.wv.wave)
+        return year.astype(float), state
+    if vid == "prof_role_demarche":
+        state = np.where(state == _REFUS, _VALID, state)
+        return ans.wv.role.copy(), np.where(state == _NSP, _VALID, state)
+    if vid == "prof_anciennete_demarche":
+        value = np.clip(rng.poisson(1 + 1.5 * st), 0, 30).astype(float)
+        not_concerned = np.where(state == _VALID, _NC, state)
+        return value, np.where(ans.groups["insiders"], state, not_concerned)
+    if vid == "frag_priorite_1":
+        return _top_priority(ans.wv, ans.cb, var, rng), state
+    return None
+
+
+def _store(
+    rng: np.random.Generator, wv: _Wave, var: Variable, value: np.ndarray, state: np.ndarray
+) -> None:
+    """Keep an item's values and states; most free-text answers are left blank."""
+    vid = var.id
+    if var.type == "multi_select":
+        wv.multi[vid] = value
+        wv.values[vid] = np.zeros(wv.n)
+    else:
+        wv.values[vid] = value
+    if var.type == "text" and not vid.startswith("id_"):
+        state = np.where((state == _VALID) & (rng.random(wv.n) < 0.85), _BLANK, state)
+    wv.state[vid] = state
 
 
 def _identification(

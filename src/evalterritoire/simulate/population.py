@@ -61,27 +61,54 @@ def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _build_population(
     rng: np.random.Generator, n_t: int, n_waves: int, dims: Sequence[str]
 ) -> _Population:
+    """Draw the population of territories, in the order of the byte-identical contract.
+
+    Geography, codes and names, context, sampling frame, territory effects (size, ``tau``,
+    mixed-model intercept), true stages and, last, the declared-stage bias.
+    """
+    region, niveau, grille, stratum = _geography(rng, n_t)
+    codes, names = _codes_and_names(rng, niveau, region)
+    context = _context(rng, niveau, grille)
+    n_psu, psu_frame, fpc = _sampling_frame(rng, stratum)
+    size = np.exp(rng.normal(0, 0.35, n_t))
+    tau = rng.normal(0, SD_TERRITORY, (n_t, len(dims)))
+    u_mixed = rng.normal(0, MIX_SD_TERRITORY, n_t)
+    stages = _true_stages(rng, n_t, n_waves)
+    # drawn last so that every other draw is unchanged by it
+    declared_bias = rng.choice([-1, 0, 1], n_t, p=DECLARED_BIAS_P)
+    return _Population(codes, names, niveau, region, stratum, context, n_psu, psu_frame, fpc,
+                       size, tau, u_mixed, stages, declared_bias)  # fmt: skip
+
+
+def _geography(
+    rng: np.random.Generator, n_t: int
+) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """Region, administrative level, density grid (1 dense … 7 rural) and stratum."""
     reg_codes = sorted(REGIONS)
     region = [reg_codes[i] for i in rng.integers(0, len(reg_codes), n_t)]
     niv_keys = [k for k, _ in _NIVEAUX]
     niv_p = np.array([p for _, p in _NIVEAUX])
     niveau = [niv_keys[i] for i in rng.choice(len(niv_keys), n_t, p=niv_p / niv_p.sum())]
     grille = rng.choice(np.arange(1, 8), n_t, p=[0.08, 0.12, 0.15, 0.2, 0.2, 0.15, 0.1])
-    niveau_arr = np.array(niveau)
-    grille = np.where(niveau_arr == "qpv", rng.integers(1, 3, n_t), grille)
+    grille = np.where(np.array(niveau) == "qpv", rng.integers(1, 3, n_t), grille)
     rural = grille >= 5
     stratum = [
         f"{REGIONS[r][1]}_{'rural' if is_r else 'urbain'}"
         for r, is_r in zip(region, rural, strict=True)
     ]
+    return region, niveau, grille, stratum
 
-    # codes and names
+
+def _codes_and_names(
+    rng: np.random.Generator, niveau: Sequence[str], region: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Distinct official-looking codes (by level and département) and French names."""
     codes: list[str] = []
     names: list[str] = []
     used: set[str] = set()
     roots = list(_ROOTS)
     order = rng.permutation(len(roots))
-    for i in range(n_t):
+    for i in range(len(niveau)):
         root = roots[order[i % len(roots)]]
         if i >= len(roots):
             root = f"{root} {['Nord', 'Sud', 'Est', 'Ouest', 'Centre'][(i // len(roots)) % 5]}"
@@ -105,7 +132,16 @@ def _build_population(
             "bassin_vie": "Bassin de vie ",
         }[niveau[i]]
         names.append(prefix + root)
+    return codes, names
 
+
+def _context(
+    rng: np.random.Generator, niveau: Sequence[str], grille: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The ``ctx_*`` public statistics of each territory (population, poverty, density…)."""
+    n_t = len(niveau)
+    niveau_arr = np.array(niveau)
+    rural = grille >= 5
     qpv = np.where(niveau_arr == "qpv", 1, (rng.random(n_t) < np.where(rural, 0.1, 0.4)))
     pop_ranges = {
         "epci": (15_000, 250_000),
@@ -119,7 +155,7 @@ def _build_population(
     population = np.rint(np.exp(rng.uniform(np.log(lo), np.log(hi)))).astype(int)
     pauvrete = _clip(rng.normal(14, 3.5, n_t) + 10 * qpv * (niveau_arr == "qpv"), 6, 40)
     chomage = _clip(rng.normal(8.5, 2.0, n_t), 4, 18)
-    context = {
+    return {
         "ctx_population": population,
         "ctx_grille_densite": grille.astype(int),
         "ctx_taux_pauvrete": np.round(pauvrete, 1),
@@ -142,16 +178,26 @@ def _build_population(
         "ctx_presence_qpv": qpv.astype(int),
     }
 
+
+def _sampling_frame(
+    rng: np.random.Generator, stratum: Sequence[str]
+) -> tuple[np.ndarray, list[np.ndarray], dict[str, int]]:
+    """PSUs sampled per territory, the frame size of each PSU, and each stratum's PSU count."""
+    n_t = len(stratum)
     n_psu = _clip(2 + rng.poisson(1.5, n_t), 2, 6).astype(int)
     psu_frame = [rng.integers(40, 400, k) for k in n_psu]
     fpc: dict[str, int] = {}
     for h in sorted(set(stratum)):
         sampled = int(sum(n_psu[i] for i in range(n_t) if stratum[i] == h))
         fpc[h] = int(np.ceil(sampled * rng.uniform(2.5, 6.0)))
-    size = np.exp(rng.normal(0, 0.35, n_t))
-    tau = rng.normal(0, SD_TERRITORY, (n_t, len(dims)))
-    u_mixed = rng.normal(0, MIX_SD_TERRITORY, n_t)
+    return n_psu, psu_frame, fpc
 
+
+def _true_stages(rng: np.random.Generator, n_t: int, n_waves: int) -> np.ndarray:
+    """True stage of every territory in every wave: first-wave shares, then a Markov chain.
+
+    Every stage is present in the first wave (when there are enough territories).
+    """
     stages = np.empty((n_waves, n_t), dtype=int)
     first = rng.choice(N_STAGES, n_t, p=STAGE_SHARES)
     if n_t >= N_STAGES:
@@ -161,7 +207,4 @@ def _build_population(
         u = rng.random(n_t)
         cum = np.cumsum(TRANSITIONS[stages[w - 1]], axis=1)
         stages[w] = (u[:, None] > cum).sum(axis=1).clip(0, N_STAGES - 1)
-    # drawn last so that every other draw is unchanged by it
-    declared_bias = rng.choice([-1, 0, 1], n_t, p=DECLARED_BIAS_P)
-    return _Population(codes, names, niveau, region, stratum, context, n_psu, psu_frame, fpc,
-                       size, tau, u_mixed, stages, declared_bias)  # fmt: skip
+    return stages

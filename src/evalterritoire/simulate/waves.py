@@ -43,7 +43,7 @@ import numpy as np
 
 from evalterritoire.codebook import Codebook, load_codebook
 from evalterritoire.errors import StudyConfigError
-from evalterritoire.simulate.answers import _simulate_wave, _Wave
+from evalterritoire.simulate.answers import _simulate_wave
 from evalterritoire.simulate.export import _TOOLS, _write_export
 from evalterritoire.simulate.params import N_STAGES
 from evalterritoire.simulate.population import _build_population, _Population
@@ -142,78 +142,22 @@ def simulate_waves(
     StudyConfigError
         When the parameters cannot produce a valid study.
     """
-    waves = tuple(int(w) for w in waves)
-    if not waves or len(set(waves)) != len(waves) or list(waves) != sorted(waves):
-        raise StudyConfigError(f"waves must be distinct increasing years, got {list(waves)}")
-    if any(not 1990 <= w <= 2100 for w in waves):
-        raise StudyConfigError(f"waves must be years between 1990 and 2100, got {list(waves)}")
-    if n_territories < N_STAGES:
-        raise StudyConfigError(f"need at least {N_STAGES} territories, got {n_territories}")
-    if n_respondents < 4 * n_territories:
-        raise StudyConfigError(
-            f"need at least 4 respondents per territory ({4 * n_territories}), got {n_respondents}"
-        )
-    if seed < 0:
-        raise StudyConfigError(f"seed must be ≥ 0, got {seed}")
+    waves = _checked_waves(waves, n_territories, n_respondents, seed)
     cb = codebook if isinstance(codebook, Codebook) else load_codebook(codebook)
     out = Path(out_dir)
     data = _generate(cb, n_territories, n_respondents, waves, seed)
     pop: _Population = data["population"]
-    written: list[Path] = []
     specs = _model_specs(cb)
-    ctx_vars = [v.id for v in cb.variables if v.level == "territory" and v.id in pop.context]
-
-    study_files, exports = [], []
-    for i, wave in enumerate(waves):
-        wv: _Wave = data["waves"][i]
-        tool = _TOOLS[0] if i == 0 and len(waves) > 1 else _TOOLS[1]
-        wdir = out / str(wave)
-        wdir.mkdir(parents=True, exist_ok=True)
-        export = wdir / f"export_{tool}_{wave}.csv"
-        _write_export(export, wv, pop, cb, tool)
-        margins = wdir / f"marges_{wave}.csv"
-        _write_csv(margins, ["variable", "level", "total"], data["margins"][i])
-        context = wdir / "contexte_territoires.csv"
-        order = np.argsort(pop.codes)
-        _write_csv(
-            context,
-            ["id_territoire_code", *ctx_vars],
-            [[pop.codes[t], *(_fmt_ctx(pop.context[c][t]) for c in ctx_vars)] for t in order],
-        )
-        study = wdir / "study.toml"
-        study.write_bytes(_study_toml(wave, waves, export.name, tool, seed, specs).encode("utf-8"))
+    study_files, exports, written = [], [], []
+    for i in range(len(waves)):
+        export, margins, context, study = _write_wave(out, i, waves, data, cb, seed, specs)
         written += [export, margins, context, study]
-        study_files.append(study)
         exports.append(export)
-
-    gt = out / "ground_truth"
-    gt.mkdir(parents=True, exist_ok=True)
-    stages_csv = gt / "stages.csv"
-    rows = sorted(
-        (pop.codes[t], wave, int(pop.stages[i, t]))
-        for i, wave in enumerate(waves)
-        for t in range(n_territories)
+        study_files.append(study)
+    stages_csv, truth_path = _write_ground_truth(
+        out / "ground_truth", cb, pop, waves, seed, n_territories, n_respondents, specs, data
     )
-    _write_csv(stages_csv, ["territory", "wave", "true_stage"], rows)
-    truth_path = gt / "truth.json"
-    truth = _truth(cb, pop, waves, seed, n_territories, n_respondents, specs, data)
-    truth_path.write_bytes(
-        (json.dumps(truth, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    )
-    readme = out / "README.md"
-    command = (
-        f"evalterritoire simulate --territories {n_territories} --respondents {n_respondents} "
-        f"--waves {','.join(map(str, waves))} --seed {seed} --out {out.name or out}"
-    )
-    readme.write_bytes(
-        _README.format(
-            command=command,
-            first=waves[0],
-            n_territories=n_territories,
-            n_strata=len(pop.fpc),
-            n_respondents=n_respondents,
-        ).encode("utf-8")
-    )
+    readme = _write_readme(out, n_territories, n_respondents, waves, seed, n_strata=len(pop.fpc))
     written += [stages_csv, truth_path, readme]
     counts = {
         wave: tuple(int((pop.stages[i] == s).sum()) for s in range(N_STAGES))
@@ -231,6 +175,116 @@ def simulate_waves(
         files=tuple(sorted(written)),
         stage_counts=counts,
     )
+
+
+def _checked_waves(
+    waves: Sequence[int], n_territories: int, n_respondents: int, seed: int
+) -> tuple[int, ...]:
+    """The waves as a tuple of years, once the parameters are known to give a valid study."""
+    waves = tuple(int(w) for w in waves)
+    if not waves or len(set(waves)) != len(waves) or list(waves) != sorted(waves):
+        raise StudyConfigError(f"waves must be distinct increasing years, got {list(waves)}")
+    if any(not 1990 <= w <= 2100 for w in waves):
+        raise StudyConfigError(f"waves must be years between 1990 and 2100, got {list(waves)}")
+    if n_territories < N_STAGES:
+        raise StudyConfigError(f"need at least {N_STAGES} territories, got {n_territories}")
+    if n_respondents < 4 * n_territories:
+        raise StudyConfigError(
+            f"need at least 4 respondents per territory ({4 * n_territories}), got {n_respondents}"
+        )
+    if seed < 0:
+        raise StudyConfigError(f"seed must be ≥ 0, got {seed}")
+    return waves
+
+
+def _write_wave(
+    out: Path,
+    i: int,
+    waves: Sequence[int],
+    data: Mapping[str, Any],
+    cb: Codebook,
+    seed: int,
+    specs: Sequence[Mapping[str, Any]],
+) -> tuple[Path, Path, Path, Path]:
+    """One wave's folder: raw export, margins, territory context and ``study.toml``.
+
+    The first of several waves comes from one survey tool, the later ones from the other.
+    """
+    pop: _Population = data["population"]
+    wave = waves[i]
+    tool = _TOOLS[0] if i == 0 and len(waves) > 1 else _TOOLS[1]
+    wdir = out / str(wave)
+    wdir.mkdir(parents=True, exist_ok=True)
+    export = wdir / f"export_{tool}_{wave}.csv"
+    _write_export(export, data["waves"][i], pop, cb, tool)
+    margins = wdir / f"marges_{wave}.csv"
+    _write_csv(margins, ["variable", "level", "total"], data["margins"][i])
+    context = wdir / "contexte_territoires.csv"
+    ctx_vars = [v.id for v in cb.variables if v.level == "territory" and v.id in pop.context]
+    order = np.argsort(pop.codes)
+    _write_csv(
+        context,
+        [cb.require("territory", "the territory context file"), *ctx_vars],
+        [[pop.codes[t], *(_fmt_ctx(pop.context[c][t]) for c in ctx_vars)] for t in order],
+    )
+    study = wdir / "study.toml"
+    study.write_bytes(_study_toml(wave, waves, export.name, tool, seed, specs).encode("utf-8"))
+    return export, margins, context, study
+
+
+def _write_ground_truth(
+    gt: Path,
+    cb: Codebook,
+    pop: _Population,
+    waves: Sequence[int],
+    seed: int,
+    n_territories: int,
+    n_respondents: int,
+    specs: Sequence[Mapping[str, Any]],
+    data: Mapping[str, Any],
+) -> tuple[Path, Path]:
+    """``stages.csv`` (true stage of every territory in every wave), then ``truth.json``."""
+    gt.mkdir(parents=True, exist_ok=True)
+    stages_csv = gt / "stages.csv"
+    rows = sorted(
+        (pop.codes[t], wave, int(pop.stages[i, t]))
+        for i, wave in enumerate(waves)
+        for t in range(n_territories)
+    )
+    _write_csv(stages_csv, ["territory", "wave", "true_stage"], rows)
+    truth_path = gt / "truth.json"
+    truth = _truth(cb, pop, waves, seed, n_territories, n_respondents, specs, data)
+    truth_path.write_bytes(
+        (json.dumps(truth, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    )
+    return stages_csv, truth_path
+
+
+def _write_readme(
+    out: Path,
+    n_territories: int,
+    n_respondents: int,
+    waves: Sequence[int],
+    seed: int,
+    *,
+    n_strata: int,
+) -> Path:
+    """``README.md``: synthetic data, and the command that writes it again."""
+    readme = out / "README.md"
+    command = (
+        f"evalterritoire simulate --territories {n_territories} --respondents {n_respondents} "
+        f"--waves {','.join(map(str, waves))} --seed {seed} --out {out.name or out}"
+    )
+    readme.write_bytes(
+        _README.format(
+            command=command,
+            first=waves[0],
+            n_territories=n_territories,
+            n_strata=n_strata,
+            n_respondents=n_respondents,
+        ).encode("utf-8")
+    )
+    return readme
 
 
 def _generate(
