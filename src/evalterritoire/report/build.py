@@ -29,7 +29,7 @@ from evalterritoire.report.context import (
     _num,
     short_label,
 )
-from evalterritoire.report.grid import get_stage_grid, grid_stage_key
+from evalterritoire.report.grid import EvaluationGrid, load_grid
 from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
 from evalterritoire.report.sections import (
     AGREEMENT_ITEMS,
@@ -39,6 +39,7 @@ from evalterritoire.report.sections import (
     MILESTONE_ITEMS,
     PARTNERSHIP_ITEMS,
     RESULT_ITEMS,
+    STAGE_INDICATORS,
     _agreement,
     _composition,
     _declared_distribution,
@@ -89,18 +90,24 @@ def _context_table(artefacts: StudyArtefacts, codebook: Codebook) -> pd.DataFram
 
 
 def build_contexts(
-    config: StudyConfig, codebook: Codebook, artefacts: StudyArtefacts
+    config: StudyConfig,
+    codebook: Codebook,
+    artefacts: StudyArtefacts,
+    *,
+    grid: EvaluationGrid | None = None,
 ) -> list[ReportContext]:
     """Build the national context and one context per territory.
 
     Parameters
     ----------
     config : StudyConfig
-        The study (name, wave, ``min_n``, stage names).
+        The study (name, wave, ``min_n``, stage names, ``[report] grid``).
     codebook : Codebook
         Labels, dimensions, fragility domains.
     artefacts : StudyArtefacts
         The wave's tables; missing tables leave their sections empty.
+    grid : EvaluationGrid, optional
+        The evaluation grid; by default the study's (``config.report.grid``).
 
     Returns
     -------
@@ -111,9 +118,12 @@ def build_contexts(
     ------
     RenderError
         When neither responses nor the maturity table is available (nothing to report on).
+    GridError
+        When the study's evaluation grid is malformed.
     """
     if artefacts.responses is None and artefacts.maturity is None:
         raise RenderError("no responses and no maturity table: run ingest and maturity first")
+    grid = grid if grid is not None else load_grid(config.report.grid)
     min_n = config.min_n
     names = tuple(config.maturity.stage_names)
     n_stages = len(names)
@@ -171,7 +181,7 @@ def build_contexts(
     }
 
     contexts = [
-        _national(config, codebook, artefacts, lookup, responses, maturity, mat_rows, common)
+        _national(config, codebook, grid, artefacts, lookup, responses, maturity, mat_rows, common)
     ]
     for code in codes:
         frame = by_code.get(code, pd.DataFrame(columns=responses.columns))
@@ -194,7 +204,7 @@ def build_contexts(
         report_stage = min(stage, other) if stage is not None and other is not None else stage
         report_label = stage_label if report_stage == stage else _stage_label(names, report_stage)
         key = (
-            grid_stage_key(report_stage, n_stages, report_label) if report_stage is not None else ""
+            grid.stage_key(report_stage, n_stages, report_label) if report_stage is not None else ""
         )
         declared = _num(row.get("stage_declared"))
         declared_i = int(declared) if declared is not None else None
@@ -207,7 +217,7 @@ def build_contexts(
         )
         lookup_items = _items(lookup, domain, codebook, PARTNERSHIP_ITEMS, min_n)
         small = tuple(sorted(lookup.small.get(domain, set())))
-        grid = get_stage_grid(key) if key else None
+        entry = grid.stage(key) if key else None
         milestones = _items(lookup, domain, codebook, MILESTONE_ITEMS, min_n)
         for m in milestones:
             m["done"] = m["estimate"] is not None and m["estimate"] >= 0.5
@@ -216,7 +226,7 @@ def build_contexts(
             # « vers le stade suivant » : the later of the two stages, with the missing milestones
             later = max(stage, other)
             later_label = stage_label if later == stage else _stage_label(names, later)
-            nxt = get_stage_grid(grid_stage_key(later, n_stages, later_label))
+            nxt = grid.stage_for(later, n_stages, later_label)
             next_stage = {
                 "stage": later,
                 "key": nxt.key,
@@ -255,6 +265,10 @@ def build_contexts(
                 stage=stage,
                 stage_label=stage_label,
                 grid_key=key,
+                stage_grid=entry.to_record() if entry else {},
+                assigned_grid_key=grid.stage_key(stage, n_stages, stage_label)
+                if stage is not None
+                else "",
                 report_stage=report_stage,
                 report_stage_label=report_label if report_stage is not None else "",
                 stage_probability=prob,
@@ -298,15 +312,15 @@ def build_contexts(
                         codebook,
                         [
                             i
-                            for i in _numeric(codebook, grid.indicators)
+                            for i in _numeric(codebook, STAGE_INDICATORS.get(entry.key, ()))
                             if i not in MILESTONE_ITEMS
                             # items of the stage's own table are not shown twice
-                            and not ("essaimage_table" in grid.charts and i in ESSAIMAGE_ITEMS)
+                            and not ("essaimage_table" in entry.charts and i in ESSAIMAGE_ITEMS)
                         ],
                         min_n,
                     )
                 )
-                if grid
+                if entry
                 else (),
                 by_type=tuple(_weighted_by_type(frame, codebook, BY_TYPE_ITEMS)),
                 freins=tuple(_freins(lookup, domain, codebook, min_n)),
@@ -318,7 +332,7 @@ def build_contexts(
                 small_n=small,
                 history=tuple(h for h in history if h["territory"] == code),
                 wave_scores=tuple(s for s in wave_scores if s["territory"] == code),
-                recommendations=grid.recommendations if grid else (),
+                recommendations=entry.recommendations if entry else (),
                 next_stage=next_stage,
                 methodology=_methodology(config, artefacts),
             )
@@ -329,6 +343,7 @@ def build_contexts(
 def _national(
     config: StudyConfig,
     codebook: Codebook,
+    grid: EvaluationGrid,
     artefacts: StudyArtefacts,
     lookup: _Lookup,
     responses: pd.DataFrame,
@@ -348,7 +363,7 @@ def _national(
                 {
                     "stage": s,
                     "label": _stage_label(names, s),
-                    "grid_key": grid_stage_key(s, len(names), _stage_label(names, s)),
+                    "grid_key": grid.stage_key(s, len(names), _stage_label(names, s)),
                     "n_territories": len(sub),
                     "share": len(sub) / total if total else None,
                 }

@@ -121,6 +121,12 @@ class ReportContext:
     stage_label: str = ""
     #: Grid stage key the report follows (the earlier stage when between two stages).
     grid_key: str = ""
+    #: The evaluation grid's entry of ``grid_key`` (name, section title, posture, signals, tone,
+    #: questions, charts, recommendations, do_not, bands, band legend, reading intro): the
+    #: template renders the stage block from it, without the grid file.
+    stage_grid: Mapping[str, Any] = field(default_factory=dict)
+    #: Grid stage key of the assigned stage (``grid_key`` unless between two stages).
+    assigned_grid_key: str = ""
     #: Study stage whose grid the report follows (``stage`` unless between two stages).
     report_stage: int | None = None
     report_stage_label: str = ""
@@ -222,6 +228,11 @@ class ReportContext:
     def n_stages(self) -> int:
         """Number of stages of the study."""
         return len(self.stage_names)
+
+    @property
+    def allows_verdicts(self) -> bool:
+        """Whether the stage the report follows allows threshold verdicts (reading bands)."""
+        return bool(self.stage_grid.get("bands"))
 
 
 def _clean(value: Any) -> Any:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.report.french import NBSP, fmt_interval, fmt_n, fmt_number, fmt_percent
-from evalterritoire.report.grid import WILDER_BANDS, get_stage_grid
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,7 +71,8 @@ AGREEMENT_LABELS = (
     "Tout à fait d'accord",
 )
 NSP_COLOUR = "#FFFFFF"
-BAND_COLOURS = {"preoccupation": "#F4D6CC", "a_discuter": "#F7EDC4", "force": "#CFE8DC"}
+#: Shading of a reading band whose grid entry declares no colour.
+BAND_COLOUR = "#EEEEEE"
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
@@ -223,11 +223,11 @@ def _empty(fig: Figure, message: str) -> None:
 def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportFigure:
     """Nine-dimension profile with intervals vs the stage centroid (and national mean).
 
-    ``banded=True`` shades the Wilder reading bands; it is refused for stages whose grid allows
-    no verdict (emerging, structuring), so such a report can never show them.
+    ``banded=True`` shades the reading bands of the stage's grid entry (the Wilder reading in
+    the shipped grid); it is refused for stages whose grid allows no verdict (emerging,
+    structuring), so such a report can never show them.
     """
-    grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
-    if banded and (grid is None or not grid.allows_verdicts or ctx.is_indicative):
+    if banded and (not ctx.allows_verdicts or ctx.is_indicative):
         banded = False  # no verdict before consolidation, nor on an indicative (small-n) report
     rows = [p for p in ctx.profile if p.get("score") is not None]
     lo, hi = ctx.score_range
@@ -242,13 +242,13 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
         scores = [r["score"] for r in rows][::-1]
         if banded:
             scale = (hi - lo) / 4.0
-            for band in WILDER_BANDS:
+            for band in ctx.stage_grid["bands"]:
                 ax.axvspan(
-                    lo + (band.low - 1) * scale,
-                    lo + (band.high - 1) * scale,
-                    color=BAND_COLOURS[band.key],
+                    lo + (band["low"] - 1) * scale,
+                    lo + (band["high"] - 1) * scale,
+                    color=band.get("colour") or BAND_COLOUR,
                     zorder=0,
-                    label=band.label,
+                    label=band["label"],
                 )
         colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
         ax.barh(
@@ -278,7 +278,7 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
                 zorder=4,
                 label=_plain(f"Profil moyen du stade {ctx.stage_label}"),
             )
-        if grid is not None and grid.allows_verdicts:
+        if ctx.allows_verdicts:
             nat = [r.get("national") for r in rows][::-1]
             ax.scatter(
                 [c if c is not None else float("nan") for c in nat],
@@ -303,7 +303,7 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
             f"en trait noir ; losange : profil moyen des territoires du stade {ctx.stage_label}."
         )
         if banded:
-            caption += " Bandes : préoccupation (< 3), à discuter (3 à 3,9), force (≥ 4)."
+            caption += " " + ctx.stage_grid.get("band_legend", "")
         if ctx.is_indicative:
             caption += " Effectif faible : lecture indicative, scores non classés."
         return alt, caption
@@ -833,5 +833,5 @@ def build_stage_figures(
 ) -> list[ReportFigure]:
     """The figures the evaluation grid lists for the territory's stage (table charts skipped)."""
     if charts is None:
-        charts = get_stage_grid(ctx.grid_key).charts if ctx.grid_key else ()
+        charts = ctx.stage_grid.get("charts", ())
     return [CHARTS[c](ctx) for c in charts if c in CHARTS]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.report.french import (
@@ -26,18 +26,13 @@ from evalterritoire.report.french import (
     guillemets,
     is_missing,
 )
-from evalterritoire.report.grid import (
-    COMMON_SECTIONS,
-    StageGrid,
-    band_for,
-    get_stage_grid,
-    grid_stage_key,
-)
+from evalterritoire.report.grid import Band, band_for
 
 if TYPE_CHECKING:
     from evalterritoire.report.context import ReportContext
 
 __all__ = [
+    "STAGE_TABLES",
     "escape",
     "render_by_type_table",
     "render_declared_table",
@@ -97,10 +92,6 @@ def escape(value: Any) -> str:
     if value is None:
         return MISSING
     return html.escape(str(value), quote=True)
-
-
-def _grid(ctx: ReportContext) -> StageGrid | None:
-    return get_stage_grid(ctx.grid_key) if ctx.grid_key else None
 
 
 def _table(
@@ -192,23 +183,17 @@ def render_ingestion(ctx: ReportContext) -> str:
 
 
 def render_stage_table(ctx: ReportContext, chart: str) -> str:
-    """The table-shaped charts of the grid (``milestones``, ``fragility_table``...), else ''."""
-    if chart == "milestones":
-        return render_milestones_table(ctx)
-    if chart == "fragility_table":
-        return render_fragilities_table(ctx)
-    if chart == "essaimage_table":
-        return render_items_table(ctx.essaimage, caption="Transmission et essaimage")
-    return ""
+    """The table-shaped charts of the grid (:data:`STAGE_TABLES`), else ''."""
+    render = STAGE_TABLES.get(chart)
+    return render(ctx) if render is not None else ""
 
 
 def render_stage_summary(ctx: ReportContext) -> str:
     """The assigned stage, its probability, the stage declared by the actors and the gap."""
     if ctx.stage is None:
         return '<p class="notice">Le stade n\'a pas encore été calculé pour ce territoire.</p>'
-    assigned_key = grid_stage_key(ctx.stage, ctx.n_stages, ctx.stage_label)
     parts = [
-        f'<p class="stage-badge stage-{escape(assigned_key)}">Stade attribué : '
+        f'<p class="stage-badge stage-{escape(ctx.assigned_grid_key)}">Stade attribué : '
         f"<strong>{escape(ctx.stage_label)}</strong> "
         f"({ctx.stage + 1}{NBSP}sur{NBSP}{ctx.n_stages or '?'})</p>"
     ]
@@ -262,30 +247,36 @@ def render_stage_summary(ctx: ReportContext) -> str:
     return "".join(parts)
 
 
-def render_stage_heading(grid: StageGrid, number: int = 4) -> str:
+def render_stage_heading(ctx: ReportContext, number: int = 4) -> str:
     """Heading of the stage-specific block, e.g. « 4. Émergence : ce que la démarche… »."""
-    title = grid.section_title[:1].lower() + grid.section_title[1:]
-    return f"<h2>{number}. {escape(grid.name)} : {escape(title)}</h2>"
+    grid = ctx.stage_grid
+    if not grid:
+        return ""
+    title = grid["section_title"][:1].lower() + grid["section_title"][1:]
+    return f"<h2>{number}. {escape(grid['name'])} : {escape(title)}</h2>"
 
 
-def render_posture(grid: StageGrid) -> str:
-    """Posture, signals, tone and reading rule of a stage."""
+def render_posture(ctx: ReportContext) -> str:
+    """Posture, signals, tone and reading rule of the stage the report follows."""
+    grid = ctx.stage_grid
+    if not grid:
+        return ""
     return (
-        f'<div class="posture"><p><strong>Posture d\'évaluation.</strong> {escape(grid.posture)}</p>'
-        f"<p><strong>Signaux du stade.</strong> {escape(grid.signals)}</p>"
-        f"<p><strong>Lecture des scores.</strong> {escape(grid.reading_intro)}</p></div>"
+        f'<div class="posture"><p><strong>Posture d\'évaluation.</strong> {escape(grid["posture"])}</p>'
+        f"<p><strong>Signaux du stade.</strong> {escape(grid['signals'])}</p>"
+        f"<p><strong>Lecture des scores.</strong> {escape(grid['reading_intro'])}</p></div>"
     )
 
 
-def render_questions(grid: StageGrid) -> str:
-    """The stage's evaluation questions."""
-    items = "".join(f"<li>{escape(q)}</li>" for q in grid.questions)
+def render_questions(ctx: ReportContext) -> str:
+    """The evaluation questions of the stage the report follows."""
+    items = "".join(f"<li>{escape(q)}</li>" for q in ctx.stage_grid.get("questions", ()))
     return f'<ol class="questions">{items}</ol>'
 
 
-def render_do_not(grid: StageGrid) -> str:
+def render_do_not(ctx: ReportContext) -> str:
     """What the report deliberately does not do at this stage."""
-    items = "".join(f"<li>{escape(q)}</li>" for q in grid.do_not)
+    items = "".join(f"<li>{escape(q)}</li>" for q in ctx.stage_grid.get("do_not", ()))
     return (
         "<div class=\"do-not\"><p>Ce que ce rapport s'interdit à ce stade (grille d'évaluation) :"
         f"</p><ul>{items}</ul></div>"
@@ -421,8 +412,8 @@ def render_identity_table(ctx: ReportContext) -> str:
 
 def render_profile_table(ctx: ReportContext) -> str:
     """Dimension scores with intervals vs the stage centroid (and, when allowed, reading bands)."""
-    grid = _grid(ctx)
-    verdicts = grid is not None and grid.allows_verdicts and not ctx.is_indicative
+    verdicts = ctx.allows_verdicts and not ctx.is_indicative
+    bands = tuple(Band(**b) for b in ctx.stage_grid.get("bands", ()))
     headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
     if verdicts:
         headers += ["Moyenne des territoires", "Lecture"]
@@ -440,7 +431,7 @@ def render_profile_table(ctx: ReportContext) -> str:
         ]
         if verdicts:
             on_5 = None if score is None else 1 + 4 * (score - lo) / (hi - lo)
-            band = band_for(on_5, grid)  # type: ignore[arg-type]
+            band = band_for(on_5, bands)
             cells += [
                 escape(fmt_number(p.get("national"), 1)),
                 f'<span class="band band-{band.key}">{escape(band.label)}</span>'
@@ -803,6 +794,16 @@ def render_territories_table(ctx: ReportContext, *, links: Mapping[str, str] | N
     )
 
 
-def render_section_list() -> str:
-    """The common skeleton of every report (for the methodology annex)."""
-    return "<ol>" + "".join(f"<li>{escape(s)}</li>" for s in COMMON_SECTIONS) + "</ol>"
+def render_section_list(sections: Sequence[str]) -> str:
+    """The common skeleton of every report (an evaluation grid's ``common_sections``)."""
+    return "<ol>" + "".join(f"<li>{escape(s)}</li>" for s in sections) + "</ol>"
+
+
+#: Table-shaped charts a grid stage may list, by chart id.
+STAGE_TABLES: dict[str, Callable[[ReportContext], str]] = {
+    "milestones": render_milestones_table,
+    "fragility_table": render_fragilities_table,
+    "essaimage_table": lambda ctx: render_items_table(
+        ctx.essaimage, caption="Transmission et essaimage"
+    ),
+}
