@@ -30,7 +30,7 @@ from evalterritoire.report.french import (
 )
 from evalterritoire.report.grid import band_for, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
-from evalterritoire.report.sections import STAGE_INDICATORS
+from evalterritoire.report.spec import load_report_spec
 
 GRID = load_grid()
 STAGE_KEYS = GRID.keys
@@ -193,7 +193,7 @@ def test_between_stages_follows_the_earlier_stage(codebook, artefacts, tmp_path)
     assert not t3.allows_verdicts
     assert t3.assigned_grid_key == "consolidation"
     shown = {r["variable"] for r in t3.stage_indicators}
-    assert shown <= set(STAGE_INDICATORS["structuration"])
+    assert shown <= set(load_report_spec("default", codebook).indicators("structuration"))
     # and the mention of the other (later) stage, here the one the clustering assigned
     assert t3.next_stage["name"] == "Consolidation"
     assert t3.next_stage["key"] == "consolidation"

@@ -529,17 +529,21 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
 
 
 def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
-    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type)."""
-    rows = [
-        r
-        for r in ctx.by_type
-        if r.get("res_benefices_organisation") is not None
-        or r.get("res_charge_excessive") is not None
-    ]
-    series = (
-        ("res_benefices_organisation", "Bénéfices pour l'organisation", PALETTE["green"], "o"),
-        ("res_charge_excessive", "Charge excessive", PALETTE["vermillion"], "s"),
-        ("mat_inter_confiance", "Confiance mutuelle", PALETTE["blue"], "D"),
+    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type).
+
+    The items are the report spec's ``by_type`` (``ctx.by_type_items``).
+    """
+    items = ctx.by_type_items
+    benefit, burden = items.get("benefit"), items.get("burden")
+    rows = [r for r in ctx.by_type if r.get(benefit) is not None or r.get(burden) is not None]
+    series = tuple(
+        (items[key], label, colour, marker)
+        for key, label, colour, marker in (
+            ("benefit", "Bénéfices pour l'organisation", PALETTE["green"], "o"),
+            ("burden", "Charge excessive", PALETTE["vermillion"], "s"),
+            ("trust", "Confiance mutuelle", PALETTE["blue"], "D"),
+        )
+        if key in items
     )
 
     def body(fig: Figure) -> tuple[str, str]:
@@ -571,8 +575,8 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.16), ncol=3, fontsize=8)
         alt = "Bénéfices, charge et confiance par type d'acteur : " + "; ".join(
-            f"{r['label']} : bénéfices {fmt_number(r.get('res_benefices_organisation'), 1)}, "
-            f"charge {fmt_number(r.get('res_charge_excessive'), 1)} ({fmt_n(r['n'])})"
+            f"{r['label']} : bénéfices {fmt_number(r.get(benefit), 1)}, "
+            f"charge {fmt_number(r.get(burden), 1)} ({fmt_n(r['n'])})"
             for r in rows
         )
         caption = (

@@ -340,13 +340,24 @@ def load_grid(path: str | Path | None = None) -> EvaluationGrid:
 
 # --------------------------------------------------------------------------- validation
 class _Reader:
-    """Typed access to the entries of one grid file; errors name the file and the key."""
+    """Typed access to the entries of one data file; errors name the file and the key.
 
-    def __init__(self, source: str) -> None:
+    Shared with the report spec's loader (``what`` and ``error`` name the kind of file).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        what: str = "evaluation grid",
+        error: type[EvalTerritoireError] = GridError,
+    ) -> None:
         self.source = source
+        self.what = what
+        self.error = error
 
-    def fail(self, where: str, problem: str) -> GridError:
-        return GridError(f"evaluation grid {self.source}: {where}: {problem}")
+    def fail(self, where: str, problem: str) -> EvalTerritoireError:
+        return self.error(f"{self.what} {self.source}: {where}: {problem}")
 
     def mapping(self, value: Any, where: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):

@@ -395,7 +395,7 @@ def render_identity_table(ctx: ReportContext) -> str:
         ("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)),
     ]
     for ind in ctx.context_indicators:
-        if ind["variable"] == "ctx_population":
+        if ind["variable"] == ctx.population_variable:  # the « Population » row above
             continue
         kind = ind.get("type", "decimal")
         if kind == "binary":
@@ -570,13 +570,14 @@ def render_nsp_table(ctx: ReportContext) -> str:
 
 
 def render_by_type_table(ctx: ReportContext) -> str:
-    """Benefits, burden and trust by actor type, side by side."""
+    """Benefits, burden and trust by actor type, side by side (the spec's ``by_type`` items)."""
+    items = ctx.by_type_items
     rows = [
         [
             escape(r["label"]),
-            escape(fmt_number(r.get("res_benefices_organisation"), 1)),
-            escape(fmt_number(r.get("res_charge_excessive"), 1)),
-            escape(fmt_number(r.get("mat_inter_confiance"), 1)),
+            escape(fmt_number(r.get(items.get("benefit")), 1)),
+            escape(fmt_number(r.get(items.get("burden")), 1)),
+            escape(fmt_number(r.get(items.get("trust")), 1)),
             escape(fmt_count(r["n"]))
             + (' <span class="flag">indicatif</span>' if r["is_small_n"] else ""),
         ]
