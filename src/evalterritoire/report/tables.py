@@ -658,45 +658,8 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
             if not str(m.get("term", "")).startswith("cut_")
             and m.get("term") not in ("var_groupe", "var_residuelle")
         ]
-        variance = {m.get("term"): m.get("estimate") for m in all_terms}
         common, _ = _split_flags(all_terms)
-        rows = []
-        for m in terms[:max_rows]:
-            flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
-            odds = m.get("odds_ratio")
-            if odds is not None and not is_missing(odds):
-                est = odds
-                low, high = (
-                    None if is_missing(m.get(k)) else math.exp(float(m[k]))
-                    for k in ("ci_low", "ci_high")
-                )
-            else:
-                est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
-            rows.append(
-                [
-                    escape(m.get("label") or m.get("term")),
-                    escape(fmt_number(est, 2)),
-                    escape(fmt_interval(low, high, 2)),
-                    escape(_p_value(m.get("p_value"))),
-                    escape("; ".join(flags)),
-                ]
-            )
-        n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
-        method = str(all_terms[0].get("variance") or "")
-        caption = (
-            f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
-            f"{fmt_count(n_psu)}{NBSP}UPE ; "
-            + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
-        )
-        if kind == "mixed" and not is_missing(variance.get("var_groupe")):
-            between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
-            caption += (
-                f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
-                f"{fmt_number(within, 2)} (part entre territoires "
-                f"{fmt_percent(between / (between + within), 0)})"
-            )
-        if kind == "ordinal":
-            caption += " ; seuils du logit cumulatif dans models.parquet"
+        rows = [_model_row(m, common) for m in terms[:max_rows]]
         note = ""
         if common:
             note = (
@@ -706,12 +669,56 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
             _table(
                 ("Terme", effect, "IC 95 %", "p", "Alertes"),
                 rows,
-                caption=caption,
+                caption=_model_caption(name, kind, kind_label, all_terms),
                 numeric=(1, 2, 3),
             )
             + note
         )
     return "\n".join(parts)
+
+
+def _model_row(m: Mapping[str, Any], common: Sequence[str]) -> list[str]:
+    """One term: its effect (odds ratio with exponentiated interval when given), p, alerts."""
+    flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
+    odds = m.get("odds_ratio")
+    if odds is not None and not is_missing(odds):
+        est = odds
+        low, high = (
+            None if is_missing(m.get(k)) else math.exp(float(m[k])) for k in ("ci_low", "ci_high")
+        )
+    else:
+        est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
+    return [
+        escape(m.get("label") or m.get("term")),
+        escape(fmt_number(est, 2)),
+        escape(fmt_interval(low, high, 2)),
+        escape(_p_value(m.get("p_value"))),
+        escape("; ".join(flags)),
+    ]
+
+
+def _model_caption(
+    name: str, kind: str, kind_label: str, all_terms: Sequence[Mapping[str, Any]]
+) -> str:
+    """Model name and kind, n and PSUs, how the intervals were computed, variance components."""
+    n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
+    method = str(all_terms[0].get("variance") or "")
+    caption = (
+        f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+        f"{fmt_count(n_psu)}{NBSP}UPE ; "
+        + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
+    )
+    variance = {m.get("term"): m.get("estimate") for m in all_terms}
+    if kind == "mixed" and not is_missing(variance.get("var_groupe")):
+        between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
+        caption += (
+            f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
+            f"{fmt_number(within, 2)} (part entre territoires "
+            f"{fmt_percent(between / (between + within), 0)})"
+        )
+    if kind == "ordinal":
+        caption += " ; seuils du logit cumulatif dans models.parquet"
+    return caption
 
 
 def render_history_table(ctx: ReportContext) -> str:
