@@ -55,11 +55,14 @@ def make_config(
     templates_dir: Path | None = None,
     context: pd.DataFrame | None = None,
     per_wave: bool = False,
+    report: str = "",
+    maturity: str = "",
 ) -> StudyConfig:
     """A minimal study file (one dummy export) in ``tmp_path``.
 
     ``templates_dir`` adds a ``[report]`` table, ``context`` is written as the study's context
-    file, ``per_wave`` puts the outputs in ``build/<wave>`` and ``reports/<wave>``.
+    file, ``per_wave`` puts the outputs in ``build/<wave>`` and ``reports/<wave>``; ``report``
+    and ``maturity`` are extra lines of the ``[report]`` and ``[maturity]`` tables.
     """
     (tmp_path / "export.csv").write_text("id_repondant\n1\n", encoding="utf-8")
     suffix = "/{wave}" if per_wave else ""
@@ -71,8 +74,12 @@ def make_config(
     if context is not None:
         context.to_csv(tmp_path / "contexte.csv", index=False)
         text += 'context = "contexte.csv"\n'
+    if maturity:
+        text += f"\n[maturity]\n{maturity}\n"
     if templates_dir is not None:
-        text += f'\n[report]\nformats = ["html"]\ntemplates_dir = "{templates_dir.as_posix()}"\n'
+        report += f'\nformats = ["html"]\ntemplates_dir = "{templates_dir.as_posix()}"'
+    if report:
+        text += f"\n[report]\n{report.strip()}\n"
     study = tmp_path / "study.toml"
     study.write_text(text, encoding="utf-8")
     return load_study(study)

@@ -28,14 +28,12 @@ from evalterritoire.report.french import (
     fmt_score,
     guillemets,
 )
-from evalterritoire.report.grid import (
-    STAGE_KEYS,
-    WILDER_BANDS,
-    band_for,
-    get_stage_grid,
-    grid_stage_key,
-)
+from evalterritoire.report.grid import band_for, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.spec import load_report_spec
+
+GRID = load_grid()
+STAGE_KEYS = GRID.keys
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +64,29 @@ def test_french_number_formatting():
 
 # --------------------------------------------------------------------------- grid
 def test_grid_verdicts_only_from_consolidation():
-    assert not get_stage_grid("emergence").allows_verdicts
-    assert not get_stage_grid("structuration").allows_verdicts
-    assert get_stage_grid("consolidation").bands == WILDER_BANDS
-    assert get_stage_grid("essaimage").allows_verdicts
-    assert band_for(4.5, get_stage_grid("emergence")) is None
-    consolidation = get_stage_grid("consolidation")
-    assert band_for(4.2, consolidation).key == "force"
-    assert band_for(3.0, consolidation).key == "a_discuter"
-    assert band_for(2.99, consolidation).key == "preoccupation"
-    assert band_for(5.0, consolidation).key == "force"
+    assert STAGE_KEYS == ("emergence", "structuration", "consolidation", "essaimage")
+    assert not GRID.stage("emergence").allows_verdicts
+    assert not GRID.stage("structuration").allows_verdicts
+    assert GRID.stage("consolidation").bands == GRID.band_sets["wilder"]
+    assert GRID.stage("essaimage").allows_verdicts
+    assert band_for(4.5, GRID.stage("emergence").bands) is None
+    bands = GRID.stage("consolidation").bands
+    assert band_for(4.2, bands).key == "force"
+    assert band_for(3.0, bands).key == "a_discuter"
+    assert band_for(2.99, bands).key == "preoccupation"
+    assert band_for(5.0, bands).key == "force"
 
 
 def test_grid_stage_key_by_label_then_rank():
-    assert grid_stage_key(0, 4, "Émergence") == "emergence"
-    assert grid_stage_key(2, 4, "Consolidation / maturité") == "consolidation"
+    assert GRID.stage_key(0, 4, "Émergence") == "emergence"
+    assert GRID.stage_key(2, 4, "Consolidation / maturité") == "consolidation"
     # generic names: proportional rank, rounded down (never judged with a later grid)
-    assert [grid_stage_key(s, 3, f"Stade {s + 1}") for s in range(3)] == [
+    assert [GRID.stage_key(s, 3, f"Stade {s + 1}") for s in range(3)] == [
         "emergence",
         "structuration",
         "essaimage",
     ]
-    assert [grid_stage_key(s, 5, "") for s in range(5)] == [
+    assert [GRID.stage_key(s, 5, "") for s in range(5)] == [
         "emergence",
         "emergence",
         "structuration",
@@ -97,8 +96,7 @@ def test_grid_stage_key_by_label_then_rank():
 
 
 def test_grid_texts_are_french_and_complete():
-    for key in STAGE_KEYS:
-        grid = get_stage_grid(key)
+    for grid in GRID:
         assert grid.questions
         assert grid.recommendations
         assert grid.do_not
@@ -189,16 +187,18 @@ def test_between_stages_follows_the_earlier_stage(codebook, artefacts, tmp_path)
     assert (t3.report_stage, t3.report_stage_label) == (1, "Structuration")
     # questions, verdicts and recommendations of the EARLIER stage
     assert t3.grid_key == "structuration"
-    structuring = get_stage_grid("structuration")
+    structuring = GRID.stage("structuration")
     assert t3.recommendations == structuring.recommendations
-    assert not get_stage_grid(t3.grid_key).allows_verdicts
+    assert t3.stage_grid == structuring.to_record()
+    assert not t3.allows_verdicts
+    assert t3.assigned_grid_key == "consolidation"
     shown = {r["variable"] for r in t3.stage_indicators}
-    assert shown <= set(structuring.indicators)
+    assert shown <= set(load_report_spec("default", codebook).indicators("structuration"))
     # and the mention of the other (later) stage, here the one the clustering assigned
     assert t3.next_stage["name"] == "Consolidation"
     assert t3.next_stage["key"] == "consolidation"
     assert t3.next_stage["is_assigned"] is True
-    assert t3.next_stage["signals"] == get_stage_grid("consolidation").signals
+    assert t3.next_stage["signals"] == GRID.stage("consolidation").signals
     assert all(isinstance(m, str) for m in t3.next_stage["missing_milestones"])
 
 
@@ -242,8 +242,10 @@ def test_free_text_excerpts_are_few_anonymous_and_deterministic(contexts):
 
 def test_context_recommendations_follow_the_stage(contexts):
     for ctx in contexts[1:]:
-        assert ctx.recommendations == get_stage_grid(ctx.grid_key).recommendations
+        assert ctx.recommendations == GRID.stage(ctx.grid_key).recommendations
+        assert ctx.stage_grid == GRID.stage(ctx.grid_key).to_record()
     assert contexts[0].recommendations == ()
+    assert contexts[0].stage_grid == {}
 
 
 def test_context_content_sections(contexts):
@@ -266,7 +268,7 @@ def test_context_content_sections(contexts):
     assert all(r["kind"] == "share" for r in t1.freins)
     assert t1.stage_indicators
     assert not {r["variable"] for r in t1.stage_indicators} & {m["variable"] for m in t1.milestones}
-    spreading = [c for c in contexts[1:] if "essaimage_table" in get_stage_grid(c.grid_key).charts]
+    spreading = [c for c in contexts[1:] if "essaimage_table" in c.stage_grid["charts"]]
     assert spreading
     for ctx in spreading:  # what the stage's own table shows is not repeated
         assert ctx.essaimage

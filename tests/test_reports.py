@@ -38,7 +38,7 @@ from evalterritoire.render.export import export_html, render_index, wrap_html
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.build import build_contexts
-from evalterritoire.report.grid import STAGE_KEYS, get_stage_grid
+from evalterritoire.report.grid import load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "notebooks" / "templates"
@@ -47,6 +47,8 @@ PARAMETERS = ["territory", "wave", "context_path"]
 VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
 #: Territory codes that would escape the reports folder if used as file names.
 HOSTILE = {"T1": "../x", "T2": "..\\x", "T3": "a/b"}
+GRID = load_grid()
+STAGE_KEYS = GRID.keys
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +155,7 @@ def test_rendered_report_follows_its_stage(territory, rendered):
     """One real report per stage: the stage's block is there, the other stages' are not."""
     html = rendered["html"][territory]
     key = STAGE_KEYS[STAGES[territory]]
-    grid = get_stage_grid(key)
+    grid = GRID.stage(key)
     _check_executed(html)
     text = unescape(html)  # the export may write ' or &#x27;: compare the text
     assert grid.section_title[1:] in text
@@ -162,7 +164,7 @@ def test_rendered_report_follows_its_stage(territory, rendered):
     assert grid.do_not[0] in text
     for other in STAGE_KEYS:
         if other != key:
-            other_grid = get_stage_grid(other)
+            other_grid = GRID.stage(other)
             assert other_grid.section_title[1:] not in text
             assert other_grid.questions[0] not in text
             assert other_grid.do_not[0] not in text
@@ -247,7 +249,7 @@ def test_between_stages_report_uses_the_earlier_grid(codebook, tmp_path, monkeyp
     path = tmp_path / "T3.json"
     path.write_text(ctx.to_json(), encoding="utf-8")
     html = _render_in_process("territory_report", ctx, path, monkeypatch)
-    structuring, consolidation = get_stage_grid("structuration"), get_stage_grid("consolidation")
+    structuring, consolidation = GRID.stage("structuration"), GRID.stage("consolidation")
     assert "Stade attribué : <strong>Consolidation</strong>" in html
     assert "Entre deux stades" in html
     assert tables.escape(structuring.section_title[1:]) in html
@@ -644,7 +646,7 @@ def test_executed_reports_every_stage_byte_identical_reruns(study, tmp_path):
         first = _execute(name, ctx, study["paths"][key], tmp_path)
         _check_executed(first)
         if not ctx.is_national:
-            assert get_stage_grid(ctx.grid_key).section_title[1:] in first
+            assert GRID.stage(ctx.grid_key).section_title[1:] in first
         assert _execute(name, ctx, study["paths"][key], tmp_path) == first
 
 

@@ -19,19 +19,18 @@ context_path: str = ""
 # %%
 # Rapport d'évaluation d'un territoire
 #
-# Template (source of truth: this jupytext file). Every cell calls `evalterritoire.report.figures`,
-# `evalterritoire.report.tables` or the evaluation grid on a precomputed `ReportContext`: no data
-# wrangling here. The stage of the territory selects the stage block (questions, charts, tone);
-# a territory between two stages gets the earlier stage's block (`ctx.grid_key`).
+# Template (source of truth: this jupytext file). Every cell calls `evalterritoire.report.figures`
+# or `evalterritoire.report.tables` on a precomputed `ReportContext`: no data wrangling here. The
+# context carries the evaluation grid's entry of the territory's stage (`ctx.stage_grid`), which
+# selects the stage block (questions, charts, tone); a territory between two stages gets the
+# earlier stage's block.
 from IPython.display import HTML, display
 
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
-from evalterritoire.report.grid import get_stage_grid
 
 ctx = ReportContext.from_json(context_path)
-grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
 display(HTML(tables.render_title(ctx)))
 
 # %%
@@ -41,7 +40,7 @@ display(HTML(tables.render_identity_table(ctx)))
 # %%
 display(HTML("<h2>2. Stade attribué et sa justification</h2>"))
 display(HTML(tables.render_stage_summary(ctx)))
-display(figures.build_profile_figure(ctx, banded=bool(grid and grid.allows_verdicts)))
+display(figures.build_profile_figure(ctx, banded=ctx.allows_verdicts))
 display(HTML(tables.render_profile_table(ctx)))
 display(HTML(tables.render_declared_table(ctx)))
 display(HTML(tables.render_free_text(ctx)))
@@ -53,11 +52,11 @@ display(figures.build_fragilities_figure(ctx))
 display(HTML(tables.render_fragilities_table(ctx, top=8)))
 
 # %%
-if grid is not None:
-    display(HTML(tables.render_stage_heading(grid)))
-    display(HTML(tables.render_posture(grid)))
-    display(HTML("<h3>Questions évaluatives</h3>" + tables.render_questions(grid)))
-    for chart in grid.charts:
+if ctx.stage_grid:
+    display(HTML(tables.render_stage_heading(ctx)))
+    display(HTML(tables.render_posture(ctx)))
+    display(HTML("<h3>Questions évaluatives</h3>" + tables.render_questions(ctx)))
+    for chart in ctx.stage_grid["charts"]:
         if chart in figures.CHARTS:
             display(figures.CHARTS[chart](ctx))
         else:
@@ -74,8 +73,8 @@ display(HTML(tables.render_items_table(ctx.freins, caption="Principaux freins ci
 display(HTML("<h2>6. Recommandations : prochaines étapes</h2>"))
 display(HTML(tables.render_recommendations(ctx)))
 display(HTML(tables.render_next_stage(ctx)))
-if grid is not None:
-    display(HTML(tables.render_do_not(grid)))
+if ctx.stage_grid:
+    display(HTML(tables.render_do_not(ctx)))
 
 # %%
 display(HTML("<h2>7. Annexe méthodologique</h2>"))

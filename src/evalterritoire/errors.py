@@ -8,10 +8,12 @@ __all__ = [
     "EstimationError",
     "EvalTerritoireError",
     "FileRejectedError",
+    "GridError",
     "IngestError",
     "MaturityError",
     "ModelError",
     "RenderError",
+    "ReportSpecError",
     "ReproduceError",
     "StudyConfigError",
 ]
@@ -74,6 +76,14 @@ class ModelError(EvalTerritoireError):
 
 class RenderError(EvalTerritoireError):
     """A report cannot be rendered."""
+
+
+class GridError(EvalTerritoireError):
+    """An evaluation grid file is malformed (the message names the file, key and problem)."""
+
+
+class ReportSpecError(EvalTerritoireError):
+    """A report spec file is malformed or names an item the codebook lacks (file, key, problem)."""
 
 
 class ReproduceError(EvalTerritoireError):

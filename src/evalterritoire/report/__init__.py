@@ -1,12 +1,15 @@
 """Report contents: the ``report`` step of the flow.
 
-One frozen :class:`ReportContext` per territory (and the nation), the evaluation grid, figures,
-tables and French formatting.
+One frozen :class:`ReportContext` per territory (and the nation), the evaluation grid and the
+report spec (both loaded from data), figures, tables and French formatting.
 
-Modules: ``context`` (the context object and its JSON), ``lookup`` (the estimates index and
-descriptive estimates), ``stages`` (stage labels, profiles, history), ``sections`` (content
-sections), ``build`` (assembly of every context), ``grid`` (the evaluation grid), ``figures``,
-``tables`` and ``french`` (number and text formatting).
+Modules: ``grid`` (the evaluation grid: stages, questions, readings, charts — no item id),
+``spec`` (the report spec: which codebook items feed which section and stage block),
+``context`` (the context object, its JSON and the columns read by role), ``lookup`` (the
+estimates index and descriptive estimates), ``stages`` (stage labels, profiles, history),
+``sections`` (content sections), ``wave`` (what a wave's contexts share), ``build`` (assembly,
+the territory contexts), ``national`` (the national context), ``figures``, ``tables`` and
+``french`` (number and text formatting).
 """
 
 from __future__ import annotations
@@ -19,15 +22,22 @@ from evalterritoire.report.context import (
     StudyArtefacts,
     short_label,
 )
+from evalterritoire.report.grid import EvaluationGrid, StageGrid, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.spec import ReportSpec, load_report_spec
 
 __all__ = [
     "BETWEEN_THRESHOLD",
     "SCHEMA_VERSION",
     "SMALL_CELL",
+    "EvaluationGrid",
     "ReportContext",
+    "ReportSpec",
+    "StageGrid",
     "StudyArtefacts",
     "build_contexts",
     "compute_descriptive_estimates",
+    "load_grid",
+    "load_report_spec",
     "short_label",
 ]

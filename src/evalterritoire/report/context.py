@@ -4,9 +4,9 @@ Owns :class:`StudyArtefacts` (the wave's artefact tables handed to the builders)
 :class:`ReportContext` (one report's content as JSON-compatible values) with its deterministic
 :meth:`~ReportContext.to_json` / :meth:`~ReportContext.from_json`, the JSON-cleaning helpers
 ``_clean`` and ``_num``, and the names every builder module shares: the schema version, the
-small-cell threshold, the column names of the responses table and the short display labels
-(:data:`DIMENSION_SHORT`, :func:`short_label`). Imports nothing from the other
-report modules.
+small-cell threshold, the columns of the responses table the reports read (:class:`Columns`,
+from the codebook's roles) and :func:`short_label`. Imports nothing from the other report
+modules.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalterritoire.codebook import Codebook
 from evalterritoire.errors import RenderError
 
 #: Version of the JSON layout of a context (bumped when fields change meaning).
@@ -28,25 +29,36 @@ SCHEMA_VERSION = 1
 #: Cells below this many respondents are flagged (grid §1: n < 5 « indicatif »).
 SMALL_CELL = 5
 
-TERRITORY_COL = "id_territoire_code"
-NAME_COL = "id_territoire_nom"
-TYPE_COL = "id_type_repondant"
-WEIGHT_COL = "id_poids"
-RESPONDENT_COL = "id_repondant"
-CONSENT_COL = "id_consentement"
 
-#: Short French labels of the nine maturity dimensions (charts need short axis labels).
-DIMENSION_SHORT: dict[str, str] = {
-    "positionnement": "Positionnement",
-    "modele_socio_eco": "Modèle socio-économique",
-    "gouvernance": "Gouvernance",
-    "cadre_technique": "Cadre technique",
-    "interconnaissance": "Interconnaissance",
-    "diagnostic_partage": "Diagnostic partagé",
-    "action_collective": "Action collective",
-    "evaluation": "Évaluation",
-    "essaimage": "Essaimage",
-}
+@dataclass(frozen=True)
+class Columns:
+    """The columns of the responses table the reports read, from the codebook's roles.
+
+    Each is None when the codebook declares no variable of that role; ``free_text`` lists the
+    open answers that may be quoted.
+    """
+
+    territory: str | None = None
+    territory_name: str | None = None
+    territory_level: str | None = None
+    region: str | None = None
+    region_name: str | None = None
+    respondent_type: str | None = None
+    respondent_id: str | None = None
+    weight: str | None = None
+    consent: str | None = None
+    declared_stage: str | None = None
+    population: str | None = None
+    free_text: tuple[str, ...] = ()
+
+    @classmethod
+    def from_codebook(cls, codebook: Codebook) -> Columns:
+        """Resolve every role the reports use."""
+        single = {f.name for f in fields(cls)} - {"free_text"}
+        return cls(
+            **{role: codebook.column(role) for role in sorted(single)},
+            free_text=tuple(v.id for v in codebook.with_role("free_text")),
+        )
 
 
 def short_label(text: str, *, limit: int = 60) -> str:
@@ -121,6 +133,17 @@ class ReportContext:
     stage_label: str = ""
     #: Grid stage key the report follows (the earlier stage when between two stages).
     grid_key: str = ""
+    #: The evaluation grid's entry of ``grid_key`` (name, section title, posture, signals, tone,
+    #: questions, charts, recommendations, do_not, bands, band legend, reading intro): the
+    #: template renders the stage block from it, without the grid file.
+    stage_grid: Mapping[str, Any] = field(default_factory=dict)
+    #: Grid stage key of the assigned stage (``grid_key`` unless between two stages).
+    assigned_grid_key: str = ""
+    #: The report spec's by-type items (``benefit``, ``burden``, ``trust`` → item id): the keys
+    #: of the ``by_type`` records.
+    by_type_items: Mapping[str, str] = field(default_factory=dict)
+    #: Item of the codebook's ``population`` role (shown apart from the context indicators).
+    population_variable: str = ""
     #: Study stage whose grid the report follows (``stage`` unless between two stages).
     report_stage: int | None = None
     report_stage_label: str = ""
@@ -222,6 +245,11 @@ class ReportContext:
     def n_stages(self) -> int:
         """Number of stages of the study."""
         return len(self.stage_names)
+
+    @property
+    def allows_verdicts(self) -> bool:
+        """Whether the stage the report follows allows threshold verdicts (reading bands)."""
+        return bool(self.stage_grid.get("bands"))
 
 
 def _clean(value: Any) -> Any:

@@ -17,12 +17,11 @@ import base64
 import html
 import io
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.report.french import NBSP, fmt_interval, fmt_n, fmt_number, fmt_percent
-from evalterritoire.report.grid import WILDER_BANDS, get_stage_grid
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,7 +71,8 @@ AGREEMENT_LABELS = (
     "Tout à fait d'accord",
 )
 NSP_COLOUR = "#FFFFFF"
-BAND_COLOURS = {"preoccupation": "#F4D6CC", "a_discuter": "#F7EDC4", "force": "#CFE8DC"}
+#: Shading of a reading band whose grid entry declares no colour.
+BAND_COLOUR = "#EEEEEE"
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
@@ -223,11 +223,11 @@ def _empty(fig: Figure, message: str) -> None:
 def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportFigure:
     """Nine-dimension profile with intervals vs the stage centroid (and national mean).
 
-    ``banded=True`` shades the Wilder reading bands; it is refused for stages whose grid allows
-    no verdict (emerging, structuring), so such a report can never show them.
+    ``banded=True`` shades the reading bands of the stage's grid entry (the Wilder reading in
+    the shipped grid); it is refused for stages whose grid allows no verdict (emerging,
+    structuring), so such a report can never show them.
     """
-    grid = get_stage_grid(ctx.grid_key) if ctx.grid_key else None
-    if banded and (grid is None or not grid.allows_verdicts or ctx.is_indicative):
+    if banded and (not ctx.allows_verdicts or ctx.is_indicative):
         banded = False  # no verdict before consolidation, nor on an indicative (small-n) report
     rows = [p for p in ctx.profile if p.get("score") is not None]
     lo, hi = ctx.score_range
@@ -237,78 +237,97 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
             _empty(fig, "Profil non disponible (stades non calculés)")
             return "Profil non disponible.", "Profil de maturité non disponible."
         ax = fig.add_subplot()
-        labels = [_plain(r["label"]) for r in rows][::-1]
-        y = list(range(len(rows)))
-        scores = [r["score"] for r in rows][::-1]
         if banded:
-            scale = (hi - lo) / 4.0
-            for band in WILDER_BANDS:
-                ax.axvspan(
-                    lo + (band.low - 1) * scale,
-                    lo + (band.high - 1) * scale,
-                    color=BAND_COLOURS[band.key],
-                    zorder=0,
-                    label=band.label,
-                )
-        colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
-        ax.barh(
-            y, scores, color=colour, height=0.6, label=_plain(ctx.territory_name[:40]), zorder=2
-        )
-        for yi, r in zip(y, rows[::-1], strict=True):
-            if r.get("ci_low") is not None and r.get("ci_high") is not None:
-                ax.plot(
-                    [r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2, zorder=3
-                )
-            ax.text(
-                hi + (hi - lo) * 0.01,
-                yi,
-                fmt_number(r["score"], 1),
-                va="center",
-                fontsize=9,
-                color=PALETTE["ink"],
-            )
-        cent = [r.get("centroid") for r in rows][::-1]
-        if any(c is not None for c in cent):
-            ax.scatter(
-                [c if c is not None else float("nan") for c in cent],
-                y,
-                marker="D",
-                color=PALETTE["ink"],
-                s=28,
-                zorder=4,
-                label=_plain(f"Profil moyen du stade {ctx.stage_label}"),
-            )
-        if grid is not None and grid.allows_verdicts:
-            nat = [r.get("national") for r in rows][::-1]
-            ax.scatter(
-                [c if c is not None else float("nan") for c in nat],
-                y,
-                marker="|",
-                color=PALETTE["vermillion"],
-                s=160,
-                linewidths=2,
-                zorder=4,
-                label="Moyenne des territoires",
-            )
-        ax.set_yticks(y, labels)
+            _draw_bands(ax, ctx.stage_grid["bands"], lo, hi)
+        _draw_profile_bars(ax, ctx, rows)
+        _draw_profile_markers(ax, ctx, rows)
+        ax.set_yticks(list(range(len(rows))), [_plain(r["label"]) for r in rows][::-1])
         ax.set_xlim(lo, hi)
         ax.grid(axis="y", visible=False)
         _fr_axis(ax.xaxis, 0 if hi - lo > 10 else 1)
         ax.set_xlabel(f"Score moyen ({fmt_number(lo, 0)} à {fmt_number(hi, 0)})")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
-        parts = "; ".join(f"{r['label']} {fmt_number(r['score'], 1)}" for r in rows)
-        alt = f"Profil de maturité sur {len(rows)} dimensions : {parts}."
-        caption = (
-            f"Scores de dimension du territoire ({fmt_n(ctx.n_respondents)}), intervalle à 95 % "
-            f"en trait noir ; losange : profil moyen des territoires du stade {ctx.stage_label}."
-        )
-        if banded:
-            caption += " Bandes : préoccupation (< 3), à discuter (3 à 3,9), force (≥ 4)."
-        if ctx.is_indicative:
-            caption += " Effectif faible : lecture indicative, scores non classés."
-        return alt, caption
+        return _profile_texts(ctx, rows, banded)
 
     return _draw("profile_banded" if banded else "profile", 8.0, 4.6, body)
+
+
+def _draw_bands(ax, bands: Sequence[Mapping[str, Any]], lo: float, hi: float) -> None:
+    """Shade the reading bands (defined on the 1–5 scale) over the score range."""
+    scale = (hi - lo) / 4.0
+    for band in bands:
+        ax.axvspan(
+            lo + (band["low"] - 1) * scale,
+            lo + (band["high"] - 1) * scale,
+            color=band.get("colour") or BAND_COLOUR,
+            zorder=0,
+            label=band["label"],
+        )
+
+
+def _draw_profile_bars(ax, ctx: ReportContext, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One bar per dimension (first at the top), its interval and its value at the right."""
+    lo, hi = ctx.score_range
+    y = list(range(len(rows)))
+    colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
+    scores = [r["score"] for r in rows][::-1]
+    ax.barh(y, scores, color=colour, height=0.6, label=_plain(ctx.territory_name[:40]), zorder=2)
+    for yi, r in zip(y, rows[::-1], strict=True):
+        if r.get("ci_low") is not None and r.get("ci_high") is not None:
+            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2, zorder=3)
+        ax.text(
+            hi + (hi - lo) * 0.01,
+            yi,
+            fmt_number(r["score"], 1),
+            va="center",
+            fontsize=9,
+            color=PALETTE["ink"],
+        )
+
+
+def _draw_profile_markers(ax, ctx: ReportContext, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The stage centroid (diamonds) and, where verdicts are allowed, the national mean."""
+    y = list(range(len(rows)))
+    cent = [r.get("centroid") for r in rows][::-1]
+    if any(c is not None for c in cent):
+        ax.scatter(
+            [c if c is not None else float("nan") for c in cent],
+            y,
+            marker="D",
+            color=PALETTE["ink"],
+            s=28,
+            zorder=4,
+            label=_plain(f"Profil moyen du stade {ctx.stage_label}"),
+        )
+    if ctx.allows_verdicts:
+        nat = [r.get("national") for r in rows][::-1]
+        ax.scatter(
+            [c if c is not None else float("nan") for c in nat],
+            y,
+            marker="|",
+            color=PALETTE["vermillion"],
+            s=160,
+            linewidths=2,
+            zorder=4,
+            label="Moyenne des territoires",
+        )
+
+
+def _profile_texts(
+    ctx: ReportContext, rows: Sequence[Mapping[str, Any]], banded: bool
+) -> tuple[str, str]:
+    """Alt text and caption of the profile figure."""
+    parts = "; ".join(f"{r['label']} {fmt_number(r['score'], 1)}" for r in rows)
+    alt = f"Profil de maturité sur {len(rows)} dimensions : {parts}."
+    caption = (
+        f"Scores de dimension du territoire ({fmt_n(ctx.n_respondents)}), intervalle à 95 % "
+        f"en trait noir ; losange : profil moyen des territoires du stade {ctx.stage_label}."
+    )
+    if banded:
+        caption += " " + ctx.stage_grid.get("band_legend", "")
+    if ctx.is_indicative:
+        caption += " Effectif faible : lecture indicative, scores non classés."
+    return alt, caption
 
 
 def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
@@ -322,56 +341,12 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
         ax = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
         for yi, r in zip(y, rows, strict=True):
-            left = 0.0
-            for level, colour in zip(range(1, 6), AGREEMENT_COLOURS, strict=True):
-                width = r["shares"].get(str(level), 0.0)
-                ax.barh(yi, width, left=left, color=colour, height=0.62, edgecolor="white")
-                if width >= 0.08:
-                    ax.text(
-                        left + width / 2,
-                        yi,
-                        fmt_percent(width),
-                        ha="center",
-                        va="center",
-                        fontsize=7.5,
-                        color="white" if level in (1, 5) else PALETTE["ink"],
-                    )
-                left += width
-            nsp = r["shares"].get("nsp", 0.0)
-            ax.barh(
-                yi,
-                nsp,
-                left=left,
-                color=NSP_COLOUR,
-                height=0.62,
-                edgecolor=PALETTE["grey"],
-                hatch="///",
-                linewidth=0.6,
-            )
-            ax.text(
-                1.01,
-                yi,
-                f"NSP {fmt_percent(nsp)}\n{_n_text(r['n'], r['is_small_n'])}",
-                va="center",
-                fontsize=7.5,
-                transform=ax.get_yaxis_transform(),
-            )
+            _draw_agreement_bar(ax, yi, r)
         ax.set_yticks(y, [_wrap(r["label"], 44) for r in rows], fontsize=8)
         ax.set_xlim(0, 1)
         _fr_axis(ax.xaxis, percent=True)
         ax.grid(axis="y", visible=False)
-        from matplotlib.patches import Patch
-
-        handles = [
-            Patch(facecolor=c, label=lab)
-            for c, lab in zip(AGREEMENT_COLOURS, AGREEMENT_LABELS, strict=True)
-        ]
-        handles.append(
-            Patch(facecolor=NSP_COLOUR, edgecolor=PALETTE["grey"], hatch="///", label="Ne sait pas")
-        )
-        ax.legend(
-            handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.08), ncol=3, fontsize=8
-        )
+        _agreement_legend(ax)
         alt = "Répartition des réponses d'accord : " + "; ".join(
             f"{r['label']} : {fmt_percent(r['shares'].get('4', 0) + r['shares'].get('5', 0))} "
             f"d'accord, {fmt_percent(r['shares'].get('nsp', 0))} ne sait pas"
@@ -386,6 +361,58 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
     return _draw("agreement", 8.6, 0.55 * max(len(rows), 2) + 1.6, body)
 
 
+def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any]) -> None:
+    """One item's stacked levels 1–5 (shares of 8 % or more printed), then its hatched NSP."""
+    left = 0.0
+    for level, colour in zip(range(1, 6), AGREEMENT_COLOURS, strict=True):
+        width = r["shares"].get(str(level), 0.0)
+        ax.barh(yi, width, left=left, color=colour, height=0.62, edgecolor="white")
+        if width >= 0.08:
+            ax.text(
+                left + width / 2,
+                yi,
+                fmt_percent(width),
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="white" if level in (1, 5) else PALETTE["ink"],
+            )
+        left += width
+    nsp = r["shares"].get("nsp", 0.0)
+    ax.barh(
+        yi,
+        nsp,
+        left=left,
+        color=NSP_COLOUR,
+        height=0.62,
+        edgecolor=PALETTE["grey"],
+        hatch="///",
+        linewidth=0.6,
+    )
+    ax.text(
+        1.01,
+        yi,
+        f"NSP {fmt_percent(nsp)}\n{_n_text(r['n'], r['is_small_n'])}",
+        va="center",
+        fontsize=7.5,
+        transform=ax.get_yaxis_transform(),
+    )
+
+
+def _agreement_legend(ax) -> None:
+    """The five agreement levels and « ne sait pas », below the axes."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=c, label=lab)
+        for c, lab in zip(AGREEMENT_COLOURS, AGREEMENT_LABELS, strict=True)
+    ]
+    handles.append(
+        Patch(facecolor=NSP_COLOUR, edgecolor=PALETTE["grey"], hatch="///", label="Ne sait pas")
+    )
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.08), ncol=3, fontsize=8)
+
+
 def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigure:
     """Perceived priority (/10, with interval and n) and the share who think alliances can act."""
     rows = [r for r in ctx.fragilities if r.get("estimate") is not None][:top]
@@ -397,44 +424,8 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
         ax2.set_xlim(0, 1.3)
         y = list(range(len(rows)))[::-1]
-        value_labels = []
-        for yi, r in zip(y, rows, strict=True):
-            small = r["is_small_n"]
-            ax1.barh(
-                yi,
-                r["estimate"],
-                color=PALETTE["blue"],
-                height=0.6,
-                hatch="//" if small else None,
-                alpha=0.55 if small else 1.0,
-            )
-            has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
-            if has_ci:
-                ax1.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
-            # the label starts a few points right of the interval's upper end (or of the bar)
-            right = max(r["ci_high"], r["estimate"]) if has_ci else r["estimate"]
-            value_labels.append(
-                ax1.annotate(
-                    f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
-                    (right, yi),
-                    xytext=(5, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=8,
-                    color=PALETTE["ink"],
-                    annotation_clip=False,
-                )
-            )
-            share = r.get("alliance_share")
-            if share is not None:
-                ax2.barh(yi, share, color=PALETTE["green"], height=0.6)
-                ax2.text(
-                    share + 0.02,
-                    yi,
-                    f"{fmt_percent(share)} ({fmt_n(r['alliance_n'])})",
-                    va="center",
-                    fontsize=8,
-                )
+        value_labels = _draw_priorities(ax1, rows, y)
+        _draw_alliances(ax2, rows, y)
         ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
         ax1.set_xlim(0, 13.5)
         ax1.set_xticks([0, 2, 4, 6, 8, 10])
@@ -465,6 +456,54 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         return alt + ".", caption
 
     return _draw("fragilities", 8.6, 0.42 * len(rows) + 1.5, body)
+
+
+def _draw_priorities(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) -> list:
+    """Priority bars (hatched when indicative), intervals and value labels; the labels."""
+    value_labels = []
+    for yi, r in zip(y, rows, strict=True):
+        small = r["is_small_n"]
+        ax.barh(
+            yi,
+            r["estimate"],
+            color=PALETTE["blue"],
+            height=0.6,
+            hatch="//" if small else None,
+            alpha=0.55 if small else 1.0,
+        )
+        has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+        if has_ci:
+            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
+        # the label starts a few points right of the interval's upper end (or of the bar)
+        right = max(r["ci_high"], r["estimate"]) if has_ci else r["estimate"]
+        value_labels.append(
+            ax.annotate(
+                f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
+                (right, yi),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color=PALETTE["ink"],
+                annotation_clip=False,
+            )
+        )
+    return value_labels
+
+
+def _draw_alliances(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) -> None:
+    """Share judging the alliances' possible impact strong, with its n."""
+    for yi, r in zip(y, rows, strict=True):
+        share = r.get("alliance_share")
+        if share is not None:
+            ax.barh(yi, share, color=PALETTE["green"], height=0.6)
+            ax.text(
+                share + 0.02,
+                yi,
+                f"{fmt_percent(share)} ({fmt_n(r['alliance_n'])})",
+                va="center",
+                fontsize=8,
+            )
 
 
 def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
@@ -529,17 +568,21 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
 
 
 def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
-    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type)."""
-    rows = [
-        r
-        for r in ctx.by_type
-        if r.get("res_benefices_organisation") is not None
-        or r.get("res_charge_excessive") is not None
-    ]
-    series = (
-        ("res_benefices_organisation", "Bénéfices pour l'organisation", PALETTE["green"], "o"),
-        ("res_charge_excessive", "Charge excessive", PALETTE["vermillion"], "s"),
-        ("mat_inter_confiance", "Confiance mutuelle", PALETTE["blue"], "D"),
+    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type).
+
+    The items are the report spec's ``by_type`` (``ctx.by_type_items``).
+    """
+    items = ctx.by_type_items
+    benefit, burden = items.get("benefit"), items.get("burden")
+    rows = [r for r in ctx.by_type if r.get(benefit) is not None or r.get(burden) is not None]
+    series = tuple(
+        (items[key], label, colour, marker)
+        for key, label, colour, marker in (
+            ("benefit", "Bénéfices pour l'organisation", PALETTE["green"], "o"),
+            ("burden", "Charge excessive", PALETTE["vermillion"], "s"),
+            ("trust", "Confiance mutuelle", PALETTE["blue"], "D"),
+        )
+        if key in items
     )
 
     def body(fig: Figure) -> tuple[str, str]:
@@ -571,8 +614,8 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.16), ncol=3, fontsize=8)
         alt = "Bénéfices, charge et confiance par type d'acteur : " + "; ".join(
-            f"{r['label']} : bénéfices {fmt_number(r.get('res_benefices_organisation'), 1)}, "
-            f"charge {fmt_number(r.get('res_charge_excessive'), 1)} ({fmt_n(r['n'])})"
+            f"{r['label']} : bénéfices {fmt_number(r.get(benefit), 1)}, "
+            f"charge {fmt_number(r.get(burden), 1)} ({fmt_n(r['n'])})"
             for r in rows
         )
         caption = (
@@ -597,22 +640,14 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
         if not rows:
             _empty(fig, "Une seule vague disponible")
             return "Une seule vague disponible.", "Pas encore d'évolution entre vagues."
-        waves = sorted({r["wave"] for r in rows})
-        n_by_wave = {w: max(int(r.get("n") or 0) for r in rows if r["wave"] == w) for w in waves}
-        small = {w: n_by_wave[w] < ctx.min_n for w in waves}
-        tick_labels = [
-            f"{w}\n{fmt_n(n_by_wave[w])}" + (f"\n{NBSP}indicatif" if small[w] else "")
-            for w in waves
-        ]
+        waves = _WaveAxis(rows, ctx.min_n)
         dims: list[str] = []
         for r in rows:
             if r["dimension"] not in dims:
                 dims.append(r["dimension"])
-        ncols = 3
-        nrows = -(-len(dims) // ncols)
         axes = fig.subplots(
-            nrows,
-            ncols,
+            -(-len(dims) // 3),
+            3,
             sharex=True,
             sharey=True,
             squeeze=False,
@@ -620,15 +655,13 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
                 "left": 0.06,
                 "right": 0.98,
                 "top": 0.95,
-                "bottom": 0.14 if any(small.values()) else 0.11,
+                "bottom": 0.14 if any(waves.small.values()) else 0.11,
                 "hspace": 0.32,
                 "wspace": 0.1,
             },
         )
-        lo, hi = ctx.score_range
         colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
-        lines = []
-        has_ci = False
+        lines, has_ci = [], False
         for i, ax in enumerate(axes.flat):
             if i >= len(dims):
                 ax.axis("off")
@@ -638,58 +671,89 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
                 for r in rows
                 if r["dimension"] == dims[i]
             )
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=2, zorder=2)
-            for w, v, low, high, _ in pts:
-                if low is not None and high is not None:
-                    has_ci = True
-                    ax.plot([w, w], [low, high], color=PALETTE["ink"], lw=1.2, zorder=3)
-                ax.plot(
-                    [w],
-                    [v],
-                    marker="o",
-                    color=colour,
-                    markerfacecolor="white" if small[w] else colour,
-                    zorder=4,
-                )
-                # the value sits right of its point, clear of the vertical interval
-                ax.annotate(
-                    fmt_number(v, 1),
-                    (w, v),
-                    xytext=(5, 0),
-                    textcoords="offset points",
-                    ha="left",
-                    va="center",
-                    fontsize=8,
-                )
-            ax.set_title(_plain(pts[0][4]), fontsize=9)
-            ax.set_ylim(lo, hi)
-            ax.set_xticks(waves, tick_labels, fontsize=7.5)
-            ax.set_xlim(waves[0] - 0.4, waves[-1] + 0.6)
-            _fr_axis(ax.yaxis, 0)
-            ax.grid(axis="x", visible=False)
-            values = [
-                " ".join(filter(None, (fmt_number(v, 1), fmt_interval(low, high, 1))))
-                for _, v, low, high, _ in pts
-            ]
-            lines.append(f"{pts[0][4]} {' → '.join(values)}")
-        per_wave = ", ".join(f"{w} : {fmt_n(n_by_wave[w])}" for w in waves)
-        alt = (
-            f"Évolution des scores entre vagues (répondants {per_wave}) : " + "; ".join(lines) + "."
-        )
-        caption = (
-            "Score de chaque dimension du territoire à chaque vague (même questionnaire, "
-            f"échelle {fmt_number(lo, 0)} à {fmt_number(hi, 0)})"
-            + (", avec son intervalle de confiance à 95 % (trait vertical)" if has_ci else "")
-            + f". Répondants du territoire par vague : {per_wave}."
-        )
-        if any(small.values()):
-            caption += (
-                f" Point creux : vague de moins de {fmt_number(ctx.min_n, 0)} répondants, "
-                "lecture indicative."
-            )
-        return alt, caption
+            line, with_ci = _draw_wave_panel(ax, pts, colour, waves, ctx.score_range)
+            lines.append(line)
+            has_ci = has_ci or with_ci
+        return _waves_texts(ctx, waves, lines, has_ci)
 
     return _draw("waves", 8.0, 5.8, body, layout=None)
+
+
+class _WaveAxis:
+    """The waves of a territory's scores, their respondents and the x tick labels."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], min_n: int) -> None:
+        self.waves = sorted({r["wave"] for r in rows})
+        self.n_by_wave = {
+            w: max(int(r.get("n") or 0) for r in rows if r["wave"] == w) for w in self.waves
+        }
+        self.small = {w: self.n_by_wave[w] < min_n for w in self.waves}
+        self.tick_labels = [
+            f"{w}\n{fmt_n(self.n_by_wave[w])}" + (f"\n{NBSP}indicatif" if self.small[w] else "")
+            for w in self.waves
+        ]
+
+
+def _draw_wave_panel(
+    ax, pts: Sequence[tuple], colour: str, waves: _WaveAxis, score_range: tuple[float, float]
+) -> tuple[str, bool]:
+    """One dimension's scores across waves; its alt-text line and whether it has intervals."""
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=2, zorder=2)
+    has_ci = False
+    for w, v, low, high, _ in pts:
+        if low is not None and high is not None:
+            has_ci = True
+            ax.plot([w, w], [low, high], color=PALETTE["ink"], lw=1.2, zorder=3)
+        ax.plot(
+            [w],
+            [v],
+            marker="o",
+            color=colour,
+            markerfacecolor="white" if waves.small[w] else colour,
+            zorder=4,
+        )
+        # the value sits right of its point, clear of the vertical interval
+        ax.annotate(
+            fmt_number(v, 1),
+            (w, v),
+            xytext=(5, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_title(_plain(pts[0][4]), fontsize=9)
+    ax.set_ylim(*score_range)
+    ax.set_xticks(waves.waves, waves.tick_labels, fontsize=7.5)
+    ax.set_xlim(waves.waves[0] - 0.4, waves.waves[-1] + 0.6)
+    _fr_axis(ax.yaxis, 0)
+    ax.grid(axis="x", visible=False)
+    values = [
+        " ".join(filter(None, (fmt_number(v, 1), fmt_interval(low, high, 1))))
+        for _, v, low, high, _ in pts
+    ]
+    return f"{pts[0][4]} {' → '.join(values)}", has_ci
+
+
+def _waves_texts(
+    ctx: ReportContext, waves: _WaveAxis, lines: Sequence[str], has_ci: bool
+) -> tuple[str, str]:
+    """Alt text and caption of the wave-to-wave figure."""
+    lo, hi = ctx.score_range
+    per_wave = ", ".join(f"{w} : {fmt_n(waves.n_by_wave[w])}" for w in waves.waves)
+    alt = f"Évolution des scores entre vagues (répondants {per_wave}) : " + "; ".join(lines) + "."
+    caption = (
+        "Score de chaque dimension du territoire à chaque vague (même questionnaire, "
+        f"échelle {fmt_number(lo, 0)} à {fmt_number(hi, 0)})"
+        + (", avec son intervalle de confiance à 95 % (trait vertical)" if has_ci else "")
+        + f". Répondants du territoire par vague : {per_wave}."
+    )
+    if any(waves.small.values()):
+        caption += (
+            f" Point creux : vague de moins de {fmt_number(ctx.min_n, 0)} répondants, "
+            "lecture indicative."
+        )
+    return alt, caption
 
 
 # --------------------------------------------------------------------------- national figures
@@ -833,5 +897,5 @@ def build_stage_figures(
 ) -> list[ReportFigure]:
     """The figures the evaluation grid lists for the territory's stage (table charts skipped)."""
     if charts is None:
-        charts = get_stage_grid(ctx.grid_key).charts if ctx.grid_key else ()
+        charts = ctx.stage_grid.get("charts", ())
     return [CHARTS[c](ctx) for c in charts if c in CHARTS]

@@ -1,55 +1,85 @@
-"""The maturity-adapted evaluation grid as data (source: ``shared/domain/evaluation_grid.md``).
+"""The maturity-adapted evaluation grid, loaded from data (``data/evaluation_grid.yaml``).
 
 The stage assigned to a territory selects (a) the evaluation questions, (b) which thresholds
-(verdicts) are allowed, (c) which charts are shown and (d) the tone. An emerging or structuring
-territory never receives the Wilder-type threshold reading (≥ 4 force, 3–3,9 à discuter,
-< 3 préoccupation), which is reserved for consolidated and disseminating initiatives.
+(verdicts) are allowed, (c) which charts are shown and (d) the tone. In the shipped grid an
+emerging or structuring territory never receives the Wilder-type threshold reading (≥ 4 force,
+3–3,9 à discuter, < 3 préoccupation), which is reserved for consolidated and disseminating
+initiatives. The grid names no questionnaire item (that is the report spec's job).
+
+Owns the grid's value objects (:class:`Band`, :class:`StageGrid`, :class:`EvaluationGrid`),
+:func:`load_grid` with its validation (every malformed entry is refused with a
+:class:`~evalterritoire.errors.GridError` naming the file, the key and the problem), the mapping
+of a study's stages onto the grid's (:meth:`EvaluationGrid.stage_key`, any number of stages on
+either side), :func:`band_for`, and the bounded YAML reading shared with the report spec.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from evalterritoire.codebook import normalise_text
+from evalterritoire.errors import EvalTerritoireError, GridError
 
 __all__ = [
-    "COMMON_SECTIONS",
-    "STAGE_KEYS",
-    "WILDER_BANDS",
+    "CHART_IDS",
     "Band",
+    "EvaluationGrid",
     "StageGrid",
     "band_for",
-    "get_stage_grid",
-    "grid_stage_key",
+    "default_grid_path",
+    "load_grid",
 ]
+
+#: Chart ids a stage may list: the figures of :data:`evalterritoire.report.figures.CHARTS` and
+#: the table-shaped charts of :data:`evalterritoire.report.tables.STAGE_TABLES`.
+CHART_IDS: tuple[str, ...] = (
+    "stakeholders",
+    "agreement",
+    "benefit_burden",
+    "waves",
+    "fragilities",
+    "profile",
+    "profile_banded",
+    "milestones",
+    "fragility_table",
+    "essaimage_table",
+)
+#: Largest grid or report spec file read (bytes).
+MAX_FILE_BYTES = 2_000_000
+_KEY = re.compile(r"[a-z][a-z0-9_]*")
+_NO_BANDS = "none"
 
 
 @dataclass(frozen=True)
 class Band:
-    """A reading band on the 1–5 dimension-score scale (Wilder Collaboration Factors logic)."""
+    """A reading band on the 1–5 dimension-score scale (Wilder Collaboration Factors logic).
+
+    A score ``s`` is in the band when ``low <= s < high``; ``colour`` shades the figure.
+    """
 
     key: str
     label: str
     low: float
     high: float
+    colour: str = ""
 
-
-#: Wilder-type reading, legitimate from the consolidation stage on only.
-WILDER_BANDS: tuple[Band, ...] = (
-    Band("preoccupation", "Préoccupation", 1.0, 3.0),
-    Band("a_discuter", "À discuter", 3.0, 4.0),
-    Band("force", "Force", 4.0, 5.0),
-)
-
-#: Sections every report has (grid §1), in order.
-COMMON_SECTIONS: tuple[str, ...] = (
-    "Carte d'identité du territoire",
-    "Stade attribué et sa justification",
-    "Fragilités",
-    "Pratiques partenariales, dynamique et pilotage",
-    "Recommandations",
-    "Annexe méthodologique",
-)
+    def to_record(self) -> dict[str, Any]:
+        """The band as JSON-compatible values (for a report context)."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "low": self.low,
+            "high": self.high,
+            "colour": self.colour,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,9 +89,9 @@ class StageGrid:
     Attributes
     ----------
     key : str
-        ``emergence``, ``structuration``, ``consolidation`` or ``essaimage``.
+        Identifier (``emergence``, ``structuration``… in the shipped grid).
     number : int
-        1–4.
+        Rank, 1 = least mature.
     name : str
         French stage name.
     section_title : str
@@ -74,12 +104,10 @@ class StageGrid:
         How the report speaks.
     questions : tuple of str
         Evaluation questions.
-    indicators : tuple of str
-        Codebook item ids the stage looks at first.
     charts : tuple of str
-        Chart ids (see :mod:`evalterritoire.report.figures`) of the stage block. The nine-dimension
-        profile is drawn for every stage in the « stade attribué » section, compared with the
-        stage centroid, with reading bands only when ``bands`` is not empty.
+        Chart ids (:data:`CHART_IDS`) of the stage block. The dimension profile is drawn for
+        every stage in the « stade attribué » section, compared with the stage centroid, with
+        reading bands only when ``bands`` is not empty.
     recommendations : tuple of str
         Typical recommendations, phrased as next steps.
     do_not : tuple of str
@@ -88,6 +116,8 @@ class StageGrid:
         Threshold reading allowed (empty: no pass/fail verdict at this stage).
     reading_intro : str
         How scores are read at this stage.
+    band_legend : str
+        Sentence the profile figure's caption adds when it shades the bands.
     """
 
     key: str
@@ -98,324 +128,403 @@ class StageGrid:
     signals: str
     tone: str
     questions: tuple[str, ...]
-    indicators: tuple[str, ...]
     charts: tuple[str, ...]
     recommendations: tuple[str, ...]
     do_not: tuple[str, ...]
     bands: tuple[Band, ...]
     reading_intro: str
+    band_legend: str = ""
 
     @property
     def allows_verdicts(self) -> bool:
         """Whether threshold verdicts (force / à discuter / préoccupation) may be shown."""
         return bool(self.bands)
 
-
-_EMERGENCE = StageGrid(
-    key="emergence",
-    number=1,
-    name="Émergence",
-    section_title="Ce que la démarche a déjà permis, ce qui reste à explorer",
-    posture=(
-        "Évaluation développementale et apprenante : aider à clarifier l'intention, documenter "
-        "ce qui se passe, repérer ce qui marche ; l'objectif est de « se conter », rendre la "
-        "démarche racontable et compréhensible. Pas d'objectifs chiffrés imposés de l'extérieur."
-    ),
-    signals=(
-        "Démarche récente ou informelle ; forte part de « ne sait pas » sur la gouvernance, le "
-        "pilotage et le modèle économique ; pas encore d'instance de pilotage ; peu de jalons ; "
-        "interconnaissance en construction."
-    ),
-    tone=(
-        "Les niveaux bas et les « ne sait pas » sont présentés comme un point de départ "
-        "(ligne de base), pas comme un échec."
-    ),
-    questions=(
-        "Qui sont les acteurs concernés, qui est déjà mobilisé et qui manque (élus, techniciens, associations, entreprises, habitants) ?",
-        "Les acteurs se connaissent-ils mieux qu'avant ? De nouvelles relations de travail sont-elles nées ?",
-        "Existe-t-il un début de constat partagé sur les fragilités du territoire ? Les priorités perçues convergent-elles entre types d'acteurs et avec les indicateurs objectifs ?",
-        "Qui anime ? Ce rôle est-il reconnu, et est-il distinct d'un rôle d'opérateur de projets ?",
-        "Quelles sont les conditions favorables et les freins (volonté politique, temps, financement de l'animation, méconnaissance) ?",
-        "Quelle théorie du changement implicite les acteurs portent-ils (pourquoi s'allier, pour quoi faire) ?",
-    ),
-    indicators=(
-        "dyn_statut",
-        "dyn_composition",
-        "mat_inter_qui_fait_quoi",
-        "mat_inter_confiance",
-        "mat_inter_nouveaux_liens",
-        "mat_inter_nb_rencontres",
-        "dyn_animateur_existe",
-        "dyn_espace_coconstruction",
-        "mat_inter_cartographie",
-        "mat_diag_realise",
-        "dyn_savoir_piloter",
-        "dyn_freins",
-        "dyn_innovation_source",
-    ),
-    charts=("stakeholders", "agreement", "milestones"),
-    recommendations=(
-        "Cartographier les parties prenantes (métiers, personnes, compétences, degré d'implication) pour identifier les ressources mobilisables et les manques, et repérer ce qui existe ailleurs (WikiRésilience).",
-        "Créer des espaces de co-construction pour monter en compétence collectivement, décloisonner, réaliser un diagnostic partagé, permettre la formation par les pairs (WikiRésilience).",
-        "Connaître au préalable les acteurs et les ressources, reconnaître leurs différences comme complémentarités, élargir progressivement le cercle (WikiRésilience).",
-        "Impliquer dès le départ les acteurs les plus concernés, y compris les habitants « experts cachés du territoire » ; identifier les enjeux communs et aligner les intérêts.",
-        "Construire un langage commun à partir d'un diagnostic partagé (IMPL module 1 ; CR-DSU : partage de la connaissance et des représentations, culture commune).",
-        "S'assurer d'une volonté politique capable d'inviter (« pouvoir d'invitation »).",
-        "S'inspirer de pairs : rencontres des pionniers, voyages d'étude, témoignages.",
-    ),
-    do_not=(
-        "Ne pas juger l'impact sur les fragilités.",
-        "Ne pas exiger de modèle économique sécurisé ni de cadre juridique.",
-        "Ne pas appliquer de lecture à seuils de type Wilder.",
-        "Ne pas classer le territoire face à des territoires plus avancés.",
-    ),
-    bands=(),
-    reading_intro=(
-        "À ce stade, les scores décrivent une ligne de base : ils ne sont pas lus comme des "
-        "réussites ou des échecs, et le territoire n'est pas classé."
-    ),
-)
-
-_STRUCTURATION = StageGrid(
-    key="structuration",
-    number=2,
-    name="Structuration",
-    section_title="Ce qui se structure, points de vigilance",
-    posture=(
-        "Évaluation développementale puis formative : aider à stabiliser le modèle d'animation et "
-        "de gouvernance, clarifier la théorie du changement, définir les premiers indicateurs "
-        "partagés (on commence à « se compter »). Les critères sont construits avec les "
-        "partenaires (évaluation partagée)."
-    ),
-    signals=(
-        "Un animateur identifié, une instance de pilotage multi-acteurs, des priorités communes, "
-        "premières actions collectives, engagements en cours de formalisation ; « ne sait pas » en "
-        "baisse."
-    ),
-    tone=(
-        "Constructif, centré sur les choix d'organisation : les fragilités de gouvernance sont "
-        "formulées comme des décisions à prendre."
-    ),
-    questions=(
-        "Les rôles et responsabilités sont-ils clairs ? Les décisions sont-elles réellement partagées ?",
-        "L'animateur reste-t-il un catalyseur (faire travailler ensemble) ou glisse-t-il vers un rôle d'opérateur de projets ?",
-        "Le passage de la réflexion à l'action s'opère-t-il (actions lancées, co-pilotage d'expérimentations) ?",
-        "La démarche s'articule-t-elle avec les dispositifs existants sans doublon ?",
-        "Les 4 facteurs clés de pérennité sont-ils en préparation : positionnement, modèle socio-économique, gouvernance, cadre technique ?",
-        "La démarche reste-t-elle ouverte aux nouveaux entrants ?",
-        "Quels indicateurs de résultat les partenaires choisissent-ils pour la suite ?",
-    ),
-    indicators=(
-        "mat_gouv_roles_clairs",
-        "mat_gouv_decision_partagee",
-        "mat_gouv_ouverture",
-        "mat_pos_catalyse_vs_operation",
-        "mat_pos_articulation",
-        "mat_gouv_instance",
-        "mat_cadre_engagements_formalises",
-        "mat_action_nb_projets",
-        "mat_action_passage",
-        "mat_action_copilotage",
-        "res_synergie",
-        "res_benefices_organisation",
-        "res_charge_excessive",
-    ),
-    charts=("benefit_burden", "milestones"),
-    recommendations=(
-        "Clarifier les rôles, formaliser les engagements (charte, convention), tout en gardant la porte ouverte aux nouveaux entrants (WikiRésilience).",
-        "Distinguer catalyse et opération : si l'animateur devient porteur des solutions, il perd temps, moyens et légitimité pour l'animation transversale ; choisir explicitement (Le RAMEAU).",
-        "Passer de la réflexion à l'action avec quelques chantiers à effet levier (IMPL : 3 ou 4 fiches chantiers « en mode exécution »).",
-        "Financer les personnes (l'animation) et pas seulement les investissements ; commencer à construire un modèle économique.",
-        "Co-construire le dispositif d'évaluation (« évaluation partagée ») : choisir ensemble quelques indicateurs, documenter les récits.",
-        "Articuler la démarche avec les tiers-lieux et les dispositifs existants plutôt que créer un nouveau silo (Le RAMEAU).",
-        "Communiquer sur les étapes de construction et valoriser les partenaires et leurs complémentarités (WikiRésilience).",
-    ),
-    do_not=(
-        "Ne pas conclure sur l'impact.",
-        "Ne pas sanctionner l'absence de mesure d'impact.",
-        "Ne pas lire des moyennes basses sur le modèle économique ou le cadre technique comme un échec : elles sont attendues à ce stade.",
-    ),
-    bands=(),
-    reading_intro=(
-        "Le profil est comparé au profil moyen des territoires du même stade (et non à celui des "
-        "territoires plus avancés) ; les écarts signalent des choix d'organisation à discuter."
-    ),
-)
-
-_CONSOLIDATION = StageGrid(
-    key="consolidation",
-    number=3,
-    name="Consolidation",
-    section_title="Évaluation de la démarche consolidée",
-    posture=(
-        "Évaluation formative puis sommative : la valeur de la démarche peut être jugée sur des "
-        "critères explicites (pertinence, cohérence, efficacité, efficience, impact, durabilité ; "
-        "produit, équilibre et valorisation du partenariat). « Se compter » devient central."
-    ),
-    signals=(
-        "Actions collectives durables, financement de l'animation sécurisé, ressources "
-        "diversifiées, cadre juridique clarifié, évaluation pratiquée et partagée, légitimité "
-        "reconnue."
-    ),
-    tone=(
-        "Évaluatif et exigeant mais équilibré : reconnaître les acquis, nommer les faiblesses "
-        "avec des seuils explicites, proposer des priorités."
-    ),
-    questions=(
-        "Efficacité et contribution sociétale : quels effets sur les fragilités ciblées ? Les indicateurs objectifs évoluent-ils dans le bon sens, avec prudence sur l'attribution ?",
-        "Pertinence : les actions répondent-elles aux fragilités jugées prioritaires et mesurées objectivement ?",
-        "Efficience : ressources mobilisées (ETP d'animation, contributions non financières) au regard des actions et des résultats.",
-        "Équilibre du partenariat : chaque partenaire y trouve-t-il son compte (bénéfices et charge) ? La confiance est-elle solide ?",
-        "Pérennité : positionnement, modèle socio-économique, gouvernance et cadre technique sont-ils sécurisés ?",
-        "Apprentissage : l'évaluation nourrit-elle réellement les décisions ?",
-        "La démarche est-elle prête à être transmise (capitalisation, documentation) ?",
-    ),
-    indicators=(
-        "res_effets_fragilites",
-        "res_habitants_beneficient",
-        "res_reussite_globale",
-        "mat_action_duree",
-        "mat_action_mutualisation",
-        "mat_mse_financement_duree",
-        "mat_mse_diversite_ressources",
-        "mat_cadre_securise",
-        "mat_eval_partagee",
-        "mat_eval_apprentissage",
-        "mat_eval_capitalisation",
-        "part_evalue_resultats",
-        "part_bilan_relation",
-    ),
-    charts=("waves", "benefit_burden", "fragility_table"),
-    recommendations=(
-        "Inscrire le financement dans la durée et diversifier le modèle socio-économique (« inventer des modèles économiques », « donner de la valeur à la catalyse territoriale »).",
-        "Incarner et structurer dans la durée : gouvernance partagée (par exemple une SCIC), élargissement des parties prenantes, transparence en continu.",
-        "Sécuriser le cadre technique (juridique, fiscal, social, accès au droit commun), 4e facteur clé de pérennité.",
-        "Passer d'une évaluation de l'activité à une évaluation des résultats partagée et, si pertinent, à une mesure d'impact proportionnée (impliquer les parties prenantes, ne retenir que ce qui est significatif, ne pas surévaluer, vérifier).",
-        "Capitaliser (documenter méthodes et outils, co-produire des contenus) pour préparer la transmission.",
-        "Valoriser : démontrer l'intérêt des parties prenantes et l'impact positif sur le territoire ; mettre en avant les réussites et la prise de risque des initiateurs.",
-    ),
-    do_not=(
-        "Ne pas attribuer à la démarche seule l'évolution d'indicateurs macro (chômage, pauvreté).",
-        "Ne pas comparer sans ajustement de contexte des territoires de tailles et de fragilités différentes.",
-    ),
-    bands=WILDER_BANDS,
-    reading_intro=(
-        "Lecture à seuils explicites (inventaire Wilder) : un score moyen ≥ 4 est une force, "
-        "de 3 à 3,9 un point à discuter, < 3 une préoccupation."
-    ),
-)
-
-_ESSAIMAGE = StageGrid(
-    key="essaimage",
-    number=4,
-    name="Essaimage",
-    section_title="Bilan et transmission",
-    posture=(
-        "Évaluation sommative du modèle et évaluation du transfert : qu'est-ce qui est "
-        "transférable (principes, méthodes) et à quelles conditions ? Les indicateurs deviennent "
-        "quantitatifs pour mesurer l'effet à plus grande échelle ; transmettre des principes "
-        "plutôt que dupliquer un modèle figé."
-    ),
-    signals=(
-        "Outils ou méthodes transmis, sollicitations extérieures, participation à des réseaux de "
-        "pairs, visibilité au-delà des partenaires, légitimité élevée."
-    ),
-    tone=(
-        "Bilan et transmission : mettre en valeur le rôle pionnier, expliciter les conditions de "
-        "réussite et les limites, s'adresser aussi aux territoires qui voudraient s'en inspirer."
-    ),
-    questions=(
-        "Quels éléments de la démarche sont documentés et transférables (méthodes, outils, compétences du catalyseur) ?",
-        "Les territoires qui s'en inspirent obtiennent-ils des résultats comparables, après adaptation à leur contexte ?",
-        "L'essaimage fragilise-t-il la démarche d'origine (charge, dispersion de l'animateur) ?",
-        "Les résultats tiennent-ils dans la durée et à plus grande échelle (effets, coûts) ?",
-        "La démarche contribue-t-elle à la reconnaissance de l'innovation sociale territoriale (plaidoyer, réseaux, politiques publiques) ?",
-    ),
-    indicators=(
-        "mat_ess_visibilite",
-        "mat_ess_transfert",
-        "mat_ess_nb_sollicitations",
-        "mat_ess_reseaux_pairs",
-        "mat_eval_capitalisation",
-        "mat_pos_legitimite",
-        "res_effets_fragilites",
-        "res_habitants_beneficient",
-        "res_charge_excessive",
-    ),
-    charts=("waves", "essaimage_table"),
-    recommendations=(
-        "Concrétiser, capitaliser et diffuser : co-produire outils et contenus, médiatiser à tous les niveaux (local, national, international).",
-        "Trouver des ambassadeurs et organiser les témoignages de pairs ; voyages d'étude ; plateformes de partage d'outils.",
-        "Transmettre des principes et accompagner l'adaptation locale (« il n'y a pas d'innovation sociétale sans ancrage territorial », Le RAMEAU), plutôt que dupliquer.",
-        "Préserver la fonction d'animation du territoire d'origine (ne pas épuiser le catalyseur).",
-        "Contribuer au plaidoyer (grand public, institutions, acteurs économiques) et à la reconnaissance de l'innovation sociale territoriale.",
-    ),
-    do_not=(
-        "Ne pas exiger que les territoires essaimés reproduisent à l'identique.",
-        "Ne pas évaluer un territoire essaimé avec la grille du territoire d'origine : il repart lui-même en émergence.",
-    ),
-    bands=WILDER_BANDS,
-    reading_intro=(
-        "Lecture à seuils explicites (inventaire Wilder) : un score moyen ≥ 4 est une force, "
-        "de 3 à 3,9 un point à discuter, < 3 une préoccupation ; la stabilité dans le temps "
-        "compte autant que le niveau."
-    ),
-)
-
-_GRIDS: dict[str, StageGrid] = {
-    g.key: g for g in (_EMERGENCE, _STRUCTURATION, _CONSOLIDATION, _ESSAIMAGE)
-}
-#: Grid stage keys, least mature first.
-STAGE_KEYS: tuple[str, ...] = tuple(_GRIDS)
+    def to_record(self) -> dict[str, Any]:
+        """The stage entry as JSON-compatible values: what a report context carries."""
+        return {
+            "key": self.key,
+            "number": self.number,
+            "name": self.name,
+            "section_title": self.section_title,
+            "posture": self.posture,
+            "signals": self.signals,
+            "tone": self.tone,
+            "questions": list(self.questions),
+            "charts": list(self.charts),
+            "recommendations": list(self.recommendations),
+            "do_not": list(self.do_not),
+            "bands": [band.to_record() for band in self.bands],
+            "band_legend": self.band_legend,
+            "reading_intro": self.reading_intro,
+        }
 
 
-def get_stage_grid(key: str) -> StageGrid:
-    """The grid entry of a stage key (``emergence`` ... ``essaimage``).
+@dataclass(frozen=True)
+class EvaluationGrid:
+    """A loaded, validated evaluation grid (immutable). Build it with :func:`load_grid`.
 
-    Raises
-    ------
-    KeyError
-        For an unknown key.
+    Attributes
+    ----------
+    name : str
+        Title of the grid.
+    stages : tuple of StageGrid
+        Stages, least mature first.
+    common_sections : tuple of str
+        Sections every report has, in order.
+    band_sets : mapping of str to tuple of Band
+        Named threshold readings.
+    source : str
+        File name the grid was read from.
+    sha256 : str
+        Digest of the file's bytes.
     """
-    return _GRIDS[key]
+
+    name: str
+    stages: tuple[StageGrid, ...]
+    common_sections: tuple[str, ...] = ()
+    band_sets: Mapping[str, tuple[Band, ...]] = field(default_factory=dict)
+    source: str = ""
+    sha256: str = ""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Stage keys, least mature first."""
+        return tuple(s.key for s in self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __iter__(self) -> Iterator[StageGrid]:
+        return iter(self.stages)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def stage(self, key: str) -> StageGrid:
+        """The entry of a stage key.
+
+        Raises
+        ------
+        GridError
+            For a key the grid does not have.
+        """
+        for entry in self.stages:
+            if entry.key == key:
+                return entry
+        raise GridError(
+            f"evaluation grid {self.source or self.name}: no stage {key!r} "
+            f"(stages: {', '.join(self.keys)})"
+        )
+
+    def stage_key(self, stage: int, n_stages: int, stage_label: str = "") -> str:
+        """Map a study stage (0-based, ``n_stages`` stages) to the key of a grid stage.
+
+        The label is matched first (a study stage named ``"Consolidation / maturité"`` follows
+        the grid stage keyed or named ``consolidation``); otherwise the rank is mapped
+        proportionally onto the grid's stages, rounding down so that a territory is never
+        judged with a later stage's grid than its rank supports. Works for any number of
+        stages on either side.
+
+        Parameters
+        ----------
+        stage : int
+            0 = least mature.
+        n_stages : int
+            Number of stages of the study.
+        stage_label : str, optional
+            The study's stage name.
+
+        Returns
+        -------
+        str
+            One of :attr:`keys`.
+        """
+        label = normalise_text(stage_label)
+        if label:
+            for entry in self.stages:
+                if label.startswith(entry.key) or label.startswith(normalise_text(entry.name)):
+                    return entry.key
+        last = len(self.stages) - 1
+        if n_stages <= 1:
+            return self.stages[0].key
+        rank = int(stage * last // (n_stages - 1))
+        return self.stages[max(0, min(rank, last))].key
+
+    def stage_for(self, stage: int, n_stages: int, stage_label: str = "") -> StageGrid:
+        """The grid entry a study stage follows (see :meth:`stage_key`)."""
+        return self.stage(self.stage_key(stage, n_stages, stage_label))
 
 
-def grid_stage_key(stage: int, n_stages: int, stage_label: str = "") -> str:
-    """Map a study stage (0-based, ``n_stages`` stages) to a grid stage key.
-
-    The label is matched first (``"Consolidation / maturité"`` → ``consolidation``); otherwise
-    the rank is mapped proportionally onto the four grid stages, rounding down so that a
-    territory is never judged with a later stage's grid than its rank supports.
+def band_for(score: float | None, bands: Sequence[Band]) -> Band | None:
+    """The reading band of a 1–5 score, or None when there is no band (no verdict allowed).
 
     Parameters
     ----------
-    stage : int
-        0 = least mature.
-    n_stages : int
-        Number of stages of the study.
-    stage_label : str, optional
-        The study's stage name.
+    score : float or None
+        Score on the 1–5 scale.
+    bands : sequence of Band
+        A stage's bands (:attr:`StageGrid.bands`), ascending.
+    """
+    if score is None or not bands or score != score:
+        return None
+    for band in bands:
+        if band.low <= score < band.high:
+            return band
+    return bands[-1] if score >= bands[-1].high else bands[0]
+
+
+# --------------------------------------------------------------------------- loading
+def default_grid_path() -> Path:
+    """Path of the evaluation grid shipped with the package."""
+    return Path(str(resources.files("evalterritoire") / "data" / "evaluation_grid.yaml"))
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML loader refusing anchors' aliases (a hostile file cannot expand itself)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(path: Path, what: str, error: type[EvalTerritoireError]) -> tuple[Any, str]:
+    """Parsed content and SHA-256 of a small YAML data file, or one clear ``error``."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise error(f"{what} {path}: {size} bytes, more than the {MAX_FILE_BYTES} allowed")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot be read ({exc.strerror})") from None
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # a SafeLoader
+    except UnicodeDecodeError:
+        raise error(f"{what} {path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        detail = f" ({problem})" if problem else ""
+        raise error(f"{what} {path}: invalid YAML{where}{detail}") from None
+    return raw, hashlib.sha256(data).hexdigest()
+
+
+def load_grid(path: str | Path | None = None) -> EvaluationGrid:
+    """Load and validate an evaluation grid.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        YAML file. ``None`` or ``"default"`` loads the grid shipped with the package.
 
     Returns
     -------
-    str
-        One of :data:`STAGE_KEYS`.
+    EvaluationGrid
+        The validated grid.
+
+    Raises
+    ------
+    GridError
+        When the file is missing, is not YAML, or an entry is malformed (the message names the
+        file, the key and the problem).
     """
-    label = normalise_text(stage_label)
-    for key in STAGE_KEYS:
-        if label.startswith(key) or label.startswith(normalise_text(_GRIDS[key].name)):
-            return key
-    if n_stages <= 1:
-        return STAGE_KEYS[0]
-    rank = int(stage * (len(STAGE_KEYS) - 1) // (n_stages - 1))
-    return STAGE_KEYS[max(0, min(rank, len(STAGE_KEYS) - 1))]
+    if path is None or str(path) == "default":
+        path = default_grid_path()
+    path = Path(path)
+    raw, digest = _read_yaml(path, "evaluation grid", GridError)
+    return _parse_grid(raw, path.name, digest)
 
 
-def band_for(score: float | None, grid: StageGrid) -> Band | None:
-    """The reading band of a 1–5 score, or None when the stage allows no verdict."""
-    if score is None or not grid.bands or score != score:
-        return None
-    for band in grid.bands:
-        if band.low <= score < band.high:
-            return band
-    return grid.bands[-1] if score >= grid.bands[-1].high else grid.bands[0]
+# --------------------------------------------------------------------------- validation
+class _Reader:
+    """Typed access to the entries of one data file; errors name the file and the key.
+
+    Shared with the report spec's loader (``what`` and ``error`` name the kind of file).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        what: str = "evaluation grid",
+        error: type[EvalTerritoireError] = GridError,
+    ) -> None:
+        self.source = source
+        self.what = what
+        self.error = error
+
+    def fail(self, where: str, problem: str) -> EvalTerritoireError:
+        return self.error(f"{self.what} {self.source}: {where}: {problem}")
+
+    def mapping(self, value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    def text(self, entry: Mapping[str, Any], key: str, where: str) -> str:
+        value = entry.get(key)
+        if not isinstance(value, str) or not value.strip():
+            got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+            raise self.fail(f"{where}.{key}", f"expected a non-empty text, got {got}")
+        return value.strip()
+
+    def texts(self, entry: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+        value = entry.get(key)
+        if not isinstance(value, list) or not value:
+            raise self.fail(f"{where}.{key}", "expected a non-empty list of texts")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(f"{where}.{key}[{i}]", f"expected a non-empty text, got {item!r}")
+            out.append(item.strip())
+        return tuple(out)
+
+    def number(self, entry: Mapping[str, Any], key: str, where: str) -> float:
+        value = entry.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise self.fail(f"{where}.{key}", f"expected a number, got {value!r}")
+        return float(value)
+
+    def unknown(self, entry: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+        extra = sorted(str(k) for k in entry if k not in allowed)
+        if extra:
+            raise self.fail(
+                where, f"unknown key(s) {', '.join(extra)} (allowed: {', '.join(allowed)})"
+            )
+
+
+_GRID_KEYS = ("name", "common_sections", "band_sets", "stages")
+_BAND_SET_KEYS = ("legend", "bands")
+_BAND_KEYS = ("key", "label", "low", "high", "colour")
+_STAGE_KEYS = (
+    "key", "number", "name", "section_title", "posture", "signals", "tone", "reading_intro",
+    "bands", "charts", "questions", "recommendations", "do_not",
+)  # fmt: skip
+_STAGE_TEXTS = ("name", "section_title", "posture", "signals", "tone", "reading_intro")
+_STAGE_LISTS = ("questions", "recommendations", "do_not")
+
+
+def _parse_grid(raw: Any, source: str, digest: str) -> EvaluationGrid:
+    read = _Reader(source)
+    top = read.mapping(raw, "top level")
+    read.unknown(top, _GRID_KEYS, "top level")
+    band_sets = _parse_band_sets(read, top.get("band_sets") or {})
+    stages = _parse_stages(read, top.get("stages"), band_sets)
+    return EvaluationGrid(
+        name=read.text(top, "name", "top level"),
+        stages=stages,
+        common_sections=read.texts(top, "common_sections", "top level"),
+        band_sets={name: bands for name, (bands, _) in band_sets.items()},
+        source=source,
+        sha256=digest,
+    )
+
+
+def _parse_band_sets(read: _Reader, raw: Any) -> dict[str, tuple[tuple[Band, ...], str]]:
+    """Band set name → (bands, legend)."""
+    out = {}
+    for name, entry in read.mapping(raw, "band_sets").items():
+        where = f"band_sets.{name}"
+        if not _KEY.fullmatch(str(name)) or name == _NO_BANDS:
+            raise read.fail(where, "a band set name is lower-case letters, digits and _")
+        entry = read.mapping(entry, where)
+        read.unknown(entry, _BAND_SET_KEYS, where)
+        bands = _parse_bands(read, entry.get("bands"), f"{where}.bands")
+        legend = entry.get("legend")
+        if legend is None:
+            legend = (
+                "Bandes : "
+                + ", ".join(
+                    f"{b.label.lower()} ({b.low:g} à {b.high:g})".replace(".", ",") for b in bands
+                )
+                + "."
+            )
+        elif not isinstance(legend, str):
+            raise read.fail(f"{where}.legend", f"expected a text, got {legend!r}")
+        out[str(name)] = (bands, legend.strip())
+    return out
+
+
+def _parse_bands(read: _Reader, raw: Any, where: str) -> tuple[Band, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise read.fail(where, "expected a non-empty list of bands")
+    bands: list[Band] = []
+    for i, entry in enumerate(raw):
+        at = f"{where}[{i}]"
+        entry = read.mapping(entry, at)
+        read.unknown(entry, _BAND_KEYS, at)
+        key = read.text(entry, "key", at)
+        low, high = read.number(entry, "low", at), read.number(entry, "high", at)
+        if not low < high:
+            raise read.fail(at, f"low ({low:g}) must be below high ({high:g})")
+        if bands and low != bands[-1].high:
+            raise read.fail(
+                at, f"bands must be ascending and contiguous: low {low:g} does not continue "
+                f"the previous band's high {bands[-1].high:g}"
+            )  # fmt: skip
+        if any(b.key == key for b in bands):
+            raise read.fail(f"{at}.key", f"duplicate band key {key!r}")
+        colour = entry.get("colour", "")
+        if not isinstance(colour, str):
+            raise read.fail(f"{at}.colour", f"expected a colour text, got {colour!r}")
+        bands.append(Band(key, read.text(entry, "label", at), low, high, colour.strip()))
+    return tuple(bands)
+
+
+def _parse_stages(
+    read: _Reader, raw: Any, band_sets: Mapping[str, tuple[tuple[Band, ...], str]]
+) -> tuple[StageGrid, ...]:
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise read.fail("stages", "expected a list of at least two stages, least mature first")
+    stages = [_parse_stage(read, entry, i, band_sets) for i, entry in enumerate(raw)]
+    seen: set[str] = set()
+    for i, stage in enumerate(stages):
+        if stage.key in seen:
+            raise read.fail(f"stages[{i}].key", f"duplicate stage key {stage.key!r}")
+        seen.add(stage.key)
+    return tuple(stages)
+
+
+def _parse_stage(
+    read: _Reader, raw: Any, index: int, band_sets: Mapping[str, tuple[tuple[Band, ...], str]]
+) -> StageGrid:
+    where = f"stages[{index}]"
+    entry = read.mapping(raw, where)
+    read.unknown(entry, _STAGE_KEYS, where)
+    key = read.text(entry, "key", where)
+    where = f"stages.{key}"
+    if not _KEY.fullmatch(key):
+        raise read.fail(f"{where}.key", "a stage key is lower-case letters, digits and _")
+    number = entry.get("number", index + 1)
+    if number != index + 1 or isinstance(number, bool):
+        raise read.fail(f"{where}.number", f"expected {index + 1} (its rank), got {number!r}")
+    charts = read.texts(entry, "charts", where) if entry.get("charts") != [] else ()
+    unknown = [c for c in charts if c not in CHART_IDS]
+    if unknown:
+        raise read.fail(
+            f"{where}.charts",
+            f"unknown chart(s) {', '.join(unknown)} (charts: {', '.join(CHART_IDS)})",
+        )
+    bands, legend = _stage_bands(read, entry.get("bands"), f"{where}.bands", band_sets)
+    texts = {k: read.text(entry, k, where) for k in _STAGE_TEXTS}
+    lists = {k: read.texts(entry, k, where) for k in _STAGE_LISTS}
+    return StageGrid(
+        key=key, number=index + 1, **texts, **lists, charts=charts, bands=bands, band_legend=legend
+    )
+
+
+def _stage_bands(
+    read: _Reader,
+    raw: Any,
+    where: str,
+    band_sets: Mapping[str, tuple[tuple[Band, ...], str]],
+) -> tuple[tuple[Band, ...], str]:
+    if raw is None or raw == _NO_BANDS:
+        return (), ""
+    if not isinstance(raw, str) or raw not in band_sets:
+        known = ", ".join([*band_sets, _NO_BANDS])
+        raise read.fail(where, f"unknown band set {raw!r} (band sets: {known})")
+    return band_sets[raw]

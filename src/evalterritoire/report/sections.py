@@ -1,12 +1,13 @@
 """Content sections of the report contexts, shared by the national and territory reports.
 
-Owns the item catalogues each section shows (partnership, dynamic, results, milestones,
-agreement, essaimage, by-type items, national benchmarks, free-text limits) and the builders
-turning estimates or responses into section records: item estimates (``_items``), level
-distributions (``_levels``, ``_declared_distribution``, ``_composition``, ``_freins``),
-fragilities, NSP shares by dimension, agreement distributions, by-type matrix, respondent mix,
-identity helpers (``_modal``, ``_median``, ``_option_label``), « paroles d'acteurs »
-(``_free_text``) and the model coefficient table (``_models``).
+Owns :class:`Sections`, which turns estimates or responses into section records for the items
+the report spec names (:mod:`evalterritoire.report.spec`) and the columns the codebook's roles
+name (:class:`~evalterritoire.report.context.Columns`): item estimates (``items``), level
+distributions (``levels``, ``declared``, ``composition``, ``barriers``), fragilities, NSP shares
+by dimension, agreement distributions, by-type matrix, respondent mix and « paroles d'acteurs »
+(``free_text``); plus the identity helpers (``_modal``, ``_median``, ``_option_label``), the
+numeric-item filter of the stage indicators (``_numeric``) and the model coefficient table
+(``_models``).
 """
 
 from __future__ import annotations
@@ -17,159 +18,346 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook import Codebook
-from evalterritoire.report.context import (
-    CONSENT_COL,
-    DIMENSION_SHORT,
-    RESPONDENT_COL,
-    SMALL_CELL,
-    TYPE_COL,
-    _clean,
-    _num,
-    short_label,
-)
+from evalterritoire.codebook import Codebook, Variable
+from evalterritoire.report.context import SMALL_CELL, Columns, _clean, _num, short_label
 from evalterritoire.report.lookup import _Lookup, _record, _weights
+from evalterritoire.report.spec import ReportSpec
 
 #: « Paroles d'acteurs »: at most this many free-text excerpts, each cut at this many characters.
 FREE_TEXT_MAX = 3
 FREE_TEXT_CHARS = 240
+#: The most cited barriers shown.
+BARRIERS_SHOWN = 5
+#: Item types a stage's indicator table shows (levels and multi-select items have sections).
+_INDICATOR_TYPES = frozenset({"likert", "rating", "binary", "count", "decimal"})
 
-#: Items shown as agreement distributions (stacked bars with the NSP share visible).
-AGREEMENT_ITEMS = (
-    "dyn_savoir_piloter",
-    "dyn_volonte_politique",
-    "dyn_innovation_source",
-    "mat_inter_qui_fait_quoi",
-    "mat_inter_confiance",
-    "mat_inter_nouveaux_liens",
-    "mat_diag_langage_commun",
-)
-#: Milestones (yes/no) shown as a checklist « fait / à faire ».
-MILESTONE_ITEMS = (
-    "dyn_animateur_existe",
-    "dyn_espace_coconstruction",
-    "mat_inter_cartographie",
-    "mat_diag_realise",
-    "mat_gouv_instance",
-    "mat_eval_pratiquee",
-)
-PARTNERSHIP_ITEMS = (
-    "part_existe",
-    "part_formalisation",
-    "part_evalue_resultats",
-    "part_bilan_relation",
-    "part_satisfaction",
-    "part_nb_actifs",
-)
-DYNAMIC_ITEMS = (
-    "dyn_savoir_piloter",
-    "dyn_volonte_politique",
-    "dyn_innovation_source",
-    "mat_inter_nb_rencontres",
-    "mat_action_nb_projets",
-    "mat_mse_etp_animation",
-)
-RESULT_ITEMS = (
-    "res_synergie",
-    "res_decloisonnement",
-    "res_benefices_organisation",
-    "res_charge_excessive",
-    "res_effets_fragilites",
-    "res_habitants_beneficient",
-    "res_reussite_globale",
-)
-#: Items split by actor type (benefit / burden / trust matrix).
-BY_TYPE_ITEMS = ("res_benefices_organisation", "res_charge_excessive", "mat_inter_confiance")
-ESSAIMAGE_ITEMS = (
-    "mat_ess_visibilite",
-    "mat_ess_transfert",
-    "mat_ess_reseaux_pairs",
-    "mat_ess_nb_sollicitations",
-    "mat_eval_capitalisation",
-    "mat_pos_legitimite",
-)
-#: National reference points quoted by the grid (Observatoire des partenariats).
-NATIONAL_BENCHMARKS = {
-    "part_evalue_resultats": (0.20, "repère national : environ 1 partenariat sur 5"),
-    "part_bilan_relation": (0.38, "repère national : 38 %"),
-}
+Domain = tuple[str, str]
 
 
-# ---------------------------------------------------- sections from estimates
-def _items(
-    lookup: _Lookup, domain, codebook: Codebook, items: Sequence[str], min_n: int
-) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        if item not in codebook:
-            continue
-        var = codebook[item]
+class Sections:
+    """Builders of the content sections of one wave's contexts.
+
+    Parameters
+    ----------
+    lookup : _Lookup
+        The wave's estimates, indexed.
+    codebook : Codebook
+        Labels, scales, dimensions, fragility domains.
+    spec : ReportSpec
+        Which items feed which section.
+    columns : Columns
+        The responses' columns by role.
+    min_n : int
+        Estimates on fewer respondents are flagged « indicatif ».
+    """
+
+    def __init__(
+        self,
+        lookup: _Lookup,
+        codebook: Codebook,
+        spec: ReportSpec,
+        columns: Columns,
+        min_n: int,
+    ) -> None:
+        self.lookup = lookup
+        self.codebook = codebook
+        self.spec = spec
+        self.columns = columns
+        self.min_n = min_n
+
+    def weights(self, frame: pd.DataFrame) -> pd.Series:
+        """Response weights (1 without a weight column)."""
+        return _weights(frame, self.columns.weight)
+
+    # ------------------------------------------------ sections from estimates
+    def items(self, domain: Domain, items: Sequence[str]) -> list[dict[str, Any]]:
+        """Item records: estimate (share of yes or mean), interval, n, NSP share, benchmark."""
+        return [self._item(domain, self.codebook[i]) for i in items if i in self.codebook]
+
+    def _item(self, domain: Domain, var: Variable) -> dict[str, Any]:
         if var.type == "binary":
-            rec, kind = lookup.proportion(domain, item), "share"
+            rec, kind = self.lookup.proportion(domain, var.id), "share"
         else:
-            rec, kind = lookup.mean(domain, item), "mean"
-        scale = codebook.scales.get(var.scale or "")
+            rec, kind = self.lookup.mean(domain, var.id), "mean"
+        scale = self.codebook.scales.get(var.scale or "")
         scale_max = None
         if scale is not None and var.type in {"likert", "rating"}:
             scale_max = int(scale.max if scale.max is not None else max(scale.values))
-        nsp = lookup.nsp(domain, item)
-        bench = NATIONAL_BENCHMARKS.get(item)
-        out.append(
-            _record(
-                rec,
-                item,
-                short_label(var.label_fr, limit=110),
-                min_n,
-                kind=kind,
-                scale_max=scale_max,
-                nsp_share=_num(nsp.get("estimate")) if nsp else None,
-                benchmark=bench[0] if bench else None,
-                benchmark_label=bench[1] if bench else "",
-            )
+        nsp = self.lookup.nsp(domain, var.id)
+        bench = self.spec.benchmarks.get(var.id)
+        return _record(
+            rec,
+            var.id,
+            short_label(var.label_fr, limit=110),
+            self.min_n,
+            kind=kind,
+            scale_max=scale_max,
+            nsp_share=_num(nsp.get("estimate")) if nsp else None,
+            benchmark=bench[0] if bench else None,
+            benchmark_label=bench[1] if bench else "",
         )
-    return out
+
+    def levels(
+        self, domain: Domain, var_id: str | None, frame: pd.DataFrame | None = None
+    ) -> list[dict[str, Any]]:
+        """Share of each labelled level of an item (from the responses when not estimated)."""
+        if var_id is None or var_id not in self.codebook:
+            return []
+        labels = self.codebook.value_labels(var_id)
+        codes = [str(code) for code in labels]
+        recs = {code: self.lookup.proportion(domain, var_id, code) for code in codes}
+        if all(r is None for r in recs.values()):  # ordinal items are published as means only
+            shares, n = _response_shares(frame, var_id, codes, self.columns.weight)
+            if n:
+                small = n < self.min_n
+                recs = {c: {"estimate": shares[c], "n": n, "is_small_n": small} for c in codes}
+        found = [r for r in recs.values() if r is not None]
+        n = max((int(_num(r.get("n")) or 0) for r in found), default=0)
+        out = []
+        for code, label in labels.items():
+            rec = _record(recs[str(code)], str(code), short_label(label, limit=60), self.min_n)
+            if recs[str(code)] is None and found:  # a level nobody chose: 0 % of the same n
+                rec.update(estimate=0.0, n=n, is_small_n=n < self.min_n)
+            out.append(rec)
+        return out
+
+    def declared(self, domain: Domain, frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+        """How respondents place the initiative themselves (the declared-stage role)."""
+        out = self.levels(domain, self.columns.declared_stage, frame)
+        for rec in out:
+            rec["kind"] = "share"
+        return out
+
+    def composition(self, domain: Domain) -> list[dict[str, Any]]:
+        """Share of respondents citing each kind of actor as involved."""
+        var_id = self.spec.composition
+        if var_id is None or var_id not in self.codebook:
+            return []
+        out = []
+        for opt, label in self.codebook[var_id].options.items():
+            rec = self.lookup.proportion(domain, var_id, opt)
+            if rec is not None:
+                out.append(_record(rec, opt, label, self.min_n))
+        return out
+
+    def barriers(self, domain: Domain) -> list[dict[str, Any]]:
+        """The most cited barriers (:data:`BARRIERS_SHOWN`), most cited first."""
+        var_id = self.spec.barriers
+        if var_id is None or var_id not in self.codebook:
+            return []
+        out = []
+        for opt, label in self.codebook[var_id].options.items():
+            rec = self.lookup.proportion(domain, var_id, opt)
+            if rec is not None:
+                out.append(_record(rec, f"{var_id}__{opt}", label, self.min_n, kind="share"))
+        out.sort(key=lambda r: (-(r["estimate"] or 0), r["variable"]))
+        return out[:BARRIERS_SHOWN]
+
+    def nsp_by_dimension(self, domain: Domain, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Mean « ne sait pas » share of each dimension's items (``labels``: short labels)."""
+        out = []
+        for dim in self.codebook.dimensions:
+            shares, ns = [], []
+            for var in self.codebook.dimension_items(dim, likert_only=False):
+                rec = self.lookup.nsp(domain, var.id)
+                if rec is not None and _num(rec.get("estimate")) is not None:
+                    shares.append(float(rec["estimate"]))
+                    ns.append(int(_num(rec.get("n")) or 0))
+            if shares:
+                out.append(
+                    {
+                        "dimension": dim,
+                        "label": labels[dim],
+                        "nsp_share": float(np.mean(shares)),
+                        "n": max(ns),
+                        "n_items": len(shares),
+                    }
+                )
+        return out
+
+    # ------------------------------------------------ fragilities
+    def fragilities(
+        self,
+        domain: Domain,
+        context_row: Mapping[str, Any],
+        context_median: Mapping[str, float],
+        frame: pd.DataFrame | None = None,
+    ) -> list[dict[str, Any]]:
+        """Fragility domains, highest perceived priority first.
+
+        Each record: the perceived priority, the share who think alliances can act strongly and
+        the domain's objective indicators (the territory's public statistics).
+        """
+        out = []
+        for dom, label in self.codebook.fragility_domains.items():
+            rec = self._priority(domain, dom, label)
+            rec.update(self._alliances(domain, dom, frame))
+            rec["objective"] = self._objective(dom, context_row, context_median)
+            if rec["estimate"] is not None or rec["alliance_share"] is not None:
+                out.append(rec)
+        out.sort(key=lambda r: (-(r["estimate"] if r["estimate"] is not None else -1), r["domain"]))
+        return out
+
+    def _priority(self, domain: Domain, dom: str, label: str) -> dict[str, Any]:
+        prio_id = self.spec.priority_item(dom)
+        rec = _record(
+            self.lookup.mean(domain, prio_id) if prio_id else None,
+            prio_id or "",
+            short_label(label.split(",")[0], limit=32),
+            self.min_n,
+            domain=dom,
+        )
+        rec["full_label"] = label
+        return rec
+
+    def _alliances(self, domain: Domain, dom: str, frame: pd.DataFrame | None) -> dict[str, Any]:
+        """Share answering a strong impact of alliances, and its n."""
+        alli_id = self.spec.alliance_item(dom)
+        levels = self.spec.alliance_levels
+        if alli_id is None:
+            return {"alliance_share": None, "alliance_n": 0}
+        strong = [self.lookup.proportion(domain, alli_id, lv) for lv in levels]
+        if any(s is not None for s in strong):
+            return {
+                "alliance_share": sum(_num(s.get("estimate")) or 0.0 for s in strong if s),
+                "alliance_n": max(int(_num(s.get("n")) or 0) for s in strong if s),
+            }
+        # likert items are published as means: the strong share is read from the responses
+        shares, n = _response_shares(frame, alli_id, levels, self.columns.weight)
+        return {"alliance_share": sum(shares.values()) if n else None, "alliance_n": n}
+
+    def _objective(
+        self, dom: str, context_row: Mapping[str, Any], context_median: Mapping[str, float]
+    ) -> list[dict[str, Any]]:
+        """The territory's public statistics of one fragility domain, with their median."""
+        out = []
+        for var in self.codebook.of_type(level="territory"):
+            value = _num(context_row.get(var.id))
+            if var.fragility == dom and value is not None:
+                out.append(
+                    {
+                        "variable": var.id,
+                        "label": self.codebook.label(var.id),
+                        "value": value,
+                        "median": context_median.get(var.id),
+                    }
+                )
+        return out
+
+    # ------------------------------------------------ sections from responses
+    def agreement(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Weighted distribution of agreement items over levels 1–5 plus NSP (descriptive)."""
+        out = []
+        w_all = self.weights(frame)
+        for item in self.spec.agreement:
+            if item in frame.columns and item in self.codebook:
+                rec = _agreement_record(frame, self.codebook[item], w_all)
+                if rec is not None:
+                    out.append(rec)
+        return out
+
+    def by_type(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Weighted mean of the by-type items for each respondent type, with its n."""
+        type_col = self.columns.respondent_type
+        if type_col is None or type_col not in frame.columns or frame.empty:
+            return []
+        labels = self.codebook.value_labels(type_col) if type_col in self.codebook else {}
+        w = self.weights(frame)
+        items = [i for i in self.spec.by_type.values() if i in frame.columns]
+        out = []
+        for rtype, idx in sorted(frame.groupby(type_col, sort=True).groups.items()):
+            rec: dict[str, Any] = {
+                "type": str(rtype),
+                "label": short_label(labels.get(rtype, str(rtype)), limit=40),
+            }
+            n_type = 0
+            for item in items:
+                v = pd.to_numeric(frame.loc[idx, item], errors="coerce").astype("float64")
+                ok = v.notna() & (w.loc[idx] > 0)
+                n = int(ok.sum())
+                n_type = max(n_type, n)
+                rec[item] = float(np.average(v[ok], weights=w.loc[idx][ok])) if n else None
+                rec[f"n_{item}"] = n
+            rec["n"] = n_type
+            rec["is_small_n"] = n_type < SMALL_CELL
+            out.append(rec)
+        return out
+
+    def respondent_mix(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Respondents by type (n and share), most numerous first."""
+        type_col = self.columns.respondent_type
+        if type_col is None or type_col not in frame.columns or frame.empty:
+            return []
+        labels = self.codebook.value_labels(type_col) if type_col in self.codebook else {}
+        counts = frame[type_col].astype("string").value_counts(dropna=True)
+        total = int(counts.sum())
+        out = [
+            {
+                "type": str(t),
+                "label": short_label(labels.get(t, str(t)), limit=50),
+                "n": int(c),
+                "share": c / total if total else None,
+            }
+            for t, c in counts.items()
+        ]
+        out.sort(key=lambda r: (-r["n"], r["type"]))
+        return out
+
+    def free_text(self, frame: pd.DataFrame, n_respondents: int) -> list[dict[str, Any]]:
+        """A few short free-text excerpts (« paroles d'acteurs »), anonymous and deterministic.
+
+        Only for a territory with at least ``min_n`` respondents; only the text is kept (no
+        respondent id, type or other identifying column); respondents who did not consent are
+        skipped; excerpts are taken in respondent-id order, whitespace-collapsed, de-duplicated
+        and cut at :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when
+        rendered. The quotable answers are the codebook's ``free_text`` role.
+        """
+        if frame.empty or n_respondents < self.min_n:
+            return []
+        text_vars = [self.codebook[c] for c in self.columns.free_text if c in frame.columns]
+        if not text_vars:
+            return []
+        rows = self._quotable_rows(frame)
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for var in text_vars:
+            for value in rows[var.id].tolist():
+                text = _excerpt(value, seen)
+                if text is None:
+                    continue
+                question = short_label(var.label_fr, limit=90)
+                out.append({"variable": var.id, "question": question, "text": text})
+                if len(out) >= FREE_TEXT_MAX:
+                    return out
+        return out
+
+    def _quotable_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows of respondents who consented (or were not asked), in respondent-id order."""
+        rows = frame
+        consent_col, id_col = self.columns.consent, self.columns.respondent_id
+        if consent_col is not None and consent_col in rows.columns:
+            consent = pd.to_numeric(rows[consent_col], errors="coerce")
+            rows = rows[consent.isna() | (consent > 0)]
+        if id_col is not None and id_col in rows.columns:
+            ids = rows[id_col].tolist()
+            rows = rows.iloc[sorted(range(len(ids)), key=lambda i: _natural_key(ids[i]))]
+        return rows
 
 
+# ---------------------------------------------------------------- helpers
 def _numeric(codebook: Codebook, items: Sequence[str]) -> list[str]:
-    kinds = {"likert", "rating", "binary", "count", "decimal"}
-    return [i for i in items if i in codebook and codebook[i].type in kinds]
-
-
-def _levels(
-    lookup: _Lookup,
-    domain,
-    codebook: Codebook,
-    var_id: str,
-    min_n: int,
-    frame: pd.DataFrame | None = None,
-):
-    if var_id not in codebook:
-        return []
-    codes = [str(code) for code in codebook.value_labels(var_id)]
-    recs = {code: lookup.proportion(domain, var_id, code) for code in codes}
-    if all(r is None for r in recs.values()):  # ordinal items are published as means only
-        shares, n = _response_shares(frame, var_id, codes)
-        if n:
-            recs = {c: {"estimate": shares[c], "n": n, "is_small_n": n < min_n} for c in codes}
-    found = [r for r in recs.values() if r is not None]
-    n = max((int(_num(r.get("n")) or 0) for r in found), default=0)
-    out = []
-    for code, label in codebook.value_labels(var_id).items():
-        rec = _record(recs[str(code)], str(code), short_label(label, limit=60), min_n)
-        if recs[str(code)] is None and found:  # a level nobody chose: 0 % of the same n
-            rec.update(estimate=0.0, n=n, is_small_n=n < min_n)
-        out.append(rec)
-    return out
+    """The items a stage's indicator table can show (scores, shares, counts)."""
+    return [i for i in items if i in codebook and codebook[i].type in _INDICATOR_TYPES]
 
 
 def _response_shares(
-    frame: pd.DataFrame | None, var_id: str, codes: Sequence[str]
+    frame: pd.DataFrame | None, var_id: str, codes: Sequence[str], weight: str | None
 ) -> tuple[dict[str, float], int]:
     """Weighted shares of some codes among valid answers (descriptive, no interval)."""
     if frame is None or var_id not in frame.columns or frame.empty:
         return {}, 0
     values = pd.to_numeric(frame[var_id], errors="coerce")
-    w = _weights(frame)
+    w = _weights(frame, weight)
     ok = values.notna() & (w > 0)
     total = float(w[ok].sum())
     if not ok.any() or total <= 0:
@@ -178,202 +366,48 @@ def _response_shares(
     return shares, int(ok.sum())
 
 
-def _declared_distribution(
-    lookup: _Lookup, domain, codebook: Codebook, min_n: int, frame: pd.DataFrame | None = None
-):
-    out = _levels(lookup, domain, codebook, "stade_auto", min_n, frame)
-    for rec in out:
-        rec["kind"] = "share"
-    return out
+def _agreement_record(
+    frame: pd.DataFrame, var: Variable, w_all: pd.Series
+) -> dict[str, Any] | None:
+    """One item's weighted shares of levels 1–5 and of « ne sait pas», or None if unanswered."""
+    v = pd.to_numeric(frame[var.id], errors="coerce")
+    special = (
+        frame[var.special_col].astype("string")
+        if var.special_col and var.special_col in frame.columns
+        else pd.Series(pd.NA, index=frame.index, dtype="string")
+    )
+    nsp = (special == "nsp").fillna(False)
+    ok = (v.notna() | nsp) & (w_all > 0)
+    total = float(w_all[ok].sum())
+    n = int(ok.sum())
+    if not n or total <= 0:
+        return None
+    shares = {str(level): float(w_all[ok & (v == level)].sum() / total) for level in range(1, 6)}
+    shares["nsp"] = float(w_all[ok & nsp].sum() / total)
+    return {
+        "variable": var.id,
+        "label": short_label(var.label_fr, limit=90),
+        "shares": shares,
+        "n": n,
+        "is_small_n": n < SMALL_CELL,
+    }
 
 
-def _composition(lookup: _Lookup, domain, codebook: Codebook, min_n: int):
-    if "dyn_composition" not in codebook:
-        return []
-    var = codebook["dyn_composition"]
-    out = []
-    for opt, label in var.options.items():
-        rec = lookup.proportion(domain, var.id, opt)
-        if rec is not None:
-            out.append(_record(rec, opt, label, min_n))
-    return out
+def _excerpt(value: Any, seen: set[str]) -> str | None:
+    """A whitespace-collapsed, cut excerpt of an answer not quoted yet (``seen``), or None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    text = " ".join(str(value).split())
+    if not text or text.casefold() in seen:
+        return None
+    seen.add(text.casefold())
+    if len(text) > FREE_TEXT_CHARS:
+        text = text[: FREE_TEXT_CHARS - 1].rstrip() + "…"
+    return text
 
 
-def _freins(lookup: _Lookup, domain, codebook: Codebook, min_n: int) -> list[dict[str, Any]]:
-    if "dyn_freins" not in codebook:
-        return []
-    var = codebook["dyn_freins"]
-    out = []
-    for opt, label in var.options.items():
-        rec = lookup.proportion(domain, var.id, opt)
-        if rec is not None:
-            out.append(_record(rec, f"{var.id}__{opt}", label, min_n, kind="share"))
-    out.sort(key=lambda r: (-(r["estimate"] or 0), r["variable"]))
-    return out[:5]
-
-
-def _fragilities(
-    lookup: _Lookup,
-    domain,
-    codebook: Codebook,
-    min_n: int,
-    context_row: Mapping[str, Any],
-    context_median: Mapping[str, float],
-    frame: pd.DataFrame | None = None,
-) -> list[dict[str, Any]]:
-    ctx_by_domain: dict[str, list[str]] = {}
-    for var in codebook.of_type(level="territory"):
-        if var.fragility:
-            ctx_by_domain.setdefault(var.fragility, []).append(var.id)
-    out = []
-    for dom, label in codebook.fragility_domains.items():
-        prio_id, alli_id = f"frag_{dom}_priorite", f"frag_{dom}_impact_alliances"
-        rec = _record(
-            lookup.mean(domain, prio_id),
-            prio_id,
-            short_label(label.split(",")[0], limit=32),
-            min_n,
-            domain=dom,
-        )
-        rec["full_label"] = label
-        strong = [lookup.proportion(domain, alli_id, lv) for lv in ("3", "4")]
-        if any(s is not None for s in strong):
-            rec["alliance_share"] = sum(_num(s.get("estimate")) or 0.0 for s in strong if s)
-            rec["alliance_n"] = max(int(_num(s.get("n")) or 0) for s in strong if s)
-        else:  # likert items are published as means: share « fort / très fort » from responses
-            shares, n = _response_shares(frame, alli_id, ("3", "4"))
-            rec["alliance_share"] = sum(shares.values()) if n else None
-            rec["alliance_n"] = n
-        objective = []
-        for ctx_id in ctx_by_domain.get(dom, []):
-            value = _num(context_row.get(ctx_id))
-            if value is not None:
-                objective.append(
-                    {
-                        "variable": ctx_id,
-                        "label": codebook.label(ctx_id),
-                        "value": value,
-                        "median": context_median.get(ctx_id),
-                    }
-                )
-        rec["objective"] = objective
-        if rec["estimate"] is not None or rec["alliance_share"] is not None:
-            out.append(rec)
-    out.sort(key=lambda r: (-(r["estimate"] if r["estimate"] is not None else -1), r["domain"]))
-    return out
-
-
-def _nsp_by_dimension(lookup: _Lookup, domain, codebook: Codebook) -> list[dict[str, Any]]:
-    out = []
-    for dim, label in codebook.dimensions.items():
-        shares, ns = [], []
-        for var in codebook.dimension_items(dim, likert_only=False):
-            rec = lookup.nsp(domain, var.id)
-            if rec is not None and _num(rec.get("estimate")) is not None:
-                shares.append(float(rec["estimate"]))
-                ns.append(int(_num(rec.get("n")) or 0))
-        if shares:
-            out.append(
-                {
-                    "dimension": dim,
-                    "label": DIMENSION_SHORT.get(dim, short_label(label)),
-                    "nsp_share": float(np.mean(shares)),
-                    "n": max(ns),
-                    "n_items": len(shares),
-                }
-            )
-    return out
-
-
-# ---------------------------------------------------- sections from responses
-def _agreement(
-    frame: pd.DataFrame, codebook: Codebook, items: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Weighted distribution of agreement items over levels 1–5 plus NSP (descriptive)."""
-    out = []
-    w_all = _weights(frame)
-    for item in items:
-        if item not in frame.columns or item not in codebook:
-            continue
-        var = codebook[item]
-        v = pd.to_numeric(frame[item], errors="coerce")
-        special = (
-            frame[var.special_col].astype("string")
-            if var.special_col and var.special_col in frame.columns
-            else pd.Series(pd.NA, index=frame.index, dtype="string")
-        )
-        nsp = (special == "nsp").fillna(False)
-        ok = (v.notna() | nsp) & (w_all > 0)
-        total = float(w_all[ok].sum())
-        n = int(ok.sum())
-        if not n or total <= 0:
-            continue
-        shares = {
-            str(level): float(w_all[ok & (v == level)].sum() / total) for level in range(1, 6)
-        }
-        shares["nsp"] = float(w_all[ok & nsp].sum() / total)
-        out.append(
-            {
-                "variable": item,
-                "label": short_label(var.label_fr, limit=90),
-                "shares": shares,
-                "n": n,
-                "is_small_n": n < SMALL_CELL,
-            }
-        )
-    return out
-
-
-def _weighted_by_type(
-    frame: pd.DataFrame, codebook: Codebook, items: Sequence[str]
-) -> list[dict[str, Any]]:
-    if TYPE_COL not in frame.columns or frame.empty:
-        return []
-    labels = codebook.value_labels(TYPE_COL) if TYPE_COL in codebook else {}
-    w = _weights(frame)
-    out = []
-    for rtype, idx in sorted(frame.groupby(TYPE_COL, sort=True).groups.items()):
-        rec: dict[str, Any] = {
-            "type": str(rtype),
-            "label": short_label(labels.get(rtype, str(rtype)), limit=40),
-        }
-        n_type = 0
-        for item in items:
-            if item not in frame.columns:
-                continue
-            v = pd.to_numeric(frame.loc[idx, item], errors="coerce").astype("float64")
-            ok = v.notna() & (w.loc[idx] > 0)
-            n = int(ok.sum())
-            n_type = max(n_type, n)
-            rec[item] = float(np.average(v[ok], weights=w.loc[idx][ok])) if n else None
-            rec[f"n_{item}"] = n
-        rec["n"] = n_type
-        rec["is_small_n"] = n_type < SMALL_CELL
-        out.append(rec)
-    return out
-
-
-def _respondent_mix(frame: pd.DataFrame, codebook: Codebook) -> list[dict[str, Any]]:
-    if TYPE_COL not in frame.columns or frame.empty:
-        return []
-    labels = codebook.value_labels(TYPE_COL) if TYPE_COL in codebook else {}
-    counts = frame[TYPE_COL].astype("string").value_counts(dropna=True)
-    total = int(counts.sum())
-    out = [
-        {
-            "type": str(t),
-            "label": short_label(labels.get(t, str(t)), limit=50),
-            "n": int(c),
-            "share": c / total if total else None,
-        }
-        for t, c in counts.items()
-    ]
-    out.sort(key=lambda r: (-r["n"], r["type"]))
-    return out
-
-
-def _modal(frame: pd.DataFrame, col: str) -> str:
-    if col not in frame.columns:
+def _modal(frame: pd.DataFrame, col: str | None) -> str:
+    if col is None or col not in frame.columns:
         return ""
     counts = frame[col].astype("string").dropna().value_counts()
     if counts.empty:
@@ -382,15 +416,15 @@ def _modal(frame: pd.DataFrame, col: str) -> str:
     return str(sorted(top)[0])
 
 
-def _median(frame: pd.DataFrame, col: str) -> float | None:
-    if col not in frame.columns:
+def _median(frame: pd.DataFrame, col: str | None) -> float | None:
+    if col is None or col not in frame.columns:
         return None
     v = pd.to_numeric(frame[col], errors="coerce").median()
     return None if pd.isna(v) else float(v)
 
 
-def _option_label(codebook: Codebook, var_id: str, key: str) -> str:
-    if not key or var_id not in codebook:
+def _option_label(codebook: Codebook, var_id: str | None, key: str) -> str:
+    if not key or var_id is None or var_id not in codebook:
         return key
     return codebook.value_labels(var_id).get(key, key)
 
@@ -398,50 +432,6 @@ def _option_label(codebook: Codebook, var_id: str, key: str) -> str:
 def _natural_key(value: Any) -> tuple[int, int, str]:
     text = str(value)
     return (0, int(text), text) if text.isdigit() else (1, 0, text)
-
-
-def _free_text(
-    frame: pd.DataFrame, codebook: Codebook, n_respondents: int, min_n: int
-) -> list[dict[str, Any]]:
-    """A few short free-text excerpts (« paroles d'acteurs »), anonymous and deterministic.
-
-    Only for a territory with at least ``min_n`` respondents; only the text is kept (no
-    respondent id, type or other identifying column); respondents who did not consent are
-    skipped; excerpts are taken in respondent-id order, whitespace-collapsed, de-duplicated and
-    cut at :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when rendered.
-    """
-    if frame.empty or n_respondents < min_n:
-        return []
-    text_vars = [
-        v for v in codebook.of_type("text") if v.block != "identification" and v.id in frame.columns
-    ]
-    if not text_vars:
-        return []
-    rows = frame
-    if CONSENT_COL in rows.columns:
-        consent = pd.to_numeric(rows[CONSENT_COL], errors="coerce")
-        rows = rows[consent.isna() | (consent > 0)]
-    if RESPONDENT_COL in rows.columns:
-        ids = rows[RESPONDENT_COL].tolist()
-        rows = rows.iloc[sorted(range(len(ids)), key=lambda i: _natural_key(ids[i]))]
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for var in text_vars:
-        for value in rows[var.id].tolist():
-            if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-                continue
-            text = " ".join(str(value).split())
-            if not text or text.casefold() in seen:
-                continue
-            seen.add(text.casefold())
-            if len(text) > FREE_TEXT_CHARS:
-                text = text[: FREE_TEXT_CHARS - 1].rstrip() + "…"
-            out.append(
-                {"variable": var.id, "question": short_label(var.label_fr, limit=90), "text": text}
-            )
-            if len(out) >= FREE_TEXT_MAX:
-                return out
-    return out
 
 
 # --------------------------------------------------------------------- models

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalterritoire.report.context import DIMENSION_SHORT, StudyArtefacts, _num, short_label
+from evalterritoire.report.context import StudyArtefacts, _num
 
 
 def _stage_label(names: Sequence[str], stage: int | None) -> str:
@@ -38,18 +38,19 @@ def _score_range(maturity: pd.DataFrame | None, dims: Iterable[str]) -> tuple[fl
 
 def _profile(
     row: Mapping[str, Any],
-    dims: Mapping[str, str],
+    labels: Mapping[str, str],
     centroids: Mapping[str, float],
     national: Mapping[str, float],
 ) -> list[dict[str, Any]]:
+    """A territory's dimension scores (``labels``: dimension → short label) with intervals."""
     out = []
-    for dim, label in dims.items():
+    for dim, label in labels.items():
         score = _num(row.get(f"score_{dim}"))
         se = _num(row.get(f"se_{dim}"))
         out.append(
             {
                 "dimension": dim,
-                "label": DIMENSION_SHORT.get(dim, short_label(label)),
+                "label": label,
                 "score": score,
                 "se": se,
                 "ci_low": score - 1.96 * se if score is not None and se is not None else None,
@@ -125,8 +126,9 @@ def _history(artefacts: StudyArtefacts, names: Sequence[str]) -> list[dict[str, 
 
 
 def _wave_scores(
-    artefacts: StudyArtefacts, wave: int, dims: Mapping[str, str]
+    artefacts: StudyArtefacts, wave: int, labels: Mapping[str, str]
 ) -> list[dict[str, Any]]:
+    """Each territory's dimension scores at every wave up to ``wave`` (empty with one wave)."""
     table = artefacts.profiles if artefacts.profiles is not None else artefacts.maturity
     if table is None or "wave" not in table.columns or "territory" not in table.columns:
         return []
@@ -134,7 +136,7 @@ def _wave_scores(
     out = []
     for r in table.to_dict(orient="records"):
         n_wave = int(_num(r.get("n")) or 0)
-        for dim in dims:
+        for dim, label in labels.items():
             score = _num(r.get(f"score_{dim}"))
             if score is not None:
                 se = _num(r.get(f"se_{dim}"))
@@ -144,7 +146,7 @@ def _wave_scores(
                         "territory": str(r["territory"]),
                         "wave": int(r["wave"]),
                         "dimension": dim,
-                        "label": DIMENSION_SHORT.get(dim, dim),
+                        "label": label,
                         "score": score,
                         "se": se,
                         "ci_low": score - 1.96 * se if se is not None else None,
@@ -153,6 +155,6 @@ def _wave_scores(
                         "n_dimension": int(n_dim) if n_dim is not None else n_wave,
                     }
                 )
-    order = {dim: i for i, dim in enumerate(dims)}
+    order = {dim: i for i, dim in enumerate(labels)}
     out.sort(key=lambda s: (s["territory"], order[s["dimension"]], s["wave"]))
     return out if len({s["wave"] for s in out}) > 1 else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.report.french import (
@@ -26,18 +26,13 @@ from evalterritoire.report.french import (
     guillemets,
     is_missing,
 )
-from evalterritoire.report.grid import (
-    COMMON_SECTIONS,
-    StageGrid,
-    band_for,
-    get_stage_grid,
-    grid_stage_key,
-)
+from evalterritoire.report.grid import Band, band_for
 
 if TYPE_CHECKING:
     from evalterritoire.report.context import ReportContext
 
 __all__ = [
+    "STAGE_TABLES",
     "escape",
     "render_by_type_table",
     "render_declared_table",
@@ -97,10 +92,6 @@ def escape(value: Any) -> str:
     if value is None:
         return MISSING
     return html.escape(str(value), quote=True)
-
-
-def _grid(ctx: ReportContext) -> StageGrid | None:
-    return get_stage_grid(ctx.grid_key) if ctx.grid_key else None
 
 
 def _table(
@@ -192,23 +183,17 @@ def render_ingestion(ctx: ReportContext) -> str:
 
 
 def render_stage_table(ctx: ReportContext, chart: str) -> str:
-    """The table-shaped charts of the grid (``milestones``, ``fragility_table``...), else ''."""
-    if chart == "milestones":
-        return render_milestones_table(ctx)
-    if chart == "fragility_table":
-        return render_fragilities_table(ctx)
-    if chart == "essaimage_table":
-        return render_items_table(ctx.essaimage, caption="Transmission et essaimage")
-    return ""
+    """The table-shaped charts of the grid (:data:`STAGE_TABLES`), else ''."""
+    render = STAGE_TABLES.get(chart)
+    return render(ctx) if render is not None else ""
 
 
 def render_stage_summary(ctx: ReportContext) -> str:
     """The assigned stage, its probability, the stage declared by the actors and the gap."""
     if ctx.stage is None:
         return '<p class="notice">Le stade n\'a pas encore été calculé pour ce territoire.</p>'
-    assigned_key = grid_stage_key(ctx.stage, ctx.n_stages, ctx.stage_label)
     parts = [
-        f'<p class="stage-badge stage-{escape(assigned_key)}">Stade attribué : '
+        f'<p class="stage-badge stage-{escape(ctx.assigned_grid_key)}">Stade attribué : '
         f"<strong>{escape(ctx.stage_label)}</strong> "
         f"({ctx.stage + 1}{NBSP}sur{NBSP}{ctx.n_stages or '?'})</p>"
     ]
@@ -262,30 +247,36 @@ def render_stage_summary(ctx: ReportContext) -> str:
     return "".join(parts)
 
 
-def render_stage_heading(grid: StageGrid, number: int = 4) -> str:
+def render_stage_heading(ctx: ReportContext, number: int = 4) -> str:
     """Heading of the stage-specific block, e.g. « 4. Émergence : ce que la démarche… »."""
-    title = grid.section_title[:1].lower() + grid.section_title[1:]
-    return f"<h2>{number}. {escape(grid.name)} : {escape(title)}</h2>"
+    grid = ctx.stage_grid
+    if not grid:
+        return ""
+    title = grid["section_title"][:1].lower() + grid["section_title"][1:]
+    return f"<h2>{number}. {escape(grid['name'])} : {escape(title)}</h2>"
 
 
-def render_posture(grid: StageGrid) -> str:
-    """Posture, signals, tone and reading rule of a stage."""
+def render_posture(ctx: ReportContext) -> str:
+    """Posture, signals, tone and reading rule of the stage the report follows."""
+    grid = ctx.stage_grid
+    if not grid:
+        return ""
     return (
-        f'<div class="posture"><p><strong>Posture d\'évaluation.</strong> {escape(grid.posture)}</p>'
-        f"<p><strong>Signaux du stade.</strong> {escape(grid.signals)}</p>"
-        f"<p><strong>Lecture des scores.</strong> {escape(grid.reading_intro)}</p></div>"
+        f'<div class="posture"><p><strong>Posture d\'évaluation.</strong> {escape(grid["posture"])}</p>'
+        f"<p><strong>Signaux du stade.</strong> {escape(grid['signals'])}</p>"
+        f"<p><strong>Lecture des scores.</strong> {escape(grid['reading_intro'])}</p></div>"
     )
 
 
-def render_questions(grid: StageGrid) -> str:
-    """The stage's evaluation questions."""
-    items = "".join(f"<li>{escape(q)}</li>" for q in grid.questions)
+def render_questions(ctx: ReportContext) -> str:
+    """The evaluation questions of the stage the report follows."""
+    items = "".join(f"<li>{escape(q)}</li>" for q in ctx.stage_grid.get("questions", ()))
     return f'<ol class="questions">{items}</ol>'
 
 
-def render_do_not(grid: StageGrid) -> str:
+def render_do_not(ctx: ReportContext) -> str:
     """What the report deliberately does not do at this stage."""
-    items = "".join(f"<li>{escape(q)}</li>" for q in grid.do_not)
+    items = "".join(f"<li>{escape(q)}</li>" for q in ctx.stage_grid.get("do_not", ()))
     return (
         "<div class=\"do-not\"><p>Ce que ce rapport s'interdit à ce stade (grille d'évaluation) :"
         f"</p><ul>{items}</ul></div>"
@@ -404,7 +395,7 @@ def render_identity_table(ctx: ReportContext) -> str:
         ("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)),
     ]
     for ind in ctx.context_indicators:
-        if ind["variable"] == "ctx_population":
+        if ind["variable"] == ctx.population_variable:  # the « Population » row above
             continue
         kind = ind.get("type", "decimal")
         if kind == "binary":
@@ -421,8 +412,8 @@ def render_identity_table(ctx: ReportContext) -> str:
 
 def render_profile_table(ctx: ReportContext) -> str:
     """Dimension scores with intervals vs the stage centroid (and, when allowed, reading bands)."""
-    grid = _grid(ctx)
-    verdicts = grid is not None and grid.allows_verdicts and not ctx.is_indicative
+    verdicts = ctx.allows_verdicts and not ctx.is_indicative
+    bands = tuple(Band(**b) for b in ctx.stage_grid.get("bands", ()))
     headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
     if verdicts:
         headers += ["Moyenne des territoires", "Lecture"]
@@ -440,7 +431,7 @@ def render_profile_table(ctx: ReportContext) -> str:
         ]
         if verdicts:
             on_5 = None if score is None else 1 + 4 * (score - lo) / (hi - lo)
-            band = band_for(on_5, grid)  # type: ignore[arg-type]
+            band = band_for(on_5, bands)
             cells += [
                 escape(fmt_number(p.get("national"), 1)),
                 f'<span class="band band-{band.key}">{escape(band.label)}</span>'
@@ -579,13 +570,14 @@ def render_nsp_table(ctx: ReportContext) -> str:
 
 
 def render_by_type_table(ctx: ReportContext) -> str:
-    """Benefits, burden and trust by actor type, side by side."""
+    """Benefits, burden and trust by actor type, side by side (the spec's ``by_type`` items)."""
+    items = ctx.by_type_items
     rows = [
         [
             escape(r["label"]),
-            escape(fmt_number(r.get("res_benefices_organisation"), 1)),
-            escape(fmt_number(r.get("res_charge_excessive"), 1)),
-            escape(fmt_number(r.get("mat_inter_confiance"), 1)),
+            escape(fmt_number(r.get(items.get("benefit")), 1)),
+            escape(fmt_number(r.get(items.get("burden")), 1)),
+            escape(fmt_number(r.get(items.get("trust")), 1)),
             escape(fmt_count(r["n"]))
             + (' <span class="flag">indicatif</span>' if r["is_small_n"] else ""),
         ]
@@ -666,45 +658,8 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
             if not str(m.get("term", "")).startswith("cut_")
             and m.get("term") not in ("var_groupe", "var_residuelle")
         ]
-        variance = {m.get("term"): m.get("estimate") for m in all_terms}
         common, _ = _split_flags(all_terms)
-        rows = []
-        for m in terms[:max_rows]:
-            flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
-            odds = m.get("odds_ratio")
-            if odds is not None and not is_missing(odds):
-                est = odds
-                low, high = (
-                    None if is_missing(m.get(k)) else math.exp(float(m[k]))
-                    for k in ("ci_low", "ci_high")
-                )
-            else:
-                est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
-            rows.append(
-                [
-                    escape(m.get("label") or m.get("term")),
-                    escape(fmt_number(est, 2)),
-                    escape(fmt_interval(low, high, 2)),
-                    escape(_p_value(m.get("p_value"))),
-                    escape("; ".join(flags)),
-                ]
-            )
-        n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
-        method = str(all_terms[0].get("variance") or "")
-        caption = (
-            f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
-            f"{fmt_count(n_psu)}{NBSP}UPE ; "
-            + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
-        )
-        if kind == "mixed" and not is_missing(variance.get("var_groupe")):
-            between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
-            caption += (
-                f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
-                f"{fmt_number(within, 2)} (part entre territoires "
-                f"{fmt_percent(between / (between + within), 0)})"
-            )
-        if kind == "ordinal":
-            caption += " ; seuils du logit cumulatif dans models.parquet"
+        rows = [_model_row(m, common) for m in terms[:max_rows]]
         note = ""
         if common:
             note = (
@@ -714,12 +669,56 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
             _table(
                 ("Terme", effect, "IC 95 %", "p", "Alertes"),
                 rows,
-                caption=caption,
+                caption=_model_caption(name, kind, kind_label, all_terms),
                 numeric=(1, 2, 3),
             )
             + note
         )
     return "\n".join(parts)
+
+
+def _model_row(m: Mapping[str, Any], common: Sequence[str]) -> list[str]:
+    """One term: its effect (odds ratio with exponentiated interval when given), p, alerts."""
+    flags = [f for f in str(m.get("flags") or "").split("; ") if f and f not in common]
+    odds = m.get("odds_ratio")
+    if odds is not None and not is_missing(odds):
+        est = odds
+        low, high = (
+            None if is_missing(m.get(k)) else math.exp(float(m[k])) for k in ("ci_low", "ci_high")
+        )
+    else:
+        est, low, high = m.get("estimate"), m.get("ci_low"), m.get("ci_high")
+    return [
+        escape(m.get("label") or m.get("term")),
+        escape(fmt_number(est, 2)),
+        escape(fmt_interval(low, high, 2)),
+        escape(_p_value(m.get("p_value"))),
+        escape("; ".join(flags)),
+    ]
+
+
+def _model_caption(
+    name: str, kind: str, kind_label: str, all_terms: Sequence[Mapping[str, Any]]
+) -> str:
+    """Model name and kind, n and PSUs, how the intervals were computed, variance components."""
+    n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
+    method = str(all_terms[0].get("variance") or "")
+    caption = (
+        f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+        f"{fmt_count(n_psu)}{NBSP}UPE ; "
+        + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
+    )
+    variance = {m.get("term"): m.get("estimate") for m in all_terms}
+    if kind == "mixed" and not is_missing(variance.get("var_groupe")):
+        between, within = float(variance["var_groupe"]), float(variance["var_residuelle"])
+        caption += (
+            f" ; variance entre territoires {fmt_number(between, 2)}, résiduelle "
+            f"{fmt_number(within, 2)} (part entre territoires "
+            f"{fmt_percent(between / (between + within), 0)})"
+        )
+    if kind == "ordinal":
+        caption += " ; seuils du logit cumulatif dans models.parquet"
+    return caption
 
 
 def render_history_table(ctx: ReportContext) -> str:
@@ -803,6 +802,16 @@ def render_territories_table(ctx: ReportContext, *, links: Mapping[str, str] | N
     )
 
 
-def render_section_list() -> str:
-    """The common skeleton of every report (for the methodology annex)."""
-    return "<ol>" + "".join(f"<li>{escape(s)}</li>" for s in COMMON_SECTIONS) + "</ol>"
+def render_section_list(sections: Sequence[str]) -> str:
+    """The common skeleton of every report (an evaluation grid's ``common_sections``)."""
+    return "<ol>" + "".join(f"<li>{escape(s)}</li>" for s in sections) + "</ol>"
+
+
+#: Table-shaped charts a grid stage may list, by chart id.
+STAGE_TABLES: dict[str, Callable[[ReportContext], str]] = {
+    "milestones": render_milestones_table,
+    "fragility_table": render_fragilities_table,
+    "essaimage_table": lambda ctx: render_items_table(
+        ctx.essaimage, caption="Transmission et essaimage"
+    ),
+}

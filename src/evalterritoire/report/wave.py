@@ -1,0 +1,230 @@
+"""What every report context of one wave shares, prepared once: :class:`_Wave`.
+
+Owns :func:`_prepare_wave`: the study, codebook, evaluation grid and report spec; the responses
+(territory codes as text) with their estimates (the descriptive fallback when
+``estimates.parquet`` is missing), the maturity table by territory, the stage centroids and
+national means of the dimension scores, the territory-level public statistics
+(``_context_table``) and their medians, the stage history and wave-to-wave scores, and the
+fields common to every context (study, wave, stage names, score range, models, the spec's
+by-type items and the population column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from evalterritoire.codebook import Codebook
+from evalterritoire.config import StudyConfig
+from evalterritoire.report.context import SMALL_CELL, Columns, StudyArtefacts, short_label
+from evalterritoire.report.grid import EvaluationGrid
+from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
+from evalterritoire.report.sections import Sections, _models
+from evalterritoire.report.spec import ReportSpec
+from evalterritoire.report.stages import _history, _means, _score_range, _wave_scores
+
+
+@dataclass(frozen=True)
+class _Wave:
+    """One wave's inputs of the report contexts, prepared once for all territories."""
+
+    config: StudyConfig
+    codebook: Codebook
+    grid: EvaluationGrid
+    spec: ReportSpec
+    artefacts: StudyArtefacts
+    columns: Columns
+    sections: Sections
+    responses: pd.DataFrame
+    by_code: Mapping[str, pd.DataFrame]
+    maturity: pd.DataFrame | None
+    mat_rows: Mapping[str, Mapping[str, Any]]
+    codes: tuple[str, ...]
+    #: Maturity dimension → short chart label.
+    labels: Mapping[str, str]
+    centroids: Mapping[int, Mapping[str, float]]
+    national_means: Mapping[str, float]
+    ctx_table: pd.DataFrame
+    ctx_median: Mapping[str, float]
+    history: tuple[Mapping[str, Any], ...]
+    wave_scores: tuple[Mapping[str, Any], ...]
+    common: Mapping[str, Any]
+    methodology: Mapping[str, Any]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The study's stage names."""
+        return tuple(self.config.maturity.stage_names)
+
+    @property
+    def n_stages(self) -> int:
+        """Number of stages of the study."""
+        return len(self.names)
+
+    @property
+    def min_n(self) -> int:
+        """Estimates on fewer respondents are flagged « indicatif »."""
+        return self.config.min_n
+
+
+def _prepare_wave(
+    config: StudyConfig,
+    codebook: Codebook,
+    grid: EvaluationGrid,
+    spec: ReportSpec,
+    artefacts: StudyArtefacts,
+) -> _Wave:
+    """Everything the contexts of one wave share."""
+    columns = Columns.from_codebook(codebook)
+    responses = _responses(artefacts, columns.territory)
+    estimates = artefacts.estimates
+    if estimates is None and not responses.empty:
+        estimates = compute_descriptive_estimates(
+            responses, codebook, min_n=config.min_n, wave=config.wave
+        )
+    sections = Sections(_Lookup(estimates), codebook, spec, columns, config.min_n)
+    labels = {
+        dim: spec.dimension_label(dim, short_label(label))
+        for dim, label in codebook.dimensions.items()
+    }
+    maturity = _maturity(artefacts)
+    mat_rows = (
+        {str(r["territory"]): r for r in maturity.to_dict(orient="records")}
+        if maturity is not None
+        else {}
+    )
+    by_code = _by_territory(responses, columns.territory)
+    ctx_table = _context_table(artefacts, codebook, columns.territory)
+    return _Wave(
+        config=config,
+        codebook=codebook,
+        grid=grid,
+        spec=spec,
+        artefacts=artefacts,
+        columns=columns,
+        sections=sections,
+        responses=responses,
+        by_code=by_code,
+        maturity=maturity,
+        mat_rows=mat_rows,
+        codes=tuple(sorted(set(by_code) | set(mat_rows))),
+        labels=labels,
+        centroids=_centroids(maturity, labels),
+        national_means=_means(maturity, labels) if maturity is not None else {},
+        ctx_table=ctx_table,
+        ctx_median=_context_medians(ctx_table, codebook),
+        history=tuple(_history(artefacts, tuple(config.maturity.stage_names))),
+        wave_scores=tuple(_wave_scores(artefacts, config.wave, labels)),
+        common=_common(config, artefacts, maturity, labels, spec, columns),
+        methodology=_methodology(config, artefacts),
+    )
+
+
+def _responses(artefacts: StudyArtefacts, territory: str | None) -> pd.DataFrame:
+    """The responses, territory codes as text (an empty table when there are none)."""
+    responses = artefacts.responses if artefacts.responses is not None else pd.DataFrame()
+    if territory is not None and territory in responses.columns:
+        responses = responses.assign(**{territory: responses[territory].astype("string")})
+    return responses
+
+
+def _by_territory(responses: pd.DataFrame, territory: str | None) -> dict[str, pd.DataFrame]:
+    if territory is None or territory not in responses.columns:
+        return {}
+    return {str(k): g for k, g in responses.groupby(territory, sort=True)}
+
+
+def _maturity(artefacts: StudyArtefacts) -> pd.DataFrame | None:
+    """The maturity table, territory codes as text, sorted by code."""
+    maturity = artefacts.maturity
+    if maturity is None:
+        return None
+    return maturity.assign(territory=maturity["territory"].astype("string")).sort_values(
+        "territory", kind="mergesort"
+    )
+
+
+def _centroids(
+    maturity: pd.DataFrame | None, labels: Mapping[str, str]
+) -> dict[int, dict[str, float]]:
+    """Mean dimension scores of each stage's territories."""
+    if maturity is None or "stage" not in maturity.columns:
+        return {}
+    return {int(s): _means(g, labels) for s, g in maturity.groupby("stage", sort=True)}
+
+
+def _context_table(
+    artefacts: StudyArtefacts, codebook: Codebook, territory: str | None
+) -> pd.DataFrame:
+    """Territory-level public statistics, indexed by territory code.
+
+    The study's context table, else the territory-level items found in the responses.
+    """
+    ctx_ids = [v.id for v in codebook.of_type(level="territory")]
+    frames = []
+    if territory is None:
+        territory = "territory"  # no territory role: an empty table
+    elif artefacts.context is not None and territory in artefacts.context.columns:
+        frames.append(artefacts.context)
+    elif artefacts.responses is not None:
+        cols = [c for c in ctx_ids if c in artefacts.responses.columns]
+        if cols and territory in artefacts.responses.columns:
+            frames.append(artefacts.responses[[territory, *cols]].drop_duplicates(territory))
+    if not frames:
+        return pd.DataFrame({territory: pd.Series(dtype="string")}).set_index(territory)
+    table = frames[0].copy()
+    table[territory] = table[territory].astype("string")
+    return table.drop_duplicates(territory).set_index(territory)
+
+
+def _context_medians(ctx_table: pd.DataFrame, codebook: Codebook) -> dict[str, float]:
+    """Median over territories of each territory-level item of the codebook."""
+    ctx_ids = {v.id for v in codebook.of_type(level="territory")}
+    out = {}
+    for col in ctx_table.columns:
+        values = pd.to_numeric(ctx_table[col], errors="coerce")
+        if col in ctx_ids and values.notna().any():
+            out[col] = float(values.median())
+    return out
+
+
+def _common(
+    config: StudyConfig,
+    artefacts: StudyArtefacts,
+    maturity: pd.DataFrame | None,
+    labels: Mapping[str, str],
+    spec: ReportSpec,
+    columns: Columns,
+) -> dict[str, Any]:
+    """The fields every context of the wave has in common."""
+    return {
+        "study_name": config.name,
+        "wave": config.wave,
+        "min_n": config.min_n,
+        "stage_names": tuple(config.maturity.stage_names),
+        "score_range": _score_range(maturity, labels),
+        "models": tuple(_models(artefacts.models)),
+        "by_type_items": dict(spec.by_type),
+        "population_variable": columns.population or "",
+    }
+
+
+def _methodology(config: StudyConfig, artefacts: StudyArtefacts) -> dict[str, Any]:
+    """Design, calibration, small-n rules and clustering of the methodological annex."""
+    d, c = config.design, config.calibration
+    return {
+        "weight": d.weight or "",
+        "strata": d.strata or "",
+        "psu": d.psu or "",
+        "fpc": d.fpc or "",
+        "lonely_psu": d.lonely_psu,
+        "calibration": c.method,
+        "has_intervals": artefacts.estimates is not None,
+        "min_n": config.min_n,
+        "small_cell": SMALL_CELL,
+        "cluster_method": config.maturity.method,
+        "random_state": config.random_state,
+    }
