@@ -41,12 +41,12 @@ bench: $(STAMP) ## Run the benchmarks under bench/ (print ratios against in-run 
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: $(STAMP) ## Lint and check formatting with ruff
-	$(BIN)/ruff check src tests bench notebooks/templates r
-	$(BIN)/ruff format --check src tests bench notebooks/templates r
+	$(BIN)/ruff check src tests bench r scripts
+	$(BIN)/ruff format --check src tests bench r scripts
 
 format: $(STAMP) ## Format the code with ruff
-	$(BIN)/ruff format src tests bench notebooks/templates
-	$(BIN)/ruff check --fix src tests bench notebooks/templates
+	$(BIN)/ruff format src tests bench r scripts
+	$(BIN)/ruff check --fix src tests bench r scripts
 
 lock: | $(UV) ## Re-compile requirements.lock from pyproject.toml (hashed, no index URLs)
 	$(UV) pip compile pyproject.toml --extra pdf --extra dask --extra dev --generate-hashes \
@@ -59,4 +59,3 @@ demo-data: $(STAMP) ## Regenerate the synthetic demo waves under surveys/ (seede
 clean: ## Remove derived artefacts (build/, reports/ outputs, caches); keeps .venv
 	rm -rf build reports/*/ .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -f notebooks/templates/*.ipynb

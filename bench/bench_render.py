@@ -1,6 +1,6 @@
 """Rendering benchmark: the naive papermill loop vs evalterritoire's warm-kernel pool.
 
-The same territory template (``notebooks/templates/territory_report``) for N territories of the
+The same territory template (``src/evalterritoire/data/templates/territory_report``) for N territories of the
 demo study (sorted codes, contexts from ``build/2025/contexts``; run ``make report`` first):
 
 * (a) the loop a user would write: ``papermill.execute_notebook`` then nbconvert's
@@ -31,7 +31,7 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE_PY = ROOT / "notebooks" / "templates" / "territory_report.py"
+TEMPLATE_PY = ROOT / "src" / "evalterritoire" / "data" / "templates" / "territory_report.py"
 CONTEXTS = ROOT / "build" / "2025" / "contexts"
 #: Classes of an output's content in nbconvert's ``lab`` page (naive loop) and in ours.
 _OUTPUT_CLASSES = ("jp-OutputArea-output", "output_subarea", "et-output")

@@ -41,7 +41,7 @@ from evalterritoire.report.build import build_contexts
 from evalterritoire.report.grid import load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "notebooks" / "templates"
+TEMPLATES = ROOT / "src" / "evalterritoire" / "data" / "templates"
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "reports"
 PARAMETERS = ["territory", "wave", "context_path"]
 VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
@@ -202,6 +202,7 @@ def test_hostile_codes_stay_inside_the_reports_folder(rendered):
         config.reports_dir.resolve(),
         (config.reports_dir / "territoires").resolve(),
         config.artefact("contexts").resolve(),
+        config.artefact("templates").resolve(),  # the generated .ipynb of each template
     }
     for path in rendered["written"]:
         assert path.resolve().parent in allowed, path

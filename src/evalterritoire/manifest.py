@@ -234,7 +234,7 @@ def build_manifest(
         The earlier waves the study reads (stages and transitions): their study file, exports,
         codebook, context and margins files are recorded as inputs too (role ``previous_*``).
     templates : iterable of path
-        Report templates (``notebooks/templates/*.py``) the reports were rendered from.
+        Report templates (the ``.py`` jupytext templates) the reports were rendered from.
     rendering : mapping, optional
         Rendering options that name what was produced (``engine``, ``formats``, template
         names). The worker count and the Dask scheduler are deliberately not recorded: they

@@ -343,16 +343,12 @@ def run_contexts(
 
 # --------------------------------------------------------------------------- reports
 def _templates_dir(config: StudyConfig) -> Path:
-    """The study's templates folder (``[report] templates_dir``, else nearest above the study)."""
+    """The study's templates folder (``[report] templates_dir``, else the package's own)."""
     if config.report.templates_dir is not None:
         return config.report.templates_dir
-    for parent in config.study_dir.parents:
-        candidate = parent / "notebooks" / "templates"
-        if candidate.is_dir():
-            return candidate
-    raise EvalTerritoireError(
-        f"{config.path}: no templates folder found; set [report] templates_dir"
-    )
+    from importlib import resources
+
+    return Path(str(resources.files("evalterritoire") / "data" / "templates"))
 
 
 def _template(config: StudyConfig, name: str) -> Path:
@@ -363,8 +359,8 @@ def _template(config: StudyConfig, name: str) -> Path:
     raise EvalTerritoireError(f"template '{name}' not found in {folder}")
 
 
-def _write_generated_notebook(template: Path) -> Path | None:
-    """Write the ``.ipynb`` beside a jupytext template (for papermill/nbconvert users).
+def _write_generated_notebook(template: Path, folder: Path) -> Path | None:
+    """Write the ``.ipynb`` of a jupytext template into ``folder`` (for papermill users).
 
     Rewritten only when its content changes; skipped (``None``) when the folder is read-only.
     """
@@ -374,7 +370,8 @@ def _write_generated_notebook(template: Path) -> Path | None:
 
     if template.suffix != ".py":
         return None
-    target = template.with_suffix(".ipynb")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{template.stem}.ipynb"
     text = nbformat.writes(build_notebook(template)) + "\n"
     try:
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
@@ -485,7 +482,7 @@ def _report_templates(config: StudyConfig) -> tuple[Path, Path]:
     territory_template = _template(config, config.report.territory_template)
     study_template = _template(config, config.report.study_template)
     for template in (territory_template, study_template):
-        _write_generated_notebook(template)
+        _write_generated_notebook(template, config.artefact("templates"))
     return territory_template, study_template
 
 
