@@ -481,6 +481,22 @@ class Codebook:
             if v.dimension == dimension and (not likert_only or v.type == "likert")
         ]
 
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """Range of the dimension scores: the span of the maturity items' scales (else 1–5).
+
+        A dimension score is a mean of its Likert items (reverse-coded ones mirrored on their
+        scale), so it lives on their scale.
+        """
+        lows, highs = [], []
+        for dim in self.dimensions:
+            for var in self.dimension_items(dim):
+                lo, hi = self.value_range(var.id)
+                if lo is not None and hi is not None:
+                    lows.append(float(lo))
+                    highs.append(float(hi))
+        return (min(lows), max(highs)) if lows else (1.0, 5.0)
+
     def fragility_items(self, domain: str | None = None) -> list[Variable]:
         """Items feeding one fragility domain (or all domains)."""
         return [

@@ -243,16 +243,24 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
 
 
 def _identity(wave: _Wave, frame: pd.DataFrame, context_row: Mapping[str, Any]) -> dict[str, Any]:
-    """Identity card: level, region, population, start year, organisations involved."""
+    """Identity card: level, region, population, start year, organisations involved.
+
+    A row the study does not declare (no codebook role, no report-spec item) is left out, so
+    that the card never shows an empty line for a question the instrument does not ask.
+    """
     cols, identity = wave.columns, wave.spec.identity
-    level = _modal(frame, cols.territory_level)
-    return {
-        "level": _option_label(wave.codebook, cols.territory_level, level),
-        "region": _modal(frame, cols.region_name) or _modal(frame, cols.region),
-        "population": _num(context_row.get(cols.population)) if cols.population else None,
-        "start_year": _median(frame, identity.get("start_year")),
-        "n_organisations": _median(frame, identity.get("n_organisations")),
-    }
+    out: dict[str, Any] = {}
+    if cols.territory_level:
+        level = _modal(frame, cols.territory_level)
+        out["level"] = _option_label(wave.codebook, cols.territory_level, level)
+    if cols.region_name or cols.region:
+        out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
+    if cols.population:
+        out["population"] = _num(context_row.get(cols.population))
+    for key in ("start_year", "n_organisations"):
+        if identity.get(key):
+            out[key] = _median(frame, identity[key])
+    return out
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -284,7 +292,7 @@ def _sections(
         fragilities=tuple(sections.fragilities(domain, context_row, wave.ctx_median, frame)),
         partnership=tuple(sections.items(domain, spec.section("partnership"))),
         dynamic=tuple(sections.items(domain, spec.section("dynamic"))),
-        dyn_statut=tuple(sections.levels(domain, spec.status, frame)),
+        status_levels=tuple(sections.levels(domain, spec.status, frame)),
         agreement=tuple(sections.agreement(frame)),
         results=tuple(sections.items(domain, spec.section("results"))),
         essaimage=tuple(sections.items(domain, spec.section("essaimage"))),

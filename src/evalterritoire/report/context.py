@@ -142,6 +142,8 @@ class ReportContext:
     #: The report spec's by-type items (``benefit``, ``burden``, ``trust`` → item id): the keys
     #: of the ``by_type`` records.
     by_type_items: Mapping[str, str] = field(default_factory=dict)
+    #: Scale of the by-type items: ``low``, ``high`` and their labels ``low_label``, ``high_label``.
+    by_type_scale: Mapping[str, Any] = field(default_factory=dict)
     #: Item of the codebook's ``population`` role (shown apart from the context indicators).
     population_variable: str = ""
     #: Study stage whose grid the report follows (``stage`` unless between two stages).
@@ -160,12 +162,13 @@ class ReportContext:
     #: A few short excerpts of respondents' free text, shown escaped (« paroles d'acteurs »).
     free_text: tuple[Mapping[str, Any], ...] = ()
     score_range: tuple[float, float] = (1.0, 5.0)
+    n_dimensions: int = 0
     profile: tuple[Mapping[str, Any], ...] = ()
     # content sections
     fragilities: tuple[Mapping[str, Any], ...] = ()
     partnership: tuple[Mapping[str, Any], ...] = ()
     dynamic: tuple[Mapping[str, Any], ...] = ()
-    dyn_statut: tuple[Mapping[str, Any], ...] = ()
+    status_levels: tuple[Mapping[str, Any], ...] = ()
     agreement: tuple[Mapping[str, Any], ...] = ()
     milestones: tuple[Mapping[str, Any], ...] = ()
     results: tuple[Mapping[str, Any], ...] = ()

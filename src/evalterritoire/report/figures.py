@@ -21,7 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.report.french import NBSP, fmt_interval, fmt_n, fmt_number, fmt_percent
+from evalterritoire.report.french import (
+    NBSP,
+    fmt_interval,
+    fmt_n,
+    fmt_number,
+    fmt_percent,
+    fmt_words,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,15 +68,16 @@ PALETTE = {
     "ink": "#1F2933",
 }
 STAGE_COLOURS = (PALETTE["orange"], PALETTE["sky"], PALETTE["green"], PALETTE["blue"])
-#: Diverging agreement scale (1 = pas du tout d'accord … 5 = tout à fait d'accord), BrBG-like.
-AGREEMENT_COLOURS = ("#8C510A", "#D8B365", "#E3E3E3", "#5AB4AC", "#01665E")
-AGREEMENT_LABELS = (
-    "Pas du tout d'accord",
-    "Plutôt pas d'accord",
-    "Ni l'un ni l'autre",
-    "Plutôt d'accord",
-    "Tout à fait d'accord",
-)
+#: Diverging colours of an agreement scale by its number of levels (BrBG-like; the middle level
+#: of an odd scale is neutral grey).
+AGREEMENT_COLOURS: dict[int, tuple[str, ...]] = {
+    2: ("#D8B365", "#5AB4AC"),
+    3: ("#D8B365", "#E3E3E3", "#5AB4AC"),
+    4: ("#8C510A", "#D8B365", "#5AB4AC", "#01665E"),
+    5: ("#8C510A", "#D8B365", "#E3E3E3", "#5AB4AC", "#01665E"),
+    6: ("#8C510A", "#BF812D", "#DFC27D", "#80CDC1", "#35978F", "#01665E"),
+    7: ("#8C510A", "#BF812D", "#DFC27D", "#E3E3E3", "#80CDC1", "#35978F", "#01665E"),
+}
 NSP_COLOUR = "#FFFFFF"
 #: Shading of a reading band whose grid entry declares no colour.
 BAND_COLOUR = "#EEEEEE"
@@ -253,12 +261,11 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
 
 
 def _draw_bands(ax, bands: Sequence[Mapping[str, Any]], lo: float, hi: float) -> None:
-    """Shade the reading bands (defined on the 1–5 scale) over the score range."""
-    scale = (hi - lo) / 4.0
+    """Shade the reading bands (defined by the grid on the score scale) within ``[lo, hi]``."""
     for band in bands:
         ax.axvspan(
-            lo + (band["low"] - 1) * scale,
-            lo + (band["high"] - 1) * scale,
+            max(lo, band["low"]),
+            min(hi, band["high"]),
             color=band.get("colour") or BAND_COLOUR,
             zorder=0,
             label=band["label"],
@@ -331,7 +338,7 @@ def _profile_texts(
 
 
 def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
-    """Stacked agreement bars (1–5) with the « ne sait pas » share visible at the right."""
+    """Stacked agreement bars (each item's scale) with the « ne sait pas » share at the right."""
     rows = list(ctx.agreement)
 
     def body(fig: Figure) -> tuple[str, str]:
@@ -346,9 +353,9 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
         ax.set_xlim(0, 1)
         _fr_axis(ax.xaxis, percent=True)
         ax.grid(axis="y", visible=False)
-        _agreement_legend(ax)
+        _agreement_legend(ax, rows[0]["levels"])
         alt = "Répartition des réponses d'accord : " + "; ".join(
-            f"{r['label']} : {fmt_percent(r['shares'].get('4', 0) + r['shares'].get('5', 0))} "
+            f"{r['label']} : {fmt_percent(_upper_half(r))} "
             f"d'accord, {fmt_percent(r['shares'].get('nsp', 0))} ne sait pas"
             for r in rows
         )
@@ -361,11 +368,19 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
     return _draw("agreement", 8.6, 0.55 * max(len(rows), 2) + 1.6, body)
 
 
+def _upper_half(r: Mapping[str, Any]) -> float:
+    """Share of the levels above the middle of the item's scale (« d'accord »)."""
+    codes = [code for code, _ in r["levels"]]
+    return sum(r["shares"].get(code, 0.0) for code in codes[(len(codes) + 1) // 2 :])
+
+
 def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any]) -> None:
-    """One item's stacked levels 1–5 (shares of 8 % or more printed), then its hatched NSP."""
+    """One item's stacked levels (shares of 8 % or more printed), then its hatched NSP."""
     left = 0.0
-    for level, colour in zip(range(1, 6), AGREEMENT_COLOURS, strict=True):
-        width = r["shares"].get(str(level), 0.0)
+    codes = [code for code, _ in r["levels"]]
+    colours = AGREEMENT_COLOURS.get(len(codes), AGREEMENT_COLOURS[5])
+    for i, (level, colour) in enumerate(zip(codes, colours, strict=False)):
+        width = r["shares"].get(level, 0.0)
         ax.barh(yi, width, left=left, color=colour, height=0.62, edgecolor="white")
         if width >= 0.08:
             ax.text(
@@ -375,7 +390,7 @@ def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any]) -> None:
                 ha="center",
                 va="center",
                 fontsize=7.5,
-                color="white" if level in (1, 5) else PALETTE["ink"],
+                color="white" if i in (0, len(codes) - 1) and len(codes) >= 4 else PALETTE["ink"],
             )
         left += width
     nsp = r["shares"].get("nsp", 0.0)
@@ -399,13 +414,13 @@ def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any]) -> None:
     )
 
 
-def _agreement_legend(ax) -> None:
-    """The five agreement levels and « ne sait pas », below the axes."""
+def _agreement_legend(ax, levels: Sequence[Sequence[str]]) -> None:
+    """The scale's levels (their codebook labels) and « ne sait pas », below the axes."""
     from matplotlib.patches import Patch
 
+    colours = AGREEMENT_COLOURS.get(len(levels), AGREEMENT_COLOURS[5])
     handles = [
-        Patch(facecolor=c, label=lab)
-        for c, lab in zip(AGREEMENT_COLOURS, AGREEMENT_LABELS, strict=True)
+        Patch(facecolor=c, label=label) for c, (_, label) in zip(colours, levels, strict=False)
     ]
     handles.append(
         Patch(facecolor=NSP_COLOUR, edgecolor=PALETTE["grey"], hatch="///", label="Ne sait pas")
@@ -421,23 +436,30 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         if not rows:
             _empty(fig, "Priorités de fragilités non disponibles")
             return "Aucune donnée.", "Aucune donnée de fragilités."
-        ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
-        ax2.set_xlim(0, 1.3)
+        alliances = _has_alliances(rows)
+        if alliances:
+            ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+            ax2.set_xlim(0, 1.3)
+        else:
+            ax1 = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
         value_labels = _draw_priorities(ax1, rows, y)
-        _draw_alliances(ax2, rows, y)
+        if alliances:
+            _draw_alliances(ax2, rows, y)
         ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
         ax1.set_xlim(0, 13.5)
         ax1.set_xticks([0, 2, 4, 6, 8, 10])
         _fr_axis(ax1.xaxis, 0)
         ax1.set_title("Priorité perçue (moyenne sur 10)")
-        ax2.set_xlim(0, 1.35)
-        ax2.set_xticks([0, 0.5, 1])
-        _fr_axis(ax2.xaxis, percent=True)
-        ax2.set_title("Les alliances\npeuvent agir")
+        if alliances:
+            ax2.set_xlim(0, 1.35)
+            ax2.set_xticks([0, 0.5, 1])
+            _fr_axis(ax2.xaxis, percent=True)
+            ax2.set_title("Les alliances\npeuvent agir")
         _fit_labels(fig, ax1, value_labels, minimum=13.5)
-        ax2.set_xlabel("part « fort » ou « très fort »", fontsize=8)
-        for ax in (ax1, ax2):
+        if alliances:
+            ax2.set_xlabel("part « fort » ou « très fort »", fontsize=8)
+        for ax in (ax1, ax2) if alliances else (ax1,):
             ax.grid(axis="y", visible=False)
         alt = "Fragilités les plus prioritaires : " + "; ".join(
             f"{r['label']} {fmt_number(r['estimate'], 1)}/10"
@@ -450,12 +472,21 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         )
         caption = (
             "Priorité moyenne accordée à chaque fragilité (0 à 10, comme les études PHARE) avec "
-            "son intervalle quand le plan de sondage le permet, et part des répondants jugeant "
-            "l'impact possible des alliances fort ou très fort."
+            "son intervalle quand le plan de sondage le permet"
+            + (
+                ", et part des répondants jugeant l'impact possible des alliances fort ou très fort."
+                if alliances
+                else "."
+            )
         )
         return alt + ".", caption
 
     return _draw("fragilities", 8.6, 0.42 * len(rows) + 1.5, body)
+
+
+def _has_alliances(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the fragility records carry the alliances item (the report spec may omit it)."""
+    return any(r.get("alliance_n") for r in rows)
 
 
 def _draw_priorities(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) -> list:
@@ -568,7 +599,7 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
 
 
 def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
-    """Benefits, burden and trust by actor type (mean agreement 1–5, n per type).
+    """Benefits, burden and trust by actor type (mean on the items' scale, n per type).
 
     The items are the report spec's ``by_type`` (``ctx.by_type_items``).
     """
@@ -607,10 +638,11 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
                 transform=ax.get_yaxis_transform(),
             )
         ax.set_yticks(y, [_wrap(r["label"], 30) for r in rows], fontsize=8)
-        ax.set_xlim(1, 5)
-        ax.set_xticks([1, 2, 3, 4, 5])
+        lo, hi, label = _by_type_axis(ctx)
+        ax.set_xlim(lo, hi)
+        ax.set_xticks(range(round(lo), round(hi) + 1))
         _fr_axis(ax.xaxis, 0)
-        ax.set_xlabel("Accord moyen (1 = pas du tout d'accord, 5 = tout à fait d'accord)")
+        ax.set_xlabel(label)
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.16), ncol=3, fontsize=8)
         alt = "Bénéfices, charge et confiance par type d'acteur : " + "; ".join(
@@ -625,6 +657,22 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         return alt + ".", caption
 
     return _draw("benefit_burden", 8.6, 0.42 * len(rows) + 1.6, body)
+
+
+def _by_type_axis(ctx: ReportContext) -> tuple[float, float, str]:
+    """Range and title of the by-type axis, from the items' scale (« 1 = … , 5 = … »)."""
+    scale = ctx.by_type_scale
+    if not scale:
+        lo, hi = ctx.score_range
+        return lo, hi, f"Moyenne ({fmt_number(lo, 0)} à {fmt_number(hi, 0)})"
+    lo, hi = scale["low"], scale["high"]
+    ends = [
+        f"{fmt_number(value, 0)} = {text[:1].lower()}{text[1:]}"
+        for value, text in ((lo, scale.get("low_label")), (hi, scale.get("high_label")))
+        if text
+    ]
+    title = "Accord moyen (" + ", ".join(ends) + ")" if ends else "Accord moyen"
+    return lo, hi, title
 
 
 def build_waves_figure(ctx: ReportContext) -> ReportFigure:
@@ -724,6 +772,7 @@ def _draw_wave_panel(
         )
     ax.set_title(_plain(pts[0][4]), fontsize=9)
     ax.set_ylim(*score_range)
+    ax.set_yticks(range(round(score_range[0]), round(score_range[1]) + 1))
     ax.set_xticks(waves.waves, waves.tick_labels, fontsize=7.5)
     ax.set_xlim(waves.waves[0] - 0.4, waves.waves[-1] + 0.6)
     _fr_axis(ax.yaxis, 0)
@@ -828,7 +877,7 @@ def build_stage_profiles_figure(ctx: ReportContext) -> ReportFigure:
         _fr_axis(ax.yaxis, 1)
         ax.set_ylabel("Score moyen")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=8)
-        alt = "Profil moyen de chaque stade sur les neuf dimensions."
+        alt = f"Profil moyen de chaque stade sur les {fmt_words(len(dims), feminine=True)} dimensions."
         caption = "Moyenne des scores de dimension des territoires de chaque stade."
         return alt, caption
 

@@ -20,6 +20,7 @@ __all__ = [
     "fmt_number",
     "fmt_percent",
     "fmt_score",
+    "fmt_words",
     "guillemets",
     "is_missing",
 ]
@@ -104,6 +105,27 @@ def fmt_interval(low: Any, high: Any, decimals: int = 1, *, percent: bool = Fals
 def fmt_n(n: Any) -> str:
     """Format a sample size as ``n = 1 250``."""
     return f"n{NBSP}={NBSP}{fmt_count(n)}"
+
+
+_WORDS = (
+    "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix",
+    "onze", "douze", "treize", "quatorze", "quinze", "seize",
+)  # fmt: skip
+
+
+def fmt_words(n: int, *, feminine: bool = False) -> str:
+    """A small whole number in French words (« neuf », « une »), else in figures.
+
+    Parameters
+    ----------
+    n : int
+        The number.
+    feminine : bool, default False
+        « une » rather than « un » (« une dimension »).
+    """
+    if 0 <= n < len(_WORDS):
+        return "une" if (n == 1 and feminine) else _WORDS[n]
+    return fmt_count(n)
 
 
 def guillemets(text: str) -> str:

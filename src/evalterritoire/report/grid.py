@@ -60,7 +60,7 @@ _NO_BANDS = "none"
 
 @dataclass(frozen=True)
 class Band:
-    """A reading band on the 1–5 dimension-score scale (Wilder Collaboration Factors logic).
+    """A reading band on the study's dimension-score scale (Wilder Collaboration Factors logic).
 
     A score ``s`` is in the band when ``low <= s < high``; ``colour`` shades the figure.
     """
@@ -257,12 +257,12 @@ class EvaluationGrid:
 
 
 def band_for(score: float | None, bands: Sequence[Band]) -> Band | None:
-    """The reading band of a 1–5 score, or None when there is no band (no verdict allowed).
+    """The reading band of a dimension score, or None when there is no band (no verdict allowed).
 
     Parameters
     ----------
     score : float or None
-        Score on the 1–5 scale.
+        Score on the study's dimension-score scale (the scale of the maturity items).
     bands : sequence of Band
         A stage's bands (:attr:`StageGrid.bands`), ascending.
     """

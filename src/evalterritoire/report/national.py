@@ -43,7 +43,7 @@ def _national(wave: _Wave) -> ReportContext:
         fragilities=tuple(sections.fragilities(domain, {}, {}, responses)),
         partnership=tuple(sections.items(domain, spec.section("partnership"))),
         dynamic=tuple(sections.items(domain, spec.section("dynamic"))),
-        dyn_statut=tuple(sections.levels(domain, spec.status, responses)),
+        status_levels=tuple(sections.levels(domain, spec.status, responses)),
         results=tuple(sections.items(domain, spec.section("results"))),
         nsp=tuple(sections.nsp_by_dimension(domain, wave.labels)),
         respondents=tuple(respondents),

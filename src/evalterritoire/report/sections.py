@@ -246,12 +246,13 @@ class Sections:
 
     # ------------------------------------------------ sections from responses
     def agreement(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Weighted distribution of agreement items over levels 1–5 plus NSP (descriptive)."""
+        """Weighted distribution of agreement items over their scale's levels plus NSP."""
         out = []
         w_all = self.weights(frame)
         for item in self.spec.agreement:
             if item in frame.columns and item in self.codebook:
-                rec = _agreement_record(frame, self.codebook[item], w_all)
+                levels = self.codebook.value_labels(item)
+                rec = _agreement_record(frame, self.codebook[item], levels, w_all)
                 if rec is not None:
                     out.append(rec)
         return out
@@ -367,9 +368,9 @@ def _response_shares(
 
 
 def _agreement_record(
-    frame: pd.DataFrame, var: Variable, w_all: pd.Series
+    frame: pd.DataFrame, var: Variable, levels: Mapping[Any, str], w_all: pd.Series
 ) -> dict[str, Any] | None:
-    """One item's weighted shares of levels 1–5 and of « ne sait pas», or None if unanswered."""
+    """One item's weighted shares of its scale's levels and of « ne sait pas», or None."""
     v = pd.to_numeric(frame[var.id], errors="coerce")
     special = (
         frame[var.special_col].astype("string")
@@ -382,11 +383,13 @@ def _agreement_record(
     n = int(ok.sum())
     if not n or total <= 0:
         return None
-    shares = {str(level): float(w_all[ok & (v == level)].sum() / total) for level in range(1, 6)}
+    codes = sorted(levels)
+    shares = {str(level): float(w_all[ok & (v == level)].sum() / total) for level in codes}
     shares["nsp"] = float(w_all[ok & nsp].sum() / total)
     return {
         "variable": var.id,
         "label": short_label(var.label_fr, limit=90),
+        "levels": [[str(code), levels[code]] for code in codes],
         "shares": shares,
         "n": n,
         "is_small_n": n < SMALL_CELL,

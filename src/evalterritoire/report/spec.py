@@ -237,16 +237,29 @@ def _parse_fragilities(read: _SpecReader, raw: Any) -> dict[str, Any]:
     read.unknown(entry, ("priority", "alliances", "alliance_levels"), "fragilities")
     patterns = {}
     for key, types in (("priority", ("rating", "likert", "decimal")), ("alliances", ("likert",))):
+        if key == "alliances" and entry.get(key) is None:
+            if entry.get("alliance_levels") is not None:
+                raise read.fail("fragilities.alliance_levels", "given without an alliances item")
+            continue
         pattern = read.text(entry, key, "fragilities")
         if _DOMAIN not in pattern:
             raise read.fail(f"fragilities.{key}", f"the pattern {pattern!r} lacks {_DOMAIN}")
         for domain in read.codebook.fragility_domains:
             read.item(pattern.replace(_DOMAIN, domain), f"fragilities.{key} ({domain})", types)
         patterns[key] = pattern
+    out = {"fragility_priority": patterns["priority"]}
+    if "alliances" in patterns:
+        out["fragility_alliances"] = patterns["alliances"]
+        out["alliance_levels"] = _alliance_levels(read, entry, patterns["alliances"])
+    return out
+
+
+def _alliance_levels(read: _SpecReader, entry: Mapping, pattern: str) -> tuple[str, ...]:
+    """Codes of the alliances scale counted as a strong impact (checked against the scale)."""
     levels = entry.get("alliance_levels")
     if not isinstance(levels, list) or not levels:
         raise read.fail("fragilities.alliance_levels", "expected a non-empty list of codes")
-    first = patterns["alliances"].replace(_DOMAIN, next(iter(read.codebook.fragility_domains), ""))
+    first = pattern.replace(_DOMAIN, next(iter(read.codebook.fragility_domains), ""))
     codes = set(read.codebook.value_labels(first)) if first in read.codebook else set()
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, int) or (codes and level not in codes):
@@ -254,11 +267,7 @@ def _parse_fragilities(read: _SpecReader, raw: Any) -> dict[str, Any]:
                 "fragilities.alliance_levels",
                 f"{level!r} is not a code of the alliances scale ({sorted(codes)})",
             )
-    return {
-        "fragility_priority": patterns["priority"],
-        "fragility_alliances": patterns["alliances"],
-        "alliance_levels": tuple(str(level) for level in levels),
-    }
+    return tuple(str(level) for level in levels)
 
 
 def _parse_benchmarks(read: _SpecReader, raw: Any) -> dict[str, tuple[float, str]]:

@@ -1,7 +1,7 @@
 """Stage and dimension-score records of the report contexts (maturity-derived sections).
 
 Owns what is read from the maturity, transitions and profiles tables: stage labels
-(``_stage_label``), the score scale (``_score_range``), a territory's dimension profile against
+(``_stage_label``), a territory's dimension profile against
 its stage centroid and the national mean (``_profile``, ``_means``), the neighbouring stage of a
 territory « entre deux stades » (``_neighbour_stage``, grid §6), the stage history across waves
 (``_history``) and the wave-to-wave dimension scores (``_wave_scores``).
@@ -22,18 +22,6 @@ def _stage_label(names: Sequence[str], stage: int | None) -> str:
     if stage is None:
         return ""
     return names[stage] if 0 <= stage < len(names) else f"Stade {stage + 1}"
-
-
-def _score_range(maturity: pd.DataFrame | None, dims: Iterable[str]) -> tuple[float, float]:
-    if maturity is None:
-        return (1.0, 5.0)
-    cols = [f"score_{d}" for d in dims if f"score_{d}" in maturity.columns]
-    if not cols:
-        return (1.0, 5.0)
-    top = pd.to_numeric(maturity[cols].stack(), errors="coerce").max()
-    if pd.notna(top) and top > 5.0 + 1e-9:
-        return (0.0, 100.0) if top > 10 else (0.0, 10.0)
-    return (1.0, 5.0)
 
 
 def _profile(

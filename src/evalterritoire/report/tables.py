@@ -23,6 +23,7 @@ from evalterritoire.report.french import (
     fmt_number,
     fmt_percent,
     fmt_score,
+    fmt_words,
     guillemets,
     is_missing,
 )
@@ -345,6 +346,12 @@ def render_free_text(ctx: ReportContext) -> str:
     )
 
 
+def _dimensions(ctx: ReportContext) -> str:
+    """« neuf dimensions », « trois dimensions »: the study's number of maturity dimensions."""
+    n = ctx.n_dimensions or len(ctx.profile)
+    return f"{fmt_words(n, feminine=True)} dimension{'s' if n > 1 else ''}"
+
+
 def render_methodology(ctx: ReportContext) -> str:
     """Methodological annex: design, intervals, small-n rules."""
     m = ctx.methodology
@@ -373,7 +380,7 @@ def render_methodology(ctx: ReportContext) -> str:
         "jamais intégrés aux moyennes.</p>"
         "<p>Stades : classification "
         f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
-        f"territoires sur neuf dimensions, graine {escape(m.get('random_state', ''))}.</p>"
+        f"territoires sur {_dimensions(ctx)}, graine {escape(m.get('random_state', ''))}.</p>"
         "</div>"
     )
 
@@ -382,18 +389,24 @@ def render_methodology(ctx: ReportContext) -> str:
 def render_identity_table(ctx: ReportContext) -> str:
     """Identity card: level, region, population, start year, organisations, context data."""
     ident = ctx.identity
-    rows = [
-        ("Code du territoire", escape(ctx.territory)),
-        ("Niveau", escape(ident.get("level") or MISSING)),
-        ("Région", escape(ident.get("region") or MISSING)),
-        ("Population", escape(fmt_count(ident.get("population")))),
+    declared = [
+        ("level", "Niveau", lambda v: escape(v or MISSING)),
+        ("region", "Région", lambda v: escape(v or MISSING)),
+        ("population", "Population", lambda v: escape(fmt_count(v))),
         (
+            "start_year",
             "Année de démarrage (médiane des réponses)",
-            escape(fmt_number(ident.get("start_year"), 0).replace("\u202f", "")),
+            lambda v: escape(fmt_number(v, 0).replace("\u202f", "")),
         ),
-        ("Organisations impliquées (médiane)", escape(fmt_number(ident.get("n_organisations"), 0))),
-        ("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)),
+        (
+            "n_organisations",
+            "Organisations impliquées (médiane)",
+            lambda v: escape(fmt_number(v, 0)),
+        ),
     ]
+    rows = [("Code du territoire", escape(ctx.territory))]
+    rows += [(label, show(ident.get(key))) for key, label, show in declared if key in ident]
+    rows.append(("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)))
     for ind in ctx.context_indicators:
         if ind["variable"] == ctx.population_variable:  # the « Population » row above
             continue
@@ -444,7 +457,7 @@ def render_profile_table(ctx: ReportContext) -> str:
     return _table(
         headers,
         rows,
-        caption=f"Profil du territoire sur les neuf dimensions ({fmt_n(ctx.n_respondents)})",
+        caption=f"Profil du territoire sur les {_dimensions(ctx)} ({fmt_n(ctx.n_respondents)})",
         numeric=tuple(range(1, len(headers))),
     )
 
@@ -452,7 +465,9 @@ def render_profile_table(ctx: ReportContext) -> str:
 def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> str:
     """Perceived priorities (/10) vs objective indicators, and where alliances can act."""
     rows = []
-    for r in list(ctx.fragilities)[: top or None]:
+    records = list(ctx.fragilities)[: top or None]
+    alliances = any(r.get("alliance_n") for r in records)
+    for r in records:
         objective = "; ".join(
             f"{escape(o['label'])} : {escape(fmt_number(o['value'], 1))}"
             + (
@@ -468,15 +483,17 @@ def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> s
                 f"{escape(fmt_score(r.get('estimate'), 10))} "
                 f'<span class="ci">{escape(fmt_interval(r.get("ci_low"), r.get("ci_high"), 1))}</span>',
                 escape(fmt_count(r.get("n"))) + _flag(r.get("is_small_n", False)),
-                escape(fmt_percent(r.get("alliance_share"))),
+                *([escape(fmt_percent(r.get("alliance_share")))] if alliances else []),
                 objective or MISSING,
             ]
         )
+    headers = ("Fragilité", "Priorité perçue", "n")
+    headers += ("Alliances : impact fort",) if alliances else ()
     return _table(
-        ("Fragilité", "Priorité perçue", "n", "Alliances : impact fort", "Indicateur objectif"),
+        (*headers, "Indicateur objectif"),
         rows,
         caption="Fragilités perçues (moyenne sur 10) confrontées aux indicateurs publics",
-        numeric=(1, 2, 3),
+        numeric=(1, 2, 3) if alliances else (1, 2),
     )
 
 
@@ -569,6 +586,13 @@ def render_nsp_table(ctx: ReportContext) -> str:
     )
 
 
+def _scale_span(ctx: ReportContext) -> str:
+    """« 1 à 5 »: the by-type items' scale (the score scale when unknown)."""
+    scale = ctx.by_type_scale
+    lo, hi = (scale["low"], scale["high"]) if scale else ctx.score_range
+    return f"{fmt_number(lo, 0)} à {fmt_number(hi, 0)}"
+
+
 def render_by_type_table(ctx: ReportContext) -> str:
     """Benefits, burden and trust by actor type, side by side (the spec's ``by_type`` items)."""
     items = ctx.by_type_items
@@ -586,7 +610,7 @@ def render_by_type_table(ctx: ReportContext) -> str:
     return _table(
         ("Type d'acteur", "Bénéfices", "Charge excessive", "Confiance", "n"),
         rows,
-        caption="Accord moyen (1 à 5) par type d'acteur",
+        caption=f"Accord moyen ({_scale_span(ctx)}) par type d'acteur",
         numeric=(1, 2, 3, 4),
     )
 

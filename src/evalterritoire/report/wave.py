@@ -24,7 +24,7 @@ from evalterritoire.report.grid import EvaluationGrid
 from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
 from evalterritoire.report.sections import Sections, _models
 from evalterritoire.report.spec import ReportSpec
-from evalterritoire.report.stages import _history, _means, _score_range, _wave_scores
+from evalterritoire.report.stages import _history, _means, _wave_scores
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _prepare_wave(
         ctx_median=_context_medians(ctx_table, codebook),
         history=tuple(_history(artefacts, tuple(config.maturity.stage_names))),
         wave_scores=tuple(_wave_scores(artefacts, config.wave, labels)),
-        common=_common(config, artefacts, maturity, labels, spec, columns),
+        common=_common(config, artefacts, codebook, spec, columns),
         methodology=_methodology(config, artefacts),
     )
 
@@ -194,8 +194,7 @@ def _context_medians(ctx_table: pd.DataFrame, codebook: Codebook) -> dict[str, f
 def _common(
     config: StudyConfig,
     artefacts: StudyArtefacts,
-    maturity: pd.DataFrame | None,
-    labels: Mapping[str, str],
+    codebook: Codebook,
     spec: ReportSpec,
     columns: Columns,
 ) -> dict[str, Any]:
@@ -205,10 +204,28 @@ def _common(
         "wave": config.wave,
         "min_n": config.min_n,
         "stage_names": tuple(config.maturity.stage_names),
-        "score_range": _score_range(maturity, labels),
+        "score_range": codebook.score_range,
+        "n_dimensions": len(codebook.dimensions),
         "models": tuple(_models(artefacts.models)),
         "by_type_items": dict(spec.by_type),
+        "by_type_scale": _item_scale(codebook, next(iter(spec.by_type.values()), None)),
         "population_variable": columns.population or "",
+    }
+
+
+def _item_scale(codebook: Codebook, item: str | None) -> dict[str, Any]:
+    """An item's range and the labels of its ends (``{}`` without an item or a range)."""
+    if item is None:
+        return {}
+    lo, hi = codebook.value_range(item)
+    if lo is None or hi is None:
+        return {}
+    labels = codebook.value_labels(item)
+    return {
+        "low": float(lo),
+        "high": float(hi),
+        "low_label": str(labels.get(lo, labels.get(int(lo), ""))),
+        "high_label": str(labels.get(hi, labels.get(int(hi), ""))),
     }
 
 
