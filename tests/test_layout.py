@@ -90,3 +90,38 @@ def test_imports_go_down_the_flow():
                 if target in {"pipeline", "cli", "simulate"}:
                     wrong.append(f"{path.relative_to(PKG)} imports {module}")
     assert wrong == []
+
+
+def test_no_item_of_the_shipped_codebook_is_named_in_src():
+    """The instrument is data: no id of the shipped codebook in any string of src/ (docstrings
+    and f-strings included), outside data/ and simulate/ (which writes our demo instrument)."""
+    import re
+
+    import yaml
+
+    codebook = yaml.safe_load((PKG / "data" / "codebook.yaml").read_text(encoding="utf-8"))
+    ids = sorted((v["id"] for v in codebook["variables"]), key=len, reverse=True)
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, ids)) + r")(?![A-Za-z0-9])"
+    )
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        relative = path.relative_to(PKG)
+        if relative.parts[0] in {"data", "simulate"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found += [f"{relative}:{node.lineno} {m}" for m in pattern.findall(node.value)]
+    assert found == []
+
+
+def test_no_function_is_a_wall_of_code():
+    """Every function of src/ fits in 100 lines (docstring included; most are under 60)."""
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = node.end_lineno - node.lineno + 1
+                if size > 100:
+                    long.append(f"{path.relative_to(PKG)}:{node.lineno} {node.name} ({size})")
+    assert long == []
