@@ -319,7 +319,7 @@ def _influence_check(
         )
         return _InfluenceCheck("skipped: replicate-weight design (no Taylor variance to judge by)")
     if data.territory is None:
-        return _InfluenceCheck("skipped: no territory column (codebook role territory_code)")
+        return _InfluenceCheck("skipped: no territory column (codebook role territory)")
     if np.unique(data.territory).size < 3:
         return _InfluenceCheck("skipped: fewer than 3 territories")
     if cov.df_resid < 1:
