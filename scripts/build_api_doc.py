@@ -37,6 +37,7 @@ SECTIONS = [
     ("evalterritoire.simulate", "Simulation"),
     ("evalterritoire.pipeline", "Pipeline"),
     ("evalterritoire.manifest", "Manifest"),
+    ("evalterritoire.artefacts", "Writing artefacts"),
 ]
 
 
