@@ -116,6 +116,11 @@ class SurveyDesign:
         Population number (or fraction) of second-stage units in the PSU.
     lonely_psu : {"fail", "remove", "adjust", "certainty"}
         Rule for strata with a single sampled PSU (see the module docstring).
+    pps : {"brewer", "hartley_rao"}, optional
+        PSUs drawn with probability proportional to size without replacement: ``fpc`` then
+        holds each PSU's inclusion probability (≤ 1, constant within the PSU) and the variance
+        uses Brewer's or Hartley–Rao's approximation of the joint inclusion probabilities (R
+        ``pps="brewer"`` / ``pps=HR(sum(p^2)/n)``; see :mod:`evalterritoire.design.pps`).
 
     Raises
     ------
@@ -138,6 +143,7 @@ class SurveyDesign:
         psu2: str | None = None,
         fpc2: str | None = None,
         lonely_psu: str = "fail",
+        pps: str | None = None,
     ) -> None:
         _design_taylor.init_design(
             self,
@@ -149,6 +155,7 @@ class SurveyDesign:
             psu2=psu2,
             fpc2=fpc2,
             lonely_psu=lonely_psu,
+            pps=pps,
         )
         self._frozen = True
 
