@@ -541,6 +541,70 @@ class SurveyDesign:
         """
         return _design_calibration.calibrate_linear(self, margins)
 
+    def calibrate(
+        self,
+        margins: Mapping[str, Mapping[str, float]] | None = None,
+        totals: Mapping[str, float] | None = None,
+        *,
+        population: float | None = None,
+        calfun: str = "linear",
+        bounds: tuple[float, float] | None = None,
+        max_iter: int = 50,
+        tol: float = 1e-7,
+        force: bool = False,
+    ) -> SurveyDesign:
+        """Calibrate to margins and totals of numeric auxiliaries (R ``calibrate``).
+
+        The calibration variables are an intercept (population size), the levels of each
+        categorical margin (R's treatment coding) and the numeric columns of ``totals``; the
+        new weights are ``w g`` with ``g = 1 + F(x'η)`` hitting every total.
+
+        Parameters
+        ----------
+        margins : mapping, optional
+            ``{variable: {level: population count}}`` as :meth:`rake`.
+        totals : mapping, optional
+            ``{numeric column: population total}`` (GREG on continuous auxiliaries).
+        population : float, optional
+            Population size (the intercept's total); required without ``margins`` to keep an
+            intercept, checked against the margins otherwise.
+        calfun : {"linear", "raking", "logit"}
+            Distance: linear (GREG; closed form without bounds, weights can be negative),
+            raking (multiplicative, ``g = exp(x'η)``) or logit (``g`` kept inside ``bounds``).
+        bounds : (float, float), optional
+            Bounds ``(L, U)`` on ``g`` with ``L < 1 < U`` (R ``bounds=``; the ratio of new to old
+            weights, not absolute weights); required by ``logit``. With ``linear`` or
+            ``raking`` R truncates ``g`` at the bounds.
+        max_iter, tol : int, float
+            R ``maxit`` and ``epsilon``: stop when every ``|misfit| / (1 + |total|) < tol``.
+        force : bool
+            Keep a calibration that did not converge (R ``force=TRUE``) instead of raising.
+
+        Returns
+        -------
+        SurveyDesign
+            New design; its variance uses the residuals of the contributions on the calibration
+            variables (R ``calibrate``). :attr:`calibration` reports ``calfun``, ``bounds``,
+            ``iterations``, ``converged`` and ``max_relative_error``.
+
+        Raises
+        ------
+        DesignError
+            Unknown column or level, missing auxiliary values, bounds not around 1, logit
+            without finite bounds, no convergence (unless ``force``), a replicate design.
+        """
+        return _design_calibration.calibrate(
+            self,
+            margins,
+            totals,
+            population=population,
+            calfun=calfun,
+            bounds=bounds,
+            max_iter=max_iter,
+            tol=tol,
+            force=force,
+        )
+
     def trim_weights(
         self,
         lower: float | None = None,
