@@ -239,6 +239,60 @@ class SurveyDesign:
             mse=mse,
         )
 
+    def as_replicate(
+        self,
+        type: str,
+        *,
+        replicates: int = 50,
+        rho: float | None = None,
+        hadamard: Any = None,
+        random_state: Any = None,
+        mse: bool = False,
+    ) -> SurveyDesign:
+        """Replicate weights created from this design's strata, PSUs and fpc (R ``as.svrepdesign``).
+
+        Parameters
+        ----------
+        type : {"JK1", "JKn", "bootstrap", "BRR", "Fay"}
+            Delete-one-PSU jackknife (unstratified), stratified jackknife, Rao–Wu bootstrap
+            (``n_h − 1`` PSUs drawn per stratum, R ``"subbootstrap"``), balanced repeated
+            replication or Fay's variant (see :mod:`evalterritoire.design.resampling`).
+        replicates : int
+            Number of bootstrap replicates.
+        rho : float, optional
+            Fay's coefficient in (0, 1), required for ``Fay``.
+        hadamard : array-like, optional
+            Hadamard matrix for BRR/Fay (at least pairs + 1 rows; R's ``hadamard.matrix``);
+            default: the smallest Sylvester or Paley matrix.
+        random_state : int or numpy Generator, optional
+            Seed of the bootstrap draws.
+        mse : bool
+            Centre the replicates on the full-sample estimate.
+
+        Returns
+        -------
+        SurveyDesign
+            A replicate-weight design (combined weights ``w × factor``) with R's scale and
+            rscales; its df is the rank of the replicate weights − 1.
+
+        Raises
+        ------
+        DesignError
+            Unknown type, JK1 on a stratified design, JKn/BRR/Fay on an unstratified one,
+            BRR/Fay strata without pairs, a calibrated or PPS design, ``rho`` misused.
+        """
+        from evalterritoire.design.resampling import as_replicate
+
+        return as_replicate(
+            self,
+            type,
+            replicates=replicates,
+            rho=rho,
+            hadamard=hadamard,
+            random_state=random_state,
+            mse=mse,
+        )
+
     # ------------------------------------------------------------------ public properties
     @property
     def data(self) -> pd.DataFrame:

@@ -68,10 +68,12 @@ def init_design(
     if pps is None:
         stage1, frac1 = _first_stage(design, data, fpc, s_codes, s_labels, psus)
         psu_frac = None if frac1 is None else frac1[psus.stratum]
+        design._fpc_factor = np.ones(len(s_labels)) if frac1 is None else 1.0 - frac1
     else:
         from evalterritoire.design.pps import pps_first_stage
 
         stage1, psu_frac = pps_first_stage(design, data, fpc, pps, psus, s_labels, psu2)
+        design._fpc_factor = None  # varies by PSU
     stages = [stage1]
     if psu2 is not None and fpc is not None:
         stage2, pop2, m_a = _second_stage(design, data, psu2, fpc2, psus, psu_frac)
@@ -347,8 +349,8 @@ def without_fpc(design: Any) -> Any:
     for arr in (coef, centre):
         arr.setflags(write=False)
     stage = _Stage(st.unit, st.n_units, st.group, st.n_groups, n_in, coef, centre)
-    spec = dict(design._spec, fpc=None, psu2=None, fpc2=None)
-    return design._copy(_stages=(stage,), _spec=spec)
+    spec = dict(design._spec, fpc=None, psu2=None, fpc2=None, pps=None)
+    return design._copy(_stages=(stage,), _spec=spec, _fpc_factor=np.ones(st.n_groups))
 
 
 def linear_operator(design: Any) -> LinearOperator:
