@@ -20,9 +20,13 @@ every replicate weight and the covariance is R's ``svrVar`` of their differences
   national mean). Treating the two as independent would overstate the variance when the domain
   weighs much in the whole, and ignore the shared strata.
 
-Degrees of freedom: a contrast uses the PSUs with a valid member in any domain it involves
-minus the strata with such PSUs (R ``degf`` of the union); a comparison with the whole uses the
-whole's. ``p_value`` tests a zero contrast (t with ``max(df, 1)``, or normal).
+Degrees of freedom (R has no rule: ``svycontrast`` intervals are normal): a contrast uses the
+PSUs with a valid member in any domain it involves minus the strata with such PSUs (R ``degf``
+of the union); a comparison with the whole uses the *domain's* (its PSUs with a valid member
+minus their strata): the variance of ``ȳ_g − ȳ`` rests mostly on the domain's own PSUs (the
+whole's scores are ``Ŵ_g/Ŵ`` times smaller), so the whole's many degrees of freedom would
+overstate the precision of a territory drawn in a few PSUs. ``p_value`` tests a zero contrast
+(t with ``max(df, 1)``, or normal).
 """
 
 from __future__ import annotations
@@ -146,8 +150,7 @@ def estimate_contrast(
 
     Examples
     --------
-    >>> estimate_contrast(design, "dyn_score", {"T01 - T02": {"T01": 1, "T02": -1}},
-    ...                   by="territoire")  # doctest: +SKIP
+    >>> estimate_contrast(design, "y", {"A - B": {"A": 1, "B": -1}}, by="area")  # doctest: +SKIP
     """
     if not contrasts:
         raise EstimationError("no contrast given")
@@ -229,12 +232,12 @@ def compare_with_whole(
     DataFrame
         ``by`` columns, (``within``,) then :data:`COMPARISON_COLUMNS`: the difference
         ``estimate = domain_estimate − whole_estimate`` with its ``se`` from
-        ``V(ȳ_g) + V(ȳ_W) − 2 Cov(ȳ_g, ȳ_W)``, interval, the whole's ``df``, the domain's ``n``,
+        ``V(ȳ_g) + V(ȳ_W) − 2 Cov(ȳ_g, ȳ_W)``, interval, the domain's ``df`` and ``n``,
         ``p_value`` of no difference.
 
     Examples
     --------
-    >>> compare_with_whole(design, ["dyn_score"], by="territoire")  # doctest: +SKIP
+    >>> compare_with_whole(design, ["y"], by="area")  # doctest: +SKIP
     """
     cols, codes, labels = prepare(design, variables, by)
     codes = design._domain_codes(codes)
@@ -256,7 +259,7 @@ def compare_with_whole(
         + pair_covariance(design, means, b, b)
         - 2 * pair_covariance(design, means, a, b)
     )
-    df_whole = valid_df(design, whole, ~np.isnan(y) & (whole >= 0)[:, None], n_whole)
+    df_dom = valid_df(design, codes, ~np.isnan(y) & (codes >= 0)[:, None], n_dom)
     n = means.n.ravel()[a]
     keep = n > 0
     out = tidy_frame(
@@ -267,7 +270,7 @@ def compare_with_whole(
             "variable": np.asarray(cols, dtype=object)[j_idx[keep]],
             "estimate": (est_a - est_b)[keep],
             "se": np.sqrt(np.maximum(var, 0.0))[keep],
-            "df": df_whole[parent[g_idx], j_idx][keep],
+            "df": df_dom[g_idx, j_idx][keep],
             "n": n[keep].astype(np.int64),
             "domain_estimate": est_a[keep],
             "whole_estimate": est_b[keep],

@@ -132,7 +132,7 @@ def estimate_quantile(
 
     Examples
     --------
-    >>> estimate_quantile(design, "part_nb_actifs", [0.25, 0.5, 0.75], by="territoire")  # doctest: +SKIP
+    >>> estimate_quantile(design, "n_partners", [0.25, 0.5, 0.75], by="area")  # doctest: +SKIP
     """
     if rule not in QUANTILE_RULES:
         raise EstimationError(f"rule must be one of {', '.join(QUANTILE_RULES)}, got {rule!r}")

@@ -70,7 +70,7 @@ def estimate_cronbach_alpha(
 
     Examples
     --------
-    >>> estimate_cronbach_alpha(design, {"gouvernance": ["gov_1", "gov_2", "gov_3"]})  # doctest: +SKIP
+    >>> estimate_cronbach_alpha(design, {"governance": ["g1", "g2", "g3"]})  # doctest: +SKIP
     """
     if not isinstance(design, SurveyDesign):
         raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")

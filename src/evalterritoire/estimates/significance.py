@@ -103,7 +103,7 @@ def design_ttest(
 
     Examples
     --------
-    >>> design_ttest(design, "dyn_score", "id_qpv", by="territoire")  # doctest: +SKIP
+    >>> design_ttest(design, "y", "sex", by="area")  # doctest: +SKIP
     """
     cols, codes, labels = prepare(design, variables, by)
     codes = design._domain_codes(codes)
@@ -200,7 +200,7 @@ def rao_scott_test(
 
     Examples
     --------
-    >>> rao_scott_test(design, "id_type_repondant", "dyn_animateur_existe")  # doctest: +SKIP
+    >>> rao_scott_test(design, "actor_type", "has_facilitator")  # doctest: +SKIP
     """
     check_columns(design, [row, column], "variable")
     _, codes, labels = prepare(design, [row], by)
