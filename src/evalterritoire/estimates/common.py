@@ -179,10 +179,18 @@ def _replicate_means(
 
 
 def replicate_covariance(design: SurveyDesign, theta: np.ndarray, full: np.ndarray) -> np.ndarray:
-    """Diagonal ``(k,)`` of the replicate covariance of ``theta`` ``(k, R)`` (R ``svrVar``)."""
+    """Diagonal ``(k,)`` of the replicate covariance of ``theta`` ``(k, R)`` (R ``svrVar``).
+
+    A replicate whose value is missing (a domain or level with no weight in it) is left out,
+    as R's ``svrVar`` discards replicates that gave ``NA`` (keeping the scale).
+    """
     rep = design._rep
-    centre = full[:, None] if rep.mse else theta.mean(axis=1, keepdims=True)
-    d = theta - centre
+    ok = np.isfinite(theta)
+    t0 = np.where(ok, theta, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = t0.sum(axis=1, keepdims=True) / ok.sum(axis=1, keepdims=True)
+    centre = full[:, None] if rep.mse else mean
+    d = np.where(ok, t0 - centre, 0.0)
     return rep.scale * (np.square(d) * rep.rscales).sum(axis=1)
 
 
@@ -194,12 +202,39 @@ def pair_covariance(
         rep = design._rep
         full = means.estimate.ravel()
         theta = means.replicates
-        ci = full[i][:, None] if rep.mse else theta[i].mean(axis=1, keepdims=True)
-        cj = full[j][:, None] if rep.mse else theta[j].mean(axis=1, keepdims=True)
-        return rep.scale * ((theta[i] - ci) * (theta[j] - cj) * rep.rscales).sum(axis=1)
+        ok = np.isfinite(theta[i]) & np.isfinite(theta[j])  # R drops replicates giving NA
+        ti, tj = np.where(ok, theta[i], 0.0), np.where(ok, theta[j], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cnt = ok.sum(axis=1, keepdims=True)
+            ci = full[i][:, None] if rep.mse else ti.sum(axis=1, keepdims=True) / cnt
+            cj = full[j][:, None] if rep.mse else tj.sum(axis=1, keepdims=True) / cnt
+        prod = np.where(ok, (ti - ci) * (tj - cj), 0.0)
+        return rep.scale * (prod * rep.rscales).sum(axis=1)
     from evalterritoire.design.covariance import covariance_pairs
 
     return covariance_pairs(design, means.scores, None, i, j)
+
+
+def combination_variance(
+    design: SurveyDesign, means: DomainMeans, idx: np.ndarray, coef: np.ndarray
+) -> np.ndarray:
+    """Variance of ``Σ_m coef[k, m] θ[idx[k, m]]`` for every row ``k`` of ``idx`` ``(K, M)``.
+
+    Taylor designs: ``c' C c`` from the pair covariances. Replicate designs: the replicate
+    variance of the combination itself (R refits or ``svycontrast`` of replicate statistics),
+    a replicate where it is missing being left out as R's ``svrVar`` does.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    coef = np.asarray(coef, dtype=float)
+    if means.replicates is not None:
+        theta = np.einsum("km,kmr->kr", coef, means.replicates[idx])
+        full = np.einsum("km,km->k", coef, means.estimate.ravel()[idx])
+        return replicate_covariance(design, theta, full)
+    k, m = idx.shape
+    a = np.repeat(idx, m, axis=1).ravel()
+    b = np.tile(idx, (1, m)).ravel()
+    cov = pair_covariance(design, means, a, b).reshape(k, m, m)
+    return np.einsum("km,kmn,kn->k", coef, cov, coef)
 
 
 def tidy_frame(

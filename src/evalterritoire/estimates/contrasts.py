@@ -42,6 +42,7 @@ from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import EstimationError
 from evalterritoire.estimates.common import (
     DomainMeans,
+    combination_variance,
     domain_means,
     domains,
     numeric,
@@ -173,9 +174,8 @@ def estimate_contrast(
         for j, col in enumerate(cols):
             idx = gs * p + j
             est = float(c @ means.estimate.ravel()[idx])
-            ii, jj = np.meshgrid(idx, idx, indexing="ij")
-            cov = pair_covariance(design, means, ii.ravel(), jj.ravel()).reshape(ii.shape)
-            rows.append((name, col, est, float(np.sqrt(max(c @ cov @ c, 0.0))), int(df[j]),
+            var = float(combination_variance(design, means, idx[None, :], c[None, :])[0])
+            rows.append((name, col, est, float(np.sqrt(max(var, 0.0))), int(df[j]),
                          int(means.n.ravel()[idx].sum())))  # fmt: skip
     out = pd.DataFrame(rows, columns=["contrast", "variable", "estimate", "se", "df", "n"])
     return _finish(out, ci, level)
@@ -254,10 +254,8 @@ def compare_with_whole(
     a = g_idx * p + j_idx
     b = (parent[g_idx] + n_dom) * p + j_idx
     est_a, est_b = means.estimate.ravel()[a], means.estimate.ravel()[b]
-    var = (
-        pair_covariance(design, means, a, a)
-        + pair_covariance(design, means, b, b)
-        - 2 * pair_covariance(design, means, a, b)
+    var = combination_variance(
+        design, means, np.column_stack([a, b]), np.tile([1.0, -1.0], (a.size, 1))
     )
     df_dom = valid_df(design, codes, ~np.isnan(y) & (codes >= 0)[:, None], n_dom)
     n = means.n.ravel()[a]

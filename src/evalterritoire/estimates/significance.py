@@ -9,7 +9,8 @@ level, same scores as :mod:`evalterritoire.estimates.contrasts`), which is exact
 linearisation of R's regression coefficient. Without ``group`` it tests ``mean = mu`` (R
 ``svyttest(y ~ 0)`` for ``mu = 0``). Degrees of freedom as R: the domain's ``degf`` after
 dropping the rows with a missing value, minus 1 (R's ``df.residual`` of the two-coefficient
-model; R subtracts 1 in the one-sample case too). A domain where a level is absent has no test
+model; on replicate designs R's ``svyglm`` takes ``degf`` before dropping them); one-sample:
+the domain's ``degf`` with every row, minus 1 (R's ``degf(design) − 1``). A domain where a level is absent has no test
 (NaN row; R stops with an error there).
 
 **Rao–Scott.** ``rao_scott_test(design, row, column)`` is R's default ``statistic = "F"``: the
@@ -42,6 +43,7 @@ from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import EstimationError
 from evalterritoire.estimates.common import (
     check_columns,
+    combination_variance,
     domain_means,
     numeric,
     pair_covariance,
@@ -121,13 +123,14 @@ def design_ttest(
     j_idx = np.tile(np.arange(p), n_dom)
     a, b = (2 * g_idx) * p + j_idx, (2 * g_idx + 1) * p + j_idx
     est = means.estimate.ravel()
-    var = (
-        pair_covariance(design, means, a, a)
-        + pair_covariance(design, means, b, b)
-        - 2 * pair_covariance(design, means, a, b)
+    var = combination_variance(
+        design, means, np.column_stack([b, a]), np.tile([1.0, -1.0], (a.size, 1))
     )
     valid = ~np.isnan(y) & (cell >= 0)[:, None]
-    df = valid_df(design, np.where(cell >= 0, codes, -1), valid, n_dom) - 1
+    if design.is_replicate:  # R's svyglm.svyrep.design takes degf before dropping missing rows
+        df = np.repeat(design.domain_df(codes, n_dom)[:, None] - 1, p, axis=1)
+    else:
+        df = valid_df(design, np.where(cell >= 0, codes, -1), valid, n_dom) - 1
     n_a, n_b = means.n.ravel()[a], means.n.ravel()[b]
     keep = (n_a + n_b) > 0
     both = (n_a > 0) & (n_b > 0)
@@ -147,8 +150,8 @@ def _one_sample(design, y, cols, codes, labels, mu, ci, level) -> pd.DataFrame:
     means = domain_means(design, y, codes, n_dom)
     k = np.arange(n_dom * p)
     var = pair_covariance(design, means, k, k)
-    valid = ~np.isnan(y) & (codes >= 0)[:, None]
-    df = valid_df(design, codes, valid, n_dom) - 1
+    # R's one-sample test: degf of the whole domain (rows with a missing value included) − 1
+    df = np.repeat(design.domain_df(codes, n_dom)[:, None] - 1, p, axis=1)
     g_idx, j_idx = np.repeat(np.arange(n_dom), p), np.tile(np.arange(p), n_dom)
     n = means.n.ravel()
     keep = n > 0

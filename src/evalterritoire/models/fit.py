@@ -3,8 +3,9 @@
 Point estimates come from statsmodels fitted with the (normalised) design weights; their
 covariance comes from the survey design, as R ``survey`` computes it:
 
-* **linear** (``svyglm`` gaussian) and **logistic** (``svyglm`` quasibinomial): statsmodels
-  ``GLM`` with ``var_weights``; covariance = Taylor-linearisation sandwich
+* **linear** (``svyglm`` gaussian), **logistic** (``svyglm`` quasibinomial) and
+  **quasipoisson** (``svyglm`` quasipoisson: log link, variance ∝ mean, for counts):
+  statsmodels ``GLM`` with ``var_weights``; covariance = Taylor-linearisation sandwich
   ``A⁻¹ [V_design(Σ U_i)] A⁻¹`` where ``U_i`` are the weighted score contributions and ``A`` the
   weighted information, the middle term computed by
   :meth:`evalterritoire.design.SurveyDesign.variance_of_totals` (strata, PSUs, second stage,
@@ -14,7 +15,8 @@ covariance comes from the survey design, as R ``survey`` computes it:
   ``confint.svyglm`` (Wald, ``ddf = df.residual``) in survey 4.1; ``ci="normal"`` gives the
   normal quantile (R ``confint.default``, the only interval R offers for ``svyolr``).
 * **ordinal** (cumulative logit, R ``svyolr``): statsmodels ``OrderedModel`` with a weighted
-  log-likelihood, polished by Newton steps with the analytic score; the cut-points are
+  log-likelihood, polished by Newton steps with the analytic score and Hessian (the bread of the
+  sandwich is the analytic Hessian, R's is a finite difference); the cut-points are
   reported on their natural scale (``P(Y ≤ k) = logistic(cut_k − x'β)``) and the sandwich
   uses the same design variance of the score.
 * **mixed** (``MixedLM``, random intercept per group): statsmodels does not take sampling
@@ -29,6 +31,11 @@ covariance comes from the survey design, as R ``survey`` computes it:
   with the design's strata when they nest the clusters, with replacement and without
   calibration (the estimator does not use the weights); see ``docs/models.md``. The
   uncertainty of ``τ²`` and ``σ²`` is not propagated, and the variance components have no SE.
+
+``dispersion`` (GLM families) is R ``summary.svyglm``'s: the design-based variance
+(``svyvar``) of the Pearson residuals ``(y − μ) √(w/w̄) / √V(μ)``, ``w̄`` the mean weight of the
+design's rows; ``NaN`` for the ordinal and mixed models (the mixed model's residual variance is
+its ``var_residuelle`` row).
 
 Diagnostics (each a flag in the table and an entry in the diagnostics mapping, never a silent
 missing value): complete or quasi-complete separation (linear programmes of Konis, 2007, for
@@ -107,8 +114,9 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "r2",
     "r2_kind",
     "loglik",
+    "dispersion",
 )
-KINDS: tuple[str, ...] = ("linear", "logistic", "ordinal", "mixed")
+KINDS: tuple[str, ...] = ("linear", "logistic", "ordinal", "mixed", "quasipoisson")
 FLAG_TEXT = {
     "separation": "séparation (quasi) complète : estimation non fiable",
     "separated": "séparation (quasi) complète : coefficient infini, non publié",
@@ -222,7 +230,33 @@ def fit_model(
     table = _table(spec, design, data, model, cov, inf, influence, notes, codebook, stage_names)
     vcov = pd.DataFrame(inf.V, index=model.est.names, columns=model.est.names)
     diagnostics = _diagnostics(spec, design, data, model, cov, influence, notes, ci)
+    dispersion = _dispersion(spec, design, data, model)
+    table["dispersion"] = dispersion
+    diagnostics["dispersion"] = dispersion
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
+
+
+def _dispersion(spec: ModelSpec, design: SurveyDesign, data: _Data, model: _Model) -> float:
+    """R ``summary.svyglm``'s dispersion: ``svyvar`` of the Pearson residuals (GLMs only).
+
+    The residuals use R's prior weights ``w / w̄`` with ``w̄`` the mean weight of the rows of
+    R's design object: the domain's rows, or every row (zero weight outside) for a calibrated
+    subset, whose R subset keeps them; ``svyvar`` is ``n/(n − 1) Σ w (r − r̄)² / Σ w`` over the
+    fitted rows (``n`` of them).
+    """
+    from evalterritoire.models.families import _mean_variance
+
+    if spec.kind not in ("linear", "logistic", "quasipoisson"):
+        return float("nan")
+    w_all = np.asarray(design.weights, dtype=float)
+    mask = design.domain_mask
+    wbar = w_all[mask].sum() / (mask.size if design._cal and not mask.all() else mask.sum())
+    w = w_all[data.rows]
+    mu, v = _mean_variance(spec.kind, model.X @ model.est.beta)
+    r = (data.y - mu) * np.sqrt(w / wbar) / np.sqrt(v)
+    n = r.size
+    rbar = np.sum(w * r) / np.sum(w)
+    return float(n / (n - 1) * np.sum(w * (r - rbar) ** 2) / np.sum(w)) if n > 1 else float("nan")
 
 
 # ------------------------------------------------------------------ the estimation
@@ -525,6 +559,7 @@ def _finish_table(rows, spec, data, n_psu, df, n_params, design_df, r2, r2_kind,
     table["r2"] = float(r2) if r2 is not None else np.nan
     table["r2_kind"] = r2_kind
     table["loglik"] = float(loglik) if loglik is not None else np.nan
+    table["dispersion"] = np.nan  # set by fit_model once the fit is known
     return table[list(MODEL_COLUMNS)]
 
 
