@@ -69,7 +69,7 @@ def _margins(kind: str) -> dict:
 
 
 @cache
-def _design(case: str) -> SurveyDesign:  # noqa: PLR0911 - one branch per fixture case
+def _design(case: str) -> SurveyDesign:
     strat = _data("strat.csv")
     base = SurveyDesign(strat, weight="w", strata="h", psu="psu", fpc="N")
     cal = {"tol": 1e-12, "max_iter": 200}
@@ -220,7 +220,9 @@ def test_domain_covariance_and_contrasts_agree_with_r(case: str) -> None:
         _close(cov.loc[row.domain, row.key], row.estimate, f"covariance|{case}")
     means = estimate_mean(design, v, by="dom").assign(key="")
     means["domain"] = _domain_col(means)
-    _check(ref[ref["what"] == "domain_mean"], means, ["domain", "variable", "key"], ["estimate", "se"])
+    _check(
+        ref[ref["what"] == "domain_mean"], means, ["domain", "variable", "key"], ["estimate", "se"]
+    )
     whole = compare_with_whole(design, v, by="dom").assign(key="")
     whole["domain"] = _domain_col(whole)
     cols = ["estimate", "se", "ci_low", "ci_high"]

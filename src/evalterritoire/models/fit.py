@@ -32,10 +32,12 @@ covariance comes from the survey design, as R ``survey`` computes it:
   calibration (the estimator does not use the weights); see ``docs/models.md``. The
   uncertainty of ``τ²`` and ``σ²`` is not propagated, and the variance components have no SE.
 
-``dispersion`` (GLM families) is R ``summary.svyglm``'s: the design-based variance
-(``svyvar``) of the Pearson residuals ``(y − μ) √(w/w̄) / √V(μ)``, ``w̄`` the mean weight of the
-design's rows; ``NaN`` for the ordinal and mixed models (the mixed model's residual variance is
-its ``var_residuelle`` row).
+``dispersion`` (GLM families) is R ``summary.svyglm``'s: on Taylor designs the design-based
+variance (``svyvar``) of the residuals ``(y − μ)/√V(μ)`` (R's Pearson residuals, whose prior
+and sampling weights cancel; zero on rows left out for a missing value, as R); on replicate
+designs ``summary.svrepglm``'s weighted mean of the squared Pearson residuals, which carry a
+factor ``N`` (the design's rows) from R's weight normalisations; ``NaN`` for the ordinal and
+mixed models (the mixed model's residual variance is its ``var_residuelle`` row).
 
 Diagnostics (each a flag in the table and an entry in the diagnostics mapping, never a silent
 missing value): complete or quasi-complete separation (linear programmes of Konis, 2007, for
@@ -237,26 +239,37 @@ def fit_model(
 
 
 def _dispersion(spec: ModelSpec, design: SurveyDesign, data: _Data, model: _Model) -> float:
-    """R ``summary.svyglm``'s dispersion: ``svyvar`` of the Pearson residuals (GLMs only).
+    """R ``summary.svyglm``'s dispersion (GLMs only; survey 4.1.1).
 
-    The residuals use R's prior weights ``w / w̄`` with ``w̄`` the mean weight of the rows of
-    R's design object: the domain's rows, or every row (zero weight outside) for a calibrated
-    subset, whose R subset keeps them; ``svyvar`` is ``n/(n − 1) Σ w (r − r̄)² / Σ w`` over the
-    fitted rows (``n`` of them).
+    Taylor designs: ``svyvar`` of R's Pearson residuals. Their prior weights and the design's
+    weights are the same normalised weights, so the residual is ``e = (y − μ)/√V(μ)`` on the
+    fitted rows and ``0`` on the domain's rows left out for a missing value (R's
+    ``residuals.svyglm`` fills them with zeros); ``svyvar`` is ``n/(n − 1) Σ w (r − r̄)² / Σ w``
+    with ``n`` the rows of nonzero weight. Replicate designs (``summary.svrepglm``):
+    ``Σ w r² / Σ w`` with ``r = e √N`` (prior weights ``w/w̄`` over the ``N`` rows of the
+    design, divided by ``w/Σw``), over the fitted rows (R recycles vectors of different
+    lengths when rows are missing; that case is not defined in R).
     """
     from evalterritoire.models.families import _mean_variance
 
     if spec.kind not in ("linear", "logistic", "quasipoisson"):
         return float("nan")
     w_all = np.asarray(design.weights, dtype=float)
-    mask = design.domain_mask
-    wbar = w_all[mask].sum() / (mask.size if design._cal and not mask.all() else mask.sum())
-    w = w_all[data.rows]
     mu, v = _mean_variance(spec.kind, model.X @ model.est.beta)
-    r = (data.y - mu) * np.sqrt(w / wbar) / np.sqrt(v)
+    with np.errstate(divide="ignore", invalid="ignore"):  # separation: V(μ) = 0
+        e = (data.y - mu) / np.sqrt(v)
+    if design.is_replicate:
+        w = w_all[data.rows]
+        return float(design.domain_mask.sum() * np.sum(w * e**2) / np.sum(w))
+    r_all = np.zeros(w_all.size)
+    r_all[data.rows] = e
+    keep = design.domain_mask & (w_all > 0)
+    w, r = w_all[keep], r_all[keep]
     n = r.size
+    if n < 2:
+        return float("nan")
     rbar = np.sum(w * r) / np.sum(w)
-    return float(n / (n - 1) * np.sum(w * (r - rbar) ** 2) / np.sum(w)) if n > 1 else float("nan")
+    return float(n / (n - 1) * np.sum(w * (r - rbar) ** 2) / np.sum(w))
 
 
 # ------------------------------------------------------------------ the estimation
