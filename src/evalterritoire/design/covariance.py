@@ -28,7 +28,9 @@ the first stage's sampling fraction).
 
 Public entry points (the methods of :class:`~evalterritoire.design.SurveyDesign` call them):
 ``covariance_of_totals`` (a full ``K₁ × K₂`` matrix) and ``covariance_pairs`` (only the
-entries ``(I[k], J[k])``, e.g. the diagonal blocks of many domains). ``stage_form`` gives a
+entries ``(I[k], J[k])``, e.g. the diagonal blocks of many domains; a column met in many
+pairs, like the nation compared with each territory, is applied to ``Q`` once and its pairs
+cost only the other column's nonzeros). ``stage_form`` gives a
 stage's quadratic form; ``form_domain_variances`` the per-domain variances of cell totals.
 Replicate-weight designs are handled by the callers (the replicate estimates are estimator
 specific), except for totals.
@@ -137,7 +139,65 @@ def _cols(x: Matrix, idx: np.ndarray) -> Matrix:
 
 
 def _q_pairs(form: _Form, x: Matrix, y: Matrix, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``(x' Q y)[i[k], j[k]]`` for every k, without the full matrix."""
+    """``(x' Q y)[i[k], j[k]]`` for every k, without the full matrix.
+
+    A column met in many pairs (a nation compared with each of its territories) is applied to
+    ``Q`` once, ``Q y_j`` dense, and each of its pairs is the sum over the nonzero rows of the
+    other column: the cost is the other columns' nonzeros, not one dense column per pair.
+    """
+    out = np.empty(i.size)
+    on_j = _heavy(j, form.n_units)
+    on_i = _heavy(i, form.n_units) & ~on_j
+    rest = ~(on_j | on_i)
+    if on_j.any():
+        out[on_j] = _q_pairs_applied(form, x, y, i[on_j], j[on_j], transpose=False)
+    if on_i.any():
+        out[on_i] = _q_pairs_applied(form, y, x, j[on_i], i[on_i], transpose=True)
+    if rest.any():
+        out[rest] = _q_pairs_direct(form, x, y, i[rest], j[rest])
+    return out
+
+
+def _heavy(cols: np.ndarray, n_units: int, *, min_pairs: int = 8, cap: float = 5e7) -> np.ndarray:
+    """Pairs whose column is met at least ``min_pairs`` times (while ``Q y`` stays small)."""
+    _, inv, counts = np.unique(cols, return_inverse=True, return_counts=True)
+    heavy = counts >= min_pairs
+    if heavy.sum() * n_units > cap:
+        return np.zeros(cols.size, dtype=bool)
+    return heavy[inv]
+
+
+def _q_apply(form: _Form, y: np.ndarray, *, transpose: bool) -> np.ndarray:
+    """``Q y`` (or ``Q' y``) for dense unit totals ``y`` (n_units, K)."""
+    sy = _dense(form.group_sums(y))
+    vy = _dense(form.weighted_group_sums(y))
+    g = form.group
+    out = form.d[:, None] * y
+    out += (form.m11[:, None] * sy + form.m12[:, None] * vy)[g]
+    out += form.v[:, None] * (form.m12[:, None] * sy)[g]
+    if form.exc is not None:
+        out += _dense((form.exc.T if transpose else form.exc) @ y)
+    return out
+
+
+def _q_pairs_applied(form, x, y, i, j, *, transpose: bool) -> np.ndarray:
+    """``x_i' (Q y_j)`` with ``Q y`` computed once per distinct ``j`` (``Q'`` when swapped)."""
+    uj, pos = np.unique(j, return_inverse=True)
+    qy = _q_apply(form, _dense(_cols(y, uj)), transpose=transpose)
+    if not sparse.issparse(x):
+        return np.einsum("uk,uk->k", np.asarray(x)[:, i], qy[:, pos])
+    xc = sparse.csc_matrix(x)
+    start, stop = xc.indptr[i], xc.indptr[i + 1]
+    length = stop - start
+    pair = np.repeat(np.arange(i.size), length)
+    flat = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    flat += np.repeat(start, length)
+    vals = xc.data[flat] * qy[xc.indices[flat], pos[pair]]
+    return np.bincount(pair, weights=vals, minlength=i.size)
+
+
+def _q_pairs_direct(form: _Form, x: Matrix, y: Matrix, i: np.ndarray, j: np.ndarray):
+    """``(x' Q y)[i[k], j[k]]`` from the selected columns themselves."""
     xi, yj = _cols(x, i), _cols(y, j)
     out = _colsum_products(xi, _scale_rows(yj, form.d))
     sx, sy = _dense(form.group_sums(x)), _dense(form.group_sums(y))
