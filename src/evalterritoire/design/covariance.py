@@ -292,6 +292,9 @@ def covariance_pairs(design: Any, z1: Matrix, z2: Matrix | None, i: Any, j: Any)
     z2 = z1 if same else _prepare(design, z2)
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
+    key = i * max(z2.shape[1], 1) + j  # each distinct pair once (the nation with itself
+    key, back = np.unique(key, return_inverse=True)  # once, not once per territory)
+    i, j = np.divmod(key, max(z2.shape[1], 1))
     cal1 = _calibration_parts(design, z1)
     cal2 = cal1 if same else _calibration_parts(design, z2)
     out = np.zeros(i.size)
@@ -307,7 +310,7 @@ def covariance_pairs(design: Any, z1: Matrix, z2: Matrix | None, i: Any, j: Any)
             out -= np.einsum("kc,ck->k", qam[i], b2[:, j])
             out -= np.einsum("ck,ck->k", b1[:, i], qma[:, j])
             out += np.einsum("ck,ck->k", b1[:, i], qmm @ b2[:, j])
-    return out
+    return out[back.ravel()]
 
 
 def form_domain_variances(
