@@ -34,7 +34,7 @@ Example
 
     [[models]]
     name = "moteurs_coconstruction"
-    kind = "linear"                   # linear | logistic | ordinal | mixed (alias: family)
+    kind = "linear"                   # linear | logistic | ordinal | mixed | quasipoisson (alias: family)
     formula = "score_global ~ C(type_acteur) + taux_chomage"
     superpopulation = true            # variance without fpc: model parameters, not census values
     small_sample = true               # working-model bias correction and Satterthwaite df
@@ -77,7 +77,7 @@ DEFAULT_STAGE_NAMES: tuple[str, ...] = ("Émergence", "Structuration", "Consolid
 LONELY_PSU_RULES = ("fail", "remove", "adjust", "certainty")
 CALIBRATION_METHODS = ("none", "poststratify", "rake", "linear")
 CLUSTER_METHODS = ("kmeans", "gmm", "ward")
-MODEL_KINDS = ("linear", "logistic", "ordinal", "mixed")
+MODEL_KINDS = ("linear", "logistic", "ordinal", "mixed", "quasipoisson")
 REPORT_FORMATS = ("html", "pdf", "docx", "ipynb")
 REPORT_ENGINES = ("warm", "papermill", "quarto")
 
@@ -146,7 +146,7 @@ class ModelSpec:
     census of the finite population would give (R ``svyglm`` on a design with ``fpc``).
 
     In the study file ``family`` is accepted as another name for ``kind`` (same values:
-    ``linear``, ``logistic``, ``ordinal``, ``mixed``); giving both with different values is an
+    ``linear``, ``logistic``, ``ordinal``, ``mixed``, ``quasipoisson``); giving both with different values is an
     error. ``maxiter`` caps the iterations of the iterative fits (logistic IRLS, ordinal
     optimiser and Newton steps, mixed-model optimiser; the linear model is solved exactly);
     without it each algorithm keeps its default.

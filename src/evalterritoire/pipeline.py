@@ -5,7 +5,8 @@ so that a user (or ``make``) can start from any artefact::
 
     run_ingest     exports             → responses.parquet, quarantine.csv, ingestion.json
     run_maturity   responses (+ earlier waves) → maturity.parquet, transitions.parquet, ...
-    run_estimates  responses + stages  → estimates.parquet
+    run_estimates  responses + stages  → estimates.parquet, national_comparisons.parquet,
+                                         dimension_alpha.parquet, item_medians.parquet
     run_models     responses + stages  → models.parquet
     run_contexts   every table above   → contexts/<territory>.json
     run_reports    contexts            → reports/<wave>/…html, index.html, manifest.json
@@ -31,6 +32,7 @@ from evalterritoire.config import StudyConfig, load_study
 from evalterritoire.errors import EvalTerritoireError, ReproduceError
 
 if TYPE_CHECKING:
+    from evalterritoire.design.survey import SurveyDesign
     from evalterritoire.ingest.report import IngestResult
 
 __all__ = [
@@ -253,7 +255,25 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
         design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
     )
     _write_parquet(table, config.artefact("estimates.parquet"))
+    _write_study_tables(config, design, codebook)
     return table
+
+
+def _write_study_tables(config: StudyConfig, design: SurveyDesign, codebook: Codebook) -> None:
+    """The report tables: territory vs nation, alpha per dimension, medians of counts."""
+    from evalterritoire.estimates.study import (
+        compute_dimension_reliability,
+        compute_item_medians,
+        compute_national_comparisons,
+    )
+
+    tables = {
+        "national_comparisons.parquet": compute_national_comparisons(design, codebook),
+        "dimension_alpha.parquet": compute_dimension_reliability(design, codebook),
+        "item_medians.parquet": compute_item_medians(design, codebook),
+    }
+    for name, frame in tables.items():
+        _write_parquet(frame, config.artefact(name))
 
 
 def run_models(config: StudyConfig, *, codebook: Codebook | None = None):

@@ -4,9 +4,10 @@ Owns the option lists (``LONELY_PSU_RULES``, ``CALIBRATION_METHODS``, ``REPLICAT
 design logger, R's certainty threshold, the grouping helpers (``_rowsum``, ``_indicator``), the
 column readers (``_as_float``, ``_level_strings``, ``_codes``) and the frozen value types a
 :class:`~evalterritoire.design.SurveyDesign` holds: one sampling stage (``_Stage``), one
-calibration step (``_CalStep``), the replicate weights (``_Replicates``) and the Taylor
-variance as a linear map (:class:`LinearOperator`). It imports no other design module, so every
-module of :mod:`evalterritoire.design` can import it without a cycle.
+calibration step (``_CalStep``), the replicate weights (``_Replicates``), the Hartley–Rao form
+of a PPS stage (``_HartleyRao``) and the Taylor variance as a linear map (:class:`LinearOperator`).
+It imports no other design module, so every module of :mod:`evalterritoire.design` can import it
+without a cycle.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from evalterritoire.errors import DesignError
 LONELY_PSU_RULES = ("fail", "remove", "adjust", "certainty")
 CALIBRATION_METHODS = ("none", "poststratify", "rake", "linear")
 REPLICATE_TYPES = ("JK1", "JKn", "bootstrap", "BRR", "Fay", "other")
+PPS_METHODS = ("brewer", "hartley_rao")
+CALFUNS = ("linear", "raking", "logit")
 _LOG = logging.getLogger("evalterritoire.design")
 _CERTAIN = 1e-7  # R's threshold below which a stratum's finite-population factor means certainty
 
@@ -107,8 +110,29 @@ class _Replicates:
 
 
 @dataclass(frozen=True)
+class _HartleyRao:
+    """Hartley–Rao's approximation of a PPS without-replacement stage (R ``pps=HR(p2bar)``).
+
+    The variance of unit totals ``t`` is ``Σ_a (1 − π_a) t_a² + Σ_{a≠b} D_ab t_a t_b`` over the
+    units of each stratum, with ``D_ab = (π_a + π_b − 1 − p2bar_h) / (n_h − 1)`` (R
+    ``HRDcheck``), except ``D_ab = 0`` for the pairs with ``π_a + π_b == 1`` exactly
+    (``pairs``: their unit codes, both orders).
+    """
+
+    pi: np.ndarray  # (n_units,) first-stage inclusion probability of each unit
+    p2bar: np.ndarray  # (n_groups,) p2bar of each stratum
+    pairs: np.ndarray  # (m, 2) unit pairs (a, b), a != b, same stratum, π_a + π_b == 1
+
+
+@dataclass(frozen=True)
 class _Stage:
-    """Variance structure of one sampling stage: units grouped into strata (or parent PSUs)."""
+    """Variance structure of one sampling stage: units grouped into strata (or parent PSUs).
+
+    Ordinary stages give ``Σ_a coef_h u_a (t_a − t̄_h)²`` per group ``h`` (``u_a`` =
+    ``unit_coef``, 1 unless the stage is a Brewer PPS stage, where it is ``1 − π_a``; ``t̄_h``
+    is the unweighted mean of the group's unit totals, or 0 when the group is not centred). A
+    Hartley–Rao stage (``hr``) gives the quadratic form of :class:`_HartleyRao` instead.
+    """
 
     unit: np.ndarray  # (n,) unit code of each row
     n_units: int
@@ -117,6 +141,18 @@ class _Stage:
     n_in_group: np.ndarray  # (n_groups,) sampled units per group
     coef: np.ndarray  # (n_groups,) variance coefficient
     centre: np.ndarray  # (n_groups,) bool: centre unit totals within the group
+    unit_coef: np.ndarray | None = None  # (n_units,) per-unit factor (Brewer: 1 − π)
+    hr: _HartleyRao | None = None
+
+    @property
+    def is_standard(self) -> bool:
+        """Whether the stage is the ordinary stratified form with one coefficient per group."""
+        return self.unit_coef is None and self.hr is None
+
+    def unit_scale(self) -> np.ndarray:
+        """Variance coefficient of each unit's squared deviation (ordinary and Brewer stages)."""
+        scale = self.coef[self.group]
+        return scale if self.unit_coef is None else scale * self.unit_coef
 
     def centred(self, t: np.ndarray) -> np.ndarray:
         """Unit totals ``t`` (n_units, p) minus their group mean where the group is centred."""
@@ -154,4 +190,4 @@ class LinearOperator:
     def deviations(self, t: np.ndarray) -> np.ndarray:
         """Unit totals (n_units, m) → scaled deviations ``τ`` with ``variance = τ'τ``."""
         st = self.stage
-        return st.centred(t) * np.sqrt(st.coef[st.group])[:, None]
+        return st.centred(t) * np.sqrt(st.unit_scale())[:, None]

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import sparse
 
 from evalterritoire.design.common import _rowsum
+from evalterritoire.design.covariance import covariance_pairs, form_domain_variances
 from evalterritoire.design.replicates import replicate_domain_df
 from evalterritoire.errors import DesignError
 
@@ -107,6 +108,11 @@ def cell_variances(
             ukeys = np.asarray(ukeys, dtype=np.int64)
             unit, dom = ukeys // n_domains, ukeys % n_domains
         grp = stage.group[unit]
+        if not stage.is_standard:  # PPS stage: its quadratic form on the unit x domain cells
+            out += form_domain_variances(stage, unit, dom, t, n_domains)
+            if s == 0:
+                df = _cell_df(grp, dom, n_domains)
+            continue
         gcell, g_keys = pd.factorize(grp * np.int64(n_domains) + dom, sort=False)
         g_keys = np.asarray(g_keys, dtype=np.int64)
         gcell = gcell.astype(np.int64)
@@ -121,6 +127,14 @@ def cell_variances(
     return np.maximum(out, 0.0), df.astype(np.int64)
 
 
+def _cell_df(grp: np.ndarray, dom: np.ndarray, n_domains: int) -> np.ndarray:
+    """Degrees of freedom from first-stage cells: PSUs with members − strata with members."""
+    g_keys = pd.unique(grp * np.int64(n_domains) + dom)
+    return np.bincount(dom, minlength=n_domains) - np.bincount(
+        np.asarray(g_keys, dtype=np.int64) % n_domains, minlength=n_domains
+    )
+
+
 def domain_variances(design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
     """Variance of every domain total of every column, in one vectorised pass.
 
@@ -131,6 +145,8 @@ def domain_variances(design: Any, z: np.ndarray, codes: np.ndarray, n_domains: i
     codes = domain_codes(design, codes)
     keep = codes >= 0
     z = np.where(keep[:, None], z, 0.0)
+    if design._cal and not all(stage.is_standard for stage in design._stages):
+        return _domain_variances_general(design, z, codes, n_domains)
     if design._cal:
         return domain_variances_calibrated(design, z, codes, n_domains)
     cell, keys = domain_cells(design, codes, n_domains)
@@ -191,3 +207,17 @@ def domain_variances_calibrated(
             block -= gsum[stage.group] * centre[:, None]
             out[c0:c1] += (coef * block * block).sum(axis=0)
     return np.maximum(out.reshape(g_count, p), 0.0)
+
+
+def _domain_variances_general(
+    design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int
+) -> np.ndarray:
+    """Domain variances through the general covariance engine (calibrated PPS designs)."""
+    p = z.shape[1]
+    rows = np.flatnonzero(codes >= 0)
+    cols = codes[rows][:, None] * p + np.arange(p)[None, :]
+    zs = sparse.csr_matrix(
+        (z[rows].ravel(), (np.repeat(rows, p), cols.ravel())), shape=(z.shape[0], n_domains * p)
+    )
+    k = np.arange(n_domains * p)
+    return np.maximum(covariance_pairs(design, zs, None, k, k).reshape(n_domains, p), 0.0)

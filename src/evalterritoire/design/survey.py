@@ -116,6 +116,11 @@ class SurveyDesign:
         Population number (or fraction) of second-stage units in the PSU.
     lonely_psu : {"fail", "remove", "adjust", "certainty"}
         Rule for strata with a single sampled PSU (see the module docstring).
+    pps : {"brewer", "hartley_rao"}, optional
+        PSUs drawn with probability proportional to size without replacement: ``fpc`` then
+        holds each PSU's inclusion probability (≤ 1, constant within the PSU) and the variance
+        uses Brewer's or Hartley–Rao's approximation of the joint inclusion probabilities (R
+        ``pps="brewer"`` / ``pps=HR(sum(p^2)/n)``; see :mod:`evalterritoire.design.pps`).
 
     Raises
     ------
@@ -138,6 +143,7 @@ class SurveyDesign:
         psu2: str | None = None,
         fpc2: str | None = None,
         lonely_psu: str = "fail",
+        pps: str | None = None,
     ) -> None:
         _design_taylor.init_design(
             self,
@@ -149,6 +155,7 @@ class SurveyDesign:
             psu2=psu2,
             fpc2=fpc2,
             lonely_psu=lonely_psu,
+            pps=pps,
         )
         self._frozen = True
 
@@ -229,6 +236,60 @@ class SurveyDesign:
             scale=scale,
             rscales=rscales,
             rho=rho,
+            mse=mse,
+        )
+
+    def as_replicate(
+        self,
+        type: str,
+        *,
+        replicates: int = 50,
+        rho: float | None = None,
+        hadamard: Any = None,
+        random_state: Any = None,
+        mse: bool = False,
+    ) -> SurveyDesign:
+        """Replicate weights created from this design's strata, PSUs and fpc (R ``as.svrepdesign``).
+
+        Parameters
+        ----------
+        type : {"JK1", "JKn", "bootstrap", "BRR", "Fay"}
+            Delete-one-PSU jackknife (unstratified), stratified jackknife, Rao–Wu bootstrap
+            (``n_h − 1`` PSUs drawn per stratum, R ``"subbootstrap"``), balanced repeated
+            replication or Fay's variant (see :mod:`evalterritoire.design.resampling`).
+        replicates : int
+            Number of bootstrap replicates.
+        rho : float, optional
+            Fay's coefficient in (0, 1), required for ``Fay``.
+        hadamard : array-like, optional
+            Hadamard matrix for BRR/Fay (at least pairs + 1 rows; R's ``hadamard.matrix``);
+            default: the smallest Sylvester or Paley matrix.
+        random_state : int or numpy Generator, optional
+            Seed of the bootstrap draws.
+        mse : bool
+            Centre the replicates on the full-sample estimate.
+
+        Returns
+        -------
+        SurveyDesign
+            A replicate-weight design (combined weights ``w × factor``) with R's scale and
+            rscales; its df is the rank of the replicate weights − 1.
+
+        Raises
+        ------
+        DesignError
+            Unknown type, JK1 on a stratified design, JKn/BRR/Fay on an unstratified one,
+            BRR/Fay strata without pairs, a calibrated or PPS design, ``rho`` misused.
+        """
+        from evalterritoire.design.resampling import as_replicate
+
+        return as_replicate(
+            self,
+            type,
+            replicates=replicates,
+            rho=rho,
+            hadamard=hadamard,
+            random_state=random_state,
             mse=mse,
         )
 
@@ -533,6 +594,70 @@ class SurveyDesign:
             become negative; :attr:`calibration` counts them).
         """
         return _design_calibration.calibrate_linear(self, margins)
+
+    def calibrate(
+        self,
+        margins: Mapping[str, Mapping[str, float]] | None = None,
+        totals: Mapping[str, float] | None = None,
+        *,
+        population: float | None = None,
+        calfun: str = "linear",
+        bounds: tuple[float, float] | None = None,
+        max_iter: int = 50,
+        tol: float = 1e-7,
+        force: bool = False,
+    ) -> SurveyDesign:
+        """Calibrate to margins and totals of numeric auxiliaries (R ``calibrate``).
+
+        The calibration variables are an intercept (population size), the levels of each
+        categorical margin (R's treatment coding) and the numeric columns of ``totals``; the
+        new weights are ``w g`` with ``g = 1 + F(x'η)`` hitting every total.
+
+        Parameters
+        ----------
+        margins : mapping, optional
+            ``{variable: {level: population count}}`` as :meth:`rake`.
+        totals : mapping, optional
+            ``{numeric column: population total}`` (GREG on continuous auxiliaries).
+        population : float, optional
+            Population size (the intercept's total); required without ``margins`` to keep an
+            intercept, checked against the margins otherwise.
+        calfun : {"linear", "raking", "logit"}
+            Distance: linear (GREG; closed form without bounds, weights can be negative),
+            raking (multiplicative, ``g = exp(x'η)``) or logit (``g`` kept inside ``bounds``).
+        bounds : (float, float), optional
+            Bounds ``(L, U)`` on ``g`` with ``L < 1 < U`` (R ``bounds=``; the ratio of new to old
+            weights, not absolute weights); required by ``logit``. With ``linear`` or
+            ``raking`` R truncates ``g`` at the bounds.
+        max_iter, tol : int, float
+            R ``maxit`` and ``epsilon``: stop when every ``|misfit| / (1 + |total|) < tol``.
+        force : bool
+            Keep a calibration that did not converge (R ``force=TRUE``) instead of raising.
+
+        Returns
+        -------
+        SurveyDesign
+            New design; its variance uses the residuals of the contributions on the calibration
+            variables (R ``calibrate``). :attr:`calibration` reports ``calfun``, ``bounds``,
+            ``iterations``, ``converged`` and ``max_relative_error``.
+
+        Raises
+        ------
+        DesignError
+            Unknown column or level, missing auxiliary values, bounds not around 1, logit
+            without finite bounds, no convergence (unless ``force``), a replicate design.
+        """
+        return _design_calibration.calibrate(
+            self,
+            margins,
+            totals,
+            population=population,
+            calfun=calfun,
+            bounds=bounds,
+            max_iter=max_iter,
+            tol=tol,
+            force=force,
+        )
 
     def trim_weights(
         self,

@@ -43,19 +43,21 @@ def init_design(
     psu2: str | None,
     fpc2: str | None,
     lonely_psu: str,
+    pps: str | None = None,
 ) -> None:
     """Validate the design columns and set the attributes of a new (not yet frozen) design.
 
     The steps: check the columns, read the weights, the strata, the PSUs nested in them, the
-    first stage (with its fpc) and, with a first-stage fpc, the second stage; without a weight
-    column the weights are those the fpc imply (inverse sampling fractions).
+    first stage (with its fpc, or the PSUs' inclusion probabilities of a PPS design) and, with
+    a first-stage fpc, the second stage; without a weight column the weights are those the fpc
+    imply (inverse sampling fractions).
     """
     named = {"weight": weight, "strata": strata, "psu": psu, "fpc": fpc}
     named |= {"psu2": psu2, "fpc2": fpc2}
     _check_design_columns(data, named, lonely_psu)
     n = len(data)
     design._data = data
-    design._spec = dict(named, lonely_psu=lonely_psu)
+    design._spec = dict(named, lonely_psu=lonely_psu, pps=pps)
     design._lonely = lonely_psu
     w = np.ones(n) if weight is None else _read_weights(data[weight], weight)
     if strata is None:
@@ -63,15 +65,23 @@ def init_design(
     else:
         s_codes, s_labels = _codes(data[strata], strata, "strata")
     psus = _nested_psus(data, psu, s_codes, s_labels)
-    stage1, frac1 = _first_stage(design, data, fpc, s_codes, s_labels, psus)
+    if pps is None:
+        stage1, frac1 = _first_stage(design, data, fpc, s_codes, s_labels, psus)
+        psu_frac = None if frac1 is None else frac1[psus.stratum]
+        design._fpc_factor = np.ones(len(s_labels)) if frac1 is None else 1.0 - frac1
+    else:
+        from evalterritoire.design.pps import pps_first_stage
+
+        stage1, psu_frac = pps_first_stage(design, data, fpc, pps, psus, s_labels, psu2)
+        design._fpc_factor = None  # varies by PSU
     stages = [stage1]
     if psu2 is not None and fpc is not None:
-        stage2, pop2, m_a = _second_stage(design, data, psu2, fpc2, psus, frac1)
+        stage2, pop2, m_a = _second_stage(design, data, psu2, fpc2, psus, psu_frac)
         stages.append(stage2)
         if weight is None:
             w = w * (pop2 / m_a)[psus.codes]
-    if weight is None and frac1 is not None:
-        w = w / frac1[s_codes]
+    if weight is None and psu_frac is not None:
+        w = w / psu_frac[psus.codes]
     w.setflags(write=False)
     design._w = w
     design._stages = tuple(stages)
@@ -186,9 +196,13 @@ def _second_stage(
     psu2: str,
     fpc2: str,
     psus: _PSUs,
-    frac1: np.ndarray,
+    psu_frac: np.ndarray,
 ) -> tuple[_Stage, np.ndarray, np.ndarray]:
-    """The second stage (units within PSUs, its fpc), the PSUs' populations and sample sizes."""
+    """The second stage (units within PSUs, its fpc), the PSUs' populations and sample sizes.
+
+    ``psu_frac`` is each PSU's first-stage sampling fraction (``n_h / N_h``, or ``π_a`` for a
+    PPS design), the multiplier of its second-stage variance.
+    """
     raw2, _ = _codes(data[psu2], psu2, "psu2")
     pair2, pair2_uniques = pd.factorize(raw2 * np.int64(psus.n) + psus.codes, sort=True)
     ssu_psu = np.asarray(pair2_uniques, dtype=np.int64) % psus.n
@@ -205,7 +219,7 @@ def _second_stage(
         f2,
         psus.names,
         "PSU",
-        frac1[psus.stratum],
+        psu_frac,
     )
     return stage, pop2, m_a
 
@@ -306,9 +320,15 @@ def residualise(design: Any, z: np.ndarray) -> np.ndarray:
 
 def taylor_variance(design: Any, z: np.ndarray) -> np.ndarray:
     """Covariance of the totals of checked, domain-restricted contributions ``z`` (n, p)."""
+    from evalterritoire.design.covariance import _q_full, stage_form
+
     z = residualise(design, z)
     v = np.zeros((z.shape[1], z.shape[1]))
     for stage in design._stages:
+        if not stage.is_standard:  # PPS stages (Brewer, Hartley-Rao): the quadratic form
+            t = _rowsum(stage.unit, stage.n_units, z)
+            v += _q_full(stage_form(stage), t, t)
+            continue
         t = stage.centred(_rowsum(stage.unit, stage.n_units, z))
         v += (t * stage.coef[stage.group][:, None]).T @ t
     return v
@@ -329,8 +349,8 @@ def without_fpc(design: Any) -> Any:
     for arr in (coef, centre):
         arr.setflags(write=False)
     stage = _Stage(st.unit, st.n_units, st.group, st.n_groups, n_in, coef, centre)
-    spec = dict(design._spec, fpc=None, psu2=None, fpc2=None)
-    return design._copy(_stages=(stage,), _spec=spec)
+    spec = dict(design._spec, fpc=None, psu2=None, fpc2=None, pps=None)
+    return design._copy(_stages=(stage,), _spec=spec, _fpc_factor=np.ones(st.n_groups))
 
 
 def linear_operator(design: Any) -> LinearOperator:
@@ -342,6 +362,10 @@ def linear_operator(design: Any) -> LinearOperator:
             "the linearisation operator covers a single stage (use without_fpc() first)"
         )
     stage = design._stages[0]
+    if stage.hr is not None:
+        raise DesignError(
+            "a Hartley-Rao PPS design's variance is not a sum of squares (no linear operator)"
+        )
     steps = []
     for step in design._cal:
         E = step.x * step.w_after[:, None]

@@ -146,6 +146,11 @@ def _check_outcome(spec: ModelSpec, data: _Data) -> None:
                 f"model '{spec.name}': a logistic outcome takes 0/1 values, found "
                 f"{y[bad][0]:g} (write e.g. 'I({data.outcome} >= 2) ~ …')"
             )
+    if spec.kind == "quasipoisson" and (y < 0).any():
+        raise ModelError(
+            f"model '{spec.name}': a quasi-Poisson outcome is a count or rate ≥ 0, found "
+            f"{y[y < 0][0]:g}"
+        )
     if spec.kind == "ordinal":
         if np.any(np.mod(y, 1.0) != 0):
             raise ModelError(f"model '{spec.name}': an ordinal outcome needs integer codes")

@@ -6,7 +6,7 @@ The numerical pieces :mod:`evalterritoire.models.fit` builds its fits and sandwi
 * the weighted GLM (statsmodels ``GLM`` with ``var_weights``; IRLS refits for replicate
   weights) and its score contributions and information;
 * the weighted cumulative logit (statsmodels ``OrderedModel`` polished by Newton steps): per
-  respondent log-likelihood and analytic score, Hessian by central differences of the score;
+  respondent log-likelihood, analytic score and analytic Hessian;
 * each family's fit handed to the common inference code as an ``_Estimation``
   (``_estimate_glm``, ``_estimate_ordinal``, ``_estimate_mixed``: statsmodels ``MixedLM`` and
   the GLS estimating equations of its fixed effects) with its fit statistics (``_fit_stats``).
@@ -134,7 +134,9 @@ def _glm_fit(kind: str, y, X, w, start=None, maxiter: int | None = None):
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    family = sm.families.Gaussian() if kind == "linear" else sm.families.Binomial()
+    family = {"linear": sm.families.Gaussian, "quasipoisson": sm.families.Poisson}.get(
+        kind, sm.families.Binomial
+    )()
     n_iter = 100 if kind == "linear" or maxiter is None else int(maxiter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -154,8 +156,7 @@ def _irls(kind: str, y, X, w, start, *, max_iter: int = 50):
         sw = np.sqrt(w)
         return np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
     for _ in range(max_iter):
-        mu = expit(X @ beta)
-        v = mu * (1.0 - mu)
+        mu, v = _mean_variance(kind, X @ beta)
         step = np.linalg.solve((X * (w * v)[:, None]).T @ X, X.T @ (w * (y - mu)))
         beta = beta + step
         if np.max(np.abs(step)) < 1e-12 * max(1.0, np.max(np.abs(beta))):
@@ -163,14 +164,20 @@ def _irls(kind: str, y, X, w, start, *, max_iter: int = 50):
     return beta
 
 
+def _mean_variance(kind: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance function of a canonical-link GLM (identity, logit, log)."""
+    if kind == "linear":
+        return eta, np.ones_like(eta)
+    if kind == "quasipoisson":
+        mu = np.exp(eta)
+        return mu, mu
+    mu = expit(eta)
+    return mu, mu * (1.0 - mu)
+
+
 def _glm_parts(kind: str, y, X, w, beta):
     """Score contributions U (n, p) and information A (p, p) of a weighted GLM."""
-    eta = X @ beta
-    if kind == "linear":
-        mu, v = eta, np.ones_like(eta)
-    else:
-        mu = expit(eta)
-        v = mu * (1.0 - mu)
+    mu, v = _mean_variance(kind, X @ beta)
     U = X * (w * (y - mu))[:, None]
     A = (X * (w * v)[:, None]).T @ X
     return U, A, mu, v
@@ -202,17 +209,47 @@ def _ordinal_parts(y: np.ndarray, X: np.ndarray, theta: np.ndarray, n_cuts: int)
 
 
 def _ordinal_hessian(y, X, w, theta, n_cuts):
-    """Hessian of the weighted log-likelihood (central differences of the analytic score)."""
-    d = theta.size
-    H = np.empty((d, d))
-    for j in range(d):
-        h = 1e-5 * max(1.0, abs(theta[j]))
-        e = np.zeros(d)
-        e[j] = h
-        gp = w @ _ordinal_parts(y, X, theta + e, n_cuts)[1]
-        gm = w @ _ordinal_parts(y, X, theta - e, n_cuts)[1]
-        H[:, j] = (gp - gm) / (2 * h)
-    return (H + H.T) / 2
+    """Analytic Hessian of the weighted cumulative-logit log-likelihood in (β, cuts).
+
+    For a respondent in category ``k`` the log-likelihood is ``log(F(u) − F(l))`` with
+    ``u = cut_k − x'β`` and ``l = cut_{k−1} − x'β`` (``±∞`` at the ends). With ``P = F(u) − F(l)``,
+    ``f = F(1 − F)`` and ``f' = f(1 − 2F)``, its second derivatives in ``(u, l)`` are
+    ``a = f'(u)/P − f(u)²/P²``, ``d = −f'(l)/P − f(l)²/P²`` and ``b = f(u) f(l)/P²``; the chain
+    rule (``∂u/∂β = ∂l/∂β = −x``, ``∂u/∂cut_k = ∂l/∂cut_{k−1} = 1``) gives the blocks below.
+    """
+    p = X.shape[1]
+    beta, cuts = theta[:p], theta[p:]
+    k = y.astype(int)
+    eta = X @ beta
+    upper = np.append(cuts, np.inf)[k] - eta
+    lower = np.insert(cuts, 0, -np.inf)[k] - eta
+    Fu, Fl = expit(upper), expit(lower)
+    fu = np.where(np.isfinite(upper), Fu * (1 - Fu), 0.0)
+    fl = np.where(np.isfinite(lower), Fl * (1 - Fl), 0.0)
+    prob = np.clip(Fu - Fl, 1e-300, None)
+    a = fu * (1 - 2 * Fu) / prob - (fu / prob) ** 2
+    d = -fl * (1 - 2 * Fl) / prob - (fl / prob) ** 2
+    b = fu * fl / prob**2
+    H = np.zeros((p + n_cuts, p + n_cuts))
+    H[:p, :p] = (X * (w * (a + d + 2 * b))[:, None]).T @ X
+    up, lo = k < n_cuts, k > 0
+    cu = np.where(up, w * (a + b), 0.0)
+    cl = np.where(lo, w * (d + b), 0.0)
+    ku, kl = np.where(up, k, 0), np.where(lo, k - 1, 0)
+    for j in range(p):
+        H[j, p:] = -(
+            np.bincount(ku, weights=X[:, j] * cu, minlength=n_cuts)
+            + np.bincount(kl, weights=X[:, j] * cl, minlength=n_cuts)
+        )
+    H[p:, :p] = H[:p, p:].T
+    diag = np.bincount(ku, weights=np.where(up, w * a, 0.0), minlength=n_cuts)
+    diag += np.bincount(kl, weights=np.where(lo, w * d, 0.0), minlength=n_cuts)
+    H[p:, p:] = np.diag(diag)
+    both = up & lo
+    off = np.bincount(kl[both], weights=(w * b)[both], minlength=n_cuts)  # (k, k−1) pairs
+    for j in range(1, n_cuts):
+        H[p + j, p + j - 1] = H[p + j - 1, p + j] = off[j - 1]
+    return H
 
 
 def _ordinal_newton(y, X, w, theta, n_cuts, *, max_iter: int = 100):
@@ -423,6 +460,13 @@ def _gls_equations(y, X, groups, beta, tau2: float, sigma2: float):
 
 
 def _fit_stats(kind, y, X, w, beta, n_cuts):
+    if kind == "quasipoisson":  # share of the weighted deviance explained; no likelihood
+        mu = np.exp(X @ beta)
+        ybar = np.average(y, weights=w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = 2 * np.sum(w * (np.where(y > 0, y * np.log(y / mu), 0.0) - (y - mu)))
+            dev0 = 2 * np.sum(w * (np.where(y > 0, y * np.log(y / ybar), 0.0) - (y - ybar)))
+        return float(1.0 - dev / dev0), "part de déviance expliquée (pondérée)", np.nan
     if kind == "linear":
         mu = X @ beta
         ybar = np.average(y, weights=w)

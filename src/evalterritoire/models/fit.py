@@ -3,8 +3,9 @@
 Point estimates come from statsmodels fitted with the (normalised) design weights; their
 covariance comes from the survey design, as R ``survey`` computes it:
 
-* **linear** (``svyglm`` gaussian) and **logistic** (``svyglm`` quasibinomial): statsmodels
-  ``GLM`` with ``var_weights``; covariance = Taylor-linearisation sandwich
+* **linear** (``svyglm`` gaussian), **logistic** (``svyglm`` quasibinomial) and
+  **quasipoisson** (``svyglm`` quasipoisson: log link, variance ∝ mean, for counts):
+  statsmodels ``GLM`` with ``var_weights``; covariance = Taylor-linearisation sandwich
   ``A⁻¹ [V_design(Σ U_i)] A⁻¹`` where ``U_i`` are the weighted score contributions and ``A`` the
   weighted information, the middle term computed by
   :meth:`evalterritoire.design.SurveyDesign.variance_of_totals` (strata, PSUs, second stage,
@@ -14,7 +15,8 @@ covariance comes from the survey design, as R ``survey`` computes it:
   ``confint.svyglm`` (Wald, ``ddf = df.residual``) in survey 4.1; ``ci="normal"`` gives the
   normal quantile (R ``confint.default``, the only interval R offers for ``svyolr``).
 * **ordinal** (cumulative logit, R ``svyolr``): statsmodels ``OrderedModel`` with a weighted
-  log-likelihood, polished by Newton steps with the analytic score; the cut-points are
+  log-likelihood, polished by Newton steps with the analytic score and Hessian (the bread of the
+  sandwich is the analytic Hessian, R's is a finite difference); the cut-points are
   reported on their natural scale (``P(Y ≤ k) = logistic(cut_k − x'β)``) and the sandwich
   uses the same design variance of the score.
 * **mixed** (``MixedLM``, random intercept per group): statsmodels does not take sampling
@@ -29,6 +31,13 @@ covariance comes from the survey design, as R ``survey`` computes it:
   with the design's strata when they nest the clusters, with replacement and without
   calibration (the estimator does not use the weights); see ``docs/models.md``. The
   uncertainty of ``τ²`` and ``σ²`` is not propagated, and the variance components have no SE.
+
+``dispersion`` (GLM families) is R ``summary.svyglm``'s: on Taylor designs the design-based
+variance (``svyvar``) of the residuals ``(y − μ)/√V(μ)`` (R's Pearson residuals, whose prior
+and sampling weights cancel; zero on rows left out for a missing value, as R); on replicate
+designs ``summary.svrepglm``'s weighted mean of the squared Pearson residuals, which carry a
+factor ``N`` (the design's rows) from R's weight normalisations; ``NaN`` for the ordinal and
+mixed models (the mixed model's residual variance is its ``var_residuelle`` row).
 
 Diagnostics (each a flag in the table and an entry in the diagnostics mapping, never a silent
 missing value): complete or quasi-complete separation (linear programmes of Konis, 2007, for
@@ -107,8 +116,9 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "r2",
     "r2_kind",
     "loglik",
+    "dispersion",
 )
-KINDS: tuple[str, ...] = ("linear", "logistic", "ordinal", "mixed")
+KINDS: tuple[str, ...] = ("linear", "logistic", "ordinal", "mixed", "quasipoisson")
 FLAG_TEXT = {
     "separation": "séparation (quasi) complète : estimation non fiable",
     "separated": "séparation (quasi) complète : coefficient infini, non publié",
@@ -222,7 +232,44 @@ def fit_model(
     table = _table(spec, design, data, model, cov, inf, influence, notes, codebook, stage_names)
     vcov = pd.DataFrame(inf.V, index=model.est.names, columns=model.est.names)
     diagnostics = _diagnostics(spec, design, data, model, cov, influence, notes, ci)
+    dispersion = _dispersion(spec, design, data, model)
+    table["dispersion"] = dispersion
+    diagnostics["dispersion"] = dispersion
     return FittedModel(spec.name, spec.kind, spec.formula, table, vcov, diagnostics)
+
+
+def _dispersion(spec: ModelSpec, design: SurveyDesign, data: _Data, model: _Model) -> float:
+    """R ``summary.svyglm``'s dispersion (GLMs only; survey 4.1.1).
+
+    Taylor designs: ``svyvar`` of R's Pearson residuals. Their prior weights and the design's
+    weights are the same normalised weights, so the residual is ``e = (y − μ)/√V(μ)`` on the
+    fitted rows and ``0`` on the domain's rows left out for a missing value (R's
+    ``residuals.svyglm`` fills them with zeros); ``svyvar`` is ``n/(n − 1) Σ w (r − r̄)² / Σ w``
+    with ``n`` the rows of nonzero weight. Replicate designs (``summary.svrepglm``):
+    ``Σ w r² / Σ w`` with ``r = e √N`` (prior weights ``w/w̄`` over the ``N`` rows of the
+    design, divided by ``w/Σw``), over the fitted rows (R recycles vectors of different
+    lengths when rows are missing; that case is not defined in R).
+    """
+    from evalterritoire.models.families import _mean_variance
+
+    if spec.kind not in ("linear", "logistic", "quasipoisson"):
+        return float("nan")
+    w_all = np.asarray(design.weights, dtype=float)
+    mu, v = _mean_variance(spec.kind, model.X @ model.est.beta)
+    with np.errstate(divide="ignore", invalid="ignore"):  # separation: V(μ) = 0
+        e = (data.y - mu) / np.sqrt(v)
+    if design.is_replicate:
+        w = w_all[data.rows]
+        return float(design.domain_mask.sum() * np.sum(w * e**2) / np.sum(w))
+    r_all = np.zeros(w_all.size)
+    r_all[data.rows] = e
+    keep = design.domain_mask & (w_all > 0)
+    w, r = w_all[keep], r_all[keep]
+    n = r.size
+    if n < 2:
+        return float("nan")
+    rbar = np.sum(w * r) / np.sum(w)
+    return float(n / (n - 1) * np.sum(w * (r - rbar) ** 2) / np.sum(w))
 
 
 # ------------------------------------------------------------------ the estimation
@@ -525,6 +572,7 @@ def _finish_table(rows, spec, data, n_psu, df, n_params, design_df, r2, r2_kind,
     table["r2"] = float(r2) if r2 is not None else np.nan
     table["r2_kind"] = r2_kind
     table["loglik"] = float(loglik) if loglik is not None else np.nan
+    table["dispersion"] = np.nan  # set by fit_model once the fit is known
     return table[list(MODEL_COLUMNS)]
 
 

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from evalterritoire.design.sandwich import WorkingModel, small_sample_correction
 from evalterritoire.errors import DesignError, ModelError
 from evalterritoire.models.data import _Data, _Estimation, _Model, _Notes
-from evalterritoire.models.families import _irls, _ordinal_newton, _ordinal_parts
+from evalterritoire.models.families import (
+    _irls,
+    _mean_variance,
+    _ordinal_newton,
+    _ordinal_parts,
+)
 
 if TYPE_CHECKING:
     from evalterritoire.config import ModelSpec
@@ -103,8 +107,8 @@ def _variance(design: SurveyDesign, data: _Data, kind, y, X, w, beta, U, Ainv, n
 def _working_model(kind: str, data: _Data, X, w, est: _Estimation) -> WorkingModel:
     """Score loadings of the working model (independent standardised errors) of each family.
 
-    Linear and logistic: one error per respondent, ``s_i = w_i √v_i x_i ε_i`` (``v`` the
-    variance function, 1 for the linear model) and ``M_i = w_i v_i x_i x_i'``. Ordinal: one
+    Linear, logistic and quasi-Poisson: one error per respondent, ``s_i = w_i √v_i x_i ε_i``
+    (``v`` the variance function: 1, ``μ(1 − μ)``, ``μ``) and ``M_i = w_i v_i x_i x_i'``. Ordinal: one
     error per respondent and category, loadings ``w_i √p_ik g_ik`` with ``g_ik`` the score had
     the answer been ``k`` (the expected information is ``Σ_k p_ik g_ik g_ik'``). Mixed: the
     errors ``ε_g = V_g^{-1/2} r_g`` of each group, loadings ``X_g'V_g^{-1/2}`` whose column ``j`` is
@@ -113,9 +117,8 @@ def _working_model(kind: str, data: _Data, X, w, est: _Estimation) -> WorkingMod
     """
     rows = data.rows
     beta = est.beta
-    if kind in ("linear", "logistic"):
-        mu = expit(X @ beta)
-        v = np.ones(len(rows)) if kind == "linear" else mu * (1.0 - mu)
+    if kind in ("linear", "logistic", "quasipoisson"):
+        v = _mean_variance(kind, X @ beta)[1]
         C = X * np.sqrt(v)[:, None]
         G = C * w[:, None]
         return WorkingModel(rows, G, rows, G, C)
