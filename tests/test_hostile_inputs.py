@@ -112,3 +112,59 @@ def test_aliases_in_a_grid_are_refused(tmp_path):
         GridError, match=r"grid.yaml: invalid YAML at line 1 \(aliases are not allowed\)"
     ):
         load_grid(path)
+
+
+# ------------------------------------------------------------------ ingest outputs (finding 7)
+def _export_with_formulas(tmp_path: Path) -> Path:
+    lines = (FIX / "valid.csv").read_text(encoding="utf-8").splitlines()
+    first = lines[1].split(";")
+    first[0] = "=1+2"  # a respondent id a spreadsheet would evaluate
+    first[14] = "9"  # out of the 1–5 scale: the row is quarantined
+    second = lines[2].split(";")
+    second[0] = "@SUM(A1)"
+    second[14] = '=HYPERLINK("http://x")'
+    path = tmp_path / "formulas.csv"
+    path.write_text("\n".join([lines[0], ";".join(first), ";".join(second), *lines[3:]]) + "\n")
+    return path
+
+
+def test_quarantine_csv_is_spreadsheet_safe(tmp_path, codebook):
+    import csv
+
+    from evalterritoire.ingest import ingest_file, write_ingest_outputs
+
+    result = ingest_file(_export_with_formulas(tmp_path), codebook)
+    assert result.report["rows_quarantined"] == 2
+    paths = write_ingest_outputs(result, tmp_path / "out")
+    with paths["quarantine"].open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["respondent_id"] for r in rows] == ["'=1+2", "'@SUM(A1)"]
+    assert rows[0]["raw"].startswith("'=1+2;2025-1;")
+    assert rows[1]["raw"].startswith("'@SUM(A1);")
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "@", "\t", "\r")), value
+
+
+def test_ingest_outputs_are_written_atomically(tmp_path, codebook, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from evalterritoire.errors import IngestError
+    from evalterritoire.ingest import ingest_file, write_ingest_outputs
+
+    result = ingest_file(FIX / "valid.csv", codebook)
+    out = tmp_path / "build"
+    paths = write_ingest_outputs(result, out)
+    before = {k: p.read_bytes() for k, p in paths.items()}
+
+    real = pq.write_table
+
+    def killed_midway(table, where, **kwargs):
+        real(table.slice(0, 1), where, **kwargs)  # part of the bytes reach the sink…
+        raise OSError(28, "No space left on device")  # …then the write dies
+
+    monkeypatch.setattr(pq, "write_table", killed_midway)
+    with pytest.raises(IngestError, match="No space left on device"):
+        write_ingest_outputs(result, out)
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalterritoire.artefacts import write_bytes_atomic, write_csv, write_text_atomic
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import FileRejectedError, IngestError
 from evalterritoire.ingest.csv import _read_csv
@@ -47,6 +48,9 @@ from evalterritoire.ingest.sheets import _read_parquet, _read_sav, _read_xlsx
 from evalterritoire.ingest.validate import _process
 
 __all__ = ["PROFILES", "SITUATIONS", "combine_results", "ingest_file", "write_ingest_outputs"]
+
+#: Text columns of ``quarantine.csv`` neutralised for spreadsheets (every one a person reads).
+_QUARANTINE_TEXT = ("source_file", "respondent_id", "reasons", "raw")
 
 PROFILES = ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms")
 
@@ -355,6 +359,12 @@ def _json_default(value: Any) -> Any:
 def write_ingest_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``responses.parquet``, ``quarantine.csv`` and ``ingestion.json`` (deterministic).
 
+    Each file is written atomically (:mod:`evalterritoire.artefacts`: a temporary file in the
+    same folder, then renamed), so a killed or failed run leaves the previous good file or the
+    new one, never a truncated one. ``quarantine.csv`` goes through
+    :func:`~evalterritoire.artefacts.write_csv`: a respondent id, a raw line or a reason that a
+    spreadsheet would evaluate as a formula (``=1+2``) is written as text.
+
     Parameters
     ----------
     result : IngestResult
@@ -371,22 +381,24 @@ def write_ingest_outputs(result: IngestResult, out_dir: str | Path) -> dict[str,
     import pyarrow.parquet as pq
 
     out = Path(out_dir)
+    paths = {
+        "responses": out / "responses.parquet",
+        "quarantine": out / "quarantine.csv",
+        "report": out / "ingestion.json",
+    }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "responses": out / "responses.parquet",
-            "quarantine": out / "quarantine.csv",
-            "report": out / "ingestion.json",
-        }
         table = pa.Table.from_pandas(result.valid, preserve_index=False)
         table = table.replace_schema_metadata(None)
-        pq.write_table(table, paths["responses"], compression="zstd")
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        write_bytes_atomic(paths["responses"], buffer.getvalue().to_pybytes())
         q = result.quarantine if len(result.quarantine.columns) else _empty_quarantine()
-        q.to_csv(paths["quarantine"], index=False, encoding="utf-8", lineterminator="\n")
+        write_csv(q, paths["quarantine"], text_columns=_QUARANTINE_TEXT)
         text = json.dumps(
             result.report, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default
         )
-        paths["report"].write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(paths["report"], text + "\n")
     except OSError as exc:
         raise IngestError(f"cannot write ingestion outputs to {out}: {exc.strerror}") from None
     return paths
