@@ -7,6 +7,7 @@ ingester writes is spreadsheet-safe and written atomically.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,105 @@ def test_ingest_outputs_are_written_atomically(tmp_path, codebook, monkeypatch):
         write_ingest_outputs(result, out)
     assert {k: p.read_bytes() for k, p in paths.items()} == before
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+
+
+# ------------------------------------------------------------------ spreadsheets and sizes (finding 5)
+def _workbook(path: Path, where: str | None = None, kind: str | None = None) -> Path:
+    """The valid export as a one-sheet workbook, with a stray note or value at ``where``."""
+    import openpyxl
+    from openpyxl.comments import Comment
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Export"
+    for line in (FIX / "valid.csv").read_text(encoding="utf-8").splitlines():
+        sheet.append(line.split(";"))
+    if kind == "note":
+        sheet[where].comment = Comment("une note", "observatoire")
+    elif kind == "value":
+        sheet[where] = "x"
+    workbook.save(path)
+    return path
+
+
+def test_a_note_in_the_last_cell_of_a_sheet_reads_only_the_used_range(tmp_path):
+    # before: openpyxl padded every row to column XFD, ~2.9 GB for a note in XFD20000,
+    # MemoryError for one in XFD1048576; here the child process may use 700 MB of data at most
+    import resource
+    import subprocess
+    import sys
+
+    path = _workbook(tmp_path / "note.xlsx", "XFD1048576", "note")
+    assert path.stat().st_size < 10_000
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (700 * 2**20, 700 * 2**20))
+
+    code = "from evalterritoire.cli import main; raise SystemExit(main())"
+    args = [sys.executable, "-c", code, "ingest", str(path), "--out", str(tmp_path), "--json"]
+    proc = subprocess.run(
+        args, capture_output=True, text=True, preexec_fn=limit_memory, check=False, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["rows_read"], report["rows_valid"], report["status"]) == (6, 6, "ok")
+
+
+@pytest.mark.parametrize(
+    ("where", "used", "size"),
+    [
+        ("XFD20", "A1:XFD20", "20 rows × 16,384 columns"),
+        ("P1048576", "A1:P1048576", "1,048,576 rows × 16 columns"),
+    ],
+)
+def test_a_stray_value_beyond_the_limits_is_one_message(tmp_path, codebook, where, used, size):
+    from evalterritoire.ingest import ingest_file
+
+    result = ingest_file(_workbook(tmp_path / "stray.xlsx", where, "value"), codebook)
+    assert result.status == "rejected"
+    (error,) = result.report["errors"]
+    assert error["message"] == (
+        f"stray.xlsx: sheet 'Export' uses the range {used} ({size}), beyond the limits of "
+        "5,000 columns and 10,000,000 cells; delete the stray cells far from the data (or "
+        "export the sheet as CSV) and try again"
+    )
+
+
+def test_a_cell_longer_than_excel_allows_is_quarantined(tmp_path, codebook):
+    from evalterritoire.ingest import ingest_file
+
+    lines = (FIX / "valid.csv").read_text(encoding="utf-8").splitlines()
+    cells = lines[2].split(";")
+    cells[5] = "Lyon " * 8_000  # the territory name: 40,000 characters
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join([lines[0], lines[1], ";".join(cells), *lines[3:]]) + "\n")
+    result = ingest_file(path, codebook)
+    assert (result.report["rows_valid"], result.report["rows_quarantined"]) == (5, 1)
+    (error,) = result.report["errors"]
+    assert error["rule"] == "cell_too_long"
+    assert error["line"] == 3
+    assert "a cell of 40,000 characters, more than the 32,767 allowed" in error["message"]
+    assert len(error["message"]) < 400
+    assert result.quarantine["raw"].iloc[0] == ";".join(cells)
+
+
+def test_too_many_columns_or_too_large_a_file_is_one_message(tmp_path, codebook, monkeypatch):
+    import evalterritoire.ingest.files as files
+    from evalterritoire.ingest import ingest_file
+
+    lines = (FIX / "valid.csv").read_text(encoding="utf-8").splitlines()
+    extra = [f"c{k}" for k in range(6_000)]
+    path = tmp_path / "wide.csv"
+    path.write_text(
+        "\n".join(
+            ";".join([ln, *([""] * len(extra) if i else extra)]) for i, ln in enumerate(lines)
+        )
+    )
+    result = ingest_file(path, codebook)
+    assert result.report["errors"][0]["message"] == (
+        "wide.csv: the header on line 1 has 6,016 columns, more than the 5,000 allowed"
+    )
+    monkeypatch.setattr(files, "MAX_EXPORT_BYTES", 100)
+    result = ingest_file(FIX / "valid.csv", codebook)
+    assert result.status == "rejected"
+    assert "bytes, more than the 100 an export may have" in result.report["errors"][0]["message"]

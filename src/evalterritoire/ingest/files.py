@@ -47,8 +47,17 @@ from evalterritoire.ingest.report import (
 from evalterritoire.ingest.sheets import _read_parquet, _read_sav, _read_xlsx
 from evalterritoire.ingest.validate import _process
 
-__all__ = ["PROFILES", "SITUATIONS", "combine_results", "ingest_file", "write_ingest_outputs"]
+__all__ = [
+    "MAX_EXPORT_BYTES",
+    "PROFILES",
+    "SITUATIONS",
+    "combine_results",
+    "ingest_file",
+    "write_ingest_outputs",
+]
 
+#: Largest export file read (bytes); documented in ``docs/ingestion.md`` (« Limits »).
+MAX_EXPORT_BYTES = 2**30
 #: Text columns of ``quarantine.csv`` neutralised for spreadsheets (every one a person reads).
 _QUARANTINE_TEXT = ("source_file", "respondent_id", "reasons", "raw")
 
@@ -147,6 +156,13 @@ def ingest_file(
     if header_row is not None and header_row < 1:
         return _rejected(name, f"{name}: --header-row must be ≥ 1, got {header_row}")
     try:
+        size = path.stat().st_size
+        if size > MAX_EXPORT_BYTES:
+            return _rejected(
+                name,
+                f"{name}: {size:,} bytes, more than the {MAX_EXPORT_BYTES:,} an export may have; "
+                "split it into several exports of the wave (study.toml accepts a list)",
+            )
         data = path.read_bytes()
     except OSError as exc:
         return _rejected(name, f"{name}: cannot be read ({exc.strerror or type(exc).__name__})")

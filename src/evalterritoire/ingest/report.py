@@ -273,7 +273,7 @@ def _error_records(
         for pos, col, value, rl, dtl, line in err[
             ["pos", "column", "value", "rule", "detail", "line"]
         ].itertuples(index=False):
-            v = "" if value is None else str(value)
+            v = "" if value is None else _clip(str(value))
             msg = f"{name} line {line}, column {col}: {dtl} (value {v!r})"
             records.append(
                 {"line": int(line), "column": str(col), "value": v, "rule": str(rl), "message": msg}
@@ -292,6 +292,11 @@ def _error_records(
         )
     records.sort(key=lambda e: (e["line"] if e["line"] is not None else -1, e["column"], e["rule"]))
     return records, reasons
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """A value as shown in a message or an error record (a long cell is cut, marked « … »)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _quarantine_table(raw, reasons: dict[int, list[str]], name: str, id_j) -> pd.DataFrame:

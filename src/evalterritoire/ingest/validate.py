@@ -30,7 +30,7 @@ from evalterritoire.ingest.schemas import build_response_schema, compute_schema_
 
 _MAX_REPORTED_WARN_LINES = 10
 #: Rules of the reader's cell flags: such a cell is reported once, not again as unparsable.
-_FLAG_RULES = frozenset({"excel_error", "formula_without_value"})
+_FLAG_RULES = frozenset({"excel_error", "formula_without_value", "cell_too_long"})
 
 
 def _process(
