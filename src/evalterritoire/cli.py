@@ -103,6 +103,10 @@ def ingest(
             help="Repair double-encoded text ('Ã©' → 'é'); each repair is counted in the report.",
         ),
     ] = False,
+    column_map: Annotated[
+        Path | None,
+        typer.Option(help="Column-mapping CSV (source,variable) added to the codebook's map."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the ingestion report as JSON.")
     ] = False,
@@ -124,6 +128,7 @@ def ingest(
         encoding=encoding,
         delimiter=delimiter,
         repair_mojibake=repair_mojibake,
+        column_map=column_map,
     )
     out_dir = out if out is not None else Path("build") / "ingest" / export.stem
     write_ingest_outputs(result, out_dir)

@@ -27,15 +27,29 @@ from evalterritoire.codebook.model import (
     SpecialCode,
     Variable,
 )
+from evalterritoire.codebook.parsing import (
+    _as_code,
+    _as_label,
+    _as_mapping,
+    _as_str,
+    _as_str_tuple,
+    _describe,
+    _fail,
+    _number,
+)
 from evalterritoire.codebook.safeyaml import load_yaml_file
 from evalterritoire.codebook.safeyaml import short_repr as _show
-from evalterritoire.codebook.text import normalise_text
+from evalterritoire.codebook.sections import (
+    check_routing,
+    check_special_spellings,
+    parse_column_rules,
+    parse_references,
+    variable_rules,
+)
+from evalterritoire.codebook.text import normalise_header
 from evalterritoire.errors import CodebookError
 
 __all__ = ["default_codebook_path", "load_codebook"]
-
-#: Longest key path or problem a message carries (a file's value is never echoed whole).
-_MAX_MESSAGE = 600
 
 
 def default_codebook_path() -> Path:
@@ -43,116 +57,26 @@ def default_codebook_path() -> Path:
     return Path(str(resources.files("evalterritoire") / "data" / "codebook.yaml"))
 
 
-def _fail(where: str, problem: str) -> CodebookError:
-    """The error naming the key and the problem (each bounded: no value is echoed whole)."""
-    return CodebookError(f"codebook {_clip(where)}: {_clip(problem)}")
-
-
-def _clip(text: str, limit: int = _MAX_MESSAGE) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _as_mapping(value: Any, where: str) -> Mapping:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _fail(where, f"expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _describe(value: Any) -> str:
-    """Type and value of a malformed entry, for messages (``list ['a', 'b']``)."""
-    return f"{type(value).__name__} {_show(value)}"
-
-
-def _as_str(value: Any, where: str, *, default: str | None = None) -> str | None:
-    """A string entry (``None`` gives ``default``); anything else names the key and problem."""
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _fail(where, f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _as_label(value: Any, where: str, *, default: str = "") -> str:
-    """A label: a string or a plain number written unquoted in YAML (``1: 1``)."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _fail(where, f"expected a text label, got {_describe(value)}")
-    return str(value)
-
-
-def _as_code(value: Any, where: str) -> int:
-    """An integer code given as an integer or as integer text (``"3"``, ``"-1"``)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise _fail(where, f"code {_show(value)} is not an integer")
-
-
-def _as_str_tuple(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
-        raise _fail(where, f"expected a list of strings, got {_describe(value)}")
-    out = tuple(value)
-    for item in out:
-        if not isinstance(item, str):
-            raise _fail(where, f"expected a list of strings, found {_show(item)}")
-    return out
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(where, f"expected a number, got {_show(value)}")
-    return value
-
-
 _VAR_KEYS = {
     "id", "label_fr", "label_en", "label_short", "type", "scale", "block", "feeds", "required",
     "dimension", "fragility", "options", "special_codes", "asked_to", "reverse_coded",
     "milestone", "min", "max", "pattern", "aliases", "synonyms", "max_choices", "level",
-    "key_indicator_for_stages", "note", "role",
+    "key_indicator_for_stages", "note", "role", "relevant", "warn_below", "warn_above",
+    "warn_median_ratio", "reference",
 }  # fmt: skip
 _TOP_KEYS = {
     "codebook", "missing_spellings", "special_codes", "scales", "maturity_dimensions",
     "fragility_domains", "blocks", "respondent_groups", "scoring", "variables", "rules",
+    "references", "columns",
 }  # fmt: skip
 #: Roles a routing condition may name.
 _GROUP_ROLES = ("respondent_type", "respondent_role")
 
 
-def _check_special_spellings(special: Mapping[str, SpecialCode]) -> None:
-    """Refuse a spelling (key, label, numeric code or listed spelling) shared by two codes.
-
-    Raises
-    ------
-    CodebookError
-        Naming the second code's key, the spelling and the code that already uses it.
-    """
-    owner: dict[str, str] = {}
-    for sc in special.values():
-        fields = [("", sc.key), (".label_fr", sc.label_fr), (".code", str(sc.code))]
-        fields += [(".spellings", s) for s in sc.spellings]
-        for suffix, spelling in fields:
-            norm = normalise_text(spelling)
-            other = owner.setdefault(norm, sc.key)
-            if other != sc.key:
-                raise _fail(
-                    f"key 'special_codes.{sc.key}'{suffix}",
-                    f"spelling {_show(spelling)} is already used by special code {_show(other)} "
-                    "(a cell would be ambiguous)",
-                )
-
-
 def _check_header_names(variables: Iterable[Variable]) -> None:
     """Refuse a header name (id, French label or synonym) claimed by two variables.
 
-    Names are compared after :func:`normalise_text`, as headers are matched.
+    Names are compared after :func:`normalise_header`, as headers are matched.
 
     Raises
     ------
@@ -166,7 +90,7 @@ def _check_header_names(variables: Iterable[Variable]) -> None:
     names += [(i, var, "label_fr", var.label_fr) for i, var in indexed]
     names += [(i, var, "synonyms", s) for i, var in indexed for s in var.synonyms]
     for i, var, what, name in names:
-        other_id, other_what = owner.setdefault(normalise_text(name), (var.id, what))
+        other_id, other_what = owner.setdefault(normalise_header(name), (var.id, what))
         if other_id != var.id:
             raise _fail(
                 f"key 'variables[{i}]' (id '{var.id}').{what}",
@@ -194,7 +118,6 @@ def _parse_special_codes(raw: Mapping) -> dict[str, SpecialCode]:
             kind=kind,
             spellings=_as_str_tuple(sc.get("spellings"), f"{where}.spellings"),
         )
-    _check_special_spellings(special)
     return special
 
 
@@ -260,8 +183,9 @@ def _parse_groups(raw: Mapping) -> dict[str, RespondentGroup]:
 class _Context:
     """What a variable entry is checked against (the sections parsed before the variables)."""
 
-    def __init__(self, raw: Mapping) -> None:
+    def __init__(self, raw: Mapping, base: Path | None) -> None:
         self.special = _parse_special_codes(raw)
+        self.references = parse_references(raw, base)
         self.scales = {
             str(sid): _parse_scale(str(sid), sc)
             for sid, sc in _as_mapping(raw.get("scales"), "key 'scales'").items()
@@ -420,6 +344,7 @@ def _parse_variable(rv: Any, i: int, ctx: _Context, seen: set[str]) -> Variable:
         **_variable_references(rv, where, ctx),
         **_variable_values(rv, where, scale, ctx, vtype),
         **_variable_flags(rv, where, vtype),
+        **variable_rules(rv, where, vtype, ctx.references),
     )
 
 
@@ -486,7 +411,7 @@ def _parse_scoring(raw: Mapping) -> float:
     return float(share)
 
 
-def _parse(raw: Any, source: str, digest: str) -> Codebook:
+def _parse(raw: Any, source: str, digest: str, base: Path | None = None) -> Codebook:
     raw = _as_mapping(raw, "(top level)")
     unknown = sorted(set(raw) - _TOP_KEYS, key=str)
     if unknown:
@@ -494,12 +419,14 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
     meta = _as_mapping(raw.get("codebook"), "key 'codebook'")
     if "variables" not in raw:
         raise _fail("(top level)", "missing required key 'variables'")
-    ctx = _Context(raw)
+    ctx = _Context(raw, base)
     raw_vars = raw["variables"]
     if not isinstance(raw_vars, list) or not raw_vars:
         raise _fail("key 'variables'", "expected a non-empty list of variables")
     seen: set[str] = set()
     variables = [_parse_variable(rv, i, ctx, seen) for i, rv in enumerate(raw_vars)]
+    variables = check_routing(variables, ctx.special)
+    check_special_spellings(ctx.special, variables)
     _check_roles(variables)
     _check_header_names(variables)
     by_id = {v.id: v for v in variables}
@@ -523,6 +450,8 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         sha256=digest,
         source=source,
         rules=tuple(_parse_rule(r, i, by_id) for i, r in enumerate(rules_raw)),
+        references=ctx.references,
+        columns=parse_column_rules(raw, base, by_id),
     )
 
 
@@ -550,6 +479,6 @@ def load_codebook(path: str | Path | None = None) -> Codebook:
     path = Path(path)
     raw, digest = load_yaml_file(path, "codebook", CodebookError)
     try:
-        return _parse(raw, path.name, digest)
+        return _parse(raw, path.name, digest, path.parent)
     except CodebookError as exc:
         raise CodebookError(f"{path.name}: {exc}") from None

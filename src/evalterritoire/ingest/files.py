@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ def ingest_file(
     encoding: str | None = None,
     delimiter: str | None = None,
     repair_mojibake: bool = False,
+    column_map: Mapping[str, str] | str | Path | None = None,
 ) -> IngestResult:
     """Read, normalise and validate one survey export.
 
@@ -132,6 +133,9 @@ def ingest_file(
         Off by default: such cells are only reported as warnings. When on, every repair is
         counted in the report's normalisations (kind ``mojibake_repaired``) and announced in a
         warning.
+    column_map : mapping or path, optional
+        Source header → variable id (or ``<id>__<option>``), added to the codebook's
+        ``columns: map:``; a path names a CSV with columns ``source`` and ``variable``.
 
     Returns
     -------
@@ -144,9 +148,13 @@ def ingest_file(
     ------
     TypeError
         When ``codebook`` is not a :class:`~evalterritoire.codebook.Codebook` (programmer error).
+    CodebookError
+        When ``column_map`` cannot be read or maps to something that is not a variable.
     """
     if not isinstance(codebook, Codebook):
         raise TypeError(f"codebook must be a Codebook, got {type(codebook).__name__}")
+    if column_map is not None:
+        codebook = _with_column_map(codebook, column_map)
     path = Path(path)
     name = path.name
     if profile not in PROFILES:
@@ -188,6 +196,22 @@ def ingest_file(
         return _process(raw, codebook, name, repair_mojibake=repair_mojibake)
     except FileRejectedError as exc:
         return _rejected(name, str(exc), meta)
+
+
+def _with_column_map(codebook: Codebook, column_map: Mapping[str, str] | str | Path) -> Codebook:
+    """The codebook with extra ``columns: map:`` entries (they win over the codebook's own)."""
+    from dataclasses import replace
+
+    from evalterritoire.codebook.sections import check_column_map, read_column_map
+
+    if isinstance(column_map, str | Path):
+        where = f"column map {Path(column_map).name}"
+        column_map = read_column_map(column_map, where)
+    else:
+        where = "column map"
+    extra = check_column_map(column_map, {v.id: v for v in codebook}, where)
+    rules = replace(codebook.columns, map={**codebook.columns.map, **extra})
+    return replace(codebook, columns=rules)
 
 
 def _refuse_unreadable(data: bytes, fmt: str, path: Path) -> None:

@@ -207,6 +207,8 @@ class _Findings:
     column_errors : list of dict
         Column-level errors of the report (wrong scale, schema checks of a whole column): they
         quarantine no row.
+    columns_ignored, columns_kept : list of str
+        Headers the codebook's ``columns: ignore:`` dropped and ``columns: keep:`` kept.
     """
 
     name: str
@@ -214,6 +216,8 @@ class _Findings:
     errors: _Errors = field(default_factory=_Errors)
     norms: dict[tuple[str, str], list] = field(default_factory=dict)
     column_errors: list[dict[str, Any]] = field(default_factory=list)
+    columns_ignored: list[str] = field(default_factory=list)
+    columns_kept: list[str] = field(default_factory=list)
 
 
 def _assemble(
@@ -240,6 +244,10 @@ def _assemble(
         {k: raw.meta.get(k) for k in ("format", "encoding", "delimiter", "sheet", "header_line")}
     )
     report["columns"] = {"read": len(raw.header), "typed": int(valid.shape[1])}
+    if found.columns_ignored:
+        report["columns"]["ignored"] = list(found.columns_ignored)
+    if found.columns_kept:
+        report["columns"]["kept"] = list(found.columns_kept)
     report.update(
         rows_read=int(rows_read),
         rows_valid=len(valid),

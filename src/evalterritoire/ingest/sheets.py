@@ -290,9 +290,11 @@ def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile)
     for col, head in zip(df.columns, shown, strict=True):
         target = _header_target(head, codebook)
         var = codebook[target[1]] if target[0] == "var" else None
-        use_labels = var is not None and bool(var.options or var.type == "multi_select")
         texts, n_missing = _sav_texts(
-            df[col].tolist(), labels.get(col, {}), missing_ranges.get(col, []), use_labels
+            df[col].tolist(),
+            labels.get(col, {}),
+            missing_ranges.get(col, []),
+            _label_keys(var, codebook) if var is not None else frozenset(),
         )
         cols_text.append(texts)
         n_user_missing += n_missing
@@ -330,14 +332,34 @@ def _sav_headers(columns: list[str], meta, codebook: Codebook) -> list[str]:
     return shown
 
 
+def _label_keys(var, codebook: Codebook) -> frozenset[str]:
+    """Normalised labels a variable understands: its options, scale labels and special codes."""
+    keys = set(codebook.value_lookup(var.id)) if var.type in _CODED else set()
+    keys |= {k for k, code in codebook.special_lookup.items() if code in var.special_codes}
+    return frozenset(keys)
+
+
+#: Types whose cells may be written as a value label (coded answers).
+_CODED = frozenset(
+    {"likert", "rating", "binary", "ordinal", "categorical", "respondent_type", "multi_select"}
+)
+
+
 def _sav_texts(
-    values: list[Any], value_labels: dict, ranges: list[dict], use_labels: bool
+    values: list[Any], value_labels: dict, ranges: list[dict], understood: frozenset[str]
 ) -> tuple[list[str], int]:
     """The cell texts of one SPSS column and its number of user-missing values.
 
-    A user-missing value is written as its value label (so that a declared special code is
-    recognised); coded items are written as their labels when ``use_labels``.
+    Every labelled value is written as its label when the variable understands the label
+    (an option, a scale label, a special code: ``2 = Non`` becomes « Non », coded 0 on a 0/1
+    yes/no item), else as its code; a user-missing value is written as its label, so that a
+    declared special code is recognised.
     """
+    shown = {
+        v: str(label)
+        for v, label in value_labels.items()
+        if normalise_text(str(label)) in understood
+    }
     out = []
     n_missing = 0
     for v in values:
@@ -351,8 +373,9 @@ def _sav_texts(
         )
         if is_missing_value:
             n_missing += 1
-        if is_missing_value or (use_labels and v in value_labels):
             out.append(str(value_labels.get(v, _cell_text(v))))
+        elif v in shown:
+            out.append(shown[v])
         else:
             out.append(_cell_text(v))
     return out, n_missing

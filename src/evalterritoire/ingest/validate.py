@@ -16,6 +16,8 @@ Owns :func:`_process`, the step between a reader and the report. It reads as its
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -108,7 +110,7 @@ def _valid_frame(
     sort_by = [codebook.column("territory"), codebook.column("respondent_id")]
     rows = _output_order(np.flatnonzero(ok_mask), typed.columns, raw.lines, sort_by)
     frame = _typed_frame(
-        typed.columns, codebook, typed.present, raw, found.name, found.warnings, rows
+        typed.columns, codebook, typed.present, raw, found.name, found.warnings, rows, typed.meta
     )
     return frame, rows
 
@@ -137,12 +139,13 @@ def _schema_checks(
     for idx, column, check, value in row_fail[
         ["index", "column", "check", "failure_case"]
     ].itertuples(index=False):
+        pos = int(rows[int(idx)])
         found.errors.add(
-            [int(rows[int(idx)])],
+            [pos],
             str(column),
-            [value],
+            [_raw_cell(typed, str(column), pos, value)],
             f"schema:{check}",
-            f"fails the schema check {check}",
+            _check_in_words(str(check)),
         )
     for column, check in failures[failures["index"].isna()][["column", "check"]].itertuples(
         index=False
@@ -153,7 +156,7 @@ def _schema_checks(
                 "column": str(column),
                 "value": "",
                 "rule": f"schema:{check}",
-                "message": f"{found.name}, column {column!r}: fails the schema check {check}",
+                "message": f"{found.name}, column {column!r}: {_check_in_words(str(check))}",
             }
         )
     if not len(row_fail):
@@ -162,3 +165,41 @@ def _schema_checks(
     failed[row_fail["index"].astype(np.int64).to_numpy()] = True
     frame = frame.loc[~failed].reset_index(drop=True)
     return frame, _once_per_flagged_cell(found.errors, flagged)
+
+
+_CHECK_WORDS = (
+    (re.compile(r"greater_than\((.*)\)"), "must be greater than {}"),
+    (re.compile(r"greater_than_or_equal_to\((.*)\)"), "must be at least {}"),
+    (re.compile(r"less_than_or_equal_to\((.*)\)"), "must be at most {}"),
+    (re.compile(r"isin\(\[(.*)\]\)"), "must be one of {}"),
+    (re.compile(r"str_matches\('(.*)'\)"), "does not match the pattern {}"),
+    (re.compile(r"integer"), "is not a whole number"),
+)
+
+
+def _check_in_words(check: str) -> str:
+    """A pandera check as a rule in the user's words (``greater_than(0)`` → must be > 0)."""
+    for pattern, words in _CHECK_WORDS:
+        m = pattern.fullmatch(check)
+        if m:
+            found = m.groups()
+            return words.format(*(_plain_number(g) for g in found))
+    return f"fails the check {check}"
+
+
+def _plain_number(text: str) -> str:
+    """``0.0`` → ``0``, other texts unchanged (numbers as the user wrote them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text.replace("'", "")
+    return str(int(value)) if value.is_integer() else text
+
+
+def _raw_cell(typed: _Typed, column: str, pos: int, fallback: object) -> str:
+    """The raw text of a row's cell behind a typed column (``<id>``, ``<id>__<x>``)."""
+    base = column.split("__", 1)[0]
+    if base in typed.text_cols:
+        codes, uniques = typed.text_cols[base]
+        return str(uniques[codes[pos]])
+    return str(fallback)
