@@ -41,6 +41,7 @@ from evalterritoire.ingest.parse import (
     _Spec,
 )
 from evalterritoire.ingest.raw import _map_header, _Raw, _suggest_variable
+from evalterritoire.ingest.references import _check_reference
 from evalterritoire.ingest.report import _Findings, _norm_add
 
 #: Cell texts read as 0 / 1 in a 0/1 option column, besides numbers.
@@ -213,6 +214,8 @@ def _parse_column(
     codes, uniques = raw.codes[j], raw.uniques[j]
     typed.text_cols[var.id] = (codes, uniques)
     parsed = _parse_uniques(spec, uniques)
+    if var.reference is not None:
+        found.not_in_reference[var.id] = _check_reference(var, codebook, parsed)
     _count_normalisations(var.id, parsed, codes, uniques, found.norms)
     status = parsed.status[codes]
     err_rows = np.flatnonzero(status == _ERROR)

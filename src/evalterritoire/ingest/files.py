@@ -329,6 +329,9 @@ def _combined_report(results: Sequence[IngestResult]) -> dict[str, Any]:
         vals = {str(r.report.get(key)) for r in results}
         report[key] = results[0].report.get(key) if len(vals) == 1 else "mixed"
     report["warnings"] = [w for r in results for w in r.report["warnings"]]
+    report["reference_lists"] = next(
+        (r.report["reference_lists"] for r in results if r.report.get("reference_lists")), []
+    )
     report["errors"] = [e for r in results for e in r.report["errors"]]
     for key in ("rows_read", "blank_lines"):
         report[key] = int(sum(r.report[key] for r in results))

@@ -116,6 +116,7 @@ def _base_report(name: str) -> dict[str, Any]:
         "normalisations": [],
         "warnings": [],
         "errors": [],
+        "reference_lists": [],
     }
 
 
@@ -209,6 +210,10 @@ class _Findings:
         quarantine no row.
     columns_ignored, columns_kept : list of str
         Headers the codebook's ``columns: ignore:`` dropped and ``columns: keep:`` kept.
+    not_in_reference : dict
+        Variable id → number of distinct values not in its reference list.
+    reference_lists : list of dict
+        The report's ``reference_lists`` (:mod:`evalterritoire.ingest.references`).
     """
 
     name: str
@@ -218,6 +223,8 @@ class _Findings:
     column_errors: list[dict[str, Any]] = field(default_factory=list)
     columns_ignored: list[str] = field(default_factory=list)
     columns_kept: list[str] = field(default_factory=list)
+    not_in_reference: dict[str, int] = field(default_factory=dict)
+    reference_lists: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _assemble(
@@ -259,6 +266,7 @@ def _assemble(
         ],
         warnings=list(found.warnings),
         errors=found.column_errors + err_records,
+        reference_lists=list(found.reference_lists),
     )
     report["status"] = "ok" if n_q == 0 and not found.column_errors else "partial"
     if rows_read == raw.blank_lines:

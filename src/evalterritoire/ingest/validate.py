@@ -5,7 +5,9 @@ Owns :func:`_process`, the step between a reader and the report. It reads as its
 1. map the header to the codebook and parse every mapped column
    (:mod:`evalterritoire.ingest.columns`: normalisations counted, unparsable cells, whole items
    on the wrong scale, 0/1 option columns);
-2. the row checks of :mod:`evalterritoire.ingest.checks` (required values, duplicate
+2. routing (:mod:`evalterritoire.ingest.routing`: « not asked » marked, answers where the
+   question was not asked quarantined), then the row checks of
+   :mod:`evalterritoire.ingest.checks` (required values where asked, soft bounds, duplicate
    respondent ids per wave, the codebook's cross-column rules);
 3. the reader's cell flags (Excel error cells, formulas without a cached value) and the
    warnings about double-encoded text (:func:`_add_cell_flags`, :func:`_warn_garbled`);
@@ -22,12 +24,19 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook
-from evalterritoire.ingest.checks import _check_duplicates, _check_required, _check_rules
+from evalterritoire.ingest.checks import (
+    _check_duplicates,
+    _check_required,
+    _check_rules,
+    _check_soft_bounds,
+)
 from evalterritoire.ingest.columns import _map_columns, _parse_columns, _Typed
 from evalterritoire.ingest.frame import _output_order, _typed_frame
 from evalterritoire.ingest.parse import _GARBLED
 from evalterritoire.ingest.raw import _Raw
+from evalterritoire.ingest.references import _reference_report
 from evalterritoire.ingest.report import IngestResult, _assemble, _Errors, _Findings
+from evalterritoire.ingest.routing import _apply_routing
 from evalterritoire.ingest.schemas import build_response_schema, compute_schema_failures
 
 _MAX_REPORTED_WARN_LINES = 10
@@ -42,7 +51,9 @@ def _process(
     found = _Findings(name, list(raw.warnings))
     header = _map_columns(raw, codebook, found, repair_mojibake=repair_mojibake)
     typed = _parse_columns(raw, codebook, header, found)
-    _check_required(typed.present, typed.status_of, typed.text_cols, found.errors)
+    routing = _apply_routing(codebook, typed, raw, found)
+    _check_required(typed.present, typed.status_of, typed.text_cols, found.errors, routing.asked)
+    _check_soft_bounds(typed.present, typed.columns, raw.lines, found)
     _check_duplicates(raw, codebook, typed.columns, found.errors)
     _check_rules(codebook, typed.columns, raw.n_rows, found.errors)
     flagged = _add_cell_flags(raw, header.mapping, found.errors)
@@ -50,6 +61,7 @@ def _process(
     err = _once_per_flagged_cell(found.errors, flagged)
     frame, rows = _valid_frame(raw, codebook, typed, err, found)
     frame, err = _schema_checks(codebook, typed, frame, rows, err, flagged, found)
+    found.reference_lists = _reference_report(codebook, typed.present, found.not_in_reference)
     id_col = codebook.column("respondent_id")
     return _assemble(raw, frame, err, found, header.by_var.get(id_col or ""), codebook)
 
