@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook
-from evalterritoire.codebook.text import normalise_header
+from evalterritoire.codebook.text import normalise_header, role_of_header
 from evalterritoire.errors import FileRejectedError
 
 _FOOTER = re.compile(r"^(total|totaux|sous-total|source\s*:|sources\s*:)(\W|$)")
@@ -261,35 +261,10 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
 #: Targets of header cells that match no variable (compared by normalised header for duplicates).
 _UNMATCHED = frozenset({"unknown", "keep", "ignored"})
 
-#: Words a header uses for a column role (French and English), to suggest a mapping; they name
-#: roles, never an item of an instrument.
-ROLE_WORDS: dict[str, tuple[str, ...]] = {
-    "respondent_id": ("identifiant", "id", "n reponse", "numero de reponse", "response id"),
-    "territory": ("code commune", "code insee", "insee", "code territoire", "commune", "epci"),
-    "territory_name": ("nom commune", "nom du territoire", "nom territoire", "libelle"),
-    "respondent_type": ("type de repondant", "type d acteur", "profil", "categorie d acteur"),
-    "weight": ("poids", "ponderation", "weight", "coefficient", "coef", "wgt"),
-    "wave": ("vague", "wave", "annee", "year"),
-    "stratum": ("strate", "stratum"),
-    "psu": ("grappe", "psu", "cluster"),
-    "collection_date": ("date de reponse", "date de soumission", "submission date"),
-}
-
-
-def _role_of_header(header: str) -> str | None:
-    """The role whose words a header uses (« Pondération » → ``weight``), if any."""
-    key = normalise_header(header)
-    for role, words in ROLE_WORDS.items():
-        if key in words or any(
-            len(w) > 3 and (key.startswith(w + " ") or key.endswith(" " + w)) for w in words
-        ):
-            return role
-    return None
-
 
 def _columns_like(var, columns: Sequence[str]) -> list[str]:
     """Header cells that could be ``var``: of its role, or close to its id, label or synonyms."""
-    out = [c for c in columns if var.role is not None and _role_of_header(c) == var.role]
+    out = [c for c in columns if var.role is not None and role_of_header(c) == var.role]
     choices = {normalise_header(c): c for c in columns}
     for cand in (var.id, var.label_fr, *var.synonyms):
         for close in difflib.get_close_matches(normalise_header(cand), list(choices), 1, 0.75):
@@ -303,7 +278,7 @@ def _suggest_variable(header: str, codebook: Codebook, exclude: set[str]) -> str
 
     Only variables the export does not already have (``exclude``) are suggested.
     """
-    role = _role_of_header(header)
+    role = role_of_header(header)
     var = codebook.role(role) if role is not None else None
     if var is not None and var.id not in exclude:
         return f"; → {var.id} (the {role} role)?"

@@ -1,0 +1,214 @@
+"""`evalterritoire codebook import` (XLSForm, LimeSurvey, SPSS, Qualtrics) and `codebook diff`.
+
+Fixtures: tests/fixtures/importers/, written by make_fixtures.py (one questionnaire of another
+observatory, « Baromètre des coopérations locales », as each tool stores it, with its export).
+Each imported codebook must load and ingest the tool's export with the expected valid and
+quarantined rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from evalterritoire.cli import main
+from evalterritoire.codebook import diff_codebooks, import_codebook, load_codebook
+from evalterritoire.errors import CodebookError
+from evalterritoire.ingest.files import ingest_file
+
+FIX = Path(__file__).parent / "fixtures" / "importers"
+
+
+def _imported(tmp_path: Path, source: str) -> tuple[Path, dict]:
+    result = import_codebook(FIX / source)
+    path = tmp_path / "codebook.yaml"
+    path.write_text(result.to_yaml(), encoding="utf-8")
+    return path, result
+
+
+def _reasons(result) -> dict[int, str]:
+    q = result.quarantine
+    return {int(r.source_line): str(r.reasons) for r in q.itertuples()}
+
+
+# --------------------------------------------------------------------------- XLSForm
+def test_xlsform_maps_types_choices_constraints_routing_and_groups(tmp_path):
+    path, _result = _imported(tmp_path, "kobo_form.xlsx")
+    cb = load_codebook(path)
+    assert cb["coop_existe"].type == "binary"
+    assert dict(cb.scales[cb["coop_existe"].scale].aliases) == {"oui": 1, "non": 0}
+    assert cb["coop_confiance"].type == "likert"
+    assert cb.special_codes[cb["coop_confiance"].special_codes[0]].code == 99
+    assert cb["coop_domaines"].type == "multi_select"
+    assert cb["coop_domaines"].max_choices == 3
+    assert set(cb["coop_domaines"].options) == {"emploi", "mobilite", "numerique", "culture"}
+    assert (cb["coop_nb"].min, cb["coop_nb"].max, cb["coop_nb"].required) == (1, 50, True)
+    assert cb["code_commune"].pattern == "^[0-9]{5}$"
+    assert (cb["satisfaction"].min, cb["satisfaction"].max) == (0, 10)
+    assert cb["coop_nb"].relevant is not None
+    assert cb["satisfaction"].relevant is None
+    assert cb["coop_nb"].block == "cooperation"
+    # labels in French although the form also has English
+    assert cb["profil"].label_fr == "Vous répondez en tant que"
+    assert cb["profil"].options["elu"] == "Élu·e"
+    # metadata and calculations ignored, with their group prefix
+    assert cb.columns.ignores("cooperation/score")
+    assert cb.columns.ignores("_submission_time")
+    assert "score" not in {v.id for v in cb.variables}
+
+
+def test_xlsform_roles_are_guessed_and_reported(tmp_path):
+    path, result = _imported(tmp_path, "kobo_form.xlsx")
+    cb = load_codebook(path)
+    assert cb.role("territory").id == "code_commune"
+    assert cb.role("weight").id == "poids"
+    assert cb.role("respondent_type").id == "profil"
+    guessed = " ".join(result.guessed)
+    for vid in ("code_commune", "poids", "profil"):
+        assert vid in guessed
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Codebook imported from kobo_form.xlsx (XLSForm)")
+    assert "# Guessed (confirm):" in text
+
+
+def test_kobo_export_ingests_with_the_imported_codebook(tmp_path):
+    path, _ = _imported(tmp_path, "kobo_form.xlsx")
+    result = ingest_file(FIX / "kobo_export.csv", load_codebook(path))
+    reasons = _reasons(result)
+    # lines 2, 3, 4, 8 valid; 5 answered although not asked, 6 broken constraint,
+    # 7 required answer missing, 9 select_multiple text and 0/1 column disagree
+    assert sorted(reasons) == [5, 6, 7, 9]
+    assert "answered_not_asked" in reasons[5]
+    assert "coop_existe=0" in reasons[5]
+    assert "out_of_range" in reasons[6]
+    assert "'80'" in reasons[6]
+    assert "required" in reasons[7]
+    assert "multi_select_mismatch" in reasons[9]
+    valid = result.valid.set_index("source_line")
+    assert sorted(valid.index) == [2, 3, 4, 8]
+    # « not asked » (no cooperation), « ne sait pas » (99), « not answered » are distinct
+    assert pd.isna(valid.loc[3, "coop_nb"])
+    assert valid.loc[3, "coop_nb__special"] == "non_pose"
+    assert pd.isna(valid.loc[4, "coop_confiance"])
+    assert valid.loc[4, "coop_confiance__special"] == "nsp"
+    assert pd.isna(valid.loc[8, "satisfaction"])
+    assert valid.loc[2, "coop_domaines__numerique"] == 1
+    assert valid.loc[4, "code_commune"] == "01004"
+
+
+def test_xlsform_untranslatable_routing_and_constraint_are_reported(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    survey = book.active
+    survey.title = "survey"
+    for row in (
+        ["type", "name", "label", "relevant", "constraint"],
+        ["integer", "age", "Âge", "", ". >= 18 and . < today()"],
+        ["text", "motif", "Motif", "string-length(${age}) > 1", ""],
+        ["geopoint", "lieu", "Lieu", "", ""],
+    ):
+        survey.append(row)
+    book.save(tmp_path / "form.xlsx")
+    result = import_codebook(tmp_path / "form.xlsx")
+    unmapped = "\n".join(result.unmapped)
+    assert "motif: routing" in unmapped
+    assert "age: constraint" in unmapped
+    assert "lieu: type geopoint" in unmapped
+    assert result.data["variables"][1]["min"] == 18
+    assert any("territory" in n for n in result.needed)
+
+
+def test_not_a_questionnaire_is_one_clear_error(tmp_path):
+    (tmp_path / "x.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(CodebookError, match="not a questionnaire file"):
+        import_codebook(tmp_path / "x.txt")
+    with pytest.raises(CodebookError, match="file not found"):
+        import_codebook(tmp_path / "absent.xlsx")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_codebook_import_writes_and_reports(tmp_path, capsys):
+    out = tmp_path / "cb.yaml"
+    code = main(["codebook", "import", str(FIX / "kobo_form.xlsx"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "guessed, to confirm" in printed
+    assert "poids plays the role weight" in printed
+    assert load_codebook(out).role("weight").id == "poids"
+
+
+def test_cli_codebook_import_refuses_other_files(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("a,b\n", encoding="utf-8")
+    code = main(["codebook", "import", str(tmp_path / "x.csv")])
+    assert code == 2
+    assert "not a questionnaire file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- diff
+def _variant(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(import_codebook(FIX / "kobo_form.xlsx").to_yaml())
+    edit(data)
+    path = tmp_path / f"v{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_diff_lists_wording_scale_options_added_and_removed(tmp_path):
+    old = _variant(tmp_path, lambda d: None)
+
+    def edit(d):
+        by_id = {v["id"]: v for v in d["variables"]}
+        by_id["coop_nb"]["label_fr"] = "Avec combien de partenaires ?"
+        by_id["profil"]["options"]["collectif"] = "Collectif d'habitants"
+        d["scales"]["accord"]["values"][5] = "Totalement d'accord"
+        by_id["satisfaction"]["max"] = 5
+        d["variables"] = [v for v in d["variables"] if v["id"] != "commentaire"]
+        d["variables"].append({"id": "remarque", "label_fr": "Une remarque ?", "type": "text"})
+        by_id["nom_commune"]["label_fr"] = "nom  de la Commune"  # typography only
+
+    new = _variant(tmp_path, edit)
+    diff = diff_codebooks(load_codebook(old), load_codebook(new))
+    kinds = {(c.item, c.kind) for c in diff}
+    assert kinds == {
+        ("coop_nb", "wording"),
+        ("profil", "options"),
+        ("coop_confiance", "scale"),
+        ("satisfaction", "scale"),
+        ("commentaire", "removed"),
+        ("remarque", "added"),
+    }
+    assert set(diff.breaking()) == {"coop_nb", "profil", "coop_confiance", "satisfaction"}
+    text = diff.describe()
+    assert "« Avec combien de structures ? » → « Avec combien de partenaires ? »" in text
+
+
+def test_diff_of_identical_codebooks_is_empty_and_cli_exit_codes(tmp_path, capsys):
+    old = _variant(tmp_path, lambda d: None)
+    same = _variant(tmp_path, lambda d: None)
+    assert not diff_codebooks(load_codebook(old), load_codebook(same))
+    assert main(["codebook", "diff", str(old), str(same)]) == 0
+    assert "no item changed" in capsys.readouterr().out
+
+    def reword(d):
+        d["variables"][1]["label_fr"] = "Code INSEE de la commune"
+
+    new = _variant(tmp_path, reword)
+    assert main(["codebook", "diff", str(old), str(new)]) == 1
+    assert "code_commune: wording changed" in capsys.readouterr().out
+
+
+def test_comparability_breaks_respect_acknowledgements(tmp_path):
+    from evalterritoire.codebook.diff import comparability_breaks
+
+    old = load_codebook(_variant(tmp_path, lambda d: None))
+
+    def rescale(d):
+        d["scales"]["accord"]["values"] = {1: "Non", 2: "Plutôt non", 3: "Plutôt oui"}
+
+    new = load_codebook(_variant(tmp_path, rescale))
+    assert set(comparability_breaks(old, new)) == {"coop_confiance"}
+    assert comparability_breaks(old, new, {"coop_confiance"}) == {}
