@@ -130,6 +130,63 @@ def test_not_a_questionnaire_is_one_clear_error(tmp_path):
         import_codebook(tmp_path / "absent.xlsx")
 
 
+# --------------------------------------------------------------------------- SPSS
+def test_sav_labels_user_missing_and_measures_become_the_codebook(tmp_path):
+    path, result = _imported(tmp_path, "spss_export.sav")
+    cb = load_codebook(path)
+    assert cb["profil"].type == "respondent_type"
+    assert cb["profil"].options["1"] == "Élu·e"
+    assert cb["coop"].type == "binary"  # 1 = Oui, 2 = Non
+    assert dict(cb.scales[cb["coop"].scale].aliases) == {"2": 0}
+    # ordinal measure: a scale although its labels use no scale word
+    assert cb["confiance"].type == "likert"
+    codes = {
+        cb.special_codes[k].code: cb.special_codes[k].kind for k in cb["confiance"].special_codes
+    }
+    assert codes == {9: "dont_know", 99: "refused"}
+    assert [cb.special_codes[k].code for k in cb["nb_partenaires"].special_codes] == [999]
+    assert (cb["poids"].type, cb["nb_partenaires"].type, cb["date_reunion"].type) == (
+        "weight",
+        "count",
+        "date",
+    )
+    assert cb.role("respondent_id").id == "id"
+    assert cb.role("territory").id == "code_insee"
+    assert any("no routing" in u for u in result.unmapped)
+
+
+def test_sav_ingests_with_its_own_imported_codebook(tmp_path):
+    path, _ = _imported(tmp_path, "spss_export.sav")
+    result = ingest_file(FIX / "spss_export.sav", load_codebook(path))
+    reasons = _reasons(result)
+    assert sorted(reasons) == [5, 6]
+    assert "unknown_option" in reasons[5]
+    assert "'7'" in reasons[5]
+    assert "weight" in reasons[6]
+    valid = result.valid.set_index("source_line")
+    assert sorted(valid.index) == [2, 3, 4, 7]
+    # « Ne sait pas » coded 9 here and 999 there: each resolves on its own item
+    assert valid.loc[3, "confiance__special"] == "nsp_9"
+    assert valid.loc[7, "nb_partenaires__special"] == "nsp"
+    assert valid.loc[7, "confiance__special"] == "refus"
+    assert valid.loc[4, "coop"] == 0
+    assert pd.isna(valid.loc[4, "date_reunion"])
+
+
+# --------------------------------------------------------------------------- fixtures
+def test_fixtures_are_what_the_committed_script_writes(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_all(tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (FIX / name).read_bytes(), name
+
+
 # --------------------------------------------------------------------------- CLI
 def test_cli_codebook_import_writes_and_reports(tmp_path, capsys):
     out = tmp_path / "cb.yaml"

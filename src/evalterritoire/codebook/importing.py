@@ -308,9 +308,18 @@ class CodebookBuilder:
         return key
 
     def choices(
-        self, list_name: str, choices: Sequence[tuple[str, str]], *, multiple: bool = False
+        self,
+        list_name: str,
+        choices: Sequence[tuple[str, str]],
+        *,
+        multiple: bool = False,
+        ordered: bool = False,
     ) -> ChoiceInfo:
-        """A list of choices (tool code, label) as the codebook stores it (module docstring)."""
+        """A list of choices (tool code, label) as the codebook stores it (module docstring).
+
+        ``ordered``: the tool declares the choices ordinal (SPSS measure, LimeSurvey array
+        type), so integer codes make a scale whatever their labels.
+        """
         special: list[str] = []
         kept: list[tuple[str, str]] = []
         for code, label in choices:
@@ -328,7 +337,11 @@ class CodebookBuilder:
         if len(kept) == 2 and {labels[0], labels[1]} in ({"oui", "non"}, {"yes", "no"}):
             return self._binary(kept, special)
         ints = [_as_int(c) for c, _ in kept]
-        if kept and all(i is not None for i in ints) and _reads_as_scale(labels):
+        if (
+            kept
+            and all(i is not None for i in ints)
+            and (_reads_as_scale(labels) or (ordered and len(kept) >= 3))
+        ):
             values = {int(i): _clean_label(lbl) for i, (_, lbl) in zip(ints, kept, strict=True)}
             scale = self._scale(list_name, {"type": "likert", "values": values})
             return ChoiceInfo(
@@ -486,8 +499,9 @@ def _apply_role(role: str, entry: dict[str, Any]) -> None:
 _IMPORTERS: dict[str, tuple[str, str]] = {
     ".xlsx": ("xlsform", "import_xlsform"),
     ".xlsm": ("xlsform", "import_xlsform"),
+    ".sav": ("spss", "import_sav"),
 }
-_FORMATS = "XLSForm .xlsx"
+_FORMATS = "XLSForm .xlsx, SPSS .sav"
 
 
 def import_codebook(source: str | Path) -> ImportResult:

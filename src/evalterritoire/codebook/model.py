@@ -659,6 +659,19 @@ class Codebook:
                 out.setdefault(normalise_text(s), sc.key)
         return out
 
+    def special_lookup_of(self, var_id: str) -> dict[str, str]:
+        """Normalised spelling → key of the special codes one variable declares.
+
+        Built from the variable's own codes, so that two codes sharing a label (« Ne sait
+        pas » coded 9 on one item and 999 on another) each resolve on their item.
+        """
+        out: dict[str, str] = {}
+        for key in self[var_id].special_codes:
+            sc = self.special_codes[key]
+            for s in (sc.key, sc.label_fr, str(sc.code), *sc.spellings):
+                out.setdefault(normalise_text(s), key)
+        return out
+
     def value_lookup(self, var_id: str) -> dict[str, Any]:
         """Normalised label/alias/code text → stored value for a coded variable."""
         var = self[var_id]

@@ -126,7 +126,7 @@ def _build_spec(var: Variable, codebook: Codebook) -> _Spec:
         lo=lo,
         hi=hi,
         pattern=re.compile(var.pattern) if var.pattern else None,
-        specials={k: v for k, v in codebook.special_lookup.items() if v in var.special_codes},
+        specials=codebook.special_lookup_of(var.id),
         all_specials=dict(codebook.special_lookup),
         missing=frozenset(normalise_text(m) for m in codebook.missing_spellings),
         options=options,

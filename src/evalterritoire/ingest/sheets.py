@@ -37,7 +37,7 @@ from evalterritoire.ingest.raw import (
 
 
 def _cell_text(value: Any) -> str:
-    if value is None:
+    if value is None or value is pd.NaT:  # NaT: a missing SPSS date
         return ""
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -335,7 +335,7 @@ def _sav_headers(columns: list[str], meta, codebook: Codebook) -> list[str]:
 def _label_keys(var, codebook: Codebook) -> frozenset[str]:
     """Normalised labels a variable understands: its options, scale labels and special codes."""
     keys = set(codebook.value_lookup(var.id)) if var.type in _CODED else set()
-    keys |= {k for k, code in codebook.special_lookup.items() if code in var.special_codes}
+    keys |= set(codebook.special_lookup_of(var.id))
     return frozenset(keys)
 
 
