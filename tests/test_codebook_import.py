@@ -173,6 +173,63 @@ def test_sav_ingests_with_its_own_imported_codebook(tmp_path):
     assert pd.isna(valid.loc[4, "date_reunion"])
 
 
+# --------------------------------------------------------------------------- LimeSurvey
+def test_lss_maps_arrays_multiple_choice_numbers_and_relevance(tmp_path):
+    path, result = _imported(tmp_path, "limesurvey.lss")
+    cb = load_codebook(path)
+    assert cb.name == "Baromètre des coopérations locales"
+    # an array: one likert item per subquestion, its export header kept, A1… as aliases
+    conf = cb["conf_sq001"]
+    assert conf.type == "likert"
+    assert "CONF[SQ001]" in conf.synonyms
+    assert dict(cb.scales[conf.scale].aliases) == {"A1": 1, "A2": 2, "A3": 3, "A4": 4}
+    assert cb.special_codes[conf.special_codes[0]].spellings[0] == "A99"
+    assert conf.label_fr == "Diriez-vous que… — les partenaires se font confiance"
+    assert cb["domaines"].type == "multi_select"
+    assert list(cb["domaines"].options) == ["SQ001", "SQ002", "SQ003"]
+    assert dict(cb.scales[cb["coop"].scale].aliases) == {"Y": 1, "N": 0}
+    assert (cb["nbpart"].type, cb["nbpart"].min, cb["nbpart"].max) == ("count", 1, 50)
+    assert cb["codecom"].pattern == "^[0-9]{5}$"
+    assert cb["profil"].label_fr == "Vous répondez en tant que"  # HTML removed
+    assert cb["coop"].label_fr == "Votre structure coopère-t-elle avec d'autres ?"
+    assert cb["conf_sq002"].relevant.text == "coop = 1 and answered(nbpart)"
+    assert cb["domaines"].relevant is not None
+    assert cb["avis"].relevant is None
+    assert any("avis: routing 'strlen(CONF_SQ001) > 0'" in u for u in result.unmapped)
+    assert cb.blocks["g20"] == "Coopérations"
+
+
+def test_limesurvey_export_ingests_with_the_imported_codebook(tmp_path):
+    path, _ = _imported(tmp_path, "limesurvey.lss")
+    result = ingest_file(FIX / "limesurvey_export.csv", load_codebook(path))
+    reasons = _reasons(result)
+    assert sorted(reasons) == [5, 6, 7, 8]
+    assert "answered_not_asked" in reasons[5]
+    assert "out_of_range" in reasons[6]
+    assert "'75O56'" in reasons[7]
+    assert "'A9'" in reasons[8]
+    valid = result.valid.set_index("source_line")
+    assert valid.loc[2, "conf_sq001"] == 3
+    assert valid.loc[2, "domaines__SQ003"] == 1
+    assert valid.loc[2, "domaines__SQ002"] == 0
+    assert valid.loc[3, "nbpart__special"] == "non_pose"
+    assert valid.loc[3, "conf_sq001__special"] == "non_pose"
+    assert pd.isna(valid.loc[4, "conf_sq001"])
+    assert valid.loc[4, "conf_sq001__special"] == "nsp"
+    assert valid.loc[4, "poids"] == pytest.approx(0.8)
+
+
+def test_lss_with_a_dtd_or_another_document_is_refused(tmp_path):
+    bomb = tmp_path / "bomb.lss"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><document/>')
+    with pytest.raises(CodebookError, match="DTD or entity"):
+        import_codebook(bomb)
+    other = tmp_path / "other.lss"
+    other.write_text("<document><LimeSurveyDocType>Theme</LimeSurveyDocType></document>")
+    with pytest.raises(CodebookError, match="not a LimeSurvey survey structure"):
+        import_codebook(other)
+
+
 # --------------------------------------------------------------------------- fixtures
 def test_fixtures_are_what_the_committed_script_writes(tmp_path):
     import importlib.util

@@ -38,7 +38,7 @@ import yaml
 
 from evalterritoire.codebook.conditions import parse_condition
 from evalterritoire.codebook.model import ROLES, Codebook
-from evalterritoire.codebook.text import normalise_text, role_of_header
+from evalterritoire.codebook.text import normalise_header, normalise_text, role_of_header
 from evalterritoire.errors import CodebookError
 
 __all__ = ["CodebookBuilder", "ImportResult", "import_codebook"]
@@ -239,7 +239,11 @@ class CodebookBuilder:
         """Add a variable for the tool's question ``name`` (its header(s) kept as synonyms)."""
         vid = self.unique_id(name)
         entry: dict[str, Any] = {"id": vid, "label_fr": _clean_label(label) or name, "type": vtype}
-        synonyms = [h for h in dict.fromkeys([name, *headers]) if h and make_id(h) != vid]
+        synonyms = [
+            h
+            for h in dict.fromkeys([name, *headers])
+            if h and normalise_header(h) != normalise_header(vid)
+        ]
         if synonyms:
             entry["synonyms"] = synonyms
         if info is not None:
@@ -337,16 +341,8 @@ class CodebookBuilder:
         if len(kept) == 2 and {labels[0], labels[1]} in ({"oui", "non"}, {"yes", "no"}):
             return self._binary(kept, special)
         ints = [_as_int(c) for c, _ in kept]
-        if (
-            kept
-            and all(i is not None for i in ints)
-            and (_reads_as_scale(labels) or (ordered and len(kept) >= 3))
-        ):
-            values = {int(i): _clean_label(lbl) for i, (_, lbl) in zip(ints, kept, strict=True)}
-            scale = self._scale(list_name, {"type": "likert", "values": values})
-            return ChoiceInfo(
-                "likert", scale=scale, values={c: int(c) for c, _ in kept}, special=special
-            )
+        if kept and (_reads_as_scale(labels) or (ordered and len(kept) >= 3)):
+            return self._likert(list_name, kept, ints, special)
         options = {_option_key(c): _clean_label(lbl) for c, lbl in kept}
         return ChoiceInfo(
             "categorical",
@@ -354,6 +350,30 @@ class CodebookBuilder:
             values={c: _option_key(c) for c, _ in kept},
             special=special,
         )
+
+    def _likert(
+        self,
+        list_name: str,
+        kept: Sequence[tuple[str, str]],
+        ints: Sequence[int | None],
+        special: list[str],
+    ) -> ChoiceInfo:
+        """Choices that read as a scale (a likert item).
+
+        Integer codes are kept; other codes (``A1``…) are numbered 1, 2… in their order, the
+        tool's codes kept as the scale's aliases.
+        """
+        numbered = any(i is None for i in ints)
+        codes = list(range(1, len(kept) + 1)) if numbered else [int(i or 0) for i in ints]
+        values = {c: k for (c, _), k in zip(kept, codes, strict=True)}
+        spec: dict[str, Any] = {
+            "type": "likert",
+            "values": {k: _clean_label(lbl) for k, (_, lbl) in zip(codes, kept, strict=True)},
+        }
+        if numbered:
+            spec["aliases"] = dict(values)
+        scale = self._scale(list_name, spec)
+        return ChoiceInfo("likert", scale=scale, values=values, special=special)
 
     def _binary(self, kept: Sequence[tuple[str, str]], special: list[str]) -> ChoiceInfo:
         values: dict[str, int] = {}
@@ -500,8 +520,9 @@ _IMPORTERS: dict[str, tuple[str, str]] = {
     ".xlsx": ("xlsform", "import_xlsform"),
     ".xlsm": ("xlsform", "import_xlsform"),
     ".sav": ("spss", "import_sav"),
+    ".lss": ("limesurvey", "import_lss"),
 }
-_FORMATS = "XLSForm .xlsx, SPSS .sav"
+_FORMATS = "XLSForm .xlsx, LimeSurvey .lss, SPSS .sav"
 
 
 def import_codebook(source: str | Path) -> ImportResult:
