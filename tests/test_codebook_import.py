@@ -230,6 +230,56 @@ def test_lss_with_a_dtd_or_another_document_is_refused(tmp_path):
         import_codebook(other)
 
 
+# --------------------------------------------------------------------------- Qualtrics
+def test_qsf_maps_choices_matrix_validation_and_display_logic(tmp_path):
+    path, result = _imported(tmp_path, "qualtrics.qsf")
+    cb = load_codebook(path)
+    assert cb.role("respondent_id").id == "responseid"
+    assert cb["coop"].type == "binary"  # recode values 1 / 0
+    assert cb["domaines"].type == "multi_select"
+    assert dict(cb["domaines"].options) == {"1": "Emploi", "2": "Mobilité", "3": "Numérique"}
+    statement = cb["confiance_2"]
+    assert statement.type == "likert"
+    assert statement.label_fr == "Diriez-vous que… — l'information circule bien"
+    kinds = {cb.special_codes[k].code: cb.special_codes[k].kind for k in statement.special_codes}
+    assert kinds == {99: "dont_know", -9: "not_asked"}
+    assert (cb["nb_partenaires"].min, cb["nb_partenaires"].max) == (1, 50)
+    assert cb["nb_partenaires"].required
+    assert cb["poids"].type == "weight"
+    assert cb["nb_partenaires"].relevant.text == "(coop = 1)"
+    assert cb["precision"].relevant is None  # embedded-data logic: reported, not guessed
+    assert any(u.startswith("precision: routing") for u in result.unmapped)
+    assert "qid8" not in {v.id for v in cb.variables}  # descriptive text
+    assert set(cb.blocks.values()) == {"Votre structure", "Coopérations"}
+
+
+def test_qualtrics_export_ingests_with_the_imported_codebook(tmp_path):
+    path, _ = _imported(tmp_path, "qualtrics.qsf")
+    result = ingest_file(FIX / "qualtrics_export.csv", load_codebook(path), profile="qualtrics")
+    reasons = _reasons(result)
+    assert sorted(reasons) == [7, 8, 9, 10]
+    assert "domaines: answered_not_asked" in reasons[7]
+    assert "out_of_range" in reasons[8]
+    assert "profil: required" in reasons[9]
+    assert "99 (« Ne sait pas »)" in reasons[10]
+    valid = result.valid.set_index("source_line")
+    assert sorted(valid.index) == [4, 5, 6]
+    assert valid.loc[4, "domaines__3"] == 1
+    assert valid.loc[5, "confiance_1__special"] == "non_pose"
+    assert valid.loc[6, "confiance_1__special"] == "nsp"
+    assert valid.loc[6, "confiance_2"] == 2
+
+
+def test_qsf_that_is_not_a_survey_is_refused(tmp_path):
+    bad = tmp_path / "bad.qsf"
+    bad.write_text('{"SurveyEntry": {}}', encoding="utf-8")
+    with pytest.raises(CodebookError, match="not a Qualtrics survey file"):
+        import_codebook(bad)
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(CodebookError, match="not readable JSON"):
+        import_codebook(bad)
+
+
 # --------------------------------------------------------------------------- fixtures
 def test_fixtures_are_what_the_committed_script_writes(tmp_path):
     import importlib.util

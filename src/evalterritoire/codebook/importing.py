@@ -521,8 +521,9 @@ _IMPORTERS: dict[str, tuple[str, str]] = {
     ".xlsm": ("xlsform", "import_xlsform"),
     ".sav": ("spss", "import_sav"),
     ".lss": ("limesurvey", "import_lss"),
+    ".qsf": ("qualtrics", "import_qsf"),
 }
-_FORMATS = "XLSForm .xlsx, LimeSurvey .lss, SPSS .sav"
+_FORMATS = "XLSForm .xlsx, LimeSurvey .lss, SPSS .sav, Qualtrics .qsf"
 
 
 def import_codebook(source: str | Path) -> ImportResult:
