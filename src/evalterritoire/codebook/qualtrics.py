@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalterritoire.codebook.importing import ChoiceInfo, CodebookBuilder, ImportResult
+from evalterritoire.codebook.builder import ChoiceInfo, CodebookBuilder
+from evalterritoire.codebook.importing import ImportResult
 from evalterritoire.errors import CodebookError
 
 __all__ = ["QUALTRICS_METADATA", "import_qsf"]

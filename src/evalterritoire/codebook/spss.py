@@ -23,12 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalterritoire.codebook.importing import (
-    ChoiceInfo,
-    CodebookBuilder,
-    ImportResult,
-    special_kind,
-)
+from evalterritoire.codebook.builder import ChoiceInfo, CodebookBuilder, special_kind
+from evalterritoire.codebook.importing import ImportResult
 from evalterritoire.errors import CodebookError
 
 __all__ = ["import_sav"]

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalterritoire.codebook.importing import ChoiceInfo, CodebookBuilder, ImportResult
+from evalterritoire.codebook.builder import ChoiceInfo, CodebookBuilder
+from evalterritoire.codebook.importing import ImportResult
 from evalterritoire.codebook.text import normalise_text
 from evalterritoire.codebook.workbook import read_sheet, sheet_names
 from evalterritoire.errors import CodebookError
