@@ -376,3 +376,79 @@ def test_comparability_breaks_respect_acknowledgements(tmp_path):
     new = load_codebook(_variant(tmp_path, rescale))
     assert set(comparability_breaks(old, new)) == {"coop_confiance"}
     assert comparability_breaks(old, new, {"coop_confiance"}) == {}
+
+
+# --------------------------------------------------------------------------- messy exports
+def _kobo_rows() -> list[list[str]]:
+    lines = (FIX / "kobo_export.csv").read_text(encoding="utf-8").splitlines()
+    return [line.split(";") for line in lines]
+
+
+def _write(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    path.write_bytes("\n".join(";".join(r) for r in rows).encode(encoding) + b"\n")
+    return path
+
+
+def test_messy_kobo_export_holds_with_an_imported_codebook(tmp_path):
+    """cp1252, header variants, labels for codes, decimal comma, « 99.0 », a duplicate id and a
+    blank line: the rules of messy_exports.md hold for a codebook that is not ours."""
+    cb = load_codebook(_imported(tmp_path, "kobo_form.xlsx")[0])
+    rows = _kobo_rows()
+    col = {h: j for j, h in enumerate(rows[0])}
+    rows[0][col["identification/nom_commune"]] = "Nom-Commune"  # not the form's name
+    rows[1][col["cooperation/coop_existe"]] = "Oui"
+    rows[2][col["cooperation/coop_existe"]] = "NON"
+    rows[1][col["identification/poids"]] = "1,5"
+    rows[1][col["cooperation/coop_confiance"]] = "PLUTÔT D’ACCORD "
+    rows[3][col["cooperation/coop_confiance"]] = "99.0"
+    rows[7][col["cooperation/coop_confiance"]] = "Neutre"  # no such label
+    duplicate = list(rows[1])
+    rows = [*rows[:3], [""] * len(rows[0]), *rows[3:], duplicate]
+    result = ingest_file(_write(tmp_path / "messy.csv", rows, "cp1252"), cb)
+    report = result.report
+    assert report["encoding"] == "cp1252"
+    assert (
+        report["rows_valid"] + report["rows_quarantined"] + report["blank_lines"]
+        == (report["rows_read"])
+    )
+    assert report["blank_lines"] == 1
+    reasons = _reasons(result)
+    # the two copies of the first respondent, the unknown label, and the fixture's own four
+    dup_lines = [line for line, r in reasons.items() if "duplicate" in r]
+    assert len(dup_lines) == 2
+    unknown = next(r for r in reasons.values() if "'Neutre'" in r)
+    assert "coop_confiance" in unknown
+    assert "99 (« Ne sait pas »)" in unknown  # the declared special code among accepted values
+    valid = result.valid.set_index("source_line")
+    assert valid.loc[3, "coop_existe"] == 0
+    assert valid.loc[5, "coop_confiance__special"] == "nsp"
+    assert valid["nom_commune"].notna().all()
+
+
+def test_scale_change_on_a_small_file_with_an_imported_codebook(tmp_path):
+    cb = load_codebook(_imported(tmp_path, "kobo_form.xlsx")[0])
+    rows = _kobo_rows()
+    col = rows[0].index("cooperation/coop_confiance")
+    # six answers of the asked rows, five of them on a 0–10 scale (a 1–4 item)
+    for k, value in {1: "9", 3: "7", 5: "8", 6: "10", 7: "2", 8: "6"}.items():
+        rows[k][col] = value
+    result = ingest_file(_write(tmp_path / "scale.csv", rows), cb)
+    wrong = [e for e in result.report["errors"] if e.get("rule") == "wrong_scale"]
+    assert len(wrong) == 1
+    assert "coop_confiance" in wrong[0]["message"]
+    assert "5 of 6 answers are outside the scale" in wrong[0]["message"]
+    assert result.valid["coop_confiance"].isna().all()
+
+
+def test_unmapped_column_with_answers_rejects_with_a_suggestion(tmp_path):
+    cb = load_codebook(_imported(tmp_path, "kobo_form.xlsx")[0])
+    rows = _kobo_rows()
+    rows[0][rows[0].index("identification/poids")] = "Pondération finale"
+    rows[0].append("Observations")
+    for row in rows[1:]:
+        row.append("vu")
+    result = ingest_file(_write(tmp_path / "extra.csv", rows), cb)
+    assert result.exit_code == 2
+    message = result.summary()
+    assert "'Pondération finale' (column 8, 8 answer(s); → poids (the weight role)?)" in message
+    assert "'Observations' (column 31, 8 answer(s))" in message
