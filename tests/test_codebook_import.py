@@ -452,3 +452,12 @@ def test_unmapped_column_with_answers_rejects_with_a_suggestion(tmp_path):
     message = result.summary()
     assert "'Pondération finale' (column 8, 8 answer(s); → poids (the weight role)?)" in message
     assert "'Observations' (column 31, 8 answer(s))" in message
+
+
+def test_cli_codebook_import_unwritable_out_is_one_message(tmp_path, capsys):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    code = main(
+        ["codebook", "import", str(FIX / "kobo_form.xlsx"), "--out", str(tmp_path / "file" / "c")]
+    )
+    assert code == 2
+    assert "cannot write" in capsys.readouterr().err

@@ -341,10 +341,14 @@ def codebook_import(
     """Write a codebook from a survey tool's questionnaire; print what needs a review."""
     from evalterritoire.artefacts import write_text_atomic
     from evalterritoire.codebook.importing import import_codebook
+    from evalterritoire.errors import CodebookError
 
     result = import_codebook(source)
     target = out if out is not None else source.with_name(source.stem + ".codebook.yaml")
-    write_text_atomic(target, result.to_yaml())
+    try:
+        write_text_atomic(target, result.to_yaml())
+    except OSError as exc:  # a path under a file, no permission, disk full
+        raise CodebookError(f"--out {target}: cannot write ({exc.strerror or exc})") from None
     _echo(result.summary())
     _echo(f"codebook: {target}")
 

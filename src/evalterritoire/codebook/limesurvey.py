@@ -217,6 +217,9 @@ class _Reader:
             return [b.add_variable(code, label, "text", pattern=pattern, **keys)]
         if qtype == "D":
             return [b.add_variable(code, label, "date", **keys)]
+        if not code:
+            b.unmapped.append(f"question {q['qid']}: no question code (not mapped)")
+            return []
         b.unmapped.append(f"{code}: question type {qtype!r} not mapped (its columns ignored)")
         b.ignore += [code, f"{code}[*", f"{code}_*"]
         return []
