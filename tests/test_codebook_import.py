@@ -108,6 +108,8 @@ def test_xlsform_untranslatable_routing_and_constraint_are_reported(tmp_path):
     for row in (
         ["type", "name", "label", "relevant", "constraint"],
         ["integer", "age", "Âge", "", ". >= 18 and . < today()"],
+        ["integer", "enfants", "Enfants", "", ". > 0 and . < 20"],
+        ["decimal", "surface", "Surface", "", ". > 0"],
         ["text", "motif", "Motif", "string-length(${age}) > 1", ""],
         ["geopoint", "lieu", "Lieu", "", ""],
     ):
@@ -118,7 +120,11 @@ def test_xlsform_untranslatable_routing_and_constraint_are_reported(tmp_path):
     assert "motif: routing" in unmapped
     assert "age: constraint" in unmapped
     assert "lieu: type geopoint" in unmapped
-    assert result.data["variables"][1]["min"] == 18
+    variables = {v["id"]: v for v in result.data["variables"]}
+    assert variables["age"]["min"] == 18
+    assert (variables["enfants"]["min"], variables["enfants"]["max"]) == (1, 19)
+    assert variables["surface"]["min"] == 0
+    assert "surface: strict bound '. > 0' kept as inclusive" in unmapped
     assert any("territory" in n for n in result.needed)
 
 

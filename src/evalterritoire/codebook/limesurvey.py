@@ -139,6 +139,7 @@ class _Survey:
         return row.get(field, "") in ("", self.language)
 
     def choices(self, qid: str, scale: str = "0") -> list[tuple[str, str]]:
+        """The answer options of a question, (code, text) in their order."""
         rows = sorted(self.answers.get((qid, scale), []), key=lambda r: r[2])
         return [(code, text) for code, text, _ in rows]
 
@@ -176,6 +177,7 @@ class _Reader:
         self.s = survey
 
     def question(self, q: Mapping[str, str]) -> None:
+        """One question (and its subquestions) as variables, its relevance attached."""
         qtype, code, qid = q.get("type", ""), q.get("title", ""), q["qid"]
         label = self.s.texts.get(qid, "")
         keys: dict[str, Any] = {"block": f"g{q.get('gid', '')}"}

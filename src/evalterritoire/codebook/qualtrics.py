@@ -121,6 +121,7 @@ class _Reader:
         self.by_qid: dict[str, list[dict[str, Any]]] = {}
 
     def question(self, qid: str, q: Mapping[str, Any], block: str) -> None:
+        """One question as variables (a matrix: one per statement), display logic attached."""
         b = self.b
         qtype, selector = q.get("QuestionType", ""), q.get("Selector", "")
         tag = str(q.get("DataExportTag") or qid)

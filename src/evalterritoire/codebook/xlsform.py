@@ -154,6 +154,7 @@ class _Survey:
         self.groups: list[tuple[str, str, str]] = []  # (name, relevant, kind)
 
     def read(self, rows: Sequence[Mapping[str, str]]) -> None:
+        """Read every row: groups opened and closed, each question mapped."""
         for row in rows:
             kind = " ".join(row.get("type", "").replace("_", " ").split()).lower()
             name = row.get("name", "")
@@ -178,6 +179,7 @@ class _Survey:
             self.builder.ignore.append("/".join([*path, name]))
 
     def question(self, row: Mapping[str, str], qtype: str, name: str) -> None:
+        """One question row as a variable (or an ignored column, reported)."""
         b = self.builder
         base = qtype.split()[0].lower() if qtype else ""
         if any(kind == "begin repeat" for _, _, kind in self.groups):
@@ -238,6 +240,20 @@ _REGEX = re.compile(r"regex\(\s*\.\s*,\s*(['\"])(.*)\1\s*\)")
 _COUNT = re.compile(r"count-selected\(\s*\.\s*\)\s*<=\s*(\d+)")
 
 
+def _bound(op: str, value: float, vtype: str, name: str, unmapped: list[str]) -> dict:
+    """One bound of a constraint as ``min`` or ``max``.
+
+    A strict bound on whole numbers moves by one (``. > 0`` → min 1); on decimals it is kept
+    inclusive, and said so in the report.
+    """
+    if len(op) == 1 and value.is_integer() and vtype in {"count", "rating"}:
+        value += 1 if op == ">" else -1
+    elif len(op) == 1:
+        unmapped.append(f"{name}: strict bound '. {op} {value:g}' kept as inclusive")
+    number = int(value) if value.is_integer() else value
+    return {"min" if op.startswith(">") else "max": number}
+
+
 def _constraint(text: str, vtype: str, name: str, unmapped: list[str]) -> dict[str, Any]:
     """A constraint as min / max / pattern / max_choices; the rest is reported."""
     if not text.strip():
@@ -252,9 +268,7 @@ def _constraint(text: str, vtype: str, name: str, unmapped: list[str]) -> dict[s
             r = _REGEX.fullmatch(candidate)
             c = _COUNT.fullmatch(candidate)
             if m and vtype in {"count", "decimal", "rating"}:
-                value = float(m.group(2))
-                value = int(value) if value.is_integer() else value
-                out["min" if m.group(1).startswith(">") else "max"] = value
+                out.update(_bound(m.group(1), float(m.group(2)), vtype, name, unmapped))
             elif r and vtype == "text":
                 out["pattern"] = r.group(2)
             elif c and vtype == "multi_select":
