@@ -224,6 +224,7 @@ def test_labels_aliases_and_specials(results):
     assert _norm(res, "id_consentement", "alias") == (1, "O")
     assert _messages(res) == [
         "labels.csv line 6, column dyn_savoir_piloter: unknown label; expected codes 1, 2, 3, 4, 5 "
+        "or the special codes -1 (« Ne sait pas »), -2 (« Ne souhaite pas répondre ») "
         "(value 'Bof')"
     ]
     sp = results["specials.csv"]

@@ -103,6 +103,10 @@ def ingest(
             help="Repair double-encoded text ('Ã©' → 'é'); each repair is counted in the report.",
         ),
     ] = False,
+    column_map: Annotated[
+        Path | None,
+        typer.Option(help="Column-mapping CSV (source,variable) added to the codebook's map."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the ingestion report as JSON.")
     ] = False,
@@ -124,6 +128,7 @@ def ingest(
         encoding=encoding,
         delimiter=delimiter,
         repair_mojibake=repair_mojibake,
+        column_map=column_map,
     )
     out_dir = out if out is not None else Path("build") / "ingest" / export.stem
     write_ingest_outputs(result, out_dir)
@@ -314,6 +319,51 @@ def reproduce(
 
     code = run_reproduce(manifest, echo=_echo)
     raise typer.Exit(code)
+
+
+codebook_app = typer.Typer(
+    help="Codebooks: import one from a survey tool's questionnaire, compare two versions.",
+    no_args_is_help=True,
+)
+app.add_typer(codebook_app, name="codebook")
+
+
+@codebook_app.command("import")
+def codebook_import(
+    source: Annotated[
+        Path,
+        typer.Argument(help="XLSForm .xlsx, LimeSurvey .lss, SPSS .sav or Qualtrics .qsf."),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Codebook YAML to write (default: SOURCE.codebook.yaml).")
+    ] = None,
+) -> None:
+    """Write a codebook from a survey tool's questionnaire; print what needs a review."""
+    from evalterritoire.artefacts import write_text_atomic
+    from evalterritoire.codebook.importing import import_codebook
+    from evalterritoire.errors import CodebookError
+
+    result = import_codebook(source)
+    target = out if out is not None else source.with_name(source.stem + ".codebook.yaml")
+    try:
+        write_text_atomic(target, result.to_yaml())
+    except OSError as exc:  # a path under a file, no permission, disk full
+        raise CodebookError(f"--out {target}: cannot write ({exc.strerror or exc})") from None
+    _echo(result.summary())
+    _echo(f"codebook: {target}")
+
+
+@codebook_app.command("diff")
+def codebook_diff(
+    old: Annotated[Path, typer.Argument(help="Older codebook YAML.")],
+    new: Annotated[Path, typer.Argument(help="Newer codebook YAML.")],
+) -> None:
+    """Items added, removed, reworded, or whose scale or options changed. Exit 1 if any."""
+    from evalterritoire.codebook import diff_codebooks, load_codebook
+
+    changes = diff_codebooks(load_codebook(old), load_codebook(new))
+    _echo(changes.describe())
+    raise typer.Exit(1 if changes else 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,8 @@ class IngestConfig:
     header_row: int | None = None
     encoding: str | None = None
     delimiter: str | None = None
+    #: Column-mapping CSV (``source,variable``) added to the codebook's ``columns: map:``.
+    column_map: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -451,9 +453,14 @@ def _parse_study(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
-def _parse_ingest(raw: Mapping[str, Any], path: Path) -> IngestConfig:
+def _parse_ingest(raw: Mapping[str, Any], path: Path, wave: int) -> IngestConfig:
     ing = _table(raw, "ingest", path)
-    _check_keys(ing, {"profile", "sheet", "header_row", "encoding", "delimiter"}, "ingest", path)
+    _check_keys(
+        ing,
+        {"profile", "sheet", "header_row", "encoding", "delimiter", "column_map"},
+        "ingest",
+        path,
+    )
     return IngestConfig(
         profile=_choice(
             ing.get("profile", "auto"),
@@ -465,7 +472,19 @@ def _parse_ingest(raw: Mapping[str, Any], path: Path) -> IngestConfig:
         header_row=_typed(ing, "header_row", int, "ingest", path),
         encoding=_typed(ing, "encoding", str, "ingest", path),
         delimiter=_typed(ing, "delimiter", str, "ingest", path),
+        column_map=_parse_column_map(ing, path, wave),
     )
+
+
+def _parse_column_map(ing: Mapping[str, Any], path: Path, wave: int) -> Path | None:
+    """``[ingest] column_map``: an existing CSV (``source,variable``) relative to the study."""
+    name = _typed(ing, "column_map", str, "ingest", path)
+    if not name:
+        return None
+    resolved = _resolve(path.parent, name, wave)
+    if not resolved.is_file():
+        raise _fail(path, "ingest.column_map", f"file not found: {resolved}")
+    return resolved
 
 
 def _parse_design(raw: Mapping[str, Any], path: Path, codebook: str | Path) -> DesignConfig:
@@ -674,7 +693,7 @@ def load_study(path: str | Path) -> StudyConfig:
     return StudyConfig(
         path=path,
         **study,
-        ingest=_parse_ingest(raw, path),
+        ingest=_parse_ingest(raw, path, wave),
         design=_parse_design(raw, path, study["codebook"]),
         calibration=_parse_calibration(raw, path, wave),
         maturity=_parse_maturity(raw, path),

@@ -181,6 +181,7 @@ def run_ingest(config: StudyConfig, *, codebook: Codebook | None = None) -> Inge
                 header_row=config.ingest.header_row,
                 encoding=config.ingest.encoding,
                 delimiter=config.ingest.delimiter,
+                column_map=config.ingest.column_map,
             )
         )
     result = results[0] if len(results) == 1 else combine_results(results)

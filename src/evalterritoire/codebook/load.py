@@ -7,14 +7,11 @@ domains, blocks), respondent groups, variables (with their roles), rules, scorin
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from evalterritoire.codebook.model import (
     MISSING_VALUE,
@@ -30,7 +27,26 @@ from evalterritoire.codebook.model import (
     SpecialCode,
     Variable,
 )
-from evalterritoire.codebook.text import normalise_text
+from evalterritoire.codebook.parsing import (
+    _as_code,
+    _as_label,
+    _as_mapping,
+    _as_str,
+    _as_str_tuple,
+    _describe,
+    _fail,
+    _number,
+)
+from evalterritoire.codebook.safeyaml import load_yaml_file
+from evalterritoire.codebook.safeyaml import short_repr as _show
+from evalterritoire.codebook.sections import (
+    check_routing,
+    check_special_spellings,
+    parse_column_rules,
+    parse_references,
+    variable_rules,
+)
+from evalterritoire.codebook.text import normalise_header
 from evalterritoire.errors import CodebookError
 
 __all__ = ["default_codebook_path", "load_codebook"]
@@ -41,111 +57,26 @@ def default_codebook_path() -> Path:
     return Path(str(resources.files("evalterritoire") / "data" / "codebook.yaml"))
 
 
-def _fail(where: str, problem: str) -> CodebookError:
-    return CodebookError(f"codebook {where}: {problem}")
-
-
-def _as_mapping(value: Any, where: str) -> Mapping:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _fail(where, f"expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _describe(value: Any) -> str:
-    """Type and value of a malformed entry, for messages (``list ['a', 'b']``)."""
-    return f"{type(value).__name__} {value!r}"
-
-
-def _as_str(value: Any, where: str, *, default: str | None = None) -> str | None:
-    """A string entry (``None`` gives ``default``); anything else names the key and problem."""
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _fail(where, f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _as_label(value: Any, where: str, *, default: str = "") -> str:
-    """A label: a string or a plain number written unquoted in YAML (``1: 1``)."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _fail(where, f"expected a text label, got {_describe(value)}")
-    return str(value)
-
-
-def _as_code(value: Any, where: str) -> int:
-    """An integer code given as an integer or as integer text (``"3"``, ``"-1"``)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise _fail(where, f"code {value!r} is not an integer")
-
-
-def _as_str_tuple(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
-        raise _fail(where, f"expected a list of strings, got {_describe(value)}")
-    out = tuple(value)
-    for item in out:
-        if not isinstance(item, str):
-            raise _fail(where, f"expected a list of strings, found {item!r}")
-    return out
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(where, f"expected a number, got {value!r}")
-    return value
-
-
 _VAR_KEYS = {
     "id", "label_fr", "label_en", "label_short", "type", "scale", "block", "feeds", "required",
     "dimension", "fragility", "options", "special_codes", "asked_to", "reverse_coded",
     "milestone", "min", "max", "pattern", "aliases", "synonyms", "max_choices", "level",
-    "key_indicator_for_stages", "note", "role",
+    "key_indicator_for_stages", "note", "role", "relevant", "warn_below", "warn_above",
+    "warn_median_ratio", "reference",
 }  # fmt: skip
 _TOP_KEYS = {
     "codebook", "missing_spellings", "special_codes", "scales", "maturity_dimensions",
     "fragility_domains", "blocks", "respondent_groups", "scoring", "variables", "rules",
+    "references", "columns",
 }  # fmt: skip
 #: Roles a routing condition may name.
 _GROUP_ROLES = ("respondent_type", "respondent_role")
 
 
-def _check_special_spellings(special: Mapping[str, SpecialCode]) -> None:
-    """Refuse a spelling (key, label, numeric code or listed spelling) shared by two codes.
-
-    Raises
-    ------
-    CodebookError
-        Naming the second code's key, the spelling and the code that already uses it.
-    """
-    owner: dict[str, str] = {}
-    for sc in special.values():
-        fields = [("", sc.key), (".label_fr", sc.label_fr), (".code", str(sc.code))]
-        fields += [(".spellings", s) for s in sc.spellings]
-        for suffix, spelling in fields:
-            norm = normalise_text(spelling)
-            other = owner.setdefault(norm, sc.key)
-            if other != sc.key:
-                raise _fail(
-                    f"key 'special_codes.{sc.key}'{suffix}",
-                    f"spelling {spelling!r} is already used by special code {other!r} "
-                    "(a cell would be ambiguous)",
-                )
-
-
 def _check_header_names(variables: Iterable[Variable]) -> None:
     """Refuse a header name (id, French label or synonym) claimed by two variables.
 
-    Names are compared after :func:`normalise_text`, as headers are matched.
+    Names are compared after :func:`normalise_header`, as headers are matched.
 
     Raises
     ------
@@ -159,11 +90,11 @@ def _check_header_names(variables: Iterable[Variable]) -> None:
     names += [(i, var, "label_fr", var.label_fr) for i, var in indexed]
     names += [(i, var, "synonyms", s) for i, var in indexed for s in var.synonyms]
     for i, var, what, name in names:
-        other_id, other_what = owner.setdefault(normalise_text(name), (var.id, what))
+        other_id, other_what = owner.setdefault(normalise_header(name), (var.id, what))
         if other_id != var.id:
             raise _fail(
                 f"key 'variables[{i}]' (id '{var.id}').{what}",
-                f"header name {name!r} is already claimed by variable '{other_id}' "
+                f"header name {_show(name)} is already claimed by variable '{other_id}' "
                 f"(its {other_what.replace('synonyms', 'synonym')}); a column with this "
                 "header would be ambiguous",
             )
@@ -176,10 +107,10 @@ def _parse_special_codes(raw: Mapping) -> dict[str, SpecialCode]:
         sc = _as_mapping(sc, where)
         code = sc.get("code")
         if not isinstance(code, int) or isinstance(code, bool):
-            raise _fail(where, f"'code' must be an integer, got {code!r}")
+            raise _fail(where, f"'code' must be an integer, got {_show(code)}")
         kind = _as_str(sc.get("kind"), f"{where}.kind", default="dont_know")
         if kind not in SPECIAL_KINDS:
-            raise _fail(where, f"'kind' must be one of {sorted(SPECIAL_KINDS)}, got {kind!r}")
+            raise _fail(where, f"'kind' must be one of {sorted(SPECIAL_KINDS)}, got {_show(kind)}")
         special[str(key)] = SpecialCode(
             key=str(key),
             code=code,
@@ -187,7 +118,6 @@ def _parse_special_codes(raw: Mapping) -> dict[str, SpecialCode]:
             kind=kind,
             spellings=_as_str_tuple(sc.get("spellings"), f"{where}.spellings"),
         )
-    _check_special_spellings(special)
     return special
 
 
@@ -196,7 +126,7 @@ def _parse_scale(sid: str, sc: Any) -> Scale:
     sc = _as_mapping(sc, where)
     stype = _as_str(sc.get("type"), f"{where}.type")
     if stype not in VARIABLE_TYPES:
-        raise _fail(where, f"'type' must be one of {sorted(VARIABLE_TYPES)}, got {stype!r}")
+        raise _fail(where, f"'type' must be one of {sorted(VARIABLE_TYPES)}, got {_show(stype)}")
     values: dict[int, str] = {}
     for k, v in _as_mapping(sc.get("values"), f"{where}.values").items():
         values[_as_code(k, f"{where}.values")] = _as_label(v, f"{where}.values.{k}")
@@ -204,10 +134,11 @@ def _parse_scale(sid: str, sc: Any) -> Scale:
     for k, v in _as_mapping(sc.get("aliases"), f"{where}.aliases").items():
         if isinstance(v, bool) or not isinstance(v, int):
             raise _fail(
-                f"{where}.aliases", f"alias {k!r} must map to an integer code, got {_describe(v)}"
+                f"{where}.aliases",
+                f"alias {_show(k)} must map to an integer code, got {_describe(v)}",
             )
         if v not in values and values:
-            raise _fail(f"{where}.aliases", f"alias {k!r} maps to unknown code {v!r}")
+            raise _fail(f"{where}.aliases", f"alias {_show(k)} maps to unknown code {_show(v)}")
         aliases[str(k)] = v
     lo, hi = _number(sc.get("min"), f"{where}.min"), _number(sc.get("max"), f"{where}.max")
     if lo is not None and hi is not None and lo > hi:
@@ -237,7 +168,8 @@ def _parse_groups(raw: Mapping) -> dict[str, RespondentGroup]:
             for role, allowed in value.items():
                 if role not in _GROUP_ROLES:
                     raise _fail(
-                        where, f"condition on {role!r}: a group names {' or '.join(_GROUP_ROLES)}"
+                        where,
+                        f"condition on {_show(role)}: a group names {' or '.join(_GROUP_ROLES)}",
                     )
                 conditions[str(role)] = frozenset(_as_str_tuple(allowed, f"{where}.{role}"))
         else:
@@ -251,8 +183,9 @@ def _parse_groups(raw: Mapping) -> dict[str, RespondentGroup]:
 class _Context:
     """What a variable entry is checked against (the sections parsed before the variables)."""
 
-    def __init__(self, raw: Mapping) -> None:
+    def __init__(self, raw: Mapping, base: Path | None) -> None:
         self.special = _parse_special_codes(raw)
+        self.references = parse_references(raw, base)
         self.scales = {
             str(sid): _parse_scale(str(sid), sc)
             for sid, sc in _as_mapping(raw.get("scales"), "key 'scales'").items()
@@ -268,7 +201,7 @@ def _check_variable_keys(rv: Mapping, i: int, seen: set[str]) -> tuple[str, str]
     where = f"key 'variables[{i}]'"
     vid = rv.get("id")
     if not isinstance(vid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", vid):
-        raise _fail(f"{where}.id", f"must be a snake_case ASCII identifier, got {vid!r}")
+        raise _fail(f"{where}.id", f"must be a snake_case ASCII identifier, got {_show(vid)}")
     where = f"key 'variables[{i}]' (id '{vid}')"
     if vid in seen:
         raise _fail(where, "duplicate variable id")
@@ -284,10 +217,10 @@ def _check_variable_keys(rv: Mapping, i: int, seen: set[str]) -> tuple[str, str]
 def _variable_type_and_scale(rv: Mapping, where: str, ctx: _Context) -> tuple[str, str | None]:
     vtype = _as_str(rv.get("type"), f"{where}.type")
     if vtype not in VARIABLE_TYPES:
-        raise _fail(f"{where}.type", f"must be one of {sorted(VARIABLE_TYPES)}, got {vtype!r}")
+        raise _fail(f"{where}.type", f"must be one of {sorted(VARIABLE_TYPES)}, got {_show(vtype)}")
     scale = _as_str(rv.get("scale"), f"{where}.scale")
     if scale is not None and scale not in ctx.scales:
-        raise _fail(f"{where}.scale", f"unknown scale {scale!r}")
+        raise _fail(f"{where}.scale", f"unknown scale {_show(scale)}")
     if vtype in {"likert", "ordinal"} and (scale is None or not ctx.scales[scale].values):
         raise _fail(f"{where}.scale", f"a {vtype} variable needs a scale with coded values")
     return vtype, scale
@@ -295,7 +228,7 @@ def _variable_type_and_scale(rv: Mapping, where: str, ctx: _Context) -> tuple[st
 
 def _member(value: str | None, known: Iterable[str], where: str, what: str) -> str | None:
     if value is not None and value not in known:
-        raise _fail(where, f"unknown {what} {value!r}")
+        raise _fail(where, f"unknown {what} {_show(value)}")
     return value
 
 
@@ -310,7 +243,7 @@ def _variable_references(rv: Mapping, where: str, ctx: _Context) -> dict[str, An
     block = _as_str(rv.get("block"), f"{where}.block", default="")
     if block and ctx.blocks and block not in ctx.blocks:
         raise _fail(
-            f"{where}.block", f"unknown block {block!r} (declared: {', '.join(ctx.blocks)})"
+            f"{where}.block", f"unknown block {_show(block)} (declared: {', '.join(ctx.blocks)})"
         )
     dim = _as_str(rv.get("dimension"), f"{where}.dimension")
     frag = _as_str(rv.get("fragility"), f"{where}.fragility")
@@ -348,13 +281,14 @@ def _variable_values(
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise _fail(
                 f"{where}.aliases",
-                f"alias {k!r} must map to an option key or a code, got {_describe(v)}",
+                f"alias {_show(k)} must map to an option key or a code, got {_describe(v)}",
             )
         if options and v not in options:
-            raise _fail(f"{where}.aliases", f"alias {k!r} maps to unknown option {v!r}")
+            raise _fail(f"{where}.aliases", f"alias {_show(k)} maps to unknown option {_show(v)}")
         if codes and v not in codes:
             raise _fail(
-                f"{where}.aliases", f"alias {k!r} maps to unknown code {v!r} of scale {scale!r}"
+                f"{where}.aliases",
+                f"alias {_show(k)} maps to unknown code {_show(v)} of scale {_show(scale)}",
             )
     return {"options": options, "pattern": pattern, "min": lo, "max": hi, "aliases": aliases}
 
@@ -363,21 +297,24 @@ def _variable_flags(rv: Mapping, where: str, vtype: str) -> dict[str, Any]:
     """Level, choice limit, booleans and role of a variable."""
     level = _as_str(rv.get("level"), f"{where}.level", default="respondent")
     if level not in {"respondent", "territory"}:
-        raise _fail(f"{where}.level", f"must be 'respondent' or 'territory', got {level!r}")
+        raise _fail(f"{where}.level", f"must be 'respondent' or 'territory', got {_show(level)}")
     max_choices = rv.get("max_choices")
     if max_choices is not None and (
         isinstance(max_choices, bool) or not isinstance(max_choices, int) or max_choices < 1
     ):
-        raise _fail(f"{where}.max_choices", f"must be a positive integer, got {max_choices!r}")
+        raise _fail(f"{where}.max_choices", f"must be a positive integer, got {_show(max_choices)}")
     for flag in ("required", "reverse_coded", "milestone"):
         if not isinstance(rv.get(flag, False), bool):
-            raise _fail(f"{where}.{flag}", f"must be true or false, got {rv.get(flag)!r}")
+            raise _fail(f"{where}.{flag}", f"must be true or false, got {_show(rv.get(flag))}")
     role = _as_str(rv.get("role"), f"{where}.role")
     if role is not None and role not in ROLES:
-        raise _fail(f"{where}.role", f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        raise _fail(f"{where}.role", f"unknown role {_show(role)} (roles: {', '.join(ROLES)})")
     implied = TYPE_ROLES.get(vtype)
     if role is not None and implied is not None and role != implied:
-        raise _fail(f"{where}.role", f"a {vtype} variable plays the role {implied!r}, not {role!r}")
+        raise _fail(
+            f"{where}.role",
+            f"a {vtype} variable plays the role {_show(implied)}, not {_show(role)}",
+        )
     return {
         "level": level,
         "max_choices": max_choices,
@@ -407,6 +344,7 @@ def _parse_variable(rv: Any, i: int, ctx: _Context, seen: set[str]) -> Variable:
         **_variable_references(rv, where, ctx),
         **_variable_values(rv, where, scale, ctx, vtype),
         **_variable_flags(rv, where, vtype),
+        **variable_rules(rv, where, vtype, ctx.references),
     )
 
 
@@ -431,7 +369,9 @@ def _rule_values(value: Any, where: str) -> tuple[Any, ...]:
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise _fail(where, f"values must be codes, option keys or '{MISSING_VALUE}', got {v!r}")
+            raise _fail(
+                where, f"values must be codes, option keys or '{MISSING_VALUE}', got {_show(v)}"
+            )
         out.append(v)
     if not out:
         raise _fail(where, "needs at least one value")
@@ -450,7 +390,7 @@ def _parse_rule(entry: Any, i: int, known: Mapping[str, Variable]) -> Rule:
     deps = _as_str_tuple(then.get("variables"), f"{where}.then.variables")
     for name, key in [(gate_var, "if.variable"), *((d, "then.variables") for d in deps)]:
         if name not in known:
-            raise _fail(f"{where}.{key}", f"unknown variable {name!r}")
+            raise _fail(f"{where}.{key}", f"unknown variable {_show(name)}")
     if not deps:
         raise _fail(f"{where}.then.variables", "names no variable")
     return Rule(
@@ -467,11 +407,11 @@ def _parse_scoring(raw: Mapping) -> float:
     scoring = _as_mapping(raw.get("scoring"), "key 'scoring'")
     share = scoring.get("min_item_share", 2 / 3)
     if not isinstance(share, int | float) or not 0 < share <= 1:
-        raise _fail("key 'scoring.min_item_share'", f"must be in (0, 1], got {share!r}")
+        raise _fail("key 'scoring.min_item_share'", f"must be in (0, 1], got {_show(share)}")
     return float(share)
 
 
-def _parse(raw: Any, source: str, digest: str) -> Codebook:
+def _parse(raw: Any, source: str, digest: str, base: Path | None = None) -> Codebook:
     raw = _as_mapping(raw, "(top level)")
     unknown = sorted(set(raw) - _TOP_KEYS, key=str)
     if unknown:
@@ -479,12 +419,14 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
     meta = _as_mapping(raw.get("codebook"), "key 'codebook'")
     if "variables" not in raw:
         raise _fail("(top level)", "missing required key 'variables'")
-    ctx = _Context(raw)
+    ctx = _Context(raw, base)
     raw_vars = raw["variables"]
     if not isinstance(raw_vars, list) or not raw_vars:
         raise _fail("key 'variables'", "expected a non-empty list of variables")
     seen: set[str] = set()
     variables = [_parse_variable(rv, i, ctx, seen) for i, rv in enumerate(raw_vars)]
+    variables = check_routing(variables, ctx.special)
+    check_special_spellings(ctx.special, variables)
     _check_roles(variables)
     _check_header_names(variables)
     by_id = {v.id: v for v in variables}
@@ -508,6 +450,8 @@ def _parse(raw: Any, source: str, digest: str) -> Codebook:
         sha256=digest,
         source=source,
         rules=tuple(_parse_rule(r, i, by_id) for i, r in enumerate(rules_raw)),
+        references=ctx.references,
+        columns=parse_column_rules(raw, base, by_id),
     )
 
 
@@ -533,19 +477,8 @@ def load_codebook(path: str | Path | None = None) -> Codebook:
     if path is None or str(path) == "default":
         path = default_codebook_path()
     path = Path(path)
+    raw, digest = load_yaml_file(path, "codebook", CodebookError)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CodebookError(f"codebook {path}: cannot be read ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CodebookError(f"codebook {path}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CodebookError(f"codebook {path}: invalid YAML{where}") from None
-    try:
-        return _parse(raw, path.name, hashlib.sha256(data).hexdigest())
+        return _parse(raw, path.name, digest, path.parent)
     except CodebookError as exc:
         raise CodebookError(f"{path.name}: {exc}") from None

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from evalterritoire.codebook.text import normalise_text
+from evalterritoire.codebook.conditions import Condition
+from evalterritoire.codebook.text import normalise_header, normalise_text
 from evalterritoire.errors import CodebookError
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "ROLES",
     "VARIABLE_TYPES",
     "Codebook",
+    "ColumnRules",
+    "ReferenceList",
     "RespondentGroup",
     "Rule",
     "Scale",
@@ -217,6 +220,17 @@ class Variable:
         Column role (:data:`ROLES`) declared with ``role:`` or implied by the type.
     label_short : str
         Short French label for charts and narrow tables (``label_fr`` when not declared).
+    relevant : Condition or None
+        Routing: when the question was asked (:mod:`evalterritoire.codebook.conditions`). Where
+        it is false, an empty cell is « not asked » (the codebook's ``not_asked`` special code,
+        added to ``special_codes``) and an answer is an error.
+    warn_below, warn_above : float or None
+        Soft bounds: values beyond them are valid but counted in a warning.
+    warn_median_ratio : float or None
+        Soft bound relative to the median (extreme weights): values above ``ratio × median``
+        or below ``median / ratio`` are counted in a warning.
+    reference : str or None
+        Name of the codebook's reference list (``references:``) the codes must belong to.
     """
 
     id: str
@@ -244,6 +258,11 @@ class Variable:
     key_indicator_for_stages: tuple[str, ...] = ()
     role: str | None = None
     label_short: str = ""
+    relevant: Condition | None = None
+    warn_below: float | None = None
+    warn_above: float | None = None
+    warn_median_ratio: float | None = None
+    reference: str | None = None
 
     @property
     def special_col(self) -> str | None:
@@ -320,6 +339,74 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ReferenceList:
+    """A list of valid codes (e.g. the official list of communes), declared in ``references:``.
+
+    Attributes
+    ----------
+    name : str
+        Name used by the variables' ``reference:``.
+    codes : frozenset of str
+        The valid codes (as written in the list, trimmed; INSEE-style codes upper-cased).
+    version : str
+        Version of the list (reported in the ingestion report).
+    label : str
+        What the list is.
+    file : str
+        File name of the list.
+    sha256 : str
+        Hash of the list's file.
+    """
+
+    name: str
+    codes: frozenset[str]
+    version: str = ""
+    label: str = ""
+    file: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnRules:
+    """What to do with export columns the variables' names do not match (``columns:``).
+
+    Attributes
+    ----------
+    map : mapping of str to str
+        Normalised source header (:func:`~evalterritoire.codebook.text.normalise_header`) →
+        variable id, or ``<id>__<option>`` for one 0/1 column of a multi-select.
+    ignore : tuple of str
+        Header patterns (``fnmatch``: ``_*``, ``meta/*``) of columns dropped on purpose.
+    keep : tuple of str
+        Header patterns of columns kept as text metadata in the typed data (named by their
+        header).
+    """
+
+    map: Mapping[str, str] = field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+
+    def target(self, header: str) -> str | None:
+        """The variable (or option column) a header is mapped to, if any."""
+        return self.map.get(normalise_header(header))
+
+    def ignores(self, header: str) -> bool:
+        """Whether a header matches an ``ignore`` pattern."""
+        return _matches(self.ignore, header)
+
+    def keeps(self, header: str) -> bool:
+        """Whether a header matches a ``keep`` pattern."""
+        return _matches(self.keep, header)
+
+
+def _matches(patterns: tuple[str, ...], header: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    key = normalise_text(header)
+    return any(fnmatchcase(key, normalise_text(p)) for p in patterns)
+
+
+@dataclass(frozen=True)
 class Codebook:
     """A loaded, validated codebook (immutable).
 
@@ -340,6 +427,8 @@ class Codebook:
     sha256: str = ""
     source: str = ""
     rules: tuple[Rule, ...] = ()
+    references: Mapping[str, ReferenceList] = field(default_factory=dict)
+    columns: ColumnRules = field(default_factory=ColumnRules)
 
     # ------------------------------------------------------------------ lookup
     @cached_property
@@ -536,12 +625,30 @@ class Codebook:
 
     @cached_property
     def header_lookup(self) -> dict[str, str]:
-        """Normalised header (id, French label or declared synonym) → variable id."""
+        """Header name (id, French label or synonym) after :func:`normalise_text` → variable id."""
         out: dict[str, str] = {}
         for var in self.variables:
             for name in (var.id, var.label_fr, *var.synonyms):
                 out.setdefault(normalise_text(name), var.id)
         return out
+
+    @cached_property
+    def header_index(self) -> dict[str, str]:
+        """Header name after :func:`~evalterritoire.codebook.text.normalise_header` → variable id.
+
+        The key headers are matched with: case, accents, spaces, ``_`` and ``-`` folded, so
+        « Nom commune » finds ``nom_commune``.
+        """
+        out: dict[str, str] = {}
+        for var in self.variables:
+            for name in (var.id, var.label_fr, *var.synonyms):
+                out.setdefault(normalise_header(name), var.id)
+        return out
+
+    @property
+    def not_asked_key(self) -> str | None:
+        """Key of the special code of kind ``not_asked`` (« question non posée »), if any."""
+        return next((k for k, sc in self.special_codes.items() if sc.kind == "not_asked"), None)
 
     @cached_property
     def special_lookup(self) -> dict[str, str]:
@@ -550,6 +657,19 @@ class Codebook:
         for sc in self.special_codes.values():
             for s in (sc.key, sc.label_fr, str(sc.code), *sc.spellings):
                 out.setdefault(normalise_text(s), sc.key)
+        return out
+
+    def special_lookup_of(self, var_id: str) -> dict[str, str]:
+        """Normalised spelling → key of the special codes one variable declares.
+
+        Built from the variable's own codes, so that two codes sharing a label (« Ne sait
+        pas » coded 9 on one item and 999 on another) each resolve on their item.
+        """
+        out: dict[str, str] = {}
+        for key in self[var_id].special_codes:
+            sc = self.special_codes[key]
+            for s in (sc.key, sc.label_fr, str(sc.code), *sc.spellings):
+                out.setdefault(normalise_text(s), key)
         return out
 
     def value_lookup(self, var_id: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ reasons to the file's :class:`~evalterritoire.ingest.report._Errors`:
 * :func:`_check_duplicates` — the same respondent id (codebook role ``respondent_id``) more
   than once within a wave (role ``wave``, whatever its type; the whole file when the codebook
   or the export has no wave), every copy quarantined, the diverging columns named;
+* :func:`_check_soft_bounds` — values beyond a variable's ``warn_below`` / ``warn_above`` or
+  far from the median (``warn_median_ratio``, extreme weights): valid, counted in a warning;
 * :func:`_check_rules` — the codebook's cross-column rules (:class:`~evalterritoire.codebook.Rule`):
   on the rows where the gate variable takes one of the rule's values, every dependent variable
   must take one of the allowed values.
@@ -37,11 +39,16 @@ def _check_required(
     status_of: Mapping[str, np.ndarray],
     text_cols: Mapping[str, tuple[np.ndarray, np.ndarray]],
     errors: _Errors,
+    asked: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Quarantine the rows where a required variable has no answer."""
+    """Quarantine the rows where a required variable has no answer (where it was asked)."""
+    asked = asked or {}
     for var in present:
         if var.required and var.id in status_of:
-            miss = np.flatnonzero(status_of[var.id] == _MISSING)
+            missing = status_of[var.id] == _MISSING
+            if var.id in asked:
+                missing &= asked[var.id]
+            miss = np.flatnonzero(missing)
             if len(miss):
                 codes, uniques = text_cols[var.id]
                 errors.add(
@@ -267,3 +274,44 @@ def _allowed(values: Sequence[Any]) -> str:
     if len(shown) == 1:
         return shown[0]
     return "one of " + ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+# ------------------------------------------------------------------------------ soft bounds
+#: Lines named in a soft-bound warning (the count says how many there are).
+_MAX_WARN_LINES = 10
+
+
+def _check_soft_bounds(
+    present: Sequence[Variable], columns: Mapping[str, Any], lines: np.ndarray, found: Any
+) -> None:
+    """Warn about values beyond the soft bounds of their variable; nothing is quarantined.
+
+    ``found`` is the file's :class:`~evalterritoire.ingest.report._Findings` (its ``name`` and
+    ``warnings`` are used).
+    """
+    for var in present:
+        bounds = (var.warn_below, var.warn_above, var.warn_median_ratio)
+        if all(b is None for b in bounds) or var.id not in columns:
+            continue
+        values = np.asarray(columns[var.id], dtype=float)
+        checks = []
+        if var.warn_below is not None:
+            checks.append((values < var.warn_below, f"below {_fmt(var.warn_below)} (warn_below)"))
+        if var.warn_above is not None:
+            checks.append((values > var.warn_above, f"above {_fmt(var.warn_above)} (warn_above)"))
+        if var.warn_median_ratio is not None and np.isfinite(values).any():
+            median = float(np.nanmedian(values))
+            ratio = var.warn_median_ratio
+            far = (values > ratio * median) | (values < median / ratio)
+            checks.append(
+                (far, f"more than {_fmt(ratio)} times the median {_fmt(round(median, 6))} away")
+            )
+        for mask, what in checks:
+            rows = np.flatnonzero(mask)
+            if len(rows):
+                shown = ", ".join(str(x) for x in lines[rows[:_MAX_WARN_LINES]])
+                more = " …" if len(rows) > _MAX_WARN_LINES else ""
+                found.warnings.append(
+                    f"{found.name}: column {var.id!r}: {len(rows)} value(s) {what}, lines "
+                    f"{shown}{more}: kept as valid, check them"
+                )

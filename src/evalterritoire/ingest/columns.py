@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from evalterritoire.codebook import Codebook, Variable, normalise_text
+from evalterritoire.errors import FileRejectedError
 from evalterritoire.ingest.frame import _LazyNum, _LazyStr
 from evalterritoire.ingest.parse import (
     _ERROR,
@@ -39,12 +40,13 @@ from evalterritoire.ingest.parse import (
     _repair_mojibake,
     _Spec,
 )
-from evalterritoire.ingest.raw import _map_header, _Raw
+from evalterritoire.ingest.raw import _map_header, _Raw, _suggest_variable
+from evalterritoire.ingest.references import _check_reference
 from evalterritoire.ingest.report import _Findings, _norm_add
 
 #: Cell texts read as 0 / 1 in a 0/1 option column, besides numbers.
-_TRUE = frozenset({"true", "vrai", "oui"})
-_FALSE = frozenset({"false", "faux", "non"})
+_TRUE = frozenset({"true", "vrai", "oui", "y", "yes"})
+_FALSE = frozenset({"false", "faux", "non", "n", "no"})
 
 
 # ------------------------------------------------------------------------------- header
@@ -54,23 +56,29 @@ class _Header:
 
     ``mapping`` holds one target per raw column (:func:`~evalterritoire.ingest.raw._map_header`);
     ``by_var`` the raw column of each variable, ``opt_cols`` the raw 0/1 column of each option
-    of a multi-select (variable → option → column).
+    of a multi-select (variable → option → column), ``kept`` the raw column of each column kept
+    as metadata (header → column).
     """
 
     mapping: list[tuple]
     by_var: dict[str, int] = field(default_factory=dict)
     opt_cols: dict[str, dict[str, int]] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
 
 
 def _map_columns(
     raw: _Raw, codebook: Codebook, found: _Findings, *, repair_mojibake: bool
 ) -> _Header:
-    """Map the header to the codebook; warn about unknown columns, check the unnamed ones."""
+    """Map the header to the codebook; check the unnamed, kept, ignored and unknown columns.
+
+    A column that matches no variable and holds answers rejects the file, unless the codebook
+    maps, ignores or keeps it (:func:`_refuse_unknown`); an empty one is dropped with a warning.
+    """
     name = found.name
     header = _Header(_map_header(raw.header, codebook, name, raw.header_line)["targets"])
     if repair_mojibake:
         _repair_mojibake(raw, header.mapping, found.norms, found.warnings, name)
-    unknown, unnamed = [], []
+    unknown, unnamed, ignored = [], [], []
     for j, t in enumerate(header.mapping):
         if t[0] == "var":
             header.by_var[t[1]] = j
@@ -80,24 +88,62 @@ def _map_columns(
             header.opt_cols.setdefault(t[1], {})[t[2]] = j
         elif t[0] == "unnamed":
             unnamed.append(j)
+        elif t[0] == "keep":
+            header.kept[t[1]] = j
+        elif t[0] == "ignored":
+            ignored.append(t[1])
         else:
-            unknown.append(raw.header[j])
-    if unknown:
-        found.warnings.append(
-            f"{name}: {len(unknown)} column(s) not in the codebook ignored: "
-            + ", ".join(repr(u) for u in unknown[:20])
-            + (" …" if len(unknown) > 20 else "")
-        )
+            unknown.append(j)
+    _refuse_unknown(raw, codebook, header, unknown, found)
+    found.columns_ignored.extend(ignored)
     for j in unnamed:
         _unnamed_column(raw, j, found)
     return header
 
 
+def _filled_rows(raw: _Raw, j: int) -> np.ndarray:
+    """Positions of the rows whose cell in column ``j`` is not blank."""
+    u, c = raw.uniques[j], raw.codes[j]
+    filled = np.array([bool(str(x).strip()) for x in u], dtype=bool)
+    return np.flatnonzero(filled[c]) if len(c) else np.zeros(0, np.int64)
+
+
+def _refuse_unknown(
+    raw: _Raw, codebook: Codebook, header: _Header, unknown: list[int], found: _Findings
+) -> None:
+    """Reject the file when a column matching no variable holds answers; warn about empty ones.
+
+    The message lists every such column with its number of answers and, when one is likely,
+    the variable it could be (a role word such as « Pondération », or a close name).
+    """
+    holding = [(j, len(_filled_rows(raw, j))) for j in unknown]
+    empty = [raw.header[j] for j, n in holding if n == 0]
+    if empty:
+        found.warnings.append(
+            f"{found.name}: {len(empty)} empty column(s) not in the codebook dropped: "
+            + ", ".join(repr(u) for u in empty)
+        )
+    with_data = [(j, n) for j, n in holding if n]
+    if not with_data:
+        return
+    present = set(header.by_var) | set(header.opt_cols)
+    desc = ", ".join(
+        f"{raw.header[j]!r} (column {j + 1}, {n} answer(s)"
+        f"{_suggest_variable(raw.header[j], codebook, present)})"
+        for j, n in with_data
+    )
+    raise FileRejectedError(
+        f"{found.name}: {len(with_data)} column(s) of the header on line {raw.header_line} are "
+        f"not in the codebook and hold answers: {desc}. Map each one to a variable (the "
+        "codebook's columns: map:, or a column-mapping file: --column-map / [ingest] "
+        "column_map), or declare it in the codebook's columns: ignore: or columns: keep:"
+    )
+
+
 def _unnamed_column(raw: _Raw, j: int, found: _Findings) -> None:
     """A column without a header name: dropped when empty, its data quarantined otherwise."""
     u, c = raw.uniques[j], raw.codes[j]
-    filled = np.array([bool(str(x).strip()) for x in u], dtype=bool)
-    rows = np.flatnonzero(filled[c]) if len(c) else np.zeros(0, np.int64)
+    rows = _filled_rows(raw, j)
     if len(rows):
         found.errors.add(
             rows,
@@ -128,6 +174,8 @@ class _Typed:
         Variable id → per-row parse status (missing, value, special, error).
     multi_text : dict
         Multi-select id → (status, value, codes) of its text column, to compare with 0/1 columns.
+    meta : list of str
+        Columns kept as text metadata (``columns: keep:``), named by their header.
     """
 
     columns: dict[str, Any] = field(default_factory=dict)
@@ -135,6 +183,7 @@ class _Typed:
     text_cols: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     status_of: dict[str, np.ndarray] = field(default_factory=dict)
     multi_text: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    meta: list[str] = field(default_factory=list)
 
 
 def _parse_columns(raw: _Raw, codebook: Codebook, header: _Header, found: _Findings) -> _Typed:
@@ -148,6 +197,11 @@ def _parse_columns(raw: _Raw, codebook: Codebook, header: _Header, found: _Findi
             _parse_column(raw, codebook, var, header.by_var[var.id], typed, found)
         if var.id in header.opt_cols:
             _option_columns(var, header.opt_cols[var.id], raw, typed, found)
+    for name, j in header.kept.items():
+        texts = np.array([str(u).strip() or None for u in raw.uniques[j]], dtype=object)
+        typed.columns[name] = _LazyStr(texts, raw.codes[j])
+        typed.meta.append(name)
+        found.columns_kept.append(name)
     _warn_zero_pad(found)
     return typed
 
@@ -160,11 +214,14 @@ def _parse_column(
     codes, uniques = raw.codes[j], raw.uniques[j]
     typed.text_cols[var.id] = (codes, uniques)
     parsed = _parse_uniques(spec, uniques)
+    if var.reference is not None:
+        found.not_in_reference[var.id] = _check_reference(var, codebook, parsed)
     _count_normalisations(var.id, parsed, codes, uniques, found.norms)
     status = parsed.status[codes]
     err_rows = np.flatnonzero(status == _ERROR)
-    if _wrong_scale(spec, parsed, status, err_rows, codes, uniques, raw.header[j], found):
-        parsed = _emptied(parsed)
+    ambiguous = _wrong_scale(spec, parsed, status, err_rows, codes, uniques, raw.header[j], found)
+    if ambiguous is not None:
+        parsed = _emptied(parsed, ambiguous)
         status = parsed.status[codes]
         err_rows = np.zeros(0, np.int64)
     if len(err_rows):
@@ -199,27 +256,46 @@ def _wrong_scale(
     uniques: np.ndarray,
     column: str,
     found: _Findings,
-) -> bool:
-    """Whether a coded item looks coded on another scale (most answers out of range).
+) -> np.ndarray | None:
+    """Whether a numeric item looks coded on another scale: most answers out of its range.
 
-    ``status`` is the per-row parse status, ``err_rows`` the rows in error. Such an item gets
-    one column-level error instead of one quarantine per row; the caller then empties the
-    column and keeps the rows.
+    The share is of the answered cells (values and errors, special codes aside), whatever the
+    file's size: 4 out-of-range answers of 5 make a column-level error as 400 of 500 do. Such
+    an item gets one column-level error instead of one quarantine per row; the caller empties
+    the column and keeps the rows. A numeric special code inside the other scale's values
+    (« 9 » declared « ne sait pas », in a column coded 0–10) is ambiguous there: it is emptied
+    too, and said so.
+
+    Returns
+    -------
+    ndarray of bool or None
+        None when the column is on its scale; else, per distinct text, the special codes to
+        empty with the column.
     """
-    if spec.kind != "int" or spec.allowed is None or len(err_rows) < 10:
-        return False
+    if spec.kind != "int" or not len(err_rows):
+        return None
     answered = int(((status == _VALUE) | (status == _ERROR)).sum())
     oor = int((parsed.rule[codes[err_rows]] == "out_of_range").sum())
     if oor <= 0.5 * answered:
-        return False
-    vals = sorted(
-        {
-            float(_parse_number(str(uniques[u]).strip())[0])
-            for u in np.unique(codes[err_rows])
-            if parsed.rule[u] == "out_of_range" and _parse_number(str(uniques[u]).strip())
-        }
-    )
-    rng = f"{_fmt(vals[0])}–{_fmt(vals[-1])}" if vals else "?"
+        return None
+    numbers = np.array([_number_or_nan(u) for u in uniques], dtype=float)
+    present = np.zeros(len(uniques), dtype=bool)
+    present[np.unique(codes)] = True
+    seen = numbers[present & ((parsed.status == _VALUE) | (parsed.rule == "out_of_range"))]
+    seen = seen[~np.isnan(seen)]
+    lo, hi = (float(seen.min()), float(seen.max())) if len(seen) else (np.nan, np.nan)
+    ambiguous = present & (parsed.status == _SPECIAL) & (numbers >= lo) & (numbers <= hi)
+    oor_values = numbers[present & (parsed.rule == "out_of_range")]
+    oor_values = oor_values[~np.isnan(oor_values)]
+    rng = f"{_fmt(oor_values.min())}–{_fmt(oor_values.max())}" if len(oor_values) else "?"
+    note = ""
+    if ambiguous.any():
+        n_amb = int(ambiguous[codes].sum())
+        texts = ", ".join(sorted({str(uniques[u]).strip() for u in np.flatnonzero(ambiguous)}))
+        note = (
+            f"; {n_amb} cell(s) {texts} read as a special code are values of the other "
+            "scale too: emptied as well"
+        )
     found.column_errors.append(
         {
             "line": None,
@@ -227,21 +303,27 @@ def _wrong_scale(
             "value": f"values {rng}",
             "rule": "wrong_scale",
             "message": f"{found.name}, column {column!r}: {oor} of {answered} answers are "
-            f"outside the scale ({spec.describe}; values seen {rng}): the whole item looks "
-            f"coded on another scale; column left empty, rows kept",
+            f"outside the scale ({spec.scale}; values seen {rng}): the whole item looks "
+            f"coded on another scale; column left empty, rows kept{note}",
         }
     )
-    return True
+    return ambiguous
 
 
-def _emptied(parsed: _Parsed) -> _Parsed:
-    """The parse of a column left empty: special codes kept, everything else missing."""
+def _number_or_nan(text: object) -> float:
+    parsed = _parse_number(str(text).strip())
+    return parsed[0] if parsed is not None else np.nan
+
+
+def _emptied(parsed: _Parsed, ambiguous: np.ndarray) -> _Parsed:
+    """The parse of a column left empty: special codes kept (but the ``ambiguous`` ones)."""
+    keep = (parsed.status == _SPECIAL) & ~ambiguous
     return _Parsed(
-        np.where(parsed.status == _SPECIAL, _SPECIAL, _MISSING).astype(np.int8),
+        np.where(keep, _SPECIAL, _MISSING).astype(np.int8),
         np.full(len(parsed.status), np.nan),
         parsed.rule,
         parsed.detail,
-        parsed.special,
+        np.where(keep, parsed.special, None),
     )
 
 
@@ -298,6 +380,7 @@ def _option_columns(
     with it (disagreements are quarantined, the text's values kept).
     """
     text = typed.multi_text.get(var.id)
+    read: dict[str, np.ndarray] = {}
     for okey in var.options:
         cname = f"{var.id}__{okey}"
         if okey not in cols:
@@ -320,9 +403,28 @@ def _option_columns(
             from_text = np.asarray(typed.columns[cname], dtype=float)
             _compare_with_text(cname, raw.header[j], vals, from_text, text, found)
         else:
-            typed.columns[cname] = vals
+            read[cname] = vals
             n_read = int((~np.isnan(vals)).sum())
             _norm_add(found.norms, cname, "option_column", n_read, raw.header[j])
+    if read:
+        _unticked_as_zero(read, found)
+        typed.columns.update(read)
+
+
+def _unticked_as_zero(read: dict[str, np.ndarray], found: _Findings) -> None:
+    """An empty option cell of a row that ticked another option is 0 (« Y » / empty exports).
+
+    LimeSurvey and Qualtrics write a ticked option and leave the others empty; a row with no
+    option ticked stays unanswered.
+    """
+    ticked = np.zeros(len(next(iter(read.values()))), dtype=bool)
+    for vals in read.values():
+        ticked |= vals == 1
+    for cname, vals in read.items():
+        fill = np.isnan(vals) & ticked
+        if fill.any():
+            vals[fill] = 0.0
+            _norm_add(found.norms, cname, "unticked_as_zero", int(fill.sum()), "")
 
 
 def _binary_values(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from evalterritoire.codebook import Codebook, normalise_text
+from evalterritoire.codebook.workbook import MAX_CELL_CHARS, MAX_COLUMNS
 from evalterritoire.errors import FileRejectedError
 from evalterritoire.ingest.encoding import _decode
 from evalterritoire.ingest.raw import _FOOTER, _factorize_rows, _locate_header, _Raw
@@ -152,11 +153,17 @@ def _read_csv(
     header, header_line, last_header = _find_header(
         head, from_line, delim, codebook, name, header_row, profile, warnings
     )
+    if len(header) > MAX_COLUMNS:
+        raise FileRejectedError(
+            f"{name}: the header on line {header_line} has {len(header):,} columns, more than "
+            f"the {MAX_COLUMNS:,} allowed"
+        )
     rec = _scan_data(text, last_header, delim, len(header))
     blank, good = _classify(text, rec, delim, len(header))
     bad_records = _bad_records(text, rec, ~blank & ~good, delim, len(header))
     codes, uniques = _cells(text, rec, good, delim, len(header))
     g = np.flatnonzero(good)
+    long_cells = _long_cells(codes, uniques) if (rec.lengths[g] > MAX_CELL_CHARS).any() else []
     g_starts, g_ends = rec.starts[g], rec.ends_nocr[g]
 
     def raw_text(pos: np.ndarray) -> list[str]:
@@ -170,6 +177,7 @@ def _read_csv(
         lines=text.line_of(g_starts).astype(np.int64),
         raw_text=raw_text,
         bad_records=bad_records,
+        cell_errors=long_cells,
         blank_lines=int(blank.sum()),
         meta={
             "format": "csv" if delim != "\t" else "tsv",
@@ -181,6 +189,32 @@ def _read_csv(
         warnings=warnings,
         norms=[],
     )
+
+
+def _long_cells(
+    codes: list[np.ndarray], uniques: list[np.ndarray]
+) -> list[tuple[int, int, str, str, str]]:
+    """The cells longer than :data:`~evalterritoire.codebook.workbook.MAX_CELL_CHARS` characters.
+
+    Returned as the reader's cell flags ``(row position, column, shown value, rule, detail)``:
+    each such row is quarantined (rule ``cell_too_long``), its raw line kept.
+    """
+    out = []
+    for j, (c, u) in enumerate(zip(codes, uniques, strict=True)):
+        long = [k for k, text in enumerate(u) if len(text) > MAX_CELL_CHARS]
+        for pos in np.flatnonzero(np.isin(c, long)) if long else ():
+            text = u[c[pos]]
+            out.append(
+                (
+                    int(pos),
+                    j,
+                    text[:80] + "…",
+                    "cell_too_long",
+                    f"a cell of {len(text):,} characters, more than the {MAX_CELL_CHARS:,} "
+                    "allowed (Excel's limit)",
+                )
+            )
+    return out
 
 
 def _utf8_bytes(data: bytes, name: str, encoding: str | None) -> tuple[bytes, str, list[str]]:

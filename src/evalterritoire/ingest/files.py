@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from evalterritoire.artefacts import write_bytes_atomic, write_csv, write_text_atomic
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import FileRejectedError, IngestError
 from evalterritoire.ingest.csv import _read_csv
@@ -46,7 +47,19 @@ from evalterritoire.ingest.report import (
 from evalterritoire.ingest.sheets import _read_parquet, _read_sav, _read_xlsx
 from evalterritoire.ingest.validate import _process
 
-__all__ = ["PROFILES", "SITUATIONS", "combine_results", "ingest_file", "write_ingest_outputs"]
+__all__ = [
+    "MAX_EXPORT_BYTES",
+    "PROFILES",
+    "SITUATIONS",
+    "combine_results",
+    "ingest_file",
+    "write_ingest_outputs",
+]
+
+#: Largest export file read (bytes); documented in ``docs/ingestion.md`` (« Limits »).
+MAX_EXPORT_BYTES = 2**30
+#: Text columns of ``quarantine.csv`` neutralised for spreadsheets (every one a person reads).
+_QUARANTINE_TEXT = ("source_file", "respondent_id", "reasons", "raw")
 
 PROFILES = ("auto", "limesurvey", "sphinx", "kobo", "qualtrics", "google-forms")
 
@@ -97,6 +110,7 @@ def ingest_file(
     encoding: str | None = None,
     delimiter: str | None = None,
     repair_mojibake: bool = False,
+    column_map: Mapping[str, str] | str | Path | None = None,
 ) -> IngestResult:
     """Read, normalise and validate one survey export.
 
@@ -119,6 +133,9 @@ def ingest_file(
         Off by default: such cells are only reported as warnings. When on, every repair is
         counted in the report's normalisations (kind ``mojibake_repaired``) and announced in a
         warning.
+    column_map : mapping or path, optional
+        Source header → variable id (or ``<id>__<option>``), added to the codebook's
+        ``columns: map:``; a path names a CSV with columns ``source`` and ``variable``.
 
     Returns
     -------
@@ -131,9 +148,13 @@ def ingest_file(
     ------
     TypeError
         When ``codebook`` is not a :class:`~evalterritoire.codebook.Codebook` (programmer error).
+    CodebookError
+        When ``column_map`` cannot be read or maps to something that is not a variable.
     """
     if not isinstance(codebook, Codebook):
         raise TypeError(f"codebook must be a Codebook, got {type(codebook).__name__}")
+    if column_map is not None:
+        codebook = _with_column_map(codebook, column_map)
     path = Path(path)
     name = path.name
     if profile not in PROFILES:
@@ -143,6 +164,13 @@ def ingest_file(
     if header_row is not None and header_row < 1:
         return _rejected(name, f"{name}: --header-row must be ≥ 1, got {header_row}")
     try:
+        size = path.stat().st_size
+        if size > MAX_EXPORT_BYTES:
+            return _rejected(
+                name,
+                f"{name}: {size:,} bytes, more than the {MAX_EXPORT_BYTES:,} an export may have; "
+                "split it into several exports of the wave (study.toml accepts a list)",
+            )
         data = path.read_bytes()
     except OSError as exc:
         return _rejected(name, f"{name}: cannot be read ({exc.strerror or type(exc).__name__})")
@@ -168,6 +196,22 @@ def ingest_file(
         return _process(raw, codebook, name, repair_mojibake=repair_mojibake)
     except FileRejectedError as exc:
         return _rejected(name, str(exc), meta)
+
+
+def _with_column_map(codebook: Codebook, column_map: Mapping[str, str] | str | Path) -> Codebook:
+    """The codebook with extra ``columns: map:`` entries (they win over the codebook's own)."""
+    from dataclasses import replace
+
+    from evalterritoire.codebook.sections import check_column_map, read_column_map
+
+    if isinstance(column_map, str | Path):
+        where = f"column map {Path(column_map).name}"
+        column_map = read_column_map(column_map, where)
+    else:
+        where = "column map"
+    extra = check_column_map(column_map, {v.id: v for v in codebook}, where)
+    rules = replace(codebook.columns, map={**codebook.columns.map, **extra})
+    return replace(codebook, columns=rules)
 
 
 def _refuse_unreadable(data: bytes, fmt: str, path: Path) -> None:
@@ -285,6 +329,9 @@ def _combined_report(results: Sequence[IngestResult]) -> dict[str, Any]:
         vals = {str(r.report.get(key)) for r in results}
         report[key] = results[0].report.get(key) if len(vals) == 1 else "mixed"
     report["warnings"] = [w for r in results for w in r.report["warnings"]]
+    report["reference_lists"] = next(
+        (r.report["reference_lists"] for r in results if r.report.get("reference_lists")), []
+    )
     report["errors"] = [e for r in results for e in r.report["errors"]]
     for key in ("rows_read", "blank_lines"):
         report[key] = int(sum(r.report[key] for r in results))
@@ -355,6 +402,12 @@ def _json_default(value: Any) -> Any:
 def write_ingest_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``responses.parquet``, ``quarantine.csv`` and ``ingestion.json`` (deterministic).
 
+    Each file is written atomically (:mod:`evalterritoire.artefacts`: a temporary file in the
+    same folder, then renamed), so a killed or failed run leaves the previous good file or the
+    new one, never a truncated one. ``quarantine.csv`` goes through
+    :func:`~evalterritoire.artefacts.write_csv`: a respondent id, a raw line or a reason that a
+    spreadsheet would evaluate as a formula (``=1+2``) is written as text.
+
     Parameters
     ----------
     result : IngestResult
@@ -371,22 +424,24 @@ def write_ingest_outputs(result: IngestResult, out_dir: str | Path) -> dict[str,
     import pyarrow.parquet as pq
 
     out = Path(out_dir)
+    paths = {
+        "responses": out / "responses.parquet",
+        "quarantine": out / "quarantine.csv",
+        "report": out / "ingestion.json",
+    }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "responses": out / "responses.parquet",
-            "quarantine": out / "quarantine.csv",
-            "report": out / "ingestion.json",
-        }
         table = pa.Table.from_pandas(result.valid, preserve_index=False)
         table = table.replace_schema_metadata(None)
-        pq.write_table(table, paths["responses"], compression="zstd")
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        write_bytes_atomic(paths["responses"], buffer.getvalue().to_pybytes())
         q = result.quarantine if len(result.quarantine.columns) else _empty_quarantine()
-        q.to_csv(paths["quarantine"], index=False, encoding="utf-8", lineterminator="\n")
+        write_csv(q, paths["quarantine"], text_columns=_QUARANTINE_TEXT)
         text = json.dumps(
             result.report, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default
         )
-        paths["report"].write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(paths["report"], text + "\n")
     except OSError as exc:
         raise IngestError(f"cannot write ingestion outputs to {out}: {exc.strerror}") from None
     return paths

@@ -119,14 +119,25 @@ class _Layout:
 
 
 def _typed_frame(
-    columns, codebook: Codebook, present, raw: _Raw, name: str, warnings: list[str], rows
+    columns,
+    codebook: Codebook,
+    present,
+    raw: _Raw,
+    name: str,
+    warnings: list[str],
+    rows,
+    meta: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The typed frame of the raw positions ``rows``, in that order.
 
     Float columns are written straight into one 2-D block (the layout pandas keeps them in) and
     text columns stay Arrow-backed arrays, so building the frame copies nothing once more.
+    Columns kept as metadata (``meta``) follow the codebook's, as text.
     """
     layout = _layout(columns, codebook, present, name, warnings)
+    for column in meta:
+        layout.texts.append((len(layout.names), columns[column]))
+        layout.names.append(column)
     n = len(rows)
     names = [*layout.names, "source_file", "source_line"]
     text_arrays = _text_arrays(layout.texts, rows)

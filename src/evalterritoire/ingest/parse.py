@@ -60,9 +60,11 @@ class _Spec:
     all_specials: dict[str, str]
     missing: frozenset[str]
     options: list[tuple[str, str]]
+    special_desc: str = ""
 
     @property
-    def describe(self) -> str:
+    def scale(self) -> str:
+        """The item's codes or range, in words."""
         if self.allowed is not None:
             return f"codes {', '.join(str(int(a)) for a in sorted(self.allowed))}"
         if self.lo is not None or self.hi is not None:
@@ -70,6 +72,11 @@ class _Spec:
             hi = "" if self.hi is None else _fmt(self.hi)
             return f"range [{lo}, {hi}]"
         return self.var.type
+
+    @property
+    def describe(self) -> str:
+        """What the item accepts, in words, its special codes included."""
+        return self.scale + self.special_desc
 
 
 def _fmt(v: float) -> str:
@@ -119,16 +126,37 @@ def _build_spec(var: Variable, codebook: Codebook) -> _Spec:
         lo=lo,
         hi=hi,
         pattern=re.compile(var.pattern) if var.pattern else None,
-        specials={k: v for k, v in codebook.special_lookup.items() if v in var.special_codes},
+        specials=codebook.special_lookup_of(var.id),
         all_specials=dict(codebook.special_lookup),
         missing=frozenset(normalise_text(m) for m in codebook.missing_spellings),
         options=options,
+        special_desc=_special_desc(var, codebook),
     )
 
 
+def _special_desc(var: Variable, codebook: Codebook) -> str:
+    """`` or the special codes -1 (« Ne sait pas »), …`` for the codes an item accepts."""
+    shown = [
+        f"{sc.code} (« {sc.label_fr} »)"
+        for key in var.special_codes
+        if (sc := codebook.special_codes.get(key)) is not None and sc.kind != "not_asked"
+    ]
+    if not shown:
+        return ""
+    return f" or the special code{'s' if len(shown) > 1 else ''} " + ", ".join(shown)
+
+
 def _parse_number(t: str) -> tuple[float, list[str]] | None:
+    """A number as a French-locale export writes it, with the normalisations it needed.
+
+    Decimal comma (``decimal_comma``), space or no-break-space thousands
+    (``thousands_separator``), exponent notation as spreadsheets write it (``1e0``, ``2,5E3``:
+    ``exponent_notation``); None when the text is not a number.
+    """
     m = _NUMBER.match(t)
     if not m:
+        if _SCI.match(t):
+            return float(t.replace(",", ".")), ["exponent_notation"]
         return None
     sign, whole, sep, frac = m.groups()
     kinds = []
@@ -178,9 +206,24 @@ def _parse_one(spec: _Spec, text: str) -> tuple[int, Any, str | None, str | None
         return _MISSING, None, None, ("missing_spelling" if t else None)
     if key in spec.specials:
         return _SPECIAL, spec.specials[key], None, "special_code"
-    undeclared = spec.all_specials.get(key)
+    number_key = _integral_key(t)
+    if number_key is not None and number_key in spec.specials:
+        return _SPECIAL, spec.specials[number_key], None, "special_code_as_number"
+    undeclared = spec.all_specials.get(key) or (
+        spec.all_specials.get(number_key) if number_key is not None else None
+    )
     parser = _PARSERS.get(spec.kind, _parse_text)
     return parser(spec, t, key, trimmed, undeclared)
+
+
+def _integral_key(t: str) -> str | None:
+    """The integer a numeric cell holds, as text (``"9.0"``, ``"9,0"``, ``"9e0"`` → ``"9"``)."""
+    if not t or not (t[0].isdigit() or t[0] in "+-"):
+        return None
+    num = _parse_number(t)
+    if num is None or not num[0].is_integer() or abs(num[0]) >= 1e15:
+        return None
+    return str(int(num[0]))
 
 
 def _special_not_allowed(undeclared: str) -> tuple[int, Any, str | None, str | None]:
@@ -221,6 +264,8 @@ def _parse_numeric(
         if undeclared:
             return _special_not_allowed(undeclared)
         return _ERROR, None, "out_of_range", f"out of range; expected {spec.describe}"
+    if spec.var.type in {"weight", "fpc"} and value <= 0:
+        return _ERROR, None, "not_positive", f"a {spec.var.type} must be greater than 0"
     return _VALUE, value, None, (kinds[-1] if kinds else trimmed)
 
 
@@ -234,20 +279,23 @@ def _out_of_range(spec: _Spec, value: float) -> bool:
 def _parse_option(
     spec: _Spec, t: str, key: str, trimmed: str | None, undeclared: str | None
 ) -> tuple[int, Any, str | None, str | None]:
-    """An option key, or its label or alias (case-insensitively)."""
+    """An option key, or its label or alias (case-insensitively); ``2.0`` is option ``2``."""
     if key in spec.lookup:
         value = spec.lookup[key]
         norm = None if t == value else ("label_to_code" if key in spec.label_keys else "alias")
         if norm is None and key in spec.code_keys and t != value:
             norm = "case"
         return _VALUE, value, None, norm or trimmed
+    number_key = _integral_key(t)
+    if number_key is not None and number_key in spec.lookup:
+        return _VALUE, spec.lookup[number_key], None, "integral_float"
     if undeclared:
         return _special_not_allowed(undeclared)
     return (
         _ERROR,
         None,
         "unknown_option",
-        f"unknown option; expected one of {', '.join(spec.var.options)}",
+        f"unknown option; expected one of {', '.join(spec.var.options)}{spec.special_desc}",
     )
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalterritoire.codebook import Codebook, normalise_text
+from evalterritoire.codebook import Codebook
+from evalterritoire.codebook.text import normalise_header, role_of_header
 from evalterritoire.errors import FileRejectedError
 
 _FOOTER = re.compile(r"^(total|totaux|sous-total|source\s*:|sources\s*:)(\W|$)")
@@ -81,34 +82,62 @@ def _sniff_format(path: Path, head: bytes) -> str:
 
 # --------------------------------------------------------------------------- header
 def _header_target(cell: str, codebook: Codebook) -> tuple[str, ...]:
-    key = normalise_text(cell)
+    """What a header cell names: a variable, an option column, or a column to keep or ignore.
+
+    In this order: the codebook's ``columns.map`` (source header → variable or
+    ``<id>__<option>``); a variable's id, label or synonym (case, accents, spaces, ``_`` and
+    ``-`` alike); a pandas-renamed duplicate (``q3.1``); a multi-select option column
+    (``item/option``, ``item__option``, ``item[option]``); a Kobo group prefix (``groupe/item``);
+    the ``columns.keep`` then ``columns.ignore`` patterns. Returns ``("var", id)``,
+    ``("opt", id, option)``, ``("keep", header)``, ``("ignored", header)``, ``("unnamed",)``,
+    ``("mangled", cell, id)`` or ``("unknown", cell)``.
+    """
+    key = normalise_header(cell)
     if key == "":
         return ("unnamed",)
-    if key in codebook.header_lookup:
-        return ("var", codebook.header_lookup[key])
+    mapped = codebook.columns.target(cell)
+    if mapped is not None:
+        base, _, option = mapped.partition("__")
+        return ("opt", base, option) if option else ("var", base)
+    index = codebook.header_index
+    if key in index:
+        return ("var", index[key])
     mangled = re.fullmatch(r"(.+)\.(\d+)", key)
-    if mangled and mangled.group(1) in codebook.header_lookup:
+    if mangled and mangled.group(1) in index:
         # pandas renames a repeated column 'q3' to 'q3.1': a duplicated header in disguise
         # (unless it names an option of a multi-select item: 'item.2')
-        base = codebook[codebook.header_lookup[mangled.group(1)]]
+        base = codebook[index[mangled.group(1)]]
         if base.type != "multi_select" or mangled.group(2) not in {
-            normalise_text(str(k)) for k in base.options
+            normalise_header(str(k)) for k in base.options
         }:
             return ("mangled", cell, base.id)
-    m = re.match(r"^(.+?)(?:__|/|\[|\.)([^\]/]+)\]?$", cell.strip())
-    if m:
-        base = normalise_text(m.group(1)).rsplit("/", 1)[-1]
-        vid = codebook.header_lookup.get(base)
-        if vid and codebook[vid].type == "multi_select":
-            opt = normalise_text(m.group(2))
-            for okey, olabel in codebook[vid].options.items():
-                if opt in (normalise_text(okey), normalise_text(olabel)):
-                    return ("opt", vid, okey)
+    option = _option_target(cell, codebook)
+    if option is not None:
+        return option
     if "/" in key:  # Kobo group prefix "groupe/item"
         tail = key.rsplit("/", 1)[-1]
-        if tail in codebook.header_lookup:
-            return ("var", codebook.header_lookup[tail])
+        if tail in index:
+            return ("var", index[tail])
+    if codebook.columns.keeps(cell):
+        return ("keep", cell.strip())
+    if codebook.columns.ignores(cell):
+        return ("ignored", cell.strip())
     return ("unknown", cell)
+
+
+def _option_target(cell: str, codebook: Codebook) -> tuple[str, ...] | None:
+    """``("opt", id, option)`` for a 0/1 column of a multi-select, else None."""
+    m = re.match(r"^(.+?)(?:__|/|\[|\.)([^\]/]+)\]?$", cell.strip())
+    if not m:
+        return None
+    base = normalise_header(m.group(1)).rsplit("/", 1)[-1]
+    vid = codebook.header_index.get(base)
+    if vid and codebook[vid].type == "multi_select":
+        opt = normalise_header(m.group(2))
+        for okey, olabel in codebook[vid].options.items():
+            if opt in (normalise_header(okey), normalise_header(olabel)):
+                return ("opt", vid, okey)
+    return None
 
 
 def _looks_like_header(cells: Sequence[str], codebook: Codebook) -> bool:
@@ -201,16 +230,12 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
         )
     dups = []
     for j, t in enumerate(targets):
-        if t[0] in {"unnamed", "unknown"}:
-            if t[0] == "unknown":
-                key = ("unknown", normalise_text(t[1]))
-                if key in seen:
-                    dups.append((seen[key], j))
-                seen.setdefault(key, j)
+        if t[0] == "unnamed":
             continue
-        if t in seen:
-            dups.append((seen[t], j))
-        seen.setdefault(t, j)
+        key = (t[0], normalise_header(t[1])) if t[0] in _UNMATCHED else t
+        if key in seen:
+            dups.append((seen[key], j))
+        seen.setdefault(key, j)
     if dups:
         desc = "; ".join(
             f"{header[a]!r} (column {a + 1}) and {header[b]!r} (column {b + 1})" for a, b in dups
@@ -221,19 +246,47 @@ def _map_header(header: list[str], codebook: Codebook, name: str, line: int) -> 
     if missing:
         unknown = [t[1] for t in targets if t[0] == "unknown"]
         hints = []
-        choices = {normalise_text(u): u for u in unknown}
         for vid in missing:
-            var = codebook[vid]
-            close: list[str] = []
-            for cand in (var.id, var.label_fr, *var.synonyms):
-                close += difflib.get_close_matches(
-                    normalise_text(cand), list(choices), n=1, cutoff=0.75
-                )
-            hint = f" (did you mean {choices[close[0]]!r}?)" if close else ""
+            close = _columns_like(codebook[vid], unknown)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             hints.append(f"{vid}{hint}")
-        shown = ", ".join(repr(h) for h in header[:12]) + (" …" if len(header) > 12 else "")
+        shown = ", ".join(repr(h) for h in header)
         raise FileRejectedError(
             f"{name}: missing required column(s) {', '.join(hints)}; header on line {line} has "
             f"{len(header)} column(s): {shown}"
         )
     return {"targets": targets}
+
+
+#: Targets of header cells that match no variable (compared by normalised header for duplicates).
+_UNMATCHED = frozenset({"unknown", "keep", "ignored"})
+
+
+def _columns_like(var, columns: Sequence[str]) -> list[str]:
+    """Header cells that could be ``var``: of its role, or close to its id, label or synonyms."""
+    out = [c for c in columns if var.role is not None and role_of_header(c) == var.role]
+    choices = {normalise_header(c): c for c in columns}
+    for cand in (var.id, var.label_fr, *var.synonyms):
+        for close in difflib.get_close_matches(normalise_header(cand), list(choices), 1, 0.75):
+            if choices[close] not in out:
+                out.append(choices[close])
+    return out
+
+
+def _suggest_variable(header: str, codebook: Codebook, exclude: set[str]) -> str:
+    """`` → id (the <role> role)?`` for the variable a header most likely is, else ``""``.
+
+    Only variables the export does not already have (``exclude``) are suggested.
+    """
+    role = role_of_header(header)
+    var = codebook.role(role) if role is not None else None
+    if var is not None and var.id not in exclude:
+        return f"; → {var.id} (the {role} role)?"
+    names = {
+        normalise_header(n): v.id
+        for v in codebook
+        if v.id not in exclude
+        for n in (v.id, v.label_fr, *v.synonyms)
+    }
+    close = difflib.get_close_matches(normalise_header(header), list(names), 1, 0.75)
+    return f"; → {names[close[0]]}?" if close else ""

@@ -116,6 +116,7 @@ def _base_report(name: str) -> dict[str, Any]:
         "normalisations": [],
         "warnings": [],
         "errors": [],
+        "reference_lists": [],
     }
 
 
@@ -207,6 +208,12 @@ class _Findings:
     column_errors : list of dict
         Column-level errors of the report (wrong scale, schema checks of a whole column): they
         quarantine no row.
+    columns_ignored, columns_kept : list of str
+        Headers the codebook's ``columns: ignore:`` dropped and ``columns: keep:`` kept.
+    not_in_reference : dict
+        Variable id → number of distinct values not in its reference list.
+    reference_lists : list of dict
+        The report's ``reference_lists`` (:mod:`evalterritoire.ingest.references`).
     """
 
     name: str
@@ -214,6 +221,10 @@ class _Findings:
     errors: _Errors = field(default_factory=_Errors)
     norms: dict[tuple[str, str], list] = field(default_factory=dict)
     column_errors: list[dict[str, Any]] = field(default_factory=list)
+    columns_ignored: list[str] = field(default_factory=list)
+    columns_kept: list[str] = field(default_factory=list)
+    not_in_reference: dict[str, int] = field(default_factory=dict)
+    reference_lists: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _assemble(
@@ -240,6 +251,10 @@ def _assemble(
         {k: raw.meta.get(k) for k in ("format", "encoding", "delimiter", "sheet", "header_line")}
     )
     report["columns"] = {"read": len(raw.header), "typed": int(valid.shape[1])}
+    if found.columns_ignored:
+        report["columns"]["ignored"] = list(found.columns_ignored)
+    if found.columns_kept:
+        report["columns"]["kept"] = list(found.columns_kept)
     report.update(
         rows_read=int(rows_read),
         rows_valid=len(valid),
@@ -251,6 +266,7 @@ def _assemble(
         ],
         warnings=list(found.warnings),
         errors=found.column_errors + err_records,
+        reference_lists=list(found.reference_lists),
     )
     report["status"] = "ok" if n_q == 0 and not found.column_errors else "partial"
     if rows_read == raw.blank_lines:
@@ -273,7 +289,7 @@ def _error_records(
         for pos, col, value, rl, dtl, line in err[
             ["pos", "column", "value", "rule", "detail", "line"]
         ].itertuples(index=False):
-            v = "" if value is None else str(value)
+            v = "" if value is None else _clip(str(value))
             msg = f"{name} line {line}, column {col}: {dtl} (value {v!r})"
             records.append(
                 {"line": int(line), "column": str(col), "value": v, "rule": str(rl), "message": msg}
@@ -292,6 +308,11 @@ def _error_records(
         )
     records.sort(key=lambda e: (e["line"] if e["line"] is not None else -1, e["column"], e["rule"]))
     return records, reasons
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """A value as shown in a message or an error record (a long cell is cut, marked « … »)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _quarantine_table(raw, reasons: dict[int, list[str]], name: str, id_j) -> pd.DataFrame:

@@ -18,6 +18,12 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook, normalise_text
+from evalterritoire.codebook.workbook import (
+    MAX_CELL_CHARS,
+    SheetCells,
+    read_sheet,
+    sheet_names,
+)
 from evalterritoire.errors import FileRejectedError
 from evalterritoire.ingest.raw import (
     _FOOTER,
@@ -31,7 +37,7 @@ from evalterritoire.ingest.raw import (
 
 
 def _cell_text(value: Any) -> str:
-    if value is None:
+    if value is None or value is pd.NaT:  # NaT: a missing SPSS date
         return ""
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -154,23 +160,15 @@ def _structural_problem(ln: int, cells: list[str], n_fields: int) -> dict[str, A
 
 
 def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, profile) -> _Raw:
-    """Read a workbook with openpyxl: the sheet, its cells as text, error cells flagged."""
-    import openpyxl
+    """Read a workbook by its real used range: the sheet, its cells as text, error cells flagged.
 
-    try:
-        wb_v = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        wb_f = openpyxl.load_workbook(path, read_only=True, data_only=False)
-    except Exception as exc:
-        raise FileRejectedError(
-            f"{name}: not a readable XLSX workbook ({type(exc).__name__})"
-        ) from None
-    try:
-        sheets = wb_v.sheetnames
-        chosen = _choose_sheet(wb_v, sheet, codebook, name)
-        rows, flags = _sheet_cells(wb_v[chosen], wb_f[chosen])
-    finally:
-        wb_v.close()
-        wb_f.close()
+    The cells are streamed by :func:`evalterritoire.codebook.workbook.read_sheet` (only the
+    cells holding a value, within its limits of columns and cells), then laid out as rows.
+    """
+    sheets = sheet_names(path, name, FileRejectedError)
+    chosen = _choose_sheet(path, sheets, sheet, codebook, name)
+    cells = read_sheet(path, chosen, name, FileRejectedError, formulas=True)
+    rows, flags = _sheet_cells(cells)
     warnings: list[str] = []
     if sheet is None and len(sheets) > 1:
         warnings.append(
@@ -188,19 +186,23 @@ def _read_xlsx(path: Path, name: str, codebook: Codebook, *, sheet, header_row, 
     )
 
 
-def _choose_sheet(workbook, sheet: str | None, codebook: Codebook, name: str) -> str:
+def _choose_sheet(
+    path: Path, sheets: list[str], sheet: str | None, codebook: Codebook, name: str
+) -> str:
     """The sheet asked for, else the one sheet whose first rows hold the required columns."""
-    sheets = workbook.sheetnames
     if sheet is not None:
         if sheet not in sheets:
             raise FileRejectedError(
                 f"{name}: no sheet {sheet!r}; sheets are {', '.join(map(repr, sheets))}"
             )
         return sheet
+    if len(sheets) == 1:
+        return sheets[0]
     required = set(_required(codebook))
     ok = []
     for s in sheets:
-        for row in workbook[s].iter_rows(max_row=12, values_only=True):
+        head = read_sheet(path, s, name, FileRejectedError, max_row=12)
+        for _, row in head.rows():
             cells = [_cell_text(v) for v in row]
             if not (required - _found_required(cells, codebook)):
                 ok.append(s)
@@ -214,39 +216,49 @@ def _choose_sheet(workbook, sheet: str | None, codebook: Codebook, name: str) ->
     return ok[0]
 
 
-def _sheet_cells(values_sheet, formulas_sheet):
+def _sheet_cells(cells: SheetCells):
     """Rows of cell texts of a sheet, and the flags of its unreadable cells.
 
-    Read twice (cached values, formulas): an Excel error cell, or a formula without a cached
-    value, is flagged (row, column) → (rule, detail) and kept as its text.
+    An Excel error cell, or a formula without a cached value, is flagged (row, column) →
+    (rule, detail) and kept as its text; a cell longer than Excel's limit too.
     """
     rows: list[tuple[int, list[str]]] = []
     flags: dict[tuple[int, int], tuple[str, str]] = {}
-    it_f = formulas_sheet.iter_rows()
-    for r, row in enumerate(values_sheet.iter_rows(), start=1):
-        frow = next(it_f, ())
-        cells = []
-        for j, c in enumerate(row):
-            v = getattr(c, "value", None)
-            if getattr(c, "data_type", None) == "e" or (
-                isinstance(v, str)
-                and v.startswith("#")
-                and v.endswith(("!", "A", "?"))
-                and v in _EXCEL_ERRORS
-            ):
+    for (r, c), formula in cells.formulas.items():
+        flags[(r, c - 1)] = (
+            "formula_without_value",
+            f"formula {formula} has no cached value (recalculate and save in Excel)",
+        )
+    errors = {
+        (r, c): v
+        for r, row in cells.cells.items()
+        for c, v, t in row
+        if t == "e" or (isinstance(v, str) and v in _EXCEL_ERRORS)
+    }
+    long = {
+        (r, c): len(v)
+        for r, row in cells.cells.items()
+        for c, v, _ in row
+        if isinstance(v, str) and len(v) > MAX_CELL_CHARS
+    }
+    for r, row in cells.rows():
+        texts = []
+        for j, v in enumerate(row):
+            if (r, j + 1) in errors:
                 flags[(r, j)] = ("excel_error", f"Excel error cell {v}")
-                cells.append(str(v))
-                continue
-            fv = getattr(frow[j], "value", None) if j < len(frow) else None
-            if v is None and isinstance(fv, str) and fv.startswith("="):
+                texts.append(str(v))
+            elif (r, j + 1) in long:
                 flags[(r, j)] = (
-                    "formula_without_value",
-                    f"formula {fv} has no cached value (recalculate and save in Excel)",
+                    "cell_too_long",
+                    f"a cell of {long[(r, j + 1)]:,} characters, more than the "
+                    f"{MAX_CELL_CHARS:,} allowed (Excel's limit)",
                 )
-                cells.append(fv)
-                continue
-            cells.append(_cell_text(v))
-        rows.append((r, cells))
+                texts.append(str(v))
+            elif (r, j + 1) in cells.formulas:
+                texts.append(cells.formulas[(r, j + 1)])
+            else:
+                texts.append(_cell_text(v))
+        rows.append((r, texts))
     return rows, flags
 
 
@@ -257,6 +269,13 @@ def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile)
     """Read an SPSS file with pyreadstat: headers by name or label, user-missing values kept."""
     import pyreadstat
 
+    try:
+        _, head = pyreadstat.read_sav(str(path), metadataonly=True)
+    except Exception as exc:
+        raise FileRejectedError(
+            f"{name}: not a readable SPSS .sav file ({type(exc).__name__})"
+        ) from None
+    _check_cells(name, head.number_rows or 0, head.number_columns or 0)
     try:
         df, meta = pyreadstat.read_sav(str(path), user_missing=True, apply_value_formats=False)
     except Exception as exc:
@@ -271,9 +290,11 @@ def _read_sav(path: Path, name: str, codebook: Codebook, *, header_row, profile)
     for col, head in zip(df.columns, shown, strict=True):
         target = _header_target(head, codebook)
         var = codebook[target[1]] if target[0] == "var" else None
-        use_labels = var is not None and bool(var.options or var.type == "multi_select")
         texts, n_missing = _sav_texts(
-            df[col].tolist(), labels.get(col, {}), missing_ranges.get(col, []), use_labels
+            df[col].tolist(),
+            labels.get(col, {}),
+            missing_ranges.get(col, []),
+            _label_keys(var, codebook) if var is not None else frozenset(),
         )
         cols_text.append(texts)
         n_user_missing += n_missing
@@ -311,14 +332,34 @@ def _sav_headers(columns: list[str], meta, codebook: Codebook) -> list[str]:
     return shown
 
 
+def _label_keys(var, codebook: Codebook) -> frozenset[str]:
+    """Normalised labels a variable understands: its options, scale labels and special codes."""
+    keys = set(codebook.value_lookup(var.id)) if var.type in _CODED else set()
+    keys |= set(codebook.special_lookup_of(var.id))
+    return frozenset(keys)
+
+
+#: Types whose cells may be written as a value label (coded answers).
+_CODED = frozenset(
+    {"likert", "rating", "binary", "ordinal", "categorical", "respondent_type", "multi_select"}
+)
+
+
 def _sav_texts(
-    values: list[Any], value_labels: dict, ranges: list[dict], use_labels: bool
+    values: list[Any], value_labels: dict, ranges: list[dict], understood: frozenset[str]
 ) -> tuple[list[str], int]:
     """The cell texts of one SPSS column and its number of user-missing values.
 
-    A user-missing value is written as its value label (so that a declared special code is
-    recognised); coded items are written as their labels when ``use_labels``.
+    Every labelled value is written as its label when the variable understands the label
+    (an option, a scale label, a special code: ``2 = Non`` becomes « Non », coded 0 on a 0/1
+    yes/no item), else as its code; a user-missing value is written as its label, so that a
+    declared special code is recognised.
     """
+    shown = {
+        v: str(label)
+        for v, label in value_labels.items()
+        if normalise_text(str(label)) in understood
+    }
     out = []
     n_missing = 0
     for v in values:
@@ -332,16 +373,36 @@ def _sav_texts(
         )
         if is_missing_value:
             n_missing += 1
-        if is_missing_value or (use_labels and v in value_labels):
             out.append(str(value_labels.get(v, _cell_text(v))))
+        elif v in shown:
+            out.append(shown[v])
         else:
             out.append(_cell_text(v))
     return out, n_missing
 
 
+#: Most cells (rows × columns) of an SPSS or Parquet export (each cell becomes a text first).
+MAX_TABLE_CELLS = 50_000_000
+
+
+def _check_cells(name: str, n_rows: int, n_columns: int) -> None:
+    """Refuse an SPSS or Parquet table beyond :data:`MAX_TABLE_CELLS` cells."""
+    if n_rows * n_columns > MAX_TABLE_CELLS:
+        raise FileRejectedError(
+            f"{name}: {n_rows:,} rows × {n_columns:,} columns, more than the "
+            f"{MAX_TABLE_CELLS:,} cells allowed in an SPSS or Parquet export; export it as CSV"
+        )
+
+
 def _read_parquet(path: Path, name: str, codebook: Codebook, *, profile) -> _Raw:
     try:
+        import pyarrow.parquet as pq
+
+        info = pq.ParquetFile(path).metadata
+        _check_cells(name, info.num_rows, info.num_columns)
         df = pd.read_parquet(path)
+    except FileRejectedError:
+        raise
     except Exception as exc:
         raise FileRejectedError(
             f"{name}: not a readable Parquet file ({type(exc).__name__})"

@@ -5,7 +5,9 @@ Owns :func:`_process`, the step between a reader and the report. It reads as its
 1. map the header to the codebook and parse every mapped column
    (:mod:`evalterritoire.ingest.columns`: normalisations counted, unparsable cells, whole items
    on the wrong scale, 0/1 option columns);
-2. the row checks of :mod:`evalterritoire.ingest.checks` (required values, duplicate
+2. routing (:mod:`evalterritoire.ingest.routing`: « not asked » marked, answers where the
+   question was not asked quarantined), then the row checks of
+   :mod:`evalterritoire.ingest.checks` (required values where asked, soft bounds, duplicate
    respondent ids per wave, the codebook's cross-column rules);
 3. the reader's cell flags (Excel error cells, formulas without a cached value) and the
    warnings about double-encoded text (:func:`_add_cell_flags`, :func:`_warn_garbled`);
@@ -16,21 +18,30 @@ Owns :func:`_process`, the step between a reader and the report. It reads as its
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook
-from evalterritoire.ingest.checks import _check_duplicates, _check_required, _check_rules
+from evalterritoire.ingest.checks import (
+    _check_duplicates,
+    _check_required,
+    _check_rules,
+    _check_soft_bounds,
+)
 from evalterritoire.ingest.columns import _map_columns, _parse_columns, _Typed
 from evalterritoire.ingest.frame import _output_order, _typed_frame
 from evalterritoire.ingest.parse import _GARBLED
 from evalterritoire.ingest.raw import _Raw
+from evalterritoire.ingest.references import _reference_report
 from evalterritoire.ingest.report import IngestResult, _assemble, _Errors, _Findings
+from evalterritoire.ingest.routing import _apply_routing
 from evalterritoire.ingest.schemas import build_response_schema, compute_schema_failures
 
 _MAX_REPORTED_WARN_LINES = 10
 #: Rules of the reader's cell flags: such a cell is reported once, not again as unparsable.
-_FLAG_RULES = frozenset({"excel_error", "formula_without_value"})
+_FLAG_RULES = frozenset({"excel_error", "formula_without_value", "cell_too_long"})
 
 
 def _process(
@@ -40,7 +51,9 @@ def _process(
     found = _Findings(name, list(raw.warnings))
     header = _map_columns(raw, codebook, found, repair_mojibake=repair_mojibake)
     typed = _parse_columns(raw, codebook, header, found)
-    _check_required(typed.present, typed.status_of, typed.text_cols, found.errors)
+    routing = _apply_routing(codebook, typed, raw, found)
+    _check_required(typed.present, typed.status_of, typed.text_cols, found.errors, routing.asked)
+    _check_soft_bounds(typed.present, typed.columns, raw.lines, found)
     _check_duplicates(raw, codebook, typed.columns, found.errors)
     _check_rules(codebook, typed.columns, raw.n_rows, found.errors)
     flagged = _add_cell_flags(raw, header.mapping, found.errors)
@@ -48,6 +61,7 @@ def _process(
     err = _once_per_flagged_cell(found.errors, flagged)
     frame, rows = _valid_frame(raw, codebook, typed, err, found)
     frame, err = _schema_checks(codebook, typed, frame, rows, err, flagged, found)
+    found.reference_lists = _reference_report(codebook, typed.present, found.not_in_reference)
     id_col = codebook.column("respondent_id")
     return _assemble(raw, frame, err, found, header.by_var.get(id_col or ""), codebook)
 
@@ -108,7 +122,7 @@ def _valid_frame(
     sort_by = [codebook.column("territory"), codebook.column("respondent_id")]
     rows = _output_order(np.flatnonzero(ok_mask), typed.columns, raw.lines, sort_by)
     frame = _typed_frame(
-        typed.columns, codebook, typed.present, raw, found.name, found.warnings, rows
+        typed.columns, codebook, typed.present, raw, found.name, found.warnings, rows, typed.meta
     )
     return frame, rows
 
@@ -137,12 +151,13 @@ def _schema_checks(
     for idx, column, check, value in row_fail[
         ["index", "column", "check", "failure_case"]
     ].itertuples(index=False):
+        pos = int(rows[int(idx)])
         found.errors.add(
-            [int(rows[int(idx)])],
+            [pos],
             str(column),
-            [value],
+            [_raw_cell(typed, str(column), pos, value)],
             f"schema:{check}",
-            f"fails the schema check {check}",
+            _check_in_words(str(check)),
         )
     for column, check in failures[failures["index"].isna()][["column", "check"]].itertuples(
         index=False
@@ -153,7 +168,7 @@ def _schema_checks(
                 "column": str(column),
                 "value": "",
                 "rule": f"schema:{check}",
-                "message": f"{found.name}, column {column!r}: fails the schema check {check}",
+                "message": f"{found.name}, column {column!r}: {_check_in_words(str(check))}",
             }
         )
     if not len(row_fail):
@@ -162,3 +177,41 @@ def _schema_checks(
     failed[row_fail["index"].astype(np.int64).to_numpy()] = True
     frame = frame.loc[~failed].reset_index(drop=True)
     return frame, _once_per_flagged_cell(found.errors, flagged)
+
+
+_CHECK_WORDS = (
+    (re.compile(r"greater_than\((.*)\)"), "must be greater than {}"),
+    (re.compile(r"greater_than_or_equal_to\((.*)\)"), "must be at least {}"),
+    (re.compile(r"less_than_or_equal_to\((.*)\)"), "must be at most {}"),
+    (re.compile(r"isin\(\[(.*)\]\)"), "must be one of {}"),
+    (re.compile(r"str_matches\('(.*)'\)"), "does not match the pattern {}"),
+    (re.compile(r"integer"), "is not a whole number"),
+)
+
+
+def _check_in_words(check: str) -> str:
+    """A pandera check as a rule in the user's words (``greater_than(0)`` → must be > 0)."""
+    for pattern, words in _CHECK_WORDS:
+        m = pattern.fullmatch(check)
+        if m:
+            found = m.groups()
+            return words.format(*(_plain_number(g) for g in found))
+    return f"fails the check {check}"
+
+
+def _plain_number(text: str) -> str:
+    """``0.0`` → ``0``, other texts unchanged (numbers as the user wrote them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text.replace("'", "")
+    return str(int(value)) if value.is_integer() else text
+
+
+def _raw_cell(typed: _Typed, column: str, pos: int, fallback: object) -> str:
+    """The raw text of a row's cell behind a typed column (``<id>``, ``<id>__<x>``)."""
+    base = column.split("__", 1)[0]
+    if base in typed.text_cols:
+        codes, uniques = typed.text_cols[base]
+        return str(uniques[codes[pos]])
+    return str(fallback)

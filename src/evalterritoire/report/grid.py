@@ -15,7 +15,6 @@ either side), :func:`band_for`, and the bounded YAML reading shared with the rep
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from evalterritoire.codebook import normalise_text
+from evalterritoire.codebook.safeyaml import load_yaml_file
 from evalterritoire.errors import EvalTerritoireError, GridError
 
 __all__ = [
@@ -280,36 +278,13 @@ def default_grid_path() -> Path:
     return Path(str(resources.files("evalterritoire") / "data" / "evaluation_grid.yaml"))
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML loader refusing anchors' aliases (a hostile file cannot expand itself)."""
-
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
-        return super().compose_node(parent, index)
-
-
 def _read_yaml(path: Path, what: str, error: type[EvalTerritoireError]) -> tuple[Any, str]:
-    """Parsed content and SHA-256 of a small YAML data file, or one clear ``error``."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise error(f"{what} {path}: {size} bytes, more than the {MAX_FILE_BYTES} allowed")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{what} {path}: cannot be read ({exc.strerror})") from None
-    try:
-        raw = yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # a SafeLoader
-    except UnicodeDecodeError:
-        raise error(f"{what} {path}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None)
-        detail = f" ({problem})" if problem else ""
-        raise error(f"{what} {path}: invalid YAML{where}{detail}") from None
-    return raw, hashlib.sha256(data).hexdigest()
+    """Parsed content and SHA-256 of a small YAML data file, or one clear ``error``.
+
+    Read by :func:`evalterritoire.codebook.safeyaml.load_yaml_file`: at most
+    :data:`MAX_FILE_BYTES`, no aliases, bounded depth.
+    """
+    return load_yaml_file(path, what, error, max_bytes=MAX_FILE_BYTES, allow_aliases=False)
 
 
 def load_grid(path: str | Path | None = None) -> EvaluationGrid:
