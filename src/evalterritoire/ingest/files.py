@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalterritoire.artefacts import write_bytes_atomic
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import FileRejectedError, IngestError
 from evalterritoire.ingest.csv import _read_csv
@@ -380,13 +381,16 @@ def write_ingest_outputs(result: IngestResult, out_dir: str | Path) -> dict[str,
         }
         table = pa.Table.from_pandas(result.valid, preserve_index=False)
         table = table.replace_schema_metadata(None)
-        pq.write_table(table, paths["responses"], compression="zstd")
+        buffer = pa.BufferOutputStream()  # written whole, then renamed: never half a file
+        pq.write_table(table, buffer, compression="zstd")
+        write_bytes_atomic(paths["responses"], buffer.getvalue().to_pybytes())
         q = result.quarantine if len(result.quarantine.columns) else _empty_quarantine()
-        q.to_csv(paths["quarantine"], index=False, encoding="utf-8", lineterminator="\n")
+        text = q.to_csv(index=False, lineterminator="\n")
+        write_bytes_atomic(paths["quarantine"], text.encode("utf-8"))
         text = json.dumps(
             result.report, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default
         )
-        paths["report"].write_text(text + "\n", encoding="utf-8")
+        write_bytes_atomic(paths["report"], (text + "\n").encode("utf-8"))
     except OSError as exc:
         raise IngestError(f"cannot write ingestion outputs to {out}: {exc.strerror}") from None
     return paths
