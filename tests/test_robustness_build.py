@@ -2,7 +2,9 @@
 a lock per build folder, the umask's permissions (issue 20, findings 1, 2, 3 and 10).
 
 Each finding has a quick test (synthetic artefacts, an interruption injected in-process) and a
-``slow`` one that runs the command line end to end (real signals, real child processes)."""
+``slow`` one that runs the command line end to end (real signals, real child processes). Names
+that did not exist before this work are imported inside the tests, so that the module runs on
+older code and each test shows what that code did."""
 
 from __future__ import annotations
 
@@ -28,10 +30,9 @@ from _robust_study import (
 
 from evalterritoire import artefacts
 from evalterritoire.config import load_study
-from evalterritoire.errors import StaleArtefactError
+from evalterritoire.errors import EvalTerritoireError
 from evalterritoire.pipeline import run_contexts, run_ingest, run_reports, run_reproduce, run_study
 from evalterritoire.render.export import render_index
-from evalterritoire.render.status import prune_reports
 from evalterritoire.report.context import ReportContext
 
 
@@ -91,6 +92,8 @@ def test_a_departed_territory_leaves_its_context_report_and_the_index(tmp_path, 
     assert sorted(p.name for p in config.artefact("contexts").glob("*.json")) == [
         "T1.json", "T2.json", "T4.json", "T5.json", "national.json"
     ]  # fmt: skip
+    from evalterritoire.render.status import prune_reports
+
     removed = prune_reports(pages, [c.territory for c in contexts if not c.is_national])
     assert [p.name for p in removed] == ["T3.html", "T3.pdf"]
     assert sorted(p.stem for p in pages.iterdir()) == [
@@ -148,8 +151,9 @@ def test_report_refuses_contexts_built_from_an_older_run(tmp_path):
     config = load_study(study)
     drop_territory(study)
     run_ingest(config)  # new responses; the run stops here (a failure in a later step)
-    with pytest.raises(StaleArtefactError, match=r"evalterritoire cluster .*study\.toml") as error:
+    with pytest.raises(EvalTerritoireError, match=r"evalterritoire cluster .*study\.toml") as error:
         run_reports(load_study(study), workers=1)
+    assert type(error.value).__name__ == "StaleArtefactError"
     assert error.value.step == "maturity"
     assert "responses.parquet changed after it was read" in str(error.value)
     assert not (config.reports_dir / "territoires").exists()
@@ -247,8 +251,9 @@ def test_a_failed_study_leaves_no_mixed_build_for_report_to_publish(tmp_path):
         run_study(load_study(study), render=False)
     study.write_text(text, encoding="utf-8")
 
-    with pytest.raises(StaleArtefactError, match=r"evalterritoire model .*study\.toml") as error:
+    with pytest.raises(EvalTerritoireError, match=r"evalterritoire model .*study\.toml") as error:
         run_reports(load_study(study), workers=1)
+    assert type(error.value).__name__ == "StaleArtefactError"
     assert error.value.step == "models"
     assert not manifest.exists()  # nothing published
     assert not (config.reports_dir / "territoires").exists()

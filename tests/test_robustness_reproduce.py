@@ -13,13 +13,15 @@ from _robust_study import cli, make_study
 from _synthetic_reports import make_config
 
 from evalterritoire.config import load_study
-from evalterritoire.manifest import build_manifest, compare_artefacts, compare_environment
+from evalterritoire.manifest import build_manifest, compare_artefacts
 from evalterritoire.pipeline import run_study
 
 
 def test_the_recorded_environment_and_published_files_are_compared(tmp_path):
     """Another Python, package version and commit are each named; a deleted or edited
     published report is found in place (before the re-run)."""
+    from evalterritoire.manifest import compare_environment
+
     config = make_config(tmp_path)
     pages = config.reports_dir / "territoires"
     pages.mkdir(parents=True)
