@@ -72,9 +72,10 @@ def test_a_formula_never_runs_python_in_a_fit(tmp_path):
     frame["y"] = frame["x"] + rng.normal(size=100)
     design = SurveyDesign(frame, weight="w", psu="psu")
     hostile = f"y ~ x + I(__import__('os').system('touch {marker.as_posix()}'))"
-    with pytest.raises(ModelError, match="refused"):
+    with pytest.raises(ModelError) as error:
         fit_model(ModelSpec("m", hostile, "linear"), frame, design)
     assert not marker.exists()
+    assert "refused" in str(error.value)
 
 
 def test_a_study_formula_never_runs_python(tmp_path):
@@ -289,9 +290,10 @@ def test_lower_case_context_codes_meet_their_territories(tmp_path, codebook, cap
     pd.DataFrame({territory: [" qp056003", "75056", "zz999"], "ctx_x": [1.5, 2.5, 3.5]}).to_csv(
         path, index=False
     )
-    responses = pd.DataFrame({territory: ["QP056003", "75056", "13055"]})
-    table = _load_context_table(path, codebook, responses)
+    table = _load_context_table(path, codebook)
     assert sorted(table[territory]) == ["75056", "QP056003", "ZZ999"]
+    responses = pd.DataFrame({territory: ["QP056003", "75056", "13055"]})
+    _load_context_table(path, codebook, responses)
     err = capsys.readouterr().err
     assert "1 context row(s) match no territory of the wave (ZZ999)" in err
     assert "1 territory(ies) of the wave have no context row (13055)" in err
