@@ -19,6 +19,7 @@ TOP_MODULES = {
     "errors.py",
     "manifest.py",
     "pipeline.py",
+    "provenance.py",
 }
 
 

@@ -9,23 +9,44 @@ sharing the build can read it.
 
 CSV files a person may open in Excel or LibreOffice are written by :func:`write_csv`, which
 neutralises cells that a spreadsheet would evaluate as a formula (:func:`neutralise_cell`).
+Result tables go through :func:`write_parquet` and JSON documents through :func:`write_json`
+(both deterministic: no index, sorted keys); :func:`sha256_bytes` and :func:`sha256_file` hash
+what was written or read (the provenance records of :mod:`evalterritoire.provenance`).
+
+:func:`folder_lock` holds an exclusive lock on a build folder for the duration of a step, so
+that two runs never write the same artefacts at the same time: the second one is refused with
+a message naming the first (its process id and command). The lock is an ``flock`` on the file
+``.evalterritoire.lock`` of the folder: the kernel releases it when its process ends, however
+it ends, so a killed run never leaves a stale lock behind. It is re-entrant within a process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from evalterritoire.errors import BuildLockedError
+
 __all__ = [
+    "LOCK_FILE",
     "file_mode",
+    "folder_lock",
     "neutralise_cell",
+    "sha256_bytes",
+    "sha256_file",
     "write_bytes_atomic",
     "write_csv",
+    "write_json",
+    "write_parquet",
     "write_text_atomic",
 ]
 
@@ -174,3 +195,157 @@ def write_csv(
         out[column] = out[column].map(neutralise_cell, na_action="ignore")
     text = out.to_csv(index=False, sep=sep, lineterminator="\n")
     return write_bytes_atomic(path, text.encode(encoding))
+
+
+# --------------------------------------------------------------------------- tables and JSON
+def _json_default(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.name
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
+    return str(value)
+
+
+def parquet_bytes(frame: Any) -> bytes:
+    """The Parquet bytes of a table as the pipeline writes it (no index, pandas metadata)."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.reset_index(drop=True).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Indented UTF-8 JSON with sorted keys and a final newline (numpy values as Python's)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
+    return (text + "\n").encode("utf-8")
+
+
+def write_parquet(frame: Any, path: str | Path) -> Path:
+    """Write a table as Parquet atomically (see :func:`write_bytes_atomic`).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table; its index is dropped.
+    path : str or Path
+        Target file.
+
+    Returns
+    -------
+    Path
+        The target path.
+    """
+    return write_bytes_atomic(path, parquet_bytes(frame))
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write a JSON document atomically (sorted keys, indented, numpy values converted)."""
+    return write_bytes_atomic(path, json_bytes(obj))
+
+
+def sha256_bytes(data: bytes) -> str:
+    """sha256 of bytes (hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex), read in blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- folder lock
+#: Lock file of a build folder (holds the process id and command of the run holding it).
+LOCK_FILE = ".evalterritoire.lock"
+_HELD: dict[str, list[int]] = {}  # resolved folder → [file descriptor, depth]
+_HELD_GUARD = threading.Lock()
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"process {int(info['pid'])}: {str(info['command'])[:200]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _acquire(folder: Path, command: str) -> int:
+    """Open and lock ``folder/LOCK_FILE`` without waiting; its file descriptor."""
+    import fcntl
+
+    path = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, file_mode())
+    except OSError as exc:
+        raise BuildLockedError(
+            f"cannot lock {folder} ({exc.strerror}): the folder must be writable"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise BuildLockedError(
+            f"{folder} is being written by another evalterritoire run ({_holder(path)}); "
+            "wait for it to finish, or stop it, then run this command again"
+        ) from None
+    info = json.dumps({"pid": os.getpid(), "command": command}).encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, info, 0)
+    return fd
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, command: str = "evalterritoire") -> Iterator[Path]:
+    """Hold the exclusive lock of a build folder (re-entrant within this process).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder (created when missing).
+    command : str
+        What holds the lock, shown to a run that is refused.
+
+    Yields
+    ------
+    Path
+        The resolved folder.
+
+    Raises
+    ------
+    BuildLockedError
+        When another process holds the lock (the message names it), or the folder cannot be
+        written.
+    """
+    key = str(Path(folder).resolve())
+    if not hasattr(os, "O_CLOEXEC"):  # pragma: no cover - platforms without flock
+        yield Path(key)
+        return
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is None:
+            _HELD[key] = held = [_acquire(Path(key), command), 0]
+        held[1] += 1
+    try:
+        yield Path(key)
+    finally:
+        with _HELD_GUARD:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                os.close(held[0])  # closing the descriptor releases the flock

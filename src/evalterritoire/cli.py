@@ -3,13 +3,19 @@
 A thin layer over :mod:`evalterritoire.pipeline` and the module entry functions. Every
 :class:`~evalterritoire.errors.EvalTerritoireError` becomes one clear message on stderr and a
 non-zero exit status; no traceback reaches the user (set ``EVALTERRITOIRE_DEBUG=1`` to see one).
+``SIGTERM`` unwinds a command as Ctrl-C does (exit status 143), so the processes it started
+stop with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -67,6 +73,8 @@ def simulate(
         raise StudyConfigError(f"--waves must be comma-separated years, got {waves!r}") from None
     if territories < 2 or respondents < territories:
         raise StudyConfigError("--territories must be ≥ 2 and --respondents ≥ --territories")
+    if not 0 <= seed <= 2**32 - 1:  # the seed is written in the study files it generates
+        raise StudyConfigError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed}")
     try:
         result = simulate_waves(
             out, n_territories=territories, n_respondents=respondents, waves=wave_list, seed=seed
@@ -366,6 +374,44 @@ def codebook_diff(
     raise typer.Exit(1 if changes else 0)
 
 
+class _Terminated(KeyboardInterrupt):
+    """``SIGTERM`` received: unwinds like Ctrl-C (render workers and kernels are stopped)."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[list[int]]:
+    """Turn ``SIGTERM`` into :class:`_Terminated` while a command runs (main thread only).
+
+    Yields the list of signals received (typer turns the interruption into exit status 130:
+    the list tells a ``SIGTERM`` from a Ctrl-C).
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_app(argv: list[str] | None) -> None:
+    """Run the command (standalone mode: typer prints usage errors and exits with status 2)."""
+    with _sigterm_interrupts() as received:
+        try:
+            app(args=argv, prog_name="evalterritoire", standalone_mode=True)
+        except SystemExit:
+            if received:
+                raise _Terminated from None
+            raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evalterritoire`` console script.
 
@@ -378,12 +424,15 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         Exit status: 0 success, 1 partial (rows quarantined, reports failed, differences found),
-        2 rejected input or usage error, 3 unexpected internal error.
+        2 rejected input or usage error, 3 unexpected internal error, 130 interrupted (Ctrl-C),
+        143 stopped by ``SIGTERM`` (the render workers and kernels stop with the command).
     """
     debug = os.environ.get("EVALTERRITOIRE_DEBUG") == "1"
     try:
-        # standalone mode: typer/click print usage errors themselves and exit with status 2.
-        app(args=argv, prog_name="evalterritoire", standalone_mode=True)
+        _run_app(argv)
+    except _Terminated:
+        typer.echo("stopped (SIGTERM)", err=True)
+        return 143
     except SystemExit as exc:
         code = exc.code
         if code is None:

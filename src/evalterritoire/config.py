@@ -447,10 +447,24 @@ def _parse_study(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
             _resolve(base, p, wave)
             for p in _str_list(study.get("previous_waves"), "study.previous_waves", path)
         ),
-        "random_state": _typed(study, "random_state", int, "study", path, default=0),
+        "random_state": _seed(study, path),
         "min_n": min_n,
         **folders,
     }
+
+
+#: Largest seed: numpy and scikit-learn take seeds in 0 … 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(study: Mapping[str, Any], path: Path) -> int:
+    """``[study] random_state``: an integer in 0 … 2**32 − 1 (what numpy and scikit-learn take)."""
+    seed = _typed(study, "random_state", int, "study", path, default=0)
+    if not 0 <= seed <= MAX_SEED:
+        raise _fail(
+            path, "study.random_state", f"must be an integer from 0 to {MAX_SEED}, got {seed}"
+        )
+    return seed
 
 
 def _parse_ingest(raw: Mapping[str, Any], path: Path, wave: int) -> IngestConfig:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "ArtefactError",
+    "BuildLockedError",
     "CodebookError",
     "DesignError",
     "EstimationError",
@@ -15,6 +17,7 @@ __all__ = [
     "RenderError",
     "ReportSpecError",
     "ReproduceError",
+    "StaleArtefactError",
     "StudyConfigError",
 ]
 
@@ -88,3 +91,31 @@ class ReportSpecError(EvalTerritoireError):
 
 class ReproduceError(EvalTerritoireError):
     """A manifest cannot be reproduced (missing inputs, malformed manifest)."""
+
+
+class ArtefactError(EvalTerritoireError):
+    """An artefact of an earlier step is missing or unreadable (the message names the step)."""
+
+
+class StaleArtefactError(ArtefactError):
+    """An artefact is stale or comes from another run than the artefacts beside it.
+
+    Parameters
+    ----------
+    message : str
+        What is stale, why, and the command to re-run.
+    step : str
+        The pipeline step whose outputs are stale (``ingest``, ``maturity``, ``estimates``,
+        ``models``, ``contexts``).
+    build_dir : str
+        The build folder of that step.
+    """
+
+    def __init__(self, message: str, *, step: str, build_dir: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.build_dir = build_dir
+
+
+class BuildLockedError(EvalTerritoireError):
+    """A build folder is being written by another run (or cannot be locked)."""

@@ -7,7 +7,10 @@ and the sha256 of every result table and report. Paths are relative to the repor
 directory and the manifest holds no timestamp, so two runs of an unchanged study write the same
 manifest. :func:`compare_artefacts` checks another run's files against a manifest and names,
 for each artefact, whether it is identical and where it first differs (the first differing
-figure of a table, the first differing line of a text file).
+figure of a table, the first differing line of a text file); pointed at the manifest's own
+folder, it checks that the published files are still those the run wrote.
+:func:`compare_environment` names what differs between the recorded environment (Python and
+package versions, git commit and uncommitted changes) and this one.
 
 :func:`safe_filename` turns a territory code into a file name that cannot escape the reports
 directory.
@@ -21,13 +24,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from evalterritoire.artefacts import sha256_file, write_bytes_atomic
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError, ReproduceError
 
@@ -36,11 +39,13 @@ __all__ = [
     "ArtefactComparison",
     "build_manifest",
     "compare_artefacts",
+    "compare_environment",
     "file_sha256",
     "format_comparisons",
     "load_manifest",
     "safe_filename",
     "write_manifest",
+    "write_study_manifest",
 ]
 
 MANIFEST_VERSION = 1
@@ -107,11 +112,7 @@ def safe_filename(code: str) -> str:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -352,19 +353,58 @@ def _run_parameters(
 
 
 def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a manifest as sorted, indented UTF-8 JSON (atomically)."""
-    path = Path(path)
+    """Write a manifest as sorted, indented UTF-8 JSON (atomically, umask permissions)."""
     text = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _published(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The files of a folder with these suffixes, hidden files and folders left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def write_study_manifest(
+    config: StudyConfig,
+    *,
+    previous: Iterable[StudyConfig] = (),
+    templates: Sequence[Path] = (),
+    options: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``reports/<wave>/manifest.json`` for a study run (see :func:`build_manifest`).
+
+    Inputs: the wave's study file, exports, codebook, context and margins files, the same
+    files of the earlier waves it reads (``previous``), and the report templates. Artefacts:
+    the result tables of ``build/<wave>/`` (hidden bookkeeping — provenance records, lock,
+    temporary files — left out). Reports: the HTML pages and the study's own PDF or DOCX
+    formats (a PDF an evaluator rendered for one territory with ``report --format`` is not part
+    of the study: its re-run would never produce it). Parameters: the study's, the rendering
+    options that name the outputs (engine, formats, template names; not the worker count) and
+    the extra notebook parameters.
+    """
+    rendering = {
+        "engine": options["engine"],
+        "formats": list(options["formats"]),
+        "territory_template": config.report.territory_template,
+        "study_template": config.report.study_template,
+    }
+    suffixes = {".html"} | {f".{f}" for f in config.report.formats if f in {"pdf", "docx"}}
+    manifest = build_manifest(
+        config,
+        artefacts=_published(config.build_dir, {".parquet", ".json", ".csv"}),
+        reports=_published(config.reports_dir, suffixes),
+        previous=previous,
+        templates=templates,
+        rendering=rendering,
+        parameters=parameters,
+    )
+    return write_manifest(manifest, config.reports_dir / "manifest.json")
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
@@ -544,3 +584,44 @@ def format_comparisons(comparisons: Iterable[ArtefactComparison]) -> str:
     n_same = sum(c.is_identical for c in items)
     lines.append(f"{n_same}/{len(items)} identical")
     return "\n".join(lines)
+
+
+def _commit(git: Mapping[str, Any] | None) -> str:
+    if not git or not git.get("commit"):
+        return "none (not a git checkout)"
+    return str(git["commit"])[:12]
+
+
+def compare_environment(manifest: Mapping[str, Any], directory: str | Path) -> list[str]:
+    """What differs between a manifest's recorded environment and this one.
+
+    Parameters
+    ----------
+    manifest : mapping
+        A loaded manifest.
+    directory : path
+        Where to read the current git state (the study's folder, as when the manifest was
+        written).
+
+    Returns
+    -------
+    list of str
+        One line per difference (a package or Python version, the commit, uncommitted
+        changes); empty when the environments agree.
+    """
+    recorded = manifest.get("environment") or {}
+    packages = recorded.get("packages") or {}
+    now = _versions()
+    lines = [
+        f"{name}: {packages.get(name, 'absent')} recorded, {now.get(name, 'absent')} now"
+        for name in sorted(set(packages) | set(now))
+        if str(packages.get(name, "absent")) != str(now.get(name, "absent"))
+    ]
+    git, git_now = recorded.get("git"), _git(Path(directory))
+    if _commit(git) != _commit(git_now):
+        lines.append(f"commit: {_commit(git)} recorded, {_commit(git_now)} now")
+    dirty, dirty_now = bool((git or {}).get("dirty")), bool((git_now or {}).get("dirty"))
+    if git and git_now and dirty != dirty_now:
+        state = {True: "uncommitted changes", False: "a clean checkout"}
+        lines.append(f"working tree: {state[dirty]} recorded, {state[dirty_now]} now")
+    return lines

@@ -17,19 +17,28 @@ maturity step uses its own design-weighted profiles and needs no estimates artef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evalterritoire.artefacts import folder_lock
 from evalterritoire.codebook import Codebook, load_codebook
 from evalterritoire.config import StudyConfig, load_study
-from evalterritoire.errors import EvalTerritoireError, ReproduceError
+from evalterritoire.errors import (
+    ArtefactError,
+    EvalTerritoireError,
+    ReproduceError,
+    StaleArtefactError,
+    StudyConfigError,
+)
+from evalterritoire.provenance import Provenance, StepRecorder
 
 if TYPE_CHECKING:
     from evalterritoire.design.survey import SurveyDesign
@@ -54,6 +63,12 @@ def load_study_codebook(config: StudyConfig) -> Codebook:
     return load_codebook(None if config.codebook == "default" else config.codebook)
 
 
+def _codebook_file(config: StudyConfig) -> Path:
+    from evalterritoire.codebook import default_codebook_path
+
+    return default_codebook_path() if config.codebook == "default" else Path(config.codebook)
+
+
 def _console():
     from rich.console import Console
 
@@ -64,58 +79,17 @@ def _step(message: str) -> None:
     _console().print(f"[bold cyan]›[/] {message}")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _warn(message: str) -> None:
+    _console().print(f"[bold yellow]![/] {message}", markup=True)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    frame.reset_index(drop=True).to_parquet(buffer, index=False)
-    _atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
-def _write_json(obj: Any, path: Path) -> Path:
-    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
-    _atomic_write_bytes(path, (text + "\n").encode("utf-8"))
-    return path
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return value.name
-    if isinstance(value, pd.DataFrame):
-        return value.to_dict(orient="records")
-    return str(value)
-
-
-def _read_artefact(config: StudyConfig, name: str, step: str) -> pd.DataFrame:
-    path = config.artefact(name)
-    if not path.is_file():
-        raise EvalTerritoireError(
-            f"{path} does not exist: run `evalterritoire {step} {config.path}` first"
-        )
-    return pd.read_parquet(path)
+@contextlib.contextmanager
+def _locked(configs: Sequence[StudyConfig], command: str) -> Iterator[None]:
+    """Hold the lock of every build folder a step writes or reads (earliest wave first)."""
+    with contextlib.ExitStack() as stack:
+        for cfg in sorted(configs, key=lambda c: c.wave):
+            stack.enter_context(folder_lock(cfg.build_dir, f"evalterritoire {command} {cfg.path}"))
+        yield
 
 
 def _previous_configs(
@@ -128,11 +102,12 @@ def _previous_configs(
     return sorted(configs, key=lambda c: c.wave)
 
 
-def _responses(config: StudyConfig) -> pd.DataFrame:
-    path = config.artefact("responses.parquet")
-    if not path.is_file():
+def _responses(config: StudyConfig, record: StepRecorder) -> pd.DataFrame:
+    """A wave's checked responses (ingested first when the wave has none)."""
+    if not config.artefact("responses.parquet").is_file():
         run_ingest(config)
-    return pd.read_parquet(path)
+        record.provenance.forget(config.build_dir)
+    return record.table("responses.parquet", build_dir=config.build_dir)
 
 
 def _design(config: StudyConfig, responses: pd.DataFrame):
@@ -141,16 +116,17 @@ def _design(config: StudyConfig, responses: pd.DataFrame):
     return build_design(responses, config.design, config.calibration)
 
 
-def _with_stage(config: StudyConfig, responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+def _with_stage(
+    responses: pd.DataFrame, maturity: pd.DataFrame | None, codebook: Codebook
+) -> pd.DataFrame:
     """Responses + respondent dimension scores + the territory's stage, if maturity has run."""
     from evalterritoire.maturity.scoring import MaturityScorer
 
     scores = MaturityScorer(codebook).fit(responses).transform(responses)
     frame = pd.concat([responses.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
-    path = config.artefact("maturity.parquet")
-    if path.is_file():
+    if maturity is not None:
         territory = codebook.require("territory", "joining the maturity stages")
-        maturity = pd.read_parquet(path, columns=["territory", "stage", "stage_label"])
+        maturity = maturity[["territory", "stage", "stage_label"]]
         frame = frame.merge(
             maturity.rename(columns={"territory": territory}), on=territory, how="left"
         )
@@ -168,30 +144,36 @@ def run_ingest(config: StudyConfig, *, codebook: Codebook | None = None) -> Inge
     """
     from evalterritoire.ingest.files import combine_results, ingest_file, write_ingest_outputs
 
-    codebook = codebook or load_study_codebook(config)
-    results = []
-    for export in config.exports:
-        _step(f"ingest {export.name}")
-        results.append(
-            ingest_file(
-                export,
-                codebook,
-                profile=config.ingest.profile,
-                sheet=config.ingest.sheet,
-                header_row=config.ingest.header_row,
-                encoding=config.ingest.encoding,
-                delimiter=config.ingest.delimiter,
-                column_map=config.ingest.column_map,
+    with _locked([config], "validate"):
+        record = StepRecorder(Provenance([config]), config, "ingest")
+        codebook = codebook or load_study_codebook(config)
+        record.file(_codebook_file(config))
+        results = []
+        for export in config.exports:
+            _step(f"ingest {export.name}")
+            record.file(export)  # hashed before it is read: a later edit shows as stale
+            results.append(
+                ingest_file(
+                    export,
+                    codebook,
+                    profile=config.ingest.profile,
+                    sheet=config.ingest.sheet,
+                    header_row=config.ingest.header_row,
+                    encoding=config.ingest.encoding,
+                    delimiter=config.ingest.delimiter,
+                    column_map=config.ingest.column_map,
+                )
             )
-        )
-    result = results[0] if len(results) == 1 else combine_results(results)
-    if result.status == "rejected":
-        messages = (
-            "; ".join(e.get("message", str(e)) for e in result.report.get("errors", [])[:3])
-            or result.summary()
-        )
-        raise EvalTerritoireError(f"export rejected: {messages}")
-    write_ingest_outputs(result, config.build_dir)
+        result = results[0] if len(results) == 1 else combine_results(results)
+        if result.status == "rejected":
+            messages = (
+                "; ".join(e.get("message", str(e)) for e in result.report.get("errors", [])[:3])
+                or result.summary()
+            )
+            raise EvalTerritoireError(f"export rejected: {messages}")
+        for name in write_ingest_outputs(result, config.build_dir).values():
+            record.output(Path(name).name)
+        record.commit()
     return result
 
 
@@ -210,23 +192,26 @@ def run_maturity(
 
     codebook = codebook or load_study_codebook(config)
     configs = [*_previous_configs(config, relocate), config]
-    responses_by_wave = {c.wave: _responses(c) for c in configs}
-    designs_by_wave = {c.wave: _design(c, responses_by_wave[c.wave]) for c in configs}
-    _step(f"maturity {config.wave} ({len(configs)} wave(s))")
-    result = compute_maturity(
-        responses_by_wave,
-        designs_by_wave,
-        codebook,
-        config.maturity,
-        wave=config.wave,
-        min_n=config.min_n,
-        random_state=config.random_state,
-    )
-    _write_parquet(result.maturity, config.artefact("maturity.parquet"))
-    _write_parquet(result.transitions, config.artefact("transitions.parquet"))
-    _write_parquet(result.profiles, config.artefact("profiles.parquet"))
-    _write_parquet(result.reliability, config.artefact("reliability.parquet"))
-    _write_json(result.diagnostics, config.artefact("maturity_diagnostics.json"))
+    with _locked(configs, "cluster"):
+        record = StepRecorder(Provenance(configs), config, "maturity")
+        responses_by_wave = {c.wave: _responses(c, record) for c in configs}
+        designs_by_wave = {c.wave: _design(c, responses_by_wave[c.wave]) for c in configs}
+        _step(f"maturity {config.wave} ({len(configs)} wave(s))")
+        result = compute_maturity(
+            responses_by_wave,
+            designs_by_wave,
+            codebook,
+            config.maturity,
+            wave=config.wave,
+            min_n=config.min_n,
+            random_state=config.random_state,
+        )
+        record.write_parquet(result.maturity, "maturity.parquet")
+        record.write_parquet(result.transitions, "transitions.parquet")
+        record.write_parquet(result.profiles, "profiles.parquet")
+        record.write_parquet(result.reliability, "reliability.parquet")
+        record.write_json(result.diagnostics, "maturity_diagnostics.json")
+        record.commit()
     return result
 
 
@@ -236,31 +221,34 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
 
     codebook = codebook or load_study_codebook(config)
     territory = codebook.require("territory", "estimates by territory")
-    responses = _responses(config)
-    maturity_path = config.artefact("maturity.parquet")
-    if maturity_path.is_file():
-        stages = pd.read_parquet(maturity_path, columns=["territory", "stage_label"])
-        responses = responses.merge(
-            stages.rename(columns={"territory": territory, "stage_label": "stage"}),
-            on=territory,
-            how="left",
+    with _locked([config], "estimate"):
+        record = StepRecorder(Provenance([config]), config, "estimates")
+        responses = _responses(config, record)
+        stages = record.table("maturity.parquet", optional=True)
+        if stages is not None:
+            stages = stages[["territory", "stage_label"]]
+            responses = responses.merge(
+                stages.rename(columns={"territory": territory, "stage_label": "stage"}),
+                on=territory,
+                how="left",
+            )
+        design = _design(config, responses)
+        domains: dict[str, str | None] = {
+            "territory": territory,
+            "respondent_type": codebook.column("respondent_type"),
+            "stage": "stage" if "stage" in responses.columns else None,
+        }
+        _step(f"estimates {config.wave}")
+        table = compute_study_estimates(
+            design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
         )
-    design = _design(config, responses)
-    domains: dict[str, str | None] = {
-        "territory": territory,
-        "respondent_type": codebook.column("respondent_type"),
-        "stage": "stage" if "stage" in responses.columns else None,
-    }
-    _step(f"estimates {config.wave}")
-    table = compute_study_estimates(
-        design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
-    )
-    _write_parquet(table, config.artefact("estimates.parquet"))
-    _write_study_tables(config, design, codebook)
+        record.write_parquet(table, "estimates.parquet")
+        _write_study_tables(record, design, codebook)
+        record.commit()
     return table
 
 
-def _write_study_tables(config: StudyConfig, design: SurveyDesign, codebook: Codebook) -> None:
+def _write_study_tables(record: StepRecorder, design: SurveyDesign, codebook: Codebook) -> None:
     """The report tables: territory vs nation, alpha per dimension, medians of counts."""
     from evalterritoire.estimates.study import (
         compute_dimension_reliability,
@@ -274,7 +262,7 @@ def _write_study_tables(config: StudyConfig, design: SurveyDesign, codebook: Cod
         "item_medians.parquet": compute_item_medians(design, codebook),
     }
     for name, frame in tables.items():
-        _write_parquet(frame, config.artefact(name))
+        record.write_parquet(frame, name)
 
 
 def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
@@ -282,52 +270,125 @@ def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
     from evalterritoire.models.fit import fit_study_models
 
     codebook = codebook or load_study_codebook(config)
-    frame = _with_stage(config, _responses(config), codebook)
-    if config.context is not None:
-        frame = _merge_context(frame, config.context, codebook)
-    design = _design(config, frame)
-    _step(f"models {config.wave} ({len(config.models)})")
-    result = fit_study_models(config.models, frame, design, codebook)
-    _write_parquet(result.table, config.artefact("models.parquet"))
-    _write_json(result.diagnostics, config.artefact("models_diagnostics.json"))
+    with _locked([config], "model"):
+        record = StepRecorder(Provenance([config]), config, "models")
+        responses = _responses(config, record)
+        frame = _with_stage(responses, record.table("maturity.parquet", optional=True), codebook)
+        if config.context is not None:
+            record.file(config.context)
+            context = _load_context_table(config.context, codebook, responses)
+            frame = _merge_context(frame, context, codebook)
+        design = _design(config, frame)
+        _step(f"models {config.wave} ({len(config.models)})")
+        result = fit_study_models(config.models, frame, design, codebook)
+        record.write_parquet(result.table, "models.parquet")
+        record.write_json(result.diagnostics, "models_diagnostics.json")
+        record.commit()
     return result
 
 
-def _load_context_table(path: Path, codebook: Codebook) -> pd.DataFrame:
-    """The territory context file (one row per territory, keyed by the territory column)."""
+# --------------------------------------------------------------------------- context file
+def _read_context_file(path: Path, territory: str) -> pd.DataFrame:
+    """The context file as read, or one clear message (empty, unreadable, not a table)."""
+    import csv
+
+    try:
+        if not path.read_bytes()[:65536].strip(b"\xef\xbb\xbf \t\r\n"):
+            raise pd.errors.EmptyDataError
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep=None, engine="python", dtype={territory: str})
+    except pd.errors.EmptyDataError:
+        raise StudyConfigError(f"{path}: the context file is empty") from None
+    except (csv.Error, pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise StudyConfigError(
+            f"{path}: the context file is not a readable table ({reason})"
+        ) from None
+
+
+def _load_context_table(
+    path: Path, codebook: Codebook, responses: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The territory context file (one row per territory, keyed by the territory column).
+
+    Codes are normalised as the ingestion normalises the exports' (trimmed, upper-cased, a
+    spreadsheet's ``.0`` dropped, four-digit INSEE codes zero-padded), so a context file written
+    in lower case still meets its territories. With ``responses``, context rows that match no
+    territory of the wave, and territories without a context row, are reported on the console.
+
+    Raises
+    ------
+    StudyConfigError
+        When the file is empty, unreadable, lacks the territory column, has no row, or lists
+        a territory twice.
+    """
+    from evalterritoire.ingest.parse import _territory_code
+
     territory = codebook.require("territory", "the territory context file")
-    if path.suffix.lower() == ".parquet":
-        table = pd.read_parquet(path)
-    else:
-        table = pd.read_csv(path, sep=None, engine="python", dtype={territory: str})
+    table = _read_context_file(path, territory)
     if territory not in table.columns:
-        raise EvalTerritoireError(f"{path}: context file lacks the column {territory}")
+        raise StudyConfigError(f"{path}: context file lacks the column {territory}")
+    codes = table[territory].astype("string").str.strip()
+    table = table.loc[codes.notna() & (codes != "")].copy()
+    if table.empty:
+        raise StudyConfigError(f"{path}: the context file has no territory row")
+    table[territory] = [_territory_code(str(c).strip(), None)[0] for c in table[territory]]
+    twice = sorted(set(table.loc[table[territory].duplicated(), territory]))
+    if twice:
+        raise StudyConfigError(
+            f"{path}: the context file lists territory {', '.join(twice[:5])} more than once"
+        )
+    if responses is not None and territory in responses.columns:
+        _report_context_match(path, set(table[territory]), set(responses[territory].dropna()))
     return table
 
 
-def _merge_context(frame: pd.DataFrame, path: Path, codebook: Codebook) -> pd.DataFrame:
+def _report_context_match(path: Path, listed: set[str], present: set[str]) -> None:
+    """Say which context rows match no territory, and which territories have no context row."""
+    unmatched, without = sorted(listed - present), sorted(present - listed)
+    if unmatched:
+        _warn(
+            f"{path.name}: {len(unmatched)} context row(s) match no territory of the wave "
+            f"({', '.join(map(str, unmatched[:8]))}{'…' if len(unmatched) > 8 else ''})"
+        )
+    if without:
+        _warn(
+            f"{path.name}: {len(without)} territory(ies) of the wave have no context row "
+            f"({', '.join(map(str, without[:8]))}{'…' if len(without) > 8 else ''}): "
+            "their context figures stay empty"
+        )
+
+
+def _merge_context(frame: pd.DataFrame, context: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
     """Responses + the context columns they do not already hold, joined on the territory."""
     territory = codebook.require("territory", "the territory context file")
-    context = _load_context_table(path, codebook)
     keep = [c for c in context.columns if c == territory or c not in frame.columns]
     return frame.merge(context[keep], on=territory, how="left")
 
 
-def _artefacts(config: StudyConfig, codebook: Codebook):
+def _artefacts(config: StudyConfig, codebook: Codebook, record: StepRecorder):
     from evalterritoire.report.context import StudyArtefacts
 
     def optional(name: str) -> pd.DataFrame | None:
-        path = config.artefact(name)
-        return pd.read_parquet(path) if path.is_file() else None
+        return record.table(name, optional=True)
 
-    ingestion_path = config.artefact("ingestion.json")
-    ingestion = (
-        json.loads(ingestion_path.read_text(encoding="utf-8")) if ingestion_path.is_file() else None
-    )
-    context = _load_context_table(config.context, codebook) if config.context is not None else None
+    ingestion_bytes = record.read("ingestion.json", optional=True)
+    try:
+        ingestion = json.loads(ingestion_bytes) if ingestion_bytes is not None else None
+    except ValueError:
+        raise ArtefactError(
+            f"{config.artefact('ingestion.json')} is not valid JSON: re-run "
+            f"`evalterritoire validate {config.path}`"
+        ) from None
+    responses = optional("responses.parquet")
+    context = None
+    if config.context is not None:
+        record.file(config.context)
+        context = _load_context_table(config.context, codebook, responses)
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
-        responses=optional("responses.parquet"),
+        responses=responses,
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),
         transitions=optional("transitions.parquet"),
@@ -338,72 +399,55 @@ def _artefacts(config: StudyConfig, codebook: Codebook):
     )
 
 
+def _report_data_files(config: StudyConfig) -> list[Path]:
+    """The evaluation grid and report spec files a study's contexts are built from."""
+    from evalterritoire.report.grid import default_grid_path
+    from evalterritoire.report.spec import default_report_spec_path
+
+    grid, spec = config.report.grid, config.report.report_spec
+    return [
+        default_grid_path() if grid == "default" else Path(grid),
+        default_report_spec_path() if spec == "default" else Path(spec),
+    ]
+
+
 def run_contexts(
     config: StudyConfig,
     *,
     codebook: Codebook | None = None,
     relocate: Callable[[StudyConfig], StudyConfig] | None = None,
 ) -> list[Path]:
-    """Build one report context per territory (+ national) → ``contexts/*.json``."""
+    """Build one report context per territory (+ national) → ``contexts/*.json``.
+
+    The contexts of territories that are no longer in the data are removed.
+    """
     from evalterritoire.manifest import safe_filename
     from evalterritoire.report.build import build_contexts
 
     codebook = codebook or load_study_codebook(config)
-    contexts = build_contexts(config, codebook, _artefacts(config, codebook))
-    out_dir = config.artefact("contexts")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ctx in contexts:
-        name = "national" if ctx.is_national else safe_filename(ctx.territory)
-        path = out_dir / f"{name}.json"
-        _atomic_write_bytes(path, ctx.to_json().encode("utf-8"))
-        paths.append(path)
+    with _locked([config], "report"):
+        record = StepRecorder(Provenance([config]), config, "contexts")
+        for path in _report_data_files(config):
+            record.file(path)
+        contexts = build_contexts(config, codebook, _artefacts(config, codebook, record))
+        paths = []
+        for ctx in contexts:
+            name = "national" if ctx.is_national else safe_filename(ctx.territory)
+            paths.append(record.write_bytes(f"contexts/{name}.json", ctx.to_json().encode("utf-8")))
+        written = {p.resolve() for p in paths}
+        gone = sorted(
+            p for p in config.artefact("contexts").glob("*.json") if p.resolve() not in written
+        )
+        for path in gone:  # territories that left the data
+            path.unlink(missing_ok=True)
+        record.commit()
     _step(f"contexts {config.wave}: {len(paths)}")
+    if gone:
+        _warn(f"contexts removed (territories no longer in the data): {len(gone)}")
     return paths
 
 
 # --------------------------------------------------------------------------- reports
-def _templates_dir(config: StudyConfig) -> Path:
-    """The study's templates folder (``[report] templates_dir``, else the package's own)."""
-    if config.report.templates_dir is not None:
-        return config.report.templates_dir
-    from importlib import resources
-
-    return Path(str(resources.files("evalterritoire") / "data" / "templates"))
-
-
-def _template(config: StudyConfig, name: str) -> Path:
-    folder = _templates_dir(config)
-    for candidate in (folder / name, folder / f"{name}.py", folder / f"{name}.ipynb"):
-        if candidate.is_file():
-            return candidate
-    raise EvalTerritoireError(f"template '{name}' not found in {folder}")
-
-
-def _write_generated_notebook(template: Path, folder: Path) -> Path | None:
-    """Write the ``.ipynb`` of a jupytext template into ``folder`` (for papermill users).
-
-    Rewritten only when its content changes; skipped (``None``) when the folder is read-only.
-    """
-    import nbformat
-
-    from evalterritoire.render.notebook import build_notebook
-
-    if template.suffix != ".py":
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{template.stem}.ipynb"
-    text = nbformat.writes(build_notebook(template)) + "\n"
-    try:
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-    except OSError:
-        return None
-    return target
-
-
 def run_reports(
     config: StudyConfig,
     *,
@@ -418,6 +462,10 @@ def run_reports(
     codebook: Codebook | None = None,
 ):
     """Render the territory reports, the annual study and the index; write the manifest.
+
+    The contexts are checked first (and rebuilt when only they are stale); the reports of
+    territories that left the data are removed, so neither the index nor the manifest lists
+    them.
 
     Parameters
     ----------
@@ -435,188 +483,83 @@ def run_reports(
     RenderSummary
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
+    from evalterritoire.manifest import write_study_manifest
     from evalterritoire.render.export import render_index
     from evalterritoire.render.reports import render_reports
+    from evalterritoire.render.status import prune_reports
+    from evalterritoire.render.study import (
+        extra_parameters,
+        merge_summaries,
+        report_templates,
+        study_tasks,
+        wanted_territories,
+    )
 
-    contexts = _load_contexts(config, codebook)
-    wanted = _wanted_territories(config, contexts, territories)
-    extra = _extra_parameters(parameters)
-    templates = _report_templates(config)
-    batches = _render_batches(config, wanted, templates, extra, with_study=not territories)
-    options = {
-        "engine": engine or config.report.engine,
-        "workers": workers if workers is not None else config.report.workers,
-        "formats": tuple(formats) if formats else config.report.formats,
-        "dask_scheduler": dask_scheduler,
-        "only_failed": only_failed,
-        "force": force,
-    }
-    summaries = []
-    for out_dir, batch in batches:
-        _step(f"reports {config.wave}: {len(batch)} → {out_dir}")
-        summaries.append(render_reports(batch, out_dir=out_dir, **options))
-    summary = _merge_summaries(summaries)
-    render_index(contexts, config.reports_dir / "index.html")
-    if not territories:
-        _write_run_manifest(
-            config, codebook=codebook, templates=templates, options=options, parameters=extra
-        )
+    with _locked([config], "report"):
+        contexts = _load_contexts(config, codebook)
+        current = sorted(c.territory for c in contexts if not c.is_national)
+        removed = prune_reports(config.reports_dir / "territoires", current)
+        if removed:
+            _warn(f"reports removed (territories no longer in the data): {len(removed)}")
+        wanted = wanted_territories(config, current, territories)
+        extra = extra_parameters(parameters)
+        templates = report_templates(config)
+        batches = study_tasks(config, wanted, templates, extra, with_study=not territories)
+        options = {
+            "engine": engine or config.report.engine,
+            "workers": workers if workers is not None else config.report.workers,
+            "formats": tuple(formats) if formats else config.report.formats,
+            "dask_scheduler": dask_scheduler,
+            "only_failed": only_failed,
+            "force": force,
+        }
+        summaries = []
+        for out_dir, batch in batches:
+            _step(f"reports {config.wave}: {len(batch)} → {out_dir}")
+            summaries.append(render_reports(batch, out_dir=out_dir, **options))
+        summary = merge_summaries(summaries)
+        render_index(contexts, config.reports_dir / "index.html")
+        if not territories:
+            write_study_manifest(
+                config,
+                previous=_previous_configs(config),
+                templates=templates,
+                options=options,
+                parameters=extra,
+            )
     return summary
 
 
 def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:
-    """The wave's report contexts (built first when the national one is missing)."""
+    """The wave's checked report contexts (built first when missing or stale).
+
+    Contexts whose inputs are fresh but which were built from other versions of them (or
+    from other settings) are rebuilt; when an earlier step is stale, the error names it.
+    """
     from evalterritoire.report.context import ReportContext
 
-    contexts_dir = config.artefact("contexts")
-    if not (contexts_dir / "national.json").is_file():
+    build = config.build_dir
+    provenance = Provenance([config, *_previous_configs(config)])
+    record = provenance.producer(build, "contexts/national.json")
+    try:
+        if record is None and not config.artefact("contexts/national.json").is_file():
+            raise StaleArtefactError("no contexts", step="contexts", build_dir=str(build))
+        if record is not None:
+            provenance.check_step(build.resolve(), record)
+    except StaleArtefactError as exc:
+        if exc.step != "contexts" or Path(exc.build_dir) != build.resolve():
+            raise
+        if record is not None:
+            _warn("the report contexts are older than their inputs: rebuilt")
         run_contexts(config, codebook=codebook)
-    return [ReportContext.from_json(p) for p in sorted(contexts_dir.glob("*.json"))]
-
-
-def _wanted_territories(
-    config: StudyConfig, contexts: Sequence[Any], territories: Sequence[str] | None
-) -> list[str]:
-    """The territory codes to render: those asked (each must have a context), else all."""
-    by_code = {c.territory for c in contexts if not c.is_national}
-    wanted = list(territories) if territories else sorted(by_code)
-    unknown = [t for t in wanted if t not in by_code]
-    if unknown:
-        raise EvalTerritoireError(
-            f"unknown territory code(s) {', '.join(unknown)} for wave {config.wave} "
-            f"(see {config.artefact('maturity.parquet')})"
-        )
-    return wanted
-
-
-def _extra_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The user's notebook parameters; those evalterritoire sets itself are refused."""
-    extra = dict(parameters or {})
-    for key in ("territory", "wave", "context_path"):
-        if key in extra:
-            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
-    return extra
-
-
-def _report_templates(config: StudyConfig) -> tuple[Path, Path]:
-    """The territory and study templates (their ``.ipynb`` written beside them)."""
-    territory_template = _template(config, config.report.territory_template)
-    study_template = _template(config, config.report.study_template)
-    for template in (territory_template, study_template):
-        _write_generated_notebook(template, config.artefact("templates"))
-    return territory_template, study_template
-
-
-def _render_batches(
-    config: StudyConfig,
-    wanted: Sequence[str],
-    templates: tuple[Path, Path],
-    extra: Mapping[str, Any],
-    *,
-    with_study: bool,
-) -> list[tuple[Path, list[Any]]]:
-    """(output folder, render tasks): the territory reports, then the annual study if asked."""
-    from evalterritoire.manifest import safe_filename
-    from evalterritoire.render.reports import RenderTask
-
-    contexts_dir = config.artefact("contexts")
-    territory_template, study_template = templates
-
-    def parameters(code: str, context: str) -> dict[str, Any]:
-        return {
-            "territory": code,
-            "wave": config.wave,
-            "context_path": str(contexts_dir / f"{context}.json"),
-            **extra,
-        }
-
-    tasks = [
-        RenderTask(
-            territory=code,
-            template=territory_template,
-            parameters=parameters(code, safe_filename(code)),
-            output_stem=safe_filename(code),
-        )
-        for code in wanted
-    ]
-    batches = [(config.reports_dir / "territoires", tasks)]
-    if with_study:  # the annual study: the national context, no territory
-        study = RenderTask(
-            territory="national",
-            template=study_template,
-            parameters=parameters("", "national"),
-            output_stem="synthese",
-        )
-        batches.append((config.reports_dir, [study]))
-    return batches
-
-
-def _merge_summaries(summaries: Sequence[Any]) -> Any:
-    """One summary for several render batches (territories, then the annual study)."""
-    first = summaries[0]
-    if len(summaries) == 1:
-        return first
-    outputs: dict[str, Any] = {}
-    for s in summaries:
-        outputs.update(s.outputs)
-    return replace(
-        first,
-        n_total=sum(s.n_total for s in summaries),
-        n_rendered=sum(s.n_rendered for s in summaries),
-        n_skipped=sum(s.n_skipped for s in summaries),
-        n_failed=sum(s.n_failed for s in summaries),
-        failed=tuple(sorted(f for s in summaries for f in s.failed)),
-        outputs=outputs,
-        seconds=sum(s.seconds for s in summaries),
-    )
-
-
-def _write_run_manifest(
-    config: StudyConfig,
-    *,
-    codebook: Codebook | None = None,
-    templates: Sequence[Path] = (),
-    options: Mapping[str, Any],
-    parameters: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``reports/<wave>/manifest.json``.
-
-    Inputs: the wave's study file, exports, codebook, context and margins files, the same
-    files of every earlier wave it reads (stages, transitions), and the report templates.
-    Parameters: the study's, the rendering options that name the outputs (engine, formats,
-    template names; not the worker count) and the extra notebook parameters.
-    """
-    from evalterritoire.manifest import build_manifest, write_manifest
-
-    rendering = {
-        "engine": options["engine"],
-        "formats": list(options["formats"]),
-        "territory_template": config.report.territory_template,
-        "study_template": config.report.study_template,
-    }
-    artefacts = sorted(
-        p
-        for p in config.build_dir.rglob("*")
-        if p.is_file() and p.suffix in {".parquet", ".json", ".csv"} and not p.name.startswith(".")
-    )
-    # the study's own formats only: a PDF or DOCX an evaluator rendered for one territory with
-    # `report --format` is not part of the study (its re-run would never produce it)
-    suffixes = {".html"} | {f".{f}" for f in config.report.formats if f in {"pdf", "docx"}}
-    reports = sorted(
-        p
-        for p in config.reports_dir.rglob("*")
-        if p.is_file() and p.suffix in suffixes and not p.name.startswith(".")
-    )
-    manifest = build_manifest(
-        config,
-        artefacts=artefacts,
-        reports=reports,
-        previous=_previous_configs(config),
-        templates=templates,
-        rendering=rendering,
-        parameters=parameters,
-    )
-    return write_manifest(manifest, config.reports_dir / "manifest.json")
+        provenance = Provenance([config])
+        record = provenance.producer(build, "contexts/national.json")
+    if record is not None:
+        names = sorted(n for n in record["outputs"] if n.startswith("contexts/"))
+        paths = [build / n for n in names]
+    else:  # contexts made without a record (by hand, or by an earlier version)
+        paths = sorted(config.artefact("contexts").glob("*.json"))
+    return [ReportContext.from_json(p) for p in paths]
 
 
 # --------------------------------------------------------------------------- whole study
@@ -630,6 +573,9 @@ def run_study(
 ) -> int:
     """Run every step of a wave (and, with ``all_waves``, of its earlier waves first).
 
+    The build folders of the waves are locked for the whole run. Quarantined rows and failed
+    reports are listed at the end (wave, territory, reason).
+
     Returns
     -------
     int
@@ -641,25 +587,61 @@ def run_study(
         if relocate is not None:
             previous = [relocate(c) for c in previous]
         configs = [*previous, config]
-    status = 0
-    for cfg in configs:
-        codebook = load_study_codebook(cfg)
-        _console().rule(f"{cfg.name}")
-        ingest_result = run_ingest(cfg, codebook=codebook)
-        if ingest_result.exit_code:
-            status = 1
-        run_maturity(cfg, codebook=codebook, relocate=relocate)
-        run_estimates(cfg, codebook=codebook)
-        if cfg.models:
-            run_models(cfg, codebook=codebook)
-        run_contexts(cfg, codebook=codebook, relocate=relocate)
-        if render:
-            summary = run_reports(
-                cfg, workers=workers, codebook=codebook, force=relocate is not None
+    for cfg in configs:  # a hostile formula is refused before anything runs
+        _check_formulas(cfg)
+    problems: list[str] = []
+    with _locked(configs, "study"):
+        for cfg in configs:
+            problems += _run_wave(cfg, workers=workers, render=render, relocate=relocate)
+    if problems:
+        _warn("the study ran, with problems to look at:")
+        for line in problems:
+            _console().print(f"  {line}", markup=False, highlight=False)
+    return 1 if problems else 0
+
+
+def _check_formulas(config: StudyConfig) -> None:
+    """Refuse a study whose model formulas are not made of the whitelisted pieces only."""
+    if not config.models:
+        return
+    from evalterritoire.models.formula import check_formula
+
+    for spec in config.models:
+        try:
+            check_formula(spec.formula, name=spec.name)
+        except EvalTerritoireError as exc:
+            raise StudyConfigError(f"{config.path}: [[models]] {exc}") from None
+
+
+def _run_wave(
+    cfg: StudyConfig,
+    *,
+    workers: int | None,
+    render: bool,
+    relocate: Callable[[StudyConfig], StudyConfig] | None,
+) -> list[str]:
+    """Every step of one wave; the lines that explain a non-zero exit status."""
+    problems = []
+    codebook = load_study_codebook(cfg)
+    _console().rule(f"{cfg.name}")
+    ingest_result = run_ingest(cfg, codebook=codebook)
+    if ingest_result.exit_code:
+        n = ingest_result.report.get("rows_quarantined", "some")
+        problems.append(f"{cfg.wave}: {n} row(s) quarantined, see {cfg.artefact('quarantine.csv')}")
+    run_maturity(cfg, codebook=codebook, relocate=relocate)
+    run_estimates(cfg, codebook=codebook)
+    if cfg.models:
+        run_models(cfg, codebook=codebook)
+    run_contexts(cfg, codebook=codebook, relocate=relocate)
+    if render:
+        summary = run_reports(cfg, workers=workers, codebook=codebook, force=relocate is not None)
+        problems += [f"{cfg.wave}: report {code} failed: {why}" for code, why in summary.failed]
+        if summary.failed:
+            problems.append(
+                f"{cfg.wave}: after a fix, `evalterritoire report {cfg.path} --only-failed` "
+                "renders the failed reports only"
             )
-            if summary.exit_code:
-                status = 1
-    return status
+    return problems
 
 
 def _relocator(root: Path, original: StudyConfig) -> Callable[[StudyConfig], StudyConfig]:
@@ -687,15 +669,25 @@ def run_reproduce(
 ) -> int:
     """Re-run the study of a manifest in a temporary directory and compare every artefact.
 
-    Inputs (exports, codebook, study file, context) are compared in place with the hashes the
-    manifest recorded; result tables and reports with those of the re-run.
+    Checks, in order: the recorded environment against this one (Python and package versions,
+    git commit, uncommitted changes), the published files (artefacts and reports in place)
+    against their recorded hashes, then the inputs in place and the re-run's result tables and
+    reports against the recorded hashes. The study file's formulas are checked before anything
+    runs (:mod:`evalterritoire.models.formula`); its templates folder, when it is the study's
+    own, holds Python code that the re-run executes, and is named first.
 
     Returns
     -------
     int
-        0 when every recorded artefact and report is identical, 1 otherwise.
+        0 when the environment, the published files and every recorded artefact and report
+        are identical, 1 otherwise.
     """
-    from evalterritoire.manifest import compare_artefacts, format_comparisons, load_manifest
+    from evalterritoire.manifest import (
+        compare_artefacts,
+        compare_environment,
+        format_comparisons,
+        load_manifest,
+    )
 
     manifest_path = Path(manifest_path).resolve()
     manifest = load_manifest(manifest_path)
@@ -703,6 +695,25 @@ def run_reproduce(
     if not study_file.is_file():
         raise ReproduceError(f"the study file recorded in {manifest_path} is gone: {study_file}")
     config = load_study(study_file)
+    for cfg in [*_previous_configs(config), config]:
+        _check_formulas(cfg)
+    if config.report.templates_dir is not None:
+        echo(f"templates (Python code, executed by the re-run): {config.report.templates_dir}")
+    environment = compare_environment(manifest, config.study_dir)
+    echo("environment: " + ("identical" if not environment else "differs"))
+    for line in environment:
+        echo(f"  {line}")
+    published = [
+        c
+        for c in compare_artefacts(manifest, manifest_path.parent, kinds=("artefact", "report"))
+        if not c.is_identical
+    ]
+    echo(
+        "published files: "
+        + ("as recorded" if not published else f"{len(published)} changed since the run")
+    )
+    for comparison in published:
+        echo(f"  {comparison.describe()}")
     with tempfile.TemporaryDirectory(prefix="evalterritoire-reproduce-") as tmp:
         relocate = _relocator(Path(tmp), config)
         fresh = relocate(config)
@@ -718,4 +729,6 @@ def run_reproduce(
             kinds=("artefact", "report"),
         )
         echo(format_comparisons(comparisons))
-    return 0 if all(c.status == "identical" for c in comparisons) else 1
+    same = all(c.is_identical for c in comparisons) and not environment and not published
+    echo("reproduced: identical" if same else "not reproduced identically (see above)")
+    return 0 if same else 1

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.errors import ModelError
+from evalterritoire.models.formula import check_formula, check_no_constant_terms
 
 if TYPE_CHECKING:
     from evalterritoire.codebook import Codebook
@@ -110,6 +111,7 @@ def _formula_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
         )
     if spec.kind == "mixed" and (not spec.groups or spec.groups not in frame.columns):
         raise ModelError(f"model '{spec.name}': unknown grouping column '{spec.groups}'")
+    check_formula(spec.formula, frame.columns, name=spec.name)  # before patsy evaluates it
     return cols
 
 
@@ -126,6 +128,7 @@ def _design_matrices(spec: ModelSpec, sub: pd.DataFrame) -> tuple[pd.DataFrame, 
         raise ModelError(f"model '{spec.name}': formula '{spec.formula}': {exc}") from exc
     if spec.kind == "ordinal":  # the cut-points play the intercept
         x_df = x_df.drop(columns=[c for c in x_df.columns if c == "Intercept"])
+        check_no_constant_terms(spec.name, x_df)
     if y_df.shape[1] == 2 and str(y_df.columns[1]).endswith("[True]"):
         y_df = y_df.iloc[:, [1]]
     if y_df.shape[1] != 1:

@@ -14,13 +14,12 @@ the largest cost of the rendering workers after the kernels themselves.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evalterritoire.artefacts import write_text_atomic
 from evalterritoire.errors import RenderError
 
 if TYPE_CHECKING:
@@ -147,18 +146,6 @@ def export_html(nb: NotebookNode, *, title: str) -> str:
     return wrap_html(_body(nb), title=title)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_index(
     contexts: Sequence[ReportContext],
     out_path: str | Path,
@@ -199,7 +186,7 @@ def render_index(
         parts += _stage_list(label, groups[stage], territory_dir)
     parts.append("</nav>")
     out = Path(out_path)
-    _atomic_write_text(out, wrap_html("\n".join(parts), title=f"{ref.study_name} — {ref.wave}"))
+    write_text_atomic(out, wrap_html("\n".join(parts), title=f"{ref.study_name} — {ref.wave}"))
     return out
 
 

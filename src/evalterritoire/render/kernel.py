@@ -2,7 +2,9 @@
 
 Owns :class:`WarmKernel` (one kernel kept alive across notebooks: IPC transport in a private
 directory, heavy modules pre-imported once (:data:`PRELOAD_MODULES`), namespace reset between
-notebooks, recycling after ``max_reports`` notebooks or past ``max_memory_mb``), the per-thread
+notebooks, recycling after ``max_reports`` notebooks or past ``max_memory_mb``; every kernel,
+warm or papermill's, carries the lifeline of :mod:`evalterritoire.render.lifeline`: it dies,
+and its private folder goes, when the process that started it is gone), the per-thread
 kernels of a process (:func:`_thread_kernel`, :func:`shutdown_kernels`), the body of the
 papermill engine ``evalterritoire`` (:func:`execute_managed_notebook_warm`), the two failures a
 batch treats specially (:class:`_KernelFailureError`, retried; :class:`_ReportTimeoutError`,
@@ -24,6 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evalterritoire.errors import RenderError
+from evalterritoire.render.lifeline import (
+    KERNEL_FOLDER_PREFIX,
+    OWNER_FILE,
+    kernel_lifeline_arguments,
+    sweep_orphan_folders,
+)
 from evalterritoire.render.notebook import build_notebook, parameterize
 
 if TYPE_CHECKING:
@@ -179,7 +187,10 @@ class WarmKernel:
         from nbclient import NotebookClient
 
         self.close()
-        self._dir = tempfile.mkdtemp(prefix="et-kernel-")
+        sweep_orphan_folders()
+        self._dir = tempfile.mkdtemp(prefix=KERNEL_FOLDER_PREFIX)
+        with open(os.path.join(self._dir, OWNER_FILE), "w", encoding="ascii") as owner:
+            owner.write(str(os.getpid()))
         km = AsyncKernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
@@ -192,6 +203,7 @@ class WarmKernel:
             km=km,
             kernel_name=self.kernel_name,
             startup_timeout=int(self.startup_timeout),
+            extra_arguments=kernel_lifeline_arguments(self._dir),
         )
         try:
             client.start_new_kernel(env=env, cwd=os.getcwd())
@@ -453,6 +465,7 @@ def _execute_papermill(payload: Mapping[str, Any]) -> NotebookNode:
             progress_bar=False,
             execution_timeout=payload["timeout"],
             cwd=payload["cwd"],
+            extra_arguments=kernel_lifeline_arguments(None),
         )
     except PapermillExecutionError as exc:
         raise RenderError(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}") from None

@@ -40,6 +40,7 @@ on this module (as the tests do) still takes effect.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,6 +61,7 @@ from evalterritoire.render.kernel import (
     _ReportTimeoutError,
     shutdown_kernels,
 )
+from evalterritoire.render.lifeline import stop_on_sigterm, watch_parent
 from evalterritoire.render.notebook import (
     _check_parameters,
 )
@@ -227,11 +229,19 @@ def _render_payload(payload: Mapping[str, Any], *, raise_transient: bool = False
     return record
 
 
-def _worker_init() -> None:
-    """Process-pool initializer: the worker's kernels are stopped when it exits."""
+def _worker_init(parent: int | None = None) -> None:
+    """Process-pool initializer: the worker's kernels are stopped when it exits.
+
+    With ``parent`` (the process id of the pool's owner) the worker also ends, its kernels
+    first, when that process is gone however it ended (:func:`watch_parent`), and on
+    ``SIGTERM`` (:func:`stop_on_sigterm`).
+    """
     from multiprocessing import util
 
     util.Finalize(None, shutdown_kernels, exitpriority=10)
+    if parent is not None:
+        stop_on_sigterm(shutdown_kernels)
+        watch_parent(parent, shutdown_kernels)
 
 
 def _render_remote(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,6 +369,7 @@ def _run_pool(
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     running: dict[Any, dict[str, Any]] = {}
     broken = False
@@ -379,8 +390,18 @@ def _run_pool(
                     _worker_died(payload, lost, queue, on_result)
             if broken and not running:
                 break
+    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, not after their reports
+        _stop_workers(executor)
+        raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(executor: Any) -> None:
+    """Send ``SIGTERM`` to the pool's workers (each stops its kernels, then exits)."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
 
 
 def _worker_died(

@@ -1,11 +1,13 @@
 """What a batch keeps in its output directory, and what decides that a report is fresh.
 
 Owns the files of an output directory other than the reports' content: the atomic write every
-file goes through (:func:`_atomic_write`: temporary file in the same directory, then rename,
-usual permissions), file hashes (:func:`_sha256_file`), the status record
-(:data:`STATUS_FILE`, one entry per territory) with its append-only journal (a killed run loses
-nothing), the fingerprint of the package's own sources (:func:`_hash_package_sources`,
-:func:`_package_fingerprint`) and the freshness test of a status entry (:func:`_is_fresh`).
+file goes through (:func:`_atomic_write`, i.e. :func:`evalterritoire.artefacts.write_bytes_atomic`:
+temporary file in the same directory, fsync, rename, usual permissions), file hashes
+(:func:`_sha256_file`), the status record (:data:`STATUS_FILE`, one entry per territory) with its
+append-only journal (a killed run loses nothing), the removal of the reports of territories that
+left the data (:func:`prune_reports`), the fingerprint of the package's own sources
+(:func:`_hash_package_sources`, :func:`_package_fingerprint`) and the freshness test of a status
+entry (:func:`_is_fresh`).
 
 The digest of a task (``_task_digest``) stays in :mod:`evalterritoire.render.reports`, where it reads
 ``_package_fingerprint`` at call time (tests replace it there). Imports nothing from the other render
@@ -17,51 +19,27 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from evalterritoire.artefacts import TMP_PREFIX, write_bytes_atomic
 
 #: Status record of an output directory (one entry per territory).
 STATUS_FILE = ".render_status.json"
 _JOURNAL_FILE = ".render_status.jsonl"
-_TMP_PREFIX = ".et-"
+#: Prefix of the temporary files of :func:`_atomic_write` (those of an interrupted run are removed).
+_TMP_PREFIX = TMP_PREFIX
 
 
 # --------------------------------------------------------------------------- atomic files
-@functools.cache
-def _file_mode() -> int:
-    """Mode of a new file under the process umask (``mkstemp`` alone would give 0o600)."""
-    try:  # Linux: read the umask without changing it (os.umask is process-wide, not atomic)
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file in the same directory, then rename it.
+    """Write ``path`` atomically (:func:`evalterritoire.artefacts.write_bytes_atomic`).
 
     A reader (or a killed run) never sees a partial file; the file gets the usual permissions
     of a new file (``0o666`` minus the umask), not the private ones of a temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), _file_mode())
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def _sha256_file(path: Path) -> str:
@@ -160,3 +138,46 @@ def _is_fresh(
         return False
     outputs = entry.get("outputs", {})
     return all(fmt in outputs and (out_dir / outputs[fmt]).is_file() for fmt in formats)
+
+
+#: Extensions of the files a batch writes (one per format).
+_OUTPUT_SUFFIXES = frozenset({".html", ".pdf", ".docx", ".ipynb"})
+
+
+def prune_reports(out_dir: str | Path, keep: Iterable[str]) -> list[Path]:
+    """Remove the reports of the territories that are not in ``keep`` (they left the data).
+
+    Every ``<stem>.html|pdf|docx|ipynb`` of ``out_dir`` whose stem is not the file name of a
+    kept territory is deleted, and the status entries of the other territories are dropped, so
+    neither the index, the manifest nor a later ``--only-failed`` sees them again.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        A batch's output directory.
+    keep : iterable of str
+        The territory codes that still have a report.
+
+    Returns
+    -------
+    list of Path
+        The files removed, sorted.
+    """
+    from evalterritoire.manifest import safe_filename
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    codes = set(keep)
+    stems = {safe_filename(code) for code in codes}
+    removed = sorted(
+        p
+        for p in out.iterdir()
+        if p.is_file() and p.suffix in _OUTPUT_SUFFIXES and p.stem not in stems
+    )
+    for path in removed:
+        path.unlink(missing_ok=True)
+    status = _load_status(out)
+    if set(status) - codes:
+        _write_status(out, {code: entry for code, entry in status.items() if code in codes})
+    return removed
