@@ -5,7 +5,7 @@ so that a user (or ``make``) can start from any artefact::
 
     run_ingest     exports             → responses.parquet, quarantine.csv, ingestion.json
     run_maturity   responses (+ earlier waves) → maturity.parquet, transitions.parquet, ...
-    run_estimates  responses + stages  → estimates.parquet
+    run_estimates  responses + stages  → estimates.parquet (statuses), smallarea.parquet
     run_models     responses + stages  → models.parquet
     run_contexts   every table above   → contexts/<territory>.json
     run_reports    contexts            → reports/<wave>/…html, index.html, manifest.json
@@ -228,8 +228,12 @@ def run_maturity(
 
 
 def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> pd.DataFrame:
-    """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``."""
-    from evalterritoire.estimates.engine import compute_study_estimates
+    """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``.
+
+    Each row is judged by the study's ``[publication]`` rules; the Fay–Herriot fits of the
+    territory statistics (covariates from the study's context file) → ``smallarea.parquet``.
+    """
+    from evalterritoire.estimates import compute_study_tables
 
     codebook = codebook or load_study_codebook(config)
     territory = codebook.require("territory", "estimates by territory")
@@ -248,12 +252,23 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
         "respondent_type": codebook.column("respondent_type"),
         "stage": "stage" if "stage" in responses.columns else None,
     }
+    context = None
+    if config.context is not None:
+        context = _load_context_table(config.context, codebook).set_index(territory)
+        context.index = context.index.astype("string")
     _step(f"estimates {config.wave}")
-    table = compute_study_estimates(
-        design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
+    tables = compute_study_tables(
+        design,
+        codebook,
+        domains=domains,
+        min_n=config.min_n,
+        wave=config.wave,
+        publication=config.publication,
+        context=context,
     )
-    _write_parquet(table, config.artefact("estimates.parquet"))
-    return table
+    _write_parquet(tables.smallarea, config.artefact("smallarea.parquet"))
+    _write_parquet(tables.estimates, config.artefact("estimates.parquet"))
+    return tables.estimates
 
 
 def run_models(config: StudyConfig, *, codebook: Codebook | None = None):

@@ -215,11 +215,11 @@ def compute_intervals(
     var = np.square(se)
     ok = np.isfinite(est) & np.isfinite(var) & (d >= 1)
 
-    if (share & ~model).any():
-        m = share & ~model & ok
+    if not model and share.any():
+        m = share & ok
         rows = None if n_rows is None else np.broadcast_to(np.asarray(n_rows, float), size)[m]
         out_lo[m], out_hi[m] = korn_graubard(est[m], var[m], d[m], n[m], rows, level=level)
-        method[share & ~model] = "korn_graubard"
+        method[share] = "korn_graubard"
     _bounded(bounded, ok, est, se, q, lo_r, hi_r, n, level, out_lo, out_hi, method)
     _positive(positive, ok, est, se, q, lo_r, out_lo, out_hi, method)
     plain = kinds == "mean"

@@ -18,9 +18,14 @@ precisely keeps its own figure, one measured poorly borrows from territories lik
 * **Sampling variances** ``ψ_d``: with one to five design degrees of freedom a territory's own
   variance estimate is itself very noisy (and 0 for a share of 0 %), so the model uses a
   generalised variance function: ``ψ_d = D̄ S̄² / n_d``, with ``S̄²`` the pooled within-territory
-  variance of the item, ``n_d`` its respondents and ``D̄ = Σ v_d / Σ (S²_d / n_d)`` the mean
+  variance of the item, ``n_d`` its respondents and ``D̄ = Σ v_d / Σ (c_d S²_d / n_d)`` the mean
   design effect of the territories' direct variances ``v_d`` (Wolter 2007 ch. 7; Rao & Molina
-  2015 §6.4.1 on smoothed sampling variances).
+  2015 §6.4.1 on smoothed sampling variances). ``c_d`` is the expectation of the direct
+  variance estimator relative to the variance under independent answers: a territory's
+  linearised variance centres its PSU totals on its own mean and, with ``k`` equal PSUs,
+  estimates only ``(k - 1) / k`` of the variance (half of it in two PSUs); the ratio
+  estimator of ``D̄`` accounts for it (:func:`~evalterritoire.estimates.study.compute_domain_variance_factors`,
+  checked on ground truth by ``bench/bench_smallarea.py``).
 * **Covariates**: the study's territory context file, standardised; ``"auto"`` chooses at most
   ``max_covariates`` of them by forward selection on the BIC of the ML fit (every candidate of a
   step fitted at once), the final model is then fitted by REML.
@@ -301,7 +306,7 @@ def _bic(y: np.ndarray, psi: np.ndarray, X: np.ndarray, max_iter: int) -> np.nda
 
 
 def smooth_sampling_variances(
-    var: Any, element_var: Any, n: Any
+    var: Any, element_var: Any, n: Any, factor: Any = None
 ) -> tuple[np.ndarray, float, float]:
     """Generalised variance function ``ψ_d = D̄ S̄² / n_d`` (see the module).
 
@@ -314,18 +319,22 @@ def smooth_sampling_variances(
         Within-area element variances ``S²_d``.
     n : array-like (m,)
         Respondents per area.
+    factor : array-like (m,), optional
+        ``c_d = E[v̂_d] / Var`` under independent answers (default 1): the direct variance of a
+        domain with few PSUs underestimates by this factor, so ``D̄ = Σ v_d / Σ c_d S²_d / n_d``.
 
     Returns
     -------
     (psi, design_effect, pooled_variance)
     """
     v, s2, n = (np.asarray(a, dtype=float) for a in (var, element_var, n))
+    c = np.ones_like(v) if factor is None else np.asarray(factor, dtype=float)
     weight = np.maximum(n - 1, 0)
     if weight.sum() <= 0:
         raise EstimationError("no area has two respondents: no pooled variance")
     pooled = float(np.sum(weight * np.nan_to_num(s2)) / weight.sum())
-    use = np.isfinite(v) & (v > 0) & np.isfinite(s2) & (s2 > 0) & (n > 1)
-    deff = float(v[use].sum() / (s2[use] / n[use]).sum()) if use.any() else 1.0
+    use = np.isfinite(v) & (v > 0) & np.isfinite(s2) & (s2 > 0) & (n > 1) & np.isfinite(c)
+    deff = float(v[use].sum() / (c[use] * s2[use] / n[use]).sum()) if use.any() else 1.0
     return deff * pooled / n, deff, pooled
 
 
@@ -350,6 +359,7 @@ def compute_smallarea_estimates(
     max_covariates: int = 3,
     min_cell: int = 5,
     wave: int = 0,
+    variance_factor: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fay–Herriot estimates of every territory statistic of the study table.
 
@@ -371,6 +381,10 @@ def compute_smallarea_estimates(
         Territories with fewer respondents get no model-based estimate (confidentiality).
     wave : int
         Written in the fits table.
+    variance_factor : Series, optional
+        ``E[v̂] / Var`` of each direct variance under independent answers (same index as
+        ``direct``; default 1), for the design effect of the smoothed variances: the study
+        table passes :func:`~evalterritoire.estimates.study.compute_domain_variance_factors`.
 
     Returns
     -------
@@ -381,9 +395,16 @@ def compute_smallarea_estimates(
     """
     keys = ["variable", "level", "statistic"]
     rows, fits = [], []
+    factor = pd.Series(1.0, index=direct.index) if variance_factor is None else variance_factor
     for key, group in direct.groupby(keys, sort=True, observed=True):
         fitted = _fit_group(
-            group, element_var.loc[group.index], context, covariates, max_covariates, min_cell
+            group,
+            element_var.loc[group.index],
+            factor.loc[group.index],
+            context,
+            covariates,
+            max_covariates,
+            min_cell,
         )
         if fitted is None:
             continue
@@ -397,6 +418,7 @@ def compute_smallarea_estimates(
 def _fit_group(
     group: pd.DataFrame,
     element_var: pd.Series,
+    factor: pd.Series,
     context: pd.DataFrame | None,
     covariates: Sequence[str] | str,
     max_covariates: int,
@@ -406,13 +428,14 @@ def _fit_group(
     n = group["n"].to_numpy(dtype=float)
     est = group["estimate"].to_numpy(dtype=float)
     var = np.square(group["se"].to_numpy(dtype=float))
+    c = factor.to_numpy(dtype=float)
     s2 = element_var.to_numpy(dtype=float)
     cov = _covariate_matrix(context, group["domain"].astype("string").tolist())
     usable = (n >= max(min_cell, 2)) & np.isfinite(est) & np.isfinite(s2)
     usable &= cov.notna().all(axis=1).to_numpy() if cov.shape[1] else True
     if usable.sum() < MIN_AREAS or not np.isfinite(var[usable]).any():
         return None
-    psi, deff, pooled = smooth_sampling_variances(var[usable], s2[usable], n[usable])
+    psi, deff, pooled = smooth_sampling_variances(var[usable], s2[usable], n[usable], c[usable])
     if not (np.isfinite(psi).all() and (psi > 0).all()):
         return None
     C = cov.to_numpy(dtype=float)[usable] if cov.shape[1] else np.zeros((usable.sum(), 0))
