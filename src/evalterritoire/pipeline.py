@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook, load_codebook
@@ -246,6 +247,8 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
             on=territory,
             how="left",
         )
+    scores = _dimension_scores(responses, codebook)
+    responses = pd.concat([responses.reset_index(drop=True), scores], axis=1)
     design = _design(config, responses)
     domains: dict[str, str | None] = {
         "territory": territory,
@@ -265,10 +268,42 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
         wave=config.wave,
         publication=config.publication,
         context=context,
+        scores={
+            c: (codebook.score_range if c.startswith("score_") else (0.0, 1.0))
+            for c in scores.columns
+        },
     )
     _write_parquet(tables.smallarea, config.artefact("smallarea.parquet"))
     _write_parquet(tables.estimates, config.artefact("estimates.parquet"))
     return tables.estimates
+
+
+def _dimension_scores(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Respondent dimension scores ``score_<dim>`` and « ne sait pas » shares ``nsp_<dim>``.
+
+    From the maturity scorer, for the estimates table (``nsp_<dim>``: the respondent's share
+    of « ne sait pas » among the dimension's items asked).
+    """
+    import warnings
+
+    from evalterritoire.maturity.common import MaturityWarning
+    from evalterritoire.maturity.scoring import MaturityScorer
+
+    if not codebook.dimensions:
+        return pd.DataFrame(index=range(len(responses)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        details = MaturityScorer(codebook).fit(responses).score_details(responses)
+    out = {}
+    for dim in codebook.dimensions:
+        if f"score_{dim}" not in details.columns:
+            continue
+        out[f"score_{dim}"] = details[f"score_{dim}"].to_numpy(dtype=float)
+        asked = details[f"n_asked_{dim}"].to_numpy(dtype=float)
+        nsp = details[f"n_nsp_{dim}"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"nsp_{dim}"] = np.where(asked > 0, nsp / asked, np.nan)
+    return pd.DataFrame(out)
 
 
 def run_models(config: StudyConfig, *, codebook: Codebook | None = None):
@@ -321,6 +356,7 @@ def _artefacts(config: StudyConfig, codebook: Codebook):
     context = _load_context_table(config.context, codebook) if config.context is not None else None
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
+        smallarea=optional("smallarea.parquet"),
         responses=optional("responses.parquet"),
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),

@@ -174,7 +174,8 @@ def compute_intervals(
     estimate, se : array-like
         Estimates and their standard errors (root mean squared errors when ``model``).
     df : array-like or None
-        Design degrees of freedom (``df < 1``: not estimable); ignored when ``model``.
+        Design degrees of freedom (``df < 1``: not estimable; NaN or None: unknown, the normal
+        quantile); ignored when ``model``.
     n : array-like
         Respondents with a valid answer.
     low, high : array-like, optional
@@ -202,6 +203,7 @@ def compute_intervals(
         if model or df is None
         else np.broadcast_to(np.asarray(df, float), size)
     )
+    d = np.where(np.isnan(d), np.inf, d)  # unknown df: the normal quantile
     lo_r = np.broadcast_to(np.asarray(np.nan if low is None else low, dtype=float), size).copy()
     hi_r = np.broadcast_to(np.asarray(np.nan if high is None else high, dtype=float), size).copy()
     share = kinds == "share"
@@ -240,7 +242,7 @@ def _bounded(mask, ok, est, se, q, lo_r, hi_r, n, level, out_lo, out_hi, method)
     if not mask.any():
         return
     width = hi_r - lo_r
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u = (est - lo_r) / width
         su = se / width
         at_edge = mask & ok & ((u <= 0) | (u >= 1))
@@ -262,7 +264,7 @@ def _positive(mask, ok, est, se, q, lo_r, out_lo, out_hi, method) -> None:
     """Log of the distance to the lower bound (counts, non-negative means and totals)."""
     if not mask.any():
         return
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         x = est - lo_r
         inner = mask & ok & (x > 0) & (se > 0)
         half = q * se / x

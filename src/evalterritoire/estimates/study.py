@@ -95,11 +95,16 @@ def _column(var: Any, codebook: Any, level: str, statistic: str) -> _Column:
     return _Column(var.id, level, statistic, kind, low, high)
 
 
-def _study_columns(design: SurveyDesign, codebook: Any) -> tuple[np.ndarray, list[_Column]]:
+def _study_columns(
+    design: SurveyDesign, codebook: Any, scores: Mapping[str, tuple[float, float]] | None = None
+) -> tuple[np.ndarray, list[_Column]]:
     """Typed responses → one float column per published statistic (NaN = not counted)."""
     data = design.data
     cols: list[np.ndarray] = []
     meta: list[_Column] = []
+    for name, (lo, hi) in sorted((scores or {}).items()):
+        cols.append(_numeric(design, [name])[:, 0])
+        meta.append(_Column(name, "", "mean", "bounded_mean", float(lo), float(hi)))
     for var in codebook.variables:
         if var.level != "respondent":
             continue
@@ -175,6 +180,7 @@ def compute_study_tables(
     wave: int,
     publication: PublicationConfig | None = None,
     context: pd.DataFrame | None = None,
+    scores: Mapping[str, tuple[float, float]] | None = None,
 ) -> StudyTables:
     """The long ``estimates.parquet`` table (every item, nationally and by each domain type).
 
@@ -205,6 +211,11 @@ def compute_study_tables(
     context : DataFrame, optional
         The territory context (indexed by territory code): the Fay–Herriot covariates. Without
         it the model has an intercept only.
+    scores : mapping of str to (low, high), optional
+        Derived respondent-level columns of the design's data and their range, estimated like
+        the items as means under their own names: the pipeline passes the dimension scores
+        ``score_<dim>`` (on the codebook's ``score_range``) and each respondent's share of
+        « ne sait pas » among a dimension's items asked, ``nsp_<dim>`` (on [0, 1]).
 
     Returns
     -------
@@ -216,7 +227,7 @@ def compute_study_tables(
     if not isinstance(design, SurveyDesign):
         raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")
     rules = publication if publication is not None else PublicationConfig()
-    y, meta = _study_columns(design, codebook)
+    y, meta = _study_columns(design, codebook, scores)
     if domains is None:
         domains = _study_domains(codebook, design.data)
     tables, territory = [], None
@@ -263,6 +274,7 @@ def compute_study_estimates(
     wave: int,
     publication: PublicationConfig | None = None,
     context: pd.DataFrame | None = None,
+    scores: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
     """The estimates table of :func:`compute_study_tables` (same parameters)."""
     return compute_study_tables(
@@ -273,6 +285,7 @@ def compute_study_estimates(
         wave=wave,
         publication=publication,
         context=context,
+        scores=scores,
     ).estimates
 
 
