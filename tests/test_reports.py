@@ -160,7 +160,7 @@ def test_rendered_reports_pass_the_publication_scan(rendered):
     # T5 (3 respondents): everything is « s », and its n is never written
     small = rendered["html"]["T5"]
     assert '<abbr class="mark-s"' in small
-    assert "0 chiffre publiable" in unescape(small)
+    assert "0\u00a0chiffre publiable" in unescape(small)
 
 
 @pytest.mark.parametrize("territory", sorted(STAGES))

@@ -23,7 +23,6 @@ from evalterritoire.report.french import (
     NBSP,
     fmt_count,
     fmt_interval,
-    fmt_n,
     fmt_number,
     fmt_percent,
     fmt_words,
@@ -159,7 +158,7 @@ def render_title(ctx: ReportContext) -> str:
         sub = (
             f"Synthèse nationale · vague {ctx.wave} · "
             f"{fmt_count(ctx.identity.get('n_territories', 0))} territoires · "
-            f"{fmt_n(ctx.n_respondents)} répondants"
+            f"{n_text(ctx.n_respondents, _min_cell(ctx))} répondants"
         )
         return f'<h1>{escape(ctx.study_name)}</h1><p class="subtitle">{escape(sub)}</p>'
     wave = "" if str(ctx.wave) in ctx.study_name else f" · vague {ctx.wave}"
@@ -233,7 +232,7 @@ def render_stage_summary(ctx: ReportContext) -> str:
         parts.append(text)
     if ctx.is_indicative:
         parts.append(
-            f'<p class="notice">Lecture indicative : {escape(n_text(ctx.n_respondents, SMALL))} '
+            f'<p class="notice">Lecture indicative : {escape(n_text(ctx.n_respondents, _min_cell(ctx)))} '
             f"répondants, {ctx.n_types} type{'s' if ctx.n_types > 1 else ''} d'acteurs. Les "
             "scores ne sont pas classés.</p>"
         )
@@ -401,7 +400,9 @@ def render_identity_table(ctx: ReportContext) -> str:
     ]
     rows = [("Code du territoire", escape(ctx.territory))]
     rows += [(label, show(ident.get(key))) for key, label, show in declared if key in ident]
-    rows.append(("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)))
+    rows.append(
+        ("Répondants", escape(n_text(ctx.n_respondents, _min_cell(ctx))) + _flag(ctx.is_indicative))
+    )
     for ind in ctx.context_indicators:
         if ind["variable"] == ctx.population_variable:  # the « Population » row above
             continue
@@ -467,7 +468,7 @@ def render_profile_table(ctx: ReportContext) -> str:
     return _table(
         headers,
         rows,
-        caption=f"Profil du territoire sur les {_dimensions(ctx)} ({fmt_n(ctx.n_respondents)})",
+        caption=f"Profil du territoire sur les {_dimensions(ctx)} ({n_text(ctx.n_respondents, _min_cell(ctx))})",
         numeric=tuple(range(1, len(headers))),
     )
 
