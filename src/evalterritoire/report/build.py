@@ -173,7 +173,7 @@ def _next_stage(
         "name": later_label,
         "is_assigned": later == stage,
         "signals": nxt.signals,
-        "missing_milestones": [m["label"] for m in milestones if not m["done"]],
+        "missing_milestones": [m["label"] for m in milestones if m["done"] is False],
     }
 
 
@@ -187,7 +187,8 @@ def _stage_fields(
     declared_i = int(declared) if declared is not None else None
     milestones = wave.sections.items(domain, wave.spec.milestones)
     for m in milestones:
-        m["done"] = m["estimate"] is not None and m["estimate"] >= 0.5
+        # no verdict on a suppressed share: « fait / à faire » would reveal it
+        m["done"] = None if m["estimate"] is None else bool(m["estimate"] >= 0.5)
     centroid = wave.centroids.get(stage, {}) if stage is not None else {}
     return {
         "stage": stage,
