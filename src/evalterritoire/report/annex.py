@@ -194,7 +194,7 @@ def render_smallarea_annex(ctx: ReportContext, *, max_rows: int = 12) -> str:
         else ""
     )
     return (
-        f"<h3>{MODEL_LABEL.capitalize()}s : le modèle</h3>"
+        "<h3>Estimations modélisées : le modèle</h3>"
         "<p>Un territoire n'est interrogé que dans quelques unités de tirage : sa mesure "
         "directe est souvent trop imprécise pour être publiée. Une "
         f"{guillemets(MODEL_LABEL)} la complète par ce que l'on sait des autres territoires : "

@@ -21,7 +21,13 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
-from evalterritoire.report.context import SMALL_CELL, ReportContext, StudyArtefacts, _num
+from evalterritoire.report.context import (
+    SMALL_CELL,
+    ReportContext,
+    StudyArtefacts,
+    _num,
+    short_label,
+)
 from evalterritoire.report.grid import EvaluationGrid, load_grid
 from evalterritoire.report.national import _national
 from evalterritoire.report.quality import _quality, _records
@@ -316,7 +322,7 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "variable": base,
-                "label": label or base,
+                "label": label or _item_label(codebook, base),
                 "covariates": [codebook.label(c) if c in codebook else c for c in covariates],
                 "sigma2_u": float(fit["sigma2_u"]),
                 "mean_gamma": float(fit["mean_gamma"]),
@@ -325,6 +331,13 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _item_label(codebook: Any, variable: str) -> str:
+    """An item's short French label (the variable id when the codebook does not know it)."""
+    if variable in codebook:
+        return short_label(codebook[variable].label_fr, limit=90)
+    return variable
 
 
 def _identity(wave: _Wave, frame: pd.DataFrame, context_row: Mapping[str, Any]) -> dict[str, Any]:
