@@ -30,6 +30,7 @@ from evalterritoire.report.french import (
 )
 from evalterritoire.report.grid import band_for, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.sections import _excerpt
 from evalterritoire.report.spec import load_report_spec
 
 GRID = load_grid()
@@ -155,10 +156,13 @@ def test_context_stage_justification(contexts):
     assert [h["wave"] for h in t3.history] == [2024, 2025]
     assert [h["stage"] for h in t3.history] == [1, 2]
     assert {s["wave"] for s in t3.wave_scores} == {2024, 2025}
+    lo, hi = t3.score_range
     for point in t3.wave_scores:  # every point of the wave chart has its n and interval
         assert point["n"] == 24
-        assert point["ci_low"] < point["score"] < point["ci_high"]
-        assert point["ci_high"] - point["score"] == pytest.approx(1.96 * point["se"])
+        assert point["status"] in {"publishable", "fragile"}
+        # the interval of a bounded mean: inside the scale, on the logit of the rescaled score
+        assert point["interval"] == "logit_scale"
+        assert lo < point["ci_low"] < point["score"] < point["ci_high"] < hi
 
 
 def _crafted(artefacts, code: str, *, probability=None, robustness=None, shift=0.0):
@@ -202,9 +206,10 @@ def test_between_stages_follows_the_earlier_stage(codebook, artefacts, tmp_path)
     assert all(isinstance(m, str) for m in t3.next_stage["missing_milestones"])
 
 
-def test_between_stages_by_robustness_at_the_last_stage(codebook, artefacts, tmp_path):
-    # T4 is probable (0.9) but not robust (0.4): the last stage can only lean backwards
-    crafted = _crafted(artefacts, "T4", robustness=0.4)
+def test_between_stages_by_probability_at_the_last_stage(codebook, artefacts, tmp_path):
+    # T4's membership of its (last) stage is uncertain (0.4) while its robustness is high
+    # (0.95): the probability decides, and the last stage can only lean backwards
+    crafted = _crafted(artefacts, "T4", probability=0.4, robustness=0.95)
     t4 = build_contexts(make_config(tmp_path), codebook, crafted)[4]
     assert t4.territory == "T4"
     assert t4.between_stages
@@ -213,7 +218,7 @@ def test_between_stages_by_robustness_at_the_last_stage(codebook, artefacts, tmp
     assert t4.next_stage["name"] == "Essaimage"
     assert t4.next_stage["is_assigned"] is True
     # exactly at the threshold the membership is not shared
-    exact = _crafted(artefacts, "T4", robustness=BETWEEN_THRESHOLD)
+    exact = _crafted(artefacts, "T4", probability=BETWEEN_THRESHOLD, robustness=0.1)
     t4 = build_contexts(make_config(tmp_path), codebook, exact)[4]
     assert not t4.between_stages
     assert t4.grid_key == "essaimage"
@@ -230,9 +235,12 @@ def test_free_text_excerpts_are_few_anonymous_and_deterministic(contexts):
     assert all(set(q) == {"variable", "question", "text"} for q in t1.free_text)
     assert t1.free_text[0]["question"] == "Qu'est-ce qui vous fait dire cela ?"
     assert "T1-001" not in json.dumps(t1.free_text)  # no respondent id next to a quote
-    (long,) = t2.free_text
-    assert len(long["text"]) == 240
-    assert long["text"].endswith("…")
+    # T2 has one answer only (cut at 240 characters if it were quoted): fewer than min_cell
+    # respondents answered, so any quote would be theirs, and nothing is quoted
+    assert t2.free_text == ()
+    long = _excerpt("x" * 400, set())
+    assert len(long) == 240
+    assert long.endswith("…")
     # fewer respondents than min_n: nothing is quoted
     assert t5.n_respondents < t5.min_n
     assert t5.free_text == ()
@@ -257,14 +265,29 @@ def test_context_content_sections(contexts):
     emploi = next(f for f in t1.fragilities if f["domain"] == "emploi")
     assert emploi["objective"][0]["variable"] == "ctx_taux_chomage"
     assert emploi["objective"][0]["value"] == pytest.approx(9.1)
-    assert 0 <= emploi["alliance_share"] <= 1
-    shares = t1.agreement[0]["shares"]
-    assert sum(shares.values()) == pytest.approx(1.0)
-    assert shares["nsp"] > 0  # emerging: « ne sait pas » kept and shown
+    alliance = emploi["alliance"]  # a judged share: its value only when not suppressed
+    assert alliance["status"] in {"publishable", "fragile", "suppressed"}
+    if alliance["status"] == "suppressed":
+        assert emploi["alliance_share"] is None
+        assert alliance["ci_low"] is None
+    else:
+        assert 0 <= alliance["ci_low"] <= emploi["alliance_share"] <= alliance["ci_high"] <= 1
+    # a bar with a hidden share is hidden whole (otherwise recoverable from 100 %)
+    for bar in t1.agreement:
+        shown = [v for v in bar["shares"].values() if v is not None]
+        assert shown == [] if bar["status"] == "suppressed" else len(shown) == len(bar["shares"])
+        if shown:
+            assert sum(shown) == pytest.approx(1.0)
+    assert "nsp" in t1.agreement[0]["shares"]  # emerging: « ne sait pas » kept as a group
     assert sum(r["n"] for r in t1.respondents) == t1.n_respondents == 24
+    # six types of four respondents: no type reaches min_cell, one line gathers them all,
+    # and there is no by-type breakdown (it would be the whole territory)
+    assert [r["n"] for r in t1.respondents] == [24]
+    assert t1.by_type == ()
     assert t1.n_types == 6
     assert {m["variable"] for m in t1.milestones} >= {"mat_gouv_instance", "mat_diag_realise"}
-    assert all(isinstance(m["done"], bool) for m in t1.milestones)
+    for m in t1.milestones:  # no « fait / à faire » verdict on a suppressed share
+        assert m["done"] is None if m["estimate"] is None else isinstance(m["done"], bool)
     assert all(r["kind"] == "share" for r in t1.freins)
     assert t1.stage_indicators
     assert not {r["variable"] for r in t1.stage_indicators} & {m["variable"] for m in t1.milestones}
@@ -274,7 +297,11 @@ def test_context_content_sections(contexts):
         assert ctx.essaimage
         shown = {r["variable"] for r in ctx.essaimage}
         assert not shown & {r["variable"] for r in ctx.stage_indicators}
-    assert contexts[5].small_n  # T5 has 3 respondents
+    # T5 has 3 respondents: every figure resting on them is suppressed, and counted
+    t5 = contexts[5]
+    assert t5.quality["suppressed"] > 0
+    assert t5.quality["publishable"] == 0
+    assert all(r["estimate"] is None for r in t5.partnership if r["status"] == "suppressed")
     assert [r["term"] for r in t1.models] == ["C(id_type_repondant)[T.citoyen]", "ctx_densite"]
 
 

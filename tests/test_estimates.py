@@ -446,11 +446,11 @@ def test_many_domains_one_pass_equals_subsets(strat: pd.DataFrame) -> None:
 
 
 # ----------------------------------------------------------------------------- study table
-def _responses(codebook, n: int = 400, seed: int = 5) -> pd.DataFrame:
+def _responses(codebook, n: int = 400, seed: int = 5, territories: int = 4) -> pd.DataFrame:
     """Typed responses following the codebook conventions (values, __special, __option)."""
     rng = np.random.default_rng(seed)
     cols: dict[str, object] = {
-        "id_territoire_code": rng.choice(["T01", "T02", "T03", "T04"], n),
+        "id_territoire_code": rng.choice([f"T{i:02d}" for i in range(1, territories + 1)], n),
         "id_type_repondant": rng.choice(["elu_maire", "agent_collectivite"], n),
         "id_strate": rng.choice(["A", "B"], n),
         "id_poids": rng.uniform(1, 4, n),
@@ -504,7 +504,7 @@ DOMAINS = {
 
 @pytest.fixture(scope="module")
 def study(codebook):
-    from evalterritoire.estimates.engine import compute_study_estimates
+    from evalterritoire.estimates import compute_study_estimates
 
     responses = _responses(codebook)
     design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
@@ -513,11 +513,11 @@ def study(codebook):
 
 
 def test_study_table_schema_and_order(study) -> None:
-    from evalterritoire.estimates.engine import STUDY_ESTIMATE_COLUMNS
+    from evalterritoire.estimates import STATUSES, STUDY_ESTIMATE_COLUMNS
 
     _, _, table = study
     assert tuple(table.columns) == STUDY_ESTIMATE_COLUMNS
-    keys = ["domain_type", "domain", "variable", "level", "statistic"]
+    keys = ["domain_type", "domain", "variable", "level", "statistic", "estimator"]
     assert not table.duplicated(keys).any()
     assert table.equals(table.sort_values(keys).reset_index(drop=True))
     assert set(table["domain_type"]) == {"national", "territory", "respondent_type"}
@@ -527,11 +527,25 @@ def test_study_table_schema_and_order(study) -> None:
     assert (table["is_small_n"] == (table["n"] < 90)).all()
     assert table["is_small_n"].any()
     assert not table["is_small_n"].all()
-    assert np.isfinite(table[["estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
+    # four territories are too few for a small-area model; every row is judged
+    assert set(table["estimator"]) == {"direct"}
+    assert set(table["status"]) <= set(STATUSES)
+    assert (table.loc[table.status == "publishable", "reason"] == "").all()
+    assert (table.loc[table.status != "publishable", "reason"] != "").all()
+    # one interval method per kind of quantity; bounds finite unless said not estimable
+    kinds = dict(zip(table["interval"], table["kind"], strict=True))
+    assert kinds.get("korn_graubard", "share") == "share"
+    assert kinds.get("logit_scale", "bounded_mean") == "bounded_mean"
+    assert kinds.get("log_scale", "positive_mean") == "positive_mean"
+    shown = table[table.interval != "not_estimable"]
+    assert np.isfinite(shown[["estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
+    hidden = table[table.interval == "not_estimable"]
+    assert hidden[["ci_low", "ci_high"]].isna().all().all()
+    assert (hidden["status"] != "publishable").all()
 
 
 def test_study_table_default_domains_are_the_codebook_roles(study, codebook) -> None:
-    from evalterritoire.estimates.engine import compute_study_estimates
+    from evalterritoire.estimates import compute_study_estimates
 
     responses, design, table = study
     assert DOMAINS["territory"] == codebook.column("territory")
@@ -587,8 +601,38 @@ def test_study_table_values(study, codebook) -> None:
     assert counts.estimate == pytest.approx((w * x.fillna(0))[ok].sum() / w[ok].sum(), rel=1e-12)
 
 
+def test_study_table_small_area_rows(codebook) -> None:
+    """Twelve territories: every territory statistic also has a Fay–Herriot row, judged."""
+    from evalterritoire.estimates import compute_study_tables
+
+    responses = _responses(codebook, n=720, seed=9, territories=12)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    context = pd.DataFrame(
+        {"ctx_a": np.arange(12.0), "ctx_b": np.sin(np.arange(12.0))},
+        index=pd.Index([f"T{i:02d}" for i in range(1, 13)], dtype="string"),
+    )
+    tables = compute_study_tables(
+        design, codebook, domains=DOMAINS, min_n=30, wave=2025, context=context
+    )
+    table, fits = tables.estimates, tables.smallarea
+    model = table[table.estimator == "fay_herriot"]
+    assert set(model["domain_type"]) == {"territory"}
+    assert not model.empty
+    assert (model["n"] >= 5).all()
+    assert model["interval"].str.startswith("model_").all()
+    assert (model["df"] == 12 - 1 - fits.set_index(["variable", "level", "statistic"])
+            .loc[list(zip(model.variable, model.level, model.statistic, strict=True)),
+                 "covariates"].str.count("ctx_").to_numpy()).all()  # fmt: skip
+    # model rows are never judged on design df; their interval stays in the range
+    assert not model["reason"].str.contains("df").any()
+    inside = model[model.interval != "not_estimable"]
+    assert (inside.ci_low >= inside.range_low.fillna(-np.inf)).all()
+    assert (inside.ci_high <= inside.range_high.fillna(np.inf)).all()
+    assert set(fits.columns) >= {"variable", "covariates", "sigma2_u", "n_areas"}
+
+
 def test_study_table_is_row_order_invariant(study, codebook) -> None:
-    from evalterritoire.estimates.engine import compute_study_estimates
+    from evalterritoire.estimates import compute_study_estimates
 
     responses, _, table = study
     shuffled = responses.sample(frac=1.0, random_state=3).reset_index(drop=True)
@@ -598,7 +642,7 @@ def test_study_table_is_row_order_invariant(study, codebook) -> None:
 
 
 def test_study_table_bad_domain(study, codebook) -> None:
-    from evalterritoire.estimates.engine import compute_study_estimates
+    from evalterritoire.estimates import compute_study_estimates
 
     _, design, _ = study
     with pytest.raises(EstimationError, match="stage_col"):
@@ -653,7 +697,7 @@ def test_study_table_boundary_proportions_get_korn_graubard(study, codebook) -> 
     """At 0 % the logit interval collapses onto 0; the table publishes Clopper–Pearson."""
     from scipy import stats
 
-    from evalterritoire.estimates.engine import compute_study_estimates
+    from evalterritoire.estimates import compute_study_estimates
 
     responses, _, _ = study
     df = responses.copy()

@@ -519,16 +519,16 @@ def test_stage_agreement_confusion_and_kappa():
 
 
 # --------------------------------------------------------------------------- pipeline entry
+_DIMS = ("positionnement", "modele_socio_eco", "gouvernance", "cadre_technique",
+         "interconnaissance", "diagnostic_partage", "action_collective", "evaluation",
+         "essaimage")  # fmt: skip
 MATURITY_COLUMNS = (
     ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
-     "stage_robustness", "distance"]
-    + [f"score_{d}" for d in ("positionnement", "modele_socio_eco", "gouvernance",
-                              "cadre_technique", "interconnaissance", "diagnostic_partage",
-                              "action_collective", "evaluation", "essaimage")]
-    + [f"se_{d}" for d in ("positionnement", "modele_socio_eco", "gouvernance",
-                           "cadre_technique", "interconnaissance", "diagnostic_partage",
-                           "action_collective", "evaluation", "essaimage")]
-    + ["score_global", "se_global", "nsp_share", "n", "n_types", "is_indicative",
+     "p_stage_0", "p_stage_1", "p_stage_2", "p_stage_3", "stage_robustness", "distance"]
+    + [f"score_{d}" for d in _DIMS]
+    + [f"se_{d}" for d in _DIMS]
+    + [f"n_{d}" for d in _DIMS]
+    + ["score_global", "se_global", "df", "nsp_share", "n", "n_types", "is_indicative",
        "stage_declared", "flags"]
 )  # fmt: skip
 
@@ -577,6 +577,11 @@ def test_compute_maturity_tables(two_waves):
     assert adjusted_rand_score(s2, m["stage"].to_numpy(dtype=int)) >= 0.9
     assert m["stage_label"].iloc[0] in DEFAULT_STAGE_NAMES
     assert m["stage_probability"].between(0, 1).all()
+    probs = m[[f"p_stage_{s}" for s in range(4)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        probs[np.arange(len(m)), m["stage"].astype(int)], m["stage_probability"]
+    )
     assert m["stage_robustness"].between(0, 1).all()
     small = m["territory"].isin(["T010", "T011"])
     assert m.loc[small, "is_indicative"].all()

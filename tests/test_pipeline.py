@@ -12,6 +12,7 @@ import pytest
 from evalterritoire.cli import main
 from evalterritoire.config import load_study
 from evalterritoire.pipeline import run_reproduce, run_study
+from evalterritoire.report.scan import scan_reports
 from evalterritoire.simulate.waves import simulate_waves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,15 @@ def test_study_builds_every_artefact_and_report(study):
     assert [Path(t).name for t in templates] == ["annual_study.py", "territory_report.py"]
     assert manifest["parameters"]["rendering"]["formats"] == ["html"]
     assert "workers" not in manifest["parameters"]["rendering"]
+
+
+def test_reports_pass_the_publication_scan(study):
+    """Every page of the simulated study: no interval outside its range, negative or shown as a
+    point, no figure or count on fewer than min_cell respondents, every figure with a status."""
+    config = load_study(study)
+    found = scan_reports(config.reports_dir, min_cell=config.publication.min_cell)
+    assert len(found) >= 9  # index, synthesis and the eight territories
+    assert {page: f for page, f in found.items() if f} == {}
 
 
 def test_reproduce_identical_then_names_a_changed_input(study, capsys):

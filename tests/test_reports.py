@@ -39,6 +39,7 @@ from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.build import build_contexts
 from evalterritoire.report.grid import load_grid
+from evalterritoire.report.scan import scan_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "src" / "evalterritoire" / "data" / "templates"
@@ -150,6 +151,18 @@ def rendered(codebook, tmp_path_factory):
     return {"config": config, "root": root, "written": written, "html": html, "codes": codes}
 
 
+def test_rendered_reports_pass_the_publication_scan(rendered):
+    """No interval outside its range or shown as a point, nothing on fewer than min_cell."""
+    for territory, page in rendered["html"].items():
+        assert scan_report(page, min_cell=5) == [], territory
+        assert 'class="quality-box"' in page  # every report counts its figures by status
+        assert "Règles de publication des chiffres" in page
+    # T5 (3 respondents): everything is « s », and its n is never written
+    small = rendered["html"]["T5"]
+    assert '<abbr class="mark-s"' in small
+    assert "0\u00a0chiffre publiable" in unescape(small)
+
+
 @pytest.mark.parametrize("territory", sorted(STAGES))
 def test_rendered_report_follows_its_stage(territory, rendered):
     """One real report per stage: the stage's block is there, the other stages' are not."""
@@ -192,7 +205,7 @@ def test_rendered_report_escapes_free_text_and_names(rendered):
     # fewer respondents than min_n: no quote, and the report says why
     t5 = rendered["html"]["T5"]
     assert HIDDEN_COMMENT not in t5
-    assert "Les réponses libres ne sont pas citées" in t5
+    assert "Aucune réponse libre n'est citée" in t5
 
 
 def test_hostile_codes_stay_inside_the_reports_folder(rendered):
@@ -284,7 +297,7 @@ def test_free_text_block(study):
     assert block.count("<blockquote") == 3
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in block
     assert "<script" not in block
-    assert "Les réponses libres ne sont pas citées" in tables.render_free_text(t5)
+    assert "Aucune réponse libre n'est citée" in tables.render_free_text(t5)
     assert HIDDEN_COMMENT not in tables.render_free_text(t5)
     assert tables.render_free_text(study["contexts"][0]) == ""
 
@@ -307,11 +320,21 @@ def test_tables_format_french_and_flag_small_n(study):
     html = tables.render_profile_table(t3)
     assert re.search(r"\d,\d <span class=\"ci\">\[\d,\d\u00a0; \d,\d\]</span>", html)
     assert "Lecture" in html  # consolidation: the reading column exists
+    # the band is read on the value as displayed: « 4,0 » is a strength under « ≥ 4 »
+    assert re.search(r">4,0 <span class=\"ci\">[^<]*</span></span></td><td class=num>[^<]*"
+                     r"</td><td class=num>[^<]*</td><td class=num><span class=\"band band-force",
+                     html)  # fmt: skip
     assert "Lecture" not in tables.render_profile_table(study["contexts"][1])
-    assert 'class="flag">indicatif' in tables.render_items_table(t5.partnership)
+    # T5 (3 respondents): every figure is suppressed, shown as « s », n written « < 5 »
+    small = tables.render_items_table(t5.partnership)
+    assert 'data-status="suppressed"' in small
+    assert '<abbr class="mark-s"' in small
+    assert 'data-status="publishable"' not in small
+    assert "&lt;\u00a05" in small
+    assert 'data-n="3"' not in small
     assert "&lt;script&gt;" in tables.render_title(study["contexts"][1])
     summary = tables.render_stage_summary(t3)
-    assert "Robustesse du classement : <strong>70\u00a0%</strong>" in summary
+    assert "Le classement dans ce stade est probable (90\u00a0% de chances)" in summary
 
 
 def test_figures_are_deterministic_png_with_alt_text(study):

@@ -39,6 +39,10 @@ Example
     superpopulation = true            # variance without fpc: model parameters, not census values
     small_sample = true               # working-model bias correction and Satterthwaite df
 
+    [publication]                     # every key optional; defaults and sources below
+    min_cell = 5                      # confidentiality: nothing on fewer respondents is shown
+    smallarea_covariates = "auto"     # or a list of columns of the context file
+
     [report]
     territory_template = "territory_report"
     study_template = "annual_study"
@@ -68,6 +72,7 @@ __all__ = [
     "IngestConfig",
     "MaturityConfig",
     "ModelSpec",
+    "PublicationConfig",
     "ReportConfig",
     "StudyConfig",
     "load_study",
@@ -200,6 +205,59 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class PublicationConfig:
+    """Publication rules (``[publication]``): when an estimate is publishable, fragile or suppressed.
+
+    The defaults are published standards; each threshold can be changed per study.
+
+    * ``min_cell`` (5): **confidentiality**. No figure resting on fewer respondents is shown
+      anywhere (tables, charts, alt texts, downloads); actor-type breakdowns merge the smaller
+      types, and a free-text answer is quoted only from a pool of at least ``min_cell``
+      respondents of the territory: one threshold for numbers and quotes (5 is the usual
+      small-cell threshold of published frequency tables; a study may raise it).
+    * Shares (``share_*``, ``min_df``): the **NCHS data presentation standards for proportions**
+      (Parker et al. 2017, Vital Health Stat 2(175)), on the Korn–Graubard interval: suppressed
+      when the effective sample size ``min(n, p(1-p)/var)`` is below ``share_min_effective_n``
+      (30), when the interval is at least ``share_max_width`` wide (0.30), or wider than
+      ``share_small_width`` (0.05) with a relative width above ``share_max_relative_width``
+      (130 %); fragile (NCHS « statistical review ») when ``df < min_df`` (8), when the
+      complementary share has a relative width above 130 %, or at 0 % / 100 %.
+    * Bounded means (Likert, ratings, ordinal codes; ``mean_*``): suppressed below
+      ``mean_min_n`` respondents (10, the sample size of the NCHS data presentation standards
+      for rates; see « Evaluation of the NCHS Data Presentation Standards for Rates from Vital
+      Statistics and Sample Surveys », stacks.cdc.gov/view/cdc/123462) or when the interval covers
+      ``mean_max_scale_width`` (0.30) of the scale or more (the NCHS absolute width, on the
+      mean rescaled to [0, 1]: a 0/1 item's share is that rescaled mean); fragile when
+      ``df < min_df``.
+    * Counts, totals and other non-negative means (``count_*``): suppressed below
+      ``mean_min_n`` respondents or when the interval is wider than
+      ``count_max_relative_width`` (160 %) of the estimate (NCHS rates); fragile when the
+      coefficient of variation reaches ``count_max_cv`` (0.30, NCHS's historical relative
+      standard error rule) or ``df < min_df``.
+    * Any estimate whose interval cannot be estimated (one PSU, no variance) is fragile, and
+      the report says so in words.
+    * ``smallarea`` (true): a Fay–Herriot estimate (« estimation modélisée ») is computed for
+      every territory estimate, with ``smallarea_covariates`` from the study's context file
+      (``"auto"``: forward selection by BIC, at most ``smallarea_max_covariates``), and shown
+      where the direct estimate is not publishable and the modelled one is.
+    """
+
+    min_cell: int = 5
+    min_df: int = 8
+    share_min_effective_n: float = 30.0
+    share_max_width: float = 0.30
+    share_small_width: float = 0.05
+    share_max_relative_width: float = 1.30
+    mean_min_n: int = 10
+    mean_max_scale_width: float = 0.30
+    count_max_relative_width: float = 1.60
+    count_max_cv: float = 0.30
+    smallarea: bool = True
+    smallarea_covariates: tuple[str, ...] | str = "auto"
+    smallarea_max_covariates: int = 3
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A study wave, fully resolved (immutable). Build it with :func:`load_study`."""
 
@@ -220,6 +278,7 @@ class StudyConfig:
     maturity: MaturityConfig = MaturityConfig()
     models: tuple[ModelSpec, ...] = ()
     report: ReportConfig = ReportConfig()
+    publication: PublicationConfig = PublicationConfig()
 
     @property
     def study_dir(self) -> Path:
@@ -672,6 +731,49 @@ def _parse_report(raw: Mapping[str, Any], path: Path, wave: int) -> ReportConfig
     )
 
 
+_PUBLICATION_NUMBERS = {
+    "share_min_effective_n": 1.0,
+    "share_max_width": 0.0,
+    "share_small_width": 0.0,
+    "share_max_relative_width": 0.0,
+    "mean_max_scale_width": 0.0,
+    "count_max_relative_width": 0.0,
+    "count_max_cv": 0.0,
+}
+_PUBLICATION_INTEGERS = {"min_cell": 1, "min_df": 0, "mean_min_n": 1, "smallarea_max_covariates": 0}
+
+
+def _parse_publication(raw: Mapping[str, Any], path: Path) -> PublicationConfig:
+    """``[publication]``: publication rules (every key optional, see :class:`PublicationConfig`)."""
+    pub = _table(raw, "publication", path)
+    allowed = {*_PUBLICATION_NUMBERS, *_PUBLICATION_INTEGERS, "smallarea", "smallarea_covariates"}
+    _check_keys(pub, allowed, "publication", path)
+    values: dict[str, Any] = {}
+    for key, minimum in _PUBLICATION_INTEGERS.items():
+        value = _typed(pub, key, int, "publication", path)
+        if value is not None:
+            if value < minimum:
+                raise _fail(path, f"publication.{key}", f"must be ≥ {minimum}, got {value}")
+            values[key] = value
+    for key, minimum in _PUBLICATION_NUMBERS.items():
+        value = _typed(pub, key, (int, float), "publication", path)
+        if value is not None:
+            if value < minimum:
+                raise _fail(path, f"publication.{key}", f"must be ≥ {minimum}, got {value}")
+            values[key] = float(value)
+    smallarea = _typed(pub, "smallarea", bool, "publication", path)
+    if smallarea is not None:
+        values["smallarea"] = smallarea
+    covariates = pub.get("smallarea_covariates")
+    if covariates is not None:
+        values["smallarea_covariates"] = (
+            "auto"
+            if covariates == "auto"
+            else _str_list(covariates, "publication.smallarea_covariates", path)
+        )
+    return PublicationConfig(**values)
+
+
 # --------------------------------------------------------------------------- loader
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file.
@@ -698,7 +800,7 @@ def load_study(path: str | Path) -> StudyConfig:
     raw = _read_toml(path)
     _check_keys(
         raw,
-        {"study", "ingest", "design", "calibration", "maturity", "models", "report"},
+        {"study", "ingest", "design", "calibration", "maturity", "models", "report", "publication"},
         "top level",
         path,
     )
@@ -713,4 +815,5 @@ def load_study(path: str | Path) -> StudyConfig:
         maturity=_parse_maturity(raw, path),
         models=_parse_models(raw, path),
         report=_parse_report(raw, path, wave),
+        publication=_parse_publication(raw, path),
     )

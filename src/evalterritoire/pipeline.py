@@ -5,7 +5,8 @@ so that a user (or ``make``) can start from any artefact::
 
     run_ingest     exports             → responses.parquet, quarantine.csv, ingestion.json
     run_maturity   responses (+ earlier waves) → maturity.parquet, transitions.parquet, ...
-    run_estimates  responses + stages  → estimates.parquet, national_comparisons.parquet,
+    run_estimates  responses + stages  → estimates.parquet (statuses), smallarea.parquet,
+                                         national_comparisons.parquet,
                                          dimension_alpha.parquet, item_medians.parquet
     run_models     responses + stages  → models.parquet
     run_contexts   every table above   → contexts/<territory>.json
@@ -26,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from evalterritoire.artefacts import folder_lock
@@ -216,8 +218,12 @@ def run_maturity(
 
 
 def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> pd.DataFrame:
-    """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``."""
-    from evalterritoire.estimates.engine import compute_study_estimates
+    """Design-based estimates for every item, nationally and by domain → ``estimates.parquet``.
+
+    Each row is judged by the study's ``[publication]`` rules; the Fay–Herriot fits of the
+    territory statistics (covariates from the study's context file) → ``smallarea.parquet``.
+    """
+    from evalterritoire.estimates import compute_study_tables
 
     codebook = codebook or load_study_codebook(config)
     territory = codebook.require("territory", "estimates by territory")
@@ -232,20 +238,67 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
                 on=territory,
                 how="left",
             )
+        scores = _dimension_scores(responses, codebook)
+        responses = pd.concat([responses.reset_index(drop=True), scores], axis=1)
         design = _design(config, responses)
         domains: dict[str, str | None] = {
             "territory": territory,
             "respondent_type": codebook.column("respondent_type"),
             "stage": "stage" if "stage" in responses.columns else None,
         }
+        context = None
+        if config.context is not None:
+            record.file(config.context)
+            context = _load_context_table(config.context, codebook, responses)
+            context = context.set_index(territory)
+            context.index = context.index.astype("string")
         _step(f"estimates {config.wave}")
-        table = compute_study_estimates(
-            design, codebook, domains=domains, min_n=config.min_n, wave=config.wave
+        tables = compute_study_tables(
+            design,
+            codebook,
+            domains=domains,
+            min_n=config.min_n,
+            wave=config.wave,
+            publication=config.publication,
+            context=context,
+            scores={
+                c: (codebook.score_range if c.startswith("score_") else (0.0, 1.0))
+                for c in scores.columns
+            },
         )
-        record.write_parquet(table, "estimates.parquet")
+        record.write_parquet(tables.smallarea, "smallarea.parquet")
+        record.write_parquet(tables.estimates, "estimates.parquet")
         _write_study_tables(record, design, codebook)
         record.commit()
-    return table
+    return tables.estimates
+
+
+def _dimension_scores(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Respondent dimension scores ``score_<dim>`` and « ne sait pas » shares ``nsp_<dim>``.
+
+    From the maturity scorer, for the estimates table (``nsp_<dim>``: the respondent's share
+    of « ne sait pas » among the dimension's items asked).
+    """
+    import warnings
+
+    from evalterritoire.maturity.common import MaturityWarning
+    from evalterritoire.maturity.scoring import MaturityScorer
+
+    if not codebook.dimensions:
+        return pd.DataFrame(index=range(len(responses)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        details = MaturityScorer(codebook).fit(responses).score_details(responses)
+    out = {}
+    for dim in codebook.dimensions:
+        if f"score_{dim}" not in details.columns:
+            continue
+        out[f"score_{dim}"] = details[f"score_{dim}"].to_numpy(dtype=float)
+        asked = details[f"n_asked_{dim}"].to_numpy(dtype=float)
+        nsp = details[f"n_nsp_{dim}"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"nsp_{dim}"] = np.where(asked > 0, nsp / asked, np.nan)
+    return pd.DataFrame(out)
 
 
 def _write_study_tables(record: StepRecorder, design: SurveyDesign, codebook: Codebook) -> None:
@@ -388,6 +441,7 @@ def _artefacts(config: StudyConfig, codebook: Codebook, record: StepRecorder):
         context = _load_context_table(config.context, codebook, responses)
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
+        smallarea=optional("smallarea.parquet"),
         responses=responses,
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),

@@ -39,7 +39,7 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,11 +49,10 @@ from scipy import sparse, stats
 from evalterritoire.design.common import _indicator, _rowsum
 from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import EstimationError
+from evalterritoire.estimates.intervals import korn_graubard
 
 __all__ = [
     "ESTIMATE_COLUMNS",
-    "STUDY_ESTIMATE_COLUMNS",
-    "compute_study_estimates",
     "estimate_mean",
     "estimate_proportion",
     "estimate_ratio",
@@ -65,23 +64,6 @@ __all__ = [
 ]
 
 ESTIMATE_COLUMNS = ("estimate", "se", "ci_low", "ci_high", "df", "n", "deff")
-STUDY_ESTIMATE_COLUMNS = (
-    "wave",
-    "domain_type",
-    "domain",
-    "variable",
-    "level",
-    "statistic",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "df",
-    "n",
-    "deff",
-    "is_small_n",
-)
-_MEAN_TYPES = frozenset({"likert", "rating", "ordinal", "count", "decimal"})
 
 
 # ----------------------------------------------------------------------------- domains
@@ -562,22 +544,11 @@ def _proportion_ci(
             hi = 1 / (1 + np.exp(-(eta + half)))
         edge = (p <= 0) | (p >= 1) | (var <= 0)
         return np.where(edge, p, lo), np.where(edge, p, hi)
-    if interval == "beta":
-        alpha = 1 - level
-        n = res["n"]
-        rows = (n_rows[:, None] if n_rows is not None else n).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n_eff = p * (1 - p) / var
-            if ci == "t":  # Korn & Graubard's df adjustment, as R svyciprop(method="beta")
-                t_n = stats.t.ppf(alpha / 2, np.maximum(rows - 1, 1))
-                t_d = stats.t.ppf(alpha / 2, np.maximum(df, 1))[:, None]
-                n_eff = n_eff * np.square(t_n / t_d)
-        # p at 0 or 1, or a zero variance: Clopper-Pearson with the respondents who answered
-        n_eff = np.where(np.isfinite(n_eff) & (n_eff > 0), n_eff, n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lo = stats.beta.ppf(alpha / 2, n_eff * p, n_eff * (1 - p) + 1)
-            hi = stats.beta.ppf(1 - alpha / 2, n_eff * p + 1, n_eff * (1 - p))
-        return np.where(p <= 0, 0.0, lo), np.where(p >= 1, 1.0, hi)
+    if interval == "beta":  # Korn-Graubard, as R svyciprop(method="beta")
+        rows = (n_rows[:, None] if n_rows is not None else res["n"]).astype(float)
+        return korn_graubard(
+            p, var, df[:, None] if ci == "t" else None, res["n"], rows, level=level
+        )
     raise EstimationError(f"interval must be 'logit', 'beta' or 'wald', got {interval!r}")
 
 
@@ -639,206 +610,6 @@ def estimate_proportion(
     df = design.domain_df(codes, n_dom)
     lo, hi = _proportion_ci(res, df, level, ci, interval, _design_rows(design, codes, n_dom))
     return _tidy(labels, names, levels, res, df, lo, hi)
-
-
-# ----------------------------------------------------------------------------- study table
-def _study_columns(design: SurveyDesign, codebook: Any) -> tuple[np.ndarray, list[tuple]]:
-    """Typed responses → one float column per published statistic (NaN = not counted)."""
-    data = design.data
-    cols: list[np.ndarray] = []
-    meta: list[tuple[str, str, str]] = []
-    for var in codebook.variables:
-        if var.level != "respondent":
-            continue
-        special = data[var.special_col] if var.special_col and var.special_col in data else None
-        if var.type in _MEAN_TYPES or var.type == "binary":
-            if var.id not in data:
-                continue
-            values = _numeric(design, [var.id])[:, 0]
-            answered = ~np.isnan(values)
-            if var.type == "binary":
-                cols.append(np.where(answered, (values == 1).astype(float), np.nan))
-                meta.append((var.id, "1", "proportion"))
-            else:
-                cols.append(values)
-                meta.append((var.id, "", "mean"))
-            if var.type == "ordinal":  # ordered levels are also published as shares
-                for code in sorted(codebook.value_labels(var.id), key=float):
-                    hit = (values == float(code)).astype(float)
-                    cols.append(np.where(answered, hit, np.nan))
-                    meta.append((var.id, str(code), "proportion"))
-        elif var.type == "categorical":
-            if var.id not in data:
-                continue
-            text = data[var.id].astype("string")
-            answered = text.notna().to_numpy()
-            for key in sorted(var.options):
-                cols.append(np.where(answered, (text == key).fillna(False).to_numpy(float), np.nan))
-                meta.append((var.id, key, "proportion"))
-        elif var.type == "multi_select":
-            present = [c for c in var.option_cols() if c in data]
-            if not present:
-                continue
-            answered = np.zeros(len(data), dtype=bool)
-            for key in sorted(var.options):
-                col = f"{var.id}__{key}"
-                if col not in data:
-                    continue
-                values = _numeric(design, [col])[:, 0]
-                answered |= ~np.isnan(values)
-                cols.append(np.where(np.isnan(values), np.nan, (values == 1).astype(float)))
-                meta.append((var.id, key, "proportion"))
-        else:
-            continue
-        if special is not None:
-            sp = special.astype("string")
-            asked = answered | (sp.notna() & (sp != "filtre")).to_numpy()
-            cols.append(np.where(asked, (sp == "nsp").fillna(False).to_numpy(float), np.nan))
-            meta.append((var.id, "", "nsp_share"))
-    if not cols:
-        raise EstimationError("no codebook item of the responses can be estimated")
-    return np.column_stack(cols), meta
-
-
-def compute_study_estimates(
-    design: SurveyDesign,
-    codebook: Any,
-    *,
-    domains: Mapping[str, str | None] | None = None,
-    min_n: int,
-    wave: int,
-) -> pd.DataFrame:
-    """The long ``estimates.parquet`` table: every item, nationally and by each domain type.
-
-    Parameters
-    ----------
-    design : SurveyDesign
-        Design of the wave's typed responses.
-    codebook : Codebook
-        Item types decide the statistic: likert/rating/ordinal/count/decimal → ``mean`` (ordinal
-        items also → proportion of every level of their scale); binary → proportion of
-        ``"1"``; categorical → proportion of every option; multi-select → proportion of each
-        option ticked; every item with special codes → ``nsp_share`` (share of "ne sait pas" among
-        respondents asked, i.e. not filtered out). Items absent from the responses are skipped.
-    domains : mapping, optional
-        ``domain_type → column`` (e.g. ``{"territory": codebook.column("territory")}``);
-        ``None`` skips the domain type, a column missing from the data is an error. Default:
-        ``territory`` and ``respondent_type``, the columns of these codebook roles, and
-        ``stage`` when the responses have a ``stage`` column.
-    min_n : int
-        ``is_small_n`` is ``n < min_n``.
-    wave : int
-        Wave written in the ``wave`` column.
-
-    Returns
-    -------
-    DataFrame
-        Columns :data:`STUDY_ESTIMATE_COLUMNS`, sorted by domain_type, domain, variable, level,
-        statistic. Proportions use logit intervals (Korn–Graubard at 0 % and 100 %, where the
-        logit interval collapses), means t intervals.
-    """
-    if not isinstance(design, SurveyDesign):
-        raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")
-    y, meta = _study_columns(design, codebook)
-    if domains is None:
-        domains = _study_domains(codebook, design.data)
-    tables = [
-        _domain_table(design, y, meta, dtype, col) for dtype, col in _domain_plan(design, domains)
-    ]
-    out = pd.concat(tables, ignore_index=True)
-    out.insert(0, "wave", np.int64(wave))
-    out["is_small_n"] = out["n"] < int(min_n)
-    for col in ("domain_type", "domain", "variable", "level", "statistic"):
-        out[col] = out[col].astype("string")
-    out["df"] = out["df"].astype(np.int64)
-    out = out.sort_values(
-        ["domain_type", "domain", "variable", "level", "statistic"], kind="stable"
-    ).reset_index(drop=True)
-    return out[list(STUDY_ESTIMATE_COLUMNS)]
-
-
-def _study_domains(codebook: Any, data: pd.DataFrame) -> dict[str, str | None]:
-    """Default domains: the codebook's territory and respondent type, the stage when known."""
-    return {
-        "territory": codebook.column("territory"),
-        "respondent_type": codebook.column("respondent_type"),
-        "stage": "stage" if "stage" in data.columns else None,
-    }
-
-
-def _domain_plan(
-    design: SurveyDesign, domains: Mapping[str, str | None]
-) -> list[tuple[str, str | None]]:
-    """``(domain_type, column)`` to tabulate: national first, then the domain types by name."""
-    plan: list[tuple[str, str | None]] = [("national", None)]
-    for dtype in sorted(domains):
-        col = domains[dtype]
-        if col is None:
-            continue
-        if col not in design.data:
-            raise EstimationError(f"domain column '{col}' ({dtype}) is not in the responses")
-        plan.append((dtype, col))
-    return plan
-
-
-def _domain_table(
-    design: SurveyDesign, y: np.ndarray, meta: list[tuple], dtype: str, col: str | None
-) -> pd.DataFrame:
-    """Every statistic of ``y`` in every domain of ``col`` (the whole sample when None)."""
-    codes, labels = _domains(design, [] if col is None else [col])
-    n_dom = len(labels)
-    res = _engine(design, y, codes, n_dom, kind="mean", logit=True)
-    df = design.domain_df(codes, n_dom)
-    is_prop = np.array([m[2] != "mean" for m in meta])
-    lo, hi = _study_intervals(design, res, df, codes, is_prop)
-    p = y.shape[1]
-    dom_idx = np.repeat(np.arange(n_dom), p)
-    col_idx = np.tile(np.arange(p), n_dom)
-    domain_text = (
-        np.full(n_dom, "", dtype=object)
-        if col is None
-        else labels[col].astype("string").fillna("").to_numpy(dtype=object)
-    )
-    part = pd.DataFrame(
-        {
-            "domain_type": dtype,
-            "domain": domain_text[dom_idx],
-            "variable": np.array([m[0] for m in meta], dtype=object)[col_idx],
-            "level": np.array([m[1] for m in meta], dtype=object)[col_idx],
-            "statistic": np.array([m[2] for m in meta], dtype=object)[col_idx],
-            "estimate": res["estimate"].ravel(),
-            "se": np.sqrt(res["var"]).ravel(),
-            "ci_low": lo.ravel(),
-            "ci_high": hi.ravel(),
-            "df": np.repeat(df, p),
-            "n": res["n"].ravel().astype(np.int64),
-            "deff": res["deff"].ravel(),
-        }
-    )
-    return part[part["n"] > 0]
-
-
-def _study_intervals(
-    design: SurveyDesign,
-    res: dict[str, np.ndarray],
-    df: np.ndarray,
-    codes: np.ndarray,
-    is_prop: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """95 % intervals: t for means, logit for proportions (Korn–Graubard at 0 % and 100 %)."""
-    n_dom = len(df)
-    lo_m, hi_m = _symmetric(res, _quantile(0.95, df, "t"))
-    lo_p, hi_p = _proportion_ci(res, df, 0.95, "t", "logit")
-    # at 0 % or 100 % the logit interval collapses onto the estimate: publish the
-    # Korn-Graubard (Clopper-Pearson with the effective n) interval there instead
-    edge = (res["estimate"] <= 0) | (res["estimate"] >= 1)
-    if edge.any():
-        rows = _design_rows(design, codes, n_dom)
-        lo_b, hi_b = _proportion_ci(res, df, 0.95, "t", "beta", rows)
-        lo_p, hi_p = np.where(edge, lo_b, lo_p), np.where(edge, hi_b, hi_p)
-    lo = np.where(is_prop[None, :], lo_p, lo_m)
-    hi = np.where(is_prop[None, :], hi_p, hi_m)
-    return lo, hi
 
 
 # ----------------------------------------------------------------------------- short names

@@ -1,279 +1,478 @@
-"""Study-level tables for the reports: national comparisons, dimension reliability, medians.
+"""The study's estimates table (``estimates.parquet``): every item, every domain, judged.
 
-Each function takes the wave's design and the codebook and asks the codebook for roles and item
-types (never an instrument's item ids), so it works for any study:
-
-* :func:`compute_national_comparisons` — every territory's mean of every mean-type item (Likert,
-  ratings, ordinal, counts, decimals) and of every dimension score present in the data
-  (``score_<dimension>``, ``score_global``) against the national mean, by
-  :func:`~evalterritoire.estimates.compare_with_whole`: the difference with the overlap (the
-  territory's respondents are in the national mean), its SE, df, p-value and whether it is
-  significant. This is the only basis on which a report may write « significativement
-  différent de la moyenne nationale ».
-* :func:`compute_dimension_reliability` — the design-based Cronbach's alpha of each maturity
-  dimension (its Likert items, milestones excluded, reverse-coded items mirrored on their
-  scale, values outside the scale dropped, as the maturity scorer reads them), nationally or by
-  domain, for the methodological annex.
-* :func:`compute_item_medians` — medians (or other quantiles) of count items (or any item
-  types, or named items), nationally and by territory, with Woodruff intervals.
+:func:`compute_study_tables` estimates every codebook item nationally and by each domain type
+(one vectorised pass per domain type, :mod:`.engine`), gives each row the interval of its kind
+of quantity (:mod:`.intervals`: Korn–Graubard for shares, logit of the rescaled mean for bounded
+means, log for counts), adds the Fay–Herriot estimate of every territory statistic
+(:mod:`.smallarea`, ``estimator = "fay_herriot"``) and judges every row with the study's
+publication rules (:mod:`.publication`: ``status`` and ``reason``).
+:func:`compute_study_estimates` returns the table alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from evalterritoire.config import PublicationConfig
 from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import EstimationError
-from evalterritoire.estimates.contrasts import compare_with_whole
-from evalterritoire.estimates.quantiles import estimate_quantile
-from evalterritoire.estimates.reliability import estimate_cronbach_alpha
+from evalterritoire.estimates.engine import _design_rows, _domain_sums, _domains, _engine, _numeric
+from evalterritoire.estimates.intervals import compute_intervals, interval_kind
+from evalterritoire.estimates.publication import assess_publication
+from evalterritoire.estimates.smallarea import (
+    SMALLAREA_FIT_COLUMNS,
+    compute_smallarea_estimates,
+)
 
 __all__ = [
-    "NATIONAL_COMPARISON_COLUMNS",
-    "compute_dimension_reliability",
-    "compute_item_medians",
-    "compute_national_comparisons",
+    "STUDY_ESTIMATE_COLUMNS",
+    "StudyTables",
+    "compute_domain_variance_factors",
+    "compute_study_estimates",
+    "compute_study_tables",
 ]
 
-_MEAN_TYPES = ("likert", "rating", "ordinal", "count", "decimal")
-
-#: Columns of :func:`compute_national_comparisons`.
-NATIONAL_COMPARISON_COLUMNS = (
+STUDY_ESTIMATE_COLUMNS = (
+    "wave",
+    "domain_type",
     "domain",
     "variable",
+    "level",
+    "statistic",
+    "estimator",
     "estimate",
     "se",
     "ci_low",
     "ci_high",
+    "interval",
+    "kind",
+    "range_low",
+    "range_high",
     "df",
     "n",
-    "p_value",
-    "domain_estimate",
-    "national_estimate",
-    "significant",
-    "direction",
+    "deff",
+    "is_small_n",
+    "status",
+    "reason",
 )
+_MEAN_TYPES = frozenset({"likert", "rating", "ordinal", "count", "decimal"})
+_KEYS = ["domain_type", "domain", "variable", "level", "statistic", "estimator"]
 
 
-def _mean_items(design: SurveyDesign, codebook: Any) -> list[str]:
-    """Respondent-level items of a mean type present (and numeric) in the data."""
-    return [
-        var.id
-        for var in codebook.variables
-        if var.level == "respondent"
-        and var.type in _MEAN_TYPES
-        and var.id in design.data
-        and pd.api.types.is_numeric_dtype(design.data[var.id])
-    ]
+@dataclass(frozen=True)
+class StudyTables:
+    """The estimates table and the small-area fits (``smallarea.parquet``)."""
+
+    estimates: pd.DataFrame
+    smallarea: pd.DataFrame
 
 
-def _score_columns(design: SurveyDesign, codebook: Any) -> list[str]:
-    names = [f"score_{d}" for d in codebook.dimensions] + ["score_global"]
-    return [c for c in names if c in design.data]
+@dataclass(frozen=True)
+class _Column:
+    """One published statistic of the study table."""
+
+    variable: str
+    level: str
+    statistic: str
+    kind: str
+    low: float
+    high: float
 
 
-def compute_national_comparisons(
-    design: SurveyDesign,
-    codebook: Any,
-    *,
-    variables: Sequence[str] | None = None,
-    alpha: float = 0.05,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Every territory against the national mean, for the study's items and dimension scores.
+def _column(var: Any, codebook: Any, level: str, statistic: str) -> _Column:
+    if statistic == "mean":
+        lo, hi = codebook.value_range(var.id)
+    else:
+        lo, hi = 0.0, 1.0
+    low = float(lo) if lo is not None else np.nan
+    high = float(hi) if hi is not None else np.nan
+    kind = interval_kind(statistic, lo, hi)
+    return _Column(var.id, level, statistic, kind, low, high)
 
-    Parameters
-    ----------
-    design : SurveyDesign
-        The wave's design; its data may carry the respondents' dimension scores
-        (``score_<dimension>``, ``score_global``), which are then compared too.
-    codebook : Codebook
-        Gives the territory column (role ``territory``) and the items' types.
-    variables : sequence of str, optional
-        Columns to compare (default: every mean-type item, then the score columns present).
-    alpha : float
-        Significance level of ``significant``.
-    level : float
-        Confidence level of the interval of the difference.
 
-    Returns
-    -------
-    DataFrame
-        :data:`NATIONAL_COMPARISON_COLUMNS`, one row per territory × variable, sorted:
-        ``domain`` is the territory code (text); ``estimate`` the difference territory −
-        nation with ``se``, ``ci_low``, ``ci_high``, ``df`` (the territory's PSUs − strata),
-        ``p_value``; ``significant`` is ``p_value < alpha`` (False when the difference has no
-        variance or the territory no degree of freedom);
-        ``direction`` is ``"higher"``, ``"lower"`` (when significant) or ``""``.
-
-    Examples
-    --------
-    The report step builds the design (with the score columns joined) and calls::
-
-        table = compute_national_comparisons(design, codebook)
-        row = table[(table.domain == code) & (table.variable == "score_gouvernance")]
-    """
-    territory = codebook.require("territory", "the comparisons with the national value")
-    cols = (
-        list(variables)
-        if variables is not None
-        else [
-            *_mean_items(design, codebook),
-            *_score_columns(design, codebook),
-        ]
-    )
+def _study_columns(
+    design: SurveyDesign, codebook: Any, scores: Mapping[str, tuple[float, float]] | None = None
+) -> tuple[np.ndarray, list[_Column]]:
+    """Typed responses → one float column per published statistic (NaN = not counted)."""
+    data = design.data
+    cols: list[np.ndarray] = []
+    meta: list[_Column] = []
+    for name, (lo, hi) in sorted((scores or {}).items()):
+        cols.append(_numeric(design, [name])[:, 0])
+        meta.append(_Column(name, "", "mean", "bounded_mean", float(lo), float(hi)))
+    for var in codebook.variables:
+        if var.level != "respondent":
+            continue
+        got = _item_columns(design, codebook, var)
+        if got is None:
+            continue
+        item_cols, item_meta, answered = got
+        cols += item_cols
+        meta += item_meta
+        special = data[var.special_col] if var.special_col and var.special_col in data else None
+        if special is not None:
+            sp = special.astype("string")
+            asked = answered | (sp.notna() & (sp != "filtre")).to_numpy()
+            cols.append(np.where(asked, (sp == "nsp").fillna(False).to_numpy(float), np.nan))
+            meta.append(_column(var, codebook, "", "nsp_share"))
     if not cols:
-        raise EstimationError("no item or score to compare with the national value")
-    out = compare_with_whole(design, cols, by=territory, level=level)
-    out = out.rename(columns={territory: "domain", "whole_estimate": "national_estimate"})
-    out["domain"] = out["domain"].astype("string")
-    sig = (out["p_value"] < alpha) & (out["se"] > 0) & (out["df"] >= 1)
-    out["significant"] = sig.fillna(False).astype(bool)
-    out["direction"] = np.where(
-        out["significant"], np.where(out["estimate"] > 0, "higher", "lower"), ""
-    )
-    out["direction"] = out["direction"].astype("string")
-    return out[list(NATIONAL_COMPARISON_COLUMNS)].reset_index(drop=True)
+        raise EstimationError("no codebook item of the responses can be estimated")
+    return np.column_stack(cols), meta
 
 
-def _mirrored_items(design: SurveyDesign, codebook: Any, items: list[str]) -> pd.DataFrame:
-    """The items as the maturity scorer reads them: in range, reverse-coded ones mirrored."""
-    frame = {}
-    for item in items:
-        values = pd.to_numeric(design.data[item], errors="coerce").to_numpy(
-            dtype=float, na_value=np.nan
+def _item_columns(design: SurveyDesign, codebook: Any, var: Any):
+    """The statistics of one item: (columns, their descriptions, who answered), or None."""
+    data = design.data
+    cols: list[np.ndarray] = []
+    meta: list[_Column] = []
+    if var.type in _MEAN_TYPES or var.type == "binary":
+        if var.id not in data:
+            return None
+        values = _numeric(design, [var.id])[:, 0]
+        answered = ~np.isnan(values)
+        if var.type == "binary":
+            cols.append(np.where(answered, (values == 1).astype(float), np.nan))
+            meta.append(_column(var, codebook, "1", "proportion"))
+        else:
+            cols.append(values)
+            meta.append(_column(var, codebook, "", "mean"))
+        if var.type == "ordinal":  # ordered levels are also published as shares
+            for code in sorted(codebook.value_labels(var.id), key=float):
+                hit = (values == float(code)).astype(float)
+                cols.append(np.where(answered, hit, np.nan))
+                meta.append(_column(var, codebook, str(code), "proportion"))
+    elif var.type == "categorical":
+        if var.id not in data:
+            return None
+        text = data[var.id].astype("string")
+        answered = text.notna().to_numpy()
+        for key in sorted(var.options):
+            cols.append(np.where(answered, (text == key).fillna(False).to_numpy(float), np.nan))
+            meta.append(_column(var, codebook, key, "proportion"))
+    elif var.type == "multi_select":
+        if not any(c in data for c in var.option_cols()):
+            return None
+        answered = np.zeros(len(data), dtype=bool)
+        for key in sorted(var.options):
+            col = f"{var.id}__{key}"
+            if col not in data:
+                continue
+            values = _numeric(design, [col])[:, 0]
+            answered |= ~np.isnan(values)
+            cols.append(np.where(np.isnan(values), np.nan, (values == 1).astype(float)))
+            meta.append(_column(var, codebook, key, "proportion"))
+    else:
+        return None
+    return cols, meta, answered
+
+
+def compute_study_tables(
+    design: SurveyDesign,
+    codebook: Any,
+    *,
+    domains: Mapping[str, str | None] | None = None,
+    min_n: int,
+    wave: int,
+    publication: PublicationConfig | None = None,
+    context: pd.DataFrame | None = None,
+    scores: Mapping[str, tuple[float, float]] | None = None,
+) -> StudyTables:
+    """The long ``estimates.parquet`` table (every item, nationally and by each domain type).
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        Design of the wave's typed responses.
+    codebook : Codebook
+        Item types decide the statistic: likert/rating/ordinal/count/decimal → ``mean`` (ordinal
+        items also → proportion of every level of their scale); binary → proportion of
+        ``"1"``; categorical → proportion of every option; multi-select → proportion of each
+        option ticked; every item with special codes → ``nsp_share`` (share of "ne sait pas" among
+        respondents asked, i.e. not filtered out). Items absent from the responses are skipped.
+        The item's range (``value_range``) decides the kind of interval.
+    domains : mapping, optional
+        ``domain_type → column`` (e.g. ``{"territory": codebook.column("territory")}``);
+        ``None`` skips the domain type, a column missing from the data is an error. Default:
+        ``territory`` and ``respondent_type``, the columns of these codebook roles, and
+        ``stage`` when the responses have a ``stage`` column.
+    min_n : int
+        ``is_small_n`` is ``n < min_n`` (the study's ``min_n``; the statuses follow
+        ``publication``).
+    wave : int
+        Wave written in the ``wave`` column.
+    publication : PublicationConfig, optional
+        The study's publication rules (default: the documented defaults); ``smallarea = false``
+        skips the Fay–Herriot rows.
+    context : DataFrame, optional
+        The territory context (indexed by territory code): the Fay–Herriot covariates. Without
+        it the model has an intercept only.
+    scores : mapping of str to (low, high), optional
+        Derived respondent-level columns of the design's data and their range, estimated like
+        the items as means under their own names: the pipeline passes the dimension scores
+        ``score_<dim>`` (on the codebook's ``score_range``) and each respondent's share of
+        « ne sait pas » among a dimension's items asked, ``nsp_<dim>`` (on [0, 1]).
+
+    Returns
+    -------
+    StudyTables
+        ``estimates``: columns :data:`STUDY_ESTIMATE_COLUMNS`, sorted by domain_type, domain,
+        variable, level, statistic, estimator (``direct`` before ``fay_herriot``);
+        ``smallarea``: one fit per territory statistic (:data:`SMALLAREA_FIT_COLUMNS`).
+    """
+    if not isinstance(design, SurveyDesign):
+        raise EstimationError(f"design must be a SurveyDesign, got {type(design).__name__}")
+    rules = publication if publication is not None else PublicationConfig()
+    y, meta = _study_columns(design, codebook, scores)
+    if domains is None:
+        domains = _study_domains(codebook, design.data)
+    tables, territory = [], None
+    for dtype, col in _domain_plan(design, domains):
+        part, extra = _domain_table(design, y, meta, dtype, col)
+        tables.append(part)
+        if dtype == "territory":
+            territory = (part, extra)
+    out = pd.concat(tables, ignore_index=True)
+    fits = pd.DataFrame(columns=list(SMALLAREA_FIT_COLUMNS))
+    if rules.smallarea and territory is not None:
+        model, fits = compute_smallarea_estimates(
+            territory[0],
+            territory[1]["element_var"],
+            context,
+            variance_factor=territory[1]["variance_factor"],
+            covariates=rules.smallarea_covariates,
+            max_covariates=rules.smallarea_max_covariates,
+            min_cell=rules.min_cell,
+            wave=wave,
         )
-        lo, hi = codebook.value_range(item)
-        if lo is not None and hi is not None:
-            values = np.where((values < lo) | (values > hi), np.nan, values)
-            if codebook[item].reverse_coded:
-                values = lo + hi - values
-        frame[f"__alpha__{item}"] = values
-    return pd.DataFrame(frame, index=design.data.index)
+        if not model.empty:
+            lo, hi, method = compute_intervals(
+                model["kind"].to_numpy(dtype=object),
+                model["estimate"],
+                model["se"],
+                None,
+                model["n"],
+                low=model["range_low"],
+                high=model["range_high"],
+                model=True,
+            )
+            model = model.assign(ci_low=lo, ci_high=hi, interval=method)
+            out = pd.concat([out, model], ignore_index=True)
+    return StudyTables(_finish(out, wave, min_n, rules), fits)
 
 
-def compute_dimension_reliability(
+def compute_study_estimates(
     design: SurveyDesign,
     codebook: Any,
     *,
-    by: str | Sequence[str] | None = None,
-    level: float = 0.95,
+    domains: Mapping[str, str | None] | None = None,
+    min_n: int,
+    wave: int,
+    publication: PublicationConfig | None = None,
+    context: pd.DataFrame | None = None,
+    scores: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
-    """Design-based Cronbach's alpha of every maturity dimension of the codebook.
-
-    Parameters
-    ----------
-    design : SurveyDesign
-        The wave's design.
-    codebook : Codebook
-        Its dimensions and their Likert items (milestones excluded, reverse coding, scales).
-    by : str or sequence of str, optional
-        Domain columns (default: the whole sample).
-    level : float
-        Confidence level.
-
-    Returns
-    -------
-    DataFrame
-        ``by`` columns, ``dimension``, ``label`` (the codebook's), ``n_items``, ``estimate``
-        (alpha), ``se``, ``ci_low``, ``ci_high``, ``df``, ``n`` (respondents who answered every
-        item of the dimension); dimensions with fewer than two items present are left out.
-
-    Examples
-    --------
-    For the methodological annex::
-
-        alpha = compute_dimension_reliability(design, codebook)
-    """
-    scales: dict[str, list[str]] = {}
-    for dim in codebook.dimensions:
-        items = [
-            v.id for v in codebook.dimension_items(dim) if not v.milestone and v.id in design.data
-        ]
-        if len(items) >= 2:
-            scales[dim] = items
-    if not scales:
-        raise EstimationError("no maturity dimension has two items in the responses")
-    every = sorted({i for items in scales.values() for i in items})
-    extra = _mirrored_items(design, codebook, every)
-    augmented = design._copy(_data=pd.concat([design.data, extra], axis=1))
-    renamed = {d: [f"__alpha__{i}" for i in items] for d, items in scales.items()}
-    out = estimate_cronbach_alpha(augmented, renamed, by=by, level=level)
-    out = out.rename(columns={"scale": "dimension"}).drop(columns="deff")
-    out.insert(
-        out.columns.get_loc("dimension") + 1,
-        "label",
-        out["dimension"].map(lambda d: codebook.dimensions.get(d, d)).astype("string"),
-    )
-    return out
+    """The estimates table of :func:`compute_study_tables` (same parameters)."""
+    return compute_study_tables(
+        design,
+        codebook,
+        domains=domains,
+        min_n=min_n,
+        wave=wave,
+        publication=publication,
+        context=context,
+        scores=scores,
+    ).estimates
 
 
-def compute_item_medians(
-    design: SurveyDesign,
-    codebook: Any,
-    *,
-    items: Sequence[str] | None = None,
-    types: Sequence[str] = ("count",),
-    quantiles: float | Sequence[float] = 0.5,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Medians (or other quantiles) of items, nationally and by territory.
-
-    Parameters
-    ----------
-    design : SurveyDesign
-        The wave's design.
-    codebook : Codebook
-        Gives the territory column (role ``territory``, optional: without it only the national
-        rows) and the item types.
-    items : sequence of str, optional
-        Items to summarise (e.g. those the report spec's identity card names); default: the
-        respondent-level items of ``types`` present in the data.
-    types : sequence of str
-        Item types used when ``items`` is not given (default: counts).
-    quantiles : float or sequence of float
-        Probabilities (0.5: median).
-    level : float
-        Confidence level of the Woodruff intervals.
-
-    Returns
-    -------
-    DataFrame
-        ``domain_type`` (``national`` or ``territory``), ``domain`` (``""`` nationally),
-        ``variable``, ``quantile``, ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``df``, ``n``.
-
-    Examples
-    --------
-    ::
-
-        medians = compute_item_medians(design, codebook)                 # every count item
-        identity = compute_item_medians(design, codebook, items=spec_items)
-    """
-    if items is None:
-        items = [
-            v.id
-            for v in codebook.variables
-            if v.level == "respondent" and v.type in tuple(types) and v.id in design.data
-        ]
-    items = list(items)
-    if not items:
-        raise EstimationError("no item to summarise by quantiles")
-    national = estimate_quantile(design, items, quantiles, level=level)
-    national.insert(0, "domain", "")
-    national.insert(0, "domain_type", "national")
-    parts = [national]
-    territory = codebook.column("territory")
-    if territory is not None and territory in design.data:
-        by_t = estimate_quantile(design, items, quantiles, by=territory, level=level)
-        by_t = by_t.rename(columns={territory: "domain"})
-        by_t["domain"] = by_t["domain"].astype("string")
-        by_t.insert(0, "domain_type", "territory")
-        parts.append(by_t)
-    out = pd.concat(parts, ignore_index=True).drop(columns="deff")
-    for col in ("domain_type", "domain"):
+def _finish(out: pd.DataFrame, wave: int, min_n: int, rules: PublicationConfig) -> pd.DataFrame:
+    """Wave, small-n flag, statuses, types and the table's order."""
+    out.insert(0, "wave", np.int64(wave))
+    out["is_small_n"] = out["n"] < int(min_n)
+    status, reason = assess_publication(out, rules)
+    out["status"] = pd.array(status, dtype="string")
+    out["reason"] = pd.array(reason, dtype="string")
+    for col in ("domain_type", "domain", "variable", "level", "statistic", "estimator"):
         out[col] = out[col].astype("string")
-    return out
+    for col in ("interval", "kind"):
+        out[col] = out[col].astype("string")
+    out["df"] = out["df"].astype(np.int64)
+    out["n"] = out["n"].astype(np.int64)
+    out = out.sort_values(_KEYS, kind="stable").reset_index(drop=True)
+    return out[list(STUDY_ESTIMATE_COLUMNS)]
+
+
+def _study_domains(codebook: Any, data: pd.DataFrame) -> dict[str, str | None]:
+    """Default domains: the codebook's territory and respondent type, the stage when known."""
+    return {
+        "territory": codebook.column("territory"),
+        "respondent_type": codebook.column("respondent_type"),
+        "stage": "stage" if "stage" in data.columns else None,
+    }
+
+
+def _domain_plan(
+    design: SurveyDesign, domains: Mapping[str, str | None]
+) -> list[tuple[str, str | None]]:
+    """``(domain_type, column)`` to tabulate: national first, then the domain types by name."""
+    plan: list[tuple[str, str | None]] = [("national", None)]
+    for dtype in sorted(domains):
+        col = domains[dtype]
+        if col is None:
+            continue
+        if col not in design.data:
+            raise EstimationError(f"domain column '{col}' ({dtype}) is not in the responses")
+        plan.append((dtype, col))
+    return plan
+
+
+def _element_variances(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: int
+) -> np.ndarray:
+    """Weighted within-domain variance of each column, ``n / (n - 1)`` corrected (domains, p)."""
+    valid = ~np.isnan(y)
+    w = np.where(valid, design.weights[:, None], 0.0)
+    y0 = np.where(valid, y, 0.0)
+    wsum = _domain_sums(codes, n_dom, w)
+    n = _domain_sums(codes, n_dom, valid.astype(float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = _domain_sums(codes, n_dom, w * y0) / wsum
+        second = _domain_sums(codes, n_dom, w * np.square(y0)) / wsum
+        s2 = np.maximum(second - np.square(mean), 0.0) * n / (n - 1)
+    return np.where(n > 1, s2, np.nan)
+
+
+def compute_domain_variance_factors(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: int
+) -> np.ndarray:
+    """``E[v̂] / Var`` of each domain mean under a working model of independent answers.
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        The design (its first stage: PSUs in strata).
+    y : ndarray (n, p)
+        The variables (NaN = no valid answer).
+    codes : ndarray (n,)
+        Domain of each row (``-1`` = none).
+    n_dom : int
+        Number of domains.
+
+    Returns
+    -------
+    ndarray (n_dom, p)
+        The ratios (1 where it cannot be computed, and for replicate designs). Dividing a
+        domain mean's linearised variance by it gives a variance unbiased under the working
+        model.
+
+    Notes
+    -----
+    A domain's linearised variance centres its PSU totals on the domain's own mean, which
+    costs one of its PSUs' worth of information: with ``k`` equal PSUs the estimator's
+    expectation is ``(k - 1) / k`` of the variance (half of it for a territory in two PSUs),
+    whatever the stratum's ``n_h / (n_h - 1)``. Under independent answers of equal variance the
+    ratio is exactly, with ``W`` and ``S`` the sums of weights and of squared weights of the
+    domain's valid rows (in a PSU ``a``, a stratum ``h``, the domain ``N``, ``Q``)::
+
+        Σ_h n_h/(n_h - 1) [Σ_a∈h (S_a - 2 W_a S_a / N + W_a² Q / N²)
+                           - (S_h - 2 W_h S_h / N + W_h² Q / N²) / n_h] / Q
+
+    (Kott 1994's working-model logic, first stage, without the fpc). 1 for replicate designs.
+    """
+    p = y.shape[1]
+    if design.is_replicate or not hasattr(design, "_stages"):
+        return np.ones((n_dom, p))
+    stage = design._stages[0]
+    keep = codes >= 0
+    valid = ~np.isnan(y[keep])
+    w = np.where(valid, design.weights[keep][:, None], 0.0)
+    psu = stage.unit[keep].astype(np.int64)
+    g = np.int64(n_dom)
+    cell, cell_keys = pd.factorize(psu * g + codes[keep], sort=False)
+    cell_keys = np.asarray(cell_keys, dtype=np.int64)
+    W_a = _domain_sums(cell.astype(np.int64), cell_keys.size, w)
+    S_a = _domain_sums(cell.astype(np.int64), cell_keys.size, np.square(w))
+    dom = cell_keys % g
+    stratum = stage.group[cell_keys // g].astype(np.int64)
+    N, Q = _domain_sums(dom, n_dom, W_a), _domain_sums(dom, n_dom, S_a)
+    h_cell, h_keys = pd.factorize(stratum * g + dom, sort=False)
+    h_keys = np.asarray(h_keys, dtype=np.int64)
+    W_h = _domain_sums(h_cell.astype(np.int64), h_keys.size, W_a)
+    S_h = _domain_sums(h_cell.astype(np.int64), h_keys.size, S_a)
+    n_h = stage.n_in_group[h_keys // g].astype(float)[:, None]
+    h_dom = h_keys % g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_psu = S_a - 2 * W_a * S_a / N[dom] + np.square(W_a) * Q[dom] / np.square(N[dom])
+        inner = _domain_sums(h_cell.astype(np.int64), h_keys.size, per_psu)
+        centre = S_h - 2 * W_h * S_h / N[h_dom] + np.square(W_h) * Q[h_dom] / np.square(N[h_dom])
+        term = np.where(n_h > 1, n_h / (n_h - 1), 0.0) * (inner - centre / n_h)
+        factor = _domain_sums(h_dom, n_dom, term) / Q
+    return np.where(np.isfinite(factor) & (factor > 0), factor, 1.0)
+
+
+def _domain_table(
+    design: SurveyDesign, y: np.ndarray, meta: list[_Column], dtype: str, col: str | None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Every statistic of ``y`` in every domain of ``col`` (the whole sample when None).
+
+    Also returns, for territories, the within-domain element variance of every row and the
+    bias factor of its direct variance (:func:`compute_domain_variance_factors`), for the
+    small-area model.
+    """
+    codes, labels = _domains(design, [] if col is None else [col])
+    n_dom = len(labels)
+    res = _engine(design, y, codes, n_dom, kind="mean")
+    df = design.domain_df(codes, n_dom)
+    p = y.shape[1]
+    dom_idx = np.repeat(np.arange(n_dom), p)
+    col_idx = np.tile(np.arange(p), n_dom)
+    kinds = np.array([m.kind for m in meta], dtype=object)[col_idx]
+    low = np.array([m.low for m in meta])[col_idx]
+    high = np.array([m.high for m in meta])[col_idx]
+    rows = _design_rows(design, codes, n_dom)[dom_idx]
+    se = np.sqrt(res["var"]).ravel()
+    n = res["n"].ravel()
+    lo, hi, method = compute_intervals(
+        kinds, res["estimate"].ravel(), se, np.repeat(df, p), n, low=low, high=high, n_rows=rows
+    )
+    domain_text = (
+        np.full(n_dom, "", dtype=object)
+        if col is None
+        else labels[col].astype("string").fillna("").to_numpy(dtype=object)
+    )
+    part = pd.DataFrame(
+        {
+            "domain_type": dtype,
+            "domain": domain_text[dom_idx],
+            "variable": np.array([m.variable for m in meta], dtype=object)[col_idx],
+            "level": np.array([m.level for m in meta], dtype=object)[col_idx],
+            "statistic": np.array([m.statistic for m in meta], dtype=object)[col_idx],
+            "estimator": "direct",
+            "estimate": res["estimate"].ravel(),
+            "se": se,
+            "ci_low": lo,
+            "ci_high": hi,
+            "interval": method,
+            "kind": kinds,
+            "range_low": low,
+            "range_high": high,
+            "df": np.repeat(df, p),
+            "n": n.astype(np.int64),
+            "deff": res["deff"].ravel(),
+        }
+    )
+    keep = (part["n"] > 0).to_numpy()
+    if dtype != "territory":
+        return part[keep], pd.DataFrame(index=part.index[keep])
+    extra = pd.DataFrame(
+        {
+            "element_var": _element_variances(design, y, codes, n_dom).ravel(),
+            "variance_factor": compute_domain_variance_factors(design, y, codes, n_dom).ravel(),
+        },
+        index=part.index,
+    )
+    return part[keep], extra[keep]

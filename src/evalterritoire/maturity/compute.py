@@ -46,7 +46,6 @@ from evalterritoire.config import MaturityConfig
 from evalterritoire.errors import MaturityError
 from evalterritoire.maturity.agreement import (
     _declared_stages,
-    compute_stage_agreement,
 )
 from evalterritoire.maturity.clustering import (
     MaturityClustering,
@@ -55,9 +54,22 @@ from evalterritoire.maturity.clustering import (
     stage_robustness,
 )
 from evalterritoire.maturity.common import MaturityWarning, present_column, territory_column
+from evalterritoire.maturity.diagnostics import (
+    _agreement_diagnostics,
+    _stage_diagnostics,
+    _wave_diagnostics,
+)
+from evalterritoire.maturity.probabilities import (
+    SamplingModel,
+    StageMixture,
+    build_sampling_model,
+    compute_stage_probabilities,
+    fit_stage_mixture,
+    refine_stage_mixture,
+)
 from evalterritoire.maturity.profiles import _weights_and_variance, compute_profiles
 from evalterritoire.maturity.scoring import MaturityScorer
-from evalterritoire.maturity.transitions import compute_transition_matrix, compute_transitions
+from evalterritoire.maturity.transitions import compute_transitions
 
 __all__ = ["MaturityResult", "compute_maturity"]
 
@@ -183,9 +195,10 @@ def compute_maturity(
     }
     features = _Features(scored[ref].profiles, list(codebook.dimensions), ref)
     clf = _fit_stages(features, scored[ref].profiles, maturity_cfg, random_state)
+    mixture = _fit_mixture(scored[ref], clf, features)
     staged, refits = _stage_waves(
-        scored, clf, features, codebook, ref=ref, refit=maturity_cfg.refit, min_n=min_n,
-        random_state=random_state,
+        scored, clf, features, codebook, mixture, ref=ref, refit=maturity_cfg.refit,
+        min_n=min_n, random_state=random_state,
     )  # fmt: skip
     all_profiles = pd.concat(list(staged.values()), ignore_index=True)
     transitions = compute_transitions(
@@ -254,22 +267,33 @@ class _ScoredWave:
     weights: np.ndarray
     reliability: pd.DataFrame
     unreliable: list[str]
+    sampling: SamplingModel
 
 
 def _score_wave(w: int, responses: Any, design: Any, codebook: Codebook) -> _ScoredWave:
-    """Respondent scores, reliability and design-weighted territory profiles of one wave."""
+    """Respondent scores, reliability and design-weighted territory profiles of one wave.
+
+    The profiles get each territory's design ``df``; the sampling model of the profiles
+    (:mod:`.probabilities`) is fitted on the responses in the design's own row order.
+    """
     if not isinstance(responses, pd.DataFrame) or responses.empty:
         raise MaturityError(f"wave {w}: no responses")
+    original, original_design = responses, design
     responses, design = _canonical_order(responses, design, codebook)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MaturityWarning)
         scorer = MaturityScorer(codebook).fit(responses)
+    profiles = compute_profiles(responses, scorer, design, wave=w)
+    sampling, df = build_sampling_model(
+        original, original_design, scorer, territory_column(codebook, original), profiles
+    )
     return _ScoredWave(
         responses=responses,
-        profiles=compute_profiles(responses, scorer, design, wave=w),
+        profiles=profiles.assign(df=df),
         weights=_weights_and_variance(design, len(responses))[0],
         reliability=scorer.reliability_.assign(wave=w),
         unreliable=list(scorer.unreliable_),
+        sampling=sampling,
     )
 
 
@@ -310,12 +334,25 @@ def _fit_stages(
     ).fit(X_ref[ok_ref])
 
 
+def _fit_mixture(
+    reference: _ScoredWave, clf: MaturityClustering, features: _Features
+) -> StageMixture:
+    """The stage mixture of the membership probabilities, on the reference wave."""
+    X, ok, imputed = features(reference.profiles)
+    n = reference.profiles[[f"n_{d}" for d in features.dims]].to_numpy(dtype=float)
+    V = reference.sampling.covariance(n[ok], imputed[ok])
+    Xo = X[ok].to_numpy(dtype=float)
+    start = fit_stage_mixture(Xo, clf.labels_, V, clf.centers_, clf.n_stages_)
+    return refine_stage_mixture(start, Xo, V)
+
+
 # ------------------------------------------------------------------- step 4: stage a wave
 def _stage_waves(
     scored: dict[int, _ScoredWave],
     clf: MaturityClustering,
     features: _Features,
     codebook: Codebook,
+    mixture: StageMixture,
     *,
     ref: int,
     refit: bool,
@@ -327,8 +364,8 @@ def _stage_waves(
     refits: dict[str, Any] = {}
     for w, wave in scored.items():
         staged[w], info = _stage_wave(
-            wave, clf, features, codebook, is_reference=w == ref, refit=refit, min_n=min_n,
-            seed=random_state + w,
+            wave, clf, features, codebook, mixture, is_reference=w == ref, refit=refit,
+            min_n=min_n, seed=random_state + w,
         )  # fmt: skip
         if info is not None:
             refits[str(w)] = info
@@ -340,28 +377,37 @@ def _stage_wave(
     clf: MaturityClustering,
     features: _Features,
     codebook: Codebook,
+    mixture: StageMixture,
     *,
     is_reference: bool,
     refit: bool,
     min_n: int,
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    """The wave's profiles with their stage, its probability, robustness and flags.
+    """The wave's profiles with their stage, its probabilities, robustness and flags.
 
-    Also returns, for a refit wave, its stage mapping and clustering quality (else None).
+    The probabilities come from the stage mixture and each profile's sampling covariance
+    (:mod:`.probabilities`): ``stage_probability`` for the assigned stage, ``p_stage_<s>`` for
+    every stage. Also returns, for a refit wave, its stage mapping and clustering quality
+    (else None).
     """
     prof = wave.profiles
     X, ok, imputed = features(prof)
     n = len(prof)
+    k = clf.n_stages_
     stage = np.full(n, -1, dtype=np.int64)
     proba, dist, robust = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    p_stage = np.full((n, k), np.nan)
     refit_info = None
     if ok.any():
         Xo = X[ok]
-        lab, P, D, predict, refit_info = _assign_stages(clf, Xo, is_reference, refit)
+        lab, _, D, predict, refit_info = _assign_stages(clf, Xo, is_reference, refit)
         rows = np.arange(len(Xo))
         stage[ok] = lab
-        proba[ok] = P[rows, lab]
+        n_dim = prof[[f"n_{d}" for d in features.dims]].to_numpy(dtype=float)[ok]
+        V = wave.sampling.covariance(n_dim, imputed[ok])
+        p_stage[ok] = compute_stage_probabilities(mixture, Xo.to_numpy(dtype=float), V)
+        proba[ok] = p_stage[ok][rows, lab]
         dist[ok] = D[rows, lab]
         se = prof.loc[ok, features.se_columns].to_numpy(dtype=float)
         robust[ok] = stage_robustness(
@@ -382,6 +428,7 @@ def _stage_wave(
             wave.responses, codebook, wave.weights, prof["territory"].tolist()
         ),
         flags=_flags(prof, ok, imputed, features.dims, min_n),
+        **{f"p_stage_{s}": p_stage[:, s] for s in range(k)},
     )
     return staged, refit_info
 
@@ -440,82 +487,12 @@ def _flags(
     return pd.array(flags, dtype="string")
 
 
-# ------------------------------------------------------------------- step 5: diagnostics
-def _stage_diagnostics(
-    clf: MaturityClustering,
-    dims: list[str],
-    cur: pd.DataFrame,
-    maturity_cfg: MaturityConfig,
-    min_n: int,
-) -> dict[str, Any]:
-    """The clustering (k, its choice, quality, centroids) and the stages of the wave's table."""
-    k, names = clf.n_stages_, clf.stage_names_
-    return {
-        "n_stages": int(k),
-        "n_stages_requested": maturity_cfg.n_stages,
-        "stage_names": list(names),
-        "k_selection": [
-            {key: (_finite(v) if key != "k" else int(v)) for key, v in row.items()}
-            for row in clf.selection_.to_dict(orient="records")
-        ],
-        "silhouette": _finite(clf.silhouette_),
-        "bic": _finite(clf.bic_),
-        "stability_ari": _finite(clf.stability_),
-        "n_bootstrap": len(clf.stability_scores_),
-        "centroids": {
-            names[s]: {d: float(v) for d, v in zip(dims, clf.centers_[s], strict=True)}
-            for s in range(k)
-        },
-        "stage_counts": {names[s]: int((cur["stage"] == s).sum()) for s in range(k)},
-        "n_territories": len(cur),
-        "n_indicative": int(cur["is_indicative"].sum()),
-        "n_unscored": int(cur["stage"].isna().sum()),
-        "min_n": int(min_n),
-    }
-
-
-def _agreement_diagnostics(cur: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, Any]:
-    """Agreement of the statistical stages with the declared ones (kappas, confusion)."""
-    declared = codebook.column("declared_stage")
-    declared_levels = (len(codebook.value_labels(declared)) if declared is not None else k) or k
-    agreement = compute_stage_agreement(
-        cur["stage"], cur["stage_declared"], k, n_declared=declared_levels
-    )
-    return {
-        "n": agreement["n"],
-        "n_missing": agreement["n_missing"],
-        "agreement": _finite(agreement["agreement"]),
-        "kappa": _finite(agreement["kappa"]),
-        "kappa_linear": _finite(agreement["kappa_linear"]),
-        "kappa_quadratic": _finite(agreement["kappa_quadratic"]),
-        "confusion": agreement["confusion"].to_numpy().tolist(),
-    }
-
-
-def _wave_diagnostics(
-    reliability: pd.DataFrame,
-    wave: int,
-    unreliable: list[str],
-    transitions: pd.DataFrame,
-    clf: MaturityClustering,
-) -> dict[str, Any]:
-    """The wave's dimension alphas and the stage transitions that lead to it."""
-    rel_cur = reliability[(reliability["wave"] == wave) & (reliability["item"] == "")]
-    return {
-        "alpha": {r.dimension: _finite(r.alpha) for r in rel_cur.itertuples()},
-        "unreliable_dimensions": unreliable,
-        "transition_matrix": compute_transition_matrix(transitions, clf.n_stages_)
-        .to_numpy()
-        .tolist(),
-        "n_changed": int(transitions["changed"].sum()),
-    }
-
-
 def _maturity_table(cur: pd.DataFrame, features: _Features) -> pd.DataFrame:
     """The ``maturity.parquet`` columns of the requested wave's staged profiles."""
+    p_cols = sorted((c for c in cur.columns if c.startswith("p_stage_")), key=lambda c: int(c[8:]))
     return cur[
         ["wave", "territory", "territory_name", "stage", "stage_label", "stage_probability",
-         "stage_robustness", "distance", *features.columns, *features.se_columns,
-         "score_global", "se_global", "nsp_share", "n", "n_types", "is_indicative",
-         "stage_declared", "flags"]
+         *p_cols, "stage_robustness", "distance", *features.columns, *features.se_columns,
+         *[f"n_{d}" for d in features.dims], "score_global", "se_global", "df", "nsp_share",
+         "n", "n_types", "is_indicative", "stage_declared", "flags"]
     ].reset_index(drop=True)  # fmt: skip

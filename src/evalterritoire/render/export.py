@@ -207,7 +207,8 @@ def _index_heading(ref: ReportContext, n_territories: int, study_page: str) -> l
 def _stage_list(label: str, members: Sequence[ReportContext], territory_dir: str) -> list[str]:
     """One stage of the index: its heading and its territories by name, each with a link."""
     from evalterritoire.manifest import safe_filename
-    from evalterritoire.report.french import fmt_count, fmt_n
+    from evalterritoire.report.display import n_text
+    from evalterritoire.report.french import fmt_count
 
     e = html.escape
     members = sorted(members, key=lambda c: (c.territory_name, c.territory))
@@ -217,7 +218,8 @@ def _stage_list(label: str, members: Sequence[ReportContext], territory_dir: str
         flag = ' <span class="flag">indicatif</span>' if ctx.is_indicative else ""
         parts.append(
             f'<li><a href="{e(href)}">{e(ctx.territory_name)}</a>'
-            f'<span class="code">{e(ctx.territory)} · {fmt_n(ctx.n_respondents)}</span>'
+            f'<span class="code">{e(ctx.territory)} · '
+            f"{n_text(ctx.n_respondents, int((ctx.publication or {}).get('min_cell', 5)))}</span>"
             f"{flag}</li>"
         )
     parts.append("</ul>")

@@ -8,8 +8,12 @@ Modules: ``grid`` (the evaluation grid: stages, questions, readings, charts — 
 ``context`` (the context object, its JSON and the columns read by role), ``lookup`` (the
 estimates index and descriptive estimates), ``stages`` (stage labels, profiles, history),
 ``sections`` (content sections), ``wave`` (what a wave's contexts share), ``build`` (assembly,
-the territory contexts), ``national`` (the national context), ``figures``, ``tables`` and
-``french`` (number and text formatting).
+the territory contexts), ``national`` (the national context), ``breakdowns`` (design-based
+alliance, agreement and actor-group breakdowns, small types merged), ``display`` (how a judged
+figure is written: « s », « * », « estimation modélisée », intervals in words), ``quality``
+(figures counted by status), ``annex`` (quality box, publication rules, small-area models,
+stage probability in words), ``scan`` (a reader's check of rendered pages for unpublishable
+figures), ``figures``, ``tables`` and ``french`` (number and text formatting).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from evalterritoire.report.context import (
 )
 from evalterritoire.report.grid import EvaluationGrid, StageGrid, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.scan import Finding, scan_report, scan_reports
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SMALL_CELL",
     "EvaluationGrid",
+    "Finding",
     "ReportContext",
     "ReportSpec",
     "StageGrid",
@@ -39,5 +45,7 @@ __all__ = [
     "compute_descriptive_estimates",
     "load_grid",
     "load_report_spec",
+    "scan_report",
+    "scan_reports",
     "short_label",
 ]

@@ -2,15 +2,17 @@
 
 Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
 grid and the report spec (the study's, or the shipped defaults), and the territory contexts:
-the stage decision of each territory (« entre deux stades » below :data:`BETWEEN_THRESHOLD`,
-grid §6, the grid entry it follows and « vers le stade suivant »), its identity card, its
-content sections and its stage block. The shared preparation is :mod:`.wave`, the national
-context :mod:`.national`.
+the stage decision of each territory (« entre deux stades » when the membership probability of
+its stage is below :data:`BETWEEN_THRESHOLD`, grid §6, the grid entry it follows and « vers le
+stade suivant »), its identity card, its content sections and its stage block, and the quality
+summary of every report (its figures by status, :func:`_quality`) with the small-area fits
+behind its model-based figures. The shared preparation is :mod:`.wave`, the national context
+:mod:`.national`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +21,30 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
-from evalterritoire.report.context import SMALL_CELL, ReportContext, StudyArtefacts, _num
+from evalterritoire.report.context import (
+    SMALL_CELL,
+    ReportContext,
+    StudyArtefacts,
+    _num,
+    short_label,
+)
 from evalterritoire.report.grid import EvaluationGrid, load_grid
 from evalterritoire.report.national import _national
+from evalterritoire.report.quality import _quality, _records
 from evalterritoire.report.sections import _median, _modal, _numeric, _option_label
 from evalterritoire.report.spec import ReportSpec, load_report_spec
-from evalterritoire.report.stages import _neighbour_stage, _profile, _stage_label
+from evalterritoire.report.stages import (
+    _neighbour_stage,
+    _profile,
+    _stage_label,
+    _stage_probabilities,
+)
 from evalterritoire.report.wave import _prepare_wave, _Wave
 
-#: Below this stage probability (or robustness) a territory is « entre deux stades » (grid §6).
-BETWEEN_THRESHOLD = 0.6
+#: Below this membership probability of its stage a territory is « entre deux stades » (grid §6):
+#: the probabilities are calibrated (``bench/bench_stage_probability.py``), so below 0,8 one
+#: territory in five or more actually belongs to another stage.
+BETWEEN_THRESHOLD = 0.8
 
 
 def build_contexts(
@@ -102,20 +118,23 @@ class _StageDecision:
 
 
 def _decide_stage(wave: _Wave, row: Mapping[str, Any]) -> _StageDecision:
-    """Grid §6: between two stages, the report follows the EARLIER stage's grid."""
+    """Grid §6: between two stages, the report follows the EARLIER stage's grid.
+
+    Between two stages when the membership probability of the assigned stage is below
+    :data:`BETWEEN_THRESHOLD`; the other stage is the most probable of the others (the
+    adjacent one in its direction when it is not adjacent), or, without per-stage
+    probabilities, the nearer adjacent centroid.
+    """
     names, n_stages = wave.names, wave.n_stages
     stage = int(row["stage"]) if _num(row.get("stage")) is not None else None
     label = str(row.get("stage_label") or _stage_label(names, stage))
     prob = _num(row.get("stage_probability"))
     robust = _num(row.get("stage_robustness"))
-    uncertain = (prob is not None and prob < BETWEEN_THRESHOLD) or (
-        robust is not None and robust < BETWEEN_THRESHOLD
-    )
-    other = (
-        _neighbour_stage(row, wave.labels, wave.centroids, stage, n_stages)
-        if uncertain and stage is not None
-        else None
-    )
+    other = None
+    if stage is not None and prob is not None and prob < BETWEEN_THRESHOLD:
+        other = _other_stage(row, stage, n_stages)
+        if other is None:
+            other = _neighbour_stage(row, wave.labels, wave.centroids, stage, n_stages)
     report_stage = min(stage, other) if stage is not None and other is not None else stage
     report_label = label if report_stage == stage else _stage_label(names, report_stage)
     grid = wave.grid
@@ -134,6 +153,16 @@ def _decide_stage(wave: _Wave, row: Mapping[str, Any]) -> _StageDecision:
     )
 
 
+def _other_stage(row: Mapping[str, Any], stage: int, n_stages: int) -> int | None:
+    """The most probable stage after the assigned one, brought next to it (None without)."""
+    probs = {s: _num(row.get(f"p_stage_{s}")) for s in range(n_stages) if s != stage}
+    probs = {s: p for s, p in probs.items() if p is not None}
+    if not probs:
+        return None
+    best = max(probs, key=lambda s: (probs[s], -abs(s - stage), -s))
+    return stage + (1 if best > stage else -1)
+
+
 def _next_stage(
     wave: _Wave, decision: _StageDecision, milestones: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -150,7 +179,7 @@ def _next_stage(
         "name": later_label,
         "is_assigned": later == stage,
         "signals": nxt.signals,
-        "missing_milestones": [m["label"] for m in milestones if not m["done"]],
+        "missing_milestones": [m["label"] for m in milestones if m["done"] is False],
     }
 
 
@@ -164,7 +193,8 @@ def _stage_fields(
     declared_i = int(declared) if declared is not None else None
     milestones = wave.sections.items(domain, wave.spec.milestones)
     for m in milestones:
-        m["done"] = m["estimate"] is not None and m["estimate"] >= 0.5
+        # no verdict on a suppressed share: « fait / à faire » would reveal it
+        m["done"] = None if m["estimate"] is None else bool(m["estimate"] >= 0.5)
     centroid = wave.centroids.get(stage, {}) if stage is not None else {}
     return {
         "stage": stage,
@@ -174,6 +204,7 @@ def _stage_fields(
         "report_stage": decision.report_stage,
         "report_stage_label": decision.report_label,
         "stage_probability": decision.probability,
+        "stage_probabilities": tuple(_stage_probabilities(row, names)) if row else (),
         "stage_robustness": decision.robustness,
         "between_stages": decision.between,
         "other_stage": decision.other,
@@ -182,7 +213,21 @@ def _stage_fields(
         "stage_declared_label": _stage_label(names, declared_i),
         "stage_gap": declared_i - stage if declared_i is not None and stage is not None else None,
         "declared_distribution": tuple(wave.sections.declared(domain, frame)),
-        "profile": tuple(_profile(row, wave.labels, centroid, wave.national_means)) if row else (),
+        "profile": tuple(
+            _profile(
+                row,
+                wave.labels,
+                centroid,
+                wave.national_means,
+                score_range=wave.codebook.score_range,
+                rules=wave.config.publication,
+                lookup=wave.sections.lookup,
+                domain=domain,
+                min_n=wave.min_n,
+            )
+        )
+        if row
+        else (),
         "milestones": tuple(milestones),
         "next_stage": _next_stage(wave, decision, milestones),
         **_stage_block(wave, domain, decision.key),
@@ -219,8 +264,17 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
     )
     respondents = wave.sections.respondent_mix(frame)
     n_resp = int(_num(row.get("n")) or len(frame))
-    n_types = len(respondents)
+    n_types = (
+        int(frame[wave.columns.respondent_type].nunique())
+        if (wave.columns.respondent_type and wave.columns.respondent_type in frame.columns)
+        else len(respondents)
+    )
     name = row.get("territory_name") or _modal(frame, wave.columns.territory_name) or code
+    content = {
+        **_stage_fields(wave, row, domain, frame),
+        **_sections(wave, domain, frame, context_row),
+        "wave_scores": tuple(s for s in wave.wave_scores if s["territory"] == code),
+    }
     return ReportContext(
         **wave.common,
         territory=code,
@@ -228,18 +282,62 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         is_national=False,
         identity=_identity(wave, frame, context_row),
         context_indicators=_context_indicators(wave, context_row),
-        **_stage_fields(wave, row, domain, frame),
-        **_sections(wave, domain, frame, context_row),
+        **content,
         free_text=tuple(wave.sections.free_text(frame, n_resp)),
         respondents=tuple(respondents),
         n_respondents=n_resp,
         n_types=n_types,
         is_indicative=bool(row.get("is_indicative") or False) or n_resp < SMALL_CELL or n_types < 2,
-        small_n=tuple(sorted(wave.sections.lookup.small.get(domain, set()))),
+        quality=_quality(content.values()),
+        smallarea_fits=tuple(_smallarea_fits(wave, content.values())),
         history=tuple(h for h in wave.history if h["territory"] == code),
-        wave_scores=tuple(s for s in wave.wave_scores if s["territory"] == code),
         methodology=wave.methodology,
     )
+
+
+def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
+    """The Fay–Herriot fits behind the model-based figures of a report (for its annex)."""
+    fits = wave.artefacts.smallarea
+    shown = sorted(
+        {
+            (str(r.get("model_variable") or r.get("variable")), str(r.get("label") or ""))
+            for r in _records(values)
+            if r.get("estimator") == "fay_herriot" and r.get("status") != "suppressed"
+        }
+    )
+    if fits is None or fits.empty or not shown:
+        return []
+    codebook = wave.codebook
+    out, seen = [], set()
+    for variable, label in shown:
+        base = variable.split("__")[0]
+        if base in seen:
+            continue
+        seen.add(base)
+        hit = fits[fits["variable"] == base]
+        if hit.empty:
+            continue
+        fit = hit.iloc[0]
+        covariates = [c for c in str(fit["covariates"] or "").split(";") if c]
+        out.append(
+            {
+                "variable": base,
+                "label": label or _item_label(codebook, base),
+                "covariates": [codebook.label(c) if c in codebook else c for c in covariates],
+                "sigma2_u": float(fit["sigma2_u"]),
+                "mean_gamma": float(fit["mean_gamma"]),
+                "n_areas": int(fit["n_areas"]),
+                "n_models": len(hit),
+            }
+        )
+    return out
+
+
+def _item_label(codebook: Any, variable: str) -> str:
+    """An item's short French label (the variable id when the codebook does not know it)."""
+    if variable in codebook:
+        return short_label(codebook[variable].label_fr, limit=90)
+    return variable
 
 
 def _identity(wave: _Wave, frame: pd.DataFrame, context_row: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,10 +391,10 @@ def _sections(
         partnership=tuple(sections.items(domain, spec.section("partnership"))),
         dynamic=tuple(sections.items(domain, spec.section("dynamic"))),
         status_levels=tuple(sections.levels(domain, spec.status, frame)),
-        agreement=tuple(sections.agreement(frame)),
+        agreement=tuple(sections.agreement(domain)),
         results=tuple(sections.items(domain, spec.section("results"))),
         essaimage=tuple(sections.items(domain, spec.section("essaimage"))),
-        by_type=tuple(sections.by_type(frame)),
+        by_type=tuple(sections.by_type(domain[1])),
         freins=tuple(sections.barriers(domain)),
         nsp=tuple(sections.nsp_by_dimension(domain, wave.labels)),
     )

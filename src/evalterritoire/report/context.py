@@ -25,7 +25,7 @@ from evalterritoire.codebook import Codebook
 from evalterritoire.errors import RenderError
 
 #: Version of the JSON layout of a context (bumped when fields change meaning).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Cells below this many respondents are flagged (grid §1: n < 5 « indicatif »).
 SMALL_CELL = 5
 
@@ -94,6 +94,9 @@ class StudyArtefacts:
     profiles : DataFrame or None
         Territory profiles of every wave (``profiles.parquet``: ``wave``, ``territory``,
         ``score_<dimension>``), for the wave-to-wave charts.
+    smallarea : DataFrame or None
+        The Fay–Herriot fits of the territory statistics (``smallarea.parquet``), for the
+        annex of the reports that show model-based estimates.
     """
 
     responses: pd.DataFrame | None = None
@@ -105,15 +108,22 @@ class StudyArtefacts:
     ingestion: Mapping[str, Any] | None = None
     context: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
+    smallarea: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
 class ReportContext:
     """Everything one report shows (territory or national), as JSON-compatible values.
 
-    Records are dicts of plain values (str, int, float, bool, None, lists). Estimates carry
-    ``estimate``, ``ci_low``, ``ci_high``, ``n`` and ``is_small_n`` so that every published
-    figure has its n and its interval.
+    Records are dicts of plain values (str, int, float, bool, None, lists). Every estimate
+    record carries ``estimate``, ``ci_low``, ``ci_high`` (None when suppressed or not
+    estimable), ``n``, ``status`` (``publishable`` / ``fragile`` / ``suppressed``, None when
+    there is no estimate), ``reason`` (``;``-separated codes of
+    :mod:`evalterritoire.estimates.publication`), ``interval`` (the method: ``korn_graubard``,
+    ``logit_scale``, ``log_scale``, ``t``, ``model_*`` or ``not_estimable``), ``estimator``
+    (``direct`` or ``fay_herriot``: « estimation modélisée »), ``quantity`` (its kind) and its
+    range, so that every published figure has its n, its interval and its status — and a
+    suppressed one has no value at all.
     """
 
     study_name: str
@@ -150,6 +160,8 @@ class ReportContext:
     report_stage: int | None = None
     report_stage_label: str = ""
     stage_probability: float | None = None
+    #: Membership probability of every stage (``stage``, ``label``, ``probability``).
+    stage_probabilities: tuple[Mapping[str, Any], ...] = ()
     stage_robustness: float | None = None
     between_stages: bool = False
     #: The neighbouring stage the territory shares its membership with (between stages).
@@ -181,7 +193,13 @@ class ReportContext:
     n_respondents: int = 0
     n_types: int = 0
     is_indicative: bool = False
-    small_n: tuple[str, ...] = ()
+    #: Publication rules of the study (``min_cell``, thresholds) for the legend and the annex.
+    publication: Mapping[str, Any] = field(default_factory=dict)
+    #: Figures of the report by status (``publishable``, ``fragile``, ``suppressed``,
+    #: ``modelled``, ``not_estimable``, and ``reasons``: count of each reason code).
+    quality: Mapping[str, Any] = field(default_factory=dict)
+    #: Fay–Herriot fits of the model-based figures this report shows (annex).
+    smallarea_fits: tuple[Mapping[str, Any], ...] = ()
     models: tuple[Mapping[str, Any], ...] = ()
     history: tuple[Mapping[str, Any], ...] = ()
     wave_scores: tuple[Mapping[str, Any], ...] = ()

@@ -1,8 +1,11 @@
 """Report figures drawn from a :class:`~evalterritoire.report.context.ReportContext`.
 
 One palette (Okabe–Ito, readable with colour-vision deficiencies), French labels and decimal
-commas on every axis, n printed next to every bar, intervals drawn when the estimates carry
-them, small cells hatched and labelled « indicatif ». Figures are drawn with matplotlib's
+commas on every axis, n printed next to every bar (« n < 5 » below the confidentiality
+threshold), intervals drawn when the estimates carry them. Every figure obeys its status
+(:mod:`evalterritoire.report.display`): a suppressed one is not drawn and its place says « s »,
+a fragile one is hatched and marked « * », a model-based one says « modélisée » (and the
+caption « estimation modélisée »); the alt texts follow the same rules. Figures are drawn with matplotlib's
 object API (no pyplot global state, no ``bbox_inches="tight"``, fixed dpi) and returned as
 :class:`ReportFigure` objects holding deterministic PNG bytes and an alt text; in a notebook
 they display themselves as an ``<figure>`` with an ``<img alt=…>`` embedded as base64.
@@ -21,10 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evalterritoire.report.display import (
+    MODEL_LABEL,
+    SUPPRESSED_MARK,
+    figure_text,
+    n_text,
+    shown,
+)
 from evalterritoire.report.french import (
     NBSP,
-    fmt_interval,
-    fmt_n,
     fmt_number,
     fmt_percent,
     fmt_words,
@@ -68,16 +76,6 @@ PALETTE = {
     "ink": "#1F2933",
 }
 STAGE_COLOURS = (PALETTE["orange"], PALETTE["sky"], PALETTE["green"], PALETTE["blue"])
-#: Diverging colours of an agreement scale by its number of levels (BrBG-like; the middle level
-#: of an odd scale is neutral grey).
-AGREEMENT_COLOURS: dict[int, tuple[str, ...]] = {
-    2: ("#D8B365", "#5AB4AC"),
-    3: ("#D8B365", "#E3E3E3", "#5AB4AC"),
-    4: ("#8C510A", "#D8B365", "#5AB4AC", "#01665E"),
-    5: ("#8C510A", "#D8B365", "#E3E3E3", "#5AB4AC", "#01665E"),
-    6: ("#8C510A", "#BF812D", "#DFC27D", "#80CDC1", "#35978F", "#01665E"),
-    7: ("#8C510A", "#BF812D", "#DFC27D", "#E3E3E3", "#80CDC1", "#35978F", "#01665E"),
-}
 NSP_COLOUR = "#FFFFFF"
 #: Shading of a reading band whose grid entry declares no colour.
 BAND_COLOUR = "#EEEEEE"
@@ -194,8 +192,31 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _n_text(n: int, small: bool) -> str:
-    return f"{fmt_n(n)}{NBSP}· indicatif" if small else fmt_n(n)
+def _n_text(n: int, min_cell: int = 5) -> str:
+    return n_text(n, min_cell)
+
+
+def _min_cell(ctx: ReportContext) -> int:
+    return int((ctx.publication or {}).get("min_cell", 5))
+
+
+def _short(rec: Mapping[str, Any], **kw: Any) -> str:
+    """A figure's value for a chart label: « * » when fragile, « (modélisée) » when modelled."""
+    text = figure_text(rec, **kw)
+    return text.replace(f"({MODEL_LABEL})", "(modélisée)")
+
+
+def _notes(records: Sequence[Mapping[str, Any]]) -> str:
+    """The caption sentence on the marks the figure uses (empty when it uses none)."""
+    statuses = {r.get("status") for r in records}
+    notes = []
+    if "suppressed" in statuses:
+        notes.append("« s » : valeur non publiable (trop peu de répondants ou trop imprécise)")
+    if "fragile" in statuses:
+        notes.append("hachuré et « * » : valeur fragile, à lire avec prudence")
+    if any(r.get("estimator") == "fay_herriot" and shown(r) for r in records):
+        notes.append(f"« modélisée » : {MODEL_LABEL} (voir l'annexe)")
+    return (" " + " ; ".join(notes) + ".") if notes else ""
 
 
 def _fit_labels(fig: Figure, ax, labels: Sequence[Any], *, minimum: float) -> None:
@@ -233,11 +254,11 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
 
     ``banded=True`` shades the reading bands of the stage's grid entry (the Wilder reading in
     the shipped grid); it is refused for stages whose grid allows no verdict (emerging,
-    structuring), so such a report can never show them.
+    structuring), so such a report can never show them. A suppressed score has no bar (« s »).
     """
     if banded and (not ctx.allows_verdicts or ctx.is_indicative):
         banded = False  # no verdict before consolidation, nor on an indicative (small-n) report
-    rows = [p for p in ctx.profile if p.get("score") is not None]
+    rows = [p for p in ctx.profile if p.get("status") is not None]
     lo, hi = ctx.score_range
 
     def body(fig: Figure) -> tuple[str, str]:
@@ -273,21 +294,34 @@ def _draw_bands(ax, bands: Sequence[Mapping[str, Any]], lo: float, hi: float) ->
 
 
 def _draw_profile_bars(ax, ctx: ReportContext, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One bar per dimension (first at the top), its interval and its value at the right."""
+    """One bar per shown dimension (first at the top), its interval and its value at the right."""
     lo, hi = ctx.score_range
-    y = list(range(len(rows)))
     colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
-    scores = [r["score"] for r in rows][::-1]
-    ax.barh(y, scores, color=colour, height=0.6, label=_plain(ctx.territory_name[:40]), zorder=2)
-    for yi, r in zip(y, rows[::-1], strict=True):
-        if r.get("ci_low") is not None and r.get("ci_high") is not None:
-            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2, zorder=3)
+    first = True
+    for yi, r in zip(range(len(rows)), rows[::-1], strict=True):
+        if shown(r):
+            ax.barh(
+                yi,
+                r["score"] - lo,
+                left=lo,
+                color=colour,
+                height=0.6,
+                hatch="//" if r.get("status") == "fragile" else None,
+                alpha=0.6 if r.get("status") == "fragile" else 1.0,
+                label=_plain(ctx.territory_name[:40]) if first else None,
+                zorder=2,
+            )
+            first = False
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                ax.plot(
+                    [r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2, zorder=3
+                )
         ax.text(
             hi + (hi - lo) * 0.01,
             yi,
-            fmt_number(r["score"], 1),
+            _short(r, base=1),
             va="center",
-            fontsize=9,
+            fontsize=8,
             color=PALETTE["ink"],
         )
 
@@ -324,11 +358,12 @@ def _profile_texts(
     ctx: ReportContext, rows: Sequence[Mapping[str, Any]], banded: bool
 ) -> tuple[str, str]:
     """Alt text and caption of the profile figure."""
-    parts = "; ".join(f"{r['label']} {fmt_number(r['score'], 1)}" for r in rows)
+    parts = "; ".join(f"{r['label']} {figure_text(r, base=1)}" for r in rows)
     alt = f"Profil de maturité sur {len(rows)} dimensions : {parts}."
     caption = (
-        f"Scores de dimension du territoire ({fmt_n(ctx.n_respondents)}), intervalle à 95 % "
+        f"Scores de dimension du territoire ({n_text(ctx.n_respondents, _min_cell(ctx))}), intervalle à 95 % "
         f"en trait noir ; losange : profil moyen des territoires du stade {ctx.stage_label}."
+        + _notes(rows)
     )
     if banded:
         caption += " " + ctx.stage_grid.get("band_legend", "")
@@ -337,9 +372,23 @@ def _profile_texts(
     return alt, caption
 
 
+#: Colours of the grouped agreement answers (disagreement, neutral, agreement, « ne sait pas »).
+AGREEMENT_GROUP_COLOURS = {
+    "disagree": "#D8B365",
+    "neutral": "#E3E3E3",
+    "agree": "#5AB4AC",
+    "nsp": NSP_COLOUR,
+}
+
+
 def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
-    """Stacked agreement bars (each item's scale) with the « ne sait pas » share at the right."""
+    """Stacked agreement bars (disagreement / neutral / agreement) and « ne sait pas » (hatched).
+
+    An item whose distribution has a suppressed share is not drawn (« s »): with one share
+    hidden, the others would give it away.
+    """
     rows = list(ctx.agreement)
+    min_cell = _min_cell(ctx)
 
     def body(fig: Figure) -> tuple[str, str]:
         if not rows:
@@ -348,89 +397,99 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
         ax = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
         for yi, r in zip(y, rows, strict=True):
-            _draw_agreement_bar(ax, yi, r)
+            _draw_agreement_bar(ax, yi, r, min_cell)
         ax.set_yticks(y, [_wrap(r["label"], 44) for r in rows], fontsize=8)
         ax.set_xlim(0, 1)
         _fr_axis(ax.xaxis, percent=True)
         ax.grid(axis="y", visible=False)
-        _agreement_legend(ax, rows[0]["levels"])
-        alt = "Répartition des réponses d'accord : " + "; ".join(
-            f"{r['label']} : {fmt_percent(_upper_half(r))} "
-            f"d'accord, {fmt_percent(r['shares'].get('nsp', 0))} ne sait pas"
-            for r in rows
-        )
+        _agreement_legend(ax, rows[0]["groups"])
+        alt = "Répartition des réponses d'accord : " + "; ".join(_agreement_alt(r) for r in rows)
         caption = (
-            "Répartition pondérée des réponses, « ne sait pas » compris (hachuré) : ils sont "
-            "une information, pas une non-réponse."
+            "Répartition pondérée des réponses (désaccord, neutre, accord), « ne sait pas » "
+            "compris (hachuré) : ils sont une information, pas une non-réponse."
+            + _notes([rec for r in rows for rec in r.get("records", {}).values()])
         )
         return alt + ".", caption
 
     return _draw("agreement", 8.6, 0.55 * max(len(rows), 2) + 1.6, body)
 
 
-def _upper_half(r: Mapping[str, Any]) -> float:
-    """Share of the levels above the middle of the item's scale (« d'accord »)."""
-    codes = [code for code, _ in r["levels"]]
-    return sum(r["shares"].get(code, 0.0) for code in codes[(len(codes) + 1) // 2 :])
+def _agreement_alt(r: Mapping[str, Any]) -> str:
+    recs = r.get("records", {})
+    if r.get("status") == "suppressed" or not recs:
+        return f"{r['label']} : répartition non publiable"
+    return f"{r['label']} : " + ", ".join(
+        f"{label.lower()} {figure_text(recs[key], percent=True, base=0)}"
+        for key, label in r["groups"]
+        if key in recs
+    )
 
 
-def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any]) -> None:
-    """One item's stacked levels (shares of 8 % or more printed), then its hatched NSP."""
+def _draw_agreement_bar(ax, yi: float, r: Mapping[str, Any], min_cell: int) -> None:
+    """One item's stacked groups (shares of 8 % or more printed), « s » when not publishable."""
+    if r.get("status") == "suppressed":
+        ax.text(0.01, yi, "s (répartition non publiable)", va="center", fontsize=8,
+                color=PALETTE["grey"])  # fmt: skip
+        return
     left = 0.0
-    codes = [code for code, _ in r["levels"]]
-    colours = AGREEMENT_COLOURS.get(len(codes), AGREEMENT_COLOURS[5])
-    for i, (level, colour) in enumerate(zip(codes, colours, strict=False)):
-        width = r["shares"].get(level, 0.0)
-        ax.barh(yi, width, left=left, color=colour, height=0.62, edgecolor="white")
-        if width >= 0.08:
+    recs = r.get("records", {})
+    for key, _ in r["groups"]:
+        width = r["shares"].get(key) or 0.0
+        fragile = recs.get(key, {}).get("status") == "fragile"
+        ax.barh(
+            yi,
+            width,
+            left=left,
+            color=AGREEMENT_GROUP_COLOURS.get(key, BAND_COLOUR),
+            height=0.62,
+            edgecolor=PALETTE["grey"] if key == "nsp" else "white",
+            hatch="///" if key == "nsp" else None,
+            linewidth=0.6,
+        )
+        if width >= 0.08 and key != "nsp":
             ax.text(
                 left + width / 2,
                 yi,
-                fmt_percent(width),
+                fmt_percent(width) + (" *" if fragile else ""),
                 ha="center",
                 va="center",
                 fontsize=7.5,
-                color="white" if i in (0, len(codes) - 1) and len(codes) >= 4 else PALETTE["ink"],
+                color=PALETTE["ink"],
             )
         left += width
-    nsp = r["shares"].get("nsp", 0.0)
-    ax.barh(
-        yi,
-        nsp,
-        left=left,
-        color=NSP_COLOUR,
-        height=0.62,
-        edgecolor=PALETTE["grey"],
-        hatch="///",
-        linewidth=0.6,
-    )
     ax.text(
         1.01,
         yi,
-        f"NSP {fmt_percent(nsp)}\n{_n_text(r['n'], r['is_small_n'])}",
+        f"NSP {fmt_percent(r['shares'].get('nsp') or 0.0)}\n{_n_text(r['n'], min_cell)}",
         va="center",
         fontsize=7.5,
         transform=ax.get_yaxis_transform(),
     )
 
 
-def _agreement_legend(ax, levels: Sequence[Sequence[str]]) -> None:
-    """The scale's levels (their codebook labels) and « ne sait pas », below the axes."""
+def _agreement_legend(ax, groups: Sequence[Sequence[str]]) -> None:
+    """The answer groups and « ne sait pas », below the axes."""
     from matplotlib.patches import Patch
 
-    colours = AGREEMENT_COLOURS.get(len(levels), AGREEMENT_COLOURS[5])
     handles = [
-        Patch(facecolor=c, label=label) for c, (_, label) in zip(colours, levels, strict=False)
+        Patch(
+            facecolor=AGREEMENT_GROUP_COLOURS.get(key, BAND_COLOUR),
+            edgecolor=PALETTE["grey"] if key == "nsp" else None,
+            hatch="///" if key == "nsp" else None,
+            label=label,
+        )
+        for key, label in groups
     ]
-    handles.append(
-        Patch(facecolor=NSP_COLOUR, edgecolor=PALETTE["grey"], hatch="///", label="Ne sait pas")
-    )
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.08), ncol=3, fontsize=8)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.08), ncol=4, fontsize=8)
 
 
 def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigure:
-    """Perceived priority (/10, with interval and n) and the share who think alliances can act."""
-    rows = [r for r in ctx.fragilities if r.get("estimate") is not None][:top]
+    """Perceived priority (/10, with interval and n) and the share who think alliances can act.
+
+    A suppressed priority has no bar (« s »), a fragile one is hatched.
+    """
+    rows = [r for r in ctx.fragilities if r.get("status") is not None][:top]
+    min_cell = _min_cell(ctx)
 
     def body(fig: Figure) -> tuple[str, str]:
         if not rows:
@@ -443,9 +502,9 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         else:
             ax1 = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
-        value_labels = _draw_priorities(ax1, rows, y)
+        value_labels = _draw_priorities(ax1, rows, y, min_cell)
         if alliances:
-            _draw_alliances(ax2, rows, y)
+            _draw_alliances(ax2, rows, y, min_cell)
         ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
         ax1.set_xlim(0, 13.5)
         ax1.set_xticks([0, 2, 4, 6, 8, 10])
@@ -462,22 +521,24 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         for ax in (ax1, ax2) if alliances else (ax1,):
             ax.grid(axis="y", visible=False)
         alt = "Fragilités les plus prioritaires : " + "; ".join(
-            f"{r['label']} {fmt_number(r['estimate'], 1)}/10"
+            f"{r['label']} {figure_text(r, base=1, scale_max=10)}"
             + (
-                f", {fmt_percent(r['alliance_share'])} pensent que les alliances peuvent agir"
-                if r.get("alliance_share") is not None
+                f", alliances pouvant agir : {figure_text(r['alliance'], percent=True, base=0)}"
+                if r.get("alliance")
                 else ""
             )
             for r in rows
         )
+        records = [*rows, *(r["alliance"] for r in rows if r.get("alliance"))]
         caption = (
             "Priorité moyenne accordée à chaque fragilité (0 à 10, comme les études PHARE) avec "
-            "son intervalle quand le plan de sondage le permet"
+            "son intervalle de confiance à 95 %"
             + (
                 ", et part des répondants jugeant l'impact possible des alliances fort ou très fort."
                 if alliances
                 else "."
             )
+            + _notes(records)
         )
         return alt + ".", caption
 
@@ -489,27 +550,29 @@ def _has_alliances(rows: Sequence[Mapping[str, Any]]) -> bool:
     return any(r.get("alliance_n") for r in rows)
 
 
-def _draw_priorities(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) -> list:
-    """Priority bars (hatched when indicative), intervals and value labels; the labels."""
+def _draw_priorities(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float], min_cell: int):
+    """Priority bars (hatched when fragile), intervals and value labels; the labels."""
     value_labels = []
     for yi, r in zip(y, rows, strict=True):
-        small = r["is_small_n"]
-        ax.barh(
-            yi,
-            r["estimate"],
-            color=PALETTE["blue"],
-            height=0.6,
-            hatch="//" if small else None,
-            alpha=0.55 if small else 1.0,
-        )
-        has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
-        if has_ci:
-            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
+        fragile = r.get("status") == "fragile"
+        right = 0.0
+        if shown(r):
+            ax.barh(
+                yi,
+                r["estimate"],
+                color=PALETTE["blue"],
+                height=0.6,
+                hatch="//" if fragile else None,
+                alpha=0.55 if fragile else 1.0,
+            )
+            right = r["estimate"]
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=PALETTE["ink"], lw=1.2)
+                right = max(r["ci_high"], r["estimate"])
         # the label starts a few points right of the interval's upper end (or of the bar)
-        right = max(r["ci_high"], r["estimate"]) if has_ci else r["estimate"]
         value_labels.append(
             ax.annotate(
-                f"{fmt_number(r['estimate'], 1)}/10 ({_n_text(r['n'], small)})",
+                f"{_short(r, base=1, scale_max=10)} ({_n_text(r['n'], min_cell)})",
                 (right, yi),
                 xytext=(5, 0),
                 textcoords="offset points",
@@ -522,25 +585,36 @@ def _draw_priorities(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) 
     return value_labels
 
 
-def _draw_alliances(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float]) -> None:
+def _draw_alliances(ax, rows: Sequence[Mapping[str, Any]], y: Sequence[float], min_cell: int):
     """Share judging the alliances' possible impact strong, with its n."""
     for yi, r in zip(y, rows, strict=True):
-        share = r.get("alliance_share")
+        rec = r.get("alliance")
+        if not rec:
+            continue
+        share = rec["estimate"] if shown(rec) else None
         if share is not None:
-            ax.barh(yi, share, color=PALETTE["green"], height=0.6)
-            ax.text(
-                share + 0.02,
-                yi,
-                f"{fmt_percent(share)} ({fmt_n(r['alliance_n'])})",
-                va="center",
-                fontsize=8,
-            )
+            fragile = rec.get("status") == "fragile"
+            ax.barh(yi, share, color=PALETTE["green"], height=0.6,
+                    hatch="//" if fragile else None, alpha=0.55 if fragile else 1.0)  # fmt: skip
+        ax.text(
+            (share or 0.0) + 0.02,
+            yi,
+            f"{_short(rec, percent=True, base=0)} ({_n_text(rec['n'], min_cell)})",
+            va="center",
+            fontsize=8,
+        )
 
 
 def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
-    """Which actor types are involved (share of respondents citing them) and who answered."""
-    comp = [r for r in ctx.composition if r.get("estimate") is not None]
-    mix = list(ctx.respondents)
+    """Which actor types are involved (share of respondents citing them) and who answered.
+
+    Only the shares that may be shown are drawn; the respondents' types with fewer than
+    ``min_cell`` respondents are merged (« autres acteurs »).
+    """
+    comp = [r for r in ctx.composition if shown(r)]
+    hidden = [r for r in ctx.composition if r.get("status") == "suppressed"]
+    mix = [r for r in ctx.respondents if r.get("status", "publishable") != "suppressed"]
+    min_cell = _min_cell(ctx)
 
     def body(fig: Figure) -> tuple[str, str]:
         if not comp and not mix:
@@ -553,31 +627,24 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
             colours = [
                 PALETTE["green"] if r["estimate"] >= 0.5 else PALETTE["orange"] for r in comp_sorted
             ]
-            ax1.barh(y, [r["estimate"] for r in comp_sorted], color=colours, height=0.6)
+            ax1.barh(y, [r["estimate"] for r in comp_sorted], color=colours, height=0.6,
+                     hatch=["//" if r.get("status") == "fragile" else None for r in comp_sorted])  # fmt: skip
             for yi, r in zip(y, comp_sorted, strict=True):
                 ax1.text(
-                    r["estimate"] + 0.02, yi, fmt_percent(r["estimate"]), va="center", fontsize=8
-                )
+                    r["estimate"] + 0.02, yi, _short(r, percent=True, base=0), va="center",
+                    fontsize=8,
+                )  # fmt: skip
             ax1.set_yticks(y, [_wrap(r["label"], 24) for r in comp_sorted], fontsize=8)
-            ax1.set_xlim(0, 1.15)
+            ax1.set_xlim(0, 1.3)
             _fr_axis(ax1.xaxis, percent=True)
-            ax1.set_title(f"Acteurs cités comme impliqués ({fmt_n(comp_sorted[0]['n'])})")
+            ax1.set_title(
+                f"Acteurs cités comme impliqués ({_n_text(comp_sorted[0]['n'], min_cell)})"
+            )
             ax1.grid(axis="y", visible=False)
         else:
             ax1.axis("off")
         if mix:
-            y = list(range(len(mix)))[::-1]
-            ax2.barh(y, [r["n"] for r in mix], color=PALETTE["sky"], height=0.6)
-            for yi, r in zip(y, mix, strict=True):
-                ax2.text(r["n"] + 0.1, yi, fmt_number(r["n"], 0), va="center", fontsize=8)
-            ax2.set_yticks(y, [_wrap(r["label"], 24) for r in mix], fontsize=8)
-            ax2.set_xlim(0, max(r["n"] for r in mix) * 1.15 + 0.5)
-            ax2.set_title(f"Répondants par type ({fmt_n(sum(r['n'] for r in mix))})")
-            from matplotlib.ticker import MaxNLocator
-
-            ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
-            _fr_axis(ax2.xaxis, 0)
-            ax2.grid(axis="y", visible=False)
+            _draw_mix(ax2, mix, min_cell)
         else:
             ax2.axis("off")
         present = [r["label"] for r in comp if r["estimate"] >= 0.5]
@@ -586,11 +653,18 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
         alt = (
             f"Acteurs cités par la majorité : {', '.join(present) or 'aucun'}. "
             f"Acteurs peu cités : {', '.join(absent) or 'aucun'}. "
-            f"Répondants : {answered}."
+            + (
+                f"Parts non publiables : {', '.join(r['label'] for r in hidden)}. "
+                if hidden
+                else ""
+            )
+            + f"Répondants : {answered}."
         )
         caption = (
             "Vert : type d'acteur cité par au moins la moitié des répondants ; orange : peu "
-            "cité (manque possible). À droite, la composition des répondants de l'enquête."
+            "cité (manque possible). À droite, la composition des répondants de l'enquête "
+            f"(types de moins de {fmt_number(min_cell, 0)} répondants regroupés)."
+            + _notes([*comp, *hidden])
         )
         return alt, caption
 
@@ -598,14 +672,32 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
     return _draw("stakeholders", 8.6, height, body)
 
 
-def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
-    """Benefits, burden and trust by actor type (mean on the items' scale, n per type).
+def _draw_mix(ax, mix: Sequence[Mapping[str, Any]], min_cell: int) -> None:
+    """Respondents by (merged) type."""
+    from matplotlib.ticker import MaxNLocator
 
-    The items are the report spec's ``by_type`` (``ctx.by_type_items``).
+    y = list(range(len(mix)))[::-1]
+    ax.barh(y, [r["n"] for r in mix], color=PALETTE["sky"], height=0.6)
+    for yi, r in zip(y, mix, strict=True):
+        ax.text(r["n"] + 0.1, yi, fmt_number(r["n"], 0), va="center", fontsize=8)
+    ax.set_yticks(y, [_wrap(r["label"], 24) for r in mix], fontsize=8)
+    ax.set_xlim(0, max(r["n"] for r in mix) * 1.15 + 0.5)
+    ax.set_title(f"Répondants par type ({_n_text(sum(r['n'] for r in mix), min_cell)})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _fr_axis(ax.xaxis, 0)
+    ax.grid(axis="y", visible=False)
+
+
+def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
+    """Benefits, burden and trust by actor group (mean on the items' scale, n per group).
+
+    The items are the report spec's ``by_type`` (``ctx.by_type_items``); the types with fewer
+    than ``min_cell`` respondents are merged (« autres acteurs »); a suppressed mean is not
+    drawn, a fragile one is hollow.
     """
     items = ctx.by_type_items
-    benefit, burden = items.get("benefit"), items.get("burden")
-    rows = [r for r in ctx.by_type if r.get(benefit) is not None or r.get(burden) is not None]
+    min_cell = _min_cell(ctx)
+    rows = [r for r in ctx.by_type if any(shown(r.get(f"{i}__record")) for i in items.values())]
     series = tuple(
         (items[key], label, colour, marker)
         for key, label, colour, marker in (
@@ -621,18 +713,26 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         if not rows:
             ax.axis("off")
             ax.text(0.5, 0.5, "Non disponible", ha="center", color=PALETTE["grey"])
-            return "Aucune donnée.", "Bénéfices et charge non disponibles."
+            none = (
+                f"Aucun type d'acteur ne réunit {fmt_number(min_cell, 0)} répondants : pas de "
+                "lecture par type, pour qu'aucune réponse individuelle ne soit reconnaissable."
+            )
+            return none, "Bénéfices et charge par type non publiés. " + none
         y = list(range(len(rows)))[::-1]
         for item, label, colour, marker in series:
-            xs = [r.get(item) if r.get(item) is not None else float("nan") for r in rows]
-            ax.scatter(xs, y, color=colour, marker=marker, s=46, label=label, zorder=3)
+            recs = [r.get(f"{item}__record") for r in rows]
+            xs = [rec["estimate"] if shown(rec) else float("nan") for rec in recs]
+            faces = ["white" if rec and rec.get("status") == "fragile" else colour for rec in recs]
+            ax.scatter(xs, y, color=faces, edgecolors=colour, marker=marker, s=46, label=label,
+                       zorder=3)  # fmt: skip
         for yi, r in zip(y, rows, strict=True):
-            vals = [r.get(i) for i, *_ in series if r.get(i) is not None]
+            vals = [r[f"{i}__record"]["estimate"] for i, *_ in series
+                    if shown(r.get(f"{i}__record"))]  # fmt: skip
             ax.plot([min(vals), max(vals)], [yi, yi], color="#BBBBBB", lw=2, zorder=2)
             ax.text(
                 1.01,
                 yi,
-                _n_text(r["n"], r["is_small_n"]),
+                _n_text(r["n"], min_cell),
                 va="center",
                 fontsize=8,
                 transform=ax.get_yaxis_transform(),
@@ -646,13 +746,20 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.16), ncol=3, fontsize=8)
         alt = "Bénéfices, charge et confiance par type d'acteur : " + "; ".join(
-            f"{r['label']} : bénéfices {fmt_number(r.get(benefit), 1)}, "
-            f"charge {fmt_number(r.get(burden), 1)} ({fmt_n(r['n'])})"
+            f"{r['label']} : "
+            + ", ".join(
+                f"{lab.split()[0].lower()} {figure_text(r.get(f'{i}__record'), base=1)}"
+                for i, lab, *_ in series
+            )
+            + f" ({_n_text(r['n'], min_cell)})"
             for r in rows
         )
+        records = [r.get(f"{i}__record") for r in rows for i, *_ in series]
         caption = (
-            "Moyennes pondérées par type d'acteur, sans intervalle ; « indicatif » : moins de 5 "
-            "répondants de ce type. Un écart entre types se lit côte à côte, pas en moyenne."
+            "Moyennes pondérées par type d'acteur ; les types de moins de "
+            f"{fmt_number(min_cell, 0)} répondants sont regroupés (« autres acteurs »). "
+            "Marqueur creux : valeur fragile. Un écart entre types se lit côte à côte, pas en "
+            "moyenne." + _notes([r for r in records if r])
         )
         return alt + ".", caption
 
@@ -678,7 +785,7 @@ def _by_type_axis(ctx: ReportContext) -> tuple[float, float, str]:
 def build_waves_figure(ctx: ReportContext) -> ReportFigure:
     """Small multiples: each dimension's score at each wave (same territory), with intervals.
 
-    Each point carries its 95 % interval (score ± 1,96 standard errors of the wave's profile)
+    Each point carries its 95 % interval (a bounded mean's, on the logit of the rescaled score)
     and the x labels give the number of respondents of the territory at each wave, so that an
     apparent change can be read against its uncertainty.
     """
@@ -688,7 +795,7 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
         if not rows:
             _empty(fig, "Une seule vague disponible")
             return "Une seule vague disponible.", "Pas encore d'évolution entre vagues."
-        waves = _WaveAxis(rows, ctx.min_n)
+        waves = _WaveAxis(rows, ctx.min_n, _min_cell(ctx))
         dims: list[str] = []
         for r in rows:
             if r["dimension"] not in dims:
@@ -714,12 +821,8 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
             if i >= len(dims):
                 ax.axis("off")
                 continue
-            pts = sorted(
-                (r["wave"], r["score"], r.get("ci_low"), r.get("ci_high"), r["label"])
-                for r in rows
-                if r["dimension"] == dims[i]
-            )
-            line, with_ci = _draw_wave_panel(ax, pts, colour, waves, ctx.score_range)
+            recs = sorted((r for r in rows if r["dimension"] == dims[i]), key=lambda r: r["wave"])
+            line, with_ci = _draw_wave_panel(ax, recs, colour, waves, ctx.score_range)
             lines.append(line)
             has_ci = has_ci or with_ci
         return _waves_texts(ctx, waves, lines, has_ci)
@@ -730,58 +833,60 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
 class _WaveAxis:
     """The waves of a territory's scores, their respondents and the x tick labels."""
 
-    def __init__(self, rows: Sequence[Mapping[str, Any]], min_n: int) -> None:
+    def __init__(self, rows: Sequence[Mapping[str, Any]], min_n: int, min_cell: int = 5) -> None:
+        self.min_cell = min_cell
         self.waves = sorted({r["wave"] for r in rows})
         self.n_by_wave = {
             w: max(int(r.get("n") or 0) for r in rows if r["wave"] == w) for w in self.waves
         }
         self.small = {w: self.n_by_wave[w] < min_n for w in self.waves}
         self.tick_labels = [
-            f"{w}\n{fmt_n(self.n_by_wave[w])}" + (f"\n{NBSP}indicatif" if self.small[w] else "")
+            f"{w}\n{n_text(self.n_by_wave[w], self.min_cell)}"
+            + (f"\n{NBSP}indicatif" if self.small[w] else "")
             for w in self.waves
         ]
 
 
 def _draw_wave_panel(
-    ax, pts: Sequence[tuple], colour: str, waves: _WaveAxis, score_range: tuple[float, float]
+    ax,
+    recs: Sequence[Mapping[str, Any]],
+    colour: str,
+    waves: _WaveAxis,
+    score_range: tuple[float, float],
 ) -> tuple[str, bool]:
-    """One dimension's scores across waves; its alt-text line and whether it has intervals."""
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=2, zorder=2)
+    """One dimension's scores across waves; its alt-text line and whether it has intervals.
+
+    A suppressed score is not drawn (its wave shows « s »), a fragile one is drawn hollow with
+    its marker; the alt text writes each score as displayed (:func:`figure_text`).
+    """
+    pts = [(r["wave"], r) for r in recs if shown(r)]
+    ax.plot([w for w, _ in pts], [float(r["estimate"]) for _, r in pts], color=colour, lw=2)
     has_ci = False
-    for w, v, low, high, _ in pts:
+    for w, r in pts:
+        v, low, high = float(r["estimate"]), r.get("ci_low"), r.get("ci_high")
         if low is not None and high is not None:
             has_ci = True
             ax.plot([w, w], [low, high], color=PALETTE["ink"], lw=1.2, zorder=3)
-        ax.plot(
-            [w],
-            [v],
-            marker="o",
-            color=colour,
-            markerfacecolor="white" if waves.small[w] else colour,
-            zorder=4,
-        )
+        hollow = waves.small[w] or r.get("status") == "fragile"
+        ax.plot([w], [v], marker="o", color=colour, zorder=4,
+                markerfacecolor="white" if hollow else colour)  # fmt: skip
         # the value sits right of its point, clear of the vertical interval
-        ax.annotate(
-            fmt_number(v, 1),
-            (w, v),
-            xytext=(5, 0),
-            textcoords="offset points",
-            ha="left",
-            va="center",
-            fontsize=8,
-        )
-    ax.set_title(_plain(pts[0][4]), fontsize=9)
+        ax.annotate(figure_text(r, base=1), (w, v), xytext=(5, 0), textcoords="offset points",
+                    ha="left", va="center", fontsize=8)  # fmt: skip
+    for r in recs:
+        if not shown(r):
+            mid = (score_range[0] + score_range[1]) / 2
+            ax.annotate(SUPPRESSED_MARK, (r["wave"], mid), ha="center", va="center", fontsize=9,
+                        color=PALETTE["ink"])  # fmt: skip
+    ax.set_title(_plain(recs[0]["label"]), fontsize=9)
     ax.set_ylim(*score_range)
     ax.set_yticks(range(round(score_range[0]), round(score_range[1]) + 1))
     ax.set_xticks(waves.waves, waves.tick_labels, fontsize=7.5)
     ax.set_xlim(waves.waves[0] - 0.4, waves.waves[-1] + 0.6)
     _fr_axis(ax.yaxis, 0)
     ax.grid(axis="x", visible=False)
-    values = [
-        " ".join(filter(None, (fmt_number(v, 1), fmt_interval(low, high, 1))))
-        for _, v, low, high, _ in pts
-    ]
-    return f"{pts[0][4]} {' → '.join(values)}", has_ci
+    values = [figure_text(r, base=1, interval=True) for r in recs]
+    return f"{recs[0]['label']} {' → '.join(values)}", has_ci
 
 
 def _waves_texts(
@@ -789,7 +894,7 @@ def _waves_texts(
 ) -> tuple[str, str]:
     """Alt text and caption of the wave-to-wave figure."""
     lo, hi = ctx.score_range
-    per_wave = ", ".join(f"{w} : {fmt_n(waves.n_by_wave[w])}" for w in waves.waves)
+    per_wave = ", ".join(f"{w} : {n_text(waves.n_by_wave[w], waves.min_cell)}" for w in waves.waves)
     alt = f"Évolution des scores entre vagues (répondants {per_wave}) : " + "; ".join(lines) + "."
     caption = (
         "Score de chaque dimension du territoire à chaque vague (même questionnaire, "

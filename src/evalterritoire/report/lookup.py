@@ -1,11 +1,13 @@
 """Estimates for the report builders: the estimates-table index and its descriptive fallback.
 
-Owns ``_Lookup`` (the long ``estimates.parquet`` table indexed by domain, variable, level and
-statistic, with the shares of binary and multiple-choice items), ``_record`` (one estimate as a
-context record carrying its n, interval and small-n flag), the response weights ``_weights``
-and :func:`compute_descriptive_estimates` (weighted point estimates in the same layout, without
-design intervals, used when ``estimates.parquet`` is missing; its per-domain totals are
-``_DomainTotals``).
+Owns ``_Lookup`` (the long ``estimates.parquet`` table indexed by domain, variable, level,
+statistic and estimator; for each figure it picks the estimate a report shows: the direct one
+when publishable, else the Fay–Herriot one when it is judged better, see :func:`choose`),
+``_record`` (one estimate as a context record carrying its n, interval, interval method,
+status and reasons, with its values removed when suppressed), the response weights
+``_weights`` and :func:`compute_descriptive_estimates` (weighted point estimates in the same
+layout, without design intervals, used when ``estimates.parquet`` is missing; its per-domain
+totals are ``_DomainTotals``).
 """
 
 from __future__ import annotations
@@ -17,35 +19,62 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook, Variable
+from evalterritoire.config import PublicationConfig
+from evalterritoire.estimates import STATUSES, assess_publication, interval_kind
 from evalterritoire.report.context import _num
 
 _YES_LEVELS = ("1", "1.0", "oui", "True", "true")
+_KEY = ("domain_type", "domain", "variable", "level", "statistic")
+#: Fields of an estimate record that carry a value (removed when the estimate is suppressed).
+VALUE_FIELDS = ("estimate", "ci_low", "ci_high", "se")
+
+
+def _rank(row: Mapping[str, Any] | None) -> int:
+    status = str((row or {}).get("status") or "suppressed")
+    return STATUSES.index(status) if status in STATUSES else len(STATUSES)
+
+
+def choose(
+    direct: Mapping[str, Any] | None, model: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The estimate a report shows for one figure.
+
+    The direct estimate when it is publishable; otherwise the Fay–Herriot estimate
+    (« estimation modélisée ») when its status is better than the direct one's (a modelled
+    estimate never stands in for a value suppressed for confidentiality: the model has no row
+    below ``min_cell`` respondents); otherwise the direct estimate with its status.
+    """
+    if direct is None or model is None:
+        return direct if direct is not None else model
+    if _rank(direct) == 0 or _rank(model) >= _rank(direct):
+        return direct
+    return {**model, "direct_status": direct.get("status"), "direct_reason": direct.get("reason")}
 
 
 # ----------------------------------------------------------- estimates lookup
 class _Lookup:
-    """Index of the long estimates table by (domain_type, domain, variable, level, statistic)."""
+    """Index of the long estimates table by domain, variable, level, statistic (and estimator)."""
 
     def __init__(self, estimates: pd.DataFrame | None) -> None:
-        self.rows: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
-        self.small: dict[tuple[str, str], set[str]] = {}
+        self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
         if estimates is None or estimates.empty:
             return
-        cols = ["domain_type", "domain", "variable", "level", "statistic"]
         frame = estimates.copy()
-        for col in cols:
+        for col in _KEY:
             frame[col] = frame[col].astype("string").fillna("")
+        if "estimator" not in frame.columns:
+            frame["estimator"] = "direct"
+        frame["estimator"] = frame["estimator"].astype("string").fillna("direct")
         for rec in frame.to_dict(orient="records"):
-            key = tuple(str(rec[c]) for c in cols)
-            self.rows[key] = rec  # type: ignore[index]
-            if rec.get("is_small_n") is True:
-                self.small.setdefault((key[0], key[1]), set()).add(key[2])
+            key = (*(str(rec[c]) for c in _KEY), str(rec["estimator"]))
+            self.rows[key] = rec
 
     def get(self, domain: tuple[str, str], variable: str, levels: Sequence[str], stat: str):
         for level in levels:
-            rec = self.rows.get((domain[0], domain[1], variable, level, stat))
-            if rec is not None:
-                return rec
+            key = (domain[0], domain[1], variable, level, stat)
+            found = choose(self.rows.get((*key, "direct")), self.rows.get((*key, "fay_herriot")))
+            if found is not None:
+                return found
         return None
 
     def proportion(self, domain: tuple[str, str], variable: str, level: str | None = None):
@@ -69,12 +98,23 @@ class _Lookup:
 def _record(
     rec: Mapping[str, Any] | None, variable: str, label: str, min_n: int, **extra: Any
 ) -> dict[str, Any]:
+    """One figure of a report: value, interval and its method, n, status and reasons.
+
+    A suppressed figure keeps its n, status and reasons but loses its values (nothing of it
+    reaches a table, a chart, an alt text or a download); a record without an estimate has
+    the status None (nothing to show).
+    """
     out: dict[str, Any] = {"variable": variable, "label": label, **extra}
     if rec is None:
-        out.update(estimate=None, ci_low=None, ci_high=None, se=None, n=0, is_small_n=True)
+        out.update(
+            estimate=None, ci_low=None, ci_high=None, se=None, n=0, is_small_n=True,
+            status=None, reason="", interval="", estimator="", quantity="",
+            range_low=None, range_high=None,
+        )  # fmt: skip
         return out
     n = int(_num(rec.get("n")) or 0)
     small = rec.get("is_small_n")
+    status = rec.get("status")
     out.update(
         estimate=_num(rec.get("estimate")),
         ci_low=_num(rec.get("ci_low")),
@@ -82,8 +122,26 @@ def _record(
         se=_num(rec.get("se")),
         n=n,
         is_small_n=bool(small) if small is not None and small is not pd.NA else n < min_n,
+        status=str(status) if status is not None and status is not pd.NA else None,
+        reason=str(rec.get("reason") or ""),
+        interval=str(rec.get("interval") or ""),
+        estimator=str(rec.get("estimator") or "direct"),
+        quantity=str(rec.get("kind") or ""),
+        range_low=_num(rec.get("range_low")),
+        range_high=_num(rec.get("range_high")),
     )
+    if rec.get("direct_status"):
+        out["direct_status"] = str(rec["direct_status"])
+        out["direct_reason"] = str(rec.get("direct_reason") or "")
+    if out["status"] == "suppressed":
+        out.update(dict.fromkeys(VALUE_FIELDS))
     return out
+
+
+def judge(frame: pd.DataFrame, rules: PublicationConfig) -> pd.DataFrame:
+    """``status`` and ``reason`` columns for a frame in the estimates layout (any source)."""
+    status, reason = assess_publication(frame, rules)
+    return frame.assign(status=status, reason=reason)
 
 
 # ------------------------------------------------------- descriptive fallback
@@ -96,14 +154,20 @@ def _weights(frame: pd.DataFrame, weight: str | None) -> pd.Series:
 
 
 def compute_descriptive_estimates(
-    responses: pd.DataFrame, codebook: Codebook, *, min_n: int, wave: int
+    responses: pd.DataFrame,
+    codebook: Codebook,
+    *,
+    min_n: int,
+    wave: int,
+    publication: PublicationConfig | None = None,
 ) -> pd.DataFrame:
     """Weighted point estimates in the estimates-table layout, without design intervals.
 
     Used when ``estimates.parquet`` is missing: national and territory domains, means of
     numeric items, shares of each level of coded items, NSP shares. ``se``, ``ci_low``,
-    ``ci_high`` are missing (the reports then show no interval rather than a false one). The
-    territory and weight columns are the codebook's roles.
+    ``ci_high`` are missing (the reports then say that no interval could be computed rather
+    than show a false one), so no row is better than fragile; rows on fewer than ``min_cell``
+    respondents are suppressed. The territory and weight columns are the codebook's roles.
     """
     table = _DomainTotals(responses, codebook, min_n=min_n, wave=wave)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -120,6 +184,7 @@ def compute_descriptive_estimates(
     frame = pd.DataFrame(table.rows)
     if frame.empty:
         return frame
+    frame = judge(frame, publication or PublicationConfig())
     return frame.sort_values(
         ["domain_type", "domain", "variable", "level", "statistic"], kind="mergesort"
     ).reset_index(drop=True)
@@ -129,6 +194,7 @@ class _DomainTotals:
     """Weighted totals of the national domain and of each territory, as estimates-table rows."""
 
     def __init__(self, responses: pd.DataFrame, codebook: Codebook, *, min_n: int, wave: int):
+        self.codebook = codebook
         self.responses = responses
         self.min_n = min_n
         self.wave = wave
@@ -155,6 +221,8 @@ class _DomainTotals:
 
     def add(self, var: str, level: str, stat: str, est: np.ndarray, n: np.ndarray) -> None:
         """One row per domain with a finite estimate resting on at least one answer."""
+        lo, hi = (0.0, 1.0) if stat != "mean" else self.codebook.value_range(var)
+        kind = interval_kind(stat, lo, hi)
         for (dtype, dom), e, k in zip(self.domains, est, n, strict=True):
             if k > 0 and np.isfinite(e):
                 self.rows.append(
@@ -165,10 +233,15 @@ class _DomainTotals:
                         "variable": var,
                         "level": level,
                         "statistic": stat,
+                        "estimator": "direct",
                         "estimate": float(e),
                         "se": np.nan,
                         "ci_low": np.nan,
                         "ci_high": np.nan,
+                        "interval": "not_estimable",
+                        "kind": kind,
+                        "range_low": np.nan if lo is None else float(lo),
+                        "range_high": np.nan if hi is None else float(hi),
                         "df": np.nan,
                         "n": int(k),
                         "deff": np.nan,

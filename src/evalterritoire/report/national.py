@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from evalterritoire.report.context import ReportContext, _clean, _num
+from evalterritoire.report.quality import _quality
 from evalterritoire.report.stages import _means, _stage_label
 from evalterritoire.report.wave import _Wave
 
@@ -34,26 +35,30 @@ def _national(wave: _Wave) -> ReportContext:
     distribution, stage_profiles = _stage_distribution(wave)
     territories = _territories(wave)
     respondents = sections.respondent_mix(responses)
-    return ReportContext(
-        **wave.common,
-        territory="",
-        territory_name="Ensemble des territoires enquêtés",
-        is_national=True,
-        identity={"n_territories": len(territories)},
+    content = dict(
         fragilities=tuple(sections.fragilities(domain, {}, {}, responses)),
         partnership=tuple(sections.items(domain, spec.section("partnership"))),
         dynamic=tuple(sections.items(domain, spec.section("dynamic"))),
         status_levels=tuple(sections.levels(domain, spec.status, responses)),
         results=tuple(sections.items(domain, spec.section("results"))),
         nsp=tuple(sections.nsp_by_dimension(domain, wave.labels)),
+        declared_distribution=tuple(sections.declared(domain, responses)),
+        headline=tuple(sections.items(domain, spec.section("headline"))),
+    )
+    return ReportContext(
+        **wave.common,
+        territory="",
+        territory_name="Ensemble des territoires enquêtés",
+        is_national=True,
+        identity={"n_territories": len(territories)},
+        **content,
+        quality=_quality(content.values()),
         respondents=tuple(respondents),
         n_respondents=len(responses),
         n_types=len(respondents),
-        declared_distribution=tuple(sections.declared(domain, responses)),
         stage_distribution=tuple(distribution),
         territories=tuple(territories),
         transition_matrix=tuple(_transition_matrix(wave)),
-        headline=tuple(sections.items(domain, spec.section("headline"))),
         stage_profiles=tuple(stage_profiles),
         reliability=tuple(_reliability(wave)),
         ingestion=_ingestion_summary(wave.artefacts.ingestion),

@@ -19,10 +19,19 @@ import numpy as np
 import pandas as pd
 
 from evalterritoire.codebook import Codebook, Variable
-from evalterritoire.report.context import SMALL_CELL, Columns, _clean, _num, short_label
-from evalterritoire.report.lookup import _Lookup, _record, _weights
+from evalterritoire.config import PublicationConfig
+from evalterritoire.estimates import (
+    OTHER_GROUP,
+    complementary_suppression,
+    merge_small_groups,
+)
+from evalterritoire.report.breakdowns import OTHER_LABEL, Breakdowns
+from evalterritoire.report.context import Columns, _clean, _num, short_label
+from evalterritoire.report.lookup import VALUE_FIELDS, _Lookup, _record, _weights, judge
 from evalterritoire.report.spec import ReportSpec
 
+#: The one line of the respondents' table when no actor type reaches ``min_cell``.
+ALL_TYPES_LABEL = "Tous types d'acteurs (aucun n'atteint le seuil de publication)"
 #: « Paroles d'acteurs »: at most this many free-text excerpts, each cut at this many characters.
 FREE_TEXT_MAX = 3
 FREE_TEXT_CHARS = 240
@@ -48,7 +57,11 @@ class Sections:
     columns : Columns
         The responses' columns by role.
     min_n : int
-        Estimates on fewer respondents are flagged « indicatif ».
+        The study's ``min_n`` (``is_small_n`` of the records).
+    rules : PublicationConfig
+        The publication rules (``min_cell`` for the actor-type and free-text policies).
+    breakdowns : Breakdowns, optional
+        The wave's design-based breakdowns (alliances, agreement, actor groups).
     """
 
     def __init__(
@@ -58,12 +71,16 @@ class Sections:
         spec: ReportSpec,
         columns: Columns,
         min_n: int,
+        rules: PublicationConfig | None = None,
+        breakdowns: Breakdowns | None = None,
     ) -> None:
         self.lookup = lookup
         self.codebook = codebook
         self.spec = spec
         self.columns = columns
         self.min_n = min_n
+        self.rules = rules if rules is not None else PublicationConfig()
+        self.breakdowns = breakdowns
 
     def weights(self, frame: pd.DataFrame) -> pd.Series:
         """Response weights (1 without a weight column)."""
@@ -83,7 +100,7 @@ class Sections:
         scale_max = None
         if scale is not None and var.type in {"likert", "rating"}:
             scale_max = int(scale.max if scale.max is not None else max(scale.values))
-        nsp = self.lookup.nsp(domain, var.id)
+        nsp = _record(self.lookup.nsp(domain, var.id), var.id, "", self.min_n, kind="share")
         bench = self.spec.benchmarks.get(var.id)
         return _record(
             rec,
@@ -92,7 +109,8 @@ class Sections:
             self.min_n,
             kind=kind,
             scale_max=scale_max,
-            nsp_share=_num(nsp.get("estimate")) if nsp else None,
+            nsp_share=nsp["estimate"],
+            nsp=nsp,
             benchmark=bench[0] if bench else None,
             benchmark_label=bench[1] if bench else "",
         )
@@ -100,26 +118,51 @@ class Sections:
     def levels(
         self, domain: Domain, var_id: str | None, frame: pd.DataFrame | None = None
     ) -> list[dict[str, Any]]:
-        """Share of each labelled level of an item (from the responses when not estimated)."""
+        """Share of each labelled level of an item (from the responses when not estimated).
+
+        The shares add up to 100 %: when exactly one is suppressed, the smallest shown one is
+        suppressed too (reason ``secondary``), so that none can be recovered by subtraction.
+        """
         if var_id is None or var_id not in self.codebook:
             return []
         labels = self.codebook.value_labels(var_id)
         codes = [str(code) for code in labels]
         recs = {code: self.lookup.proportion(domain, var_id, code) for code in codes}
         if all(r is None for r in recs.values()):  # ordinal items are published as means only
-            shares, n = _response_shares(frame, var_id, codes, self.columns.weight)
-            if n:
-                small = n < self.min_n
-                recs = {c: {"estimate": shares[c], "n": n, "is_small_n": small} for c in codes}
+            recs = self._response_levels(frame, var_id, codes)
         found = [r for r in recs.values() if r is not None]
         n = max((int(_num(r.get("n")) or 0) for r in found), default=0)
         out = []
         for code, label in labels.items():
             rec = _record(recs[str(code)], str(code), short_label(label, limit=60), self.min_n)
             if recs[str(code)] is None and found:  # a level nobody chose: 0 % of the same n
-                rec.update(estimate=0.0, n=n, is_small_n=n < self.min_n)
+                zero = _zero_row(found[0], n, self.rules)
+                rec.update(_record(zero, str(code), rec["label"], self.min_n))
             out.append(rec)
-        return out
+        return _secondary(out)
+
+    def _response_levels(
+        self, frame: pd.DataFrame | None, var_id: str, codes: Sequence[str]
+    ) -> dict[str, Any]:
+        """Weighted shares of an item's levels from the responses, judged without interval."""
+        shares, n = _response_shares(frame, var_id, codes, self.columns.weight)
+        if not n:
+            return dict.fromkeys(codes)
+        rows = pd.DataFrame(
+            {
+                "estimate": [shares[c] for c in codes],
+                "se": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "df": np.nan,
+                "n": n,
+                "kind": "share",
+                "interval": "not_estimable",
+                "estimator": "direct",
+                "is_small_n": n < self.min_n,
+            }
+        )
+        return dict(zip(codes, judge(rows, self.rules).to_dict(orient="records"), strict=True))
 
     def declared(self, domain: Domain, frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
         """How respondents place the initiative themselves (the declared-stage role)."""
@@ -154,26 +197,39 @@ class Sections:
         return out[:BARRIERS_SHOWN]
 
     def nsp_by_dimension(self, domain: Domain, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Mean « ne sait pas » share of each dimension's items (``labels``: short labels)."""
+        """« Ne sait pas » share of each dimension's items, as records with a status.
+
+        The estimates table's ``nsp_<dim>`` (each respondent's share of « ne sait pas » among
+        the dimension's items asked, averaged with the design); without it, the mean of the
+        items' shares (no interval: fragile at best).
+        """
         out = []
         for dim in self.codebook.dimensions:
-            shares, ns = [], []
-            for var in self.codebook.dimension_items(dim, likert_only=False):
-                rec = self.lookup.nsp(domain, var.id)
-                if rec is not None and _num(rec.get("estimate")) is not None:
-                    shares.append(float(rec["estimate"]))
-                    ns.append(int(_num(rec.get("n")) or 0))
-            if shares:
-                out.append(
-                    {
-                        "dimension": dim,
-                        "label": labels[dim],
-                        "nsp_share": float(np.mean(shares)),
-                        "n": max(ns),
-                        "n_items": len(shares),
-                    }
-                )
+            rec = self.lookup.mean(domain, f"nsp_{dim}")
+            if rec is None:
+                rec = self._nsp_average(domain, dim)
+            if rec is None:
+                continue
+            record = _record(rec, dim, labels[dim], self.min_n, kind="share")
+            record.update(dimension=dim, model_variable=f"nsp_{dim}", nsp_share=record["estimate"])
+            out.append(record)
         return out
+
+    def _nsp_average(self, domain: Domain, dim: str) -> dict[str, Any] | None:
+        shares, ns = [], []
+        for var in self.codebook.dimension_items(dim, likert_only=False):
+            rec = self.lookup.nsp(domain, var.id)
+            if rec is not None and _num(rec.get("estimate")) is not None:
+                shares.append(float(rec["estimate"]))
+                ns.append(int(_num(rec.get("n")) or 0))
+        if not shares:
+            return None
+        row = pd.DataFrame(
+            {"estimate": [float(np.mean(shares))], "se": np.nan, "ci_low": np.nan,
+             "ci_high": np.nan, "df": np.nan, "n": max(ns), "kind": "share",
+             "interval": "not_estimable", "estimator": "direct"}
+        )  # fmt: skip
+        return judge(row, self.rules).iloc[0].to_dict()
 
     # ------------------------------------------------ fragilities
     def fragilities(
@@ -211,20 +267,14 @@ class Sections:
         return rec
 
     def _alliances(self, domain: Domain, dom: str, frame: pd.DataFrame | None) -> dict[str, Any]:
-        """Share answering a strong impact of alliances, and its n."""
+        """Share answering a strong impact of alliances (a record with its status), and its n."""
         alli_id = self.spec.alliance_item(dom)
-        levels = self.spec.alliance_levels
-        if alli_id is None:
-            return {"alliance_share": None, "alliance_n": 0}
-        strong = [self.lookup.proportion(domain, alli_id, lv) for lv in levels]
-        if any(s is not None for s in strong):
-            return {
-                "alliance_share": sum(_num(s.get("estimate")) or 0.0 for s in strong if s),
-                "alliance_n": max(int(_num(s.get("n")) or 0) for s in strong if s),
-            }
-        # likert items are published as means: the strong share is read from the responses
-        shares, n = _response_shares(frame, alli_id, levels, self.columns.weight)
-        return {"alliance_share": sum(shares.values()) if n else None, "alliance_n": n}
+        rec = None
+        if alli_id is not None and self.breakdowns is not None:
+            rec = self.breakdowns.alliance(domain, dom)
+        if rec is None:
+            return {"alliance_share": None, "alliance_n": 0, "alliance": None}
+        return {"alliance_share": rec["estimate"], "alliance_n": rec["n"], "alliance": rec}
 
     def _objective(
         self, dom: str, context_row: Mapping[str, Any], context_median: Mapping[str, float]
@@ -245,80 +295,67 @@ class Sections:
         return out
 
     # ------------------------------------------------ sections from responses
-    def agreement(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Weighted distribution of agreement items over their scale's levels plus NSP."""
-        out = []
-        w_all = self.weights(frame)
-        for item in self.spec.agreement:
-            if item in frame.columns and item in self.codebook:
-                levels = self.codebook.value_labels(item)
-                rec = _agreement_record(frame, self.codebook[item], levels, w_all)
-                if rec is not None:
-                    out.append(rec)
-        return out
+    def agreement(self, domain: Domain) -> list[dict[str, Any]]:
+        """Agreement items' answers grouped (disagreement / neutral / agreement / NSP)."""
+        return self.breakdowns.agreement(domain) if self.breakdowns is not None else []
 
-    def by_type(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Weighted mean of the by-type items for each respondent type, with its n."""
-        type_col = self.columns.respondent_type
-        if type_col is None or type_col not in frame.columns or frame.empty:
-            return []
-        labels = self.codebook.value_labels(type_col) if type_col in self.codebook else {}
-        w = self.weights(frame)
-        items = [i for i in self.spec.by_type.values() if i in frame.columns]
-        out = []
-        for rtype, idx in sorted(frame.groupby(type_col, sort=True).groups.items()):
-            rec: dict[str, Any] = {
-                "type": str(rtype),
-                "label": short_label(labels.get(rtype, str(rtype)), limit=40),
-            }
-            n_type = 0
-            for item in items:
-                v = pd.to_numeric(frame.loc[idx, item], errors="coerce").astype("float64")
-                ok = v.notna() & (w.loc[idx] > 0)
-                n = int(ok.sum())
-                n_type = max(n_type, n)
-                rec[item] = float(np.average(v[ok], weights=w.loc[idx][ok])) if n else None
-                rec[f"n_{item}"] = n
-            rec["n"] = n_type
-            rec["is_small_n"] = n_type < SMALL_CELL
-            out.append(rec)
-        return out
+    def by_type(self, code: str) -> list[dict[str, Any]]:
+        """Means of the by-type items for each actor group (small types merged)."""
+        return self.breakdowns.by_type(code) if self.breakdowns is not None else []
 
     def respondent_mix(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Respondents by type (n and share), most numerous first."""
+        """Respondents by type (n and share), most numerous first; small types merged.
+
+        Types with fewer than ``min_cell`` respondents are shown together as « autres
+        acteurs » (at least two types, at least ``min_cell`` respondents), never alone; when
+        no type reaches ``min_cell``, one line gathers them all (:data:`ALL_TYPES_LABEL`).
+        """
         type_col = self.columns.respondent_type
         if type_col is None or type_col not in frame.columns or frame.empty:
             return []
         labels = self.codebook.value_labels(type_col) if type_col in self.codebook else {}
         counts = frame[type_col].astype("string").value_counts(dropna=True)
         total = int(counts.sum())
+        groups = merge_small_groups(counts.to_dict(), self.rules.min_cell)
+        merged: dict[str, int] = {}
+        for key, count in counts.items():
+            merged[groups[key]] = merged.get(groups[key], 0) + int(count)
+        every = set(merged) == {OTHER_GROUP}  # no type reaches min_cell: one line, all types
         out = [
             {
                 "type": str(t),
-                "label": short_label(labels.get(t, str(t)), limit=50),
+                "label": ALL_TYPES_LABEL
+                if every
+                else OTHER_LABEL
+                if t == OTHER_GROUP
+                else short_label(labels.get(t, str(t)), limit=50),
                 "n": int(c),
                 "share": c / total if total else None,
+                "status": "publishable" if c >= self.rules.min_cell else "suppressed",
             }
-            for t, c in counts.items()
+            for t, c in merged.items()
         ]
-        out.sort(key=lambda r: (-r["n"], r["type"]))
+        out.sort(key=lambda r: (r["type"] == OTHER_GROUP, -r["n"], r["type"]))
         return out
 
     def free_text(self, frame: pd.DataFrame, n_respondents: int) -> list[dict[str, Any]]:
         """A few short free-text excerpts (« paroles d'acteurs »), anonymous and deterministic.
 
-        Only for a territory with at least ``min_n`` respondents; only the text is kept (no
-        respondent id, type or other identifying column); respondents who did not consent are
-        skipped; excerpts are taken in respondent-id order, whitespace-collapsed, de-duplicated
-        and cut at :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when
-        rendered. The quotable answers are the codebook's ``free_text`` role.
+        The confidentiality rule of the figures, applied to quotes: an excerpt is drawn only
+        from a pool of at least ``min_cell`` respondents of the territory who answered the
+        question and consented (so that any quote could be anyone's of ``min_cell`` people);
+        only the text is kept (no respondent id, type or other identifying column); excerpts
+        are taken in respondent-id order, whitespace-collapsed, de-duplicated and cut at
+        :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when rendered. The
+        quotable answers are the codebook's ``free_text`` role.
         """
-        if frame.empty or n_respondents < self.min_n:
+        if frame.empty or n_respondents < self.rules.min_cell:
             return []
         text_vars = [self.codebook[c] for c in self.columns.free_text if c in frame.columns]
         if not text_vars:
             return []
         rows = self._quotable_rows(frame)
+        text_vars = [v for v in text_vars if _pool(rows[v.id]) >= self.rules.min_cell]
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for var in text_vars:
@@ -346,6 +383,30 @@ class Sections:
 
 
 # ---------------------------------------------------------------- helpers
+def _pool(values: pd.Series) -> int:
+    """Respondents with a non-empty answer to a free-text question."""
+    text = values.astype("string").str.strip()
+    return int((text.notna() & (text != "")).sum())
+
+
+def _zero_row(like: Mapping[str, Any], n: int, rules: PublicationConfig) -> dict[str, Any]:
+    """A level nobody chose: 0 % of the same respondents (no interval of its own)."""
+    row = {**like, "estimate": 0.0, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": n}
+    row.update(interval="not_estimable", estimator="direct", kind="share")
+    return judge(pd.DataFrame([row]), rules).iloc[0].to_dict()
+
+
+def _secondary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Complementary suppression of a distribution's records (see :meth:`Sections.levels`)."""
+    values = [r.get("estimate") for r in records]
+    flags = complementary_suppression([r.get("status") == "suppressed" for r in records], values)
+    for rec, hide in zip(records, flags, strict=True):
+        if hide and rec.get("status") != "suppressed":
+            rec.update(dict.fromkeys(VALUE_FIELDS), status="suppressed")
+            rec["reason"] = ";".join(filter(None, [rec.get("reason"), "secondary"]))
+    return records
+
+
 def _numeric(codebook: Codebook, items: Sequence[str]) -> list[str]:
     """The items a stage's indicator table can show (scores, shares, counts)."""
     return [i for i in items if i in codebook and codebook[i].type in _INDICATOR_TYPES]
@@ -365,35 +426,6 @@ def _response_shares(
         return {}, 0
     shares = {c: float(w[ok & (values == float(c))].sum() / total) for c in codes}
     return shares, int(ok.sum())
-
-
-def _agreement_record(
-    frame: pd.DataFrame, var: Variable, levels: Mapping[Any, str], w_all: pd.Series
-) -> dict[str, Any] | None:
-    """One item's weighted shares of its scale's levels and of « ne sait pas», or None."""
-    v = pd.to_numeric(frame[var.id], errors="coerce")
-    special = (
-        frame[var.special_col].astype("string")
-        if var.special_col and var.special_col in frame.columns
-        else pd.Series(pd.NA, index=frame.index, dtype="string")
-    )
-    nsp = (special == "nsp").fillna(False)
-    ok = (v.notna() | nsp) & (w_all > 0)
-    total = float(w_all[ok].sum())
-    n = int(ok.sum())
-    if not n or total <= 0:
-        return None
-    codes = sorted(levels)
-    shares = {str(level): float(w_all[ok & (v == level)].sum() / total) for level in codes}
-    shares["nsp"] = float(w_all[ok & nsp].sum() / total)
-    return {
-        "variable": var.id,
-        "label": short_label(var.label_fr, limit=90),
-        "levels": [[str(code), levels[code]] for code in codes],
-        "shares": shares,
-        "n": n,
-        "is_small_n": n < SMALL_CELL,
-    }
 
 
 def _excerpt(value: Any, seen: set[str]) -> str | None:

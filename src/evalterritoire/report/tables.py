@@ -2,9 +2,12 @@
 
 Every function returns an HTML fragment (a ``str``) in which every string coming from data —
 territory names, labels, free text — is escaped, and every number is formatted the French way
-(:mod:`evalterritoire.report.french`). Every estimate is shown with its n; estimates resting on
-fewer respondents than the study's ``min_n`` are flagged « indicatif ». Threshold verdicts
-(force / à discuter / préoccupation) are only produced when the territory's stage allows them.
+(:mod:`evalterritoire.report.french`). Every estimate is shown with its n and obeys its status
+(:mod:`evalterritoire.report.display`: « s » when suppressed, « * » when fragile, « estimation
+modélisée » when model-based, an interval in words when it cannot be estimated); a number of
+respondents below ``min_cell`` is written « n < 5 ». Threshold verdicts (force / à discuter /
+préoccupation) are only produced when the territory's stage allows them, for publishable
+scores, on the score as displayed.
 """
 
 from __future__ import annotations
@@ -14,15 +17,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from evalterritoire.report.display import display_decimals, n_text, render_estimate
 from evalterritoire.report.french import (
     MISSING,
     NBSP,
     fmt_count,
     fmt_interval,
-    fmt_n,
     fmt_number,
     fmt_percent,
-    fmt_score,
     fmt_words,
     guillemets,
     is_missing,
@@ -56,7 +58,6 @@ __all__ = [
     "render_reliability_table",
     "render_respondents_table",
     "render_section_list",
-    "render_small_n",
     "render_stage_distribution_table",
     "render_stage_heading",
     "render_stage_summary",
@@ -80,6 +81,8 @@ _LONELY = {
     "certainty": "traitée comme certaine",
 }
 _CLUSTER = {"kmeans": "k-moyennes", "gmm": "mélange gaussien", "ward": "hiérarchique (Ward)"}
+#: Grid §6: a report on fewer respondents is indicative (the evaluation grid's threshold).
+SMALL = 5
 
 
 def _p_value(p: Any) -> str:
@@ -126,19 +129,26 @@ def _flag(small: bool) -> str:
     return ' <span class="flag">indicatif</span>' if small else ""
 
 
-def _value(rec: Mapping[str, Any]) -> str:
-    """Formatted estimate with its interval (share or mean)."""
-    est = rec.get("estimate")
-    if est is None:
+def _min_cell(ctx: ReportContext | None) -> int:
+    return int((ctx.publication if ctx is not None else {}).get("min_cell", 5))
+
+
+def _value(rec: Mapping[str, Any] | None) -> str:
+    """A judged estimate with its interval (share or mean), see :mod:`.display`."""
+    if not rec:
         return MISSING
-    if rec.get("kind") == "share":
-        text = fmt_percent(est)
-        ci = fmt_interval(rec.get("ci_low"), rec.get("ci_high"), 0, percent=True)
-    else:
-        text = fmt_score(est, rec.get("scale_max"))
-        ci = fmt_interval(rec.get("ci_low"), rec.get("ci_high"), 1)
-    ci_html = f' <span class="ci">{escape(ci)}</span>' if ci else ""
-    return f"{escape(text)}{ci_html}"
+    share = rec.get("kind") == "share"
+    return render_estimate(
+        rec, percent=share, base=0 if share else 1, scale_max=rec.get("scale_max")
+    )
+
+
+def _n(rec: Mapping[str, Any] | None, min_cell: int) -> str:
+    """The respondents behind a figure (« < 5 » below the confidentiality threshold)."""
+    if not rec or is_missing(rec.get("n")):
+        return MISSING
+    n = int(rec["n"])
+    return escape(f"<{NBSP}{fmt_count(min_cell)}" if n < min_cell else fmt_count(n))
 
 
 # --------------------------------------------------------------------------- text blocks
@@ -148,23 +158,12 @@ def render_title(ctx: ReportContext) -> str:
         sub = (
             f"Synthèse nationale · vague {ctx.wave} · "
             f"{fmt_count(ctx.identity.get('n_territories', 0))} territoires · "
-            f"{fmt_n(ctx.n_respondents)} répondants"
+            f"{n_text(ctx.n_respondents, _min_cell(ctx))} répondants"
         )
         return f'<h1>{escape(ctx.study_name)}</h1><p class="subtitle">{escape(sub)}</p>'
     wave = "" if str(ctx.wave) in ctx.study_name else f" · vague {ctx.wave}"
     sub = f"Rapport d'évaluation · {ctx.study_name}{wave} · code {ctx.territory}"
     return f'<h1>{escape(ctx.territory_name)}</h1><p class="subtitle">{escape(sub)}</p>'
-
-
-def render_small_n(ctx: ReportContext) -> str:
-    """List of indicators resting on fewer than ``min_n`` respondents (empty when none)."""
-    if not ctx.small_n:
-        return ""
-    return (
-        f'<p class="notice">{fmt_count(len(ctx.small_n))} indicateur'
-        f"{'s' if len(ctx.small_n) > 1 else ''} de ce territoire reposent sur moins de "
-        f"{escape(fmt_count(ctx.min_n))} réponses valides et sont marqués « indicatif ».</p>"
-    )
 
 
 def render_ingestion(ctx: ReportContext) -> str:
@@ -190,7 +189,9 @@ def render_stage_table(ctx: ReportContext, chart: str) -> str:
 
 
 def render_stage_summary(ctx: ReportContext) -> str:
-    """The assigned stage, its probability, the stage declared by the actors and the gap."""
+    """The assigned stage, its membership probability in words, the declared stage and the gap."""
+    from evalterritoire.report.annex import render_stage_probability
+
     if ctx.stage is None:
         return '<p class="notice">Le stade n\'a pas encore été calculé pour ce territoire.</p>'
     parts = [
@@ -198,11 +199,7 @@ def render_stage_summary(ctx: ReportContext) -> str:
         f"<strong>{escape(ctx.stage_label)}</strong> "
         f"({ctx.stage + 1}{NBSP}sur{NBSP}{ctx.n_stages or '?'})</p>"
     ]
-    if ctx.stage_probability is not None:
-        parts.append(
-            f"<p>Probabilité d'appartenance à ce stade : <strong>"
-            f"{escape(fmt_percent(ctx.stage_probability))}</strong>.</p>"
-        )
+    parts.append(render_stage_probability(ctx))
     if ctx.between_stages and ctx.other_stage is not None:
         earlier, later = sorted((ctx.stage, ctx.other_stage))
         labels = {ctx.stage: ctx.stage_label, ctx.other_stage: ctx.other_stage_label}
@@ -213,12 +210,6 @@ def render_stage_summary(ctx: ReportContext) -> str:
             f"précoce, {guillemets(escape(labels[earlier]))} (questions, lectures et "
             f"recommandations) ; la section « Vers le stade suivant » présente "
             f"{guillemets(escape(labels[later]))} et les jalons encore à franchir.</p>"
-        )
-    if ctx.stage_robustness is not None:
-        parts.append(
-            "<p>Robustesse du classement : <strong>"
-            f"{escape(fmt_percent(ctx.stage_robustness))}</strong> des profils compatibles avec "
-            "la marge d'erreur d'échantillonnage du territoire restent dans ce stade.</p>"
         )
     if ctx.stage_declared is not None:
         text = (
@@ -241,7 +232,7 @@ def render_stage_summary(ctx: ReportContext) -> str:
         parts.append(text)
     if ctx.is_indicative:
         parts.append(
-            f'<p class="notice">Lecture indicative : {escape(fmt_n(ctx.n_respondents))} '
+            f'<p class="notice">Lecture indicative : {escape(n_text(ctx.n_respondents, _min_cell(ctx)))} '
             f"répondants, {ctx.n_types} type{'s' if ctx.n_types > 1 else ''} d'acteurs. Les "
             "scores ne sont pas classés.</p>"
         )
@@ -320,19 +311,20 @@ def render_next_stage(ctx: ReportContext) -> str:
 def render_free_text(ctx: ReportContext) -> str:
     """« Paroles d'acteurs » : a few anonymous free-text excerpts, escaped.
 
-    Shown only for a territory with at least ``min_n`` respondents (the context holds none
-    otherwise, and a note says why); no respondent id or type is printed next to a quote.
+    The confidentiality rule of the figures applies to quotes: an excerpt is drawn only from
+    at least ``min_cell`` respondents of the territory who answered the question (the context
+    holds none otherwise, and a note says why); no respondent id or type is printed next to a
+    quote.
     """
     if ctx.is_national:
         return ""
     if not ctx.free_text:
-        if ctx.n_respondents < ctx.min_n:
-            return (
-                '<h3>Paroles d\'acteurs</h3><p class="notice">Les réponses libres ne sont pas '
-                f"citées : le territoire compte moins de {escape(fmt_count(ctx.min_n))} "
-                "répondants, un extrait pourrait permettre de reconnaître son auteur.</p>"
-            )
-        return ""
+        return (
+            "<h3>Paroles d'acteurs</h3><p class=\"notice\">Aucune réponse libre n'est citée : "
+            f"moins de {escape(fmt_count(_min_cell(ctx)))} répondants du territoire ont répondu "
+            "aux questions ouvertes, et un extrait pourrait alors permettre de reconnaître son "
+            "auteur (même règle de confidentialité que pour les chiffres).</p>"
+        )
     questions = sorted({q["question"] for q in ctx.free_text})
     quotes = "".join(
         f'<blockquote class="verbatim"><p>{guillemets(escape(q["text"]))}</p></blockquote>'
@@ -353,7 +345,7 @@ def _dimensions(ctx: ReportContext) -> str:
 
 
 def render_methodology(ctx: ReportContext) -> str:
-    """Methodological annex: design, intervals, small-n rules."""
+    """Methodological annex: design, intervals, indicative reports, « ne sait pas », stages."""
     m = ctx.methodology
     design = ", ".join(
         f"{label} {guillemets(escape(m.get(key)))}"
@@ -362,10 +354,13 @@ def render_methodology(ctx: ReportContext) -> str:
     )
     intervals = (
         "Les intervalles de confiance à 95 % tiennent compte du plan de sondage (linéarisation "
-        "de Taylor)."
+        "de Taylor, loi de Student au nombre de degrés de liberté du plan) et restent dans "
+        "les bornes de chaque grandeur : méthode de Korn et Graubard pour une part, échelle "
+        "logit pour une moyenne bornée (score de 1 à 5, note de 0 à 10), échelle logarithmique "
+        "pour un nombre ; la même méthode vaut pour les items et les scores de dimension."
         if m.get("has_intervals")
         else "Les estimations publiées ici sont des moyennes pondérées sans intervalle "
-        "(tableau d'estimations non disponible)."
+        "(tableau d'estimations non disponible) : aucune n'est mieux que fragile."
     )
     return (
         '<div class="methodology">'
@@ -373,14 +368,13 @@ def render_methodology(ctx: ReportContext) -> str:
         f"{escape(_CALIBRATION.get(m.get('calibration', 'none'), m.get('calibration')))} ; "
         "unité primaire seule dans sa strate : "
         f"{escape(_LONELY.get(m.get('lonely_psu', ''), m.get('lonely_psu')))}.</p><p>{intervals}</p>"
-        f"<p>Petits effectifs : toute estimation reposant sur moins de "
-        f"{escape(fmt_count(ctx.min_n))} répondants est marquée « indicatif » ; un territoire "
-        f"de moins de {escape(m.get('small_cell', 5))} répondants ou de moins de 2 types "
-        "d'acteurs reçoit un rapport indicatif. Les « ne sait pas » sont comptés et publiés, "
-        "jamais intégrés aux moyennes.</p>"
+        f"<p>Un territoire de moins de {escape(m.get('small_cell', 5))} répondants ou de moins "
+        "de 2 types d'acteurs reçoit un rapport indicatif. Les « ne sait pas » sont comptés et "
+        "publiés, jamais intégrés aux moyennes.</p>"
         "<p>Stades : classification "
         f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
-        f"territoires sur {_dimensions(ctx)}, graine {escape(m.get('random_state', ''))}.</p>"
+        f"territoires sur {_dimensions(ctx)} ; la probabilité d'appartenance à chaque stade "
+        "tient compte de la précision du profil de chaque territoire.</p>"
         "</div>"
     )
 
@@ -406,7 +400,9 @@ def render_identity_table(ctx: ReportContext) -> str:
     ]
     rows = [("Code du territoire", escape(ctx.territory))]
     rows += [(label, show(ident.get(key))) for key, label, show in declared if key in ident]
-    rows.append(("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)))
+    rows.append(
+        ("Répondants", escape(n_text(ctx.n_respondents, _min_cell(ctx))) + _flag(ctx.is_indicative))
+    )
     for ind in ctx.context_indicators:
         if ind["variable"] == ctx.population_variable:  # the « Population » row above
             continue
@@ -423,41 +419,56 @@ def render_identity_table(ctx: ReportContext) -> str:
     return _table(("Carte d'identité", ""), rows, css="identity")
 
 
-def render_profile_table(ctx: ReportContext) -> str:
-    """Dimension scores with intervals vs the stage centroid (and, when allowed, reading bands)."""
-    verdicts = ctx.allows_verdicts and not ctx.is_indicative
+def band_reading(ctx: ReportContext, rec: Mapping[str, Any]) -> Band | None:
+    """The reading band of a dimension score, on the score as displayed, when publishable.
+
+    None when the stage allows no verdict, the report is indicative, or the score is not
+    publishable (fragile, suppressed or without estimate): a verdict is never read off a
+    figure the report itself qualifies.
+    """
+    if not ctx.allows_verdicts or ctx.is_indicative or rec.get("status") != "publishable":
+        return None
+    if is_missing(rec.get("estimate")):
+        return None
+    decimals = display_decimals(rec, 1)
+    shown_value = round(float(rec["estimate"]), decimals)
+    lo, hi = ctx.score_range
     bands = tuple(Band(**b) for b in ctx.stage_grid.get("bands", ()))
+    return band_for(1 + 4 * (shown_value - lo) / (hi - lo), bands)
+
+
+def render_profile_table(ctx: ReportContext) -> str:
+    """Dimension scores with intervals vs the stage centroid (and, when allowed, reading bands).
+
+    A reading band is given only for a publishable score, read on the score as displayed
+    (:func:`band_reading`); the others say why in the cell.
+    """
+    verdicts = ctx.allows_verdicts and not ctx.is_indicative
     headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
     if verdicts:
         headers += ["Moyenne des territoires", "Lecture"]
     nsp = {r["dimension"]: r for r in ctx.nsp}
     headers.append("Ne sait pas")
-    lo, hi = ctx.score_range
     rows = []
     for p in ctx.profile:
-        score = p.get("score")
-        cells = [
-            escape(p["label"]),
-            f"{escape(fmt_number(score, 1))} "
-            f'<span class="ci">{escape(fmt_interval(p.get("ci_low"), p.get("ci_high"), 1))}</span>',
-            escape(fmt_number(p.get("centroid"), 1)),
-        ]
+        cells = [escape(p["label"]), _value(p), escape(fmt_number(p.get("centroid"), 1))]
         if verdicts:
-            on_5 = None if score is None else 1 + 4 * (score - lo) / (hi - lo)
-            band = band_for(on_5, bands)
+            band = band_reading(ctx, p)
             cells += [
                 escape(fmt_number(p.get("national"), 1)),
                 f'<span class="band band-{band.key}">{escape(band.label)}</span>'
                 if band
+                else '<span class="no-band">pas de lecture (estimation non publiable telle '
+                "quelle)</span>"
+                if p.get("status") in ("fragile", "suppressed")
                 else MISSING,
             ]
-        share = nsp.get(p["dimension"], {}).get("nsp_share")
-        cells.append(escape(fmt_percent(share)))
+        cells.append(_value(nsp.get(p["dimension"])))
         rows.append(cells)
     return _table(
         headers,
         rows,
-        caption=f"Profil du territoire sur les {_dimensions(ctx)} ({fmt_n(ctx.n_respondents)})",
+        caption=f"Profil du territoire sur les {_dimensions(ctx)} ({n_text(ctx.n_respondents, _min_cell(ctx))})",
         numeric=tuple(range(1, len(headers))),
     )
 
@@ -467,6 +478,7 @@ def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> s
     rows = []
     records = list(ctx.fragilities)[: top or None]
     alliances = any(r.get("alliance_n") for r in records)
+    min_cell = _min_cell(ctx)
     for r in records:
         objective = "; ".join(
             f"{escape(o['label'])} : {escape(fmt_number(o['value'], 1))}"
@@ -480,10 +492,9 @@ def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> s
         rows.append(
             [
                 escape(r.get("full_label") or r["label"]),
-                f"{escape(fmt_score(r.get('estimate'), 10))} "
-                f'<span class="ci">{escape(fmt_interval(r.get("ci_low"), r.get("ci_high"), 1))}</span>',
-                escape(fmt_count(r.get("n"))) + _flag(r.get("is_small_n", False)),
-                *([escape(fmt_percent(r.get("alliance_share")))] if alliances else []),
+                render_estimate(r, base=1, scale_max=10) if r.get("status") else MISSING,
+                _n(r, min_cell),
+                *([_value(r.get("alliance"))] if alliances else []),
                 objective or MISSING,
             ]
         )
@@ -497,7 +508,9 @@ def render_fragilities_table(ctx: ReportContext, *, top: int | None = None) -> s
     )
 
 
-def render_items_table(records: Sequence[Mapping[str, Any]], *, caption: str = "") -> str:
+def render_items_table(
+    records: Sequence[Mapping[str, Any]], *, caption: str = "", min_cell: int = 5
+) -> str:
     """Generic indicator table: value [interval], n, « ne sait pas » share, national benchmark.
 
     Returns an empty string when there is no record (no empty table with a caption).
@@ -515,8 +528,8 @@ def render_items_table(records: Sequence[Mapping[str, Any]], *, caption: str = "
             [
                 escape(r["label"]),
                 _value(r),
-                escape(fmt_count(r.get("n"))) + _flag(bool(r.get("is_small_n"))),
-                escape(fmt_percent(r.get("nsp_share"))),
+                _n(r, min_cell),
+                _value(r.get("nsp")),
                 bench or MISSING,
             ]
         )
@@ -531,6 +544,7 @@ def render_items_table(records: Sequence[Mapping[str, Any]], *, caption: str = "
 def render_milestones_table(ctx: ReportContext) -> str:
     """Milestone checklist « fait / à faire » (majority of respondents answering yes)."""
     rows = []
+    min_cell = _min_cell(ctx)
     for m in ctx.milestones:
         done = m.get("done")
         status = (
@@ -538,15 +552,15 @@ def render_milestones_table(ctx: ReportContext) -> str:
             if done
             else f'<span class="todo">○{NBSP}à{NBSP}faire</span>'
         )
-        if m.get("estimate") is None:
+        if done is None:
             status = MISSING
         rows.append(
             [
                 escape(m["label"]),
                 status,
-                escape(fmt_percent(m.get("estimate"))),
-                escape(fmt_count(m.get("n"))) + _flag(bool(m.get("is_small_n"))),
-                escape(fmt_percent(m.get("nsp_share"))),
+                _value({**m, "kind": "share"}),
+                _n(m, min_cell),
+                _value(m.get("nsp")),
             ]
         )
     return _table(
@@ -559,27 +573,29 @@ def render_milestones_table(ctx: ReportContext) -> str:
 
 
 def render_respondents_table(ctx: ReportContext) -> str:
-    """Respondents by type (n and share)."""
+    """Respondents by type (n and share), the smaller types merged (« autres acteurs »)."""
     rows = [
         [escape(r["label"]), escape(fmt_count(r["n"])), escape(fmt_percent(r.get("share")))]
         for r in ctx.respondents
+        if r.get("status", "publishable") != "suppressed"
     ]
+    hidden = [r for r in ctx.respondents if r.get("status") == "suppressed"]
+    if hidden:  # every type together below min_cell: one line, no count
+        rows.append(["Ensemble des répondants", escape(f"<{NBSP}{_min_cell(ctx)}"), MISSING])
     return _table(
         ("Type de répondant", "n", "Part"),
         rows,
-        caption=f"Répondants par type ({fmt_n(ctx.n_respondents)})",
+        caption=f"Répondants par type ({n_text(ctx.n_respondents, _min_cell(ctx))})",
         numeric=(1, 2),
     )
 
 
 def render_nsp_table(ctx: ReportContext) -> str:
-    """Share of « ne sait pas » per dimension."""
-    rows = [
-        [escape(r["label"]), escape(fmt_percent(r["nsp_share"])), escape(fmt_count(r["n"]))]
-        for r in ctx.nsp
-    ]
+    """Share of « ne sait pas » per dimension (each a judged figure)."""
+    min_cell = _min_cell(ctx)
+    rows = [[escape(r["label"]), _value(r), _n(r, min_cell)] for r in ctx.nsp]
     return _table(
-        ("Dimension", "Ne sait pas (moyenne des items)", "n"),
+        ("Dimension", "Ne sait pas [IC 95 %]", "n"),
         rows,
         caption="Taux de « ne sait pas » par dimension",
         numeric=(1, 2),
@@ -594,16 +610,23 @@ def _scale_span(ctx: ReportContext) -> str:
 
 
 def render_by_type_table(ctx: ReportContext) -> str:
-    """Benefits, burden and trust by actor type, side by side (the spec's ``by_type`` items)."""
+    """Benefits, burden and trust by actor group, side by side (the spec's ``by_type`` items).
+
+    The types with fewer than ``min_cell`` respondents are merged into « autres acteurs »;
+    each mean is a judged figure.
+    """
     items = ctx.by_type_items
+    min_cell = _min_cell(ctx)
     rows = [
         [
             escape(r["label"]),
-            escape(fmt_number(r.get(items.get("benefit")), 1)),
-            escape(fmt_number(r.get(items.get("burden")), 1)),
-            escape(fmt_number(r.get(items.get("trust")), 1)),
-            escape(fmt_count(r["n"]))
-            + (' <span class="flag">indicatif</span>' if r["is_small_n"] else ""),
+            *(
+                render_estimate(r.get(f"{items.get(k)}__record"), base=1)
+                if r.get(f"{items.get(k)}__record")
+                else MISSING
+                for k in ("benefit", "burden", "trust")
+            ),
+            _n(r, min_cell),
         ]
         for r in ctx.by_type
     ]
@@ -617,8 +640,9 @@ def render_by_type_table(ctx: ReportContext) -> str:
 
 def render_declared_table(ctx: ReportContext) -> str:
     """How respondents themselves place the initiative (stade perçu)."""
+    min_cell = _min_cell(ctx)
     rows = [
-        [escape(r["label"]), _value({**r, "kind": "share"}), escape(fmt_count(r.get("n")))]
+        [escape(r["label"]), _value({**r, "kind": "share"}), _n(r, min_cell)]
         for r in ctx.declared_distribution
     ]
     return _table(
@@ -801,6 +825,8 @@ def render_transitions_table(ctx: ReportContext) -> str:
 
 def render_territories_table(ctx: ReportContext, *, links: Mapping[str, str] | None = None) -> str:
     """Territories with their stage (national); ``links`` maps a code to a relative URL."""
+    from evalterritoire.report.annex import probability_words
+
     rows = []
     for t in sorted(
         ctx.territories,
@@ -814,15 +840,15 @@ def render_territories_table(ctx: ReportContext, *, links: Mapping[str, str] | N
                 escape(t["territory"]),
                 name,
                 escape(t["stage_label"]),
-                escape(fmt_percent(t.get("stage_probability"))),
+                escape(probability_words(t.get("stage_probability"))),
                 escape(fmt_count(t["n"])) + _flag(t["is_indicative"]),
             ]
         )
     return _table(
-        ("Code", "Territoire", "Stade", "Probabilité", "n"),
+        ("Code", "Territoire", "Stade", "Classement", "n"),
         rows,
         caption="Territoires enquêtés",
-        numeric=(3, 4),
+        numeric=(4,),
     )
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
+from evalterritoire.report.breakdowns import Breakdowns
 from evalterritoire.report.context import SMALL_CELL, Columns, StudyArtefacts, short_label
 from evalterritoire.report.grid import EvaluationGrid
 from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
@@ -81,11 +82,19 @@ def _prepare_wave(
     columns = Columns.from_codebook(codebook)
     responses = _responses(artefacts, columns.territory)
     estimates = artefacts.estimates
+    rules = config.publication
     if estimates is None and not responses.empty:
         estimates = compute_descriptive_estimates(
-            responses, codebook, min_n=config.min_n, wave=config.wave
+            responses, codebook, min_n=config.min_n, wave=config.wave, publication=rules
         )
-    sections = Sections(_Lookup(estimates), codebook, spec, columns, config.min_n)
+    breakdowns = (
+        Breakdowns(config, codebook, spec, columns, responses, rules)
+        if not responses.empty and columns.territory in responses.columns
+        else None
+    )
+    sections = Sections(
+        _Lookup(estimates), codebook, spec, columns, config.min_n, rules, breakdowns
+    )
     labels = {
         dim: spec.dimension_label(dim, short_label(label))
         for dim, label in codebook.dimensions.items()
@@ -117,7 +126,11 @@ def _prepare_wave(
         ctx_table=ctx_table,
         ctx_median=_context_medians(ctx_table, codebook),
         history=tuple(_history(artefacts, tuple(config.maturity.stage_names))),
-        wave_scores=tuple(_wave_scores(artefacts, config.wave, labels)),
+        wave_scores=tuple(
+            _wave_scores(
+                artefacts, config.wave, labels, score_range=codebook.score_range, rules=rules
+            )
+        ),
         common=_common(config, artefacts, codebook, spec, columns),
         methodology=_methodology(config, artefacts),
     )
@@ -210,7 +223,19 @@ def _common(
         "by_type_items": dict(spec.by_type),
         "by_type_scale": _item_scale(codebook, next(iter(spec.by_type.values()), None)),
         "population_variable": columns.population or "",
+        "publication": _publication(config),
     }
+
+
+def _publication(config: StudyConfig) -> dict[str, Any]:
+    """The study's publication rules, for the legend and the annex."""
+    from dataclasses import asdict
+
+    rules = asdict(config.publication)
+    covariates = rules.get("smallarea_covariates")
+    if not isinstance(covariates, str):
+        rules["smallarea_covariates"] = list(covariates)
+    return rules
 
 
 def _item_scale(codebook: Codebook, item: str | None) -> dict[str, Any]:

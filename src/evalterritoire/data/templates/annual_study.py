@@ -25,12 +25,14 @@ context_path: str = ""
 from IPython.display import HTML, display
 
 from evalterritoire.manifest import safe_filename
+from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
+display(HTML(annex.render_quality_box(ctx)))
 
 # %%
 display(HTML("<h2>1. Chiffres clés</h2>"))
@@ -73,6 +75,7 @@ display(HTML(tables.render_territories_table(ctx, links=links)))
 # %%
 display(HTML("<h2>8. Annexe méthodologique</h2>"))
 display(HTML(tables.render_methodology(ctx)))
+display(HTML(annex.render_publication_annex(ctx)))
 display(HTML(tables.render_ingestion(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))

@@ -26,12 +26,14 @@ context_path: str = ""
 # earlier stage's block.
 from IPython.display import HTML, display
 
+from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
+display(HTML(annex.render_quality_box(ctx)))
 
 # %%
 display(HTML("<h2>1. Carte d'identité du territoire</h2>"))
@@ -78,7 +80,8 @@ if ctx.stage_grid:
 
 # %%
 display(HTML("<h2>7. Annexe méthodologique</h2>"))
-display(HTML(tables.render_small_n(ctx)))
+display(HTML(annex.render_publication_annex(ctx)))
+display(HTML(annex.render_smallarea_annex(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_methodology(ctx)))
