@@ -303,7 +303,7 @@ def _dimension_scores(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFra
 
 def _write_study_tables(record: StepRecorder, design: SurveyDesign, codebook: Codebook) -> None:
     """The report tables: territory vs nation, alpha per dimension, medians of counts."""
-    from evalterritoire.estimates.study import (
+    from evalterritoire.estimates.report_tables import (
         compute_dimension_reliability,
         compute_item_medians,
         compute_national_comparisons,
