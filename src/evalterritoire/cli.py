@@ -73,7 +73,7 @@ def simulate(
         raise StudyConfigError(f"--waves must be comma-separated years, got {waves!r}") from None
     if territories < 2 or respondents < territories:
         raise StudyConfigError("--territories must be ≥ 2 and --respondents ≥ --territories")
-    if not 0 <= seed <= 2**32 - 1:  # the seed is written in the study files it generates
+    if seed > 2**32 - 1:  # written in the study files it generates (numpy's range; < 0: below)
         raise StudyConfigError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed}")
     try:
         result = simulate_waves(
