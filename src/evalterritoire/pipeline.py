@@ -515,6 +515,7 @@ def _render_batches(
             template=territory_template,
             parameters=parameters(code, safe_filename(code)),
             output_stem=safe_filename(code),
+            title=_context_title(contexts_dir / f"{safe_filename(code)}.json"),
         )
         for code in wanted
     ]
@@ -525,9 +526,20 @@ def _render_batches(
             template=study_template,
             parameters=parameters("", "national"),
             output_stem="synthese",
+            title=_context_title(contexts_dir / "national.json"),
         )
         batches.append((config.reports_dir, [study]))
     return batches
+
+
+def _context_title(path: Path) -> str | None:
+    """The page title of a report (« Territoire — rapport d'évaluation 2025 »), from its context."""
+    from evalterritoire.report.context import ReportContext
+
+    try:
+        return ReportContext.from_json(path).title
+    except EvalTerritoireError:
+        return None
 
 
 def _merge_summaries(summaries: Sequence[Any]) -> Any:

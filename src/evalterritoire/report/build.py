@@ -11,7 +11,7 @@ context :mod:`.national`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -19,9 +19,12 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
+from evalterritoire.report.colophon import colophon, glossary
 from evalterritoire.report.context import SMALL_CELL, ReportContext, StudyArtefacts, _num
 from evalterritoire.report.grid import EvaluationGrid, load_grid
+from evalterritoire.report.narrative import narrative_fields
 from evalterritoire.report.national import _national
+from evalterritoire.report.neighbours import METHOD, nearest_neighbours
 from evalterritoire.report.sections import _median, _modal, _numeric, _option_label
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 from evalterritoire.report.stages import _neighbour_stage, _profile, _stage_label
@@ -75,7 +78,29 @@ def build_contexts(
     spec = spec if spec is not None else load_report_spec(config.report.report_spec, codebook)
     spec.check_grid(grid)
     wave = _prepare_wave(config, codebook, grid, spec, artefacts)
-    return [_national(wave), *(_territory(wave, code) for code in wave.codes)]
+    territories = [_territory(wave, code) for code in wave.codes]
+    groups = nearest_neighbours(territories)
+    shared = colophon(config, codebook, spec.narrative, artefacts.responses)
+    out = [replace(_national(wave), colophon=shared)]
+    for ctx in territories:
+        ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
+        out.append(ctx)
+    return [replace(c, glossary=glossary(c.to_json(), spec.narrative.glossary)) for c in out]
+
+
+def _narrative(wave: _Wave, ctx: ReportContext, group: Mapping[str, Any]) -> dict[str, Any]:
+    """The narrative fields of a territory context (:mod:`.narrative`)."""
+    domain = ("territory", ctx.territory)
+    spec = wave.spec
+    fields = narrative_fields(
+        ctx,
+        spec.narrative,
+        wave.codebook,
+        lambda items: wave.sections.items(domain, items),
+        group,
+        {"composition": spec.composition or "", "barriers": spec.barriers or ""},
+    )
+    return {**fields, "neighbour_method": METHOD if fields["neighbours"] else ""}
 
 
 # --------------------------------------------------------------------------- stage decision

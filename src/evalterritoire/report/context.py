@@ -186,7 +186,25 @@ class ReportContext:
     history: tuple[Mapping[str, Any], ...] = ()
     wave_scores: tuple[Mapping[str, Any], ...] = ()
     recommendations: tuple[str, ...] = ()
+    #: Why each recommendation is proposed (aligned with ``recommendations``).
+    recommendation_reasons: tuple[str, ...] = ()
     next_stage: Mapping[str, Any] = field(default_factory=dict)
+    # narrative (report.narrative), comparison group (report.neighbours), colophon
+    #: « L'essentiel »: ``stage``, ``strengths``, ``attention``, ``change``, ``comparison``
+    #: (lists of French sentences).
+    essentiel: Mapping[str, Any] = field(default_factory=dict)
+    #: Each evaluative question of the stage with its ``sentences``.
+    answers: tuple[Mapping[str, Any], ...] = ()
+    #: The stage move since the previous wave and the sentences explaining it (``{}``: none).
+    stage_change: Mapping[str, Any] = field(default_factory=dict)
+    #: The statistically similar territories (``territory``, ``name``, ``stage_label``,
+    #: ``distance``) and how they are found (``neighbour_method``).
+    neighbours: tuple[Mapping[str, Any], ...] = ()
+    neighbour_method: str = ""
+    #: Producer, data, version, commit, how to cite, confidentiality.
+    colophon: Mapping[str, Any] = field(default_factory=dict)
+    #: Acronyms of the report's text with their expansion (``term``, ``definition``).
+    glossary: tuple[Mapping[str, Any], ...] = ()
     # national only
     stage_distribution: tuple[Mapping[str, Any], ...] = ()
     territories: tuple[Mapping[str, Any], ...] = ()

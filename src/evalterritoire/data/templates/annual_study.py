@@ -26,6 +26,7 @@ from IPython.display import HTML, display
 
 from evalterritoire.manifest import safe_filename
 from evalterritoire.report import figures as figures
+from evalterritoire.report import prose as prose
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
@@ -77,3 +78,5 @@ display(HTML(tables.render_ingestion(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_reliability_table(ctx)))
+display(HTML(prose.render_glossary(ctx)))
+display(HTML(prose.render_colophon(ctx)))
