@@ -133,7 +133,8 @@ class _Writer:
         lo, hi = (float(v) for v in ctx.score_range)
         self.lo, self.hi, self.span = lo, hi, (hi - lo) or 1.0
         self.max = fmt_number(hi, 0)
-        self.bands = list(ctx.stage_grid.get("bands") or ())
+        # an indicative report (too few respondents) gets no threshold verdict, like its profile
+        self.bands = [] if ctx.is_indicative else list(ctx.stage_grid.get("bands") or ())
 
     # ------------------------------------------------------------------ shared
     def say(self, key: str, fragile: bool = False, **values: Any) -> str:

@@ -356,8 +356,12 @@ def render_methodology(ctx: ReportContext) -> str:
     """Methodological annex: design, intervals, small-n rules."""
     m = ctx.methodology
     design = ", ".join(
-        f"{label} {guillemets(escape(m.get(key)))}"
-        for key, label in (("weight", "poids"), ("strata", "strates"), ("psu", "UPS"))
+        label
+        for key, label in (
+            ("weight", "pondération"),
+            ("strata", "stratification"),
+            ("psu", "tirage par unités primaires"),
+        )
         if m.get(key)
     )
     intervals = (
@@ -380,7 +384,8 @@ def render_methodology(ctx: ReportContext) -> str:
         "jamais intégrés aux moyennes.</p>"
         "<p>Stades : classification "
         f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
-        f"territoires sur {_dimensions(ctx)}, graine {escape(m.get('random_state', ''))}.</p>"
+        f"territoires sur {_dimensions(ctx)} (tirage aléatoire fixé : le classement est "
+        "reproductible).</p>"
         "</div>"
     )
 
@@ -728,7 +733,7 @@ def _model_caption(
     n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
     method = str(all_terms[0].get("variance") or "")
     caption = (
-        f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+        f"{all_terms[0].get('title') or name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
         f"{fmt_count(n_psu)}{NBSP}UPE ; "
         + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
     )
@@ -741,7 +746,7 @@ def _model_caption(
             f"{fmt_percent(between / (between + within), 0)})"
         )
     if kind == "ordinal":
-        caption += " ; seuils du logit cumulatif dans models.parquet"
+        caption += " ; seuils du logit cumulatif dans les fichiers de données de l'étude"
     return caption
 
 
