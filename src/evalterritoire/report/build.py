@@ -28,6 +28,7 @@ from evalterritoire.report.neighbours import METHOD, nearest_neighbours
 from evalterritoire.report.sections import _median, _modal, _numeric, _option_label
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 from evalterritoire.report.stages import _neighbour_stage, _profile, _stage_label
+from evalterritoire.report.trends import trend_fields
 from evalterritoire.report.wave import _prepare_wave, _Wave
 
 #: Below this stage probability (or robustness) a territory is « entre deux stades » (grid §6).
@@ -81,7 +82,7 @@ def build_contexts(
     territories = [_territory(wave, code) for code in wave.codes]
     groups = nearest_neighbours(territories)
     shared = colophon(config, codebook, spec.narrative, artefacts.responses)
-    out = [replace(_national(wave), colophon=shared)]
+    out = [replace(_national(wave), colophon=shared, **trend_fields(wave))]
     for ctx in territories:
         ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
         out.append(ctx)

@@ -210,6 +210,12 @@ class ReportContext:
     territories: tuple[Mapping[str, Any], ...] = ()
     transition_matrix: tuple[Mapping[str, Any], ...] = ()
     headline: tuple[Mapping[str, Any], ...] = ()
+    #: Mean of each dimension score over territories, wave by wave (report.trends).
+    score_trend: tuple[Mapping[str, Any], ...] = ()
+    #: Territories at each stage, wave by wave.
+    stage_by_wave: tuple[Mapping[str, Any], ...] = ()
+    #: Territories whose stage changed since the previous wave.
+    stage_changes: tuple[Mapping[str, Any], ...] = ()
     stage_profiles: tuple[Mapping[str, Any], ...] = ()
     reliability: tuple[Mapping[str, Any], ...] = ()
     ingestion: Mapping[str, Any] = field(default_factory=dict)

@@ -26,6 +26,7 @@ __all__ = [
     "render_neighbours",
     "render_recommendations",
     "render_stage_change",
+    "render_trends",
 ]
 
 _PARTS = (
@@ -142,3 +143,68 @@ def render_colophon(ctx: ReportContext) -> str:
     ]
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in lines if v)
     return f'<footer class="colophon"><h3>Colophon</h3><dl>{rows}</dl></footer>'
+
+
+def _table(caption: str, head: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
+    cells = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{escape(c)}</td>' if i >= numeric_from else f"<td>{escape(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    heads = "".join(
+        f'<th class="num">{escape(h)}</th>' if i >= numeric_from else f"<th>{escape(h)}</th>"
+        for i, h in enumerate(head)
+    )
+    return (
+        f"<table><caption>{escape(caption)}</caption><thead><tr>{heads}</tr></thead>"
+        f"<tbody>{cells}</tbody></table>"
+    )
+
+
+def render_trends(ctx: ReportContext) -> str:
+    """Synthesis: mean scores and stages wave by wave, and the territories that changed stage."""
+    parts = []
+    if ctx.score_trend:
+        waves = sorted({r["wave"] for r in ctx.score_trend})
+        by = {(r["label"], r["wave"]): r["mean"] for r in ctx.score_trend}
+        labels = list(dict.fromkeys(r["label"] for r in ctx.score_trend))
+        rows = [[lab, *(fmt_number(by.get((lab, w)), 1) for w in waves)] for lab in labels]
+        parts.append(
+            _table(
+                "Score moyen des territoires par dimension, vague par vague",
+                ["Dimension", *map(str, waves)],
+                rows,
+            )
+        )
+    if ctx.stage_by_wave:
+        waves = sorted({r["wave"] for r in ctx.stage_by_wave})
+        by = {(r["label"], r["wave"]): r["n_territories"] for r in ctx.stage_by_wave}
+        labels = list(dict.fromkeys(r["label"] for r in ctx.stage_by_wave))
+        rows = [[lab, *(fmt_number(by.get((lab, w), 0), 0) for w in waves)] for lab in labels]
+        parts.append(
+            _table("Territoires par stade, vague par vague", ["Stade", *map(str, waves)], rows)
+        )
+    if ctx.stage_changes:
+        rows = [
+            [
+                c["name"],
+                c["from_label"],
+                c["to_label"],
+                "progression" if c["direction"] == "up" else "retour en arrière",
+            ]
+            for c in ctx.stage_changes
+        ]
+        first = ctx.stage_changes[0]["from_wave"]
+        parts.append(
+            _table(
+                f"Territoires qui ont changé de stade depuis {first}",
+                ["Territoire", f"Stade en {first}", f"Stade en {ctx.wave}", "Sens"],
+                rows,
+                numeric_from=99,
+            )
+        )
+    return "".join(parts)

@@ -47,6 +47,7 @@ display(figures.build_stage_profiles_figure(ctx))
 # %%
 display(HTML("<h2>3. Passages de stade entre vagues</h2>"))
 display(HTML(tables.render_transitions_table(ctx)))
+display(HTML(prose.render_trends(ctx)))
 
 # %%
 display(HTML("<h2>4. Fragilités perçues</h2>"))
