@@ -69,7 +69,7 @@ def test_summary_opens_with_the_stage_and_its_certainty(contexts):
     assert t2.between_stages
     assert "entre les stades" in t2.essentiel["stage"][0]
     t5 = contexts[5]
-    assert any("reste indicatif" in s for s in t5.essentiel["stage"])
+    assert any("restent indicatifs" in s for s in t5.essentiel["stage"])
     for ctx in contexts[1:]:
         assert 1 <= len(ctx.essentiel["strengths"]) <= 3
         assert 1 <= len(ctx.essentiel["attention"]) <= 3

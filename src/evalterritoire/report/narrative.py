@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from evalterritoire.codebook import Codebook
-from evalterritoire.report.context import ReportContext, _num
+from evalterritoire.report.context import SMALL_CELL, ReportContext, _num
 from evalterritoire.report.french import fmt_count, fmt_n, fmt_number, fmt_percent, fmt_words
 from evalterritoire.report.phrases import (
     NarrativeSpec,
@@ -104,12 +104,22 @@ def narrative_fields(
 
 
 def _usable(rec: Mapping[str, Any], key: str = "estimate") -> tuple[float, bool] | None:
-    """(value, is_fragile), or None when the figure may not be stated."""
+    """(value, is_fragile), or None when the figure may not be stated.
+
+    The record's publication ``status`` decides; without one (contexts built before the
+    publication rules), a figure on fewer than :data:`SMALL_CELL` respondents is not stated and
+    one flagged small-n is fragile.
+    """
     value = _num(rec.get(key))
     status = rec.get("status")
     if value is None or status == "suppressed":
         return None
-    return value, status == "fragile" or (status is None and bool(rec.get("is_small_n")))
+    if status is None:
+        n = _num(rec.get("n"))
+        if n is not None and n < SMALL_CELL:
+            return None
+        return value, bool(rec.get("is_small_n"))
+    return value, status == "fragile"
 
 
 def _signed(value: float) -> str:
@@ -139,7 +149,8 @@ class _Writer:
     # ------------------------------------------------------------------ shared
     def say(self, key: str, fragile: bool = False, **values: Any) -> str:
         text = self.spec.sentence(key, **values)
-        if fragile:
+        # an indicative report says once that all its figures are indicative
+        if fragile and not self.ctx.is_indicative:
             caution = self.spec.sentence("fragile")
             text = (text[:-1] if text.endswith(".") else text) + " " + caution + "."
         return text
@@ -153,7 +164,7 @@ class _Writer:
                 continue
             ref = _num(p.get("centroid"))
             ref = ref if ref is not None else _num(p.get("national"))
-            fragile = got[1] or self.ctx.is_indicative
+            fragile = got[1]
             gap = got[0] - ref if ref is not None else 0.0
             out.append({**p, "value": got[0], "fragile": fragile, "ref": ref, "gap": gap})
         return out

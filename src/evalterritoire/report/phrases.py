@@ -129,9 +129,17 @@ def ordinal_fr(rank: int) -> str:
     return _ORDINALS[rank - 1] if 1 <= rank <= len(_ORDINALS) else f"{rank}e"
 
 
+#: First words that keep their capital inside a sentence (institutions, places).
+PROPER_WORDS = frozenset({"État", "Région", "Département", "Europe", "France", "Union"})
+
+
 def lower_first(text: str) -> str:
-    """A label inside a sentence: first letter lower-cased unless it starts an acronym."""
-    if not text or (len(text) > 1 and text[1].isupper()):
+    """A label inside a sentence: first letter lower-cased.
+
+    Kept as it is when it starts an acronym or a proper noun (:data:`PROPER_WORDS`).
+    """
+    first = text.split(" ", 1)[0].strip(",;:")
+    if not text or (len(text) > 1 and text[1].isupper()) or first in PROPER_WORDS:
         return text
     return text[0].lower() + text[1:]
 
