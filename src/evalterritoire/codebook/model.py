@@ -217,6 +217,9 @@ class Variable:
         Column role (:data:`ROLES`) declared with ``role:`` or implied by the type.
     label_short : str
         Short French label for charts and narrow tables (``label_fr`` when not declared).
+    source : str
+        Where a territory-level statistic comes from, with its year (« INSEE, recensement de
+        la population 2021 »), shown beside it in the reports; empty when not declared.
     """
 
     id: str
@@ -244,6 +247,7 @@ class Variable:
     key_indicator_for_stages: tuple[str, ...] = ()
     role: str | None = None
     label_short: str = ""
+    source: str = ""
 
     @property
     def special_col(self) -> str | None:

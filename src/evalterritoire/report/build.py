@@ -299,6 +299,7 @@ def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[di
             "value": _num(context_row.get(c)),
             "median": wave.ctx_median.get(c),
             "type": codebook[c].type if c in codebook else "decimal",
+            "source": codebook[c].source if c in codebook else "",
         }
         for c in sorted(wave.ctx_median)
         if _num(context_row.get(c)) is not None

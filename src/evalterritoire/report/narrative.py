@@ -232,21 +232,33 @@ class _Writer:
         return out
 
     def dimension_sentence(self, d: Mapping[str, Any]) -> str:
-        values = {"dimension": d["label"], "score": fmt_number(d["value"], 1), "max": self.max}
+        score = fmt_number(d["value"], 1)
+        values = {"dimension": d["label"], "max": self.max}
         if self.bands:
-            band = next(
-                (b for b in self.bands if b["low"] <= d["value"] < b["high"]),
-                self.bands[-1] if d["value"] >= self.bands[-1]["high"] else self.bands[0],
-            )
+            band = self.band(d["value"])
+            if self.band(round(d["value"], 1)) is not band:  # 2,98 is not « 3,0 » here
+                score = fmt_number(d["value"], 2)
             return self.say(
-                "dimension_band", d["fragile"], bande=lower_first(band["label"]), **values
+                "dimension_band",
+                d["fragile"],
+                bande=lower_first(band["label"]),
+                score=score,
+                **values,
             )
         return self.say(
             "dimension_relative",
             d["fragile"],
             position=self.position(d["gap"]),
             reference=fmt_number(d["ref"], 1),
+            score=score,
             **values,
+        )
+
+    def band(self, value: float) -> Mapping[str, Any]:
+        """The reading band of a score (the first or last beyond the scale's ends)."""
+        return next(
+            (b for b in self.bands if b["low"] <= value < b["high"]),
+            self.bands[-1] if value >= self.bands[-1]["high"] else self.bands[0],
         )
 
     def reads_well(self, d: Mapping[str, Any], *, strong: bool) -> bool:

@@ -111,7 +111,7 @@ def render_neighbours(ctx: ReportContext) -> str:
     return (
         '<div class="neighbours"><h3>Territoires similaires</h3>'
         f"<p>{escape(ctx.neighbour_method)}</p>"
-        "<table><caption>Territoires les plus proches par le contexte et le profil</caption>"
+        '<table class="et-table"><caption>Territoires les plus proches par le contexte et le profil</caption>'
         '<thead><tr><th>Territoire</th><th>Stade</th><th class="num">Distance</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
@@ -160,7 +160,7 @@ def _table(caption: str, head: list[str], rows: list[list[str]], numeric_from: i
         for i, h in enumerate(head)
     )
     return (
-        f"<table><caption>{escape(caption)}</caption><thead><tr>{heads}</tr></thead>"
+        f'<table class="et-table"><caption>{escape(caption)}</caption><thead><tr>{heads}</tr></thead>'
         f"<tbody>{cells}</tbody></table>"
     )
 

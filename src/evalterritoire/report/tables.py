@@ -409,8 +409,23 @@ def render_identity_table(ctx: ReportContext) -> str:
             lambda v: escape(fmt_number(v, 0)),
         ),
     ]
+    sources = {i["variable"]: i.get("source") or "" for i in ctx.context_indicators}
+
+    def sourced(label: str, variable: str) -> str:
+        source = sources.get(variable, "")
+        return escape(label) + (
+            f'<br><span class="ci">Source : {escape(source)}</span>' if source else ""
+        )
+
     rows = [("Code du territoire", escape(ctx.territory))]
-    rows += [(label, show(ident.get(key))) for key, label, show in declared if key in ident]
+    rows += [
+        (
+            sourced(label, ctx.population_variable) if key == "population" else escape(label),
+            show(ident.get(key)),
+        )
+        for key, label, show in declared
+        if key in ident
+    ]
     rows.append(("Répondants", escape(fmt_n(ctx.n_respondents)) + _flag(ctx.is_indicative)))
     for ind in ctx.context_indicators:
         if ind["variable"] == ctx.population_variable:  # the « Population » row above
@@ -423,7 +438,10 @@ def render_identity_table(ctx: ReportContext) -> str:
             value = fmt_number(ind["value"], decimals)
             median = f"(médiane des territoires : {fmt_number(ind.get('median'), decimals)})"
         rows.append(
-            (escape(ind["label"]), f'{escape(value)} <span class="ci">{escape(median)}</span>')
+            (
+                sourced(ind["label"], ind["variable"]),
+                f'{escape(value)} <span class="ci">{escape(median)}</span>',
+            )
         )
     return _table(("Carte d'identité", ""), rows, css="identity")
 
@@ -433,6 +451,9 @@ def render_profile_table(ctx: ReportContext) -> str:
     verdicts = ctx.allows_verdicts and not ctx.is_indicative
     bands = tuple(Band(**b) for b in ctx.stage_grid.get("bands", ()))
     headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
+    similar = any(p.get("neighbours") is not None for p in ctx.profile)
+    if similar:
+        headers.append("Territoires similaires")
     if verdicts:
         headers += ["Moyenne des territoires", "Lecture"]
     nsp = {r["dimension"]: r for r in ctx.nsp}
@@ -447,6 +468,8 @@ def render_profile_table(ctx: ReportContext) -> str:
             f'<span class="ci">{escape(fmt_interval(p.get("ci_low"), p.get("ci_high"), 1))}</span>',
             escape(fmt_number(p.get("centroid"), 1)),
         ]
+        if similar:
+            cells.append(escape(fmt_number(p.get("neighbours"), 1)))
         if verdicts:
             on_5 = None if score is None else 1 + 4 * (score - lo) / (hi - lo)
             band = band_for(on_5, bands)
