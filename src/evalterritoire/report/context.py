@@ -195,6 +195,8 @@ class ReportContext:
     essentiel: Mapping[str, Any] = field(default_factory=dict)
     #: Each evaluative question of the stage with its ``sentences``.
     answers: tuple[Mapping[str, Any], ...] = ()
+    #: What the national models estimate for the territory's stage, in plain French.
+    model_sentences: tuple[str, ...] = ()
     #: The stage move since the previous wave and the sentences explaining it (``{}``: none).
     stage_change: Mapping[str, Any] = field(default_factory=dict)
     #: The statistically similar territories (``territory``, ``name``, ``stage_label``,

@@ -19,6 +19,9 @@ spec's caution words. Nothing depends on anything but the context, so the text i
 - **Recommendations** (:func:`recommendations`): the grid's recommendations of the stage,
   ordered by how weak the dimensions they address are and how far their milestones are from
   being met; the first :data:`N_RECOMMENDATIONS` are proposed, each with its reason.
+- **Models** (``model_sentences``): what the national models estimate for the territory's
+  stage against the first stage, one plain sentence per model (the coefficient tables stay in
+  the synthesis).
 - **Change of stage** (:func:`stage_change`): since the previous wave, the stage move and the
   dimensions that moved beyond their margin of error (1,96 standard errors of the difference).
 
@@ -33,7 +36,14 @@ from typing import Any
 
 from evalterritoire.codebook import Codebook
 from evalterritoire.report.context import SMALL_CELL, ReportContext, _num
-from evalterritoire.report.french import fmt_count, fmt_n, fmt_number, fmt_percent, fmt_words
+from evalterritoire.report.french import (
+    fmt_count,
+    fmt_interval,
+    fmt_n,
+    fmt_number,
+    fmt_percent,
+    fmt_words,
+)
 from evalterritoire.report.phrases import (
     NarrativeSpec,
     join_fr,
@@ -87,7 +97,7 @@ def narrative_fields(
     -------
     dict
         ``essentiel``, ``answers``, ``recommendations``, ``recommendation_reasons``,
-        ``stage_change``, ``neighbours`` and ``profile`` (each dimension gains ``neighbours``,
+        ``stage_change``, ``model_sentences``, ``neighbours`` and ``profile`` (each dimension gains ``neighbours``,
         the group's mean score).
     """
     w = _Writer(ctx, spec, codebook, group.get("means", {}), section_items or {})
@@ -98,6 +108,7 @@ def narrative_fields(
         "recommendations": tuple(text for text, _ in chosen),
         "recommendation_reasons": tuple(reason for _, reason in chosen),
         "stage_change": w.stage_change(),
+        "model_sentences": tuple(w.model_sentences()),
         "neighbours": tuple(group.get("neighbours", ())),
         "profile": tuple({**p, "neighbours": w.group.get(p["dimension"])} for p in ctx.profile),
     }
@@ -414,6 +425,51 @@ class _Writer:
                 because,
             ],
         }
+
+    # ------------------------------------------------------------------ models
+    def model_sentences(self) -> list[str]:
+        """What the national models say of the territory's stage against the first stage.
+
+        One sentence per model with a term for the territory's stage (``C(stage)[T.<s>]``)
+        whose effect differs from zero at the 5 % level; nothing for the first stage (the
+        models' reference).
+        """
+        stage = self.ctx.stage
+        if stage is None or stage == 0 or not self.ctx.stage_names:
+            return []
+        out = []
+        for m in self.ctx.models:
+            if m.get("term") != f"C(stage)[T.{stage}]":
+                continue
+            p = _num(m.get("p_value"))
+            if p is None or p >= 0.05:
+                continue
+            odds = _num(m.get("odds_ratio"))
+            low, high = _num(m.get("ci_low")), _num(m.get("ci_high"))
+            values = {
+                "modele": str(m.get("title") or "").rstrip(". ") or "Modèle national",
+                "stade": self.ctx.stage_label,
+                "reference": self.ctx.stage_names[0],
+            }
+            if odds is not None and low is not None and high is not None:
+                out.append(
+                    self.say(
+                        "model_odds",
+                        effet=fmt_number(odds, 1),
+                        ic=fmt_interval(math.exp(low), math.exp(high), 1),
+                        **values,
+                    )
+                )
+            elif low is not None and high is not None:
+                out.append(
+                    self.say(
+                        "model_difference",
+                        effet=_signed(float(m["estimate"])),
+                        ic=fmt_interval(low, high, 1),
+                        **values,
+                    )
+                )
+        return out
 
     # ------------------------------------------------------------------ comparison
     def comparison(self, n_neighbours: int) -> list[str]:

@@ -55,6 +55,7 @@ SENTENCE_KEYS: tuple[str, ...] = (
     "answer_share", "answer_level", "answer_mean", "answer_scaled", "answer_ranked",
     "answer_none", "answer_too_few",
     "because", "because_dimension", "because_milestone", "because_stage",
+    "model_difference", "model_odds",
 )  # fmt: skip
 #: Sections whose records may answer a question (``narrative.answers.<stage>[i].sections``).
 ANSWER_SECTIONS = ("composition", "barriers")
@@ -351,4 +352,6 @@ SLOTS: Mapping[str, set[str]] = {
     "because_dimension": {"dimension", "score", "max"},
     "because_milestone": {"jalon"},
     "because_stage": {"stade"},
+    "model_difference": {"modele", "effet", "ic", "stade", "reference"},
+    "model_odds": {"modele", "effet", "ic", "stade", "reference"},
 }

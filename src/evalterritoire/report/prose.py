@@ -23,6 +23,7 @@ __all__ = [
     "render_colophon",
     "render_essentiel",
     "render_glossary",
+    "render_model_sentences",
     "render_neighbours",
     "render_recommendations",
     "render_stage_change",
@@ -70,6 +71,17 @@ def render_stage_change(ctx: ReportContext) -> str:
         return ""
     return (
         '<div class="stage-change"><h3>Changement de stade</h3>' + _paragraphs(sentences) + "</div>"
+    )
+
+
+def render_model_sentences(ctx: ReportContext) -> str:
+    """What the national models say of the territory's stage (empty when nothing)."""
+    if not ctx.model_sentences:
+        return ""
+    return (
+        '<div class="model-sentences"><h3>Ce que disent les modèles nationaux</h3>'
+        + _paragraphs(ctx.model_sentences)
+        + "</div>"
     )
 
 

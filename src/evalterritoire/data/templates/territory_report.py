@@ -51,6 +51,7 @@ display(HTML(tables.render_declared_table(ctx)))
 display(HTML(tables.render_free_text(ctx)))
 display(HTML(tables.render_history_table(ctx)))
 display(HTML(prose.render_stage_change(ctx)))
+display(HTML(prose.render_model_sentences(ctx)))
 
 # %%
 display(HTML("<h2>3. Fragilités du territoire</h2>"))
