@@ -9,7 +9,11 @@ Modules: ``grid`` (the evaluation grid: stages, questions, readings, charts — 
 estimates index and descriptive estimates), ``stages`` (stage labels, profiles, history),
 ``sections`` (content sections), ``wave`` (what a wave's contexts share), ``build`` (assembly,
 the territory contexts), ``national`` (the national context), ``figures``, ``tables`` and
-``french`` (number and text formatting).
+``french`` (number and text formatting); the written parts: ``narrative`` (« L'essentiel »,
+answers to the evaluative questions, recommendations and their reasons, change of stage, model
+sentences), ``phrases`` (sentence templates of the report spec, French agreement and
+typography), ``neighbours`` (the five statistically similar territories), ``colophon``
+(colophon and glossary), ``trends`` (the synthesis over the waves) and ``prose`` (their HTML).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from evalterritoire.report.context import (
 )
 from evalterritoire.report.grid import EvaluationGrid, StageGrid, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.narrative import narrative_fields
+from evalterritoire.report.neighbours import nearest_neighbours
+from evalterritoire.report.phrases import NarrativeSpec
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SMALL_CELL",
     "EvaluationGrid",
+    "NarrativeSpec",
     "ReportContext",
     "ReportSpec",
     "StageGrid",
@@ -39,5 +47,7 @@ __all__ = [
     "compute_descriptive_estimates",
     "load_grid",
     "load_report_spec",
+    "narrative_fields",
+    "nearest_neighbours",
     "short_label",
 ]
