@@ -25,7 +25,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.manifest import _git
-from evalterritoire.report.phrases import NarrativeSpec, fill
+from evalterritoire.report.phrases import NarrativeSpec, fill, typography
 
 __all__ = ["colophon", "glossary"]
 
@@ -74,19 +74,21 @@ def colophon(
         commit = str(git["commit"])[:12] + (" (modifications locales)" if git["dirty"] else "")
     producer = spec.colophon.get("producer", "")
     citation = spec.colophon.get("citation", "")
+    wave = str(config.wave)
+    title = config.name if wave in config.name else f"{config.name}, vague {wave}"
     return {
         "producer": producer,
-        "study": config.name,
+        "study": title,
         "wave": config.wave,
         "data_date": _data_date(responses, codebook, config.wave),
         "version": version,
         "commit": commit,
         "citation": fill(
-            citation, producteur=producer, titre=config.name, vague=config.wave, version=version
+            citation, producteur=producer, titre=title, vague=config.wave, version=version
         )
         if citation
         else "",
-        "confidentiality": spec.colophon.get("confidentiality", ""),
+        "confidentiality": typography(spec.colophon.get("confidentiality", "")),
         "min_n": config.min_n,
     }
 

@@ -146,7 +146,7 @@ def render_colophon(ctx: ReportContext) -> str:
         return ""
     lines = [
         ("Producteur", c.get("producer")),
-        ("Étude", f"{c.get('study', '')}, vague {c.get('wave', '')}"),
+        ("Étude", c.get("study")),
         ("Données", c.get("data_date")),
         ("Logiciel", f"evalterritoire {c.get('version', '')}".strip()),
         ("Version du code", c.get("commit")),
