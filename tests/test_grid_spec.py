@@ -233,7 +233,9 @@ def test_three_stage_study_follows_a_three_stage_grid(tmp_path, codebook, monkey
             "demarrage": SPEC["stages"]["emergence"],
             "organisation": SPEC["stages"]["structuration"],
             "maturite": SPEC["stages"]["essaimage"],
-        }
+        },
+        # the shipped answers and targets name the shipped grid's stages: only its sentences
+        narrative={"sentences": SPEC["narrative"]["sentences"]},
     )
     _write(tmp_path, spec, "spec.yaml")
     names = ["Premiers pas", "En route", "Maturité"]

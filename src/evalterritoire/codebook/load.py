@@ -62,7 +62,7 @@ _VAR_KEYS = {
     "dimension", "fragility", "options", "special_codes", "asked_to", "reverse_coded",
     "milestone", "min", "max", "pattern", "aliases", "synonyms", "max_choices", "level",
     "key_indicator_for_stages", "note", "role", "relevant", "warn_below", "warn_above",
-    "warn_median_ratio", "reference",
+    "warn_median_ratio", "reference", "source",
 }  # fmt: skip
 _TOP_KEYS = {
     "codebook", "missing_spellings", "special_codes", "scales", "maturity_dimensions",
@@ -334,6 +334,7 @@ def _parse_variable(rv: Any, i: int, ctx: _Context, seen: set[str]) -> Variable:
         label_fr=_as_label(rv["label_fr"], f"{where}.label_fr"),
         label_en=_as_label(rv.get("label_en"), f"{where}.label_en"),
         label_short=_as_label(rv.get("label_short"), f"{where}.label_short"),
+        source=_as_label(rv.get("source"), f"{where}.source"),
         type=vtype,
         scale=scale,
         feeds=_as_str(rv.get("feeds"), f"{where}.feeds", default=""),

@@ -231,6 +231,9 @@ class Variable:
         or below ``median / ratio`` are counted in a warning.
     reference : str or None
         Name of the codebook's reference list (``references:``) the codes must belong to.
+    source : str
+        Where a territory-level statistic comes from, with its year (« INSEE, recensement de
+        la population 2021 »), shown beside it in the reports; empty when not declared.
     """
 
     id: str
@@ -263,6 +266,7 @@ class Variable:
     warn_above: float | None = None
     warn_median_ratio: float | None = None
     reference: str | None = None
+    source: str = ""
 
     @property
     def special_col(self) -> str | None:

@@ -140,6 +140,7 @@ def study_tasks(
             template=territory_template,
             parameters=parameters(code, safe_filename(code)),
             output_stem=safe_filename(code),
+            title=context_title(contexts_dir / f"{safe_filename(code)}.json"),
         )
         for code in wanted
     ]
@@ -150,9 +151,33 @@ def study_tasks(
             template=study_template,
             parameters=parameters("", "national"),
             output_stem="synthese",
+            title=context_title(contexts_dir / "national.json"),
         )
         batches.append((config.reports_dir, [study]))
     return batches
+
+
+def context_title(path: Path) -> str | None:
+    """The page title of a report (« Territoire — rapport d'évaluation 2025 »), from its context.
+
+    Parameters
+    ----------
+    path : Path
+        The report's context file.
+
+    Returns
+    -------
+    str or None
+        The context's title, or ``None`` when the context cannot be read (the renderer then
+        names the page after the territory and the render itself reports the problem).
+    """
+    from evalterritoire.errors import EvalTerritoireError
+    from evalterritoire.report.context import ReportContext
+
+    try:
+        return ReportContext.from_json(path).title
+    except EvalTerritoireError:
+        return None
 
 
 def merge_summaries(summaries: Sequence[RenderSummary]) -> RenderSummary:

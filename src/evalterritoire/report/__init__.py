@@ -13,7 +13,12 @@ alliance, agreement and actor-group breakdowns, small types merged), ``display``
 figure is written: « s », « * », « estimation modélisée », intervals in words), ``quality``
 (figures counted by status), ``annex`` (quality box, publication rules, small-area models,
 stage probability in words), ``scan`` (a reader's check of rendered pages for unpublishable
-figures), ``figures``, ``tables`` and ``french`` (number and text formatting).
+figures), ``figures``, ``tables`` and ``french`` (number and text formatting); the written
+parts: ``narrative`` (« L'essentiel », answers to the evaluative questions, recommendations and
+their reasons, change of stage, model sentences), ``phrases`` (sentence templates of the report
+spec, French agreement and typography), ``neighbours`` (the five statistically similar
+territories), ``colophon`` (colophon and glossary), ``trends`` (the synthesis over the waves)
+and ``prose`` (their HTML).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from evalterritoire.report.context import (
 )
 from evalterritoire.report.grid import EvaluationGrid, StageGrid, load_grid
 from evalterritoire.report.lookup import compute_descriptive_estimates
+from evalterritoire.report.narrative import narrative_fields
+from evalterritoire.report.neighbours import nearest_neighbours
+from evalterritoire.report.phrases import NarrativeSpec
 from evalterritoire.report.scan import Finding, scan_report, scan_reports
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 
@@ -37,6 +45,7 @@ __all__ = [
     "SMALL_CELL",
     "EvaluationGrid",
     "Finding",
+    "NarrativeSpec",
     "ReportContext",
     "ReportSpec",
     "StageGrid",
@@ -45,6 +54,8 @@ __all__ = [
     "compute_descriptive_estimates",
     "load_grid",
     "load_report_spec",
+    "narrative_fields",
+    "nearest_neighbours",
     "scan_report",
     "scan_reports",
     "short_label",

@@ -13,7 +13,7 @@ behind its model-based figures. The shared preparation is :mod:`.wave`, the nati
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -21,6 +21,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
+from evalterritoire.report.colophon import colophon, glossary
 from evalterritoire.report.context import (
     SMALL_CELL,
     ReportContext,
@@ -29,7 +30,9 @@ from evalterritoire.report.context import (
     short_label,
 )
 from evalterritoire.report.grid import EvaluationGrid, load_grid
+from evalterritoire.report.narrative import narrative_fields
 from evalterritoire.report.national import _national
+from evalterritoire.report.neighbours import METHOD, nearest_neighbours
 from evalterritoire.report.quality import _quality, _records
 from evalterritoire.report.sections import _median, _modal, _numeric, _option_label
 from evalterritoire.report.spec import ReportSpec, load_report_spec
@@ -39,6 +42,7 @@ from evalterritoire.report.stages import (
     _stage_label,
     _stage_probabilities,
 )
+from evalterritoire.report.trends import trend_fields
 from evalterritoire.report.wave import _prepare_wave, _Wave
 
 #: Below this membership probability of its stage a territory is « entre deux stades » (grid §6):
@@ -91,7 +95,29 @@ def build_contexts(
     spec = spec if spec is not None else load_report_spec(config.report.report_spec, codebook)
     spec.check_grid(grid)
     wave = _prepare_wave(config, codebook, grid, spec, artefacts)
-    return [_national(wave), *(_territory(wave, code) for code in wave.codes)]
+    territories = [_territory(wave, code) for code in wave.codes]
+    groups = nearest_neighbours(territories)
+    shared = colophon(config, codebook, spec.narrative, artefacts.responses)
+    out = [replace(_national(wave), colophon=shared, **trend_fields(wave))]
+    for ctx in territories:
+        ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
+        out.append(ctx)
+    return [replace(c, glossary=glossary(c.to_json(), spec.narrative.glossary)) for c in out]
+
+
+def _narrative(wave: _Wave, ctx: ReportContext, group: Mapping[str, Any]) -> dict[str, Any]:
+    """The narrative fields of a territory context (:mod:`.narrative`)."""
+    domain = ("territory", ctx.territory)
+    spec = wave.spec
+    fields = narrative_fields(
+        ctx,
+        spec.narrative,
+        wave.codebook,
+        lambda items: wave.sections.items(domain, items),
+        group,
+        {"composition": spec.composition or "", "barriers": spec.barriers or ""},
+    )
+    return {**fields, "neighbour_method": METHOD if fields["neighbours"] else ""}
 
 
 # --------------------------------------------------------------------------- stage decision
@@ -371,6 +397,7 @@ def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[di
             "value": _num(context_row.get(c)),
             "median": wave.ctx_median.get(c),
             "type": codebook[c].type if c in codebook else "decimal",
+            "source": codebook[c].source if c in codebook else "",
         }
         for c in sorted(wave.ctx_median)
         if _num(context_row.get(c)) is not None

@@ -204,12 +204,38 @@ class ReportContext:
     history: tuple[Mapping[str, Any], ...] = ()
     wave_scores: tuple[Mapping[str, Any], ...] = ()
     recommendations: tuple[str, ...] = ()
+    #: Why each recommendation is proposed (aligned with ``recommendations``).
+    recommendation_reasons: tuple[str, ...] = ()
     next_stage: Mapping[str, Any] = field(default_factory=dict)
+    # narrative (report.narrative), comparison group (report.neighbours), colophon
+    #: « L'essentiel »: ``stage``, ``strengths``, ``attention``, ``change``, ``comparison``
+    #: (lists of French sentences).
+    essentiel: Mapping[str, Any] = field(default_factory=dict)
+    #: Each evaluative question of the stage with its ``sentences``.
+    answers: tuple[Mapping[str, Any], ...] = ()
+    #: What the national models estimate for the territory's stage, in plain French.
+    model_sentences: tuple[str, ...] = ()
+    #: The stage move since the previous wave and the sentences explaining it (``{}``: none).
+    stage_change: Mapping[str, Any] = field(default_factory=dict)
+    #: The statistically similar territories (``territory``, ``name``, ``stage_label``,
+    #: ``distance``) and how they are found (``neighbour_method``).
+    neighbours: tuple[Mapping[str, Any], ...] = ()
+    neighbour_method: str = ""
+    #: Producer, data, version, commit, how to cite, confidentiality.
+    colophon: Mapping[str, Any] = field(default_factory=dict)
+    #: Acronyms of the report's text with their expansion (``term``, ``definition``).
+    glossary: tuple[Mapping[str, Any], ...] = ()
     # national only
     stage_distribution: tuple[Mapping[str, Any], ...] = ()
     territories: tuple[Mapping[str, Any], ...] = ()
     transition_matrix: tuple[Mapping[str, Any], ...] = ()
     headline: tuple[Mapping[str, Any], ...] = ()
+    #: Mean of each dimension score over territories, wave by wave (report.trends).
+    score_trend: tuple[Mapping[str, Any], ...] = ()
+    #: Territories at each stage, wave by wave.
+    stage_by_wave: tuple[Mapping[str, Any], ...] = ()
+    #: Territories whose stage changed since the previous wave.
+    stage_changes: tuple[Mapping[str, Any], ...] = ()
     stage_profiles: tuple[Mapping[str, Any], ...] = ()
     reliability: tuple[Mapping[str, Any], ...] = ()
     ingestion: Mapping[str, Any] = field(default_factory=dict)

@@ -1013,12 +1013,12 @@ def build_headline_figure(ctx: ReportContext) -> ReportFigure:
             )
             if r.get("benchmark") is not None:
                 ax.plot(r["benchmark"], yi, marker="v", color=PALETTE["vermillion"], ms=8)
-        ax.set_yticks(y, [_wrap(r["label"], 46) for r in rows], fontsize=8)
+        ax.set_yticks(y, [_wrap(r.get("short") or r["label"], 46) for r in rows], fontsize=8)
         ax.set_xlim(0, 1)
         _fr_axis(ax.xaxis, percent=True)
         ax.grid(axis="y", visible=False)
         alt = "Chiffres clés : " + "; ".join(
-            f"{r['label']} {fmt_percent(r['estimate'])}" for r in rows
+            f"{r.get('short') or r['label']} {fmt_percent(r['estimate'])}" for r in rows
         )
         has_ci = any(r.get("ci_low") is not None for r in rows)
         caption = (

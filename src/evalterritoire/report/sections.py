@@ -105,8 +105,9 @@ class Sections:
         return _record(
             rec,
             var.id,
-            short_label(var.label_fr, limit=110),
+            var.label_fr,  # tables show the full question; charts its short label
             self.min_n,
+            short=var.label_short or short_label(var.label_fr, limit=60),
             kind=kind,
             scale_max=scale_max,
             nsp_share=nsp["estimate"],

@@ -24,6 +24,13 @@ from typing import Any
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import ReportSpecError
 from evalterritoire.report.grid import EvaluationGrid, _read_yaml, _Reader
+from evalterritoire.report.phrases import (
+    SLOTS,
+    NarrativeSpec,
+    check_against_grid,
+    check_slots,
+    parse_narrative,
+)
 
 __all__ = ["ITEM_SECTIONS", "ReportSpec", "default_report_spec_path", "load_report_spec"]
 
@@ -38,7 +45,7 @@ SCORED_TYPES = frozenset({"likert", "rating", "binary", "ordinal", "count", "dec
 _DOMAIN = "{domain}"
 _TOP_KEYS = (
     "identity", "status", "composition", "barriers", "items", "agreement", "milestones",
-    "by_type", "fragilities", "benchmarks", "dimension_labels", "stages",
+    "by_type", "fragilities", "benchmarks", "dimension_labels", "stages", "narrative",
 )  # fmt: skip
 
 
@@ -71,6 +78,9 @@ class ReportSpec:
         Maturity dimension → short chart label.
     stages : mapping of str to tuple of str
         Grid stage key → the indicators its block looks at first.
+    narrative : NarrativeSpec
+        What the written parts of the reports are built from (answers of the evaluative
+        questions, targets of the recommendations, sentence templates, colophon).
     source, sha256 : str
         File name and digest of its bytes.
     """
@@ -89,6 +99,7 @@ class ReportSpec:
     benchmarks: Mapping[str, tuple[float, str]] = field(default_factory=dict)
     dimension_labels: Mapping[str, str] = field(default_factory=dict)
     stages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    narrative: NarrativeSpec = field(default_factory=NarrativeSpec)
     source: str = ""
     sha256: str = ""
 
@@ -128,6 +139,13 @@ class ReportSpec:
                 f"{', '.join(grid.keys)}); give the study a report spec with one block per "
                 "stage of its grid"
             )
+        check_against_grid(
+            self.narrative,
+            grid,
+            lambda where, problem: ReportSpecError(
+                f"report spec {self.source}: {where}: {problem}"
+            ),
+        )
 
 
 def default_report_spec_path() -> Path:
@@ -169,6 +187,7 @@ def load_report_spec(path: str | Path | None, codebook: Codebook) -> ReportSpec:
         benchmarks=_parse_benchmarks(read, top.get("benchmarks")),
         dimension_labels=_parse_dimension_labels(read, top.get("dimension_labels")),
         stages=_parse_stages(read, top.get("stages")),
+        narrative=_parse_narrative(read, top.get("narrative")),
         source=path.name,
         sha256=digest,
     )
@@ -303,3 +322,9 @@ def _parse_stages(read: _SpecReader, raw: Any) -> dict[str, tuple[str, ...]]:
         read.unknown(entry, ("indicators",), where)
         out[str(key)] = read.items(entry.get("indicators"), f"{where}.indicators")
     return out
+
+
+def _parse_narrative(read: _SpecReader, raw: Any) -> NarrativeSpec:
+    narrative = parse_narrative(read, raw, tuple(read.codebook.dimensions))
+    check_slots(narrative.sentences, SLOTS, read.fail)
+    return narrative

@@ -348,8 +348,12 @@ def render_methodology(ctx: ReportContext) -> str:
     """Methodological annex: design, intervals, indicative reports, « ne sait pas », stages."""
     m = ctx.methodology
     design = ", ".join(
-        f"{label} {guillemets(escape(m.get(key)))}"
-        for key, label in (("weight", "poids"), ("strata", "strates"), ("psu", "UPS"))
+        label
+        for key, label in (
+            ("weight", "pondération"),
+            ("strata", "stratification"),
+            ("psu", "tirage par unités primaires"),
+        )
         if m.get(key)
     )
     intervals = (
@@ -398,8 +402,23 @@ def render_identity_table(ctx: ReportContext) -> str:
             lambda v: escape(fmt_number(v, 0)),
         ),
     ]
+    sources = {i["variable"]: i.get("source") or "" for i in ctx.context_indicators}
+
+    def sourced(label: str, variable: str) -> str:
+        source = sources.get(variable, "")
+        return escape(label) + (
+            f'<br><span class="ci">Source : {escape(source)}</span>' if source else ""
+        )
+
     rows = [("Code du territoire", escape(ctx.territory))]
-    rows += [(label, show(ident.get(key))) for key, label, show in declared if key in ident]
+    rows += [
+        (
+            sourced(label, ctx.population_variable) if key == "population" else escape(label),
+            show(ident.get(key)),
+        )
+        for key, label, show in declared
+        if key in ident
+    ]
     rows.append(
         ("Répondants", escape(n_text(ctx.n_respondents, _min_cell(ctx))) + _flag(ctx.is_indicative))
     )
@@ -414,7 +433,10 @@ def render_identity_table(ctx: ReportContext) -> str:
             value = fmt_number(ind["value"], decimals)
             median = f"(médiane des territoires : {fmt_number(ind.get('median'), decimals)})"
         rows.append(
-            (escape(ind["label"]), f'{escape(value)} <span class="ci">{escape(median)}</span>')
+            (
+                sourced(ind["label"], ind["variable"]),
+                f'{escape(value)} <span class="ci">{escape(median)}</span>',
+            )
         )
     return _table(("Carte d'identité", ""), rows, css="identity")
 
@@ -445,6 +467,9 @@ def render_profile_table(ctx: ReportContext) -> str:
     """
     verdicts = ctx.allows_verdicts and not ctx.is_indicative
     headers = ["Dimension", "Score [IC 95 %]", f"Profil moyen du stade {ctx.stage_label}"]
+    similar = any(p.get("neighbours") is not None for p in ctx.profile)
+    if similar:
+        headers.append("Territoires similaires")
     if verdicts:
         headers += ["Moyenne des territoires", "Lecture"]
     nsp = {r["dimension"]: r for r in ctx.nsp}
@@ -452,6 +477,8 @@ def render_profile_table(ctx: ReportContext) -> str:
     rows = []
     for p in ctx.profile:
         cells = [escape(p["label"]), _value(p), escape(fmt_number(p.get("centroid"), 1))]
+        if similar:
+            cells.append(escape(fmt_number(p.get("neighbours"), 1)))
         if verdicts:
             band = band_reading(ctx, p)
             cells += [
@@ -752,7 +779,7 @@ def _model_caption(
     n, n_psu = all_terms[0].get("n"), all_terms[0].get("n_psu")
     method = str(all_terms[0].get("variance") or "")
     caption = (
-        f"{name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
+        f"{all_terms[0].get('title') or name} — {kind_label} ; n{NBSP}={NBSP}{fmt_count(n)}, "
         f"{fmt_count(n_psu)}{NBSP}UPE ; "
         + _VARIANCE_TEXT.get(method, "intervalles tenant compte du plan de sondage")
     )
@@ -765,7 +792,7 @@ def _model_caption(
             f"{fmt_percent(between / (between + within), 0)})"
         )
     if kind == "ordinal":
-        caption += " ; seuils du logit cumulatif dans models.parquet"
+        caption += " ; seuils du logit cumulatif dans les fichiers de données de l'étude"
     return caption
 
 

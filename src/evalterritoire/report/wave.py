@@ -212,6 +212,7 @@ def _common(
     columns: Columns,
 ) -> dict[str, Any]:
     """The fields every context of the wave has in common."""
+    titles = {m.name: m.description for m in config.models}
     return {
         "study_name": config.name,
         "wave": config.wave,
@@ -219,7 +220,9 @@ def _common(
         "stage_names": tuple(config.maturity.stage_names),
         "score_range": codebook.score_range,
         "n_dimensions": len(codebook.dimensions),
-        "models": tuple(_models(artefacts.models)),
+        "models": tuple(
+            {**m, "title": titles.get(str(m.get("model")), "")} for m in _models(artefacts.models)
+        ),
         "by_type_items": dict(spec.by_type),
         "by_type_scale": _item_scale(codebook, next(iter(spec.by_type.values()), None)),
         "population_variable": columns.population or "",

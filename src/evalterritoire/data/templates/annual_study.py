@@ -27,6 +27,7 @@ from IPython.display import HTML, display
 from evalterritoire.manifest import safe_filename
 from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
+from evalterritoire.report import prose as prose
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
@@ -48,6 +49,7 @@ display(figures.build_stage_profiles_figure(ctx))
 # %%
 display(HTML("<h2>3. Passages de stade entre vagues</h2>"))
 display(HTML(tables.render_transitions_table(ctx)))
+display(HTML(prose.render_trends(ctx)))
 
 # %%
 display(HTML("<h2>4. Fragilités perçues</h2>"))
@@ -80,3 +82,5 @@ display(HTML(tables.render_ingestion(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_reliability_table(ctx)))
+display(HTML(prose.render_glossary(ctx)))
+display(HTML(prose.render_colophon(ctx)))

@@ -23,16 +23,21 @@ context_path: str = ""
 # or `evalterritoire.report.tables` on a precomputed `ReportContext`: no data wrangling here. The
 # context carries the evaluation grid's entry of the territory's stage (`ctx.stage_grid`), which
 # selects the stage block (questions, charts, tone); a territory between two stages gets the
-# earlier stage's block.
+# earlier stage's block. The written parts (« L'essentiel », the answers to the evaluative
+# questions, the recommendations and their reasons, the similar territories, the colophon) are
+# sentences computed into the context by `evalterritoire.report.narrative`, displayed by
+# `evalterritoire.report.prose`.
 from IPython.display import HTML, display
 
 from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
+from evalterritoire.report import prose as prose
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
+display(HTML(prose.render_essentiel(ctx)))
 display(HTML(annex.render_quality_box(ctx)))
 
 # %%
@@ -47,6 +52,8 @@ display(HTML(tables.render_profile_table(ctx)))
 display(HTML(tables.render_declared_table(ctx)))
 display(HTML(tables.render_free_text(ctx)))
 display(HTML(tables.render_history_table(ctx)))
+display(HTML(prose.render_stage_change(ctx)))
+display(HTML(prose.render_model_sentences(ctx)))
 
 # %%
 display(HTML("<h2>3. Fragilités du territoire</h2>"))
@@ -57,7 +64,7 @@ display(HTML(tables.render_fragilities_table(ctx, top=8)))
 if ctx.stage_grid:
     display(HTML(tables.render_stage_heading(ctx)))
     display(HTML(tables.render_posture(ctx)))
-    display(HTML("<h3>Questions évaluatives</h3>" + tables.render_questions(ctx)))
+    display(HTML("<h3>Questions évaluatives</h3>" + prose.render_answers(ctx)))
     for chart in ctx.stage_grid["charts"]:
         if chart in figures.CHARTS:
             display(figures.CHARTS[chart](ctx))
@@ -73,7 +80,7 @@ display(HTML(tables.render_items_table(ctx.freins, caption="Principaux freins ci
 
 # %%
 display(HTML("<h2>6. Recommandations : prochaines étapes</h2>"))
-display(HTML(tables.render_recommendations(ctx)))
+display(HTML(prose.render_recommendations(ctx)))
 display(HTML(tables.render_next_stage(ctx)))
 if ctx.stage_grid:
     display(HTML(tables.render_do_not(ctx)))
@@ -85,4 +92,6 @@ display(HTML(annex.render_smallarea_annex(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_methodology(ctx)))
-display(HTML(tables.render_models_table(ctx)))
+display(HTML(prose.render_neighbours(ctx)))
+display(HTML(prose.render_glossary(ctx)))
+display(HTML(prose.render_colophon(ctx)))

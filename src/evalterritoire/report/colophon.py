@@ -1,0 +1,104 @@
+"""The colophon and the glossary of a report: who made it, from what, and how to cite it.
+
+The colophon gives the producer (report spec ``narrative.colophon.producer``), the study and
+its wave, the date of the data (the latest answer date when the codebook declares a date item,
+else the wave), the version of evalterritoire, the commit of the study's folder when it is a
+git checkout (« modifications locales » when it has uncommitted changes), how to cite the
+report (``narrative.colophon.citation``) and the confidentiality note
+(``narrative.colophon.confidentiality``). The glossary lists the acronyms of the report spec's
+``narrative.glossary`` that occur in a report's text, with their expansion.
+
+Owns :func:`colophon` and :func:`glossary`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalterritoire.codebook import Codebook
+from evalterritoire.config import StudyConfig
+from evalterritoire.manifest import _git
+from evalterritoire.report.phrases import NarrativeSpec, fill, typography
+
+__all__ = ["colophon", "glossary"]
+
+_MONTHS = (
+    "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+    "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+def _version() -> str:
+    try:
+        return metadata.version("evalterritoire")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _data_date(responses: pd.DataFrame | None, codebook: Codebook, wave: int) -> str:
+    """« mars 2025 »: the month of the latest answer (the wave when no date is known)."""
+    if responses is not None:
+        dates = [v.id for v in codebook.of_type("date") if v.id in responses.columns]
+        if dates:
+            latest = pd.to_datetime(responses[dates[0]], errors="coerce").max()
+            if pd.notna(latest):
+                return f"{_MONTHS[latest.month - 1]} {latest.year}"
+    return f"vague {wave}"
+
+
+def colophon(
+    config: StudyConfig,
+    codebook: Codebook,
+    spec: NarrativeSpec,
+    responses: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """The colophon fields shared by every report of a wave.
+
+    Returns
+    -------
+    dict
+        ``producer``, ``study``, ``wave``, ``data_date``, ``version``, ``commit`` (short hash,
+        empty outside git), ``citation`` and ``confidentiality`` (French text).
+    """
+    version = _version()
+    git = _git(Path(config.path).parent)
+    commit = ""
+    if git:
+        commit = str(git["commit"])[:12] + (" (modifications locales)" if git["dirty"] else "")
+    producer = spec.colophon.get("producer", "")
+    citation = spec.colophon.get("citation", "")
+    wave = str(config.wave)
+    title = config.name if wave in config.name else f"{config.name}, vague {wave}"
+    return {
+        "producer": producer,
+        "study": title,
+        "wave": config.wave,
+        "data_date": _data_date(responses, codebook, config.wave),
+        "version": version,
+        "commit": commit,
+        "citation": fill(
+            citation, producteur=producer, titre=title, vague=config.wave, version=version
+        )
+        if citation
+        else "",
+        "confidentiality": typography(spec.colophon.get("confidentiality", "")),
+        "min_n": config.min_n,
+    }
+
+
+def glossary(context_json: str, terms: Mapping[str, str]) -> tuple[dict[str, str], ...]:
+    """The acronyms of ``terms`` that occur in a report's text (its context as JSON)."""
+    text = json.loads(context_json)
+    flat = json.dumps(text, ensure_ascii=False)
+    return tuple(
+        {"term": term, "definition": terms[term]}
+        for term in sorted(terms)
+        if re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", flat)
+    )
