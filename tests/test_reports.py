@@ -43,7 +43,21 @@ from evalterritoire.report.grid import load_grid
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "src" / "evalterritoire" / "data" / "templates"
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "reports"
-PARAMETERS = ["territory", "wave", "context_path"]
+PARAMETERS = {
+    "territory_report": {
+        "territory": "str",
+        "wave": "int",
+        "context_path": "str",
+        "grid_path": "str",
+        "observatory_name": "str",
+        "observatory_logo": "str",
+        "suppression_threshold": "int",
+        "band_thresholds": "str",
+        "stage_override": "str",
+        "equal_type_weight": "bool",
+    },
+    "annual_study": {"territory": "str", "wave": "int", "context_path": "str"},
+}
 VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
 #: Territory codes that would escape the reports folder if used as file names.
 HOSTILE = {"T1": "../x", "T2": "..\\x", "T3": "a/b"}
@@ -88,8 +102,8 @@ def _render_in_process(name: str, ctx, context_path: Path, monkeypatch) -> str:
             continue
         source = cell.source
         if "parameters" in cell.metadata.get("tags", []):
-            source = (
-                f"territory = {ctx.territory!r}\nwave = {ctx.wave!r}\n"
+            source = cell.source + (
+                f"\nterritory = {ctx.territory!r}\nwave = {ctx.wave!r}\n"
                 f"context_path = {str(context_path)!r}\n"
             )
         exec(compile(source, f"<{name}>", "exec"), namespace)
@@ -102,12 +116,8 @@ def test_template_parameters_are_pinned(name, tmp_path):
     import papermill
 
     params = papermill.inspect_notebook(str(_ipynb(name, tmp_path)))
-    assert list(params) == PARAMETERS
-    assert {k: v["inferred_type_name"] for k, v in params.items()} == {
-        "territory": "str",
-        "wave": "int",
-        "context_path": "str",
-    }
+    assert list(params) == list(PARAMETERS[name])
+    assert {k: v["inferred_type_name"] for k, v in params.items()} == PARAMETERS[name]
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +214,9 @@ def test_hostile_codes_stay_inside_the_reports_folder(rendered):
         config.artefact("contexts").resolve(),
         config.artefact("templates").resolve(),  # the generated .ipynb of each template
     }
+    data = (config.reports_dir / "donnees").resolve()  # downloads: one safe folder each
     for path in rendered["written"]:
-        assert path.resolve().parent in allowed, path
+        assert path.resolve().parent in allowed or path.resolve().parent.parent == data, path
         assert re.fullmatch(r"\.?[A-Za-z0-9_.-]+", path.name), path
     pages = {p.name for p in (config.reports_dir / "territoires").glob("*.html")}
     assert pages == {f"{safe_filename(code)}.html" for code in rendered["codes"]}

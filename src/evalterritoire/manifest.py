@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -352,19 +351,12 @@ def _run_parameters(
 
 
 def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a manifest as sorted, indented UTF-8 JSON (atomically)."""
-    path = Path(path)
+    """Write a manifest as sorted, indented UTF-8 JSON (atomically, with the umask's permissions)."""
+    from evalterritoire.artefacts import write_text_atomic
+
     text = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    write_text_atomic(path, text)
+    return Path(path)
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:

@@ -63,15 +63,9 @@ def _step(message: str) -> None:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from evalterritoire.artefacts import write_bytes_atomic
+
+    write_bytes_atomic(path, data)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
@@ -395,8 +389,9 @@ def run_reports(
     only_failed: bool = False,
     force: bool = False,
     codebook: Codebook | None = None,
+    out_dir: str | Path | None = None,
 ):
-    """Render the territory reports, the annual study and the index; write the manifest.
+    """Render the territory reports, the annual study, the index and the downloads.
 
     Parameters
     ----------
@@ -405,23 +400,39 @@ def run_reports(
     territories : sequence of str, optional
         Territory codes to render (default: every territory, plus the annual study).
     parameters : mapping, optional
-        Extra notebook parameters (literals) passed to every report.
+        The evaluator's parameters, checked against the territory template's declaration
+        (:func:`evalterritoire.render.params.check_parameters`; text converted to the declared
+        types).
     formats, engine, workers, dask_scheduler, only_failed, force
         Rendering options (defaults from the study's ``[report]`` table).
+    out_dir : str or Path, optional
+        Render into this folder instead of ``reports/<wave>/`` (an evaluator's variant); it may
+        not be, or lie inside, the published reports folder, and no manifest is written.
 
     Returns
     -------
     RenderSummary
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
-    from evalterritoire.render.export import render_index
+    from evalterritoire.render.options import render_defaults
+    from evalterritoire.render.params import check_parameters
     from evalterritoire.render.reports import render_reports
 
+    target = _render_target(config, out_dir)
     contexts = _load_contexts(config, codebook)
     wanted = _wanted_territories(config, contexts, territories)
-    extra = _extra_parameters(parameters)
     templates = _report_templates(config)
-    batches = _render_batches(config, wanted, templates, extra, with_study=not territories)
+    extra = check_parameters(templates[0], parameters or {})
+    names = {c.territory: c.territory_name for c in contexts if not c.is_national}
+    batches = _render_batches(
+        config,
+        wanted,
+        templates,
+        extra,
+        with_study=not territories,
+        reports_dir=target,
+        names=names,
+    )
     options = {
         "engine": engine or config.report.engine,
         "workers": workers if workers is not None else config.report.workers,
@@ -431,16 +442,64 @@ def run_reports(
         "force": force,
     }
     summaries = []
-    for out_dir, batch in batches:
-        _step(f"reports {config.wave}: {len(batch)} → {out_dir}")
-        summaries.append(render_reports(batch, out_dir=out_dir, **options))
+    with render_defaults(docx_reference=config.report.docx_reference):
+        for folder, batch in batches:
+            _step(f"reports {config.wave}: {len(batch)} → {folder}")
+            summaries.append(render_reports(batch, out_dir=folder, **options))
     summary = _merge_summaries(summaries)
-    render_index(contexts, config.reports_dir / "index.html")
-    if not territories:
+    _write_publication(config, contexts, wanted, target, codebook, with_study=not territories)
+    if not territories and out_dir is None:
         _write_run_manifest(
             config, codebook=codebook, templates=templates, options=options, parameters=extra
         )
     return summary
+
+
+def _render_target(config: StudyConfig, out_dir: str | Path | None) -> Path:
+    """Where reports go: ``reports/<wave>/``, or an evaluator's folder outside it."""
+    if out_dir is None:
+        return config.reports_dir
+    target = Path(out_dir).resolve()
+    published = config.reports_dir.resolve()
+    if target == published or published in target.parents or target in published.parents:
+        raise EvalTerritoireError(
+            f"--out {out_dir}: choose a folder outside the published reports ({published}), "
+            "so that they are never overwritten"
+        )
+    return target
+
+
+def _write_publication(
+    config: StudyConfig,
+    contexts: Sequence[Any],
+    wanted: Sequence[str],
+    target: Path,
+    codebook: Codebook | None,
+    *,
+    with_study: bool,
+) -> None:
+    """The index (table and map) and the downloads of the rendered reports."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.render.downloads import write_downloads
+    from evalterritoire.render.index import render_index
+
+    if codebook is None:
+        from evalterritoire.codebook import load_codebook
+
+        codebook = load_codebook(None if config.codebook == "default" else config.codebook)
+    special = [
+        {"key": c.key, "code": c.code, "label": c.label_fr, "kind": c.kind}
+        for c in sorted(codebook.special_codes.values(), key=lambda c: c.code, reverse=True)
+    ]
+    chosen = set(wanted)
+    for ctx in contexts:
+        if ctx.is_national and not with_study:
+            continue
+        if not ctx.is_national and ctx.territory not in chosen:
+            continue
+        stem = "national" if ctx.is_national else safe_filename(ctx.territory)
+        write_downloads(ctx, target / "donnees", stem=stem, special_codes=special)
+    render_index(contexts, target / "index.html", geometry=config.report.geometry)
 
 
 def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:
@@ -468,15 +527,6 @@ def _wanted_territories(
     return wanted
 
 
-def _extra_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The user's notebook parameters; those evalterritoire sets itself are refused."""
-    extra = dict(parameters or {})
-    for key in ("territory", "wave", "context_path"):
-        if key in extra:
-            raise EvalTerritoireError(f"-p {key}=… is set by evalterritoire itself")
-    return extra
-
-
 def _report_templates(config: StudyConfig) -> tuple[Path, Path]:
     """The territory and study templates (their ``.ipynb`` written beside them)."""
     territory_template = _template(config, config.report.territory_template)
@@ -493,20 +543,31 @@ def _render_batches(
     extra: Mapping[str, Any],
     *,
     with_study: bool,
+    reports_dir: Path | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> list[tuple[Path, list[Any]]]:
-    """(output folder, render tasks): the territory reports, then the annual study if asked."""
+    """(output folder, render tasks): the territory reports, then the annual study if asked.
+
+    Each task is titled by its territory's name (``names``: the page ``<title>`` and the PDF and
+    DOCX title); the evaluator's ``extra`` parameters go to the territory template, the study's
+    evaluation grid to both (``grid_path``, "" for the shipped grid).
+    """
     from evalterritoire.manifest import safe_filename
     from evalterritoire.render.reports import RenderTask
 
     contexts_dir = config.artefact("contexts")
     territory_template, study_template = templates
 
+    reports_dir = reports_dir or config.reports_dir
+    names = names or {}
+    grid = "" if str(config.report.grid) == "default" else str(config.report.grid)
+
     def parameters(code: str, context: str) -> dict[str, Any]:
         return {
             "territory": code,
             "wave": config.wave,
             "context_path": str(contexts_dir / f"{context}.json"),
-            **extra,
+            **({"grid_path": grid, **extra} if code else {}),
         }
 
     tasks = [
@@ -515,18 +576,20 @@ def _render_batches(
             template=territory_template,
             parameters=parameters(code, safe_filename(code)),
             output_stem=safe_filename(code),
+            title=names.get(code) or code,
         )
         for code in wanted
     ]
-    batches = [(config.reports_dir / "territoires", tasks)]
+    batches = [(reports_dir / "territoires", tasks)]
     if with_study:  # the annual study: the national context, no territory
         study = RenderTask(
             territory="national",
             template=study_template,
             parameters=parameters("", "national"),
             output_stem="synthese",
+            title=config.name,
         )
-        batches.append((config.reports_dir, [study]))
+        batches.append((reports_dir, [study]))
     return batches
 
 

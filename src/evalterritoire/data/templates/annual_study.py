@@ -25,12 +25,20 @@ context_path: str = ""
 from IPython.display import HTML, display
 
 from evalterritoire.manifest import safe_filename
+from evalterritoire.render import downloads
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
+display(
+    HTML(
+        '<nav class="et-nav" aria-label="Navigation"><ul>'
+        '<li><a href="index.html">← Index des territoires</a></li>'
+        '<li><a href="#donnees">Données à télécharger</a></li></ul></nav>'
+    )
+)
 
 # %%
 display(HTML("<h2>1. Chiffres clés</h2>"))
@@ -77,3 +85,7 @@ display(HTML(tables.render_ingestion(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_reliability_table(ctx)))
+
+# %%
+display(HTML('<h2 id="donnees">9. Données à télécharger</h2>'))
+display(HTML(downloads.download_links(ctx, stem="national", data_dir="donnees")))

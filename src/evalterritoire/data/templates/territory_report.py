@@ -15,6 +15,13 @@
 territory: str = ""
 wave: int = 0
 context_path: str = ""
+grid_path: str = ""  # set by evalterritoire: the study evaluation grid, empty for the shipped one
+observatory_name: str = ""  # name of the publishing observatory (cover)
+observatory_logo: str = ""  # its logo: a PNG, JPEG or SVG file, embedded (cover)
+suppression_threshold: int = 0  # hide values resting on fewer answers (stricter than the study)
+band_thresholds: str = ""  # cut points of the reading bands such as 3;4, where the stage has bands
+stage_override: str = ""  # stage retained by the evaluator (name), shown as such
+equal_type_weight: bool = False  # regards croisés: the same weight for every actor type
 
 # %%
 # Rapport d'évaluation d'un territoire
@@ -26,12 +33,25 @@ context_path: str = ""
 # earlier stage's block.
 from IPython.display import HTML, display
 
+from evalterritoire.manifest import safe_filename
+from evalterritoire.render import downloads, navigation
+from evalterritoire.render import params as report_params
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
-ctx = ReportContext.from_json(context_path)
+ctx = report_params.apply_parameters(
+    ReportContext.from_json(context_path),
+    grid_path=grid_path,
+    suppression_threshold=suppression_threshold,
+    band_thresholds=band_thresholds,
+    stage_override=stage_override,
+    equal_type_weight=equal_type_weight,
+)
+display(HTML(report_params.render_observatory(observatory_name, observatory_logo)))
 display(HTML(tables.render_title(ctx)))
+display(HTML(report_params.render_parameter_notes(ctx)))
+display(HTML(navigation.render_navigation(ctx)))
 
 # %%
 display(HTML("<h2>1. Carte d'identité du territoire</h2>"))
@@ -83,3 +103,7 @@ display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_methodology(ctx)))
 display(HTML(tables.render_models_table(ctx)))
+
+# %%
+display(HTML('<h2 id="donnees">8. Données à télécharger</h2>'))
+display(HTML(downloads.download_links(ctx, stem=safe_filename(ctx.territory))))
