@@ -34,7 +34,7 @@ from evalterritoire.manifest import (
     safe_filename,
     write_manifest,
 )
-from evalterritoire.render.export import export_html, render_index, wrap_html
+from evalterritoire.render.export import export_html, wrap_html
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.build import build_contexts
@@ -434,20 +434,6 @@ def test_export_html_refuses_tracebacks():
     nb = _notebook(new_output("error", ename="KeyError", evalue="'x'", traceback=["Traceback"]))
     with pytest.raises(RenderError, match="KeyError"):
         export_html(nb, title="x")
-
-
-def test_render_index_groups_by_stage(study, tmp_path):
-    path = render_index(study["contexts"], tmp_path / "index.html")
-    html = path.read_text(encoding="utf-8")
-    positions = [html.index(f"<h2>{name}") for name in study["contexts"][0].stage_names]
-    assert positions == sorted(positions)
-    assert 'href="territoires/T2.html"' in html
-    assert 'href="synthese.html"' in html
-    assert "&lt;script&gt;" in html
-    assert "<script" not in html.lower()
-    ref = study["contexts"][0]
-    title = html[html.index("<h1>") : html.index("</h1>")]
-    assert title.count(str(ref.wave)) == 1  # the wave once, whether or not the name holds it
 
 
 # --------------------------------------------------------------------------- file names

@@ -419,10 +419,10 @@ def run_reports(
     from evalterritoire.render.reports import render_reports
 
     target = _render_target(config, out_dir)
-    contexts = _load_contexts(config, codebook)
-    wanted = _wanted_territories(config, contexts, territories)
     templates = _report_templates(config)
     extra = check_parameters(templates[0], parameters or {})
+    contexts = _load_contexts(config, codebook)
+    wanted = _wanted_territories(config, contexts, territories)
     names = {c.territory: c.territory_name for c in contexts if not c.is_national}
     batches = _render_batches(
         config,

@@ -204,7 +204,8 @@ def _xlsx_bytes(tables: Mapping[str, pd.DataFrame]) -> bytes:
 
 
 def _fixed_zip_times(data: bytes) -> bytes:
-    """The same zip with every member dated 1980-01-01, so equal content gives equal bytes."""
+    """The same zip with every member (and the document's dates) fixed: equal content, equal bytes."""
+    import re
     import zipfile
 
     src = zipfile.ZipFile(io.BytesIO(data))
@@ -213,7 +214,14 @@ def _fixed_zip_times(data: bytes) -> bytes:
         for info in src.infolist():
             member = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             member.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(member, src.read(info.filename))
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*",
+                    rb"\g<1>2000-01-01T00:00:00Z",
+                    content,
+                )
+            dst.writestr(member, content)
     return out.getvalue()
 
 
