@@ -164,7 +164,12 @@ def test_index_rows_give_previous_stage_and_change(contexts):
     rows = build_index_rows([replace(ctx, history=history)])
     assert rows[0]["previous_label"] == "Avant"
     assert rows[0]["change"] == "recul"
-    assert build_index_rows([replace(ctx, history=())])[0]["change"] == "nouveau"
+    other = replace(_territory(contexts, "T4"), history=())
+    both = {
+        r["code"]: r["change"] for r in build_index_rows([replace(ctx, history=history), other])
+    }
+    assert both["T4"] == "nouveau"
+    assert build_index_rows([replace(ctx, history=())])[0]["change"] == "—"  # first wave
     assert rows[0]["region"] == str(ctx.identity.get("region") or "")
 
 

@@ -88,7 +88,8 @@ def build_index_rows(
     list of dict
         ``code``, ``name``, ``href``, ``region``, ``level``, ``stage`` (int or None),
         ``stage_label``, ``previous_stage`` (int or None), ``previous_label``, ``change``,
-        ``indicative`` (bool).
+        ``indicative`` (bool). ``change`` is « nouveau » for a territory absent from the earlier
+        waves, « — » for all in the study's first wave.
     """
     from evalterritoire.manifest import safe_filename
 
@@ -114,6 +115,9 @@ def build_index_rows(
                 "indicative": bool(ctx.is_indicative),
             }
         )
+    if not any(r["previous_label"] for r in rows):  # the study's first wave: nothing is new
+        for row in rows:
+            row["change"] = "—"
     return sorted(rows, key=lambda r: (r["name"], r["code"]))
 
 
