@@ -499,6 +499,8 @@ def _write_publication(
             continue
         stem = "national" if ctx.is_national else safe_filename(ctx.territory)
         write_downloads(ctx, target / "donnees", stem=stem, special_codes=special)
+    if target != config.reports_dir:  # an evaluator's variant indexes what it rendered
+        contexts = [c for c in contexts if c.is_national or c.territory in chosen]
     render_index(contexts, target / "index.html", geometry=config.report.geometry)
 
 

@@ -228,7 +228,9 @@ def _fixed_zip_times(data: bytes) -> bytes:
 def _field(name: str, series: pd.Series, labels: Mapping[str, str]) -> dict[str, Any]:
     kind = "string"
     values = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if values and all(isinstance(v, bool) for v in values):
+    if not values:
+        kind = "any"  # every cell empty (e.g. suppressed)
+    elif all(isinstance(v, bool) for v in values):
         kind = "string"  # written oui / non
     elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         kind = "integer"

@@ -115,6 +115,6 @@ def add_table_of_contents(document: str) -> str:
     items = "".join(f'<li><a href="#{html.escape(i)}">{t}</a></li>' for i, t in entries)
     toc = (
         '<nav class="et-toc" aria-labelledby="et-toc-title">'
-        f'<p id="et-toc-title" class="et-toc-title">Sommaire</p><ol>{items}</ol></nav>'
+        f'<p id="et-toc-title" class="et-toc-title">Sommaire</p><ul>{items}</ul></nav>'
     )
     return document.replace(TOC_PLACEHOLDER, toc, 1)

@@ -48,10 +48,13 @@ ctx = report_params.apply_parameters(
     stage_override=stage_override,
     equal_type_weight=equal_type_weight,
 )
-display(HTML(report_params.render_observatory(observatory_name, observatory_logo)))
-display(HTML(tables.render_title(ctx)))
-display(HTML(report_params.render_parameter_notes(ctx)))
-display(HTML(navigation.render_navigation(ctx)))
+cover = [
+    report_params.render_observatory(observatory_name, observatory_logo),
+    tables.render_title(ctx),
+    report_params.render_parameter_notes(ctx),
+    navigation.render_navigation(ctx),
+]
+display(HTML("".join(cover)))
 
 # %%
 display(HTML("<h2>1. Carte d'identité du territoire</h2>"))
