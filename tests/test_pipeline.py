@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -148,12 +149,21 @@ def test_papermill_and_nbconvert_on_the_generated_template(study, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     html = tmp_path / "out.html"
     run = subprocess.run(
-        [str(bin_dir / "jupyter"), "nbconvert", "--to", "html", "--no-input", str(out),
+        [str(bin_dir / "jupyter"), "nbconvert", "--to", "evalterritoire", str(out),
          "--output", str(html)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     text = html.read_text(encoding="utf-8")
     name = json.loads(context.read_text(encoding="utf-8"))["territory_name"]
-    assert name.split()[-1] in text
+    assert f"<title>{escape(name)}</title>" in text  # titled by the territory
     assert "Traceback" not in text
+    # the same styled offline page as `evalterritoire report`: stylesheet, no script, no CDN, TOC
+    from evalterritoire.render.export import load_report_css
+
+    assert load_report_css() in text
+    assert "<script" not in text.lower()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert 'class="et-toc"' in text
+    published = (config.reports_dir / "territoires" / f"{code}.html").read_text(encoding="utf-8")
+    assert text == published

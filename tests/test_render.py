@@ -576,6 +576,7 @@ def test_study_report_table_and_cli_options(tmp_path, monkeypatch):
         "retries": 3,  # study
         "max_reports_per_kernel": 20,  # study
         "max_kernel_memory_mb": 512.0,
+        "docx_reference": None,  # no [report] docx_reference in this study
     }
 
 

@@ -34,7 +34,7 @@ from evalterritoire.manifest import (
     safe_filename,
     write_manifest,
 )
-from evalterritoire.render.export import export_html, render_index, wrap_html
+from evalterritoire.render.export import export_html, wrap_html
 from evalterritoire.report import figures as figures
 from evalterritoire.report import tables as tables
 from evalterritoire.report.build import build_contexts
@@ -44,7 +44,21 @@ from evalterritoire.report.scan import scan_report
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "src" / "evalterritoire" / "data" / "templates"
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "reports"
-PARAMETERS = ["territory", "wave", "context_path"]
+PARAMETERS = {
+    "territory_report": {
+        "territory": "str",
+        "wave": "int",
+        "context_path": "str",
+        "grid_path": "str",
+        "observatory_name": "str",
+        "observatory_logo": "str",
+        "suppression_threshold": "int",
+        "band_thresholds": "str",
+        "stage_override": "str",
+        "equal_type_weight": "bool",
+    },
+    "annual_study": {"territory": "str", "wave": "int", "context_path": "str"},
+}
 VERDICTS = ("Préoccupation", "À discuter", 'class="band ', "Force</span>")
 #: Territory codes that would escape the reports folder if used as file names.
 HOSTILE = {"T1": "../x", "T2": "..\\x", "T3": "a/b"}
@@ -89,8 +103,8 @@ def _render_in_process(name: str, ctx, context_path: Path, monkeypatch) -> str:
             continue
         source = cell.source
         if "parameters" in cell.metadata.get("tags", []):
-            source = (
-                f"territory = {ctx.territory!r}\nwave = {ctx.wave!r}\n"
+            source = cell.source + (
+                f"\nterritory = {ctx.territory!r}\nwave = {ctx.wave!r}\n"
                 f"context_path = {str(context_path)!r}\n"
             )
         exec(compile(source, f"<{name}>", "exec"), namespace)
@@ -103,12 +117,8 @@ def test_template_parameters_are_pinned(name, tmp_path):
     import papermill
 
     params = papermill.inspect_notebook(str(_ipynb(name, tmp_path)))
-    assert list(params) == PARAMETERS
-    assert {k: v["inferred_type_name"] for k, v in params.items()} == {
-        "territory": "str",
-        "wave": "int",
-        "context_path": "str",
-    }
+    assert list(params) == list(PARAMETERS[name])
+    assert {k: v["inferred_type_name"] for k, v in params.items()} == PARAMETERS[name]
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +260,10 @@ def test_hostile_codes_stay_inside_the_reports_folder(rendered):
         config.artefact(".provenance").resolve(),  # what the contexts were built from
     }
     lock = config.artefact(".evalterritoire.lock").resolve()  # the build folder's lock
+    data = (config.reports_dir / "donnees").resolve()  # downloads: one safe folder each
     for path in rendered["written"]:
-        assert path.resolve().parent in allowed or path.resolve() == lock, path
+        parent = path.resolve().parent
+        assert parent in allowed or path.resolve() == lock or parent.parent == data, path
         assert re.fullmatch(r"\.?[A-Za-z0-9_.-]+", path.name), path
     pages = {p.name for p in (config.reports_dir / "territoires").glob("*.html")}
     assert pages == {f"{safe_filename(code)}.html" for code in rendered["codes"]}
@@ -480,20 +492,6 @@ def test_export_html_refuses_tracebacks():
     nb = _notebook(new_output("error", ename="KeyError", evalue="'x'", traceback=["Traceback"]))
     with pytest.raises(RenderError, match="KeyError"):
         export_html(nb, title="x")
-
-
-def test_render_index_groups_by_stage(study, tmp_path):
-    path = render_index(study["contexts"], tmp_path / "index.html")
-    html = path.read_text(encoding="utf-8")
-    positions = [html.index(f"<h2>{name}") for name in study["contexts"][0].stage_names]
-    assert positions == sorted(positions)
-    assert 'href="territoires/T2.html"' in html
-    assert 'href="synthese.html"' in html
-    assert "&lt;script&gt;" in html
-    assert "<script" not in html.lower()
-    ref = study["contexts"][0]
-    title = html[html.index("<h1>") : html.index("</h1>")]
-    assert title.count(str(ref.wave)) == 1  # the wave once, whether or not the name holds it
 
 
 # --------------------------------------------------------------------------- file names

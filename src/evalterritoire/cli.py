@@ -225,7 +225,18 @@ TerritoryOpt = Annotated[
     typer.Option("--territory", "-t", help="Territory code (repeatable); default: all."),
 ]
 ParamOpt = Annotated[
-    list[str] | None, typer.Option("--param", "-p", help="Extra notebook parameter key=value.")
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="Report parameter key=value, as the template declares it (repeatable).",
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Render into this folder (never the published reports/<wave>/); no manifest."
+    ),
 ]
 FormatOpt = Annotated[
     list[str] | None, typer.Option("--format", "-f", help="html|pdf|docx|ipynb (repeatable).")
@@ -269,6 +280,7 @@ def report(
     retries: RetriesOpt = None,
     max_reports_per_kernel: MaxReportsOpt = None,
     max_kernel_memory_mb: MaxMemoryOpt = None,
+    out: OutOpt = None,
 ) -> None:
     """Render the evaluation reports (one per territory, plus the annual study and the index).
 
@@ -296,6 +308,7 @@ def report(
             dask_scheduler=dask_scheduler,
             only_failed=only_failed,
             force=force,
+            out_dir=out,
         )
     _echo(summary.describe() if hasattr(summary, "describe") else str(summary))
     raise typer.Exit(summary.exit_code)

@@ -53,6 +53,8 @@ Example
     max_kernel_memory_mb = 1024       # …or above this resident memory
     grid = "default"                  # or the study's evaluation grid (YAML)
     report_spec = "default"           # or the study's report spec (YAML)
+    geometry = "territoires.geojson"  # optional: territory outlines → a map on the index
+    docx_reference = "modele.docx"    # optional: the observatory's reference DOCX (pandoc)
 """
 
 from __future__ import annotations
@@ -202,6 +204,10 @@ class ReportConfig:
     grid: str | Path = "default"
     #: Report spec (YAML, which items feed which section): ``"default"`` or a file.
     report_spec: str | Path = "default"
+    #: Territory outlines (GeoJSON, feature ``id`` = territory code): the index draws a map.
+    geometry: Path | None = None
+    #: The observatory's reference DOCX (styles, headers) for DOCX output (pandoc).
+    docx_reference: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -437,7 +443,7 @@ _STUDY_KEYS = {
 _REPORT_KEYS = {
     "territory_template", "study_template", "templates_dir", "formats", "engine", "workers",
     "territories", "timeout", "retries", "max_reports_per_kernel", "max_kernel_memory_mb",
-    "grid", "report_spec",
+    "grid", "report_spec", "geometry", "docx_reference",
 }  # fmt: skip
 #: ``[design]`` key → the codebook role it defaults to.
 _DESIGN_ROLES = {"weight": "weight", "strata": "stratum", "psu": "psu", "fpc": "fpc"}
@@ -728,6 +734,7 @@ def _parse_report(raw: Mapping[str, Any], path: Path, wave: int) -> ReportConfig
             _typed(rep, "report_spec", str, "report", path), "report.report_spec", base, wave, path
         ),
         **_report_limits(rep, path),
+        **_report_files(rep, path, wave),
     )
 
 
@@ -772,6 +779,18 @@ def _parse_publication(raw: Mapping[str, Any], path: Path) -> PublicationConfig:
             else _str_list(covariates, "publication.smallarea_covariates", path)
         )
     return PublicationConfig(**values)
+
+
+def _report_files(rep: Mapping[str, Any], path: Path, wave: int) -> dict[str, Path | None]:
+    """``geometry`` and ``docx_reference``: optional files beside the study, which must exist."""
+    files: dict[str, Path | None] = {}
+    for key in ("geometry", "docx_reference"):
+        value = _typed(rep, key, str, "report", path)
+        resolved = _resolve(path.parent, value, wave) if value else None
+        if resolved is not None and not resolved.is_file():
+            raise _fail(path, f"report.{key}", f"file not found: {resolved}")
+        files[key] = resolved
+    return files
 
 
 # --------------------------------------------------------------------------- loader

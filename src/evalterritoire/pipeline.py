@@ -514,8 +514,9 @@ def run_reports(
     only_failed: bool = False,
     force: bool = False,
     codebook: Codebook | None = None,
+    out_dir: str | Path | None = None,
 ):
-    """Render the territory reports, the annual study and the index; write the manifest.
+    """Render the territory reports, the annual study, the index and the downloads.
 
     The contexts are checked first (and rebuilt when only they are stale); the reports of
     territories that left the data are removed, so neither the index nor the manifest lists
@@ -528,9 +529,14 @@ def run_reports(
     territories : sequence of str, optional
         Territory codes to render (default: every territory, plus the annual study).
     parameters : mapping, optional
-        Extra notebook parameters (literals) passed to every report.
+        The evaluator's parameters, checked against the territory template's declaration
+        (:func:`evalterritoire.render.params.check_parameters`; text converted to the declared
+        types).
     formats, engine, workers, dask_scheduler, only_failed, force
         Rendering options (defaults from the study's ``[report]`` table).
+    out_dir : str or Path, optional
+        Render into this folder instead of ``reports/<wave>/`` (an evaluator's variant); it may
+        not be, or lie inside, the published reports folder, and no manifest is written.
 
     Returns
     -------
@@ -538,11 +544,11 @@ def run_reports(
         Counts and failures; its ``exit_code`` is non-zero when a report failed.
     """
     from evalterritoire.manifest import write_study_manifest
-    from evalterritoire.render.export import render_index
+    from evalterritoire.render.options import render_defaults
+    from evalterritoire.render.params import check_parameters
     from evalterritoire.render.reports import render_reports
-    from evalterritoire.render.status import prune_reports
+    from evalterritoire.render.status import prune_downloads, prune_reports
     from evalterritoire.render.study import (
-        extra_parameters,
         merge_summaries,
         report_templates,
         study_tasks,
@@ -550,15 +556,20 @@ def run_reports(
     )
 
     with _locked([config], "report"):
+        target = _render_target(config, out_dir)
+        templates = report_templates(config)
+        extra = check_parameters(templates[0], parameters or {})
         contexts = _load_contexts(config, codebook)
         current = sorted(c.territory for c in contexts if not c.is_national)
-        removed = prune_reports(config.reports_dir / "territoires", current)
-        if removed:
-            _warn(f"reports removed (territories no longer in the data): {len(removed)}")
+        if out_dir is None:
+            removed = prune_reports(config.reports_dir / "territoires", current)
+            removed += prune_downloads(config.reports_dir / "donnees", current)
+            if removed:
+                _warn(f"reports removed (territories no longer in the data): {len(removed)}")
         wanted = wanted_territories(config, current, territories)
-        extra = extra_parameters(parameters)
-        templates = report_templates(config)
-        batches = study_tasks(config, wanted, templates, extra, with_study=not territories)
+        batches = study_tasks(
+            config, wanted, templates, extra, with_study=not territories, reports_dir=target
+        )
         options = {
             "engine": engine or config.report.engine,
             "workers": workers if workers is not None else config.report.workers,
@@ -568,12 +579,13 @@ def run_reports(
             "force": force,
         }
         summaries = []
-        for out_dir, batch in batches:
-            _step(f"reports {config.wave}: {len(batch)} → {out_dir}")
-            summaries.append(render_reports(batch, out_dir=out_dir, **options))
+        with render_defaults(docx_reference=config.report.docx_reference):
+            for folder, batch in batches:
+                _step(f"reports {config.wave}: {len(batch)} → {folder}")
+                summaries.append(render_reports(batch, out_dir=folder, **options))
         summary = merge_summaries(summaries)
-        render_index(contexts, config.reports_dir / "index.html")
-        if not territories:
+        _write_publication(config, contexts, wanted, target, codebook, with_study=not territories)
+        if not territories and out_dir is None:
             write_study_manifest(
                 config,
                 previous=_previous_configs(config),
@@ -582,6 +594,52 @@ def run_reports(
                 parameters=extra,
             )
     return summary
+
+
+def _render_target(config: StudyConfig, out_dir: str | Path | None) -> Path:
+    """Where reports go: ``reports/<wave>/``, or an evaluator's folder outside it."""
+    if out_dir is None:
+        return config.reports_dir
+    target = Path(out_dir).resolve()
+    published = config.reports_dir.resolve()
+    if target == published or published in target.parents or target in published.parents:
+        raise StudyConfigError(
+            f"--out {out_dir}: choose a folder outside the published reports ({published}), "
+            "so that they are never overwritten"
+        )
+    return target
+
+
+def _write_publication(
+    config: StudyConfig,
+    contexts: Sequence[Any],
+    wanted: Sequence[str],
+    target: Path,
+    codebook: Codebook | None,
+    *,
+    with_study: bool,
+) -> None:
+    """The index (table and map) and the downloads of the rendered reports."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.render.downloads import write_downloads
+    from evalterritoire.render.index import render_index
+
+    codebook = codebook or load_study_codebook(config)
+    special = [
+        {"key": c.key, "code": c.code, "label": c.label_fr, "kind": c.kind}
+        for c in sorted(codebook.special_codes.values(), key=lambda c: c.code, reverse=True)
+    ]
+    chosen = set(wanted)
+    for ctx in contexts:
+        if ctx.is_national and not with_study:
+            continue
+        if not ctx.is_national and ctx.territory not in chosen:
+            continue
+        stem = "national" if ctx.is_national else safe_filename(ctx.territory)
+        write_downloads(ctx, target / "donnees", stem=stem, special_codes=special)
+    if target != config.reports_dir:  # an evaluator's variant indexes what it rendered
+        contexts = [c for c in contexts if c.is_national or c.territory in chosen]
+    render_index(contexts, target / "index.html", geometry=config.report.geometry)
 
 
 def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Self-contained, offline HTML from an executed report notebook, and the reports index.
+"""Self-contained, offline HTML from an executed report notebook.
 
 :func:`export_html` writes the cell outputs only (rich HTML, images, stdout text; markdown
 cells through nbconvert's markdown filter), drops code inputs, prompts and stderr streams,
@@ -8,26 +8,23 @@ script, no web font, nothing loaded from the network. The output is deterministi
 
 nbconvert's ``HTMLExporter`` was used before: its templates add nothing a report needs and its
 post-processing parses and re-serialises the whole page (BeautifulSoup), about 0.2 s a report,
-the largest cost of the rendering workers after the kernels themselves.
+the largest cost of the rendering workers after the kernels themselves. The wave's index lives in
+:mod:`evalterritoire.render.index`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evalterritoire.artefacts import write_text_atomic
 from evalterritoire.errors import RenderError
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-    from evalterritoire.report.context import ReportContext
 
-__all__ = ["export_html", "load_report_css", "render_index", "wrap_html"]
+__all__ = ["export_html", "load_report_css", "wrap_html"]
 
 
 def load_report_css() -> str:
@@ -144,83 +141,3 @@ def export_html(nb: NotebookNode, *, title: str) -> str:
         When a cell holds an error output.
     """
     return wrap_html(_body(nb), title=title)
-
-
-def render_index(
-    contexts: Sequence[ReportContext],
-    out_path: str | Path,
-    *,
-    territory_dir: str = "territoires",
-    study_page: str = "synthese.html",
-) -> Path:
-    """Write ``reports/<wave>/index.html``: territories grouped by stage, with links.
-
-    Parameters
-    ----------
-    contexts : sequence of ReportContext
-        The wave's contexts (the national one, if present, gives the title and the stages).
-    out_path : str or Path
-        The index file to write.
-    territory_dir : str
-        Folder of territory reports, relative to the index.
-    study_page : str
-        File name of the national synthesis, relative to the index.
-
-    Returns
-    -------
-    Path
-        The written file.
-    """
-    national = next((c for c in contexts if c.is_national), None)
-    territories = [c for c in contexts if not c.is_national]
-    if national is None and not territories:
-        raise RenderError("no report context to index")
-    ref = national or territories[0]
-    parts = [*_index_heading(ref, len(territories), study_page), '<nav class="et-index">']
-    groups: dict[int, list[ReportContext]] = {}
-    for ctx in territories:
-        groups.setdefault(ctx.stage if ctx.stage is not None else -1, []).append(ctx)
-    names = list(ref.stage_names)
-    for stage in sorted(groups):
-        label = names[stage] if 0 <= stage < len(names) else "Stade non calculé"
-        parts += _stage_list(label, groups[stage], territory_dir)
-    parts.append("</nav>")
-    out = Path(out_path)
-    write_text_atomic(out, wrap_html("\n".join(parts), title=f"{ref.study_name} — {ref.wave}"))
-    return out
-
-
-def _index_heading(ref: ReportContext, n_territories: int, study_page: str) -> list[str]:
-    """The index's title (study and wave) and its line of territory count and synthesis link."""
-    from evalterritoire.report.french import fmt_count
-
-    e = html.escape
-    return [
-        f"<h1>{e(ref.study_name)}"
-        + ("" if str(ref.wave) in ref.study_name else f" — vague {ref.wave}")
-        + "</h1>",
-        f'<p class="subtitle">{fmt_count(n_territories)} territoires · '
-        f'<a href="{e(study_page)}">synthèse nationale</a></p>',
-    ]
-
-
-def _stage_list(label: str, members: Sequence[ReportContext], territory_dir: str) -> list[str]:
-    """One stage of the index: its heading and its territories by name, each with a link."""
-    from evalterritoire.manifest import safe_filename
-    from evalterritoire.report.display import n_text
-    from evalterritoire.report.french import fmt_count
-
-    e = html.escape
-    members = sorted(members, key=lambda c: (c.territory_name, c.territory))
-    parts = [f"<h2>{e(label)} <small>({fmt_count(len(members))})</small></h2><ul>"]
-    for ctx in members:
-        href = f"{territory_dir}/{safe_filename(ctx.territory)}.html"
-        flag = ' <span class="flag">indicatif</span>' if ctx.is_indicative else ""
-        parts.append(
-            f'<li><a href="{e(href)}">{e(ctx.territory_name)}</a>'
-            f'<span class="code">{e(ctx.territory)} · '
-            f"{n_text(ctx.n_respondents, int((ctx.publication or {}).get('min_cell', 5)))}</span>"
-            f"{flag}</li>"
-        )
-    parts.append("</ul>")
-    return parts

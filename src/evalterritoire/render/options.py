@@ -1,7 +1,8 @@
 """Defaults and checks of the robustness options of :func:`evalterritoire.render.reports.render_reports`.
 
 Owns :data:`DEFAULT_RENDER_OPTIONS` (``timeout``, ``retries``, ``max_reports_per_kernel``,
-``max_kernel_memory_mb``), :func:`render_defaults` (a block's defaults, e.g. a study's
+``max_kernel_memory_mb``, and ``docx_reference``: the study's reference DOCX for pandoc),
+:func:`render_defaults` (a block's defaults, e.g. a study's
 ``[report]`` table, held in a context variable) and :func:`_resolve_options` (explicit argument,
 else the block's default, else the built-in one; each value checked).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +25,7 @@ DEFAULT_RENDER_OPTIONS: Mapping[str, Any] = MappingProxyType(
         "retries": 1,
         "max_reports_per_kernel": 250,
         "max_kernel_memory_mb": 1024.0,
+        "docx_reference": None,
     }
 )
 _RENDER_DEFAULTS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
@@ -42,7 +45,8 @@ def render_defaults(**options: Any) -> Iterator[None]:
     ----------
     **options
         Any of ``timeout`` (seconds per report), ``retries`` (after a kernel failure),
-        ``max_reports_per_kernel`` and ``max_kernel_memory_mb`` (warm-kernel recycling).
+        ``max_reports_per_kernel`` and ``max_kernel_memory_mb`` (warm-kernel recycling),
+        ``docx_reference`` (reference DOCX of the DOCX output).
 
     Yields
     ------
@@ -88,6 +92,10 @@ def _resolve_options(**given: Any) -> dict[str, Any]:
             "an integer ≥ 1",
         ),
         "max_kernel_memory_mb": (lambda v: number(v) and v > 0, "a positive number of MiB"),
+        "docx_reference": (
+            lambda v: v is None or (isinstance(v, str | os.PathLike) and os.path.isfile(v)),
+            "an existing reference DOCX file",
+        ),
     }
     for name, (check, expected) in checks.items():
         if not check(resolved[name]):

@@ -638,6 +638,7 @@ def _shared_settings(
         "kernel_name": kernel_name,
         "kernel_options": kernel_options,
         "cwd": os.getcwd(),
+        "docx_reference": str(options["docx_reference"]) if options["docx_reference"] else None,
     }
 
 

@@ -144,6 +144,38 @@ def _is_fresh(
 _OUTPUT_SUFFIXES = frozenset({".html", ".pdf", ".docx", ".ipynb"})
 
 
+def prune_downloads(data_dir: str | Path, keep: Iterable[str]) -> list[Path]:
+    """Remove the download folders (``donnees/<code>/``) of territories not in ``keep``.
+
+    The national folder stays. Like :func:`prune_reports`, so that a territory that left the
+    data leaves no file behind in the publication.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The publication's ``donnees`` folder.
+    keep : iterable of str
+        The territory codes that still have a report.
+
+    Returns
+    -------
+    list of Path
+        The folders removed, sorted.
+    """
+    import shutil
+
+    from evalterritoire.manifest import safe_filename
+
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        return []
+    stems = {safe_filename(code) for code in keep} | {"national"}
+    removed = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in stems)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
 def prune_reports(out_dir: str | Path, keep: Iterable[str]) -> list[Path]:
     """Remove the reports of the territories that are not in ``keep`` (they left the data).
 

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from evalterritoire.render.reports import RenderSummary, RenderTask
 
 __all__ = [
-    "extra_parameters",
     "find_template",
     "merge_summaries",
     "report_templates",
@@ -118,20 +117,29 @@ def study_tasks(
     extra: Mapping[str, Any],
     *,
     with_study: bool,
+    reports_dir: Path | None = None,
 ) -> list[tuple[Path, list[RenderTask]]]:
-    """(output folder, render tasks): the territory reports, then the annual study if asked."""
+    """(output folder, render tasks): the territory reports, then the annual study if asked.
+
+    Each task is titled from its context (the page ``<title>`` and the PDF and DOCX title);
+    the evaluator's ``extra`` parameters go to the territory template, the study's evaluation
+    grid to it too (``grid_path``, "" for the shipped grid). ``reports_dir`` (default: the
+    study's published folder) is where an evaluator's variant goes.
+    """
     from evalterritoire.manifest import safe_filename
     from evalterritoire.render.reports import RenderTask
 
     contexts_dir = config.artefact("contexts")
     territory_template, study_template = templates
+    reports_dir = reports_dir or config.reports_dir
+    grid = "" if str(config.report.grid) == "default" else str(config.report.grid)
 
     def parameters(code: str, context: str) -> dict[str, Any]:
         return {
             "territory": code,
             "wave": config.wave,
             "context_path": str(contexts_dir / f"{context}.json"),
-            **extra,
+            **({"grid_path": grid, **extra} if code else {}),
         }
 
     tasks = [
@@ -144,7 +152,7 @@ def study_tasks(
         )
         for code in wanted
     ]
-    batches = [(config.reports_dir / "territoires", tasks)]
+    batches = [(reports_dir / "territoires", tasks)]
     if with_study:  # the annual study: the national context, no territory
         study = RenderTask(
             territory="national",
@@ -153,7 +161,7 @@ def study_tasks(
             output_stem="synthese",
             title=context_title(contexts_dir / "national.json"),
         )
-        batches.append((config.reports_dir, [study]))
+        batches.append((reports_dir, [study]))
     return batches
 
 
@@ -212,15 +220,6 @@ def wanted_territories(
             f"(see {config.artefact('maturity.parquet')})"
         )
     return wanted
-
-
-def extra_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The user's notebook parameters; those evalterritoire sets itself are refused."""
-    extra = dict(parameters or {})
-    for key in ("territory", "wave", "context_path"):
-        if key in extra:
-            raise RenderError(f"-p {key}=… is set by evalterritoire itself")
-    return extra
 
 
 def report_templates(config: StudyConfig) -> tuple[Path, Path]:

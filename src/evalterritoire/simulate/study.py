@@ -3,7 +3,8 @@
 Owns :func:`_margins` (known population totals by respondent type and region, drawn around the
 weighted sample totals), the minimal TOML writer and :func:`_study_toml` (the wave's study file:
 design columns, raking, maturity stages, the study models), :func:`_write_csv` and
-:func:`_fmt_ctx` (margins, context and stages CSV files) and the ``README.md`` template of the
+:func:`_fmt_ctx` (margins, context and stages CSV files), :func:`_geometry` (synthetic territory
+outlines, GeoJSON, declared as ``[report] geometry``) and the ``README.md`` template of the
 output directory.
 """
 
@@ -117,7 +118,7 @@ def _study_toml(
         lines.append(f"description = {_toml(spec['description'])}")
         lines.append("superpopulation = true")
         lines.append("small_sample = true")
-    lines += ["", "[report]", 'formats = ["html"]', ""]
+    lines += ["", "[report]", 'formats = ["html"]', 'geometry = "territoires.geojson"', ""]
     return "\n".join(lines)
 
 
@@ -179,3 +180,46 @@ the number of PSUs in the stratum's population; `id_poids` is the inverse inclus
 with a mild non-response adjustment by stratum × respondent type. About {n_respondents} respondents
 per wave, all eleven respondent types.
 """
+
+
+def _geometry(codes: Sequence[str], names: Sequence[str], region: Sequence[str], seed: int) -> str:
+    """Synthetic territory outlines (GeoJSON text): a jittered grid, territories of a region adjacent.
+
+    The outlines are invented (a tessellation of a rectangle over mainland France's longitudes and
+    latitudes), drawn from their own generator so that the other simulated files do not change.
+    Each feature's ``id`` is the territory code.
+    """
+    import math
+
+    order = sorted(range(len(codes)), key=lambda t: (region[t], codes[t]))
+    n_cols = max(1, math.ceil(math.sqrt(len(codes) * 1.2)))
+    n_rows = math.ceil(len(codes) / n_cols)
+    rng = np.random.default_rng([seed, 4326])
+    jitter = rng.uniform(-0.3, 0.3, size=(n_rows + 1, n_cols + 1, 2))
+    jitter[[0, -1], :, :] = 0.0
+    jitter[:, [0, -1], :] = 0.0
+    lon0, lat1 = -4.5, 51.0
+    dx, dy = 12.5 / n_cols, 9.0 / n_rows
+
+    def corner(r: int, c: int) -> list[float]:
+        return [
+            round(lon0 + (c + jitter[r, c, 0]) * dx, 4),
+            round(lat1 - (r + jitter[r, c, 1]) * dy, 4),
+        ]
+
+    features = []
+    for k, t in enumerate(order):
+        r, c = divmod(k, n_cols)
+        ring = [corner(r, c), corner(r, c + 1), corner(r + 1, c + 1), corner(r + 1, c)]
+        features.append(
+            {
+                "type": "Feature",
+                "id": codes[t],
+                "properties": {"code": codes[t], "nom": names[t]},
+                "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+            }
+        )
+    features.sort(key=lambda f: f["id"])
+    return (
+        json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False) + "\n"
+    )

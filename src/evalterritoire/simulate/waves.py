@@ -47,7 +47,14 @@ from evalterritoire.simulate.answers import _simulate_wave
 from evalterritoire.simulate.export import _TOOLS, _write_export
 from evalterritoire.simulate.params import N_STAGES
 from evalterritoire.simulate.population import _build_population, _Population
-from evalterritoire.simulate.study import _README, _fmt_ctx, _margins, _study_toml, _write_csv
+from evalterritoire.simulate.study import (
+    _README,
+    _fmt_ctx,
+    _geometry,
+    _margins,
+    _study_toml,
+    _write_csv,
+)
 from evalterritoire.simulate.truth import _model_specs, _truth
 
 __all__ = ["SimulationResult", "simulate_waves"]
@@ -227,6 +234,8 @@ def _write_wave(
         [cb.require("territory", "the territory context file"), *ctx_vars],
         [[pop.codes[t], *(_fmt_ctx(pop.context[c][t]) for c in ctx_vars)] for t in order],
     )
+    geometry = _geometry(pop.codes, pop.names, pop.region, seed)
+    (wdir / "territoires.geojson").write_bytes(geometry.encode("utf-8"))
     study = wdir / "study.toml"
     study.write_bytes(_study_toml(wave, waves, export.name, tool, seed, specs).encode("utf-8"))
     return export, margins, context, study

@@ -25,6 +25,7 @@ context_path: str = ""
 from IPython.display import HTML, display
 
 from evalterritoire.manifest import safe_filename
+from evalterritoire.render import downloads
 from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
 from evalterritoire.report import prose as prose
@@ -34,6 +35,13 @@ from evalterritoire.report.context import ReportContext
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
 display(HTML(annex.render_quality_box(ctx)))
+display(
+    HTML(
+        '<nav class="et-nav" aria-label="Navigation"><ul>'
+        '<li><a href="index.html">← Index des territoires</a></li>'
+        '<li><a href="#donnees">Données à télécharger</a></li></ul></nav>'
+    )
+)
 
 # %%
 display(HTML("<h2>1. Chiffres clés</h2>"))
@@ -82,5 +90,11 @@ display(HTML(tables.render_ingestion(ctx)))
 display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_reliability_table(ctx)))
+
+# %%
+display(HTML('<h2 id="donnees">9. Données à télécharger</h2>'))
+display(HTML(downloads.download_links(ctx, stem="national", data_dir="donnees")))
+
+# %%
 display(HTML(prose.render_glossary(ctx)))
 display(HTML(prose.render_colophon(ctx)))

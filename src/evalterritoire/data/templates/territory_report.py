@@ -15,6 +15,13 @@
 territory: str = ""
 wave: int = 0
 context_path: str = ""
+grid_path: str = ""  # set by evalterritoire: the study evaluation grid, empty for the shipped one
+observatory_name: str = ""  # name of the publishing observatory (cover)
+observatory_logo: str = ""  # its logo: a PNG, JPEG or SVG file, embedded (cover)
+suppression_threshold: int = 0  # hide values resting on fewer answers (stricter than the study)
+band_thresholds: str = ""  # cut points of the reading bands such as 3;4, where the stage has bands
+stage_override: str = ""  # stage retained by the evaluator (name), shown as such
+equal_type_weight: bool = False  # regards croisés: the same weight for every actor type
 
 # %%
 # Rapport d'évaluation d'un territoire
@@ -29,14 +36,30 @@ context_path: str = ""
 # `evalterritoire.report.prose`.
 from IPython.display import HTML, display
 
+from evalterritoire.manifest import safe_filename
+from evalterritoire.render import downloads, navigation
+from evalterritoire.render import params as report_params
 from evalterritoire.report import annex as annex
 from evalterritoire.report import figures as figures
 from evalterritoire.report import prose as prose
 from evalterritoire.report import tables as tables
 from evalterritoire.report.context import ReportContext
 
-ctx = ReportContext.from_json(context_path)
-display(HTML(tables.render_title(ctx)))
+ctx = report_params.apply_parameters(
+    ReportContext.from_json(context_path),
+    grid_path=grid_path,
+    suppression_threshold=suppression_threshold,
+    band_thresholds=band_thresholds,
+    stage_override=stage_override,
+    equal_type_weight=equal_type_weight,
+)
+cover = [
+    report_params.render_observatory(observatory_name, observatory_logo),
+    tables.render_title(ctx),
+    report_params.render_parameter_notes(ctx),
+    navigation.render_navigation(ctx),
+]
+display(HTML("".join(cover)))
 display(HTML(prose.render_essentiel(ctx)))
 display(HTML(annex.render_quality_box(ctx)))
 
@@ -93,5 +116,9 @@ display(HTML(tables.render_respondents_table(ctx)))
 display(HTML(tables.render_nsp_table(ctx)))
 display(HTML(tables.render_methodology(ctx)))
 display(HTML(prose.render_neighbours(ctx)))
+
+# %%
+display(HTML('<h2 id="donnees">8. Données à télécharger</h2>'))
+display(HTML(downloads.download_links(ctx, stem=safe_filename(ctx.territory))))
 display(HTML(prose.render_glossary(ctx)))
 display(HTML(prose.render_colophon(ctx)))

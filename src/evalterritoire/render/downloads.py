@@ -1,0 +1,362 @@
+"""Downloadable data behind a report's tables and charts: CSV (Excel FR), XLSX, Data Package.
+
+Every table a report draws from is a field of its :class:`~evalterritoire.report.context.ReportContext`
+(rows of mappings: the profile, the fragilities, the milestones, the history…). For one context,
+:func:`build_download_tables` turns each non-empty table field into a flat ``DataFrame`` (scalar
+columns only, rows in the context's order) — the data behind each table and chart, already
+judged by the report step. When a table has a ``status`` column (publishable / fragile /
+suppressed), every value of a ``suppressed`` row other than its identifiers and status is blanked:
+a suppressed cell stays suppressed in every download.
+
+:func:`write_downloads` writes, in ``<out_dir>/<stem>/``:
+
+* one CSV per table as Excel in French expects it: UTF-8 with a byte-order mark, ``;`` between
+  fields, decimal comma, written by :func:`evalterritoire.artefacts.write_csv` (a text cell that a
+  spreadsheet would evaluate as a formula is neutralised);
+* ``<stem>.xlsx``: the same tables, one sheet each (text cells neutralised, numbers as numbers,
+  fixed document dates so the file is reproducible);
+* ``datapackage.json``: a Frictionless Data Package describing the CSV resources (dialect,
+  encoding, decimal character, French titles and descriptions of the fields, the codebook's
+  labels of the items as field categories, the codebook's special answer codes).
+
+:func:`download_links` gives the HTML a report shows to reach them. Every file is written
+atomically with the umask's permissions.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalterritoire.report.context import ReportContext
+
+__all__ = [
+    "DOWNLOAD_TITLES",
+    "build_download_tables",
+    "download_links",
+    "write_downloads",
+]
+
+#: Context table field → (resource name, French title). Order = order of the downloads.
+DOWNLOAD_TITLES: Mapping[str, tuple[str, str]] = {
+    "identity": ("identite", "Carte d'identité du territoire"),
+    "context_indicators": ("indicateurs_contexte", "Indicateurs de contexte"),
+    "composition": ("composition", "Composition des acteurs engagés"),
+    "profile": ("profil", "Profil de maturité par dimension"),
+    "wave_scores": ("scores_par_vague", "Scores par dimension et par vague"),
+    "history": ("historique_stades", "Stades des vagues successives"),
+    "declared_distribution": ("stade_declare", "Stade déclaré par les répondants"),
+    "status_levels": ("statut_dynamique", "Statut de la dynamique"),
+    "fragilities": ("fragilites", "Fragilités du territoire"),
+    "milestones": ("jalons", "Jalons du stade"),
+    "agreement": ("accords", "Niveaux d'accord"),
+    "stage_indicators": ("indicateurs_stade", "Indicateurs du stade"),
+    "results": ("resultats", "Résultats perçus"),
+    "essaimage": ("essaimage", "Essaimage"),
+    "by_type": ("par_type_acteur", "Regards croisés par type d'acteur"),
+    "partnership": ("partenariats", "Pratiques partenariales"),
+    "dynamic": ("dynamique", "Dynamique et pilotage"),
+    "freins": ("freins", "Principaux freins cités"),
+    "nsp": ("ne_sait_pas", "Réponses « ne sait pas » par dimension"),
+    "respondents": ("repondants", "Répondants par type d'acteur"),
+    "stage_distribution": ("repartition_stades", "Répartition des territoires par stade"),
+    "territories": ("territoires", "Territoires et stades"),
+    "transition_matrix": ("transitions", "Matrice des transitions de stade"),
+    "models": ("modeles", "Résultats des modèles"),
+}
+#: Territory reports leave the national model tables to the synthesis.
+_NATIONAL_ONLY = frozenset({"models", "stage_distribution", "territories", "transition_matrix"})
+#: French descriptions of common columns (others are described by their name).
+_FIELD_TITLES: Mapping[str, str] = {
+    "estimate": "Estimation",
+    "se": "Erreur type",
+    "ci_low": "Borne basse de l'intervalle de confiance à 95 %",
+    "ci_high": "Borne haute de l'intervalle de confiance à 95 %",
+    "n": "Nombre de réponses valides",
+    "label": "Libellé (codebook)",
+    "variable": "Item du questionnaire",
+    "status": "Statut de publication (publishable, fragile, suppressed)",
+    "is_small_n": "Repose sur moins de réponses que le seuil de publication",
+    "score": "Score",
+    "national": "Valeur nationale",
+    "share": "Part",
+    "nsp_share": "Part de « ne sait pas »",
+    "wave": "Vague",
+    "stage": "Stade (rang, 0 = premier)",
+    "stage_label": "Stade",
+    "territory": "Code du territoire",
+    "dimension": "Dimension",
+}
+#: Identifier columns, written first.
+_FIRST = ("territory", "wave", "dimension", "variable", "label", "status")
+#: Columns kept in a suppressed row (identifiers and the status itself).
+_KEEP_WHEN_SUPPRESSED = frozenset(
+    {"label", "variable", "status", "dimension", "territory", "wave", "type", "kind", "domain"}
+)
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _rows(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):  # a one-row table (the identity card)
+        return [value] if value else []
+    if isinstance(value, tuple | list) and value and all(isinstance(r, Mapping) for r in value):
+        return list(value)
+    return []
+
+
+def _suppress(frame: pd.DataFrame) -> pd.DataFrame:
+    """Blank the values of rows whose ``status`` is ``suppressed`` (identifiers kept)."""
+    if "status" not in frame.columns:
+        return frame
+    mask = frame["status"].astype("string").eq("suppressed").fillna(False).to_numpy(bool)
+    if not mask.any():
+        return frame
+    out = frame.astype(object)
+    for column in out.columns:
+        if column not in _KEEP_WHEN_SUPPRESSED:
+            out.loc[mask, column] = None
+    return out
+
+
+def build_download_tables(ctx: ReportContext) -> dict[str, pd.DataFrame]:
+    """The tables behind a report, ready to download (resource name → table).
+
+    Parameters
+    ----------
+    ctx : ReportContext
+        A territory's or the national context.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        In :data:`DOWNLOAD_TITLES` order; scalar columns only; values of ``suppressed`` rows
+        blanked; national-only tables (models, transitions…) only for the national context.
+    """
+    import pandas as pd
+
+    values = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
+    tables: dict[str, pd.DataFrame] = {}
+    for field_name, (name, _title) in DOWNLOAD_TITLES.items():
+        if field_name in _NATIONAL_ONLY and not ctx.is_national:
+            continue
+        rows = _rows(values.get(field_name))
+        if not rows:
+            continue
+        names = {k for r in rows for k, v in r.items() if _scalar(v)}
+        columns = [c for c in _FIRST if c in names] + sorted(names - set(_FIRST))
+        if not columns:
+            continue
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+        tables[name] = _suppress(frame)
+    return tables
+
+
+def _fr_number(value: Any) -> Any:
+    """A number as French spreadsheets read it (decimal comma); other values unchanged."""
+    if isinstance(value, bool) or value is None:
+        return "oui" if value is True else ("non" if value is False else None)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6f}".rstrip("0").rstrip(".").replace(".", ",")
+    return value
+
+
+def _csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.astype(object).where(frame.notna(), None)
+    for column in out.columns:
+        out[column] = [_fr_number(v) for v in out[column]]
+    return out
+
+
+def _xlsx_bytes(tables: Mapping[str, pd.DataFrame]) -> bytes:
+    """One workbook, one sheet per table; text cells neutralised; fixed document dates."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from evalterritoire.artefacts import neutralise_cell
+
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        for name, frame in tables.items():
+            out = frame.astype(object).where(frame.notna(), None)
+            out = out.map(lambda v: neutralise_cell(v) if isinstance(v, str) else v)
+            out.to_excel(writer, sheet_name=name[:31], index=False)
+        props = writer.book.properties
+        props.created = props.modified = dt.datetime(2000, 1, 1)
+        props.creator = "evalterritoire"
+    return _fixed_zip_times(buffer.getvalue())
+
+
+def _fixed_zip_times(data: bytes) -> bytes:
+    """The same zip with every member (and the document's dates) fixed: equal content, equal bytes."""
+    import re
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            member = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*",
+                    rb"\g<1>2000-01-01T00:00:00Z",
+                    content,
+                )
+            dst.writestr(member, content)
+    return out.getvalue()
+
+
+def _field(name: str, series: pd.Series, labels: Mapping[str, str]) -> dict[str, Any]:
+    kind = "string"
+    values = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        kind = "any"  # every cell empty (e.g. suppressed)
+    elif all(isinstance(v, bool) for v in values):
+        kind = "string"  # written oui / non
+    elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        kind = "integer"
+    elif values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        kind = "number"
+    spec: dict[str, Any] = {"name": name, "type": kind, "title": _FIELD_TITLES.get(name, name)}
+    if kind == "number":
+        spec["decimalChar"] = ","
+    if name == "variable" and labels:
+        spec["categories"] = [{"value": k, "label": v} for k, v in sorted(labels.items())]
+    return spec
+
+
+def _datapackage(
+    stem: str,
+    title: str,
+    tables: Mapping[str, pd.DataFrame],
+    special_codes: Iterable[Mapping[str, Any]],
+) -> dict[str, Any]:
+    titles = {name: t for name, t in DOWNLOAD_TITLES.values()}
+    resources = []
+    for name, frame in tables.items():
+        labels: dict[str, str] = {}
+        if {"variable", "label"} <= set(frame.columns):
+            for var, label in zip(frame["variable"], frame["label"], strict=True):
+                if isinstance(var, str) and isinstance(label, str):
+                    labels.setdefault(var, label)
+        resources.append(
+            {
+                "name": name,
+                "title": titles.get(name, name),
+                "path": f"{name}.csv",
+                "format": "csv",
+                "mediatype": "text/csv",
+                "encoding": "utf-8-sig",
+                "dialect": {"delimiter": ";", "header": True},
+                "schema": {
+                    "fields": [_field(c, frame[c], labels) for c in frame.columns],
+                    "missingValues": [""],
+                },
+            }
+        )
+    return {
+        "name": stem.lower().replace("_", "-"),
+        "title": title,
+        "description": (
+            "Données des tableaux et graphiques du rapport. Les valeurs dont le statut est "
+            "« suppressed » sont laissées vides (secret statistique)."
+        ),
+        "specialCodes": [dict(c) for c in special_codes],
+        "resources": resources,
+    }
+
+
+def write_downloads(
+    ctx: ReportContext,
+    out_dir: str | Path,
+    *,
+    stem: str,
+    special_codes: Iterable[Mapping[str, Any]] = (),
+) -> list[Path]:
+    """Write a context's downloads: CSV per table, one XLSX, ``datapackage.json``.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+        A territory's or the national context.
+    out_dir : str or Path
+        The wave's data folder (``reports/<wave>/donnees``); files go to ``out_dir/stem/``.
+    stem : str
+        Folder and workbook name (the report's file stem).
+    special_codes : iterable of mapping
+        The codebook's special answer codes (``key``, ``code``, ``label``), listed in the package.
+
+    Returns
+    -------
+    list of Path
+        The files written, sorted.
+    """
+    from evalterritoire.artefacts import write_bytes_atomic, write_csv, write_text_atomic
+
+    folder = Path(out_dir) / stem
+    tables = build_download_tables(ctx)
+    written = [
+        write_csv(_csv_frame(frame), folder / f"{name}.csv", sep=";", encoding="utf-8-sig")
+        for name, frame in tables.items()
+    ]
+    if tables:
+        written.append(write_bytes_atomic(folder / f"{stem}.xlsx", _xlsx_bytes(tables)))
+    package = _datapackage(stem, ctx.territory_name, tables, special_codes)
+    text = json.dumps(package, ensure_ascii=False, indent=2) + "\n"
+    written.append(write_text_atomic(folder / "datapackage.json", text))
+    return sorted(written)
+
+
+def download_links(ctx: ReportContext, *, stem: str, data_dir: str = "../donnees") -> str:
+    """The report's « Données » block: the workbook, the data package and one CSV per table.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+        The report's context (the same tables as :func:`write_downloads`).
+    stem : str
+        The report's file stem.
+    data_dir : str
+        The wave's data folder, relative to the report.
+
+    Returns
+    -------
+    str
+        Safe HTML (empty when the context has no table).
+    """
+    e = html.escape
+    tables = build_download_tables(ctx)
+    if not tables:
+        return ""
+    base = f"{data_dir}/{stem}"
+    titles = {name: t for name, t in DOWNLOAD_TITLES.values()}
+    items = "".join(
+        f'<li><a href="{e(base)}/{e(name)}.csv">{e(titles[name])}</a> (CSV)</li>' for name in tables
+    )
+    return (
+        '<div class="et-downloads">'
+        f'<p>Classeur : <a href="{e(base)}/{e(stem)}.xlsx">toutes les données (XLSX)</a> · '
+        f'description des fichiers : <a href="{e(base)}/datapackage.json">datapackage.json</a> '
+        "(Frictionless Data). Les fichiers CSV s'ouvrent dans un tableur en français "
+        "(UTF-8, séparateur point-virgule, virgule décimale).</p>"
+        f"<ul>{items}</ul></div>"
+    )

@@ -1,0 +1,342 @@
+"""Evaluator parameters of a report template: declared, checked, applied and shown.
+
+A template declares its parameters in its ``parameters`` cell (papermill's convention): one
+``name: type = default  # help`` line each. :func:`declared_parameters` reads that declaration
+(:func:`papermill.inspect_notebook`) and :func:`check_parameters` holds the ``-p name=value``
+of the command line against it: an unknown name, a value of the wrong type (``int``, ``float``,
+``bool``, ``str``) or a name that evalterritoire sets itself is one clear
+:class:`~evalterritoire.errors.StudyConfigError` (exit status 2) naming the parameters the
+template accepts; command-line text is converted to the declared type.
+
+Inside the template, :func:`apply_parameters` returns the report context the evaluator asked
+for (a new frozen context; nothing is recomputed from the data):
+
+* ``suppression_threshold`` — values resting on fewer answers than this are not shown (status
+  ``suppressed``); it can only be stricter than the study's own rule;
+* ``band_thresholds`` — the cut points of the reading bands (``"3;4"``), applied only where the
+  stage's grid entry has reading bands (the other stages refuse banded verdicts);
+* ``stage_override`` — a stage (name or grid key) the evaluator retains instead of the computed
+  one; the report follows that stage's grid entry and says so (:func:`render_parameter_notes`);
+* ``equal_type_weight`` — « regards croisés »: the by-type table gains a row giving each actor
+  type the same weight;
+* ``observatory_name`` and ``observatory_logo`` — shown on the cover (:func:`render_observatory`;
+  the logo, PNG, JPEG or SVG up to 1 Mo, is embedded in the page).
+
+:func:`render_parameter_notes` lists, at the top of the report, every parameter that changed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalterritoire.errors import RenderError, StudyConfigError
+
+if TYPE_CHECKING:
+    from evalterritoire.report.context import ReportContext
+
+__all__ = [
+    "AUTOMATIC_PARAMETERS",
+    "apply_parameters",
+    "check_parameters",
+    "declared_parameters",
+    "render_observatory",
+    "render_parameter_notes",
+]
+
+#: Parameters evalterritoire sets itself for every report.
+AUTOMATIC_PARAMETERS = ("territory", "wave", "context_path", "grid_path")
+_TYPES: Mapping[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+_ITEM_FIELDS = (
+    "partnership",
+    "dynamic",
+    "milestones",
+    "results",
+    "essaimage",
+    "stage_indicators",
+    "freins",
+    "fragilities",
+    "agreement",
+    "status_levels",
+    "composition",
+    "declared_distribution",
+)
+_VALUE_KEYS = ("estimate", "se", "ci_low", "ci_high", "nsp_share", "share", "benchmark")
+_LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_MAX_LOGO_BYTES = 1024 * 1024
+
+
+def declared_parameters(template: str | Path) -> dict[str, dict[str, Any]]:
+    """The parameters a template declares: name → ``{"type", "default", "help"}``.
+
+    Parameters
+    ----------
+    template : str or Path
+        A jupytext ``.py`` or ``.ipynb`` template.
+
+    Returns
+    -------
+    dict
+        In declaration order; ``type`` is the declared annotation (``int``, ``float``, ``bool``,
+        ``str``) or ``None`` when the template gives none.
+    """
+    import papermill as pm
+
+    from evalterritoire.render.notebook import build_notebook
+
+    path = Path(template)
+    if path.suffix == ".py":
+        import tempfile
+
+        import nbformat
+
+        with tempfile.TemporaryDirectory(prefix="et-params-") as tmp:
+            nb_path = Path(tmp) / f"{path.stem}.ipynb"
+            nb_path.write_text(nbformat.writes(build_notebook(path)), encoding="utf-8")
+            found = pm.inspect_notebook(str(nb_path))
+    else:
+        found = pm.inspect_notebook(str(path))
+    return {
+        name: {
+            "type": spec.get("inferred_type_name")
+            if spec.get("inferred_type_name") in _TYPES
+            else None,
+            "default": spec.get("default"),
+            "help": spec.get("help", ""),
+        }
+        for name, spec in found.items()
+    }
+
+
+def _convert(name: str, value: Any, kind: str | None) -> Any:
+    """A command-line value converted to its declared type, or a clear error."""
+    if kind is None or not isinstance(value, str):
+        target = _TYPES.get(kind or "")
+        if target is None or (
+            isinstance(value, target) and not (target is int and isinstance(value, bool))
+        ):
+            return value
+        if target is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise StudyConfigError(f"-p {name}: expects {kind}, got {value!r}")
+    text = value.strip()
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text.replace(",", "."))
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in {"true", "1", "oui", "yes"}:
+                return True
+            if lowered in {"false", "0", "non", "no"}:
+                return False
+            raise ValueError
+    except ValueError:
+        raise StudyConfigError(f"-p {name}: expects {kind}, got {value!r}") from None
+    return value
+
+
+def check_parameters(template: str | Path, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Hold the evaluator's parameters against the template's declaration.
+
+    Parameters
+    ----------
+    template : str or Path
+        The report template.
+    given : mapping
+        ``name → value`` (command-line text or Python literals).
+
+    Returns
+    -------
+    dict
+        The values converted to their declared types.
+
+    Raises
+    ------
+    StudyConfigError
+        For an unknown name, a value of the wrong type, or a parameter evalterritoire sets
+        (exit status 2).
+    """
+    declared = declared_parameters(template)
+    accepted = [n for n in declared if n not in AUTOMATIC_PARAMETERS]
+    checked: dict[str, Any] = {}
+    for name, value in given.items():
+        if name in AUTOMATIC_PARAMETERS:
+            raise StudyConfigError(f"-p {name}=… is set by evalterritoire itself")
+        if name not in declared:
+            raise StudyConfigError(
+                f"unknown report parameter {name!r} for template {Path(template).name}; "
+                f"accepted: {', '.join(accepted) or '(none)'}"
+            )
+        checked[name] = _convert(name, value, declared[name]["type"])
+    return checked
+
+
+# --------------------------------------------------------------------------- applied in a report
+def _suppress_rows(rows: Any, threshold: int) -> tuple[Any, int]:
+    out, hidden = [], 0
+    for row in rows:
+        n = row.get("n") if isinstance(row, Mapping) else None
+        if isinstance(n, int | float) and n < threshold:
+            row = {**row, **{k: None for k in _VALUE_KEYS if k in row}, "status": "suppressed"}
+            hidden += 1
+        out.append(row)
+    return tuple(out), hidden
+
+
+def _bands(stage_grid: Mapping[str, Any], thresholds: str) -> dict[str, Any]:
+    bands = [dict(b) for b in stage_grid.get("bands", ())]
+    try:
+        cuts = [float(t.strip().replace(",", ".")) for t in re.split(r"[;/ ]+", thresholds.strip())]
+    except ValueError:
+        raise RenderError(
+            f"band_thresholds {thresholds!r}: expected numbers separated by ';'"
+        ) from None
+    lo, hi = bands[0]["low"], bands[-1]["high"]
+    edges = [lo, *cuts, hi]
+    if len(cuts) != len(bands) - 1 or any(a >= b for a, b in pairwise(edges)):
+        raise RenderError(
+            f"band_thresholds {thresholds!r}: expected {len(bands) - 1} increasing cut point(s) "
+            f"strictly between {lo:g} and {hi:g}"
+        )
+    for band, low, high in zip(bands, edges, edges[1:], strict=False):
+        band.update(low=low, high=high)
+    return {**stage_grid, "bands": bands}
+
+
+def _override_stage(ctx: ReportContext, wanted: str, grid_path: str) -> dict[str, Any]:
+    from evalterritoire.report.grid import load_grid
+
+    grid = load_grid(grid_path or None)
+    names = list(ctx.stage_names)
+    entries = list(grid)
+    index = next(
+        (
+            i
+            for i, (name, entry) in enumerate(zip(names, entries, strict=False))
+            if wanted.strip().lower() in {name.lower(), entry.key.lower(), entry.name.lower()}
+        ),
+        None,
+    )
+    if index is None:
+        raise RenderError(f"stage_override {wanted!r}: choose among {', '.join(names)}")
+    entry = entries[index]
+    return {
+        "stage": index,
+        "stage_label": names[index],
+        "report_stage": index,
+        "report_stage_label": names[index],
+        "grid_key": entry.key,
+        "stage_grid": entry.to_record(),
+        "recommendations": entry.recommendations,
+    }
+
+
+def _equal_type_row(ctx: ReportContext) -> tuple[Any, ...]:
+    rows = [r for r in ctx.by_type if not r.get("is_equal_weight")]
+    items = [v for v in ctx.by_type_items.values() if v]
+    if not rows or not items:
+        return ctx.by_type
+    row: dict[str, Any] = {"label": "Moyenne à poids égal par type d'acteur", "type": "",
+                           "is_equal_weight": True, "is_small_n": False,
+                           "n": sum(int(r.get("n") or 0) for r in rows)}  # fmt: skip
+    for item in items:
+        values = [float(r[item]) for r in rows if r.get(item) is not None]
+        row[item] = sum(values) / len(values) if values else None
+        row[f"n_{item}"] = sum(int(r.get(f"n_{item}") or 0) for r in rows)
+    return (*rows, row)
+
+
+def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
+    """The context the evaluator's parameters ask for (see the module docstring).
+
+    Parameters
+    ----------
+    ctx : ReportContext
+        The context built by the report step.
+    **params
+        ``suppression_threshold`` (int, 0: the study's rule), ``band_thresholds`` (str),
+        ``stage_override`` (str), ``equal_type_weight`` (bool), ``grid_path`` (str: the study's
+        evaluation grid, "" for the shipped one); other names are ignored here.
+
+    Returns
+    -------
+    ReportContext
+        A new context; ``applied_parameters`` in its ``identity`` lists what changed (French).
+    """
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    override = str(params.get("stage_override") or "").strip()
+    if override:
+        computed = ctx.stage_label
+        changes.update(_override_stage(ctx, override, str(params.get("grid_path") or "")))
+        notes.append(
+            f"Stade retenu par l'évaluateur : {changes['stage_label']} "
+            f"(stade calculé à partir de l'enquête : {computed})."
+        )
+    thresholds = str(params.get("band_thresholds") or "").strip()
+    grid = changes.get("stage_grid", ctx.stage_grid)
+    if thresholds and grid.get("bands"):
+        changes["stage_grid"] = _bands(grid, thresholds)
+        notes.append(f"Seuils de lecture fixés par l'évaluateur : {thresholds}.")
+    threshold = int(params.get("suppression_threshold") or 0)
+    if threshold > 0:
+        hidden = 0
+        for name in _ITEM_FIELDS:
+            changes[name], k = _suppress_rows(getattr(ctx, name), threshold)
+            hidden += k
+        notes.append(
+            f"Valeurs reposant sur moins de {threshold} réponses masquées ({hidden} indicateur(s))."
+        )
+    if params.get("equal_type_weight"):
+        changes["by_type"] = _equal_type_row(ctx)
+        notes.append("Regards croisés : une ligne donne le même poids à chaque type d'acteur.")
+    if not changes:
+        return ctx
+    identity = {**ctx.identity, "applied_parameters": tuple(notes)}
+    return replace(ctx, **changes, identity=identity)
+
+
+def render_parameter_notes(ctx: ReportContext) -> str:
+    """A notice listing the evaluator's parameters that changed this report (or "")."""
+    notes = ctx.identity.get("applied_parameters") or ()
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (
+        '<aside class="notice et-parameters" aria-label="Paramètres de l\'évaluateur">'
+        f"<p>Ce rapport a été paramétré par l'évaluateur :</p><ul>{items}</ul></aside>"
+    )
+
+
+def render_observatory(name: str = "", logo: str = "") -> str:
+    """The observatory's name and logo for the cover (safe HTML; "" when neither is given).
+
+    Raises
+    ------
+    RenderError
+        When the logo is missing, too large or not a PNG, JPEG or SVG file.
+    """
+    parts = []
+    if logo:
+        path = Path(logo)
+        suffix = path.suffix.lower()
+        if suffix not in {*_LOGO_TYPES, ".svg"} or not path.is_file():
+            raise RenderError(f"observatory_logo {logo!r}: expected an existing PNG, JPEG or SVG")
+        if path.stat().st_size > _MAX_LOGO_BYTES:
+            raise RenderError(f"observatory_logo {logo!r}: larger than 1 Mo")
+        data = path.read_bytes()
+        mime = _LOGO_TYPES.get(suffix, "image/svg+xml")
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        alt = f"Logo de {name}" if name else "Logo de l'observatoire"
+        parts.append(f'<img class="et-logo" src="{uri}" alt="{html.escape(alt)}"/>')
+    if name:
+        parts.append(f'<p class="et-observatory">{html.escape(name)}</p>')
+    return f'<div class="et-publisher">{"".join(parts)}</div>' if parts else ""
