@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -329,7 +330,16 @@ def test_applied_parameters_change_the_report_and_say_so(contexts):
     assert ctx.stage_label in notes
     assert all(r.get("estimate") is None for r in out.partnership)
     assert all(r.get("status") == "suppressed" for r in out.partnership)
-    assert out.by_type[-1]["label"].startswith("Moyenne à poids égal")
+    # « regards croisés » on a territory whose actor types are shown (not merged away)
+    types = (
+        {"label": "Collectivités", "type": "collectivite", "n": 10, "x": 3.0, "n_x": 10},
+        {"label": "Associations", "type": "association", "n": 12, "x": 4.0, "n_x": 12},
+    )
+    typed = dataclasses.replace(ctx, by_type=types, by_type_items={"trust": "x"})
+    crossed = apply_parameters(typed, equal_type_weight=True)
+    assert crossed.by_type[-1]["label"].startswith("Moyenne à poids égal")
+    assert crossed.by_type[-1]["x"] == pytest.approx(3.5)  # each type weighs the same
+    assert crossed.by_type[:2] == types
     with pytest.raises(RenderError, match="choose among"):
         apply_parameters(ctx, stage_override="Nulle part")
 

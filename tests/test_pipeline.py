@@ -155,8 +155,11 @@ def test_papermill_and_nbconvert_on_the_generated_template(study, tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     text = html.read_text(encoding="utf-8")
-    name = json.loads(context.read_text(encoding="utf-8"))["territory_name"]
-    assert f"<title>{escape(name)}</title>" in text  # titled by the territory
+    from evalterritoire.report.context import ReportContext
+
+    published = ReportContext.from_json(context)
+    assert published.territory_name in published.title  # titled by the territory, as published
+    assert f"<title>{escape(published.title)}</title>" in text
     assert "Traceback" not in text
     # the same styled offline page as `evalterritoire report`: stylesheet, no script, no CDN, TOC
     from evalterritoire.render.export import load_report_css

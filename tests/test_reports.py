@@ -200,7 +200,8 @@ def test_rendered_report_follows_its_stage(territory, rendered):
     if territory == "T5":
         assert "Lecture indicative" in html
     assert html.count('<figure class="et-figure"') >= 3
-    assert "n\u00a0=\u00a0" in html
+    # the number of respondents is given, as « n < 5 » under the study's minimum cell (T5: 3)
+    assert ("n\u00a0<\u00a05" if territory == "T5" else "n\u00a0=\u00a0") in unescape(html)
 
 
 #: What never reaches a reader: file names, seeds, model ids, code-like identifiers.
@@ -227,7 +228,7 @@ def test_rendered_report_shows_no_code(territory, rendered, codebook):
 def test_rendered_report_opens_with_its_summary(territory, rendered):
     """« L'essentiel » (anchor ``essentiel``) comes first, answers follow each question."""
     html = rendered["html"][territory]
-    assert html.index('id="essentiel"') < html.index("Carte d'identité")
+    assert html.index('id="essentiel"') < html.index("Carte d'identité du territoire</h2>")
     text = _visible_text(html)
     for part in ("Points d'appui", "Points d'attention", "Depuis la dernière vague", "Colophon"):
         assert part in text
@@ -366,7 +367,8 @@ def test_tables_format_french_and_flag_small_n(study):
     assert "Lecture" in html  # consolidation: the reading column exists
     # the band is read on the value as displayed: « 4,0 » is a strength under « ≥ 4 »
     assert re.search(r">4,0 <span class=\"ci\">[^<]*</span></span></td><td class=num>[^<]*"
-                     r"</td><td class=num>[^<]*</td><td class=num><span class=\"band band-force",
+                     r"</td><td class=num>[^<]*</td><td class=num>[^<]*</td>"  # stage, similar
+                     r"<td class=num><span class=\"band band-force",
                      html)  # fmt: skip
     assert "Lecture" not in tables.render_profile_table(study["contexts"][1])
     # T5 (3 respondents): every figure is suppressed, shown as « s », n written « < 5 »

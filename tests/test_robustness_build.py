@@ -32,7 +32,7 @@ from evalterritoire import artefacts
 from evalterritoire.config import load_study
 from evalterritoire.errors import EvalTerritoireError
 from evalterritoire.pipeline import run_contexts, run_ingest, run_reports, run_reproduce, run_study
-from evalterritoire.render.export import render_index
+from evalterritoire.render.index import render_index
 from evalterritoire.report.context import ReportContext
 
 

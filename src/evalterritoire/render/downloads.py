@@ -355,7 +355,7 @@ def download_links(ctx: ReportContext, *, stem: str, data_dir: str = "../donnees
     return (
         '<div class="et-downloads">'
         f'<p>Classeur : <a href="{e(base)}/{e(stem)}.xlsx">toutes les données (XLSX)</a> · '
-        f'description des fichiers : <a href="{e(base)}/datapackage.json">datapackage.json</a> '
+        f'description des fichiers : <a href="{e(base)}/datapackage.json">dictionnaire des données (Data Package)</a> '
         "(Frictionless Data). Les fichiers CSV s'ouvrent dans un tableur en français "
         "(UTF-8, séparateur point-virgule, virgule décimale).</p>"
         f"<ul>{items}</ul></div>"

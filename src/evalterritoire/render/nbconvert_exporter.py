@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 from nbconvert.exporters import Exporter
@@ -29,7 +30,7 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def export_notebook_html(nb: Any) -> str:
-    """The report page of an executed template notebook (title: its first ``<h1>``).
+    """The report page of an executed template notebook (title: its context's, as published; else its first ``<h1>``).
 
     Parameters
     ----------
@@ -44,9 +45,20 @@ def export_notebook_html(nb: Any) -> str:
     from evalterritoire.render.outputs import render_html
 
     page = render_html(nb, title="")
-    found = _H1.search(page)
-    title = html.unescape(_TAG.sub("", found.group(1))).strip() if found else "Rapport"
+    title = _context_title(nb)
+    if title is None:
+        found = _H1.search(page)
+        title = html.unescape(_TAG.sub("", found.group(1))).strip() if found else "Rapport"
     return page.replace("<title></title>", f"<title>{html.escape(title)}</title>", 1)
+
+
+def _context_title(nb: Any) -> str | None:
+    """The title the published page has: its context's (papermill keeps the parameters)."""
+    from evalterritoire.render.study import context_title
+
+    parameters = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
+    path = parameters.get("context_path")
+    return context_title(Path(path)) if path else None
 
 
 class ReportExporter(Exporter):

@@ -350,8 +350,12 @@ class _Writer:
         out = []
         for waves in by_dim.values():
             now, before = waves.get(self.ctx.wave), waves.get(wave)
-            if now is None or before is None or now.get("status") == "suppressed":
+            if now is None or before is None:
                 continue
+            if "suppressed" in (now.get("status"), before.get("status")):
+                continue
+            if _num(now.get("score")) is None or _num(before.get("score")) is None:
+                continue  # a score the survey could not estimate (or not publish)
             delta = float(now["score"]) - float(before["score"])
             se_now, se_before = _num(now.get("se")), _num(before.get("se"))
             if se_now is not None and se_before is not None:
