@@ -37,6 +37,7 @@ from typing import Any
 from evalterritoire.codebook import Codebook
 from evalterritoire.report.context import SMALL_CELL, ReportContext, _num
 from evalterritoire.report.french import (
+    NBSP,
     fmt_count,
     fmt_interval,
     fmt_n,
@@ -211,7 +212,9 @@ class _Writer:
         if ctx.stage is None:
             return []
         p = ctx.stage_probability
-        common = {"stade": ctx.stage_label, "probabilite": fmt_percent(p)}
+        # never a bare « 100 % »: a probability rounded to certainty is said as a bound
+        shown = f"plus de 99{NBSP}%" if p is not None and float(p) >= 0.99 else fmt_percent(p)
+        common = {"stade": ctx.stage_label, "probabilite": shown}
         rank = {"rang": ordinal_fr(ctx.stage + 1), "n_stades": fmt_words(ctx.n_stages)}
         if ctx.between_stages:
             out = [

@@ -34,7 +34,6 @@ from evalterritoire.report.context import ReportContext
 
 ctx = ReportContext.from_json(context_path)
 display(HTML(tables.render_title(ctx)))
-display(HTML(annex.render_quality_box(ctx)))
 display(
     HTML(
         '<nav class="et-nav" aria-label="Navigation"><ul>'
@@ -42,6 +41,9 @@ display(
         '<li><a href="#donnees">Données à télécharger</a></li></ul></nav>'
     )
 )
+
+# %%
+display(HTML(annex.render_quality_box(ctx)))
 
 # %%
 display(HTML("<h2>1. Chiffres clés</h2>"))

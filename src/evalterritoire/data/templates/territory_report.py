@@ -60,6 +60,8 @@ cover = [
     navigation.render_navigation(ctx),
 ]
 display(HTML("".join(cover)))
+
+# %%
 display(HTML(prose.render_essentiel(ctx)))
 display(HTML(annex.render_quality_box(ctx)))
 
