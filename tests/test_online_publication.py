@@ -344,6 +344,26 @@ def test_applied_parameters_change_the_report_and_say_so(contexts):
         apply_parameters(ctx, stage_override="Nulle part")
 
 
+def test_written_parts_follow_the_evaluator_parameters(contexts):
+    """The narrative was written at build time for the computed stage and the study's rule:
+    under a stricter threshold it quotes no figure, under an override it answers the retained
+    stage's questions and proposes that stage's recommendations."""
+    ctx = _territory(contexts, "T1")
+    assert ctx.essentiel.get("strengths") or ctx.essentiel.get("attention")
+    strict = apply_parameters(ctx, suppression_threshold=10**6)
+    assert set(strict.essentiel) <= {"stage"}
+    assert [a["question"] for a in strict.answers] == list(ctx.stage_grid["questions"])
+    assert all("seuil de masquage" in a["sentences"][0] for a in strict.answers)
+    assert strict.recommendation_reasons == ()
+    assert strict.stage_change == {}
+    target = [n for n in ctx.stage_names if n != ctx.stage_label][-1]
+    moved = apply_parameters(ctx, stage_override=target)
+    assert [a["question"] for a in moved.answers] == list(moved.stage_grid["questions"])
+    assert moved.recommendations == tuple(moved.stage_grid["recommendations"])
+    assert moved.model_sentences == ()
+    assert ctx.stage_label in moved.answers[0]["sentences"][0]
+
+
 def test_band_thresholds_only_where_the_stage_has_bands(contexts):
     banded = next(c for c in contexts if not c.is_national and c.stage_grid.get("bands"))
     bands = banded.stage_grid["bands"]

@@ -23,6 +23,10 @@ for (a new frozen context; nothing is recomputed from the data):
   the logo, PNG, JPEG or SVG up to 1 Mo, is embedded in the page).
 
 :func:`render_parameter_notes` lists, at the top of the report, every parameter that changed it.
+The written parts (« L'essentiel », the answers to the questions, the reasons of the
+recommendations, the stage-change explanation) are written at build time for the computed stage
+and the study's rule: under an override or a stricter threshold only what stays true is kept
+(:func:`_written_parts`), so a value the evaluator masks is masked everywhere.
 """
 
 from __future__ import annotations
@@ -254,6 +258,43 @@ def _equal_type_row(ctx: ReportContext) -> tuple[Any, ...]:
     return (*rows, row)
 
 
+def _written_parts(
+    ctx: ReportContext, changes: Mapping[str, Any], *, overridden: bool
+) -> dict[str, Any]:
+    """The narrative under a stage override or a stricter threshold (written at build time).
+
+    The sentences of « L'essentiel », the answers and the stage-change explanation were written
+    from the computed stage and the study's publication rule: under the evaluator's stricter
+    threshold they could quote a figure it hides, and under an override they answer another
+    stage's questions. They are replaced by what stays true — the stage paragraph, the retained
+    stage's questions with a plain note, its grid's recommendations — so that a value masked by
+    the evaluator is masked everywhere.
+    """
+    grid = changes.get("stage_grid", ctx.stage_grid)
+    if overridden:
+        note = (
+            "Pas de réponse rédigée : le rapport suit le stade retenu par l'évaluateur, les "
+            "réponses tirées de l'enquête portent sur les questions du stade calculé "
+            f"(« {ctx.stage_label} ») ; voir les tableaux ci-dessous."
+        )
+    else:
+        note = (
+            "Pas de réponse rédigée sous le seuil de masquage choisi par l'évaluateur : voir "
+            "les tableaux ci-dessous."
+        )
+    essentiel = {"stage": tuple(ctx.essentiel.get("stage", ()))} if ctx.essentiel else {}
+    written: dict[str, Any] = {
+        "essentiel": essentiel,
+        "answers": tuple({"question": q, "sentences": (note,)} for q in grid.get("questions", ())),
+        "stage_change": {},
+        "recommendation_reasons": (),  # the reasons quote scores
+    }
+    if overridden:
+        written["recommendations"] = tuple(grid.get("recommendations", ()))
+        written["model_sentences"] = ()
+    return written
+
+
 def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
     """The context the evaluator's parameters ask for (see the module docstring).
 
@@ -298,6 +339,8 @@ def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
     if params.get("equal_type_weight"):
         changes["by_type"] = _equal_type_row(ctx)
         notes.append("Regards croisés : une ligne donne le même poids à chaque type d'acteur.")
+    if override or threshold > 0:
+        changes.update(_written_parts(ctx, changes, overridden=bool(override)))
     if not changes:
         return ctx
     identity = {**ctx.identity, "applied_parameters": tuple(notes)}
