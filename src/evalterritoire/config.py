@@ -285,6 +285,9 @@ class StudyConfig:
     models: tuple[ModelSpec, ...] = ()
     report: ReportConfig = ReportConfig()
     publication: PublicationConfig = PublicationConfig()
+    #: Items whose change between codebook versions the study acknowledges (``[study]
+    #: acknowledged_changes``): their trends across waves are drawn despite the change.
+    acknowledged_changes: tuple[str, ...] = ()
 
     @property
     def study_dir(self) -> Path:
@@ -438,6 +441,7 @@ def _parse_margins(value: Any, base: Path, wave: int, path: Path) -> dict[str, d
 # --------------------------------------------------------------------------- sections
 _STUDY_KEYS = {
     "name", "wave", "codebook", "exports", "context", "previous_waves", "random_state", "min_n",
+    "acknowledged_changes",
     "build_dir", "reports_dir",
 }  # fmt: skip
 _REPORT_KEYS = {
@@ -514,6 +518,9 @@ def _parse_study(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
         ),
         "random_state": _seed(study, path),
         "min_n": min_n,
+        "acknowledged_changes": tuple(
+            _str_list(study.get("acknowledged_changes"), "study.acknowledged_changes", path)
+        ),
         **folders,
     }
 

@@ -465,6 +465,26 @@ def _report_data_files(config: StudyConfig) -> list[Path]:
     ]
 
 
+def _trend_breaks(
+    config: StudyConfig,
+    codebook: Codebook,
+    relocate: Callable[[StudyConfig], StudyConfig] | None,
+) -> list[dict[str, Any]]:
+    """Item changes between the waves' codebooks the study has not acknowledged (warned)."""
+    from evalterritoire.report.comparability import find_trend_breaks
+
+    codebooks = {cfg.wave: load_study_codebook(cfg) for cfg in _previous_configs(config, relocate)}
+    codebooks[config.wave] = codebook
+    breaks = find_trend_breaks(codebooks, config.acknowledged_changes)
+    for b in breaks:
+        _warn(
+            f"{b['item']}: {', '.join(b['kinds'])} changed between {b['from_wave']} and "
+            f"{b['to_wave']}; no trend is drawn across the change (acknowledge it with "
+            f'[study] acknowledged_changes = ["{b["item"]}"] in {config.path.name})'
+        )
+    return breaks
+
+
 def run_contexts(
     config: StudyConfig,
     *,
@@ -483,7 +503,13 @@ def run_contexts(
         record = StepRecorder(Provenance([config]), config, "contexts")
         for path in _report_data_files(config):
             record.file(path)
-        contexts = build_contexts(config, codebook, _artefacts(config, codebook, record))
+        artefacts = _artefacts(config, codebook, record)
+        for previous in _previous_configs(config, relocate):  # the trends read their codebooks
+            record.file(_codebook_file(previous))
+        breaks = _trend_breaks(config, codebook, relocate)
+        if breaks:
+            artefacts = replace(artefacts, trend_breaks=tuple(breaks))
+        contexts = build_contexts(config, codebook, artefacts)
         paths = []
         for ctx in contexts:
             name = "national" if ctx.is_national else safe_filename(ctx.territory)

@@ -99,7 +99,9 @@ def _scale_words(var: Variable, codebook: Codebook) -> str:
                 + "}"
             )
         else:
-            parts.append(f"[{scale.min:g}, {scale.max:g}]" if scale.min is not None else scale.type)
+            lo = "" if scale.min is None else f"{scale.min:g}"
+            hi = "" if scale.max is None else f"{scale.max:g}"
+            parts.append(f"[{lo}, {hi}]" if lo or hi else scale.type)
     if var.min is not None or var.max is not None:
         lo = "" if var.min is None else f"{var.min:g}"
         hi = "" if var.max is None else f"{var.max:g}"

@@ -97,6 +97,10 @@ class StudyArtefacts:
     smallarea : DataFrame or None
         The Fay–Herriot fits of the territory statistics (``smallarea.parquet``), for the
         annex of the reports that show model-based estimates.
+    trend_breaks : tuple of dict
+        Unacknowledged item changes between the waves' codebooks
+        (:func:`evalterritoire.report.comparability.find_trend_breaks`): no trend is drawn
+        across them.
     """
 
     responses: pd.DataFrame | None = None
@@ -109,6 +113,7 @@ class StudyArtefacts:
     context: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
     smallarea: pd.DataFrame | None = None
+    trend_breaks: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

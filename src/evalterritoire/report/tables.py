@@ -379,8 +379,18 @@ def render_methodology(ctx: ReportContext) -> str:
         f"{escape(_CLUSTER.get(m.get('cluster_method', ''), m.get('cluster_method')))} des profils de "
         f"territoires sur {_dimensions(ctx)} ; la probabilité d'appartenance à chaque stade "
         "tient compte de la précision du profil de chaque territoire.</p>"
+        f"{_trend_breaks(m)}"
         "</div>"
     )
+
+
+def _trend_breaks(m: Mapping[str, Any]) -> str:
+    """Questionnaire changes across which no trend is drawn (empty when there are none)."""
+    breaks = m.get("trend_breaks") or ()
+    if not breaks:
+        return ""
+    items = "".join(f"<li>{escape(text)}</li>" for text in breaks)
+    return f"<p>Changements du questionnaire entre les vagues :</p><ul>{items}</ul>"
 
 
 # --------------------------------------------------------------------------- tables

@@ -12,7 +12,7 @@ by-type items and the population column).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.report.breakdowns import Breakdowns
+from evalterritoire.report.comparability import describe_breaks, without_broken_trends
 from evalterritoire.report.context import SMALL_CELL, Columns, StudyArtefacts, short_label
 from evalterritoire.report.grid import EvaluationGrid
 from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
@@ -79,6 +80,9 @@ def _prepare_wave(
     artefacts: StudyArtefacts,
 ) -> _Wave:
     """Everything the contexts of one wave share."""
+    if artefacts.trend_breaks:  # no trend across an unacknowledged change of an item
+        profiles = without_broken_trends(artefacts.profiles, artefacts.trend_breaks)
+        artefacts = replace(artefacts, profiles=profiles)
     columns = Columns.from_codebook(codebook)
     responses = _responses(artefacts, columns.territory)
     estimates = artefacts.estimates
@@ -132,7 +136,7 @@ def _prepare_wave(
             )
         ),
         common=_common(config, artefacts, codebook, spec, columns),
-        methodology=_methodology(config, artefacts),
+        methodology=_methodology(config, artefacts, labels),
     )
 
 
@@ -257,7 +261,9 @@ def _item_scale(codebook: Codebook, item: str | None) -> dict[str, Any]:
     }
 
 
-def _methodology(config: StudyConfig, artefacts: StudyArtefacts) -> dict[str, Any]:
+def _methodology(
+    config: StudyConfig, artefacts: StudyArtefacts, labels: Mapping[str, str]
+) -> dict[str, Any]:
     """Design, calibration, small-n rules and clustering of the methodological annex."""
     d, c = config.design, config.calibration
     return {
@@ -272,4 +278,5 @@ def _methodology(config: StudyConfig, artefacts: StudyArtefacts) -> dict[str, An
         "small_cell": SMALL_CELL,
         "cluster_method": config.maturity.method,
         "random_state": config.random_state,
+        "trend_breaks": describe_breaks(artefacts.trend_breaks, labels),
     }
