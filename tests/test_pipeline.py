@@ -78,6 +78,25 @@ def test_study_builds_every_artefact_and_report(study):
     assert "workers" not in manifest["parameters"]["rendering"]
 
 
+def test_synthesis_annex_gives_the_design_based_alpha_of_each_dimension(study):
+    """Issue 19: the estimate step's design-based alpha (R svycralpha) reaches the synthesis."""
+    import pandas as pd
+
+    from evalterritoire.report.context import ReportContext
+
+    config = load_study(study)
+    alpha = pd.read_parquet(config.artefact("dimension_alpha.parquet"))
+    national = ReportContext.from_json(config.artefact("contexts/national.json"))
+    shown = {r["dimension"]: r for r in national.reliability if r.get("design_alpha") is not None}
+    assert set(shown) == set(alpha["dimension"])
+    for row in alpha.to_dict(orient="records"):
+        got = shown[row["dimension"]]
+        assert got["design_alpha"] == pytest.approx(row["estimate"])
+        assert got["design_ci_low"] <= got["design_alpha"] <= got["design_ci_high"]
+    page = (config.reports_dir / "synthese.html").read_text(encoding="utf-8")
+    assert "Alpha pondéré (plan de sondage) [IC 95 %]" in page
+
+
 def test_reports_pass_the_publication_scan(study):
     """Every page of the simulated study: no interval outside its range, negative or shown as a
     point, no figure or count on fewer than min_cell respondents, every figure with a status."""

@@ -442,6 +442,7 @@ def _artefacts(config: StudyConfig, codebook: Codebook, record: StepRecorder):
     return StudyArtefacts(
         profiles=optional("profiles.parquet"),
         smallarea=optional("smallarea.parquet"),
+        dimension_alpha=optional("dimension_alpha.parquet"),
         responses=responses,
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),

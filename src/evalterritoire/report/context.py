@@ -97,6 +97,9 @@ class StudyArtefacts:
     smallarea : DataFrame or None
         The Fay–Herriot fits of the territory statistics (``smallarea.parquet``), for the
         annex of the reports that show model-based estimates.
+    dimension_alpha : DataFrame or None
+        Design-based Cronbach's alpha of each dimension with its interval
+        (``dimension_alpha.parquet``), for the synthesis' annex.
     trend_breaks : tuple of dict
         Unacknowledged item changes between the waves' codebooks
         (:func:`evalterritoire.report.comparability.find_trend_breaks`): no trend is drawn
@@ -113,6 +116,7 @@ class StudyArtefacts:
     context: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
     smallarea: pd.DataFrame | None = None
+    dimension_alpha: pd.DataFrame | None = None
     trend_breaks: tuple[Mapping[str, Any], ...] = ()
 
 

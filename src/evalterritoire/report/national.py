@@ -151,13 +151,29 @@ def _reliability(wave: _Wave) -> list[dict[str, Any]]:
         rel = rel[rel["wave"] == wave.config.wave]
     if "item" in rel.columns:  # one summary row per dimension (item == "")
         rel = rel[rel["item"].fillna("").astype(str) == ""]
+    weighted = _design_alpha(wave.artefacts.dimension_alpha)
     return [
         {
             **_clean(r),
+            **weighted.get(str(r.get("dimension")), {}),
             "label": wave.spec.dimension_label(str(r.get("dimension")), r.get("dimension")),
         }
         for r in rel.to_dict(orient="records")
     ]
+
+
+def _design_alpha(table: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """Dimension → its design-based alpha (``design_alpha``) and 95 % interval (R svycralpha)."""
+    if table is None or table.empty:
+        return {}
+    return {
+        str(r["dimension"]): {
+            "design_alpha": _num(r.get("estimate")),
+            "design_ci_low": _num(r.get("ci_low")),
+            "design_ci_high": _num(r.get("ci_high")),
+        }
+        for r in table.to_dict(orient="records")
+    }
 
 
 def _ingestion_summary(ingestion: Mapping[str, Any] | None) -> dict[str, Any]:

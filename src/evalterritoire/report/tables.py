@@ -813,22 +813,31 @@ def render_history_table(ctx: ReportContext) -> str:
 
 
 def render_reliability_table(ctx: ReportContext) -> str:
-    """Reliability (Cronbach's alpha) of each dimension."""
+    """Reliability (Cronbach's alpha) of each dimension: respondents' and design-based.
+
+    The design-based alpha (survey weights, with its 95 % interval from the design) is shown
+    beside the plain one when the estimate step computed it.
+    """
+    weighted = any(r.get("design_alpha") is not None for r in ctx.reliability)
     rows = []
     for r in ctx.reliability:
         alpha = r.get("alpha", r.get("cronbach_alpha"))
-        rows.append(
-            [
-                escape(r.get("label") or r.get("dimension")),
-                escape(fmt_number(alpha, 2)),
-                escape(fmt_count(r.get("n_items"))),
-            ]
-        )
+        row = [escape(r.get("label") or r.get("dimension")), escape(fmt_number(alpha, 2))]
+        if weighted:
+            row.append(
+                f'{escape(fmt_number(r.get("design_alpha"), 2))} <span class="ci">'
+                f"{escape(fmt_interval(r.get('design_ci_low'), r.get('design_ci_high'), 2))}</span>"
+            )
+        row.append(escape(fmt_count(r.get("n_items"))))
+        rows.append(row)
+    headers = ("Dimension", "Alpha de Cronbach")
+    if weighted:
+        headers += ("Alpha pondéré (plan de sondage) [IC 95 %]",)
     return _table(
-        ("Dimension", "Alpha de Cronbach", "Items"),
+        (*headers, "Items"),
         rows,
         caption="Fiabilité des dimensions",
-        numeric=(1, 2),
+        numeric=tuple(range(1, len(headers) + 1)),
     )
 
 
