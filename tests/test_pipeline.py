@@ -97,6 +97,29 @@ def test_synthesis_annex_gives_the_design_based_alpha_of_each_dimension(study):
     assert "Alpha pondéré (plan de sondage) [IC 95 %]" in page
 
 
+def test_identity_card_medians_are_design_based_and_hidden_below_the_minimum_cell(study):
+    """Issue 19: the identity card's medians are the estimate step's svyquantile medians."""
+    import pandas as pd
+
+    from evalterritoire.codebook import load_codebook
+    from evalterritoire.report.context import ReportContext
+    from evalterritoire.report.spec import load_report_spec
+
+    config = load_study(study)
+    spec = load_report_spec(None, load_codebook(None))
+    item = spec.identity["n_organisations"]
+    medians = pd.read_parquet(config.artefact("item_medians.parquet"))
+    rows = medians[(medians["domain_type"] == "territory") & (medians["variable"] == item)]
+    assert not rows.empty
+    for row in rows.to_dict(orient="records"):
+        ctx = ReportContext.from_json(config.artefact(f"contexts/{row['domain']}.json"))
+        shown = ctx.identity.get("n_organisations")
+        if row["n"] >= config.publication.min_cell:
+            assert shown == pytest.approx(row["estimate"])
+        else:
+            assert shown is None
+
+
 def test_reports_pass_the_publication_scan(study):
     """Every page of the simulated study: no interval outside its range, negative or shown as a
     point, no figure or count on fewer than min_cell respondents, every figure with a status."""

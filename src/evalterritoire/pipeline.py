@@ -443,6 +443,7 @@ def _artefacts(config: StudyConfig, codebook: Codebook, record: StepRecorder):
         profiles=optional("profiles.parquet"),
         smallarea=optional("smallarea.parquet"),
         dimension_alpha=optional("dimension_alpha.parquet"),
+        item_medians=optional("item_medians.parquet"),
         responses=responses,
         estimates=optional("estimates.parquet"),
         maturity=optional("maturity.parquet"),

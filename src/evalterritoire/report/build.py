@@ -306,7 +306,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         territory=code,
         territory_name=str(name),
         is_national=False,
-        identity=_identity(wave, frame, context_row),
+        identity=_identity(wave, code, frame, context_row),
         context_indicators=_context_indicators(wave, context_row),
         **content,
         free_text=tuple(wave.sections.free_text(frame, n_resp)),
@@ -366,11 +366,16 @@ def _item_label(codebook: Any, variable: str) -> str:
     return variable
 
 
-def _identity(wave: _Wave, frame: pd.DataFrame, context_row: Mapping[str, Any]) -> dict[str, Any]:
+def _identity(
+    wave: _Wave, code: str, frame: pd.DataFrame, context_row: Mapping[str, Any]
+) -> dict[str, Any]:
     """Identity card: level, region, population, start year, organisations involved.
 
     A row the study does not declare (no codebook role, no report-spec item) is left out, so
-    that the card never shows an empty line for a question the instrument does not ask.
+    that the card never shows an empty line for a question the instrument does not ask. The
+    start year and the organisations are design-based medians (R ``svyquantile``, from the
+    estimate step's ``item_medians.parquet``) when the step computed them, and none when fewer
+    than the study's minimum cell of respondents answered.
     """
     cols, identity = wave.columns, wave.spec.identity
     out: dict[str, Any] = {}
@@ -381,10 +386,29 @@ def _identity(wave: _Wave, frame: pd.DataFrame, context_row: Mapping[str, Any]) 
         out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
     if cols.population:
         out["population"] = _num(context_row.get(cols.population))
+    medians = _territory_medians(wave, code)
     for key in ("start_year", "n_organisations"):
         if identity.get(key):
-            out[key] = _median(frame, identity[key])
+            item = identity[key]
+            out[key] = medians[item] if item in medians else _median(frame, item)
     return out
+
+
+def _territory_medians(wave: _Wave, code: str) -> dict[str, float | None]:
+    """Item → the territory's design-based median (None below the minimum cell)."""
+    table = wave.artefacts.item_medians
+    if table is None or table.empty or "domain_type" not in table.columns:
+        return {}
+    rows = table[
+        (table["domain_type"] == "territory")
+        & (table["domain"].astype(str) == str(code))
+        & (table["quantile"] == 0.5)
+    ]
+    min_cell = wave.config.publication.min_cell
+    return {
+        str(r["variable"]): (_num(r["estimate"]) if int(r["n"] or 0) >= min_cell else None)
+        for r in rows.to_dict(orient="records")
+    }
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:

@@ -97,6 +97,9 @@ class StudyArtefacts:
     smallarea : DataFrame or None
         The Fay–Herriot fits of the territory statistics (``smallarea.parquet``), for the
         annex of the reports that show model-based estimates.
+    item_medians : DataFrame or None
+        Design-based medians of the count items, nationally and by territory
+        (``item_medians.parquet``), for the identity card.
     dimension_alpha : DataFrame or None
         Design-based Cronbach's alpha of each dimension with its interval
         (``dimension_alpha.parquet``), for the synthesis' annex.
@@ -117,6 +120,7 @@ class StudyArtefacts:
     profiles: pd.DataFrame | None = None
     smallarea: pd.DataFrame | None = None
     dimension_alpha: pd.DataFrame | None = None
+    item_medians: pd.DataFrame | None = None
     trend_breaks: tuple[Mapping[str, Any], ...] = ()
 
 
