@@ -184,8 +184,11 @@ def _glm_parts(kind: str, y, X, w, beta):
 
 
 # --------------------------------------------------------------------------- ordinal
-def _ordinal_parts(y: np.ndarray, X: np.ndarray, theta: np.ndarray, n_cuts: int):
-    """Per-observation log-likelihood and score of the cumulative logit in (β, cuts)."""
+def _ordinal_terms(y: np.ndarray, X: np.ndarray, theta: np.ndarray):
+    """Category, ``F`` and ``f = F(1 − F)`` at the upper and lower cut, and ``P = F(u) − F(l)``.
+
+    ``u = cut_k − x'β`` and ``l = cut_{k−1} − x'β`` (``±∞`` at the ends, where ``f`` is 0).
+    """
     p = X.shape[1]
     beta, cuts = theta[:p], theta[p:]
     k = y.astype(int)
@@ -196,6 +199,13 @@ def _ordinal_parts(y: np.ndarray, X: np.ndarray, theta: np.ndarray, n_cuts: int)
     fu = np.where(np.isfinite(upper), Fu * (1 - Fu), 0.0)
     fl = np.where(np.isfinite(lower), Fl * (1 - Fl), 0.0)
     prob = np.clip(Fu - Fl, 1e-300, None)
+    return k, Fu, Fl, fu, fl, prob
+
+
+def _ordinal_parts(y: np.ndarray, X: np.ndarray, theta: np.ndarray, n_cuts: int):
+    """Per-observation log-likelihood and score of the cumulative logit in (β, cuts)."""
+    p = X.shape[1]
+    k, _, _, fu, fl, prob = _ordinal_terms(y, X, theta)
     ll = np.log(prob)
     score = np.empty((len(y), p + n_cuts))
     score[:, :p] = -X * ((fu - fl) / prob)[:, None]
@@ -218,15 +228,7 @@ def _ordinal_hessian(y, X, w, theta, n_cuts):
     rule (``∂u/∂β = ∂l/∂β = −x``, ``∂u/∂cut_k = ∂l/∂cut_{k−1} = 1``) gives the blocks below.
     """
     p = X.shape[1]
-    beta, cuts = theta[:p], theta[p:]
-    k = y.astype(int)
-    eta = X @ beta
-    upper = np.append(cuts, np.inf)[k] - eta
-    lower = np.insert(cuts, 0, -np.inf)[k] - eta
-    Fu, Fl = expit(upper), expit(lower)
-    fu = np.where(np.isfinite(upper), Fu * (1 - Fu), 0.0)
-    fl = np.where(np.isfinite(lower), Fl * (1 - Fl), 0.0)
-    prob = np.clip(Fu - Fl, 1e-300, None)
+    k, Fu, Fl, fu, fl, prob = _ordinal_terms(y, X, theta)
     a = fu * (1 - 2 * Fu) / prob - (fu / prob) ** 2
     d = -fl * (1 - 2 * Fl) / prob - (fl / prob) ** 2
     b = fu * fl / prob**2
