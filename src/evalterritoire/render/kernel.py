@@ -207,6 +207,8 @@ class WarmKernel:
         )
         try:
             client.start_new_kernel(env=env, cwd=os.getcwd())
+            # known at once, so that a stop during the start-up kills it too
+            self._process = getattr(km.provisioner, "process", None)
             client.start_new_kernel_client()
         except Exception as exc:
             self.km, self._process = km, getattr(km.provisioner, "process", None)
@@ -225,14 +227,16 @@ class WarmKernel:
         """Stop the kernel (hard kill; safe from any thread) and remove its private files."""
         kc, process, directory = self.kc, self._process, self._dir
         self.km = self.kc = self._process = self._dir = None
-        if kc is not None:
-            # closing the sockets of a dead kernel may fail: nothing to keep
-            with contextlib.suppress(Exception):
-                kc.stop_channels()
+        # the process first: killing is safe from any thread, closing sockets another thread
+        # polls may block or abort
         if process is not None and process.poll() is None:
             process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
+        if kc is not None:
+            # closing the sockets of a dead kernel may fail: nothing to keep
+            with contextlib.suppress(Exception):
+                kc.stop_channels()
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
 

@@ -10,8 +10,9 @@ must outlive it:
   (:data:`POLL_SECONDS`); when the parent is gone (the child was re-parented) it cleans up and
   ends the child with ``os._exit``. Polling works whatever thread started the child (unlike
   ``PR_SET_PDEATHSIG``, tied to the creating thread) and on any POSIX system;
-* a pool worker's lifeline stops its kernels first (:func:`watch_parent`), and a worker told
-  to stop with ``SIGTERM`` does the same (:func:`stop_on_sigterm`);
+* a pool worker's lifeline stops its kernels first (:func:`watch_parent`), then kills any
+  child process still running (:func:`kill_children`: a kernel caught in its start-up), and a
+  worker told to stop with ``SIGTERM`` does the same (:func:`stop_on_sigterm`);
 * a kernel's lifeline (:func:`kernel_lifeline_arguments`, code run at kernel start-up through
   ``IPKernelApp.exec_lines``, importing nothing from this package) removes the kernel's private
   folder (``et-kernel-*``: connection file, IPC sockets) before ending the kernel;
@@ -37,6 +38,7 @@ __all__ = [
     "OWNER_FILE",
     "POLL_SECONDS",
     "kernel_lifeline_arguments",
+    "kill_children",
     "stop_on_sigterm",
     "sweep_orphan_folders",
     "watch_parent",
@@ -96,6 +98,29 @@ def watch_parent(
     thread = threading.Thread(target=watch, name="evalterritoire-lifeline", daemon=True)
     thread.start()
     return thread
+
+
+def kill_children() -> int:
+    """Kill every process descended from this one (``SIGKILL``); the number killed.
+
+    The last step of a worker's clean-up: whatever its kernels' own clean-up missed (a kernel
+    whose start-up was under way) does not outlive it.
+    """
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return 0
+    killed = 0
+    for child in children:
+        try:
+            child.kill()
+            killed += 1
+        except psutil.Error:
+            continue
+    psutil.wait_procs(children, timeout=5)
+    return killed
 
 
 def stop_on_sigterm(cleanup: Callable[[], object]) -> None:

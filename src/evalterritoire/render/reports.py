@@ -61,7 +61,7 @@ from evalterritoire.render.kernel import (
     _ReportTimeoutError,
     shutdown_kernels,
 )
-from evalterritoire.render.lifeline import stop_on_sigterm, watch_parent
+from evalterritoire.render.lifeline import kill_children, stop_on_sigterm, watch_parent
 from evalterritoire.render.notebook import (
     _check_parameters,
 )
@@ -240,8 +240,16 @@ def _worker_init(parent: int | None = None) -> None:
 
     util.Finalize(None, shutdown_kernels, exitpriority=10)
     if parent is not None:
-        stop_on_sigterm(shutdown_kernels)
-        watch_parent(parent, shutdown_kernels)
+        stop_on_sigterm(_stop_everything)
+        watch_parent(parent, _stop_everything)
+
+
+def _stop_everything() -> None:
+    """A worker's last clean-up: its kernels, then any child process still running."""
+    try:
+        shutdown_kernels()
+    finally:
+        kill_children()
 
 
 def _render_remote(payload: Mapping[str, Any]) -> dict[str, Any]:
