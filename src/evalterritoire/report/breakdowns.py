@@ -219,7 +219,8 @@ class Breakdowns:
             out.append(
                 {
                     "variable": item,
-                    "label": short_label(self.codebook[item].label_fr, limit=90),
+                    "label": self.codebook[item].label_short
+                    or short_label(self.codebook[item].label_fr, limit=160),
                     "groups": [[k, label] for k, label in AGREEMENT_GROUPS if k in records],
                     "shares": shares,
                     "records": records,

@@ -389,16 +389,27 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
     """
     rows = list(ctx.agreement)
     min_cell = _min_cell(ctx)
+    drawable = any(r.get("status") != "suppressed" for r in rows)
 
     def body(fig: Figure) -> tuple[str, str]:
         if not rows:
             _empty(fig, "Aucune réponse d'accord disponible")
             return "Aucune donnée.", "Aucune réponse disponible."
+        if not drawable:  # an empty frame of « s » says less than one sentence
+            _empty(fig, "Aucune répartition des réponses d'accord n'est publiable pour ce "
+                   "territoire\n(trop peu de répondants par réponse, ou précision insuffisante).")  # fmt: skip
+            text = (
+                "Aucune répartition des réponses d'accord n'est publiable pour ce territoire "
+                f"({len(rows)} affirmations : trop peu de répondants par réponse, ou précision "
+                "insuffisante)."
+            )
+            return text, text
         ax = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
         for yi, r in zip(y, rows, strict=True):
             _draw_agreement_bar(ax, yi, r, min_cell)
         ax.set_yticks(y, [_wrap(r["label"], 44) for r in rows], fontsize=8)
+        ax.set_ylim(-0.75, len(rows) - 0.25)  # room for a last label of three lines
         ax.set_xlim(0, 1)
         _fr_axis(ax.xaxis, percent=True)
         ax.grid(axis="y", visible=False)
@@ -411,7 +422,8 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
         )
         return alt + ".", caption
 
-    return _draw("agreement", 8.6, 0.55 * max(len(rows), 2) + 1.6, body)
+    height = 0.55 * max(len(rows), 2) + 1.6 if drawable else 1.1
+    return _draw("agreement", 8.6, height, body)
 
 
 def _agreement_alt(r: Mapping[str, Any]) -> str:
@@ -505,7 +517,7 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         value_labels = _draw_priorities(ax1, rows, y, min_cell)
         if alliances:
             _draw_alliances(ax2, rows, y, min_cell)
-        ax1.set_yticks(y, [_plain(r["label"]) for r in rows])
+        ax1.set_yticks(y, [_wrap(r["label"], 26) for r in rows], fontsize=9)
         ax1.set_xlim(0, 13.5)
         ax1.set_xticks([0, 2, 4, 6, 8, 10])
         _fr_axis(ax1.xaxis, 0)

@@ -260,7 +260,7 @@ class Sections:
         rec = _record(
             self.lookup.mean(domain, prio_id) if prio_id else None,
             prio_id or "",
-            short_label(label.split(",")[0], limit=32),
+            short_label(label.split(",")[0], limit=60),
             self.min_n,
             domain=dom,
         )
