@@ -96,3 +96,15 @@ def test_no_label_of_the_shipped_instrument_reaches_the_example_reports(study):
     pages = [html.unescape(p.read_text("utf-8")) for p in (study / "reports").rglob("*.html")]
     leaked = {label for label in labels if len(label) > 25 and any(label in page for page in pages)}
     assert leaked == set()
+
+
+def test_an_earlier_wave_report_links_to_the_later_wave_built_with_it(study):
+    """``study --all-waves`` builds every wave's data first: the 2024 reports link forward to
+    the 2025 report of the same territory, the 2025 ones back to 2024."""
+    maturity = pd.read_parquet(study / "build" / "2025" / "maturity.parquet")
+    code = sorted(maturity["territory"].astype(str))[0]
+    earlier = (study / "reports" / "2024" / "territoires" / f"{code}.html").read_text("utf-8")
+    later = (study / "reports" / "2025" / "territoires" / f"{code}.html").read_text("utf-8")
+    assert f'href="../../2025/territoires/{code}.html"' in earlier
+    assert '<span aria-current="page">2024</span>' in earlier
+    assert f'href="../../2024/territoires/{code}.html"' in later

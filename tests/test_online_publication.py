@@ -277,12 +277,67 @@ def test_suppressed_rows_stay_suppressed_in_downloads(contexts, tmp_path):
 
 
 # --------------------------------------------------------------------------- parameters
+def test_navigation_links_forward_to_the_later_waves_built_with_it(contexts):
+    ctx = _territory(contexts)
+    history = tuple({"wave": w, "stage": 0, "stage_label": "x"} for w in (2024, 2025))
+    nav = render_navigation(replace(ctx, history=history, wave=2024, later_waves=(2025, 2026)))
+    stem = safe_filename(ctx.territory)
+    assert '<span aria-current="page">2024</span>' in nav
+    assert f'href="../../2025/territoires/{stem}.html"' in nav
+    assert f'href="../../2026/territoires/{stem}.html"' in nav
+
+
+def _written_contexts(contexts, folder):
+    for c in contexts:
+        name = "national" if c.is_national else safe_filename(c.territory)
+        (folder / f"{name}.json").write_text(c.to_json(), encoding="utf-8")
+    return folder
+
+
+def test_comparison_group_replaces_the_similar_territories(contexts, tmp_path):
+    from evalterritoire.report.prose import render_essentiel, render_neighbours
+    from evalterritoire.report.tables import render_profile_table
+
+    folder = _written_contexts(contexts, tmp_path)
+    ctx = _territory(contexts, "T1")
+    assert ctx.neighbours
+    assert not render_parameter_notes(ctx)
+    out = apply_parameters(ctx, comparison_group="T3; T2", context_path=str(folder / "T1.json"))
+    group = [_territory(contexts, "T2"), _territory(contexts, "T3")]
+    for p in out.profile:
+        scores = [
+            q["score"] for g in group for q in g.profile
+            if q["dimension"] == p["dimension"] and q.get("score") is not None
+            and q.get("status") != "suppressed"
+        ]  # fmt: skip
+        expected = sum(scores) / len(scores) if scores else None
+        assert p["neighbours"] == pytest.approx(expected), p["dimension"]
+    assert [n["territory"] for n in out.neighbours] == ["T2", "T3"]
+    annex = html.unescape(render_neighbours(out))
+    assert "Groupe de comparaison" in annex
+    assert "Distance" not in annex
+    assert all(g.territory_name in annex for g in group)
+    assert "Groupe de comparaison" in html.unescape(render_profile_table(out))
+    box = html.unescape(render_essentiel(out))
+    assert "Face au groupe de comparaison" in box
+    assert "territoires similaires" not in box
+    sentence = " ".join(out.essentiel["comparison"])
+    assert "groupe de comparaison retenu par l'évaluateur" in sentence
+    assert "deux territoires" in sentence
+    assert "choisi par l'évaluateur (2 territoires" in html.unescape(render_parameter_notes(out))
+    with pytest.raises(RenderError, match="no territory 'T99'"):
+        apply_parameters(ctx, comparison_group="T2;T99", context_path=str(folder / "T1.json"))
+    with pytest.raises(RenderError, match="territory of the report itself"):
+        apply_parameters(ctx, comparison_group="T1", context_path=str(folder / "T1.json"))
+
+
 def test_template_declares_the_evaluator_parameters():
     declared = declared_parameters(TERRITORY_TEMPLATE)
     assert {k: v["type"] for k, v in declared.items() if k not in
             {"territory", "wave", "context_path", "grid_path"}} == {
         "observatory_name": "str", "observatory_logo": "str", "suppression_threshold": "int",
         "band_thresholds": "str", "stage_override": "str", "equal_type_weight": "bool",
+        "comparison_group": "str",
     }  # fmt: skip
 
 
@@ -330,6 +385,19 @@ def test_applied_parameters_change_the_report_and_say_so(contexts):
     assert ctx.stage_label in notes
     assert all(r.get("estimate") is None for r in out.partnership)
     assert all(r.get("status") == "suppressed" for r in out.partnership)
+    # masked everywhere — scores, « ne sait pas » shares, nested records and what mirrors
+    # them, earlier waves — and the quality box counts the variant's figures
+    from evalterritoire.report.quality import _records
+
+    shown = [
+        (f.name, r) for f in dataclasses.fields(out) if f.name not in {"quality", "identity"}
+        for r in _records([getattr(out, f.name)]) if r["status"] != "suppressed"
+    ]  # fmt: skip
+    assert shown == []
+    assert all(p.get("score") is None for p in out.profile)
+    assert out.quality["n_figures"] == ctx.quality["n_figures"]
+    assert out.quality["suppressed"] == out.quality["n_figures"] > ctx.quality["suppressed"]
+    assert out.publication["min_cell"] == 10**6  # the legends and the annex state its rule
     # « regards croisés » on a territory whose actor types are shown (not merged away)
     types = (
         {"label": "Collectivités", "type": "collectivite", "n": 10, "x": 3.0, "n_x": 10},

@@ -56,6 +56,7 @@ PARAMETERS = {
         "band_thresholds": "str",
         "stage_override": "str",
         "equal_type_weight": "bool",
+        "comparison_group": "str",
     },
     "annual_study": {"territory": "str", "wave": "int", "context_path": "str"},
 }

@@ -492,10 +492,13 @@ def run_contexts(
     *,
     codebook: Codebook | None = None,
     relocate: Callable[[StudyConfig], StudyConfig] | None = None,
+    later: Sequence[StudyConfig] = (),
 ) -> list[Path]:
     """Build one report context per territory (+ national) → ``contexts/*.json``.
 
-    The contexts of territories that are no longer in the data are removed.
+    The contexts of territories that are no longer in the data are removed. ``later`` are the
+    study's later waves built in the same run (``study --all-waves``): a territory's context
+    lists those in which it has a report, so that its report links forward to them.
     """
     from evalterritoire.manifest import safe_filename
     from evalterritoire.report.build import build_contexts
@@ -511,6 +514,8 @@ def run_contexts(
         breaks = _trend_breaks(config, codebook, relocate)
         if breaks:
             artefacts = replace(artefacts, trend_breaks=tuple(breaks))
+        if later:
+            artefacts = replace(artefacts, later_waves=_later_waves(later, record))
         contexts = build_contexts(config, codebook, artefacts)
         paths = []
         for ctx in contexts:
@@ -527,6 +532,21 @@ def run_contexts(
     if gone:
         _warn(f"contexts removed (territories no longer in the data): {len(gone)}")
     return paths
+
+
+def _later_waves(
+    later: Sequence[StudyConfig], record: StepRecorder
+) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """Each later wave with the territory codes it reports on (from its ``maturity.parquet``)."""
+    out = []
+    for cfg in later:
+        path = cfg.artefact("maturity.parquet")
+        if not path.is_file():
+            continue
+        record.file(path)
+        codes = pd.read_parquet(path, columns=["territory"])["territory"].astype(str)
+        out.append((int(cfg.wave), tuple(sorted(set(codes)))))
+    return tuple(sorted(out))
 
 
 # --------------------------------------------------------------------------- reports
@@ -731,8 +751,16 @@ def run_study(
         _check_formulas(cfg)
     problems: list[str] = []
     with _locked(configs, "study"):
-        for cfg in configs:
-            problems += _run_wave(cfg, workers=workers, render=render, relocate=relocate)
+        # the data steps of every wave first, so that an earlier wave's reports link to the
+        # later ones (a wave's data steps read only its earlier waves)
+        codebooks = [load_study_codebook(cfg) for cfg in configs]
+        for cfg, codebook in zip(configs, codebooks, strict=True):
+            problems += _run_data_steps(cfg, codebook, relocate=relocate)
+        for i, (cfg, codebook) in enumerate(zip(configs, codebooks, strict=True)):
+            problems += _run_report_steps(
+                cfg, codebook, later=configs[i + 1 :], workers=workers, render=render,
+                relocate=relocate,
+            )  # fmt: skip
     if problems:
         _warn("the study ran, with problems to look at:")
         for line in problems:
@@ -753,16 +781,14 @@ def _check_formulas(config: StudyConfig) -> None:
             raise StudyConfigError(f"{config.path}: [[models]] {exc}") from None
 
 
-def _run_wave(
+def _run_data_steps(
     cfg: StudyConfig,
+    codebook: Codebook,
     *,
-    workers: int | None,
-    render: bool,
     relocate: Callable[[StudyConfig], StudyConfig] | None,
 ) -> list[str]:
-    """Every step of one wave; the lines that explain a non-zero exit status."""
+    """Validate, cluster, estimate and model one wave; the lines explaining a non-zero exit."""
     problems = []
-    codebook = load_study_codebook(cfg)
     _console().rule(f"{cfg.name}")
     ingest_result = run_ingest(cfg, codebook=codebook)
     if ingest_result.exit_code:
@@ -772,7 +798,21 @@ def _run_wave(
     run_estimates(cfg, codebook=codebook)
     if cfg.models:
         run_models(cfg, codebook=codebook)
-    run_contexts(cfg, codebook=codebook, relocate=relocate)
+    return problems
+
+
+def _run_report_steps(
+    cfg: StudyConfig,
+    codebook: Codebook,
+    *,
+    later: Sequence[StudyConfig],
+    workers: int | None,
+    render: bool,
+    relocate: Callable[[StudyConfig], StudyConfig] | None,
+) -> list[str]:
+    """Contexts and reports of one wave; the lines that explain a non-zero exit status."""
+    problems: list[str] = []
+    run_contexts(cfg, codebook=codebook, relocate=relocate, later=later)
     if render:
         summary = run_reports(cfg, workers=workers, codebook=codebook, force=relocate is not None)
         problems += [f"{cfg.wave}: report {code} failed: {why}" for code, why in summary.failed]

@@ -1,8 +1,9 @@
 """Navigation inside and between reports: table of contents, back link, other waves, data.
 
 :func:`render_navigation` is the bar a territory report shows under its title: a link back to
-the wave's index, links to the same territory's report in its other waves (from the context's
-stage history; the study's report folders are siblings named by wave, ``reports/<wave>/``, as
+the wave's index, links to the same territory's report in its other waves (the earlier ones
+from the context's stage history, the later ones built in the same ``study --all-waves`` run
+from its ``later_waves``; the study's report folders are siblings named by wave, ``reports/<wave>/``, as
 ``reports_dir = "../../reports/{wave}"`` lays them out) and a link to its downloadable data. It
 holds a placeholder that :func:`add_table_of_contents` replaces, once the page is assembled, by a
 « Sommaire » listing every ``<h2>`` of the page (each heading gets an ``id`` anchor when it has
@@ -55,7 +56,10 @@ def render_navigation(
 
     e = html.escape
     stem = safe_filename(ctx.territory)
-    waves = sorted({int(h["wave"]) for h in ctx.history if h.get("wave") is not None})
+    waves = sorted(
+        {int(h["wave"]) for h in ctx.history if h.get("wave") is not None}
+        | {int(ctx.wave), *(int(w) for w in ctx.later_waves)}
+    )
     links = []
     for wave in waves:
         if wave == int(ctx.wave):

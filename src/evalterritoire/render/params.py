@@ -19,6 +19,10 @@ for (a new frozen context; nothing is recomputed from the data):
   one; the report follows that stage's grid entry and says so (:func:`render_parameter_notes`);
 * ``equal_type_weight`` — « regards croisés »: the by-type table gains a row giving each actor
   type the same weight;
+* ``comparison_group`` — territory codes (``"200039470;200040715"``) of the wave that replace
+  the five statistically similar territories as the report's comparison group: the profile's
+  comparison column, the « L'essentiel » sentence and the annex's list use their mean scores
+  (read from their contexts, beside this one's; nothing recomputed from the data);
 * ``observatory_name`` and ``observatory_logo`` — shown on the cover (:func:`render_observatory`;
   the logo, PNG, JPEG or SVG up to 1 Mo, is embedded in the page).
 
@@ -35,7 +39,7 @@ import base64
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,21 +61,14 @@ __all__ = [
 #: Parameters evalterritoire sets itself for every report.
 AUTOMATIC_PARAMETERS = ("territory", "wave", "context_path", "grid_path")
 _TYPES: Mapping[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-_ITEM_FIELDS = (
-    "partnership",
-    "dynamic",
-    "milestones",
-    "results",
-    "essaimage",
-    "stage_indicators",
-    "freins",
-    "fragilities",
-    "agreement",
-    "status_levels",
-    "composition",
-    "declared_distribution",
-)
-_VALUE_KEYS = ("estimate", "se", "ci_low", "ci_high", "nsp_share", "share", "benchmark")
+#: Context fields the evaluator's threshold never walks (no figure of the territory in them).
+_UNMASKED_FIELDS = frozenset({"identity", "quality", "stage_grid", "colophon", "glossary"})
+#: The context fields a chosen comparison group is computed from (after the other parameters).
+_GROUP_INPUTS = ("profile", "essentiel", "stage_label", "stage", "stage_grid")
+#: The keys of an estimate record that carry its value.
+_VALUE_KEYS = ("estimate", "score", "se", "ci_low", "ci_high", "nsp_share", "share")
+#: Parent keys that mirror a nested record's value (``child key → parent key``).
+_MIRRORS = {"nsp": "nsp_share", "alliance": "alliance_share"}
 _LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _MAX_LOGO_BYTES = 1024 * 1024
 
@@ -184,15 +181,46 @@ def check_parameters(template: str | Path, given: Mapping[str, Any]) -> dict[str
 
 
 # --------------------------------------------------------------------------- applied in a report
-def _suppress_rows(rows: Any, threshold: int) -> tuple[Any, int]:
-    out, hidden = [], 0
-    for row in rows:
-        n = row.get("n") if isinstance(row, Mapping) else None
-        if isinstance(n, int | float) and n < threshold:
-            row = {**row, **{k: None for k in _VALUE_KEYS if k in row}, "status": "suppressed"}
-            hidden += 1
-        out.append(row)
-    return tuple(out), hidden
+def _is_record(value: Any) -> bool:
+    return isinstance(value, Mapping) and "status" in value and "interval" in value
+
+
+def _mask(value: Any, threshold: int) -> tuple[Any, int]:
+    """``value`` with every estimate record on fewer than ``threshold`` answers suppressed.
+
+    Walks mappings and sequences; a record's value keys become None and its status
+    ``suppressed``; what a parent mirrors of a masked child (``X`` of ``X__record``,
+    ``nsp_share``, ``alliance_share``, the ``shares`` of a distribution) is masked with it.
+    Returns the new value and the number of records newly masked.
+    """
+    if isinstance(value, list | tuple):
+        pairs = [_mask(v, threshold) for v in value]
+        return type(value)(v for v, _ in pairs), sum(k for _, k in pairs)
+    if not isinstance(value, Mapping):
+        return value, 0
+    out, hidden, masked_children = {}, 0, []
+    for key, child in value.items():
+        out[key], k = _mask(child, threshold)
+        hidden += k
+        if k and (_is_record(child) or key == "records"):
+            masked_children.append(key)
+    for key in masked_children:
+        if key.endswith("__record"):
+            out[key[: -len("__record")]] = None
+        elif key in _MIRRORS and _MIRRORS[key] in out:
+            out[_MIRRORS[key]] = None
+        elif key == "records":  # one share hidden gives the others away
+            out["shares"] = dict.fromkeys(out.get("shares") or {})
+            out["status"] = "suppressed"
+    n = _num_or_none(out.get("n"))
+    if _is_record(out) and out.get("status") != "suppressed" and n is not None and n < threshold:
+        out.update({k: None for k in _VALUE_KEYS if k in out}, status="suppressed")
+        hidden += 1
+    return out, hidden
+
+
+def _num_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _bands(stage_grid: Mapping[str, Any], thresholds: str) -> dict[str, Any]:
@@ -258,6 +286,42 @@ def _equal_type_row(ctx: ReportContext) -> tuple[Any, ...]:
     return (*rows, row)
 
 
+def _chosen_group(ctx: ReportContext, codes_text: str, context_path: str) -> dict[str, Any]:
+    """The evaluator's comparison group: its territories, their mean scores, the sentence."""
+    from evalterritoire.manifest import safe_filename
+    from evalterritoire.report.context import ReportContext
+    from evalterritoire.report.narrative import chosen_group_comparison
+    from evalterritoire.report.neighbours import CHOSEN_METHOD, group_means
+
+    codes = list(dict.fromkeys(c for c in re.split(r"[;,\s]+", codes_text) if c))
+    if not context_path:
+        raise RenderError("comparison_group: the report's context file is not known")
+    folder = Path(context_path).parent
+    group = []
+    for code in codes:
+        if code == ctx.territory:
+            raise RenderError(f"comparison_group: {code} is the territory of the report itself")
+        path = folder / f"{safe_filename(code)}.json"
+        if not path.is_file():
+            raise RenderError(f"comparison_group: no territory {code!r} in wave {ctx.wave}")
+        group.append(ReportContext.from_json(path))
+    group.sort(key=lambda g: g.territory)
+    means = group_means(group)
+    profile = tuple({**p, "neighbours": means.get(str(p["dimension"]))} for p in ctx.profile)
+    sentences = chosen_group_comparison(replace(ctx, profile=profile), means, len(group))
+    records = tuple(
+        {"territory": g.territory, "name": g.territory_name, "stage_label": g.stage_label,
+         "distance": None}
+        for g in group
+    )  # fmt: skip
+    return {
+        "neighbours": records,
+        "neighbour_method": CHOSEN_METHOD,
+        "profile": profile,
+        "essentiel": {**ctx.essentiel, "comparison": tuple(sentences)} if ctx.essentiel else {},
+    }
+
+
 def _written_parts(
     ctx: ReportContext, changes: Mapping[str, Any], *, overridden: bool
 ) -> dict[str, Any]:
@@ -304,8 +368,10 @@ def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
         The context built by the report step.
     **params
         ``suppression_threshold`` (int, 0: the study's rule), ``band_thresholds`` (str),
-        ``stage_override`` (str), ``equal_type_weight`` (bool), ``grid_path`` (str: the study's
-        evaluation grid, "" for the shipped one); other names are ignored here.
+        ``stage_override`` (str), ``equal_type_weight`` (bool), ``comparison_group`` (str:
+        territory codes separated by ``;``), ``context_path`` (str: this report's context, whose
+        folder holds the group's), ``grid_path`` (str: the study's evaluation grid, "" for the
+        shipped one); other names are ignored here.
 
     Returns
     -------
@@ -330,21 +396,54 @@ def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
     threshold = int(params.get("suppression_threshold") or 0)
     if threshold > 0:
         hidden = 0
-        for name in _ITEM_FIELDS:
-            changes[name], k = _suppress_rows(getattr(ctx, name), threshold)
-            hidden += k
+        for f in fields(ctx):
+            if f.name in _UNMASKED_FIELDS:
+                continue
+            masked, k = _mask(getattr(ctx, f.name), threshold)
+            if k:
+                changes[f.name], hidden = masked, hidden + k
+        # the variant's rule: legends, the quality box and the annex say « moins de <threshold> »
+        publication = dict(ctx.publication or {})
+        publication["min_cell"] = max(int(publication.get("min_cell", 5)), threshold)
+        changes["publication"] = publication
+        if ctx.n_respondents < threshold and ctx.free_text:
+            changes["free_text"] = ()  # no quotation under the evaluator's threshold
+        from evalterritoire.report.phrases import plural_fr
+
         notes.append(
-            f"Valeurs reposant sur moins de {threshold} réponses masquées ({hidden} indicateur(s))."
+            f"Valeurs reposant sur moins de {threshold} réponses masquées ({hidden} "
+            f"{plural_fr(hidden, 'chiffre')})."
         )
     if params.get("equal_type_weight"):
-        changes["by_type"] = _equal_type_row(ctx)
+        changes["by_type"] = _equal_type_row(
+            replace(ctx, by_type=changes.get("by_type", ctx.by_type))
+        )
         notes.append("Regards croisés : une ligne donne le même poids à chaque type d'acteur.")
+    chosen = str(params.get("comparison_group") or "").strip()
+    if chosen:
+        current = replace(ctx, **{k: v for k, v in changes.items() if k in _GROUP_INPUTS})
+        group = _chosen_group(current, chosen, str(params.get("context_path") or ""))
+        changes.update(group)
+        from evalterritoire.report.phrases import plural_fr
+
+        size = len(group["neighbours"])
+        notes.append(
+            f"Groupe de comparaison choisi par l'évaluateur ({size} "
+            f"{plural_fr(size, 'territoire')}, liste en annexe) au lieu des territoires similaires."
+        )
     if override or threshold > 0:
         changes.update(_written_parts(ctx, changes, overridden=bool(override)))
     if not changes:
         return ctx
     identity = {**ctx.identity, "applied_parameters": tuple(notes)}
-    return replace(ctx, **changes, identity=identity)
+    out = replace(ctx, **changes, identity=identity)
+    if threshold > 0:  # the quality box counts what this variant shows
+        from evalterritoire.report.quality import _quality
+
+        out = replace(
+            out, quality=_quality(getattr(out, f.name) for f in fields(out) if f.name != "quality")
+        )
+    return out
 
 
 def render_parameter_notes(ctx: ReportContext) -> str:

@@ -317,6 +317,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         quality=_quality(content.values()),
         smallarea_fits=tuple(_smallarea_fits(wave, content.values())),
         history=tuple(h for h in wave.history if h["territory"] == code),
+        later_waves=tuple(w for w, codes in wave.artefacts.later_waves if code in codes),
         methodology=wave.methodology,
     )
 

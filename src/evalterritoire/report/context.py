@@ -107,6 +107,9 @@ class StudyArtefacts:
         Unacknowledged item changes between the waves' codebooks
         (:func:`evalterritoire.report.comparability.find_trend_breaks`): no trend is drawn
         across them.
+    later_waves : tuple of (int, tuple of str)
+        The study's later waves built in the same run, each with the territory codes it
+        reports on, so that an earlier wave's reports link forward to them.
     """
 
     responses: pd.DataFrame | None = None
@@ -122,6 +125,7 @@ class StudyArtefacts:
     dimension_alpha: pd.DataFrame | None = None
     item_medians: pd.DataFrame | None = None
     trend_breaks: tuple[Mapping[str, Any], ...] = ()
+    later_waves: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,11 @@ class ReportContext:
     #: ``distance``) and how they are found (``neighbour_method``).
     neighbours: tuple[Mapping[str, Any], ...] = ()
     neighbour_method: str = ""
+    #: Sentence templates comparing the territory with a comparison group the evaluator
+    #: chooses at render time (``chosen_group_*`` of the report spec).
+    group_sentences: Mapping[str, str] = field(default_factory=dict)
+    #: The study's later waves in which this territory has a report (links between waves).
+    later_waves: tuple[int, ...] = ()
     #: Producer, data, version, commit, how to cite, confidentiality.
     colophon: Mapping[str, Any] = field(default_factory=dict)
     #: Acronyms of the report's text with their expansion (``term``, ``definition``).

@@ -46,6 +46,7 @@ from evalterritoire.report.french import (
     fmt_words,
 )
 from evalterritoire.report.phrases import (
+    GROUP_SENTENCE_KEYS,
     NarrativeSpec,
     join_fr,
     lower_first,
@@ -53,7 +54,7 @@ from evalterritoire.report.phrases import (
     plural_fr,
 )
 
-__all__ = ["N_RECOMMENDATIONS", "narrative_fields"]
+__all__ = ["N_RECOMMENDATIONS", "chosen_group_comparison", "narrative_fields"]
 
 #: Recommendations proposed to each territory.
 N_RECOMMENDATIONS = 3
@@ -112,7 +113,35 @@ def narrative_fields(
         "model_sentences": tuple(w.model_sentences()),
         "neighbours": tuple(group.get("neighbours", ())),
         "profile": tuple({**p, "neighbours": w.group.get(p["dimension"])} for p in ctx.profile),
+        "group_sentences": {k: spec.sentences[k] for k in GROUP_SENTENCE_KEYS},
     }
+
+
+def chosen_group_comparison(
+    ctx: ReportContext, means: Mapping[str, float], n_territories: int
+) -> list[str]:
+    """The « L'essentiel » sentence comparing a territory with a group chosen at render time.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+        The territory's context; its ``group_sentences`` (the report spec's ``chosen_group_*``
+        templates, written at build time) word the sentence.
+    means : mapping of str to float
+        The group's mean score of each dimension.
+    n_territories : int
+        Size of the group.
+
+    Returns
+    -------
+    list of str
+        One sentence, or none when the context carries no templates or the group no score.
+    """
+    if not ctx.group_sentences:
+        return []
+    spec = NarrativeSpec(sentences=dict(ctx.group_sentences))
+    writer = _Writer(ctx, spec, None, means, {})  # type: ignore[arg-type]  # no item label read
+    return writer.comparison(n_territories, prefix="chosen_group")
 
 
 def _usable(rec: Mapping[str, Any], key: str = "estimate") -> tuple[float, bool] | None:
@@ -479,7 +508,8 @@ class _Writer:
         return out
 
     # ------------------------------------------------------------------ comparison
-    def comparison(self, n_neighbours: int) -> list[str]:
+    def comparison(self, n_neighbours: int, prefix: str = "neighbours") -> list[str]:
+        """How the territory compares with its group (``neighbours_*`` or ``chosen_group_*``)."""
         if not n_neighbours or not self.group:
             return []
         tol = self.span / 16
@@ -492,12 +522,12 @@ class _Writer:
         less = [lab for g, lab in sorted(gaps) if g < -tol][:3]
         values = {"n_voisins": fmt_words(n_neighbours)}
         if more and less:
-            return [self.say("neighbours_both", plus=join_fr(more), moins=join_fr(less), **values)]
+            return [self.say(f"{prefix}_both", plus=join_fr(more), moins=join_fr(less), **values)]
         if more:
-            return [self.say("neighbours_more", plus=join_fr(more), **values)]
+            return [self.say(f"{prefix}_more", plus=join_fr(more), **values)]
         if less:
-            return [self.say("neighbours_less", moins=join_fr(less), **values)]
-        return [self.say("neighbours_close", **values)]
+            return [self.say(f"{prefix}_less", moins=join_fr(less), **values)]
+        return [self.say(f"{prefix}_close", **values)]
 
     # ------------------------------------------------------------------ answers
     def answers(self, records: Records) -> list[dict[str, Any]]:

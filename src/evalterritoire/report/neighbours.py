@@ -34,7 +34,14 @@ import numpy as np
 
 from evalterritoire.report.context import ReportContext, _num
 
-__all__ = ["METHOD", "N_NEIGHBOURS", "nearest_neighbours"]
+__all__ = [
+    "CHOSEN_METHOD",
+    "METHOD",
+    "N_NEIGHBOURS",
+    "group_means",
+    "is_chosen_group",
+    "nearest_neighbours",
+]
 
 #: Size of each territory's comparison group.
 N_NEIGHBOURS = 5
@@ -49,6 +56,12 @@ METHOD = (
     "territoires ; la distance est la racine de la moyenne des écarts au carré, chaque bloc "
     "pesant pour moitié. Elle s'exprime en écarts-types : 0 pour deux territoires identiques, "
     "environ 1,4 pour deux territoires pris au hasard."
+)
+
+#: How the annex describes a comparison group the evaluator chose (French, reader-facing).
+CHOSEN_METHOD = (
+    "Le groupe de comparaison a été choisi par l'évaluateur. Sa moyenne est la moyenne simple "
+    "des scores de dimension publiés de ses territoires (un score masqué n'y entre pas)."
 )
 
 
@@ -95,7 +108,7 @@ def nearest_neighbours(
                 }
                 for (d, _, _), o in zip(dists[:k], group, strict=True)
             ],
-            "means": _group_means(group),
+            "means": group_means(group),
         }
     return out
 
@@ -145,12 +158,29 @@ def _distance(context_z: np.ndarray, profile_z: np.ndarray, i: int, j: int) -> f
     return math.sqrt(sum(blocks) / len(blocks)) if blocks else None
 
 
-def _group_means(group: Sequence[ReportContext]) -> dict[str, float]:
+def group_means(group: Sequence[ReportContext]) -> dict[str, float]:
+    """The unweighted mean score of each dimension over a group of territories.
+
+    Parameters
+    ----------
+    group : sequence of ReportContext
+        The territories of the group.
+
+    Returns
+    -------
+    dict
+        Dimension → mean of the territories' scores (suppressed scores left out), sorted.
+    """
     scores: dict[str, list[float]] = {}
     for ctx in group:
         for dim, score in _profile_values(ctx).items():
             scores.setdefault(dim, []).append(score)
     return {dim: math.fsum(v) / len(v) for dim, v in sorted(scores.items())}
+
+
+def is_chosen_group(ctx: ReportContext) -> bool:
+    """Whether the report's comparison group was chosen by the evaluator (no distances)."""
+    return bool(ctx.neighbours) and all(n.get("distance") is None for n in ctx.neighbours)
 
 
 def neighbour_means(records: Mapping[str, Any]) -> Mapping[str, float]:

@@ -31,6 +31,7 @@ import yaml
 from evalterritoire.report.french import NBSP, NNBSP
 
 __all__ = [
+    "GROUP_SENTENCE_KEYS",
     "SENTENCE_KEYS",
     "Answer",
     "NarrativeSpec",
@@ -52,10 +53,15 @@ SENTENCE_KEYS: tuple[str, ...] = (
     "first_wave", "stage_same", "stage_up", "stage_down", "moved_up", "moved_down",
     "moved_none", "change_explained", "change_unexplained",
     "neighbours_close", "neighbours_more", "neighbours_less", "neighbours_both",
+    "chosen_group_close", "chosen_group_more", "chosen_group_less", "chosen_group_both",
     "answer_share", "answer_level", "answer_mean", "answer_scaled", "answer_ranked",
     "answer_none", "answer_too_few",
     "because", "because_dimension", "because_milestone", "because_stage",
     "model_difference", "model_odds",
+)  # fmt: skip
+#: The templates a report keeps for a comparison group chosen at render time.
+GROUP_SENTENCE_KEYS: tuple[str, ...] = (
+    "chosen_group_close", "chosen_group_more", "chosen_group_less", "chosen_group_both", "fragile",
 )  # fmt: skip
 #: Sections whose records may answer a question (``narrative.answers.<stage>[i].sections``).
 ANSWER_SECTIONS = ("composition", "barriers")
@@ -341,6 +347,10 @@ SLOTS: Mapping[str, set[str]] = {
     "neighbours_more": {"n_voisins", "plus"},
     "neighbours_less": {"n_voisins", "moins"},
     "neighbours_both": {"n_voisins", "plus", "moins"},
+    "chosen_group_close": {"n_voisins"},
+    "chosen_group_more": {"n_voisins", "plus"},
+    "chosen_group_less": {"n_voisins", "moins"},
+    "chosen_group_both": {"n_voisins", "plus", "moins"},
     "answer_share": {"libelle", "part", "n"},
     "answer_level": {"libelle", "niveau", "score", "max", "n"},
     "answer_mean": {"libelle", "valeur", "n"},

@@ -17,6 +17,7 @@ from html import escape
 
 from evalterritoire.report.context import ReportContext
 from evalterritoire.report.french import fmt_number
+from evalterritoire.report.neighbours import is_chosen_group
 
 __all__ = [
     "render_answers",
@@ -53,6 +54,8 @@ def render_essentiel(ctx: ReportContext) -> str:
         return ""
     parts = []
     for key, title in _PARTS:
+        if key == "comparison" and is_chosen_group(ctx):
+            title = "Face au groupe de comparaison"
         sentences = ctx.essentiel.get(key) or []
         if not sentences:
             continue
@@ -115,6 +118,18 @@ def render_neighbours(ctx: ReportContext) -> str:
     """Annex: the statistically similar territories, their stage and distance, and the method."""
     if not ctx.neighbours:
         return ""
+    if is_chosen_group(ctx):  # chosen by the evaluator: no distance
+        rows = "".join(
+            f"<tr><td>{escape(str(n['name']))}</td><td>{escape(str(n['stage_label']))}</td></tr>"
+            for n in ctx.neighbours
+        )
+        return (
+            '<div class="neighbours"><h3>Groupe de comparaison</h3>'
+            f"<p>{escape(ctx.neighbour_method)}</p>"
+            '<table class="et-table"><caption>Territoires du groupe de comparaison retenu par '
+            "l'évaluateur</caption><thead><tr><th>Territoire</th><th>Stade</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
     rows = "".join(
         f"<tr><td>{escape(str(n['name']))}</td><td>{escape(str(n['stage_label']))}</td>"
         f'<td class="num">{escape(fmt_number(n["distance"], 2))}</td></tr>'

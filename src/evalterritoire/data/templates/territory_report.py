@@ -22,6 +22,7 @@ suppression_threshold: int = 0  # hide values resting on fewer answers (stricter
 band_thresholds: str = ""  # cut points of the reading bands such as 3;4, where the stage has bands
 stage_override: str = ""  # stage retained by the evaluator (name), shown as such
 equal_type_weight: bool = False  # regards croisés: the same weight for every actor type
+comparison_group: str = ""  # territory codes separated by ; compared instead of the similar ones
 
 # %%
 # Rapport d'évaluation d'un territoire
@@ -52,6 +53,8 @@ ctx = report_params.apply_parameters(
     band_thresholds=band_thresholds,
     stage_override=stage_override,
     equal_type_weight=equal_type_weight,
+    comparison_group=comparison_group,
+    context_path=context_path,
 )
 cover = [
     report_params.render_observatory(observatory_name, observatory_logo),
