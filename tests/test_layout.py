@@ -19,6 +19,7 @@ TOP_MODULES = {
     "errors.py",
     "manifest.py",
     "pipeline.py",
+    "progress.py",
     "provenance.py",
 }
 
@@ -134,3 +135,18 @@ def test_no_function_is_a_wall_of_code():
                 if size > 100:
                     long.append(f"{path.relative_to(PKG)}:{node.lineno} {node.name} ({size})")
     assert long == []
+
+
+def test_step_progress_counts_and_stays_off_the_standard_output(capsys):
+    from evalterritoire.progress import step_progress
+
+    with step_progress("Estimations", 3, enabled=True) as advance:
+        for _ in range(3):
+            advance()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Estimations" in captured.err
+    assert "3/3" in captured.err
+    with step_progress("Estimations", 3) as advance:  # not a terminal: nothing drawn
+        advance(3)
+    assert capsys.readouterr().err == ""
