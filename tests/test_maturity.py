@@ -807,7 +807,8 @@ def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch
     y[rng.random((n, 2)) < 0.1] = np.nan
     weights, variance = prof_mod._weights_and_variance(design, n)
     blocks = prof_mod._domain_blocks(n_dom)
-    assert len(blocks) > 1 and min(b.size for b in blocks) >= prof_mod._BLOCK_MIN
+    assert len(blocks) > 1
+    assert min(b.size for b in blocks) >= prof_mod._BLOCK_MIN
     assert np.array_equal(np.concatenate(blocks), np.arange(n_dom))
     by_blocks = prof_mod._domain_means(y, weights, idx, n_dom, variance)
     monkeypatch.setattr(prof_mod, "_domain_blocks", lambda k: [np.arange(k)])
