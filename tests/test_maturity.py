@@ -815,3 +815,27 @@ def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch
     one_pass = prof_mod._domain_means(y, weights, idx, n_dom, variance)
     for got, want in zip(by_blocks, one_pass, strict=True):
         assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_profiles_report_progress_by_dimension(codebook, wave_demo, monkeypatch):
+    import contextlib
+
+    import evalterritoire.progress
+
+    seen: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    @contextlib.contextmanager
+    def recorder(label, total, **_):
+        seen.append((label, total))
+        yield lambda n=1: done.append(n)
+
+    monkeypatch.setattr(evalterritoire.progress, "step_progress", recorder)
+    _, responses = wave_demo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(responses)
+    compute_profiles(responses, scorer)
+    n_scores = len(codebook.dimensions) + 1
+    assert seen == [("Profils des territoires", n_scores)]
+    assert sum(done) == n_scores
