@@ -2,7 +2,11 @@
 
 Owns :func:`compute_profiles` and its estimation helpers: the design's weights and variance of
 weighted totals (linearisation when the design provides it, with-replacement otherwise) and
-domain means that keep the full design (R ``svyby`` semantics).
+domain means that keep the full design (R ``svyby`` semantics). The domain variances are
+computed by blocks of territories (at least 193, starting at multiples of 8, so that every
+variance is bit-identical to the one of a single pass over all territories) with a progress bar
+« Profils des territoires »: a national wave (1,250 territories) never holds a
+(respondents × territories) matrix whole.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from evalterritoire.maturity.scoring import MaturityScorer
 
 
 def _weights_and_variance(design: Any, n: int):
-    """Weights (n,) and a function z (n, p) -> variances (p,) of weighted totals.
+    """Weights (n,) and a function giving the variances (p,) of weighted totals.
 
-    With a design exposing ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU
-    rule, calibration), its linearisation variance is used. Otherwise (no design, or a design
-    without that method) the with-replacement estimator treating every respondent as its own
-    PSU is used: ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
+    The function takes the contributions as ``(rows, cols, values, p)``: the (n, p) matrix
+    ``z`` that is zero but for ``z[rows, cols] = values``. With a design exposing
+    ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU rule, calibration), its
+    linearisation variance is used; a design seen through a row permutation (one exposing
+    ``original`` and ``original_rows``) gets ``z`` written straight in its original row order.
+    Otherwise (no design, or a design without that method) the with-replacement estimator
+    treating every respondent as its own PSU is used:
+    ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
     """
     if design is None:
         weights = np.ones(n)
@@ -39,14 +47,20 @@ def _weights_and_variance(design: Any, n: int):
     if not np.isfinite(weights).all() or (weights < 0).any():
         raise MaturityError("design weights must be finite and non-negative")
     var_fn = getattr(design, "variance_of_totals", None)
+    if callable(var_fn) and callable(getattr(design, "original_rows", None)):
+        var_fn, row_map = design.original.variance_of_totals, design.original_rows
+    else:
+        row_map = None
 
-    def variance(z: np.ndarray) -> np.ndarray:
-        if z.shape[1] == 0:
+    def variance(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, p: int) -> np.ndarray:
+        if p == 0:
             return np.zeros(0)
+        z = np.zeros((n, p))
+        z[rows if row_map is None else row_map(rows), cols] = values
         if callable(var_fn):
             return np.diag(np.atleast_2d(np.asarray(var_fn(z), dtype=float))).copy()
         if n < 2:
-            return np.full(z.shape[1], np.nan)
+            return np.full(p, np.nan)
         centred = z - z.mean(axis=0)
         return n / (n - 1) * (centred**2).sum(axis=0)
 
@@ -107,9 +121,7 @@ def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, var
             for block in blocks:
                 lo = block[0]
                 inside = (idx >= lo) & (idx <= block[-1])
-                z = np.zeros((n, block.size))
-                z[rows[inside], idx[inside] - lo] = contrib[inside]
-                var[block] = variance(z)
+                var[block] = variance(rows[inside], idx[inside] - lo, contrib[inside], block.size)
                 advance(1)
             mean[:, j] = m
             se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
