@@ -780,3 +780,62 @@ def test_single_respondent_type_is_indicative(two_waves):
     assert bool(m.loc["T020", "is_indicative"])
     assert "single_type" in m.loc["T020", "flags"]
     assert m.drop(index=["T010", "T011", "T020"])["is_indicative"].sum() == 0
+
+
+def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch):
+    """Many territories: the domain variances computed block by block equal one pass exactly."""
+    from evalterritoire.design import SurveyDesign
+    from evalterritoire.maturity import profiles as prof_mod
+
+    rng = np.random.default_rng(3)
+    n_dom, n_per = 520, 6
+    n = n_dom * n_per
+    data = pd.DataFrame(
+        {
+            "w": rng.uniform(0.5, 3.0, n),
+            "strate": np.repeat(np.arange(n_dom // 20), 20 * n_per),
+            "psu": np.repeat(np.arange(n // 3), 3),
+            "type": np.array(["a", "b", "c"])[rng.integers(0, 3, n)],
+            "region": np.array(["r1", "r2"])[rng.integers(0, 2, n)],
+        }
+    )
+    design = SurveyDesign(data, weight="w", strata="strate", psu="psu").rake(
+        {"type": {"a": 900.0, "b": 1100.0, "c": 1000.0}, "region": {"r1": 1500.0, "r2": 1500.0}}
+    )
+    idx = np.repeat(np.arange(n_dom), n_per)
+    y = rng.normal(3.0, 1.0, (n, 2))
+    y[rng.random((n, 2)) < 0.1] = np.nan
+    weights, variance = prof_mod._weights_and_variance(design, n)
+    blocks = prof_mod._domain_blocks(n_dom)
+    assert len(blocks) > 1
+    assert min(b.size for b in blocks) >= prof_mod._BLOCK_MIN
+    assert np.array_equal(np.concatenate(blocks), np.arange(n_dom))
+    by_blocks = prof_mod._domain_means(y, weights, idx, n_dom, variance)
+    monkeypatch.setattr(prof_mod, "_domain_blocks", lambda k: [np.arange(k)])
+    one_pass = prof_mod._domain_means(y, weights, idx, n_dom, variance)
+    for got, want in zip(by_blocks, one_pass, strict=True):
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_profiles_report_progress_by_dimension(codebook, wave_demo, monkeypatch):
+    import contextlib
+
+    import evalterritoire.progress
+
+    seen: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    @contextlib.contextmanager
+    def recorder(label, total, **_):
+        seen.append((label, total))
+        yield lambda n=1: done.append(n)
+
+    monkeypatch.setattr(evalterritoire.progress, "step_progress", recorder)
+    _, responses = wave_demo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaturityWarning)
+        scorer = MaturityScorer(codebook).fit(responses)
+    compute_profiles(responses, scorer)
+    n_scores = len(codebook.dimensions) + 1
+    assert seen == [("Profils des territoires", n_scores)]
+    assert sum(done) == n_scores

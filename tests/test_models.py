@@ -396,6 +396,26 @@ def test_study_models_concatenate_in_study_order(frame) -> None:
     assert empty.table.empty
 
 
+def test_study_models_report_progress_per_model(frame, monkeypatch) -> None:
+    import contextlib
+
+    import evalterritoire.progress
+
+    seen: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    @contextlib.contextmanager
+    def recorder(label, total, **_):
+        seen.append((label, total))
+        yield lambda n=1: done.append(n)
+
+    monkeypatch.setattr(evalterritoire.progress, "step_progress", recorder)
+    specs = [ModelSpec("b_model", "b ~ x", "logistic"), ModelSpec("a_model", "y ~ x", "linear")]
+    fit_study_models(specs, frame, _design(frame))
+    assert seen == [("Modèles", 2)]
+    assert sum(done) == 2
+
+
 def _territory_codebook():
     """A stand-in exposing only what fit_model asks of a codebook (territory column)."""
 

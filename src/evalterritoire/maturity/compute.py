@@ -114,6 +114,15 @@ class _PermutedDesign:
         if callable(getattr(design, "variance_of_totals", None)):
             self.variance_of_totals = self._variance_of_totals
 
+    @property
+    def original(self) -> Any:
+        """The design in its own row order."""
+        return self._design
+
+    def original_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Positions in the original design of rows ``rows`` of this view."""
+        return self._perm[rows]
+
     def _variance_of_totals(self, z: np.ndarray) -> np.ndarray:
         original = np.empty_like(z)
         original[self._perm] = z

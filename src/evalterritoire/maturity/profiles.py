@@ -2,7 +2,11 @@
 
 Owns :func:`compute_profiles` and its estimation helpers: the design's weights and variance of
 weighted totals (linearisation when the design provides it, with-replacement otherwise) and
-domain means that keep the full design (R ``svyby`` semantics).
+domain means that keep the full design (R ``svyby`` semantics). The domain variances are
+computed by blocks of territories (at least 193, starting at multiples of 8, so that every
+variance is bit-identical to the one of a single pass over all territories) with a progress bar
+« Profils des territoires »: a national wave (1,250 territories) never holds a
+(respondents × territories) matrix whole.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from evalterritoire.maturity.scoring import MaturityScorer
 
 
 def _weights_and_variance(design: Any, n: int):
-    """Weights (n,) and a function z (n, p) -> variances (p,) of weighted totals.
+    """Weights (n,) and a function giving the variances (p,) of weighted totals.
 
-    With a design exposing ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU
-    rule, calibration), its linearisation variance is used. Otherwise (no design, or a design
-    without that method) the with-replacement estimator treating every respondent as its own
-    PSU is used: ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
+    The function takes the contributions as ``(rows, cols, values, p)``: the (n, p) matrix
+    ``z`` that is zero but for ``z[rows, cols] = values``. With a design exposing
+    ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU rule, calibration), its
+    linearisation variance is used; a design seen through a row permutation (one exposing
+    ``original`` and ``original_rows``) gets ``z`` written straight in its original row order.
+    Otherwise (no design, or a design without that method) the with-replacement estimator
+    treating every respondent as its own PSU is used:
+    ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
     """
     if design is None:
         weights = np.ones(n)
@@ -39,18 +47,43 @@ def _weights_and_variance(design: Any, n: int):
     if not np.isfinite(weights).all() or (weights < 0).any():
         raise MaturityError("design weights must be finite and non-negative")
     var_fn = getattr(design, "variance_of_totals", None)
+    if callable(var_fn) and callable(getattr(design, "original_rows", None)):
+        var_fn, row_map = design.original.variance_of_totals, design.original_rows
+    else:
+        row_map = None
 
-    def variance(z: np.ndarray) -> np.ndarray:
-        if z.shape[1] == 0:
+    def variance(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, p: int) -> np.ndarray:
+        if p == 0:
             return np.zeros(0)
+        z = np.zeros((n, p))
+        z[rows if row_map is None else row_map(rows), cols] = values
         if callable(var_fn):
             return np.diag(np.atleast_2d(np.asarray(var_fn(z), dtype=float))).copy()
         if n < 2:
-            return np.full(z.shape[1], np.nan)
+            return np.full(p, np.nan)
         centred = z - z.mean(axis=0)
         return n / (n - 1) * (centred**2).sum(axis=0)
 
     return weights, variance
+
+
+_BLOCK_MIN = 193  # narrower products take other BLAS kernels, whose sums differ in the last bit
+
+
+def _domain_blocks(n_dom: int) -> list[np.ndarray]:
+    """The domains in blocks whose variances are bit-identical to one call on all of them.
+
+    Blocks start at multiples of 8 and hold at least ``_BLOCK_MIN`` domains, so that every
+    column meets the same matrix-product kernels (and tile position) as in a single call on
+    all domains: the block width is the first multiple of 8 from 256 whose last block is
+    empty or wide enough. One block when all domains fit in it.
+    """
+    width = 256
+    while width < n_dom and n_dom % width and n_dom % width < _BLOCK_MIN:
+        width += 8
+    if n_dom <= width:
+        return [np.arange(n_dom)]
+    return [np.arange(lo, min(lo + width, n_dom)) for lo in range(0, n_dom, width)]
 
 
 def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, variance):
@@ -58,28 +91,40 @@ def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, var
 
     Domain estimation keeps the full design: the linearised variable of domain d is zero
     outside d (R ``svyby`` semantics), ``z_i = w_i 1[i in d, y_i valid] (y_i - ybar_d) / N_d``.
+    The (rows × domains) contributions are formed one block of domains at a time
+    (:func:`_domain_blocks`): each domain's variance is the same diagonal element of the
+    design covariance whichever block it is computed in, and memory stays bounded on a
+    national wave (1,250 territories × 150,000 respondents).
     """
+    from evalterritoire.progress import step_progress
+
     n, p = y.shape
     valid = np.isfinite(y)
     mean = np.full((n_dom, p), np.nan)
     se = np.full((n_dom, p), np.nan)
     counts = np.zeros((n_dom, p))
     rows = np.arange(n)
-    for j in range(p):
-        ok = valid[:, j]
-        wv = np.where(ok, w, 0.0)
-        y0 = np.where(ok, y[:, j], 0.0)
-        n_hat = np.bincount(idx, weights=wv, minlength=n_dom)
-        total = np.bincount(idx, weights=wv * y0, minlength=n_dom)
-        counts[:, j] = np.bincount(idx, weights=ok.astype(float), minlength=n_dom)
-        has = n_hat > 0
-        m = np.divide(total, n_hat, out=np.full(n_dom, np.nan), where=has)
-        z = np.zeros((n, n_dom))
-        safe_n = np.where(has, n_hat, 1.0)
-        z[rows, idx] = wv * (y0 - np.nan_to_num(m)[idx]) / safe_n[idx]
-        var = variance(z)
-        mean[:, j] = m
-        se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    blocks = _domain_blocks(n_dom)
+    with step_progress("Profils des territoires", p * len(blocks)) as advance:
+        for j in range(p):
+            ok = valid[:, j]
+            wv = np.where(ok, w, 0.0)
+            y0 = np.where(ok, y[:, j], 0.0)
+            n_hat = np.bincount(idx, weights=wv, minlength=n_dom)
+            total = np.bincount(idx, weights=wv * y0, minlength=n_dom)
+            counts[:, j] = np.bincount(idx, weights=ok.astype(float), minlength=n_dom)
+            has = n_hat > 0
+            m = np.divide(total, n_hat, out=np.full(n_dom, np.nan), where=has)
+            safe_n = np.where(has, n_hat, 1.0)
+            contrib = wv * (y0 - np.nan_to_num(m)[idx]) / safe_n[idx]
+            var = np.empty(n_dom)
+            for block in blocks:
+                lo = block[0]
+                inside = (idx >= lo) & (idx <= block[-1])
+                var[block] = variance(rows[inside], idx[inside] - lo, contrib[inside], block.size)
+                advance(1)
+            mean[:, j] = m
+            se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
     return mean, se, counts
 
 

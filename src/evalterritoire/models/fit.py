@@ -605,7 +605,13 @@ def fit_study_models(
         ``table`` (``models.parquet``: one row per term, :data:`MODEL_COLUMNS`) and
         ``diagnostics`` (``models_diagnostics.json``: one entry per model).
     """
-    fitted = [fit_model(s, frame, design, codebook, level=level) for s in specs]
+    from evalterritoire.progress import step_progress
+
+    fitted = []
+    with step_progress("Modèles", len(specs)) as advance:
+        for spec in specs:
+            fitted.append(fit_model(spec, frame, design, codebook, level=level))
+            advance(1)
     if fitted:
         table = pd.concat([f.table for f in fitted], ignore_index=True)
     else:
