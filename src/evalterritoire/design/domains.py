@@ -12,6 +12,7 @@ first argument; the methods of :class:`~evalterritoire.design.SurveyDesign` call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,27 +136,46 @@ def _cell_df(grp: np.ndarray, dom: np.ndarray, n_domains: int) -> np.ndarray:
     )
 
 
-def domain_variances(design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
+def domain_variances(
+    design: Any,
+    z: np.ndarray,
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Variance of every domain total of every column, in one vectorised pass.
 
     ``z`` (n, p) holds contributions; column ``j`` of domain ``g`` is ``z[:, j]`` restricted
     to rows with ``codes == g`` (``-1`` = no domain). Returns ``(n_domains, p)`` variances,
-    equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair.
+    equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair. ``advance(n)``
+    (calibrated designs) is told each time ``n`` more domain × column pairs are done.
     """
     codes = domain_codes(design, codes)
     keep = codes >= 0
-    z = np.where(keep[:, None], z, 0.0)
+    if not keep.all():
+        z = np.where(keep[:, None], z, 0.0)
     if design._cal and not all(stage.is_standard for stage in design._stages):
         return _domain_variances_general(design, z, codes, n_domains)
     if design._cal:
-        return domain_variances_calibrated(design, z, codes, n_domains)
+        return domain_variances_calibrated(design, z, codes, n_domains, advance=advance)
     cell, keys = domain_cells(design, codes, n_domains)
-    t = _rowsum(cell, keys.size, z[keep])
+    t = _rowsum(cell, keys.size, z[keep] if not keep.all() else z)
     return cell_variances(design, t, keys, n_domains)[0]
 
 
+# Columns per dense block: fixed, as the BLAS products ``M_s b_s`` of a block give bits that
+# depend on the block's width (the results must not change with an optimisation)
+_BLOCK_VALUES = 2_000_000
+
+
 def domain_variances_calibrated(
-    design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int
+    design: Any,
+    z: np.ndarray,
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Domain variances for calibrated designs without forming row × domain matrices.
 
@@ -163,50 +183,143 @@ def domain_variances_calibrated(
     ``z_j 1[g] - Σ_s w_s ⊙ (X_s b_sgj)`` with ``b_s`` the (sequential) calibration regression
     coefficients; its unit totals are therefore the sparse cell totals minus
     ``M_s b_s`` where ``M_s`` are unit totals of ``w_s X_s``. Only (unit × chunk of
-    domain-columns) dense blocks are formed.
+    domain-columns) dense blocks are formed, small enough to stay in the processor's cache;
+    every value is computed with the same floating-point operations in the same order
+    whatever the chunk (each column's sums run over the units in order).
     """
     p = z.shape[1]
-    g_count = n_domains
     keep = codes >= 0
-    zk, ck = z[keep], codes[keep]
+    all_rows = bool(keep.all())
+    zk = z if all_rows else z[keep]
+    ck = codes if all_rows else codes[keep]
+    coefs = _calibration_coefficients(design, zk, ck, keep, n_domains)
+    out = np.zeros(n_domains * p)
+    for stage in design._stages:
+        _calibrated_stage(design, stage, coefs, zk, ck, keep, n_domains, out, advance)
+    return np.maximum(out.reshape(n_domains, p), 0.0)
+
+
+def _calibration_coefficients(
+    design: Any, zk: np.ndarray, ck: np.ndarray, keep: np.ndarray, n_domains: int
+) -> list[np.ndarray]:
+    """Sequential calibration regression coefficients ``b_s`` (k_s, G * p) of every column.
+
+    The right-hand sides ``Σ_i∈g ratio_i x_ic z_ij`` come from one sparse product per step
+    (the products ``ratio_i x_ic`` times ``z_ij`` summed over the rows in order).
+    """
+    p = zk.shape[1]
+    n_keep = ck.size
     coefs: list[np.ndarray] = []  # b_s, shape (k_s, G * p)
     for s, step in enumerate(design._cal):
         ratio = step.w_before / step.w_after
         k = step.x.shape[1]
-        rhs = np.empty((k, g_count * p))
-        for c in range(k):
-            scaled = zk * (ratio[keep] * step.x[keep, c])[:, None]
-            rhs[c] = _rowsum(ck, g_count, scaled).reshape(-1)
+        weights = (ratio[keep] * step.x[keep].T).T if not keep.all() else (ratio * step.x.T).T
+        rows = (np.arange(k, dtype=np.int64)[None, :] * n_domains + ck[:, None]).ravel()
+        stacked = sparse.csc_matrix(
+            (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * n_keep + 1, k)),
+            shape=(k * n_domains, n_keep),
+        ).tocsr()
+        rhs = np.asarray(stacked @ zk).reshape(k, n_domains * p)
         for t in range(s):
             prev = design._cal[t]
             cross = step.x.T @ (prev.x * (ratio * prev.w_after)[:, None])
             rhs -= cross @ coefs[t]
         coefs.append(step.pinv @ rhs)
-    out = np.zeros(g_count * p)
-    for stage in design._stages:
-        key = stage.unit[keep] * np.int64(g_count) + ck
-        cell, cell_keys = pd.factorize(key, sort=False)
-        cell_keys = np.asarray(cell_keys, dtype=np.int64)
-        tot = _rowsum(cell.astype(np.int64), cell_keys.size, zk)
-        rows = np.repeat(cell_keys // g_count, p)
-        cols = ((cell_keys % g_count)[:, None] * p + np.arange(p)[None, :]).ravel()
-        cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, g_count * p))
-        m_units = [
-            _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x)
-            for step in design._cal
-        ]
-        centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)[stage.group]
-        coef = stage.coef[stage.group][:, None]
-        chunk = max(1, int(2_000_000 // max(stage.n_units, 1)))
-        for c0 in range(0, g_count * p, chunk):
-            c1 = min(g_count * p, c0 + chunk)
-            block = cells[:, c0:c1].toarray()
-            for m_s, b_s in zip(m_units, coefs, strict=True):
-                block -= m_s @ b_s[:, c0:c1]
-            gsum = _rowsum(stage.group, stage.n_groups, block)
-            block -= gsum[stage.group] * centre[:, None]
-            out[c0:c1] += (coef * block * block).sum(axis=0)
-    return np.maximum(out.reshape(g_count, p), 0.0)
+    return coefs
+
+
+def _calibrated_stage(
+    design: Any,
+    stage: Any,
+    coefs: list[np.ndarray],
+    zk: np.ndarray,
+    ck: np.ndarray,
+    keep: np.ndarray,
+    n_domains: int,
+    out: np.ndarray,
+    advance: Callable[[int], None] | None,
+) -> None:
+    """Add one stage's ``Σ_u coef (t_u - M b - centre)²`` of every domain-column to ``out``."""
+    p = zk.shape[1]
+    width = n_domains * p
+    unit = stage.unit if keep.all() else stage.unit[keep]
+    cell, cell_keys = pd.factorize(unit * np.int64(n_domains) + ck, sort=False)
+    cell_keys = np.asarray(cell_keys, dtype=np.int64)
+    tot = _rowsum(cell.astype(np.int64), cell_keys.size, zk)
+    rows = np.repeat(cell_keys // n_domains, p)
+    cols = ((cell_keys % n_domains)[:, None] * p + np.arange(p)[None, :]).ravel()
+    cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, width))
+    m_units = [
+        _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x) for step in design._cal
+    ]
+    groups = _GroupSums(stage)
+    coef = stage.coef[stage.group][:, None]
+    chunk = max(1, int(_BLOCK_VALUES // max(stage.n_units, 1)))
+    # column sums in Fortran order: numpy's pairwise summation over each column's units
+    square = np.empty((stage.n_units, min(chunk, width)), order="F")
+    for c0 in range(0, width, chunk):
+        c1 = min(width, c0 + chunk)
+        block = _residual_block(cells, m_units, coefs, c0, c1)
+        groups.centre(block)
+        sq = np.multiply(coef, block, out=square[:, : c1 - c0])
+        sq *= block
+        out[c0:c1] += sq.sum(axis=0)
+        if advance is not None:
+            advance(c1 - c0)
+
+
+def _residual_block(
+    cells: sparse.csc_matrix,
+    m_units: list[np.ndarray],
+    coefs: list[np.ndarray],
+    c0: int,
+    c1: int,
+) -> np.ndarray:
+    """Unit totals of the residualised columns ``c0:c1``: ``t - M_1 b_1 - M_2 b_2 …``.
+
+    ``t`` is sparse: the first product is negated in place and ``t`` added at its cells
+    (``t - x`` and ``-x + t`` are the same floating-point number).
+    """
+    block = np.negative(m_units[0] @ coefs[0][:, c0:c1])
+    lo, hi = cells.indptr[c0], cells.indptr[c1]
+    if hi > lo:
+        cols = np.repeat(np.arange(c1 - c0), np.diff(cells.indptr[c0 : c1 + 1]))
+        block[cells.indices[lo:hi], cols] += cells.data[lo:hi]
+    for m_s, b_s in zip(m_units[1:], coefs[1:], strict=True):
+        block -= m_s @ b_s[:, c0:c1]
+    return block
+
+
+class _GroupSums:
+    """Centre unit totals within their groups (``t - centre_h Σ_h t``), in place.
+
+    Each group's sum runs over its units in order (as ``_rowsum``): on a C-ordered block,
+    ``sum(axis=0)`` of the group's rows (a slice when the group's units are contiguous).
+    """
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+        self.scale = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
+        order = np.argsort(stage.group, kind="stable")
+        cuts = np.flatnonzero(np.diff(stage.group[order])) + 1
+        self.members: list[tuple[int, slice | np.ndarray]] = []
+        for idx in np.split(order, cuts) if order.size else []:
+            h = int(stage.group[idx[0]])
+            if self.scale[h] == 0.0:
+                continue
+            contiguous = idx[-1] - idx[0] == idx.size - 1
+            self.members.append((h, slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx))
+
+    def centre(self, block: np.ndarray) -> None:
+        """Subtract ``centre_h × (group sum)`` from every unit's row of C-ordered ``block``."""
+        for h, rows in self.members:
+            part = block[rows]
+            gsum = part.sum(axis=0) if part.shape[0] > 1 else part[0].copy()
+            gsum *= self.scale[h]
+            if isinstance(rows, slice):
+                block[rows] -= gsum
+            else:
+                block[rows] = part - gsum
 
 
 def _domain_variances_general(
