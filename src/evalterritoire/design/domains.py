@@ -12,7 +12,7 @@ first argument; the methods of :class:`~evalterritoire.design.SurveyDesign` call
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -183,48 +183,96 @@ def domain_variances_calibrated(
     ``z_j 1[g] - Σ_s w_s ⊙ (X_s b_sgj)`` with ``b_s`` the (sequential) calibration regression
     coefficients; its unit totals are therefore the sparse cell totals minus
     ``M_s b_s`` where ``M_s`` are unit totals of ``w_s X_s``. Only (unit × chunk of
-    domain-columns) dense blocks are formed, small enough to stay in the processor's cache;
-    every value is computed with the same floating-point operations in the same order
-    whatever the chunk (each column's sums run over the units in order).
+    domain-columns) dense blocks are formed; every value is computed with the same
+    floating-point operations in the same order as a whole-matrix evaluation would.
     """
-    p = z.shape[1]
+    return _calibrated_from_blocks(design, [z], codes, n_domains, advance)
+
+
+def domain_variances_blocks(
+    design: Any,
+    blocks: Iterable[np.ndarray],
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """:func:`domain_variances` of ``z`` given as consecutive column blocks (n, p_b).
+
+    Each block is read once (calibration right-hand sides and unit × domain cell totals of
+    its columns) and may be dropped by the caller afterwards, so the contributions of all
+    columns are never held at once on an ordinary calibrated design. The result is
+    bit-identical to ``domain_variances`` of the concatenated blocks.
+    """
+    codes = domain_codes(design, codes)
+    if design._cal and all(stage.is_standard for stage in design._stages):
+        return _calibrated_from_blocks(design, blocks, codes, n_domains, advance)
+    z = np.concatenate(list(blocks), axis=1)
+    return domain_variances(design, z, codes, n_domains, advance=advance)
+
+
+def _calibrated_from_blocks(
+    design: Any,
+    blocks: Iterable[np.ndarray],
+    codes: np.ndarray,
+    n_domains: int,
+    advance: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Calibrated domain variances from column blocks of ``z`` (codes already restricted)."""
     keep = codes >= 0
     all_rows = bool(keep.all())
-    zk = z if all_rows else z[keep]
     ck = codes if all_rows else codes[keep]
-    coefs = _calibration_coefficients(design, zk, ck, keep, n_domains)
-    out = np.zeros(n_domains * p)
+    stacked = [_stacked_weights(step, ck, keep, n_domains) for step in design._cal]
+    stage_cells = []
     for stage in design._stages:
-        _calibrated_stage(design, stage, coefs, zk, ck, keep, n_domains, out, advance)
+        unit = stage.unit if all_rows else stage.unit[keep]
+        cell, cell_keys = pd.factorize(unit * np.int64(n_domains) + ck, sort=False)
+        stage_cells.append((cell.astype(np.int64), np.asarray(cell_keys, dtype=np.int64)))
+    rhs_parts: list[list[np.ndarray]] = [[] for _ in design._cal]
+    tot_parts: list[list[np.ndarray]] = [[] for _ in design._stages]
+    for z in blocks:
+        zk = z if all_rows else z[keep]
+        for s, matrix in enumerate(stacked):
+            rhs_parts[s].append(np.asarray(matrix @ zk).reshape(-1, n_domains, zk.shape[1]))
+        for t, (cell, cell_keys) in enumerate(stage_cells):
+            tot_parts[t].append(_rowsum(cell, cell_keys.size, zk))
+    p = sum(part.shape[2] for part in rhs_parts[0]) if design._cal else 0
+    rhs = [np.concatenate(parts, axis=2).reshape(-1, n_domains * p) for parts in rhs_parts]
+    coefs = _calibration_coefficients(design, rhs)
+    out = np.zeros(n_domains * p)
+    for stage, (_, cell_keys), parts in zip(design._stages, stage_cells, tot_parts, strict=True):
+        tot = np.concatenate(parts, axis=1)
+        _calibrated_stage(design, stage, coefs, cell_keys, tot, n_domains, out, advance)
     return np.maximum(out.reshape(n_domains, p), 0.0)
 
 
-def _calibration_coefficients(
-    design: Any, zk: np.ndarray, ck: np.ndarray, keep: np.ndarray, n_domains: int
-) -> list[np.ndarray]:
-    """Sequential calibration regression coefficients ``b_s`` (k_s, G * p) of every column.
+def _stacked_weights(step: Any, ck: np.ndarray, keep: np.ndarray, n_domains: int):
+    """Sparse (k G × rows) matrix of ``ratio_i x_ic`` at ``(c G + g_i, i)``.
 
-    The right-hand sides ``Σ_i∈g ratio_i x_ic z_ij`` come from one sparse product per step
-    (the products ``ratio_i x_ic`` times ``z_ij`` summed over the rows in order).
+    Its product with the contributions gives every ``Σ_i∈g ratio_i x_ic z_ij`` (the products
+    summed over the rows in order, as ``_rowsum`` of the scaled columns).
     """
-    p = zk.shape[1]
+    ratio = step.w_before / step.w_after
+    k = step.x.shape[1]
     n_keep = ck.size
-    coefs: list[np.ndarray] = []  # b_s, shape (k_s, G * p)
+    weights = (ratio * step.x.T).T if keep.all() else (ratio[keep] * step.x[keep].T).T
+    rows = (np.arange(k, dtype=np.int64)[None, :] * n_domains + ck[:, None]).ravel()
+    return sparse.csc_matrix(
+        (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * n_keep + 1, k)),
+        shape=(k * n_domains, n_keep),
+    ).tocsr()
+
+
+def _calibration_coefficients(design: Any, rhs: list[np.ndarray]) -> list[np.ndarray]:
+    """Sequential calibration regression coefficients ``b_s`` (k_s, G * p) of every column."""
+    coefs: list[np.ndarray] = []
     for s, step in enumerate(design._cal):
         ratio = step.w_before / step.w_after
-        k = step.x.shape[1]
-        weights = (ratio[keep] * step.x[keep].T).T if not keep.all() else (ratio * step.x.T).T
-        rows = (np.arange(k, dtype=np.int64)[None, :] * n_domains + ck[:, None]).ravel()
-        stacked = sparse.csc_matrix(
-            (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * n_keep + 1, k)),
-            shape=(k * n_domains, n_keep),
-        ).tocsr()
-        rhs = np.asarray(stacked @ zk).reshape(k, n_domains * p)
         for t in range(s):
             prev = design._cal[t]
             cross = step.x.T @ (prev.x * (ratio * prev.w_after)[:, None])
-            rhs -= cross @ coefs[t]
-        coefs.append(step.pinv @ rhs)
+            rhs[s] -= cross @ coefs[t]
+        coefs.append(step.pinv @ rhs[s])
     return coefs
 
 
@@ -232,20 +280,18 @@ def _calibrated_stage(
     design: Any,
     stage: Any,
     coefs: list[np.ndarray],
-    zk: np.ndarray,
-    ck: np.ndarray,
-    keep: np.ndarray,
+    cell_keys: np.ndarray,
+    tot: np.ndarray,
     n_domains: int,
     out: np.ndarray,
     advance: Callable[[int], None] | None,
 ) -> None:
-    """Add one stage's ``Σ_u coef (t_u - M b - centre)²`` of every domain-column to ``out``."""
-    p = zk.shape[1]
+    """Add one stage's ``Σ_u coef (t_u - M b - centre)²`` of every domain-column to ``out``.
+
+    ``tot`` holds the totals of the stage's unit × domain cells ``cell_keys`` (cells, p).
+    """
+    p = tot.shape[1]
     width = n_domains * p
-    unit = stage.unit if keep.all() else stage.unit[keep]
-    cell, cell_keys = pd.factorize(unit * np.int64(n_domains) + ck, sort=False)
-    cell_keys = np.asarray(cell_keys, dtype=np.int64)
-    tot = _rowsum(cell.astype(np.int64), cell_keys.size, zk)
     rows = np.repeat(cell_keys // n_domains, p)
     cols = ((cell_keys % n_domains)[:, None] * p + np.arange(p)[None, :]).ravel()
     cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, width))
@@ -312,6 +358,11 @@ class _GroupSums:
 
     def centre(self, block: np.ndarray) -> None:
         """Subtract ``centre_h × (group sum)`` from every unit's row of C-ordered ``block``."""
+        if block.shape[1] <= 8:  # rows of a narrow block sum pairwise: sum as ``_rowsum`` does
+            stage = self.stage
+            gsum = _rowsum(stage.group, stage.n_groups, block)
+            block -= gsum[stage.group] * self.scale[stage.group][:, None]
+            return
         for h, rows in self.members:
             part = block[rows]
             gsum = part.sum(axis=0) if part.shape[0] > 1 else part[0].copy()
