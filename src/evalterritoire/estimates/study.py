@@ -343,6 +343,27 @@ def _domain_plan(
     return plan
 
 
+def _by_columns(
+    function: Callable[..., np.ndarray],
+    design: SurveyDesign,
+    y: np.ndarray,
+    codes: np.ndarray,
+    n_dom: int,
+) -> np.ndarray:
+    """``function(design, y, codes, n_dom)`` by blocks of columns (each column on its own).
+
+    The per-column statistics are the same whatever the block; only a block of rows ×
+    columns (64 MiB) is expanded at a time.
+    """
+    width = max(1, 8 * 1024**2 // max(y.shape[0], 1))
+    if y.shape[1] <= width:
+        return function(design, y, codes, n_dom)
+    parts = [
+        function(design, y[:, j0 : j0 + width], codes, n_dom) for j0 in range(0, y.shape[1], width)
+    ]
+    return np.concatenate(parts, axis=1)
+
+
 def _element_variances(
     design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: int
 ) -> np.ndarray:
@@ -498,8 +519,10 @@ def _domain_table(
         return part[keep], pd.DataFrame(index=part.index[keep])
     extra = pd.DataFrame(
         {
-            "element_var": _element_variances(design, y, codes, n_dom).ravel(),
-            "variance_factor": compute_domain_variance_factors(design, y, codes, n_dom).ravel(),
+            "element_var": _by_columns(_element_variances, design, y, codes, n_dom).ravel(),
+            "variance_factor": _by_columns(
+                compute_domain_variance_factors, design, y, codes, n_dom
+            ).ravel(),
         },
         index=part.index,
     )
