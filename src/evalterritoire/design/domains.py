@@ -301,17 +301,26 @@ def _calibrated_stage(
     groups = _GroupSums(stage)
     coef = stage.coef[stage.group][:, None]
     chunk = max(1, int(_BLOCK_VALUES // max(stage.n_units, 1)))
-    # column sums in Fortran order: numpy's pairwise summation over each column's units
-    square = np.empty((stage.n_units, min(chunk, width)), order="F")
+    # squares formed in C order (fast), then copied by tiles of units into a Fortran block
+    # whose column sums are numpy's pairwise sums over each column's units, as before
+    square = np.empty((stage.n_units, min(chunk, width)))
+    fortran = np.empty((stage.n_units, min(chunk, width)), order="F")
     for c0 in range(0, width, chunk):
         c1 = min(width, c0 + chunk)
         block = _residual_block(cells, m_units, coefs, c0, c1)
         groups.centre(block)
         sq = np.multiply(coef, block, out=square[:, : c1 - c0])
         sq *= block
-        out[c0:c1] += sq.sum(axis=0)
+        out[c0:c1] += _fortran_copy(sq, fortran[:, : c1 - c0]).sum(axis=0)
         if advance is not None:
             advance(c1 - c0)
+
+
+def _fortran_copy(values: np.ndarray, target: np.ndarray, tile: int = 1024) -> np.ndarray:
+    """Copy C-ordered ``values`` into the Fortran-ordered ``target`` by tiles of rows."""
+    for r0 in range(0, values.shape[0], tile):
+        target[r0 : r0 + tile] = values[r0 : r0 + tile]
+    return target
 
 
 def _residual_block(

@@ -124,6 +124,8 @@ def _numeric(design: SurveyDesign, cols: Sequence[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------- the engine
 def _domain_sums(codes: np.ndarray, n_dom: int, x: np.ndarray) -> np.ndarray:
     keep = codes >= 0
+    if keep.all():  # every row in a domain: no copy of the rows
+        return _rowsum(codes, n_dom, x)
     return _rowsum(codes[keep], n_dom, x[keep])
 
 
