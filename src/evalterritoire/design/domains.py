@@ -5,9 +5,11 @@ the design's own domain (``domain_codes``), the degrees of freedom of each domai
 (``domain_df``: PSUs with members − strata with members, or the replicate rank), and the
 variances of every domain total of every column in one pass: finest unit × domain cells
 (``domain_cells``), their variances summed over the stages (``cell_variances``) and the
-calibrated case without row × domain matrices (``domain_variances_calibrated``). Domains keep
-the full design (R ``subset``/``svyby`` semantics). The functions take the design as their
-first argument; the methods of :class:`~evalterritoire.design.SurveyDesign` call them.
+calibrated case without row × domain matrices (``domain_variances_calibrated``), also fed
+by column blocks of the contributions (``domain_variances_blocks``: each block read once).
+Domains keep the full design (R ``subset``/``svyby`` semantics). The functions take the
+design as their first argument; the methods of :class:`~evalterritoire.design.SurveyDesign`
+call them.
 """
 
 from __future__ import annotations
