@@ -250,6 +250,18 @@ def compute_study_tables(
         if dtype == "territory":
             territory = (part, extra)
     out = pd.concat(tables, ignore_index=True)
+    out, fits = _with_smallarea(out, territory, context, rules, wave)
+    return StudyTables(_finish(out, wave, min_n, rules), fits)
+
+
+def _with_smallarea(
+    out: pd.DataFrame,
+    territory: tuple[pd.DataFrame, pd.DataFrame] | None,
+    context: pd.DataFrame | None,
+    rules: PublicationConfig,
+    wave: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table with the Fay–Herriot rows of the territory statistics, and the fits."""
     fits = pd.DataFrame(columns=list(SMALLAREA_FIT_COLUMNS))
     if rules.smallarea and territory is not None:
         model, fits = compute_smallarea_estimates(
@@ -275,7 +287,7 @@ def compute_study_tables(
             )
             model = model.assign(ci_low=lo, ci_high=hi, interval=method)
             out = pd.concat([out, model], ignore_index=True)
-    return StudyTables(_finish(out, wave, min_n, rules), fits)
+    return out, fits
 
 
 def compute_study_estimates(
