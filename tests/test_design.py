@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -353,3 +355,32 @@ def test_design_pickles_and_keeps_values(strat: pd.DataFrame) -> None:
     z = (strat.w * strat.y).to_numpy()
     np.testing.assert_array_equal(again.variance_of_totals(z), d.variance_of_totals(z))
     assert again.df == d.df
+
+
+@pytest.mark.parametrize("kind", ["rake", "two_steps", "two_stage"])
+def test_domain_variances_by_blocks_are_bit_identical(cal_data: pd.DataFrame, kind: str) -> None:
+    """Column blocks of any width (narrow ones too) give exactly the whole-matrix variances."""
+    from evalterritoire.design.domains import domain_variances_blocks
+
+    margins = _margins(cal_data)
+    if kind == "two_stage":
+        data = cal_data.assign(ssu=np.arange(len(cal_data)) % 2, N2=9.0)
+        base = SurveyDesign(data, weight="w", strata="h", psu="psu", fpc="N", psu2="ssu", fpc2="N2")
+    else:
+        base = SurveyDesign(cal_data, weight="w", strata="h", psu="psu")
+    if kind == "two_steps":
+        cal = base.poststratify({"k": margins["k"]}).calibrate_linear(margins)
+    else:
+        cal = base.rake(margins)
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(len(cal_data), 13)) * cal.weights[:, None]
+    codes = pd.factorize(cal_data["k"], sort=True)[0]
+    codes = np.where(rng.random(len(codes)) < 0.1, -1, codes)  # some rows in no domain
+    whole = cal._domain_variances(z, codes, 3)
+    done: list[int] = []
+    for cuts in ([13], [1, 1, 11], [5, 8], [9, 2, 2]):
+        edges = np.cumsum([0, *cuts])
+        blocks = [z[:, a:b] for a, b in itertools.pairwise(edges)]
+        got = domain_variances_blocks(cal, iter(blocks), codes, 3, advance=done.append)
+        assert np.array_equal(got.view(np.int64), whole.view(np.int64))
+    assert sum(done) == 4 * 3 * 13 * len(cal._stages)

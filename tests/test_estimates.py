@@ -716,3 +716,25 @@ def test_study_table_boundary_proportions_get_korn_graubard(study, codebook) -> 
     props = table[(table.statistic == "proportion") & (table.estimate > 0) & (table.estimate < 1)]
     assert (props.ci_low < props.estimate).all()
     assert (props.estimate < props.ci_high).all()
+
+
+def test_study_tables_progress_counts_every_estimate(codebook) -> None:
+    """``progress`` is asked once for « Estimations » and told of every domain × statistic."""
+    from evalterritoire.estimates import compute_study_tables
+
+    responses = _responses(codebook, n=360, seed=4, territories=6)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    calls: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    def progress(label: str, total: int):
+        calls.append((label, total))
+        return done.append
+
+    plain = compute_study_tables(design, codebook, domains=DOMAINS, min_n=30, wave=2025)
+    tables = compute_study_tables(
+        design, codebook, domains=DOMAINS, min_n=30, wave=2025, progress=progress
+    )
+    assert [label for label, _ in calls] == ["Estimations"]
+    assert sum(done) == calls[0][1] > 0
+    pd.testing.assert_frame_equal(tables.estimates, plain.estimates)

@@ -223,7 +223,7 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
     Each row is judged by the study's ``[publication]`` rules; the Fay–Herriot fits of the
     territory statistics (covariates from the study's context file) → ``smallarea.parquet``.
     """
-    from evalterritoire.estimates import compute_study_tables
+    from evalterritoire.progress import step_progress
 
     codebook = codebook or load_study_codebook(config)
     territory = codebook.require("territory", "estimates by territory")
@@ -253,24 +253,45 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
             context = context.set_index(territory)
             context.index = context.index.astype("string")
         _step(f"estimates {config.wave}")
-        tables = compute_study_tables(
-            design,
-            codebook,
-            domains=domains,
-            min_n=config.min_n,
-            wave=config.wave,
-            publication=config.publication,
-            context=context,
-            scores={
-                c: (codebook.score_range if c.startswith("score_") else (0.0, 1.0))
-                for c in scores.columns
-            },
-        )
+        with contextlib.ExitStack() as bars:
+
+            def progress(label: str, total: int):
+                return bars.enter_context(step_progress(label, total))
+
+            tables = _study_tables(config, codebook, design, domains, context, scores, progress)
         record.write_parquet(tables.smallarea, "smallarea.parquet")
         record.write_parquet(tables.estimates, "estimates.parquet")
         _write_study_tables(record, design, codebook)
         record.commit()
     return tables.estimates
+
+
+def _study_tables(
+    config: StudyConfig,
+    codebook: Codebook,
+    design: SurveyDesign,
+    domains: dict[str, str | None],
+    context: pd.DataFrame | None,
+    scores: pd.DataFrame,
+    progress: Callable[[str, int], Callable[[int], None]],
+):
+    """The estimates and small-area tables of ``run_estimates`` (progress through ``progress``)."""
+    from evalterritoire.estimates import compute_study_tables
+
+    return compute_study_tables(
+        design,
+        codebook,
+        domains=domains,
+        min_n=config.min_n,
+        wave=config.wave,
+        publication=config.publication,
+        context=context,
+        scores={
+            c: (codebook.score_range if c.startswith("score_") else (0.0, 1.0))
+            for c in scores.columns
+        },
+        progress=progress,
+    )
 
 
 def _dimension_scores(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:

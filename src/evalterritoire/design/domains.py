@@ -5,13 +5,16 @@ the design's own domain (``domain_codes``), the degrees of freedom of each domai
 (``domain_df``: PSUs with members − strata with members, or the replicate rank), and the
 variances of every domain total of every column in one pass: finest unit × domain cells
 (``domain_cells``), their variances summed over the stages (``cell_variances``) and the
-calibrated case without row × domain matrices (``domain_variances_calibrated``). Domains keep
-the full design (R ``subset``/``svyby`` semantics). The functions take the design as their
-first argument; the methods of :class:`~evalterritoire.design.SurveyDesign` call them.
+calibrated case without row × domain matrices (``domain_variances_calibrated``), also fed
+by column blocks of the contributions (``domain_variances_blocks``: each block read once).
+Domains keep the full design (R ``subset``/``svyby`` semantics). The functions take the
+design as their first argument; the methods of :class:`~evalterritoire.design.SurveyDesign`
+call them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -135,27 +138,46 @@ def _cell_df(grp: np.ndarray, dom: np.ndarray, n_domains: int) -> np.ndarray:
     )
 
 
-def domain_variances(design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
+def domain_variances(
+    design: Any,
+    z: np.ndarray,
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Variance of every domain total of every column, in one vectorised pass.
 
     ``z`` (n, p) holds contributions; column ``j`` of domain ``g`` is ``z[:, j]`` restricted
     to rows with ``codes == g`` (``-1`` = no domain). Returns ``(n_domains, p)`` variances,
-    equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair.
+    equal to ``diag(variance_of_totals(z_j * (codes == g)))`` for each pair. ``advance(n)``
+    (calibrated designs) is told each time ``n`` more domain × column pairs are done.
     """
     codes = domain_codes(design, codes)
     keep = codes >= 0
-    z = np.where(keep[:, None], z, 0.0)
+    if not keep.all():
+        z = np.where(keep[:, None], z, 0.0)
     if design._cal and not all(stage.is_standard for stage in design._stages):
         return _domain_variances_general(design, z, codes, n_domains)
     if design._cal:
-        return domain_variances_calibrated(design, z, codes, n_domains)
+        return domain_variances_calibrated(design, z, codes, n_domains, advance=advance)
     cell, keys = domain_cells(design, codes, n_domains)
-    t = _rowsum(cell, keys.size, z[keep])
+    t = _rowsum(cell, keys.size, z[keep] if not keep.all() else z)
     return cell_variances(design, t, keys, n_domains)[0]
 
 
+# Columns per dense block: fixed, as the BLAS products ``M_s b_s`` of a block give bits that
+# depend on the block's width (the results must not change with an optimisation)
+_BLOCK_VALUES = 2_000_000
+
+
 def domain_variances_calibrated(
-    design: Any, z: np.ndarray, codes: np.ndarray, n_domains: int
+    design: Any,
+    z: np.ndarray,
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Domain variances for calibrated designs without forming row × domain matrices.
 
@@ -163,50 +185,203 @@ def domain_variances_calibrated(
     ``z_j 1[g] - Σ_s w_s ⊙ (X_s b_sgj)`` with ``b_s`` the (sequential) calibration regression
     coefficients; its unit totals are therefore the sparse cell totals minus
     ``M_s b_s`` where ``M_s`` are unit totals of ``w_s X_s``. Only (unit × chunk of
-    domain-columns) dense blocks are formed.
+    domain-columns) dense blocks are formed; every value is computed with the same
+    floating-point operations in the same order as a whole-matrix evaluation would.
     """
-    p = z.shape[1]
-    g_count = n_domains
+    return _calibrated_from_blocks(design, [z], codes, n_domains, advance)
+
+
+def domain_variances_blocks(
+    design: Any,
+    blocks: Iterable[np.ndarray],
+    codes: np.ndarray,
+    n_domains: int,
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """:func:`domain_variances` of ``z`` given as consecutive column blocks (n, p_b).
+
+    Each block is read once (calibration right-hand sides and unit × domain cell totals of
+    its columns) and may be dropped by the caller afterwards, so the contributions of all
+    columns are never held at once on an ordinary calibrated design. The result is
+    bit-identical to ``domain_variances`` of the concatenated blocks.
+    """
+    codes = domain_codes(design, codes)
+    if design._cal and all(stage.is_standard for stage in design._stages):
+        return _calibrated_from_blocks(design, blocks, codes, n_domains, advance)
+    z = np.concatenate(list(blocks), axis=1)
+    return domain_variances(design, z, codes, n_domains, advance=advance)
+
+
+def _calibrated_from_blocks(
+    design: Any,
+    blocks: Iterable[np.ndarray],
+    codes: np.ndarray,
+    n_domains: int,
+    advance: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Calibrated domain variances from column blocks of ``z`` (codes already restricted)."""
     keep = codes >= 0
-    zk, ck = z[keep], codes[keep]
-    coefs: list[np.ndarray] = []  # b_s, shape (k_s, G * p)
+    all_rows = bool(keep.all())
+    ck = codes if all_rows else codes[keep]
+    stacked = [_stacked_weights(step, ck, keep, n_domains) for step in design._cal]
+    stage_cells = []
+    for stage in design._stages:
+        unit = stage.unit if all_rows else stage.unit[keep]
+        cell, cell_keys = pd.factorize(unit * np.int64(n_domains) + ck, sort=False)
+        stage_cells.append((cell.astype(np.int64), np.asarray(cell_keys, dtype=np.int64)))
+    rhs_parts: list[list[np.ndarray]] = [[] for _ in design._cal]
+    tot_parts: list[list[np.ndarray]] = [[] for _ in design._stages]
+    for z in blocks:
+        zk = z if all_rows else z[keep]
+        for s, matrix in enumerate(stacked):
+            rhs_parts[s].append(np.asarray(matrix @ zk).reshape(-1, n_domains, zk.shape[1]))
+        for t, (cell, cell_keys) in enumerate(stage_cells):
+            tot_parts[t].append(_rowsum(cell, cell_keys.size, zk))
+    p = sum(part.shape[2] for part in rhs_parts[0]) if design._cal else 0
+    rhs = [np.concatenate(parts, axis=2).reshape(-1, n_domains * p) for parts in rhs_parts]
+    coefs = _calibration_coefficients(design, rhs)
+    out = np.zeros(n_domains * p)
+    for stage, (_, cell_keys), parts in zip(design._stages, stage_cells, tot_parts, strict=True):
+        tot = np.concatenate(parts, axis=1)
+        _calibrated_stage(design, stage, coefs, cell_keys, tot, n_domains, out, advance)
+    return np.maximum(out.reshape(n_domains, p), 0.0)
+
+
+def _stacked_weights(step: Any, ck: np.ndarray, keep: np.ndarray, n_domains: int):
+    """Sparse (k G × rows) matrix of ``ratio_i x_ic`` at ``(c G + g_i, i)``.
+
+    Its product with the contributions gives every ``Σ_i∈g ratio_i x_ic z_ij`` (the products
+    summed over the rows in order, as ``_rowsum`` of the scaled columns).
+    """
+    ratio = step.w_before / step.w_after
+    k = step.x.shape[1]
+    n_keep = ck.size
+    weights = (ratio * step.x.T).T if keep.all() else (ratio[keep] * step.x[keep].T).T
+    rows = (np.arange(k, dtype=np.int64)[None, :] * n_domains + ck[:, None]).ravel()
+    return sparse.csc_matrix(
+        (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * n_keep + 1, k)),
+        shape=(k * n_domains, n_keep),
+    ).tocsr()
+
+
+def _calibration_coefficients(design: Any, rhs: list[np.ndarray]) -> list[np.ndarray]:
+    """Sequential calibration regression coefficients ``b_s`` (k_s, G * p) of every column."""
+    coefs: list[np.ndarray] = []
     for s, step in enumerate(design._cal):
         ratio = step.w_before / step.w_after
-        k = step.x.shape[1]
-        rhs = np.empty((k, g_count * p))
-        for c in range(k):
-            scaled = zk * (ratio[keep] * step.x[keep, c])[:, None]
-            rhs[c] = _rowsum(ck, g_count, scaled).reshape(-1)
         for t in range(s):
             prev = design._cal[t]
             cross = step.x.T @ (prev.x * (ratio * prev.w_after)[:, None])
-            rhs -= cross @ coefs[t]
-        coefs.append(step.pinv @ rhs)
-    out = np.zeros(g_count * p)
-    for stage in design._stages:
-        key = stage.unit[keep] * np.int64(g_count) + ck
-        cell, cell_keys = pd.factorize(key, sort=False)
-        cell_keys = np.asarray(cell_keys, dtype=np.int64)
-        tot = _rowsum(cell.astype(np.int64), cell_keys.size, zk)
-        rows = np.repeat(cell_keys // g_count, p)
-        cols = ((cell_keys % g_count)[:, None] * p + np.arange(p)[None, :]).ravel()
-        cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, g_count * p))
-        m_units = [
-            _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x)
-            for step in design._cal
-        ]
-        centre = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)[stage.group]
-        coef = stage.coef[stage.group][:, None]
-        chunk = max(1, int(2_000_000 // max(stage.n_units, 1)))
-        for c0 in range(0, g_count * p, chunk):
-            c1 = min(g_count * p, c0 + chunk)
-            block = cells[:, c0:c1].toarray()
-            for m_s, b_s in zip(m_units, coefs, strict=True):
-                block -= m_s @ b_s[:, c0:c1]
+            rhs[s] -= cross @ coefs[t]
+        coefs.append(step.pinv @ rhs[s])
+    return coefs
+
+
+def _calibrated_stage(
+    design: Any,
+    stage: Any,
+    coefs: list[np.ndarray],
+    cell_keys: np.ndarray,
+    tot: np.ndarray,
+    n_domains: int,
+    out: np.ndarray,
+    advance: Callable[[int], None] | None,
+) -> None:
+    """Add one stage's ``Σ_u coef (t_u - M b - centre)²`` of every domain-column to ``out``.
+
+    ``tot`` holds the totals of the stage's unit × domain cells ``cell_keys`` (cells, p).
+    """
+    p = tot.shape[1]
+    width = n_domains * p
+    rows = np.repeat(cell_keys // n_domains, p)
+    cols = ((cell_keys % n_domains)[:, None] * p + np.arange(p)[None, :]).ravel()
+    cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, width))
+    m_units = [
+        _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x) for step in design._cal
+    ]
+    groups = _GroupSums(stage)
+    coef = stage.coef[stage.group][:, None]
+    chunk = max(1, int(_BLOCK_VALUES // max(stage.n_units, 1)))
+    # squares formed in C order (fast), then copied by tiles of units into a Fortran block
+    # whose column sums are numpy's pairwise sums over each column's units, as before
+    square = np.empty((stage.n_units, min(chunk, width)))
+    fortran = np.empty((stage.n_units, min(chunk, width)), order="F")
+    for c0 in range(0, width, chunk):
+        c1 = min(width, c0 + chunk)
+        block = _residual_block(cells, m_units, coefs, c0, c1)
+        groups.centre(block)
+        sq = np.multiply(coef, block, out=square[:, : c1 - c0])
+        sq *= block
+        out[c0:c1] += _fortran_copy(sq, fortran[:, : c1 - c0]).sum(axis=0)
+        if advance is not None:
+            advance(c1 - c0)
+
+
+def _fortran_copy(values: np.ndarray, target: np.ndarray, tile: int = 1024) -> np.ndarray:
+    """Copy C-ordered ``values`` into the Fortran-ordered ``target`` by tiles of rows."""
+    for r0 in range(0, values.shape[0], tile):
+        target[r0 : r0 + tile] = values[r0 : r0 + tile]
+    return target
+
+
+def _residual_block(
+    cells: sparse.csc_matrix,
+    m_units: list[np.ndarray],
+    coefs: list[np.ndarray],
+    c0: int,
+    c1: int,
+) -> np.ndarray:
+    """Unit totals of the residualised columns ``c0:c1``: ``t - M_1 b_1 - M_2 b_2 …``.
+
+    ``t`` is sparse: the first product is negated in place and ``t`` added at its cells
+    (``t - x`` and ``-x + t`` are the same floating-point number).
+    """
+    block = np.negative(m_units[0] @ coefs[0][:, c0:c1])
+    lo, hi = cells.indptr[c0], cells.indptr[c1]
+    if hi > lo:
+        cols = np.repeat(np.arange(c1 - c0), np.diff(cells.indptr[c0 : c1 + 1]))
+        block[cells.indices[lo:hi], cols] += cells.data[lo:hi]
+    for m_s, b_s in zip(m_units[1:], coefs[1:], strict=True):
+        block -= m_s @ b_s[:, c0:c1]
+    return block
+
+
+class _GroupSums:
+    """Centre unit totals within their groups (``t - centre_h Σ_h t``), in place.
+
+    Each group's sum runs over its units in order (as ``_rowsum``): on a C-ordered block,
+    ``sum(axis=0)`` of the group's rows (a slice when the group's units are contiguous).
+    """
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+        self.scale = np.where(stage.centre, 1.0 / stage.n_in_group, 0.0)
+        order = np.argsort(stage.group, kind="stable")
+        cuts = np.flatnonzero(np.diff(stage.group[order])) + 1
+        self.members: list[tuple[int, slice | np.ndarray]] = []
+        for idx in np.split(order, cuts) if order.size else []:
+            h = int(stage.group[idx[0]])
+            if self.scale[h] == 0.0:
+                continue
+            contiguous = idx[-1] - idx[0] == idx.size - 1
+            self.members.append((h, slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx))
+
+    def centre(self, block: np.ndarray) -> None:
+        """Subtract ``centre_h × (group sum)`` from every unit's row of C-ordered ``block``."""
+        if block.shape[1] <= 8:  # rows of a narrow block sum pairwise: sum as ``_rowsum`` does
+            stage = self.stage
             gsum = _rowsum(stage.group, stage.n_groups, block)
-            block -= gsum[stage.group] * centre[:, None]
-            out[c0:c1] += (coef * block * block).sum(axis=0)
-    return np.maximum(out.reshape(g_count, p), 0.0)
+            block -= gsum[stage.group] * self.scale[stage.group][:, None]
+            return
+        for h, rows in self.members:
+            part = block[rows]
+            gsum = part.sum(axis=0) if part.shape[0] > 1 else part[0].copy()
+            gsum *= self.scale[h]
+            if isinstance(rows, slice):
+                block[rows] -= gsum
+            else:
+                block[rows] = part - gsum
 
 
 def _domain_variances_general(

@@ -39,7 +39,7 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import sparse, stats
 
 from evalterritoire.design.common import _indicator, _rowsum
+from evalterritoire.design.domains import domain_variances_blocks
 from evalterritoire.design.survey import SurveyDesign
 from evalterritoire.errors import EstimationError
 from evalterritoire.estimates.intervals import korn_graubard
@@ -123,6 +124,8 @@ def _numeric(design: SurveyDesign, cols: Sequence[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------- the engine
 def _domain_sums(codes: np.ndarray, n_dom: int, x: np.ndarray) -> np.ndarray:
     keep = codes >= 0
+    if keep.all():  # every row in a domain: no copy of the rows
+        return _rowsum(codes, n_dom, x)
     return _rowsum(codes[keep], n_dom, x[keep])
 
 
@@ -135,15 +138,60 @@ def _engine(
     kind: str,
     x: np.ndarray | None = None,
     logit: bool = False,
+    advance: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Estimates, variances, n and deff for every (domain, column); kind = mean|total|ratio.
 
     With ``logit=True`` on a replicate design (proportions) the result also holds
     ``var_logit``, the replicate variance of the logit of the replicate estimates (R
-    ``svyciprop(method="logit")`` refits ``svyglm`` on every replicate).
+    ``svyciprop(method="logit")`` refits ``svyglm`` on every replicate). Linearised designs
+    are processed by blocks of columns (:data:`_BLOCK_BYTES` of rows × columns at a time);
+    ``advance(n)`` is told when ``n`` more domain × column variances are done.
     """
     if kind != "ratio" and not design.is_replicate and not design._cal:
         return _engine_cells(design, y, codes, n_dom, kind=kind)
+    if design.is_replicate:
+        return _engine_replicate(design, y, codes, n_dom, kind=kind, x=x, logit=logit)
+    parts: list[dict[str, np.ndarray]] = []
+
+    def z_blocks() -> Iterator[np.ndarray]:
+        p = y.shape[1]
+        width = max(1, _BLOCK_BYTES // (8 * max(y.shape[0], 1)))
+        for j0 in range(0, p, width):
+            cols = slice(j0, min(p, j0 + width))
+            xb = None if x is None else (x[:, cols] if x.shape[1] == p else x)
+            part = _engine_block(design, y[:, cols], xb, codes, n_dom, kind)
+            yield part.pop("z")
+            parts.append(part)
+
+    var = domain_variances_blocks(design, z_blocks(), codes, n_dom, advance=advance)
+    got = {key: np.concatenate([part[key] for part in parts], axis=1) for key in parts[0]}
+    tx = got.pop("tx", None)
+    deff = _deff(
+        var,
+        got["ss"],
+        got["tyy"],
+        got["wsum"],
+        got["n"],
+        kind,
+        None if tx is None else tx / got["wsum"],
+    )
+    return {"estimate": got["estimate"], "var": var, "n": got["n"], "deff": deff}
+
+
+# rows × columns of the responses processed at once by the linearised engine (bytes of float64)
+_BLOCK_BYTES = 64 * 1024**2
+
+
+def _engine_block(
+    design: SurveyDesign,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    codes: np.ndarray,
+    n_dom: int,
+    kind: str,
+) -> dict[str, np.ndarray]:
+    """Domain sums, estimates and linearised contributions ``z`` of a block of columns."""
     valid = ~np.isnan(y)
     if x is not None:
         valid &= ~np.isnan(x)
@@ -154,15 +202,41 @@ def _engine(
     n = _domain_sums(codes, n_dom, vf)
     wsum = _domain_sums(codes, n_dom, wv)
     est, resid, z, tx = _linearise(kind, codes, n_dom, valid, wv, wsum, y0, x0)
+    ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
+    tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
+    out = {"estimate": est, "n": n, "wsum": wsum, "ss": ss, "tyy": tyy, "z": z}
+    if tx is not None:
+        out["tx"] = tx
+    return out
+
+
+def _engine_replicate(
+    design: SurveyDesign,
+    y: np.ndarray,
+    codes: np.ndarray,
+    n_dom: int,
+    *,
+    kind: str,
+    x: np.ndarray | None,
+    logit: bool,
+) -> dict[str, np.ndarray]:
+    """The engine on a replicate-weight design (variances from the replicate estimates)."""
+    valid = ~np.isnan(y)
+    if x is not None:
+        valid &= ~np.isnan(x)
+    x0 = np.where(valid, x, 0.0) if x is not None else None
+    y0 = np.where(valid, y, 0.0)
+    vf = valid.astype(float)
+    wv = vf * design.weights[:, None]
+    n = _domain_sums(codes, n_dom, vf)
+    wsum = _domain_sums(codes, n_dom, wv)
+    est, resid, _, tx = _linearise(kind, codes, n_dom, valid, wv, wsum, y0, x0)
     extra: dict[str, np.ndarray] = {}
-    if design.is_replicate:
-        var, var_logit = _replicate_variance(
-            design, y0, valid, codes, n_dom, kind, est, x0, logit=logit and kind == "mean"
-        )
-        if var_logit is not None:
-            extra["var_logit"] = var_logit
-    else:
-        var = design._domain_variances(z, codes, n_dom)
+    var, var_logit = _replicate_variance(
+        design, y0, valid, codes, n_dom, kind, est, x0, logit=logit and kind == "mean"
+    )
+    if var_logit is not None:
+        extra["var_logit"] = var_logit
     ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
     tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
     deff = _deff(var, ss, tyy, wsum, n, kind, None if kind != "ratio" else tx / wsum)

@@ -36,7 +36,7 @@ table; its rows have ``estimator = "fay_herriot"`` and its fits go to ``smallare
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,12 +396,21 @@ def compute_smallarea_estimates(
     keys = ["variable", "level", "statistic"]
     rows, fits = [], []
     factor = pd.Series(1.0, index=direct.index) if variance_factor is None else variance_factor
+    matrices: dict[tuple[str, ...], pd.DataFrame] = {}
+
+    def covariates_of(codes: list[str]) -> pd.DataFrame:
+        # the statistics of a study mostly share their territories: standardise once per set
+        key = tuple(codes)
+        if key not in matrices:
+            matrices[key] = _covariate_matrix(context, codes)
+        return matrices[key]
+
     for key, group in direct.groupby(keys, sort=True, observed=True):
         fitted = _fit_group(
             group,
             element_var.loc[group.index],
             factor.loc[group.index],
-            context,
+            covariates_of,
             covariates,
             max_covariates,
             min_cell,
@@ -419,7 +428,7 @@ def _fit_group(
     group: pd.DataFrame,
     element_var: pd.Series,
     factor: pd.Series,
-    context: pd.DataFrame | None,
+    covariates_of: Callable[[list[str]], pd.DataFrame],
     covariates: Sequence[str] | str,
     max_covariates: int,
     min_cell: int,
@@ -430,7 +439,7 @@ def _fit_group(
     var = np.square(group["se"].to_numpy(dtype=float))
     c = factor.to_numpy(dtype=float)
     s2 = element_var.to_numpy(dtype=float)
-    cov = _covariate_matrix(context, group["domain"].astype("string").tolist())
+    cov = covariates_of(group["domain"].astype("string").tolist())
     usable = (n >= max(min_cell, 2)) & np.isfinite(est) & np.isfinite(s2)
     usable &= cov.notna().all(axis=1).to_numpy() if cov.shape[1] else True
     if usable.sum() < MIN_AREAS or not np.isfinite(var[usable]).any():

@@ -11,7 +11,7 @@ publication rules (:mod:`.publication`: ``status`` and ``reason``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +181,7 @@ def compute_study_tables(
     publication: PublicationConfig | None = None,
     context: pd.DataFrame | None = None,
     scores: Mapping[str, tuple[float, float]] | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> StudyTables:
     """The long ``estimates.parquet`` table (every item, nationally and by each domain type).
 
@@ -216,6 +217,9 @@ def compute_study_tables(
         the items as means under their own names: the pipeline passes the dimension scores
         ``score_<dim>`` (on the codebook's ``score_range``) and each respondent's share of
         « ne sait pas » among a dimension's items asked, ``nsp_<dim>`` (on [0, 1]).
+    progress : callable, optional
+        ``progress(label, total)`` → ``advance(n)``, called once before the domain passes
+        with the number of domain × statistic estimates to make (the pipeline draws a bar).
 
     Returns
     -------
@@ -231,12 +235,33 @@ def compute_study_tables(
     if domains is None:
         domains = _study_domains(codebook, design.data)
     tables, territory = [], None
-    for dtype, col in _domain_plan(design, domains):
-        part, extra = _domain_table(design, y, meta, dtype, col)
+    plan = [
+        (dtype, col, _domains(design, [] if col is None else [col]))
+        for dtype, col in _domain_plan(design, domains)
+    ]
+    advance = (
+        progress("Estimations", sum(len(d[1]) for _, _, d in plan) * y.shape[1])
+        if progress is not None
+        else None
+    )
+    for dtype, col, found in plan:
+        part, extra = _domain_table(design, y, meta, dtype, col, found, advance)
         tables.append(part)
         if dtype == "territory":
             territory = (part, extra)
     out = pd.concat(tables, ignore_index=True)
+    out, fits = _with_smallarea(out, territory, context, rules, wave)
+    return StudyTables(_finish(out, wave, min_n, rules), fits)
+
+
+def _with_smallarea(
+    out: pd.DataFrame,
+    territory: tuple[pd.DataFrame, pd.DataFrame] | None,
+    context: pd.DataFrame | None,
+    rules: PublicationConfig,
+    wave: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table with the Fay–Herriot rows of the territory statistics, and the fits."""
     fits = pd.DataFrame(columns=list(SMALLAREA_FIT_COLUMNS))
     if rules.smallarea and territory is not None:
         model, fits = compute_smallarea_estimates(
@@ -262,7 +287,7 @@ def compute_study_tables(
             )
             model = model.assign(ci_low=lo, ci_high=hi, interval=method)
             out = pd.concat([out, model], ignore_index=True)
-    return StudyTables(_finish(out, wave, min_n, rules), fits)
+    return out, fits
 
 
 def compute_study_estimates(
@@ -328,6 +353,27 @@ def _domain_plan(
             raise EstimationError(f"domain column '{col}' ({dtype}) is not in the responses")
         plan.append((dtype, col))
     return plan
+
+
+def _by_columns(
+    function: Callable[..., np.ndarray],
+    design: SurveyDesign,
+    y: np.ndarray,
+    codes: np.ndarray,
+    n_dom: int,
+) -> np.ndarray:
+    """``function(design, y, codes, n_dom)`` by blocks of columns (each column on its own).
+
+    The per-column statistics are the same whatever the block; only a block of rows ×
+    columns (64 MiB) is expanded at a time.
+    """
+    width = max(1, 8 * 1024**2 // max(y.shape[0], 1))
+    if y.shape[1] <= width:
+        return function(design, y, codes, n_dom)
+    parts = [
+        function(design, y[:, j0 : j0 + width], codes, n_dom) for j0 in range(0, y.shape[1], width)
+    ]
+    return np.concatenate(parts, axis=1)
 
 
 def _element_variances(
@@ -415,7 +461,13 @@ def compute_domain_variance_factors(
 
 
 def _domain_table(
-    design: SurveyDesign, y: np.ndarray, meta: list[_Column], dtype: str, col: str | None
+    design: SurveyDesign,
+    y: np.ndarray,
+    meta: list[_Column],
+    dtype: str,
+    col: str | None,
+    found: tuple[np.ndarray, pd.DataFrame],
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Every statistic of ``y`` in every domain of ``col`` (the whole sample when None).
 
@@ -423,9 +475,18 @@ def _domain_table(
     bias factor of its direct variance (:func:`compute_domain_variance_factors`), for the
     small-area model.
     """
-    codes, labels = _domains(design, [] if col is None else [col])
+    codes, labels = found
     n_dom = len(labels)
-    res = _engine(design, y, codes, n_dom, kind="mean")
+    done = [0]
+
+    def counted(n: int) -> None:
+        done[0] += n
+        if advance is not None:
+            advance(n)
+
+    res = _engine(design, y, codes, n_dom, kind="mean", advance=counted)
+    if advance is not None and done[0] < n_dom * y.shape[1]:
+        advance(n_dom * y.shape[1] - done[0])
     df = design.domain_df(codes, n_dom)
     p = y.shape[1]
     dom_idx = np.repeat(np.arange(n_dom), p)
@@ -470,8 +531,10 @@ def _domain_table(
         return part[keep], pd.DataFrame(index=part.index[keep])
     extra = pd.DataFrame(
         {
-            "element_var": _element_variances(design, y, codes, n_dom).ravel(),
-            "variance_factor": compute_domain_variance_factors(design, y, codes, n_dom).ravel(),
+            "element_var": _by_columns(_element_variances, design, y, codes, n_dom).ravel(),
+            "variance_factor": _by_columns(
+                compute_domain_variance_factors, design, y, codes, n_dom
+            ).ravel(),
         },
         index=part.index,
     )
