@@ -299,7 +299,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
     content = {
         **_stage_fields(wave, row, domain, frame),
         **_sections(wave, domain, frame, context_row),
-        "wave_scores": tuple(s for s in wave.wave_scores if s["territory"] == code),
+        "wave_scores": wave.scores_by_code.get(code, ()),
     }
     return ReportContext(
         **wave.common,
@@ -316,7 +316,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         is_indicative=bool(row.get("is_indicative") or False) or n_resp < SMALL_CELL or n_types < 2,
         quality=_quality(content.values()),
         smallarea_fits=tuple(_smallarea_fits(wave, content.values())),
-        history=tuple(h for h in wave.history if h["territory"] == code),
+        history=wave.history_by_code.get(code, ()),
         later_waves=tuple(w for w, codes in wave.artefacts.later_waves if code in codes),
         methodology=wave.methodology,
     )
@@ -387,29 +387,12 @@ def _identity(
         out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
     if cols.population:
         out["population"] = _num(context_row.get(cols.population))
-    medians = _territory_medians(wave, code)
+    medians = wave.medians_by_code.get(str(code), {})
     for key in ("start_year", "n_organisations"):
         if identity.get(key):
             item = identity[key]
             out[key] = medians[item] if item in medians else _median(frame, item)
     return out
-
-
-def _territory_medians(wave: _Wave, code: str) -> dict[str, float | None]:
-    """Item → the territory's design-based median (None below the minimum cell)."""
-    table = wave.artefacts.item_medians
-    if table is None or table.empty or "domain_type" not in table.columns:
-        return {}
-    rows = table[
-        (table["domain_type"] == "territory")
-        & (table["domain"].astype(str) == str(code))
-        & (table["quantile"] == 0.5)
-    ]
-    min_cell = wave.config.publication.min_cell
-    return {
-        str(r["variable"]): (_num(r["estimate"]) if int(r["n"] or 0) >= min_cell else None)
-        for r in rows.to_dict(orient="records")
-    }
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
