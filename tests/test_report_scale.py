@@ -122,3 +122,35 @@ def test_pairwise_sum_is_numpys_summation():
         rows = rng.standard_normal((25, m)) ** 2 * 10 ** rng.uniform(-5, 5, (25, m))
         got = _pairwise_sum([rows[:, c] for c in range(m)])
         assert [float(g) for g in got] == [float(np.add.reduce(r)) for r in rows]
+
+
+def test_context_json_is_the_deep_copy_json_and_the_glossary_reads_either_form():
+    import json
+    from dataclasses import asdict, dataclass
+
+    from evalterritoire.report.colophon import glossary
+    from evalterritoire.report.context import ReportContext, _clean
+
+    @dataclass(frozen=True)
+    class Inner:
+        value: float
+        flag: np.bool_
+
+    ctx = ReportContext(
+        study_name="Étude",
+        wave=2025,
+        territory="01",
+        territory_name="Ain",
+        is_national=False,
+        min_n=30,
+        identity={"population": np.float64(1234.5678912), "inner": Inner(np.nan, np.bool_(True))},
+        composition=({"n": np.int64(3), "share": 1e-9, "label": "EPCI"},),
+        essentiel=("Un EPCI « solide ».",),
+    )
+    expected = json.dumps(
+        _clean(asdict(ctx)), ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False
+    )
+    assert ctx.to_json() == expected + "\n"
+    terms = {"EPCI": "Établissement public", "PTCE": "Pôle territorial"}
+    assert glossary(ctx.to_data(), terms) == glossary(ctx.to_json(), terms)
+    assert [g["term"] for g in glossary(ctx.to_data(), terms)] == ["EPCI"]

@@ -21,6 +21,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
+from evalterritoire.progress import step_progress
 from evalterritoire.report.colophon import colophon, glossary
 from evalterritoire.report.context import (
     SMALL_CELL,
@@ -95,14 +96,18 @@ def build_contexts(
     spec = spec if spec is not None else load_report_spec(config.report.report_spec, codebook)
     spec.check_grid(grid)
     wave = _prepare_wave(config, codebook, grid, spec, artefacts)
-    territories = [_territory(wave, code) for code in wave.codes]
+    territories = []
+    with step_progress("Contextes", len(wave.codes)) as advance:
+        for code in wave.codes:
+            territories.append(_territory(wave, code))
+            advance()
     groups = nearest_neighbours(territories)
     shared = colophon(config, codebook, spec.narrative, artefacts.responses)
     out = [replace(_national(wave), colophon=shared, **trend_fields(wave))]
     for ctx in territories:
         ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
         out.append(ctx)
-    return [replace(c, glossary=glossary(c.to_json(), spec.narrative.glossary)) for c in out]
+    return [replace(c, glossary=glossary(c.to_data(), spec.narrative.glossary)) for c in out]
 
 
 def _narrative(wave: _Wave, ctx: ReportContext, group: Mapping[str, Any]) -> dict[str, Any]:
