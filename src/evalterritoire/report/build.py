@@ -346,10 +346,10 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
         if base in seen:
             continue
         seen.add(base)
-        hit = fits[fits["variable"] == base]
-        if hit.empty:
+        rows = wave.fit_rows.get(base)
+        if rows is None:
             continue
-        fit = hit.iloc[0]
+        fit = fits.iloc[rows[0]]
         covariates = [c for c in str(fit["covariates"] or "").split(";") if c]
         out.append(
             {
@@ -359,7 +359,7 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
                 "sigma2_u": float(fit["sigma2_u"]),
                 "mean_gamma": float(fit["mean_gamma"]),
                 "n_areas": int(fit["n_areas"]),
-                "n_models": len(hit),
+                "n_models": len(rows),
             }
         )
     return out

@@ -60,6 +60,8 @@ class _Wave:
     history_by_code: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     scores_by_code: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     medians_by_code: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    #: Variable → the positions of its rows in the small-area fits table, in table order.
+    fit_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -145,7 +147,19 @@ def _prepare_wave(
         history_by_code=_by_code(history),
         scores_by_code=_by_code(wave_scores),
         medians_by_code=_territory_medians(artefacts.item_medians, config.publication.min_cell),
+        fit_rows=_fit_rows(artefacts.smallarea),
     )
+
+
+def _fit_rows(fits: pd.DataFrame | None) -> dict[str, tuple[int, ...]]:
+    """Variable → the positions of its rows in the small-area fits table (none missing)."""
+    if fits is None or fits.empty or "variable" not in fits.columns:
+        return {}
+    out: dict[str, list[int]] = {}
+    for pos, variable in enumerate(fits["variable"].tolist()):
+        if isinstance(variable, str):
+            out.setdefault(variable, []).append(pos)
+    return {variable: tuple(rows) for variable, rows in out.items()}
 
 
 def _by_code(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Mapping[str, Any], ...]]:
