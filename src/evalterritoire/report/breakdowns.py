@@ -35,7 +35,7 @@ from evalterritoire.estimates import (
     merge_small_groups,
 )
 from evalterritoire.report.context import Columns, short_label
-from evalterritoire.report.lookup import _record, _weights, judge
+from evalterritoire.report.lookup import _Columns, _record, _weights, judge
 from evalterritoire.report.spec import ReportSpec
 
 #: Label of the merged group of small actor types.
@@ -80,6 +80,12 @@ class Breakdowns:
         self.frame = frame
         self.design = self._design(config, frame)
         self.tables = self._estimate()
+        self._shares_index = _ShareIndex(self.tables.get("shares"))
+        self._by_type_index = (
+            _ByTypeIndex(self.tables["by_type"], self.territory)
+            if "by_type" in self.tables
+            else None
+        )
 
     # ------------------------------------------------------------------ preparation
     def _derived(self, responses: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -236,10 +242,9 @@ class Breakdowns:
 
     def by_type(self, code: str) -> list[dict[str, Any]]:
         """Means of the by-type items for each actor group of a territory."""
-        table = self.tables.get("by_type")
-        if table is None:
+        index = self._by_type_index
+        if index is None:
             return []
-        sub = table[table[self.territory].astype("string") == code]
         labels = (
             self.codebook.value_labels(self.columns.respondent_type)
             if self.columns.respondent_type in self.codebook
@@ -247,7 +252,7 @@ class Breakdowns:
         )
         items = list(self.spec.by_type.values())
         out = []
-        for group, rows in sub.groupby(_GROUP, sort=True):
+        for group, rows in index.groups(code):
             rec: dict[str, Any] = {
                 "type": str(group),
                 "label": OTHER_LABEL
@@ -256,8 +261,7 @@ class Breakdowns:
             }
             n_group = 0
             for item in items:
-                hit = rows[rows["variable"] == item]
-                r = _record(hit.iloc[0].to_dict() if len(hit) else None, item, "", self.min_n)
+                r = _record(index.row(rows, item), item, "", self.min_n)
                 rec[item] = r["estimate"]
                 rec[f"{item}__record"] = r
                 rec[f"n_{item}"] = r["n"]
@@ -272,15 +276,60 @@ class Breakdowns:
     def _share_row(
         self, domain: tuple[str, str], col: str | None, level: str
     ) -> Mapping[str, Any] | None:
-        table = self.tables.get("shares")
-        if col is None or table is None:
+        if col is None:
             return None
-        hit = table[
-            (table["variable"] == col)
-            & (table["level"].astype("string") == level)
-            & (table["domain"] == domain[1])
-        ]
-        return hit.iloc[0].to_dict() if len(hit) else None
+        return self._shares_index.row(col, level, domain[1])
+
+
+class _ShareIndex:
+    """The shares table by (variable, level, domain): the first matching row, as a record.
+
+    A record is what ``table.iloc[i].to_dict()`` gives (the table has text columns, so a row
+    is boxed to Python values like :class:`~evalterritoire.report.lookup._Columns` boxes it).
+    """
+
+    def __init__(self, table: pd.DataFrame | None) -> None:
+        self.positions: dict[tuple[str, str, str], int] = {}
+        self.columns = _Columns(table) if table is not None else None
+        if table is None:
+            return
+        keys = zip(
+            table["variable"].astype("string").tolist(),
+            table["level"].astype("string").tolist(),
+            table["domain"].astype("string").tolist(),
+            strict=True,
+        )
+        for pos, key in enumerate(keys):
+            if not any(pd.isna(k) for k in key):
+                self.positions.setdefault(key, pos)
+
+    def row(self, variable: str, level: str, domain: str) -> dict[str, Any] | None:
+        pos = self.positions.get((variable, level, domain))
+        return None if pos is None or self.columns is None else self.columns.record(pos)
+
+
+class _ByTypeIndex:
+    """The by-type table by territory, actor group (sorted) and item: first rows as records."""
+
+    def __init__(self, table: pd.DataFrame, territory: str | None) -> None:
+        self.columns = _Columns(table)
+        self.by_code: dict[str, dict[str, dict[str, int]]] = {}
+        codes = table[territory].astype("string").tolist()
+        groups = table[_GROUP].astype("string").tolist()
+        variables = table["variable"].tolist()
+        for pos, (code, group, variable) in enumerate(zip(codes, groups, variables, strict=True)):
+            if pd.isna(code) or pd.isna(group):
+                continue
+            rows = self.by_code.setdefault(code, {}).setdefault(group, {})
+            rows.setdefault(variable, pos)
+
+    def groups(self, code: str) -> list[tuple[str, dict[str, int]]]:
+        """A territory's actor groups in sorted order, each with its item → row position."""
+        return sorted(self.by_code.get(code, {}).items())
+
+    def row(self, rows: Mapping[str, int], item: str) -> dict[str, Any] | None:
+        pos = rows.get(item)
+        return None if pos is None else self.columns.record(pos)
 
 
 def _severity(status: str | None) -> int:

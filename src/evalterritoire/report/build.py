@@ -21,6 +21,7 @@ import pandas as pd
 from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
+from evalterritoire.progress import step_progress
 from evalterritoire.report.colophon import colophon, glossary
 from evalterritoire.report.context import (
     SMALL_CELL,
@@ -95,14 +96,18 @@ def build_contexts(
     spec = spec if spec is not None else load_report_spec(config.report.report_spec, codebook)
     spec.check_grid(grid)
     wave = _prepare_wave(config, codebook, grid, spec, artefacts)
-    territories = [_territory(wave, code) for code in wave.codes]
+    territories = []
+    with step_progress("Contextes", len(wave.codes)) as advance:
+        for code in wave.codes:
+            territories.append(_territory(wave, code))
+            advance()
     groups = nearest_neighbours(territories)
     shared = colophon(config, codebook, spec.narrative, artefacts.responses)
     out = [replace(_national(wave), colophon=shared, **trend_fields(wave))]
     for ctx in territories:
         ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
         out.append(ctx)
-    return [replace(c, glossary=glossary(c.to_json(), spec.narrative.glossary)) for c in out]
+    return [replace(c, glossary=glossary(c.to_data(), spec.narrative.glossary)) for c in out]
 
 
 def _narrative(wave: _Wave, ctx: ReportContext, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,7 +304,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
     content = {
         **_stage_fields(wave, row, domain, frame),
         **_sections(wave, domain, frame, context_row),
-        "wave_scores": tuple(s for s in wave.wave_scores if s["territory"] == code),
+        "wave_scores": wave.scores_by_code.get(code, ()),
     }
     return ReportContext(
         **wave.common,
@@ -316,7 +321,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         is_indicative=bool(row.get("is_indicative") or False) or n_resp < SMALL_CELL or n_types < 2,
         quality=_quality(content.values()),
         smallarea_fits=tuple(_smallarea_fits(wave, content.values())),
-        history=tuple(h for h in wave.history if h["territory"] == code),
+        history=wave.history_by_code.get(code, ()),
         later_waves=tuple(w for w, codes in wave.artefacts.later_waves if code in codes),
         methodology=wave.methodology,
     )
@@ -341,10 +346,10 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
         if base in seen:
             continue
         seen.add(base)
-        hit = fits[fits["variable"] == base]
-        if hit.empty:
+        rows = wave.fit_rows.get(base)
+        if rows is None:
             continue
-        fit = hit.iloc[0]
+        fit = fits.iloc[rows[0]]
         covariates = [c for c in str(fit["covariates"] or "").split(";") if c]
         out.append(
             {
@@ -354,7 +359,7 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
                 "sigma2_u": float(fit["sigma2_u"]),
                 "mean_gamma": float(fit["mean_gamma"]),
                 "n_areas": int(fit["n_areas"]),
-                "n_models": len(hit),
+                "n_models": len(rows),
             }
         )
     return out
@@ -387,29 +392,12 @@ def _identity(
         out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
     if cols.population:
         out["population"] = _num(context_row.get(cols.population))
-    medians = _territory_medians(wave, code)
+    medians = wave.medians_by_code.get(str(code), {})
     for key in ("start_year", "n_organisations"):
         if identity.get(key):
             item = identity[key]
             out[key] = medians[item] if item in medians else _median(frame, item)
     return out
-
-
-def _territory_medians(wave: _Wave, code: str) -> dict[str, float | None]:
-    """Item → the territory's design-based median (None below the minimum cell)."""
-    table = wave.artefacts.item_medians
-    if table is None or table.empty or "domain_type" not in table.columns:
-        return {}
-    rows = table[
-        (table["domain_type"] == "territory")
-        & (table["domain"].astype(str) == str(code))
-        & (table["quantile"] == 0.5)
-    ]
-    min_cell = wave.config.publication.min_cell
-    return {
-        str(r["variable"]): (_num(r["estimate"]) if int(r["n"] or 0) >= min_cell else None)
-        for r in rows.to_dict(orient="records")
-    }
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:

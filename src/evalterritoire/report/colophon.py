@@ -93,10 +93,17 @@ def colophon(
     }
 
 
-def glossary(context_json: str, terms: Mapping[str, str]) -> tuple[dict[str, str], ...]:
-    """The acronyms of ``terms`` that occur in a report's text (its context as JSON)."""
-    text = json.loads(context_json)
-    flat = json.dumps(text, ensure_ascii=False)
+def glossary(
+    context: str | Mapping[str, Any], terms: Mapping[str, str]
+) -> tuple[dict[str, str], ...]:
+    """The acronyms of ``terms`` that occur in a report's text.
+
+    ``context`` is the context as JSON text, or as its JSON-ready values
+    (:meth:`~evalterritoire.report.context.ReportContext.to_data`): either is searched as its
+    compact JSON text with sorted keys.
+    """
+    data = json.loads(context) if isinstance(context, str) else context
+    flat = json.dumps(data, ensure_ascii=False, sort_keys=not isinstance(context, str))
     return tuple(
         {"term": term, "definition": terms[term]}
         for term in sorted(terms)

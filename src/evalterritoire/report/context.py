@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,9 +264,13 @@ class ReportContext:
     methodology: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ serialisation
+    def to_data(self) -> dict[str, Any]:
+        """The context as JSON-ready values (what :meth:`to_json` writes, before the text)."""
+        return {f.name: _clean(getattr(self, f.name)) for f in fields(self)}
+
     def to_json(self) -> str:
         """Deterministic JSON text (sorted keys, floats rounded to 6 decimals, final newline)."""
-        data = _clean(asdict(self))
+        data = self.to_data()
         return (
             json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False) + "\n"
         )
@@ -322,7 +326,13 @@ class ReportContext:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars → Python, NaN → None, floats rounded, tuples → lists."""
+    """JSON-ready copy: numpy scalars → Python, NaN → None, floats rounded, tuples → lists.
+
+    A dataclass instance is cleaned field by field (as ``dataclasses.asdict`` would turn it
+    into a dict); the copy is made here, without ``asdict``'s deep copy of every value.
+    """
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _clean(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

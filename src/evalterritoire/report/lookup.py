@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.dtypes.cast import maybe_box_native
 
 from evalterritoire.codebook import Codebook, Variable
 from evalterritoire.config import PublicationConfig
@@ -25,6 +26,8 @@ from evalterritoire.report.context import _num
 
 _YES_LEVELS = ("1", "1.0", "oui", "True", "true")
 _KEY = ("domain_type", "domain", "variable", "level", "statistic")
+#: The key of a row within its domain.
+_ROW_KEY = ("variable", "level", "statistic", "estimator")
 #: Fields of an estimate record that carry a value (removed when the estimate is suppressed).
 VALUE_FIELDS = ("estimate", "ci_low", "ci_high", "se")
 
@@ -53,26 +56,65 @@ def choose(
 
 # ----------------------------------------------------------- estimates lookup
 class _Lookup:
-    """Index of the long estimates table by domain, variable, level, statistic (and estimator)."""
+    """Index of the long estimates table by domain, variable, level, statistic (and estimator).
+
+    Built once per wave without turning the table into Python records: the rows are grouped by
+    domain in one pass, a domain's key index is made the first time it is asked for, and a row
+    becomes a record only when it is looked up — the same record (same keys in the same order,
+    same Python values) as ``DataFrame.to_dict(orient="records")`` of the table whose key
+    columns are text with missing values as ``""`` (:class:`_Columns`). A key found twice keeps
+    its last row.
+    """
 
     def __init__(self, estimates: pd.DataFrame | None) -> None:
-        self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._table: _Columns | None = None
+        self._domains: dict[tuple[str, str], np.ndarray] = {}
+        self._index: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
         if estimates is None or estimates.empty:
             return
-        frame = estimates.copy()
-        for col in _KEY:
-            frame[col] = frame[col].astype("string").fillna("")
-        if "estimator" not in frame.columns:
-            frame["estimator"] = "direct"
-        frame["estimator"] = frame["estimator"].astype("string").fillna("direct")
-        for rec in frame.to_dict(orient="records"):
-            key = (*(str(rec[c]) for c in _KEY), str(rec["estimator"]))
-            self.rows[key] = rec
+        frame = estimates.assign(
+            **{col: estimates[col].astype("string").fillna("") for col in _KEY}
+        )
+        estimator = frame["estimator"] if "estimator" in frame.columns else None
+        frame["estimator"] = (
+            estimator.astype("string").fillna("direct") if estimator is not None else "direct"
+        )
+        frame["estimator"] = frame["estimator"].astype("string")
+        self._table = _Columns(frame)
+        codes, uniques = pd.factorize(
+            pd.MultiIndex.from_arrays([frame["domain_type"], frame["domain"]]), sort=False
+        )
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for i, (dtype, dom) in enumerate(uniques):
+            self._domains[(str(dtype), str(dom))] = order[bounds[i] : bounds[i + 1]]
+
+    def _rows(self, domain: tuple[str, str]) -> dict[tuple[str, ...], int]:
+        """The domain's key → row position (built at its first use)."""
+        index = self._index.get(domain)
+        if index is None:
+            index = {}
+            positions = self._domains.get(domain)
+            if positions is not None and self._table is not None:
+                keys = [self._table.text(c, positions) for c in _ROW_KEY]
+                for pos, *key in zip(positions.tolist(), *keys, strict=True):
+                    index[tuple(key)] = pos
+            self._index[domain] = index
+        return index
+
+    def row(self, domain: tuple[str, str], variable: str, level: str, stat: str, estimator: str):
+        """The record of one row of the table, or None."""
+        pos = self._rows(domain).get((variable, level, stat, estimator))
+        if pos is None or self._table is None:
+            return None
+        return self._table.record(pos)
 
     def get(self, domain: tuple[str, str], variable: str, levels: Sequence[str], stat: str):
         for level in levels:
-            key = (domain[0], domain[1], variable, level, stat)
-            found = choose(self.rows.get((*key, "direct")), self.rows.get((*key, "fay_herriot")))
+            found = choose(
+                self.row(domain, variable, level, stat, "direct"),
+                self.row(domain, variable, level, stat, "fay_herriot"),
+            )
             if found is not None:
                 return found
         return None
@@ -93,6 +135,53 @@ class _Lookup:
 
     def nsp(self, domain: tuple[str, str], variable: str):
         return self.get(domain, variable, ("",), "nsp_share")
+
+
+class _Columns:
+    """A table kept as columns, each row turned into a record on demand.
+
+    :meth:`record` gives what ``DataFrame.to_dict(orient="records")`` gives for that row:
+    numpy numbers as Python numbers, text columns as ``str`` (missing values as the column's
+    boxed missing value: None for ``string``), other columns as pandas iterates them, boxed
+    like ``to_dict`` boxes object and extension columns.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.names: list[str] = [str(c) for c in frame.columns]
+        self.getters: list[Any] = []
+        self.codes: dict[str, tuple[np.ndarray, list[Any]]] = {}
+        for name, (_, series) in zip(self.names, frame.items(), strict=True):
+            dtype = series.dtype
+            if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+                self.getters.append(series.to_numpy().item)
+            elif isinstance(dtype, pd.StringDtype):
+                codes, uniques = pd.factorize(series, use_na_sentinel=True)
+                values = [maybe_box_native(v) for v in uniques]
+                if (codes < 0).any():
+                    at = int(np.flatnonzero(codes < 0)[0])
+                    values.append(maybe_box_native(next(iter(series.iloc[at : at + 1]))))
+                self.codes[name] = (codes, values)  # code -1: the last value, the missing one
+                self.getters.append(_coded(codes, values))
+            else:
+                boxed = dtype == np.dtype(object) or not isinstance(dtype, np.dtype)
+                values = [maybe_box_native(v) if boxed else v for v in series]
+                self.getters.append(values.__getitem__)
+
+    def record(self, pos: int) -> dict[str, Any]:
+        """The row at ``pos`` as a record."""
+        return {name: get(pos) for name, get in zip(self.names, self.getters, strict=True)}
+
+    def text(self, name: str, positions: np.ndarray) -> list[str]:
+        """The values of a text column at some rows."""
+        codes, values = self.codes[name]
+        return [values[c] for c in codes[positions].tolist()]
+
+
+def _coded(codes: np.ndarray, values: list[Any]) -> Any:
+    def get(pos: int) -> Any:
+        return values[codes[pos]]
+
+    return get
 
 
 def _record(

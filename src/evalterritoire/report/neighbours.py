@@ -88,16 +88,11 @@ def nearest_neighbours(
         return {c.territory: {"neighbours": [], "means": {}} for c in terr}
     context_z = _zscores([_context_values(c) for c in terr])
     profile_z = _zscores([_profile_values(c) for c in terr])
+    context, profile = _Block(context_z), _Block(profile_z)
     out = {}
     for i, ctx in enumerate(terr):
-        dists = []
-        for j, other in enumerate(terr):
-            if i != j:
-                d = _distance(context_z, profile_z, i, j)
-                if d is not None:
-                    dists.append((round(d, 9), other.territory, j))
-        dists.sort()
-        group = [terr[j] for _, _, j in dists[:k]]
+        dists = _nearest(_distances(context, profile, i), i, k, terr)
+        group = [terr[j] for _, _, j in dists]
         out[ctx.territory] = {
             "neighbours": [
                 {
@@ -106,11 +101,101 @@ def nearest_neighbours(
                     "stage_label": o.stage_label,
                     "distance": d,
                 }
-                for (d, _, _), o in zip(dists[:k], group, strict=True)
+                for (d, _, _), o in zip(dists, group, strict=True)
             ],
             "means": group_means(group),
         }
     return out
+
+
+def _nearest(
+    distance: np.ndarray, i: int, k: int, terr: Sequence[ReportContext]
+) -> list[tuple[float, str, int]]:
+    """The ``k`` nearest others of territory ``i``: (distance to 9 decimals, code, index).
+
+    Ordered by the rounded distance then the code. Only the territories within a hair of the
+    ``k``-th smallest raw distance can be among them (rounding keeps the order), so only those
+    are rounded and sorted.
+    """
+    distance = distance.copy()
+    distance[i] = np.nan
+    known = np.flatnonzero(~np.isnan(distance))
+    if known.size > k > 0:
+        kth = np.partition(distance[known], k - 1)[k - 1]
+        known = known[distance[known] <= kth + 1e-8]
+    dists = sorted((round(float(distance[j]), 9), terr[j].territory, int(j)) for j in known)
+    return dists[:k]
+
+
+class _Block:
+    """One block's z-scores, with its territories grouped by which variables they have."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z[:, ~np.isnan(z).all(axis=0)] if z.shape[1] else z
+        self.present = ~np.isnan(self.z)
+        self.patterns = np.zeros((0, self.z.shape[1]), dtype=bool)
+        self.pattern = np.zeros(z.shape[0], dtype=int)
+        if self.z.shape[1] and self.z.shape[0]:
+            patterns, pattern = np.unique(self.present, axis=0, return_inverse=True)
+            self.patterns = patterns.reshape(-1, self.z.shape[1])
+            self.pattern = np.asarray(pattern).reshape(-1)
+
+    def means(self, i: int) -> np.ndarray:
+        """Mean squared difference of territory ``i`` to each territory (NaN: none shared).
+
+        The same floating-point operations, in the same order, as ``np.mean`` of each pair's
+        squared differences over the variables both have, done for every
+        territory at once: the distances do not depend on how they are computed.
+        """
+        n = self.z.shape[0]
+        out = np.full(n, np.nan)
+        if self.z.shape[1] == 0:
+            return out
+        squares = (self.z[i] - self.z) ** 2
+        for p, pattern in enumerate(self.patterns):
+            rows = np.flatnonzero(self.pattern == p)
+            cols = np.flatnonzero(pattern & self.present[i])
+            if rows.size and cols.size:
+                part = squares[np.ix_(rows, cols)]
+                out[rows] = _pairwise_sum([part[:, c] for c in range(cols.size)]) / cols.size
+        return out
+
+
+def _pairwise_sum(columns: list[np.ndarray]) -> np.ndarray:
+    """Numpy's pairwise summation of a 1-D array (``np.add.reduce``), element-wise over columns.
+
+    Below 8 terms a running sum from zero; up to 128, eight running sums combined in a fixed
+    tree then the remainder; above, the two halves (a multiple of 8 first) added.
+    """
+    n = len(columns)
+    if n < 8:
+        total = np.zeros_like(columns[0])
+        for column in columns:
+            total = total + column
+        return total
+    if n <= 128:
+        partial = list(columns[:8])
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                partial[j] = partial[j] + columns[i + j]
+            i += 8
+        total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + (
+            (partial[4] + partial[5]) + (partial[6] + partial[7])
+        )
+        for column in columns[i:]:
+            total = total + column
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(columns[:half]) + _pairwise_sum(columns[half:])
+
+
+def _distances(context: _Block, profile: _Block, i: int) -> np.ndarray:
+    """Distance of territory ``i`` to each territory (NaN where no block is shared)."""
+    c, p = context.means(i), profile.means(i)
+    both = (c + p) / 2
+    return np.sqrt(np.where(np.isnan(c), p, np.where(np.isnan(p), c, both)))
 
 
 def _context_values(ctx: ReportContext) -> dict[str, float]:
@@ -143,19 +228,6 @@ def _zscores(rows: list[dict[str, float]]) -> np.ndarray:
         sd = np.nanstd(values) if known.size > 1 else 0.0
         table[:, col] = (values - np.nanmean(values)) / sd if sd > 0 else math.nan
     return table
-
-
-def _block(z: np.ndarray, i: int, j: int) -> float | None:
-    if z.shape[1] == 0:
-        return None
-    diff = z[i] - z[j]
-    diff = diff[~np.isnan(diff)]
-    return float(np.mean(diff**2)) if diff.size else None
-
-
-def _distance(context_z: np.ndarray, profile_z: np.ndarray, i: int, j: int) -> float | None:
-    blocks = [b for b in (_block(context_z, i, j), _block(profile_z, i, j)) if b is not None]
-    return math.sqrt(sum(blocks) / len(blocks)) if blocks else None
 
 
 def group_means(group: Sequence[ReportContext]) -> dict[str, float]:

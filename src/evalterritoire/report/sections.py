@@ -372,8 +372,9 @@ class Sections:
 
     def _quotable_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of respondents who consented (or were not asked), in respondent-id order."""
-        rows = frame
         consent_col, id_col = self.columns.consent, self.columns.respondent_id
+        keep = dict.fromkeys([consent_col, id_col, *self.columns.free_text])
+        rows = frame[[c for c in keep if c is not None and c in frame.columns]]
         if consent_col is not None and consent_col in rows.columns:
             consent = pd.to_numeric(rows[consent_col], errors="coerce")
             rows = rows[consent.isna() | (consent > 0)]

@@ -11,8 +11,8 @@ by-type items and the population column).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.report.breakdowns import Breakdowns
 from evalterritoire.report.comparability import describe_breaks, without_broken_trends
-from evalterritoire.report.context import SMALL_CELL, Columns, StudyArtefacts, short_label
+from evalterritoire.report.context import SMALL_CELL, Columns, StudyArtefacts, _num, short_label
 from evalterritoire.report.grid import EvaluationGrid
 from evalterritoire.report.lookup import _Lookup, compute_descriptive_estimates
 from evalterritoire.report.sections import Sections, _models
@@ -55,6 +55,13 @@ class _Wave:
     wave_scores: tuple[Mapping[str, Any], ...]
     common: Mapping[str, Any]
     methodology: Mapping[str, Any]
+    #: Territory code → its records of ``history``, of ``wave_scores`` (in their order) and its
+    #: design-based medians (item → median, None below the minimum cell).
+    history_by_code: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    scores_by_code: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    medians_by_code: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    #: Variable → the positions of its rows in the small-area fits table, in table order.
+    fit_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,6 +118,10 @@ def _prepare_wave(
     )
     by_code = _by_territory(responses, columns.territory)
     ctx_table = _context_table(artefacts, codebook, columns.territory)
+    history = tuple(_history(artefacts, tuple(config.maturity.stage_names)))
+    wave_scores = tuple(
+        _wave_scores(artefacts, config.wave, labels, score_range=codebook.score_range, rules=rules)
+    )
     return _Wave(
         config=config,
         codebook=codebook,
@@ -129,15 +140,53 @@ def _prepare_wave(
         national_means=_means(maturity, labels) if maturity is not None else {},
         ctx_table=ctx_table,
         ctx_median=_context_medians(ctx_table, codebook),
-        history=tuple(_history(artefacts, tuple(config.maturity.stage_names))),
-        wave_scores=tuple(
-            _wave_scores(
-                artefacts, config.wave, labels, score_range=codebook.score_range, rules=rules
-            )
-        ),
+        history=history,
+        wave_scores=wave_scores,
         common=_common(config, artefacts, codebook, spec, columns),
         methodology=_methodology(config, artefacts, labels),
+        history_by_code=_by_code(history),
+        scores_by_code=_by_code(wave_scores),
+        medians_by_code=_territory_medians(artefacts.item_medians, config.publication.min_cell),
+        fit_rows=_fit_rows(artefacts.smallarea),
     )
+
+
+def _fit_rows(fits: pd.DataFrame | None) -> dict[str, tuple[int, ...]]:
+    """Variable → the positions of its rows in the small-area fits table (none missing)."""
+    if fits is None or fits.empty or "variable" not in fits.columns:
+        return {}
+    out: dict[str, list[int]] = {}
+    for pos, variable in enumerate(fits["variable"].tolist()):
+        if isinstance(variable, str):
+            out.setdefault(variable, []).append(pos)
+    return {variable: tuple(rows) for variable, rows in out.items()}
+
+
+def _by_code(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    """Records grouped by their ``territory``, each group in the records' order."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        out.setdefault(rec["territory"], []).append(rec)
+    return {code: tuple(recs) for code, recs in out.items()}
+
+
+def _territory_medians(
+    table: pd.DataFrame | None, min_cell: int
+) -> dict[str, dict[str, float | None]]:
+    """Territory code → item → its design-based median (None below ``min_cell`` respondents).
+
+    From the estimate step's ``item_medians.parquet`` (``quantile`` 0,5 of the territory
+    domains); a later row of the same item wins.
+    """
+    if table is None or table.empty or "domain_type" not in table.columns:
+        return {}
+    rows = table[(table["domain_type"] == "territory") & (table["quantile"] == 0.5)]
+    codes = rows["domain"].astype(str).tolist()
+    out: dict[str, dict[str, float | None]] = {}
+    for code, r in zip(codes, rows.to_dict(orient="records"), strict=True):
+        value = _num(r["estimate"]) if int(r["n"] or 0) >= min_cell else None
+        out.setdefault(code, {})[str(r["variable"])] = value
+    return out
 
 
 def _responses(artefacts: StudyArtefacts, territory: str | None) -> pd.DataFrame:
