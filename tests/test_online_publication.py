@@ -253,6 +253,21 @@ def test_downloads_csv_xlsx_and_datapackage(contexts, tmp_path, codebook):
     assert 'href="../donnees/T4/T4.xlsx"' in download_links(ctx, stem="T4")
 
 
+def test_download_links_list_exactly_the_tables_built(contexts):
+    """The « Données » block names each table the downloads hold, in their order, and no other."""
+    import re
+
+    checked = 0
+    for ctx in contexts:
+        links = download_links(ctx, stem="x")
+        names = re.findall(r'href="\.\./donnees/x/([^"/]+)\.csv"', links)
+        assert names == list(build_download_tables(ctx))
+        checked += bool(names)
+    empty = replace(_territory(contexts), profile=(), fragilities=())
+    assert "profil.csv" not in download_links(empty, stem="x")
+    assert checked >= 2
+
+
 def test_suppressed_rows_stay_suppressed_in_downloads(contexts, tmp_path):
     ctx = _territory(contexts)
     rows = [dict(r) for r in ctx.partnership]

@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import zipfile
@@ -130,6 +131,35 @@ def test_warm_engine_executes_like_papermill_default_engine(tmp_path):
     assert {o["output_type"] for o in outputs} == {"stream", "display_data", "execute_result"}
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert [c.execution_count for c in warm.cells if c.cell_type == "code"] == [1, 2, 3, 4, 5]
+
+
+def test_papermill_engine_kernels_are_quiet_ipc_kernels(tmp_path, capfd, monkeypatch):
+    """A batch's ``papermill`` engine starts its kernels over IPC in a private folder: no TCP
+    port, no « running over TCP without encryption » warning, no folder left behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    seen = []
+    manager_class = kernel_module.ipc_kernel_manager_class()
+    original = manager_class.__init__
+
+    def spy(self, **kwargs):
+        original(self, **kwargs)
+        seen.append((self.transport, self.ip, self.connection_file))
+
+    monkeypatch.setattr(manager_class, "__init__", spy)
+    monkeypatch.setattr(kernel_module, "ipc_kernel_manager_class", lambda: manager_class)
+    context = _context(tmp_path, "A")
+    summary = _render([_task("A", context)], tmp_path / "out", engine="papermill")
+    assert summary.exit_code == 0, summary.describe()
+    assert (tmp_path / "out" / "A.html").is_file()
+    [(transport, ip, connection_file)] = seen
+    assert transport == "ipc"
+    folder = Path(connection_file).parent
+    assert folder.name.startswith("et-kernel-")
+    assert Path(ip).parent == folder
+    assert not folder.exists()  # removed with the kernel
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out
 
 
 # --------------------------------------------------------------------------- warm kernel

@@ -401,6 +401,34 @@ def test_figures_are_deterministic_png_with_alt_text(study):
     assert "data:image/png;base64," in html
 
 
+def test_caching_canvas_draws_the_bytes_agg_draws(study, monkeypatch):
+    """Shared renderers and cached glyphs change no byte of any figure, cold or warm."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from evalterritoire.report import canvas
+
+    def draw_all() -> list[bytes]:
+        pngs = []
+        for ctx in study["contexts"]:
+            if ctx.is_national:
+                builders = [figures.build_stage_distribution_figure, figures.build_stage_profiles_figure,
+                            figures.build_headline_figure]  # fmt: skip
+            else:
+                builders = [*figures.CHARTS.values(), figures.build_fragilities_figure]
+            pngs += [build(ctx).png for build in builders]
+        return pngs
+
+    canvas.clear_caches()
+    cold, warm = draw_all(), draw_all()
+    assert all(map(len, (canvas._RENDERERS, canvas._LAYOUTS, canvas._GLYPHS)))  # caches used
+    monkeypatch.setattr(figures, "new_canvas", FigureCanvasAgg)
+    reference = draw_all()
+    assert len(reference) > 20
+    assert cold == reference
+    assert warm == reference
+    canvas.clear_caches()
+
+
 def _capture_figures(monkeypatch) -> list:
     """Keep the matplotlib figures that :mod:`evalterritoire.report.figures` draws."""
     kept: list = []

@@ -29,7 +29,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,8 +146,16 @@ def build_download_tables(ctx: ReportContext) -> dict[str, pd.DataFrame]:
     """
     import pandas as pd
 
-    values = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
     tables: dict[str, pd.DataFrame] = {}
+    for name, rows, columns in _download_rows(ctx):
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+        tables[name] = _suppress(frame)
+    return tables
+
+
+def _download_rows(ctx: ReportContext) -> Iterator[tuple[str, list[Mapping[str, Any]], list[str]]]:
+    """Each downloadable table of ``ctx``: its resource name, its rows and its columns."""
+    values = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
     for field_name, (name, _title) in DOWNLOAD_TITLES.items():
         if field_name in _NATIONAL_ONLY and not ctx.is_national:
             continue
@@ -156,11 +164,8 @@ def build_download_tables(ctx: ReportContext) -> dict[str, pd.DataFrame]:
             continue
         names = {k for r in rows for k, v in r.items() if _scalar(v)}
         columns = [c for c in _FIRST if c in names] + sorted(names - set(_FIRST))
-        if not columns:
-            continue
-        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
-        tables[name] = _suppress(frame)
-    return tables
+        if columns:
+            yield name, rows, columns
 
 
 def _fr_number(value: Any) -> Any:
@@ -344,7 +349,7 @@ def download_links(ctx: ReportContext, *, stem: str, data_dir: str = "../donnees
         Safe HTML (empty when the context has no table).
     """
     e = html.escape
-    tables = build_download_tables(ctx)
+    tables = [name for name, _rows_, _columns in _download_rows(ctx)]  # no table built: names only
     if not tables:
         return ""
     base = f"{data_dir}/{stem}"

@@ -6,8 +6,10 @@ notebooks, recycling after ``max_reports`` notebooks or past ``max_memory_mb``; 
 warm or papermill's, carries the lifeline of :mod:`evalterritoire.render.lifeline`: it dies,
 and its private folder goes, when the process that started it is gone), the per-thread
 kernels of a process (:func:`_thread_kernel`, :func:`shutdown_kernels`), the body of the
-papermill engine ``evalterritoire`` (:func:`execute_managed_notebook_warm`), the two failures a
-batch treats specially (:class:`_KernelFailureError`, retried; :class:`_ReportTimeoutError`,
+papermill engine ``evalterritoire`` (:func:`execute_managed_notebook_warm`), the IPC kernel
+manager given to papermill by a batch's ``papermill`` engine (:func:`ipc_kernel_manager_class`:
+no TCP port, so ipykernel prints no « running over TCP without encryption » warning), the two
+failures a batch treats specially (:class:`_KernelFailureError`, retried; :class:`_ReportTimeoutError`,
 not retried) and the notebook engines of a batch (:func:`_execute_warm`,
 :func:`_execute_papermill`).
 """
@@ -187,10 +189,7 @@ class WarmKernel:
         from nbclient import NotebookClient
 
         self.close()
-        sweep_orphan_folders()
-        self._dir = tempfile.mkdtemp(prefix=KERNEL_FOLDER_PREFIX)
-        with open(os.path.join(self._dir, OWNER_FILE), "w", encoding="ascii") as owner:
-            owner.write(str(os.getpid()))
+        self._dir = _private_kernel_folder()
         km = AsyncKernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
@@ -455,6 +454,46 @@ def _execute_warm(payload: Mapping[str, Any]) -> NotebookNode:
     return kernel.execute(nb, timeout=payload["timeout"], cwd=payload["cwd"])
 
 
+def _private_kernel_folder() -> str:
+    """A new private folder for one kernel's connection file and IPC sockets, owner noted."""
+    sweep_orphan_folders()
+    folder = tempfile.mkdtemp(prefix=KERNEL_FOLDER_PREFIX)
+    with open(os.path.join(folder, OWNER_FILE), "w", encoding="ascii") as owner:
+        owner.write(str(os.getpid()))
+    return folder
+
+
+def ipc_kernel_manager_class() -> type:
+    """A ``jupyter_client`` kernel manager whose kernels talk over IPC sockets.
+
+    Each kernel gets a private folder (:func:`_private_kernel_folder`: connection file and
+    sockets, removed when the kernel is shut down), so that it opens no TCP port and ipykernel
+    has no « Kernel is running over TCP without encryption » warning to print. Given to
+    papermill (``kernel_manager_class``) by the ``papermill`` engine of a batch.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        """Kernel over IPC sockets in a private folder, removed at shutdown."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            folder = _private_kernel_folder()
+            kwargs.update(
+                transport="ipc",
+                ip=os.path.join(folder, "k"),
+                connection_file=os.path.join(folder, "kernel.json"),
+            )
+            super().__init__(**kwargs)
+            self.et_folder = folder
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self.et_folder, ignore_errors=True)
+
+    return IpcKernelManager
+
+
 def _execute_papermill(payload: Mapping[str, Any]) -> NotebookNode:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -470,6 +509,7 @@ def _execute_papermill(payload: Mapping[str, Any]) -> NotebookNode:
             execution_timeout=payload["timeout"],
             cwd=payload["cwd"],
             extra_arguments=kernel_lifeline_arguments(None),
+            kernel_manager_class=ipc_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         raise RenderError(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}") from None

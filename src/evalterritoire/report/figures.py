@@ -10,6 +10,11 @@ object API (no pyplot global state, no ``bbox_inches="tight"``, fixed dpi) and r
 :class:`ReportFigure` objects holding deterministic PNG bytes and an alt text; in a notebook
 they display themselves as an ``<figure>`` with an ``<img alt=…>`` embedded as base64.
 
+Every figure is drawn on the caching Agg canvas of :mod:`evalterritoire.report.canvas` (renderers
+shared by figures of the same size, glyph layouts and bitmaps kept between figures and reports):
+the same bytes as matplotlib's own Agg canvas, without measuring and rasterising the same texts
+again in every figure.
+
 seaborn is deliberately not imported here: its import costs about a second per kernel and the
 charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
 """
@@ -24,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evalterritoire.report.canvas import new_canvas
 from evalterritoire.report.display import (
     MODEL_LABEL,
     SUPPRESSED_MARK,
@@ -136,18 +142,15 @@ class ReportFigure:
 
 # --------------------------------------------------------------------------- helpers
 def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
-    FigureCanvasAgg(fig)  # a real canvas, so that text can be measured while drawing
+    new_canvas(fig)  # a real canvas, so that text can be measured while drawing
     return fig
 
 
 def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
+    new_canvas(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)

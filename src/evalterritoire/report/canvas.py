@@ -1,0 +1,160 @@
+"""The Agg canvas of the report figures: the same pixels, drawn without repeated work.
+
+Every report draws three or four figures with the same fonts, tick labels, titles and
+legends; matplotlib's Agg backend would measure and rasterise each of those texts again in
+every figure. :func:`new_canvas` attaches to a figure a canvas that keeps what does not change
+between figures, without changing a pixel:
+
+* one renderer per pixel size of figure, shared by the figures of that size
+  (:data:`MAX_SHARED_RENDERERS` at most; a renderer clears its pixels before each drawing).
+  Matplotlib caches the measure of a text per renderer, so the measures of one figure serve
+  all the next ones;
+* :class:`CachingRendererAgg` caches the glyph layout of each text (its font, size and
+  string) and the bitmap of each glyph at each sub-pixel offset. FreeType renders a glyph
+  moved by whole pixels into the same bitmap, moved by as many pixels, so a cached bitmap is
+  placed where FreeType would have drawn it: the figure's bytes are the same (the tests
+  compare them with Agg's own drawing). Rotated text, mathtext and anything but plain text is
+  drawn by Agg itself.
+
+Matplotlib is imported on first use only (the module is imported by every report kernel).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["MAX_SHARED_RENDERERS", "clear_caches", "new_canvas"]
+
+#: Most Agg renderers kept for reuse (one per pixel size of figure; about 2 MB each).
+MAX_SHARED_RENDERERS = 16
+#: Most glyph layouts (texts) and glyph bitmaps kept; both caches are emptied when full.
+MAX_CACHED_TEXTS = 4096
+MAX_CACHED_GLYPHS = 16384
+
+_RENDERERS: dict[tuple[int, int, float], Any] = {}
+_LAYOUTS: dict[tuple[Any, ...], tuple[tuple[Any, int, float, float], ...]] = {}
+_GLYPHS: dict[tuple[Any, ...], tuple[Any, int, int]] = {}
+
+
+def clear_caches() -> None:
+    """Forget the shared renderers, glyph layouts and glyph bitmaps."""
+    _RENDERERS.clear()
+    _LAYOUTS.clear()
+    _GLYPHS.clear()
+
+
+def new_canvas(fig: Figure) -> Any:
+    """Attach a new caching Agg canvas to ``fig`` (and return it)."""
+    return _classes()[0](fig)
+
+
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """The canvas and renderer classes (built on first use: matplotlib is imported then)."""
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,
+        RendererAgg,
+        get_hinting_flag,
+    )
+    from matplotlib.ft2font import RenderMode
+
+    class CachingRendererAgg(RendererAgg):
+        """Agg renderer reusing glyph layouts and glyph bitmaps across drawings."""
+
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            """Draw plain horizontal text from cached layouts and bitmaps (as Agg would)."""
+            if ismath or angle != 0:
+                return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            font = self._prepare_font(prop)
+            flags = get_hinting_flag()
+            features = mtext.get_fontfeatures() if mtext is not None else None
+            language = mtext.get_language() if mtext is not None else None
+            size = prop.get_size_in_points()
+            key = (font, size, self.dpi, s, flags, _frozen(features), _frozen(language))
+            items = _LAYOUTS.get(key)
+            if items is None:
+                laid = font._layout(s, flags=flags, features=features, language=language)
+                items = tuple((it.ft_object, it.glyph_index, it.x, it.y) for it in laid)
+                if len(_LAYOUTS) >= MAX_CACHED_TEXTS:
+                    _LAYOUTS.clear()
+                _LAYOUTS[key] = items
+            antialiased = bool(gc.get_antialiased())
+            mode = RenderMode.NORMAL if antialiased else RenderMode.MONO
+            for ft_object, glyph_index, dx, dy in items:  # dy is upwards
+                # FreeType's pen position in 26.6 fixed point, y upwards (as Agg computes it)
+                pen_x = round(0x40 * (x + dx))
+                pen_y = round(0x40 * (self.height - y + dy))
+                whole_x, whole_y = pen_x >> 6, pen_y >> 6
+                glyph_key = (ft_object, size, self.dpi, glyph_index, flags, antialiased,
+                             pen_x & 0x3F, pen_y & 0x3F)  # fmt: skip
+                cached = _GLYPHS.get(glyph_key)
+                if cached is None:
+                    cached = _render_glyph(ft_object, size, self.dpi, glyph_index, flags, mode,
+                                           pen_x & 0x3F, pen_y & 0x3F, antialiased)  # fmt: skip
+                    if len(_GLYPHS) >= MAX_CACHED_GLYPHS:
+                        _GLYPHS.clear()
+                    _GLYPHS[glyph_key] = cached
+                buffer, left, top = cached
+                self._renderer.draw_text_image(
+                    buffer,
+                    left + whole_x,
+                    int(self.height) - (top + whole_y) + buffer.shape[0],
+                    0,
+                    gc,
+                )
+            return None
+
+    class SharedRendererCanvas(FigureCanvasAgg):
+        """Agg canvas drawing on the caching renderer shared by figures of its pixel size."""
+
+        def get_renderer(self) -> RendererAgg:
+            width, height = self.get_width_height(physical=True)
+            key = (width, height, float(self.figure.dpi))
+            renderer = _RENDERERS.get(key)
+            if renderer is None:
+                if len(_RENDERERS) >= MAX_SHARED_RENDERERS:
+                    del _RENDERERS[next(iter(_RENDERERS))]
+                renderer = CachingRendererAgg(width, height, self.figure.dpi)
+                _RENDERERS[key] = renderer
+            self.renderer, self._lastKey = renderer, key
+            return renderer
+
+    return SharedRendererCanvas, CachingRendererAgg
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable form of a text's font features or language."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _render_glyph(
+    font: Any,
+    size: float,
+    dpi: float,
+    glyph_index: int,
+    flags: Any,
+    mode: Any,
+    frac_x: int,
+    frac_y: int,
+    antialiased: bool,
+) -> tuple[Any, int, int]:
+    """A glyph's bitmap at a sub-pixel pen offset, and its left and top relative to the pen.
+
+    The glyph is rendered as Agg renders it (identity matrix, pen at ``frac`` 64ths of a pixel
+    right of and above a whole pixel); the bitmap is copied (FreeType reuses its memory).
+    """
+    import numpy as np
+
+    font.set_size(size, dpi)
+    font._set_transform(np.array([[0x10000, 0], [0, 0x10000]]), [frac_x, frac_y])
+    bitmap = font._render_glyph(glyph_index, flags, mode)
+    buffer = np.array(bitmap.buffer, copy=True)
+    if not antialiased:
+        buffer *= 0xFF
+    return buffer, bitmap.left, bitmap.top
