@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from evalterritoire.errors import RenderError
+from evalterritoire.progress import step_progress
 from evalterritoire.render.inputs import _local_inputs, _remote_payload
 
 # not used here, re-exported: callers and tests reach it as ``render._thread_kernel``
@@ -294,29 +295,6 @@ def _default_workers() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
-
-
-def _progress(enabled: bool, total: int):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]Rapports"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("reste"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled or total == 0,
-    )
 
 
 def _failure_record(payload: Mapping[str, Any], error: str, attempts: int) -> dict[str, Any]:
@@ -824,11 +802,10 @@ def _run_batch(
     """Run ``dispatch`` with a recorder, then write the status record (even when interrupted)."""
     journal_path = out / _JOURNAL_FILE
     with (
-        _progress(progress, len(payloads)) as bar,
+        step_progress("Rapports", len(payloads), enabled=progress) as advance,
         journal_path.open("a", encoding="utf-8") as journal,
     ):
-        bar_task = bar.add_task("render", total=len(payloads))
-        recorder = _Recorder(out, status, journal, lambda: bar.advance(bar_task))
+        recorder = _Recorder(out, status, journal, advance)
         try:
             if payloads:
                 dispatch(recorder)
