@@ -66,6 +66,9 @@ def _content(page: str) -> tuple[list[str], list[str]]:
     soup = BeautifulSoup(page, "html.parser")
     for tag in soup.find_all(["script", "style"]):
         tag.decompose()
+    # our page adds a « Sommaire » built from the page's own headings (compared as text anyway)
+    for tag in soup.find_all("nav", class_="et-toc"):
+        tag.decompose()
     for tag in soup.find_all(class_=_is_noise):
         tag.decompose()
     for tag in soup.find_all(attrs={"data-mime-type": _STDERR_MIME}):
