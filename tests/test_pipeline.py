@@ -94,7 +94,7 @@ def test_synthesis_annex_gives_the_design_based_alpha_of_each_dimension(study):
         assert got["design_alpha"] == pytest.approx(row["estimate"])
         assert got["design_ci_low"] <= got["design_alpha"] <= got["design_ci_high"]
     page = (config.reports_dir / "synthese.html").read_text(encoding="utf-8")
-    assert "Alpha pondéré (plan de sondage) [IC 95\u00a0%]" in page
+    assert "Alpha pondéré (plan de sondage) [IC\u00a095\u00a0%]" in page
 
 
 def test_identity_card_medians_are_design_based_and_hidden_below_the_minimum_cell(study):

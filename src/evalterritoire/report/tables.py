@@ -477,7 +477,7 @@ def render_profile_table(ctx: ReportContext) -> str:
     (:func:`band_reading`); the others say why in the cell.
     """
     verdicts = ctx.allows_verdicts and not ctx.is_indicative
-    headers = ["Dimension", "Score [IC 95\u00a0%]", f"Profil moyen du stade {ctx.stage_label}"]
+    headers = ["Dimension", "Score [IC\u00a095\u00a0%]", f"Profil moyen du stade {ctx.stage_label}"]
     similar = any(p.get("neighbours") is not None for p in ctx.profile)
     if similar:
         headers.append(
@@ -574,7 +574,7 @@ def render_items_table(
             ]
         )
     return _table(
-        ("Indicateur", "Valeur [IC 95\u00a0%]", "n", "Ne sait pas", "Repère"),
+        ("Indicateur", "Valeur [IC\u00a095\u00a0%]", "n", "Ne sait pas", "Repère"),
         rows,
         caption=caption,
         numeric=(1, 2, 3),
@@ -635,7 +635,7 @@ def render_nsp_table(ctx: ReportContext) -> str:
     min_cell = _min_cell(ctx)
     rows = [[escape(r["label"]), _value(r), _n(r, min_cell)] for r in ctx.nsp]
     return _table(
-        ("Dimension", "Ne sait pas [IC 95\u00a0%]", "n"),
+        ("Dimension", "Ne sait pas [IC\u00a095\u00a0%]", "n"),
         rows,
         caption="Taux de « ne sait pas » par dimension",
         numeric=(1, 2),
@@ -686,7 +686,7 @@ def render_declared_table(ctx: ReportContext) -> str:
         for r in ctx.declared_distribution
     ]
     return _table(
-        ("Stade perçu par les répondants", "Part [IC 95\u00a0%]", "n"),
+        ("Stade perçu par les répondants", "Part [IC\u00a095\u00a0%]", "n"),
         rows,
         caption="Stade perçu (« regards croisés »)",
         numeric=(1, 2),
@@ -755,7 +755,7 @@ def render_models_table(ctx: ReportContext, *, max_rows: int = 40) -> str:
             )
         parts.append(
             _table(
-                ("Terme", effect, "IC 95\u00a0%", "p", "Alertes"),
+                ("Terme", effect, "IC\u00a095\u00a0%", "p", "Alertes"),
                 rows,
                 caption=_model_caption(name, kind, kind_label, all_terms),
                 numeric=(1, 2, 3),
@@ -835,7 +835,7 @@ def render_reliability_table(ctx: ReportContext) -> str:
         rows.append(row)
     headers = ("Dimension", "Alpha de Cronbach")
     if weighted:
-        headers += ("Alpha pondéré (plan de sondage) [IC 95\u00a0%]",)
+        headers += ("Alpha pondéré (plan de sondage) [IC\u00a095\u00a0%]",)
     return _table(
         (*headers, "Items"),
         rows,
