@@ -202,3 +202,41 @@ def test_malformed_narrative_is_refused(tmp_path, codebook, change, message):
     path = _spec_file(tmp_path, change)
     with pytest.raises(ReportSpecError, match=message):
         load_report_spec(path, codebook).check_grid(GRID)
+
+
+def _reasons_for(writer, dims):
+    from types import SimpleNamespace
+
+    target = SimpleNamespace(rank=1, dimensions=tuple(dims), milestones=())
+    return writer.need(target, dims, {})
+
+
+def test_a_recommendation_never_gives_a_strength_as_its_reason(contexts, spec, codebook):
+    from evalterritoire.report.narrative import _Writer
+
+    ctx = next(c for c in contexts[1:] if c.stage_grid.get("bands") and not c.is_indicative)
+    writer = _Writer(ctx, spec.narrative, codebook, {}, {})
+    top_low = writer.bands[-1]["low"]
+
+    def dim(label, value, gap):
+        return {"label": label, "value": value, "gap": gap, "dimension": label}
+
+    dims = {
+        "forte": dim("Forte", top_low + 0.3, 1.0),
+        # prints as the top band's lower bound: read as a strength, never cited
+        "arrondie": dim("Arrondie", top_low - 0.04, 0.5),
+        "faible": dim("Faible", writer.bands[0]["low"] + 0.1, -1.0),
+    }
+    weight, reasons = _reasons_for(writer, dims)
+    assert weight > 0
+    assert len(reasons) == 1
+    assert reasons[0].startswith("Faible (")
+    # only strengths: no dimension reason (the stage's general reason is used instead)
+    strong_only = {k: dims[k] for k in ("forte", "arrondie")}
+    assert _reasons_for(writer, strong_only)[1] == []
+
+    # without reading bands: the gap to the stage's mean decides
+    writer.bands = []
+    tol = writer.span / 16
+    dims = {"haut": dim("Haut", 3.0, 2 * tol), "bas": dim("Bas", 2.0, -2 * tol)}
+    assert [r.split(" (")[0] for r in _reasons_for(writer, dims)[1]] == ["Bas"]

@@ -319,6 +319,12 @@ class _Writer:
         tol = self.span / 16
         return d["gap"] >= -tol if strong else d["gap"] <= tol
 
+    @staticmethod
+    def as_shown(d: Mapping[str, Any]) -> dict[str, Any]:
+        """A dimension record whose score and gap are rounded as the report prints them."""
+        value = round(d["value"], 1)
+        return {**d, "value": value, "gap": d["gap"] + value - d["value"]}
+
     def position(self, gap: float) -> str:
         tol = self.span / 16
         return "au-dessus de" if gap > tol else "en dessous de" if gap < -tol else "proche de"
@@ -631,10 +637,16 @@ class _Writer:
         dims: Mapping[str, Mapping[str, Any]],
         miles: Mapping[str, Mapping[str, Any]],
     ) -> tuple[float, list[str]]:
-        """How much a territory needs a recommendation, and why (weakest dimensions first)."""
+        """How much a territory needs a recommendation, and why (weakest dimensions first).
+
+        Every target dimension weighs in the need, but a reason cites only a dimension that may
+        be read as a point of attention, judged on the score as the reader sees it (rounded to
+        one decimal): a strength is never given as the reason of a recommendation.
+        """
         hit = sorted((dims[d] for d in target.dimensions if d in dims), key=lambda d: d["value"])
         weak = [(self.hi - d["value"]) / self.span + max(0.0, -d["gap"]) / self.span for d in hit]
         weight = math.fsum(weak) / len(weak) if weak else 0.0
+        citable = [d for d in hit if self.reads_well(self.as_shown(d), strong=False)]
         reasons = [
             self.spec.sentence(
                 "because_dimension",
@@ -642,7 +654,7 @@ class _Writer:
                 score=fmt_number(d["value"], 1),
                 max=self.max,
             ).rstrip(".")
-            for d in hit[:2]
+            for d in citable[:2]
         ]
         for item in target.milestones:
             m = miles.get(item)
