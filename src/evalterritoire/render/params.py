@@ -379,63 +379,26 @@ def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
         A new context; ``applied_parameters`` in its ``identity`` lists what changed (French).
     """
     changes: dict[str, Any] = {}
-    notes: list[str] = []
     override = str(params.get("stage_override") or "").strip()
-    if override:
-        computed = ctx.stage_label
-        changes.update(_override_stage(ctx, override, str(params.get("grid_path") or "")))
-        notes.append(
-            f"Stade retenu par l'évaluateur : {changes['stage_label']} "
-            f"(stade calculé à partir de l'enquête : {computed})."
-        )
-    thresholds = str(params.get("band_thresholds") or "").strip()
-    grid = changes.get("stage_grid", ctx.stage_grid)
-    if thresholds and grid.get("bands"):
-        changes["stage_grid"] = _bands(grid, thresholds)
-        notes.append(f"Seuils de lecture fixés par l'évaluateur : {thresholds}.")
     threshold = int(params.get("suppression_threshold") or 0)
-    if threshold > 0:
-        hidden = 0
-        for f in fields(ctx):
-            if f.name in _UNMASKED_FIELDS:
-                continue
-            masked, k = _mask(getattr(ctx, f.name), threshold)
-            if k:
-                changes[f.name], hidden = masked, hidden + k
-        # the variant's rule: legends, the quality box and the annex say « moins de <threshold> »
-        publication = dict(ctx.publication or {})
-        publication["min_cell"] = max(int(publication.get("min_cell", 5)), threshold)
-        changes["publication"] = publication
-        if ctx.n_respondents < threshold and ctx.free_text:
-            changes["free_text"] = ()  # no quotation under the evaluator's threshold
-        from evalterritoire.report.phrases import plural_fr
-
-        notes.append(
-            f"Valeurs reposant sur moins de {threshold} réponses masquées ({hidden} "
-            f"{plural_fr(hidden, 'chiffre')})."
-        )
-    if params.get("equal_type_weight"):
-        changes["by_type"] = _equal_type_row(
-            replace(ctx, by_type=changes.get("by_type", ctx.by_type))
-        )
-        notes.append("Regards croisés : une ligne donne le même poids à chaque type d'acteur.")
-    chosen = str(params.get("comparison_group") or "").strip()
-    if chosen:
-        current = replace(ctx, **{k: v for k, v in changes.items() if k in _GROUP_INPUTS})
-        group = _chosen_group(current, chosen, str(params.get("context_path") or ""))
-        changes.update(group)
-        from evalterritoire.report.phrases import plural_fr
-
-        size = len(group["neighbours"])
-        notes.append(
-            f"Groupe de comparaison choisi par l'évaluateur ({size} "
-            f"{plural_fr(size, 'territoire')}, liste en annexe) au lieu des territoires similaires."
-        )
+    # each evaluator parameter in turn: the context's changes and the notice's sentence
+    notes = [
+        _stage_override(ctx, changes, override, str(params.get("grid_path") or "")),
+        _band_thresholds(ctx, changes, str(params.get("band_thresholds") or "").strip()),
+        _suppression(ctx, changes, threshold),
+        _type_weight(ctx, changes, bool(params.get("equal_type_weight"))),
+        _comparison_group(
+            ctx,
+            changes,
+            str(params.get("comparison_group") or "").strip(),
+            str(params.get("context_path") or ""),
+        ),
+    ]
     if override or threshold > 0:
         changes.update(_written_parts(ctx, changes, overridden=bool(override)))
     if not changes:
         return ctx
-    identity = {**ctx.identity, "applied_parameters": tuple(notes)}
+    identity = {**ctx.identity, "applied_parameters": tuple(n for n in notes if n)}
     out = replace(ctx, **changes, identity=identity)
     if threshold > 0:  # the quality box counts what this variant shows
         from evalterritoire.report.quality import _quality
@@ -444,6 +407,78 @@ def apply_parameters(ctx: ReportContext, **params: Any) -> ReportContext:
             out, quality=_quality(getattr(out, f.name) for f in fields(out) if f.name != "quality")
         )
     return out
+
+
+def _stage_override(ctx: ReportContext, changes: dict[str, Any], override: str, grid: str) -> str:
+    """The stage retained by the evaluator (its grid entry replaces the computed stage's)."""
+    if not override:
+        return ""
+    computed = ctx.stage_label
+    changes.update(_override_stage(ctx, override, grid))
+    return (
+        f"Stade retenu par l'évaluateur : {changes['stage_label']} "
+        f"(stade calculé à partir de l'enquête : {computed})."
+    )
+
+
+def _band_thresholds(ctx: ReportContext, changes: dict[str, Any], thresholds: str) -> str:
+    """The evaluator's cut points of the reading bands (stages with bands only)."""
+    grid = changes.get("stage_grid", ctx.stage_grid)
+    if not thresholds or not grid.get("bands"):
+        return ""
+    changes["stage_grid"] = _bands(grid, thresholds)
+    return f"Seuils de lecture fixés par l'évaluateur : {thresholds}."
+
+
+def _suppression(ctx: ReportContext, changes: dict[str, Any], threshold: int) -> str:
+    """Mask every value resting on fewer than ``threshold`` answers (and what mirrors it)."""
+    if threshold <= 0:
+        return ""
+    hidden = 0
+    for f in fields(ctx):
+        if f.name in _UNMASKED_FIELDS:
+            continue
+        masked, k = _mask(getattr(ctx, f.name), threshold)
+        if k:
+            changes[f.name], hidden = masked, hidden + k
+    # the variant's rule: legends, the quality box and the annex say « moins de <threshold> »
+    publication = dict(ctx.publication or {})
+    publication["min_cell"] = max(int(publication.get("min_cell", 5)), threshold)
+    changes["publication"] = publication
+    if ctx.n_respondents < threshold and ctx.free_text:
+        changes["free_text"] = ()  # no quotation under the evaluator's threshold
+    from evalterritoire.report.phrases import plural_fr
+
+    return (
+        f"Valeurs reposant sur moins de {threshold} réponses masquées ({hidden} "
+        f"{plural_fr(hidden, 'chiffre')})."
+    )
+
+
+def _type_weight(ctx: ReportContext, changes: dict[str, Any], equal: bool) -> str:
+    """Regards croisés: add the row giving every actor type the same weight."""
+    if not equal:
+        return ""
+    changes["by_type"] = _equal_type_row(replace(ctx, by_type=changes.get("by_type", ctx.by_type)))
+    return "Regards croisés : une ligne donne le même poids à chaque type d'acteur."
+
+
+def _comparison_group(
+    ctx: ReportContext, changes: dict[str, Any], chosen: str, context_path: str
+) -> str:
+    """The evaluator's comparison group, instead of the similar territories."""
+    if not chosen:
+        return ""
+    current = replace(ctx, **{k: v for k, v in changes.items() if k in _GROUP_INPUTS})
+    group = _chosen_group(current, chosen, context_path)
+    changes.update(group)
+    from evalterritoire.report.phrases import plural_fr
+
+    size = len(group["neighbours"])
+    return (
+        f"Groupe de comparaison choisi par l'évaluateur ({size} "
+        f"{plural_fr(size, 'territoire')}, liste en annexe) au lieu des territoires similaires."
+    )
 
 
 def render_parameter_notes(ctx: ReportContext) -> str:
