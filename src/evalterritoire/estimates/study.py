@@ -109,7 +109,7 @@ def _study_columns(
     cols: list[np.ndarray] = []
     meta: list[_Column] = []
     for name, (lo, hi) in sorted((scores or {}).items()):
-        cols.append(_numeric(design, [name])[:, 0])
+        cols.append(_narrowest(_numeric(design, [name])[:, 0]))
         meta.append(_Column(name, "", "mean", "bounded_mean", float(lo), float(hi)))
     for var in codebook.variables:
         if var.level != "respondent":
@@ -118,13 +118,14 @@ def _study_columns(
         if got is None:
             continue
         item_cols, item_meta, answered = got
-        cols += item_cols
+        cols += [_narrowest(c) for c in item_cols]  # narrow at once: never all float64
         meta += item_meta
         special = data[var.special_col] if var.special_col and var.special_col in data else None
         if special is not None:
             sp = special.astype("string")
             asked = answered | (sp.notna() & (sp != "filtre")).to_numpy()
-            cols.append(np.where(asked, (sp == "nsp").fillna(False).to_numpy(float), np.nan))
+            nsp = (sp == "nsp").fillna(False).to_numpy(float)
+            cols.append(_narrowest(np.where(asked, nsp, np.nan)))
             meta.append(_column(var, codebook, "", "nsp_share"))
     if not cols:
         raise EstimationError("no codebook item of the responses can be estimated")
@@ -148,7 +149,7 @@ class CompactColumns:
     """
 
     def __init__(self, columns: list[np.ndarray]) -> None:
-        self._columns = [_narrowest(np.asarray(c, dtype=np.float64)) for c in columns]
+        self._columns = [_narrowest(np.asarray(c)) for c in columns]
         n = self._columns[0].shape[0] if self._columns else 0
         self.shape = (n, len(self._columns))
 
@@ -173,7 +174,10 @@ class CompactColumns:
 
 
 def _narrowest(column: np.ndarray) -> np.ndarray:
-    """``column`` as float16 or float32 when that keeps every value exactly, else itself."""
+    """``column`` as float16 or float32 when that keeps every value exactly, else float64."""
+    if column.dtype in (np.float16, np.float32):  # already narrowed
+        return column
+    column = np.asarray(column, dtype=np.float64)
     for dtype in (np.float16, np.float32):
         with np.errstate(over="ignore"):
             small = column.astype(dtype)
