@@ -808,3 +808,33 @@ def test_study_tables_from_compact_columns_equal_the_float64_matrix(
     dense = tables()
     pd.testing.assert_frame_equal(compact.estimates, dense.estimates, check_exact=True)
     pd.testing.assert_frame_equal(compact.smallarea, dense.smallarea, check_exact=True)
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_stacked_means_read_once_equal_the_stacked_copies(codebook, calibrated: bool) -> None:
+    """Domain and whole means from ``y`` read twice equal those of ``vstack([y, y])``."""
+    from scipy import sparse
+
+    from evalterritoire.estimates.common import domain_means
+    from evalterritoire.estimates.contrasts import _stacked_means
+
+    responses = _responses(codebook, n=300, seed=9, territories=5)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    if calibrated:
+        margins = {"id_type_repondant": {"elu_maire": 400.0, "agent_collectivite": 350.0}}
+        design = design.rake(margins, tol=1e-13, max_iter=500)
+    items = [v.id for v in codebook.of_type("likert", "count") if v.id in responses][:6]
+    y = np.asfortranarray(responses[items].to_numpy(dtype=float, na_value=np.nan))
+    codes = pd.factorize(responses["id_territoire_code"], sort=True)[0].astype(np.int64)
+    whole = np.full(len(y), 5, dtype=np.int64)
+    got = _stacked_means(design, y, codes, whole, 6)
+    y2, n = np.vstack([y, y]), len(y)
+    first = domain_means(design, y2[:n], codes, 6)
+    second = domain_means(design, y2[n:], whole, 6)
+    use = first.n > 0
+    np.testing.assert_array_equal(got.estimate, np.where(use, first.estimate, second.estimate))
+    np.testing.assert_array_equal(got.n, np.where(use, first.n, second.n))
+    np.testing.assert_array_equal(got.wsum, np.where(use, first.wsum, second.wsum))
+    want = sparse.csr_matrix(first.scores + second.scores)
+    assert (got.scores != want).nnz == 0
+    np.testing.assert_array_equal(got.scores.toarray(), want.toarray())

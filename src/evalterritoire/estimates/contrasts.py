@@ -246,9 +246,8 @@ def compare_with_whole(
     y = numeric(design, cols)
     n_dom, n_whole, p = len(labels), len(wlabels), len(cols)
     parent = _parent_of(codes, whole, n_dom, within)
-    both_codes = np.concatenate([codes, np.where(whole >= 0, whole + n_dom, -1)])
-    y2 = np.vstack([y, y])
-    means = _stacked_means(design, y2, both_codes, n_dom + n_whole)
+    whole_codes = np.where(whole >= 0, whole + n_dom, -1)
+    means = _stacked_means(design, y, codes, whole_codes, n_dom + n_whole)
     g_idx = np.repeat(np.arange(n_dom), p)
     j_idx = np.tile(np.arange(p), n_dom)
     a = g_idx * p + j_idx
@@ -295,16 +294,17 @@ def _parent_of(codes: np.ndarray, whole: np.ndarray, n_dom: int, within: str | N
     return parent
 
 
-def _stacked_means(design: SurveyDesign, y2: np.ndarray, codes2: np.ndarray, k: int) -> DomainMeans:
-    """Means of the domains (codes ``0…G−1``) and of the wholes (``G…``) of the same rows.
+def _stacked_means(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, whole_codes: np.ndarray, k: int
+) -> DomainMeans:
+    """Means of the domains (``codes`` ``0…G−1``) and of the wholes (``whole_codes`` ``G…``).
 
-    Row ``i`` of the design feeds its domain (first copy) and its whole (second copy); both
-    score matrices have the design's rows and disjoint columns, so their sum carries both and
-    one covariance covers them (the overlap included).
+    Row ``i`` of the design feeds its domain and its whole (the same values of ``y``, read
+    twice rather than stacked); both score matrices have the design's rows and disjoint
+    columns, so their sum carries both and one covariance covers them (the overlap included).
     """
-    n = len(design.data)
-    first = domain_means(design, y2[:n], codes2[:n], k)
-    second = domain_means(design, y2[n:], codes2[n:], k)
+    first = domain_means(design, y, codes, k)
+    second = domain_means(design, y, whole_codes, k)
     use = first.n > 0
     scores = reps = None
     if first.scores is not None:
