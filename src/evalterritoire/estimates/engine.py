@@ -184,7 +184,7 @@ def _engine(
 
 
 # rows × columns of the responses processed at once by the linearised engine (bytes of float64)
-_BLOCK_BYTES = 64 * 1024**2
+_BLOCK_BYTES = 32 * 1024**2
 
 
 def _engine_block(

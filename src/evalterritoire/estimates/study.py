@@ -426,9 +426,9 @@ def _by_columns(
     """``function(design, y, codes, n_dom)`` by blocks of columns (each column on its own).
 
     The per-column statistics are the same whatever the block; only a block of rows ×
-    columns (64 MiB) is expanded at a time.
+    columns (32 MiB of float64) is expanded at a time.
     """
-    width = max(1, 8 * 1024**2 // max(y.shape[0], 1))
+    width = max(1, 4 * 1024**2 // max(y.shape[0], 1))
     if y.shape[1] <= width:
         return function(design, y[:, 0 : y.shape[1]], codes, n_dom)
     parts = [
