@@ -738,3 +738,114 @@ def test_study_tables_progress_counts_every_estimate(codebook) -> None:
     assert [label for label, _ in calls] == ["Estimations"]
     assert sum(done) == calls[0][1] > 0
     pd.testing.assert_frame_equal(tables.estimates, plain.estimates)
+
+
+def test_compact_columns_give_the_float64_blocks_bit_for_bit() -> None:
+    """Each column in its narrowest exact dtype; blocks equal ``np.column_stack`` exactly."""
+    from evalterritoire.estimates.study import CompactColumns
+
+    rng = np.random.default_rng(3)
+    n = 257
+    likert = np.where(rng.random(n) < 0.1, np.nan, rng.integers(1, 6, n).astype(float))
+    share = np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n))
+    big = rng.integers(0, 10**6, n).astype(float)  # not exact in float16, exact in float32
+    huge = np.full(n, 1e300)  # overflows float16 and float32
+    cols = [likert, share, big, huge, (likert == 3).astype(float)]
+    got = CompactColumns(cols)
+    want = np.column_stack(cols)
+    assert got.shape == want.shape
+    assert [c.dtype for c in got._columns] == [
+        np.float16,
+        np.float64,
+        np.float32,
+        np.float64,
+        np.float16,
+    ]
+    assert got.nbytes < want.nbytes
+    for a, b in [(0, 5), (1, 3), (4, 5), (0, 0)]:
+        block = got[:, a:b]
+        assert block.dtype == np.float64
+        assert block.flags.c_contiguous
+        np.testing.assert_array_equal(block, want[:, a:b])
+    np.testing.assert_array_equal(np.asarray(got), want)
+    with pytest.raises(EstimationError):
+        got[0:3, 0:2]
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_study_tables_from_compact_columns_equal_the_float64_matrix(
+    codebook, monkeypatch, calibrated: bool
+) -> None:
+    """The study table from the compact columns is the one of the whole float64 matrix."""
+    from evalterritoire.estimates import compute_study_tables
+    from evalterritoire.estimates import engine as engine_mod
+    from evalterritoire.estimates import study as study_mod
+
+    responses = _responses(codebook, n=480, seed=8, territories=6)
+    rng = np.random.default_rng(8)
+    responses["score_test"] = rng.uniform(1, 5, len(responses))  # float64 column
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    if calibrated:
+        margins = {"id_type_repondant": {"elu_maire": 700.0, "agent_collectivite": 500.0}}
+        design = design.rake(margins, tol=1e-13, max_iter=500)
+    scores = {"score_test": (1.0, 5.0)}
+    monkeypatch.setattr(engine_mod, "_BLOCK_BYTES", 8 * 480 * 7)  # blocks of 7 columns
+
+    def tables():
+        return compute_study_tables(
+            design, codebook, domains=DOMAINS, min_n=30, wave=2025, scores=scores
+        )
+
+    compact = tables()
+    original = study_mod._study_columns
+
+    def whole(*args, **kwargs):
+        y, meta = original(*args, **kwargs)
+        assert isinstance(y, study_mod.CompactColumns)
+        return np.asarray(y), meta
+
+    monkeypatch.setattr(study_mod, "_study_columns", whole)
+    dense = tables()
+    pd.testing.assert_frame_equal(compact.estimates, dense.estimates, check_exact=True)
+    pd.testing.assert_frame_equal(compact.smallarea, dense.smallarea, check_exact=True)
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_stacked_means_read_once_equal_the_stacked_copies(
+    codebook, monkeypatch, calibrated: bool
+) -> None:
+    """Domain and whole means by blocks of rows equal those of ``vstack([y, y])`` bit for bit."""
+    from scipy import sparse
+
+    from evalterritoire.estimates import contrasts
+    from evalterritoire.estimates.common import domain_means
+    from evalterritoire.estimates.contrasts import _stacked_means
+
+    responses = _responses(codebook, n=300, seed=9, territories=5)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    if calibrated:
+        margins = {"id_type_repondant": {"elu_maire": 400.0, "agent_collectivite": 350.0}}
+        design = design.rake(margins, tol=1e-13, max_iter=500)
+    items = [v.id for v in codebook.of_type("likert", "count") if v.id in responses][:6]
+    y = responses[items].to_numpy(dtype=float, na_value=np.nan)
+    codes = pd.factorize(responses["id_territoire_code"], sort=True)[0].astype(np.int64)
+    constant = np.ones(len(y))  # zero scores: left out of the sum
+    missing = np.where(codes == 2, np.nan, y[:, 0])  # a domain without any valid value
+    y = np.asfortranarray(np.column_stack([y, constant, missing]))
+    whole = np.full(len(y), 5, dtype=np.int64)
+    monkeypatch.setattr(contrasts, "_CHUNK_ENTRIES", 7 * 8 * 37)  # blocks of 37 rows
+    got = _stacked_means(design, y, codes, whole, 6)
+    y2, n = np.vstack([y, y]), len(y)
+    first = domain_means(design, y2[:n], codes, 6)
+    second = domain_means(design, y2[n:], whole, 6)
+    use = first.n > 0
+    np.testing.assert_array_equal(got.estimate, np.where(use, first.estimate, second.estimate))
+    np.testing.assert_array_equal(got.n, np.where(use, first.n, second.n))
+    np.testing.assert_array_equal(got.wsum, np.where(use, first.wsum, second.wsum))
+    want = sparse.csr_matrix(first.scores + second.scores)
+    want.sort_indices()
+    assert got.scores.shape == want.shape
+    np.testing.assert_array_equal(got.scores.indptr, want.indptr)
+    np.testing.assert_array_equal(got.scores.indices, want.indices)
+    np.testing.assert_array_equal(got.scores.data, want.data)
+    assert (got.scores.data != 0).all()

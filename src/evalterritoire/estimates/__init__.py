@@ -59,6 +59,7 @@ from evalterritoire.estimates.smallarea import (
 )
 from evalterritoire.estimates.study import (
     STUDY_ESTIMATE_COLUMNS,
+    CompactColumns,
     StudyTables,
     compute_domain_variance_factors,
     compute_study_estimates,
@@ -75,6 +76,7 @@ __all__ = [
     "STATUSES",
     "STUDY_ESTIMATE_COLUMNS",
     "TEST_COLUMNS",
+    "CompactColumns",
     "FayHerriotFit",
     "StudyTables",
     "assess_publication",

@@ -111,10 +111,11 @@ def domain_means(design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: 
     valid = ~np.isnan(y) & (codes >= 0)[:, None]
     w = design.weights
     rows, cols = np.nonzero(valid)
-    dom = codes[rows]
-    key = dom * p + cols
+    del valid  # the (rows × columns) temporaries are dropped as soon as used (memory)
+    key = codes[rows] * p + cols
     wv = w[rows]
     yv = y[rows, cols]
+    del cols
     wsum = np.bincount(key, weights=wv, minlength=n_dom * p)
     ty = np.bincount(key, weights=wv * yv, minlength=n_dom * p)
     cnt = np.bincount(key, minlength=n_dom * p).astype(float)
@@ -126,6 +127,7 @@ def domain_means(design: SurveyDesign, y: np.ndarray, codes: np.ndarray, n_dom: 
         return DomainMeans(est.reshape(shape), cnt.reshape(shape), wsum.reshape(shape), None, reps)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = wv * (yv - est[key]) / wsum[key]
+    del wv, yv
     z = np.where(np.isfinite(z), z, 0.0)
     scores = sparse.csr_matrix((z, (rows, key)), shape=(n, n_dom * p))
     return DomainMeans(est.reshape(shape), cnt.reshape(shape), wsum.reshape(shape), scores, None)

@@ -246,9 +246,8 @@ def compare_with_whole(
     y = numeric(design, cols)
     n_dom, n_whole, p = len(labels), len(wlabels), len(cols)
     parent = _parent_of(codes, whole, n_dom, within)
-    both_codes = np.concatenate([codes, np.where(whole >= 0, whole + n_dom, -1)])
-    y2 = np.vstack([y, y])
-    means = _stacked_means(design, y2, both_codes, n_dom + n_whole)
+    whole_codes = np.where(whole >= 0, whole + n_dom, -1)
+    means = _stacked_means(design, y, codes, whole_codes, n_dom + n_whole)
     g_idx = np.repeat(np.arange(n_dom), p)
     j_idx = np.tile(np.arange(p), n_dom)
     a = g_idx * p + j_idx
@@ -295,26 +294,124 @@ def _parent_of(codes: np.ndarray, whole: np.ndarray, n_dom: int, within: str | N
     return parent
 
 
-def _stacked_means(design: SurveyDesign, y2: np.ndarray, codes2: np.ndarray, k: int) -> DomainMeans:
-    """Means of the domains (codes ``0…G−1``) and of the wholes (``G…``) of the same rows.
+def _stacked_means(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, whole_codes: np.ndarray, k: int
+) -> DomainMeans:
+    """Means of the domains (``codes`` ``0…G−1``) and of the wholes (``whole_codes`` ``G…``).
 
-    Row ``i`` of the design feeds its domain (first copy) and its whole (second copy); both
-    score matrices have the design's rows and disjoint columns, so their sum carries both and
-    one covariance covers them (the overlap included).
+    Row ``i`` of the design feeds its domain and its whole (the same values of ``y``, read
+    twice rather than stacked); both score matrices have the design's rows and disjoint
+    columns, so their sum carries both and one covariance covers them (the overlap included).
+    Taylor designs build that sum directly by blocks of rows (:func:`_stacked_scores`).
     """
-    n = len(design.data)
-    first = domain_means(design, y2[:n], codes2[:n], k)
-    second = domain_means(design, y2[n:], codes2[n:], k)
+    if not design.is_replicate:
+        return _stacked_scores(design, y, codes, whole_codes, k)
+    first = domain_means(design, y, codes, k)
+    second = domain_means(design, y, whole_codes, k)
     use = first.n > 0
-    scores = reps = None
-    if first.scores is not None:
-        scores = sparse.csr_matrix(first.scores + second.scores)
-    else:
-        reps = np.where(use.ravel()[:, None], first.replicates, second.replicates)
+    reps = np.where(use.ravel()[:, None], first.replicates, second.replicates)
     return DomainMeans(
         np.where(use, first.estimate, second.estimate),
         np.where(use, first.n, second.n),
         np.where(use, first.wsum, second.wsum),
-        scores,
+        None,
         reps,
     )
+
+
+#: valid (row, column) entries handled at once by :func:`_stacked_scores`
+_CHUNK_ENTRIES = 1 << 22
+
+
+def _entries(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, r0: int, r1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Valid entries of rows ``r0:r1`` in row-major order: rows, ``g·p + j``, weights, values."""
+    p = y.shape[1]
+    valid = ~np.isnan(y[r0:r1]) & (codes[r0:r1] >= 0)[:, None]
+    rows, cols = np.nonzero(valid)
+    rows += r0
+    return rows, codes[rows] * p + cols, design.weights[rows], y[rows, cols]
+
+
+def _stacked_scores(
+    design: SurveyDesign, y: np.ndarray, codes: np.ndarray, whole_codes: np.ndarray, k: int
+) -> DomainMeans:
+    """:func:`_stacked_means` of a Taylor design without its two score matrices.
+
+    ``domain_means`` of each set of codes and the sum of their sparse scores, equal bit for
+    bit, built by blocks of rows: the weighted sums are accumulated in the rows' order (as
+    ``bincount``), then the scores of both sets are written straight into the sum's CSR arrays
+    (a row's domain entries, then its whole's; exact zeros left out as the sparse sum does).
+    Only the sum and one block's temporaries are held.
+    """
+    n, p = y.shape
+    size = k * p
+    parts = [design._domain_codes(codes), design._domain_codes(whole_codes)]
+    step = max(1, _CHUNK_ENTRIES // max(p, 1))
+    wsum, ty = np.zeros((2, size)), np.zeros((2, size))
+    cnt = np.zeros((2, size), dtype=np.int64)
+    for r0 in range(0, n, step):
+        for s, part in enumerate(parts):
+            _, key, wv, yv = _entries(design, y, part, r0, min(n, r0 + step))
+            np.add.at(wsum[s], key, wv)
+            np.add.at(ty[s], key, wv * yv)
+            cnt[s] += np.bincount(key, minlength=size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = ty / wsum
+    total = int(cnt.sum())
+    idx_dtype = np.int32 if max(total, size) < np.iinfo(np.int32).max else np.int64
+    data, indices = np.empty(total), np.empty(total, dtype=idx_dtype)
+    indptr = np.zeros(n + 1, dtype=idx_dtype)
+    filled = 0
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        filled = _fill_scores(
+            design, y, parts, est, wsum, (r0, r1), (data, indices, indptr), filled
+        )
+    scores = sparse.csr_matrix((data[:filled], indices[:filled], indptr), shape=(n, size))
+    use = cnt[0] > 0
+    shape = (k, p)
+    return DomainMeans(
+        np.where(use, est[0], est[1]).reshape(shape),
+        np.where(use, cnt[0], cnt[1]).astype(float).reshape(shape),
+        np.where(use, wsum[0], wsum[1]).reshape(shape),
+        scores,
+        None,
+    )
+
+
+def _fill_scores(
+    design: SurveyDesign,
+    y: np.ndarray,
+    parts: list[np.ndarray],
+    est: np.ndarray,
+    wsum: np.ndarray,
+    span: tuple[int, int],
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    filled: int,
+) -> int:
+    """Write the nonzero scores of rows ``span`` into the CSR arrays ``out``; new fill count."""
+    r0, r1 = span
+    data, indices, indptr = out
+    got = []
+    for s, part in enumerate(parts):
+        rows, key, wv, yv = _entries(design, y, part, r0, r1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = wv * (yv - est[s][key]) / wsum[s][key]
+        z = np.where(np.isfinite(z), z, 0.0)
+        nz = z != 0
+        local = rows[nz] - r0
+        count = np.bincount(local, minlength=r1 - r0)
+        start = np.cumsum(count) - count  # first entry of each row within this part
+        got.append((local, key[nz], z[nz], count, start))
+    per_row = got[0][3] + got[1][3]
+    row_start = filled + np.cumsum(per_row) - per_row
+    before = np.zeros(r1 - r0, dtype=np.int64)  # a row's domain entries come first
+    for local, key, z, count, start in got:
+        pos = row_start[local] + before[local] + (np.arange(local.size) - start[local])
+        data[pos] = z
+        indices[pos] = key
+        before = before + count
+    indptr[r0 + 1 : r1 + 1] = filled + np.cumsum(per_row)
+    return filled + int(per_row.sum())

@@ -145,12 +145,16 @@ def _engine(
     With ``logit=True`` on a replicate design (proportions) the result also holds
     ``var_logit``, the replicate variance of the logit of the replicate estimates (R
     ``svyciprop(method="logit")`` refits ``svyglm`` on every replicate). Linearised designs
-    are processed by blocks of columns (:data:`_BLOCK_BYTES` of rows × columns at a time);
-    ``advance(n)`` is told when ``n`` more domain × column variances are done.
+    are processed by blocks of columns (:data:`_BLOCK_BYTES` of rows × columns at a time),
+    taken as ``y[:, a:b]``: ``y`` may be any matrix that gives float64 blocks so (the study
+    table's :class:`~evalterritoire.estimates.study.CompactColumns`; the other designs take
+    ``np.asarray(y)``); ``advance(n)`` is told when ``n`` more domain × column variances are
+    done.
     """
     if kind != "ratio" and not design.is_replicate and not design._cal:
-        return _engine_cells(design, y, codes, n_dom, kind=kind)
+        return _engine_cells(design, np.asarray(y), codes, n_dom, kind=kind)
     if design.is_replicate:
+        y = np.asarray(y)
         return _engine_replicate(design, y, codes, n_dom, kind=kind, x=x, logit=logit)
     parts: list[dict[str, np.ndarray]] = []
 
@@ -180,7 +184,7 @@ def _engine(
 
 
 # rows × columns of the responses processed at once by the linearised engine (bytes of float64)
-_BLOCK_BYTES = 64 * 1024**2
+_BLOCK_BYTES = 32 * 1024**2
 
 
 def _engine_block(
