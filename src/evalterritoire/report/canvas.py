@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MAX_SHARED_RENDERERS", "clear_caches", "new_canvas"]
+__all__ = ["MAX_SHARED_RENDERERS", "clear_caches", "new_canvas", "png_bytes"]
 
 #: Most Agg renderers kept for reuse (one per pixel size of figure; about 2 MB each).
 MAX_SHARED_RENDERERS = 16
@@ -38,6 +38,7 @@ MAX_CACHED_GLYPHS = 16384
 _RENDERERS: dict[tuple[int, int, float], Any] = {}
 _LAYOUTS: dict[tuple[Any, ...], tuple[tuple[Any, int, float, float], ...]] = {}
 _GLYPHS: dict[tuple[Any, ...], tuple[Any, int, int]] = {}
+_HEIGHTS: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 
 
 def clear_caches() -> None:
@@ -45,11 +46,33 @@ def clear_caches() -> None:
     _RENDERERS.clear()
     _LAYOUTS.clear()
     _GLYPHS.clear()
+    _HEIGHTS.clear()
 
 
 def new_canvas(fig: Figure) -> Any:
     """Attach a new caching Agg canvas to ``fig`` (and return it)."""
     return _classes()[0](fig)
+
+
+def png_bytes(fig: Figure, metadata: dict[str, Any] | None = None) -> bytes:
+    """The PNG of ``fig`` at its own dpi: ``fig.savefig(format="png")``'s bytes, drawn once.
+
+    ``savefig`` runs a figure's layout engine inside a whole drawing with its output switched
+    off, then draws it again; here the engine is run alone, then the figure drawn once (with
+    its engine off, as ``savefig`` draws it the second time). The tests compare the bytes.
+    """
+    import io
+
+    from matplotlib import cbook
+
+    canvas = fig.canvas
+    engine = fig.get_layout_engine()
+    if engine is not None and fig.axes:
+        engine.execute(fig)
+    buffer = io.BytesIO()
+    with fig._cm_set(layout_engine="none"), cbook._setattr_cm(canvas, _is_saving=True):
+        canvas.print_png(buffer, metadata=metadata)
+    return buffer.getvalue()
 
 
 @functools.cache
@@ -60,10 +83,30 @@ def _classes() -> tuple[type, type]:
         RendererAgg,
         get_hinting_flag,
     )
+    from matplotlib.font_manager import font_family_aliases
     from matplotlib.ft2font import RenderMode
 
     class CachingRendererAgg(RendererAgg):
         """Agg renderer reusing glyph layouts and glyph bitmaps across drawings."""
+
+        def _get_font_height_metrics(self, prop):
+            """A font's ascent, descent and line gap (as :class:`~matplotlib.text.Text` computes them).
+
+            Text asks for them each time it lays itself out; they depend on the font and its
+            size only, so they are computed once. A generic family (resolved through rcParams)
+            falls back to Text's own computation.
+            """
+            family = tuple(prop.get_family())
+            if any(f.lower() in font_family_aliases for f in family):
+                return None, None, None
+            size = prop.get_size_in_points()
+            key = (family, prop.get_style(), prop.get_variant(), prop.get_weight(),
+                   prop.get_stretch(), prop.get_file(), size, self.dpi)  # fmt: skip
+            metrics = _HEIGHTS.get(key)
+            if metrics is None:
+                metrics = _height_metrics(prop, size, self.dpi)
+                _HEIGHTS[key] = metrics
+            return metrics
 
         def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
             """Draw plain horizontal text from cached layouts and bitmaps (as Agg would)."""
@@ -131,6 +174,28 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
     return value
+
+
+def _height_metrics(prop: Any, size: float, dpi: float) -> tuple[Any, Any, Any]:
+    """Ascent, descent and line gap of ``prop``'s font in pixels, computed as matplotlib's Text does.
+
+    ``(None, None, None)`` when the font has neither an OS/2 nor an hhea table (Text then
+    measures a sample string itself).
+    """
+    from matplotlib.font_manager import fontManager, get_font
+
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    for table_name, linegap_key, ascent_key, descent_key in (
+        ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+        ("hhea", "lineGap", "ascent", "descent"),
+    ):
+        table = font.get_sfnt_table(table_name)
+        if table is None:
+            continue
+        units_per_em = font.get_sfnt_table("head")["unitsPerEm"]
+        scale = 1 / units_per_em * size * dpi / 72  # the same operations, in the same order
+        return (table[ascent_key] * scale, -table[descent_key] * scale, table[linegap_key] * scale)
+    return None, None, None
 
 
 def _render_glyph(

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.report.canvas import new_canvas
+from evalterritoire.report.canvas import new_canvas, png_bytes
 from evalterritoire.report.display import (
     MODEL_LABEL,
     SUPPRESSED_MARK,
@@ -151,9 +150,8 @@ def _new_figure(width: float, height: float, layout: str | None = "constrained")
 
 def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
     new_canvas(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+    png = png_bytes(fig, metadata={"Software": None})
+    return ReportFigure(key=key, png=png, alt=alt, caption=caption)
 
 
 def _draw(
