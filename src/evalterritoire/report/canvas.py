@@ -21,13 +21,22 @@ Matplotlib is imported on first use only (the module is imported by every report
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MAX_SHARED_RENDERERS", "clear_caches", "new_canvas", "png_bytes"]
+__all__ = [
+    "MAX_CACHED_TEXT_LAYOUTS",
+    "MAX_SHARED_RENDERERS",
+    "clear_caches",
+    "new_canvas",
+    "png_bytes",
+    "text_layouts",
+]
 
 #: Most Agg renderers kept for reuse (one per pixel size of figure; about 2 MB each).
 MAX_SHARED_RENDERERS = 16
@@ -39,6 +48,9 @@ _RENDERERS: dict[tuple[int, int, float], Any] = {}
 _LAYOUTS: dict[tuple[Any, ...], tuple[tuple[Any, int, float, float], ...]] = {}
 _GLYPHS: dict[tuple[Any, ...], tuple[Any, int, int]] = {}
 _HEIGHTS: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+_TEXT_LAYOUTS: dict[tuple[Any, ...], Any] = {}
+#: Most text layouts kept by :func:`text_layouts` (emptied when full).
+MAX_CACHED_TEXT_LAYOUTS = 8192
 
 
 def clear_caches() -> None:
@@ -47,11 +59,71 @@ def clear_caches() -> None:
     _LAYOUTS.clear()
     _GLYPHS.clear()
     _HEIGHTS.clear()
+    _TEXT_LAYOUTS.clear()
 
 
 def new_canvas(fig: Figure) -> Any:
     """Attach a new caching Agg canvas to ``fig`` (and return it)."""
     return _classes()[0](fig)
+
+
+@contextlib.contextmanager
+def text_layouts() -> Iterator[None]:
+    """Within the block, a text's layout is computed once per string, font and alignment.
+
+    Matplotlib lays a text out (its lines' sizes and offsets from its anchor, which depend on
+    the string, the font, the alignment, the rotation and the dpi, not on where the text
+    is) each time it is measured or drawn: several times per figure (constrained layout
+    measures twice, then the drawing) and again in every figure for the same tick labels.
+    Within the block, :meth:`matplotlib.text.Text._get_layout` keeps each layout it computes
+    for the texts drawn on the caching renderers (no wrapped text, no generic font family,
+    whose font follows rcParams); a kept layout is the very value matplotlib computed.
+    """
+    from matplotlib import rcParams
+    from matplotlib.text import Text
+
+    original = Text._get_layout
+    if getattr(original, "_evalterritoire_cached", False):  # already inside a block
+        yield
+        return
+    renderer_class = _classes()[1]
+    font_rc = tuple(rcParams[k] for k in ("text.hinting", "text.hinting_factor",
+                                          "text.kerning_factor", "text.usetex"))  # fmt: skip
+
+    def cached(self, renderer):
+        if type(renderer) is not renderer_class or self.get_wrap() or self.get_usetex():
+            return original(self, renderer)
+        fp = self._fontproperties
+        family = tuple(fp.get_family())
+        if any(f.lower() in _generic_families() for f in family):
+            return original(self, renderer)
+        key = (self.get_text(), family, fp.get_style(), fp.get_variant(), fp.get_weight(),
+               fp.get_stretch(), fp.get_size_in_points(), fp.get_file(),
+               fp.get_math_fontfamily(), self.get_parse_math(), self._linespacing,
+               self._get_multialignment(), self.get_rotation(), self.get_rotation_mode(),
+               self._horizontalalignment, self._verticalalignment, renderer.dpi,
+               self.get_figure(root=True).dpi, font_rc)  # fmt: skip
+        layout = _TEXT_LAYOUTS.get(key)
+        if layout is None:
+            layout = original(self, renderer)
+            if len(_TEXT_LAYOUTS) >= MAX_CACHED_TEXT_LAYOUTS:
+                _TEXT_LAYOUTS.clear()
+            _TEXT_LAYOUTS[key] = layout
+        return layout
+
+    cached._evalterritoire_cached = True
+    Text._get_layout = cached
+    try:
+        yield
+    finally:
+        Text._get_layout = original
+
+
+@functools.cache
+def _generic_families() -> frozenset[str]:
+    from matplotlib.font_manager import font_family_aliases
+
+    return frozenset(font_family_aliases)
 
 
 def png_bytes(fig: Figure, metadata: dict[str, Any] | None = None) -> bytes:

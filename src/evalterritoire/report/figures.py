@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.report.canvas import new_canvas, png_bytes
+from evalterritoire.report.canvas import new_canvas, png_bytes, text_layouts
 from evalterritoire.report.display import (
     MODEL_LABEL,
     SUPPRESSED_MARK,
@@ -169,7 +169,7 @@ def _draw(
     """
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE), text_layouts():
         fig = _new_figure(width, height, layout)
         alt, caption = body(fig)
         return _finish(key, fig, alt, caption)
