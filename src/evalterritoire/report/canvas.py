@@ -14,9 +14,18 @@ between figures, without changing a pixel:
   moved by whole pixels into the same bitmap, moved by as many pixels, so a cached bitmap is
   placed where FreeType would have drawn it: the figure's bytes are the same (the tests
   compare them with Agg's own drawing). Rotated text, mathtext and anything but plain text is
-  drawn by Agg itself.
+  drawn by Agg itself. The renderer also gives matplotlib's Text each font's ascent, descent
+  and line gap, computed once per font and size (Text reads them from the font's tables at
+  every layout otherwise);
+* :func:`text_layouts` keeps, while a figure is drawn, the layout matplotlib computes for each
+  text (string, font, alignment, rotation, dpi): constrained layout measures every text
+  twice, the drawing a third time, and the next figures measure the same tick labels again;
+* :func:`png_bytes` gives the bytes of ``savefig(format="png")`` with one drawing instead of
+  two: ``savefig`` runs a figure's layout engine inside a whole drawing whose output it
+  discards, then draws again; here the engine runs alone, then the figure is drawn once.
 
-Matplotlib is imported on first use only (the module is imported by every report kernel).
+The tests compare every report figure, cold and warm, with matplotlib's own canvas and
+``savefig``. Matplotlib is imported on first use only (the module is imported by every report kernel).
 """
 
 from __future__ import annotations

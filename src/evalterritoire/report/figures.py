@@ -13,7 +13,8 @@ they display themselves as an ``<figure>`` with an ``<img alt=…>`` embedded as
 Every figure is drawn on the caching Agg canvas of :mod:`evalterritoire.report.canvas` (renderers
 shared by figures of the same size, glyph layouts and bitmaps kept between figures and reports):
 the same bytes as matplotlib's own Agg canvas, without measuring and rasterising the same texts
-again in every figure.
+again in every figure; each text laid out once, each figure drawn once (not twice, as
+``savefig`` does with a layout engine).
 
 seaborn is deliberately not imported here: its import costs about a second per kernel and the
 charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
