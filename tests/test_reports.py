@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -402,7 +403,10 @@ def test_figures_are_deterministic_png_with_alt_text(study):
 
 
 def test_caching_canvas_draws_the_bytes_agg_draws(study, monkeypatch):
-    """Shared renderers and cached glyphs change no byte of any figure, cold or warm."""
+    """Shared renderers, cached glyphs and the single drawing change no byte, cold or warm.
+
+    The reference is matplotlib's own Agg canvas and ``savefig`` (the former drawing).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from evalterritoire.report import canvas
@@ -418,10 +422,17 @@ def test_caching_canvas_draws_the_bytes_agg_draws(study, monkeypatch):
             pngs += [build(ctx).png for build in builders]
         return pngs
 
+    def savefig_finish(key, fig, alt, caption):  # the former drawing, with matplotlib's savefig
+        FigureCanvasAgg(fig)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=figures.DPI, metadata={"Software": None})
+        return figures.ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+
     canvas.clear_caches()
     cold, warm = draw_all(), draw_all()
-    assert all(map(len, (canvas._RENDERERS, canvas._LAYOUTS, canvas._GLYPHS)))  # caches used
+    assert all(map(len, (canvas._RENDERERS, canvas._LAYOUTS, canvas._GLYPHS, canvas._HEIGHTS)))
     monkeypatch.setattr(figures, "new_canvas", FigureCanvasAgg)
+    monkeypatch.setattr(figures, "_finish", savefig_finish)
     reference = draw_all()
     assert len(reference) > 20
     assert cold == reference

@@ -14,20 +14,38 @@ between figures, without changing a pixel:
   moved by whole pixels into the same bitmap, moved by as many pixels, so a cached bitmap is
   placed where FreeType would have drawn it: the figure's bytes are the same (the tests
   compare them with Agg's own drawing). Rotated text, mathtext and anything but plain text is
-  drawn by Agg itself.
+  drawn by Agg itself. The renderer also gives matplotlib's Text each font's ascent, descent
+  and line gap, computed once per font and size (Text reads them from the font's tables at
+  every layout otherwise);
+* :func:`text_layouts` keeps, while a figure is drawn, the layout matplotlib computes for each
+  text (string, font, alignment, rotation, dpi): constrained layout measures every text
+  twice, the drawing a third time, and the next figures measure the same tick labels again;
+* :func:`png_bytes` gives the bytes of ``savefig(format="png")`` with one drawing instead of
+  two: ``savefig`` runs a figure's layout engine inside a whole drawing whose output it
+  discards, then draws again; here the engine runs alone, then the figure is drawn once.
 
-Matplotlib is imported on first use only (the module is imported by every report kernel).
+The tests compare every report figure, cold and warm, with matplotlib's own canvas and
+``savefig``. Matplotlib is imported on first use only (the module is imported by every report kernel).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MAX_SHARED_RENDERERS", "clear_caches", "new_canvas"]
+__all__ = [
+    "MAX_CACHED_TEXT_LAYOUTS",
+    "MAX_SHARED_RENDERERS",
+    "clear_caches",
+    "new_canvas",
+    "png_bytes",
+    "text_layouts",
+]
 
 #: Most Agg renderers kept for reuse (one per pixel size of figure; about 2 MB each).
 MAX_SHARED_RENDERERS = 16
@@ -38,6 +56,10 @@ MAX_CACHED_GLYPHS = 16384
 _RENDERERS: dict[tuple[int, int, float], Any] = {}
 _LAYOUTS: dict[tuple[Any, ...], tuple[tuple[Any, int, float, float], ...]] = {}
 _GLYPHS: dict[tuple[Any, ...], tuple[Any, int, int]] = {}
+_HEIGHTS: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+_TEXT_LAYOUTS: dict[tuple[Any, ...], Any] = {}
+#: Most text layouts kept by :func:`text_layouts` (emptied when full).
+MAX_CACHED_TEXT_LAYOUTS = 8192
 
 
 def clear_caches() -> None:
@@ -45,11 +67,93 @@ def clear_caches() -> None:
     _RENDERERS.clear()
     _LAYOUTS.clear()
     _GLYPHS.clear()
+    _HEIGHTS.clear()
+    _TEXT_LAYOUTS.clear()
 
 
 def new_canvas(fig: Figure) -> Any:
     """Attach a new caching Agg canvas to ``fig`` (and return it)."""
     return _classes()[0](fig)
+
+
+@contextlib.contextmanager
+def text_layouts() -> Iterator[None]:
+    """Within the block, a text's layout is computed once per string, font and alignment.
+
+    Matplotlib lays a text out (its lines' sizes and offsets from its anchor, which depend on
+    the string, the font, the alignment, the rotation and the dpi, not on where the text
+    is) each time it is measured or drawn: several times per figure (constrained layout
+    measures twice, then the drawing) and again in every figure for the same tick labels.
+    Within the block, :meth:`matplotlib.text.Text._get_layout` keeps each layout it computes
+    for the texts drawn on the caching renderers (no wrapped text, no generic font family,
+    whose font follows rcParams); a kept layout is the very value matplotlib computed.
+    """
+    from matplotlib import rcParams
+    from matplotlib.text import Text
+
+    original = Text._get_layout
+    if getattr(original, "_evalterritoire_cached", False):  # already inside a block
+        yield
+        return
+    renderer_class = _classes()[1]
+    font_rc = tuple(rcParams[k] for k in ("text.hinting", "text.hinting_factor",
+                                          "text.kerning_factor", "text.usetex"))  # fmt: skip
+
+    def cached(self, renderer):
+        if type(renderer) is not renderer_class or self.get_wrap() or self.get_usetex():
+            return original(self, renderer)
+        fp = self._fontproperties
+        family = tuple(fp.get_family())
+        if any(f.lower() in _generic_families() for f in family):
+            return original(self, renderer)
+        key = (self.get_text(), family, fp.get_style(), fp.get_variant(), fp.get_weight(),
+               fp.get_stretch(), fp.get_size_in_points(), fp.get_file(),
+               fp.get_math_fontfamily(), self.get_parse_math(), self._linespacing,
+               self._get_multialignment(), self.get_rotation(), self.get_rotation_mode(),
+               self._horizontalalignment, self._verticalalignment, renderer.dpi,
+               self.get_figure(root=True).dpi, font_rc)  # fmt: skip
+        layout = _TEXT_LAYOUTS.get(key)
+        if layout is None:
+            layout = original(self, renderer)
+            if len(_TEXT_LAYOUTS) >= MAX_CACHED_TEXT_LAYOUTS:
+                _TEXT_LAYOUTS.clear()
+            _TEXT_LAYOUTS[key] = layout
+        return layout
+
+    cached._evalterritoire_cached = True
+    Text._get_layout = cached
+    try:
+        yield
+    finally:
+        Text._get_layout = original
+
+
+@functools.cache
+def _generic_families() -> frozenset[str]:
+    from matplotlib.font_manager import font_family_aliases
+
+    return frozenset(font_family_aliases)
+
+
+def png_bytes(fig: Figure, metadata: dict[str, Any] | None = None) -> bytes:
+    """The PNG of ``fig`` at its own dpi: ``fig.savefig(format="png")``'s bytes, drawn once.
+
+    ``savefig`` runs a figure's layout engine inside a whole drawing with its output switched
+    off, then draws it again; here the engine is run alone, then the figure drawn once (with
+    its engine off, as ``savefig`` draws it the second time). The tests compare the bytes.
+    """
+    import io
+
+    from matplotlib import cbook
+
+    canvas = fig.canvas
+    engine = fig.get_layout_engine()
+    if engine is not None and fig.axes:
+        engine.execute(fig)
+    buffer = io.BytesIO()
+    with fig._cm_set(layout_engine="none"), cbook._setattr_cm(canvas, _is_saving=True):
+        canvas.print_png(buffer, metadata=metadata)
+    return buffer.getvalue()
 
 
 @functools.cache
@@ -60,10 +164,30 @@ def _classes() -> tuple[type, type]:
         RendererAgg,
         get_hinting_flag,
     )
+    from matplotlib.font_manager import font_family_aliases
     from matplotlib.ft2font import RenderMode
 
     class CachingRendererAgg(RendererAgg):
         """Agg renderer reusing glyph layouts and glyph bitmaps across drawings."""
+
+        def _get_font_height_metrics(self, prop):
+            """A font's ascent, descent and line gap (as :class:`~matplotlib.text.Text` computes them).
+
+            Text asks for them each time it lays itself out; they depend on the font and its
+            size only, so they are computed once. A generic family (resolved through rcParams)
+            falls back to Text's own computation.
+            """
+            family = tuple(prop.get_family())
+            if any(f.lower() in font_family_aliases for f in family):
+                return None, None, None
+            size = prop.get_size_in_points()
+            key = (family, prop.get_style(), prop.get_variant(), prop.get_weight(),
+                   prop.get_stretch(), prop.get_file(), size, self.dpi)  # fmt: skip
+            metrics = _HEIGHTS.get(key)
+            if metrics is None:
+                metrics = _height_metrics(prop, size, self.dpi)
+                _HEIGHTS[key] = metrics
+            return metrics
 
         def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
             """Draw plain horizontal text from cached layouts and bitmaps (as Agg would)."""
@@ -131,6 +255,28 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
     return value
+
+
+def _height_metrics(prop: Any, size: float, dpi: float) -> tuple[Any, Any, Any]:
+    """Ascent, descent and line gap of ``prop``'s font in pixels, computed as matplotlib's Text does.
+
+    ``(None, None, None)`` when the font has neither an OS/2 nor an hhea table (Text then
+    measures a sample string itself).
+    """
+    from matplotlib.font_manager import fontManager, get_font
+
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    for table_name, linegap_key, ascent_key, descent_key in (
+        ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+        ("hhea", "lineGap", "ascent", "descent"),
+    ):
+        table = font.get_sfnt_table(table_name)
+        if table is None:
+            continue
+        units_per_em = font.get_sfnt_table("head")["unitsPerEm"]
+        scale = 1 / units_per_em * size * dpi / 72  # the same operations, in the same order
+        return (table[ascent_key] * scale, -table[descent_key] * scale, table[linegap_key] * scale)
+    return None, None, None
 
 
 def _render_glyph(

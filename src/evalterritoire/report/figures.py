@@ -13,7 +13,8 @@ they display themselves as an ``<figure>`` with an ``<img alt=…>`` embedded as
 Every figure is drawn on the caching Agg canvas of :mod:`evalterritoire.report.canvas` (renderers
 shared by figures of the same size, glyph layouts and bitmaps kept between figures and reports):
 the same bytes as matplotlib's own Agg canvas, without measuring and rasterising the same texts
-again in every figure.
+again in every figure; each text laid out once, each figure drawn once (not twice, as
+``savefig`` does with a layout engine).
 
 seaborn is deliberately not imported here: its import costs about a second per kernel and the
 charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
@@ -23,13 +24,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.report.canvas import new_canvas
+from evalterritoire.report.canvas import new_canvas, png_bytes, text_layouts
 from evalterritoire.report.display import (
     MODEL_LABEL,
     SUPPRESSED_MARK,
@@ -151,9 +151,8 @@ def _new_figure(width: float, height: float, layout: str | None = "constrained")
 
 def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
     new_canvas(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+    png = png_bytes(fig, metadata={"Software": None})
+    return ReportFigure(key=key, png=png, alt=alt, caption=caption)
 
 
 def _draw(
@@ -171,7 +170,7 @@ def _draw(
     """
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE), text_layouts():
         fig = _new_figure(width, height, layout)
         alt, caption = body(fig)
         return _finish(key, fig, alt, caption)
