@@ -126,6 +126,41 @@ def test_context_json_round_trip_is_byte_identical(contexts, codebook, artefacts
     assert [c.to_json() for c in rebuilt] == [c.to_json() for c in contexts]
 
 
+_JSON_CASES = [
+    {},
+    [],
+    {"b": [1, 2.5, -0.0, True, False, None], "a": {}, "c": [], "é": '« x »\u00a0\n\t"\\\u0001'},
+    [[[]], [{}], {"z": [{"y": [1e-07, 1e22, 123456789012345678901234567890]}]}],
+    "texte\u2028",
+    3,
+    None,
+]
+
+
+@pytest.mark.parametrize("data", _JSON_CASES)
+def test_indented_writer_equals_json_dumps(data):
+    from evalterritoire.report.context import dumps_indented
+
+    want = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    assert dumps_indented(data) == want
+
+
+def test_indented_writer_leaves_other_values_to_json_dumps():
+    from evalterritoire.report.context import dumps_indented
+
+    deep: list = []
+    for _ in range(80):
+        deep = [deep, {"k": 1}]
+    assert dumps_indented(deep) == json.dumps(deep, ensure_ascii=False, indent=1) + "\n"
+    tuples = {"t": (1, 2), "n": {1: "x"}}
+    want = json.dumps(tuples, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+    assert dumps_indented(tuples) == want
+    with pytest.raises(ValueError, match="JSON compliant"):
+        dumps_indented({"x": [float("nan")]})
+    with pytest.raises(TypeError):
+        dumps_indented({"x": object()})
+
+
 def test_context_stage_justification(contexts):
     t1, t2, t3, t4, t5 = contexts[1:]
     assert t1.territory_name == EVIL_NAME

@@ -782,30 +782,48 @@ def test_single_respondent_type_is_indicative(two_waves):
     assert m.drop(index=["T010", "T011", "T020"])["is_indicative"].sum() == 0
 
 
-def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch):
-    """Many territories: the domain variances computed block by block equal one pass exactly."""
+def _raked_design(
+    n_dom: int, n_per: int, seed: int = 3, *, fpc: bool = False, calibrated: bool = True
+):
     from evalterritoire.design import SurveyDesign
-    from evalterritoire.maturity import profiles as prof_mod
 
-    rng = np.random.default_rng(3)
-    n_dom, n_per = 520, 6
+    rng = np.random.default_rng(seed)
     n = n_dom * n_per
     data = pd.DataFrame(
         {
             "w": rng.uniform(0.5, 3.0, n),
-            "strate": np.repeat(np.arange(n_dom // 20), 20 * n_per),
-            "psu": np.repeat(np.arange(n // 3), 3),
+            "strate": np.repeat(np.arange(max(n_dom // 20, 2)), -(-n // max(n_dom // 20, 2)))[:n],
+            "psu": np.repeat(np.arange(n // 3 + 1), 3)[:n],
             "type": np.array(["a", "b", "c"])[rng.integers(0, 3, n)],
             "region": np.array(["r1", "r2"])[rng.integers(0, 2, n)],
         }
     )
-    design = SurveyDesign(data, weight="w", strata="strate", psu="psu").rake(
-        {"type": {"a": 900.0, "b": 1100.0, "c": 1000.0}, "region": {"r1": 1500.0, "r2": 1500.0}}
-    )
-    idx = np.repeat(np.arange(n_dom), n_per)
+    data["fpc"] = data.groupby("strate")["psu"].transform("nunique") * 4
+    design = SurveyDesign(data, weight="w", strata="strate", psu="psu", fpc="fpc" if fpc else None)
+    if calibrated:
+        design = design.rake(
+            {"type": {"a": 900.0, "b": 1100.0, "c": 1000.0}, "region": {"r1": 1500.0, "r2": 1500.0}}
+        )
     y = rng.normal(3.0, 1.0, (n, 2))
     y[rng.random((n, 2)) < 0.1] = np.nan
-    weights, variance = prof_mod._weights_and_variance(design, n)
+    return design, np.repeat(np.arange(n_dom), n_per), y
+
+
+class _CovarianceOnly:
+    """A design exposing only ``weights`` and ``variance_of_totals`` (no domain engine)."""
+
+    def __init__(self, design):
+        self.weights = design.weights
+        self.variance_of_totals = design.variance_of_totals
+
+
+def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch):
+    """Many territories, a design without domain engine: blocks equal one pass exactly."""
+    from evalterritoire.maturity import profiles as prof_mod
+
+    n_dom, n_per = 520, 6
+    design, idx, y = _raked_design(n_dom, n_per)
+    weights, variance = prof_mod._weights_and_variance(_CovarianceOnly(design), n_dom * n_per)
     blocks = prof_mod._domain_blocks(n_dom)
     assert len(blocks) > 1
     assert min(b.size for b in blocks) >= prof_mod._BLOCK_MIN
@@ -815,6 +833,44 @@ def test_profiles_by_blocks_of_domains_are_bit_identical_to_one_pass(monkeypatch
     one_pass = prof_mod._domain_means(y, weights, idx, n_dom, variance)
     for got, want in zip(by_blocks, one_pass, strict=True):
         assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+@pytest.mark.parametrize("fpc", [True, False])
+@pytest.mark.parametrize("permuted", [True, False])
+def test_profiles_domain_engine_equals_the_covariance_diagonal(calibrated, fpc, permuted):
+    """The domain engine's variances equal diag(variance_of_totals) of the masked columns."""
+    from evalterritoire.maturity import profiles as prof_mod
+    from evalterritoire.maturity.compute import _PermutedDesign
+
+    n_dom, n_per = 40, 6
+    design, idx, y = _raked_design(n_dom, n_per, seed=5, fpc=fpc, calibrated=calibrated)
+    n = n_dom * n_per
+    if permuted:
+        perm = np.random.default_rng(1).permutation(n)
+        design, idx, y = _PermutedDesign(design, perm), idx[perm], y[perm]
+    weights, engine = prof_mod._weights_and_variance(design, n)
+    _, diagonal = prof_mod._weights_and_variance(_PermutedOrPlain(design), n)
+    assert engine.__name__ == "domain_engine"
+    assert diagonal.__name__ == "by_blocks"
+    fast = prof_mod._domain_means(y, weights, idx, n_dom, engine)
+    slow = prof_mod._domain_means(y, weights, idx, n_dom, diagonal)
+    assert np.array_equal(fast[0], slow[0], equal_nan=True)
+    assert np.array_equal(fast[2], slow[2])
+    assert np.all(np.isfinite(fast[1]))
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12, atol=0.0)
+
+
+class _PermutedOrPlain:
+    """The same design (permuted view or not) with its domain engine hidden."""
+
+    def __init__(self, design):
+        self.weights = design.weights
+        if callable(getattr(design, "original_rows", None)):
+            self.original = _CovarianceOnly(design.original)
+            self.original_rows = design.original_rows
+        else:
+            self.variance_of_totals = design.variance_of_totals
 
 
 def test_profiles_report_progress_by_dimension(codebook, wave_demo, monkeypatch):

@@ -2,11 +2,15 @@
 
 Owns :func:`compute_profiles` and its estimation helpers: the design's weights and variance of
 weighted totals (linearisation when the design provides it, with-replacement otherwise) and
-domain means that keep the full design (R ``svyby`` semantics). The domain variances are
-computed by blocks of territories (at least 193, starting at multiples of 8, so that every
-variance is bit-identical to the one of a single pass over all territories) with a progress bar
-« Profils des territoires »: a national wave (1,250 territories) never holds a
-(respondents × territories) matrix whole.
+domain means that keep the full design (R ``svyby`` semantics). With a Taylor design the
+domain variances come from the design's domain engine
+(:func:`evalterritoire.design.domains.domain_variances`: unit × territory cell totals and the
+calibration residuals through their regression coefficients), one score at a time with a
+progress bar « Profils des territoires »: a national wave (1,250 territories) never forms a
+(respondents × territories) matrix. Other designs (replicate weights, foreign objects exposing
+``variance_of_totals``) get the diagonal of the design covariance of the domain-masked
+contributions, by blocks of territories (at least 193, starting at multiples of 8, so that
+every variance is bit-identical to the one of a single pass over all territories).
 """
 
 from __future__ import annotations
@@ -24,15 +28,21 @@ from evalterritoire.maturity.scoring import MaturityScorer
 
 
 def _weights_and_variance(design: Any, n: int):
-    """Weights (n,) and a function giving the variances (p,) of weighted totals.
+    """Weights (n,) and a function giving the variances of every domain total of every column.
 
-    The function takes the contributions as ``(rows, cols, values, p)``: the (n, p) matrix
-    ``z`` that is zero but for ``z[rows, cols] = values``. With a design exposing
-    ``variance_of_totals`` (design.py: strata, PSUs, fpc, lonely-PSU rule, calibration), its
-    linearisation variance is used; a design seen through a row permutation (one exposing
-    ``original`` and ``original_rows``) gets ``z`` written straight in its original row order.
-    Otherwise (no design, or a design without that method) the with-replacement estimator
-    treating every respondent as its own PSU is used:
+    The function takes ``(z, idx, n_dom)``: contributions ``z`` (n, p) and the domain code of
+    each row, and returns the ``(n_dom, p)`` variances of the totals of ``z[:, j]`` restricted
+    to domain ``g`` (zero outside it). A Taylor design (:class:`~evalterritoire.design.SurveyDesign`
+    without replicate weights, also seen through a row permutation: one exposing ``original``
+    and ``original_rows``) gets them from the design's domain engine
+    (:func:`evalterritoire.design.domains.domain_variances`: unit × domain cell totals, with
+    the calibration residuals taken from the regression coefficients), without any
+    (respondents × territories) matrix: the same quantity as the diagonal of
+    ``variance_of_totals`` of the domain-masked contributions (an exact reformulation: sums
+    reordered, the last bits may differ). Another design exposing ``variance_of_totals``
+    (replicate weights, a foreign object) gets that diagonal, formed by blocks of domains
+    (:func:`_domain_blocks`). Without design, or for a design without that method, the
+    with-replacement estimator treating every respondent as its own PSU is used:
     ``var = n / (n - 1) * sum((z_i - mean(z))**2)``.
     """
     if design is None:
@@ -46,11 +56,23 @@ def _weights_and_variance(design: Any, n: int):
             )
     if not np.isfinite(weights).all() or (weights < 0).any():
         raise MaturityError("design weights must be finite and non-negative")
-    var_fn = getattr(design, "variance_of_totals", None)
-    if callable(var_fn) and callable(getattr(design, "original_rows", None)):
-        var_fn, row_map = design.original.variance_of_totals, design.original_rows
-    else:
-        row_map = None
+    permuted = callable(getattr(design, "original_rows", None))
+    base = design.original if permuted else design
+    row_map = design.original_rows if permuted else None
+    if _has_domain_engine(base):
+
+        def domain_engine(z: np.ndarray, idx: np.ndarray, n_dom: int) -> np.ndarray:
+            from evalterritoire.design.domains import domain_variances
+
+            if row_map is not None:
+                perm = row_map(np.arange(n))
+                z_orig, idx_orig = np.empty_like(z), np.empty_like(idx)
+                z_orig[perm], idx_orig[perm] = z, idx
+                z, idx = z_orig, idx_orig
+            return domain_variances(base, z, idx, n_dom)
+
+        return weights, domain_engine
+    var_fn = getattr(base, "variance_of_totals", None)
 
     def variance(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, p: int) -> np.ndarray:
         if p == 0:
@@ -64,7 +86,24 @@ def _weights_and_variance(design: Any, n: int):
         centred = z - z.mean(axis=0)
         return n / (n - 1) * (centred**2).sum(axis=0)
 
-    return weights, variance
+    def by_blocks(z: np.ndarray, idx: np.ndarray, n_dom: int) -> np.ndarray:
+        rows = np.arange(n)
+        var = np.empty((n_dom, z.shape[1]))
+        for j in range(z.shape[1]):
+            for block in _domain_blocks(n_dom):
+                lo = block[0]
+                inside = (idx >= lo) & (idx <= block[-1])
+                var[block, j] = variance(rows[inside], idx[inside] - lo, z[inside, j], block.size)
+        return var
+
+    return weights, by_blocks
+
+
+def _has_domain_engine(design: Any) -> bool:
+    """Whether the design is a Taylor :class:`~evalterritoire.design.SurveyDesign`."""
+    from evalterritoire.design import SurveyDesign
+
+    return isinstance(design, SurveyDesign) and not design.is_replicate
 
 
 _BLOCK_MIN = 193  # narrower products take other BLAS kernels, whose sums differ in the last bit
@@ -91,21 +130,18 @@ def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, var
 
     Domain estimation keeps the full design: the linearised variable of domain d is zero
     outside d (R ``svyby`` semantics), ``z_i = w_i 1[i in d, y_i valid] (y_i - ybar_d) / N_d``.
-    The (rows × domains) contributions are formed one block of domains at a time
-    (:func:`_domain_blocks`): each domain's variance is the same diagonal element of the
-    design covariance whichever block it is computed in, and memory stays bounded on a
-    national wave (1,250 territories × 150,000 respondents).
+    ``variance`` (of :func:`_weights_and_variance`) gives the variances of every domain of
+    one column at a time, so that the progress bar advances by score and memory stays
+    bounded on a national wave (1,250 territories × 150,000 respondents).
     """
     from evalterritoire.progress import step_progress
 
-    n, p = y.shape
+    p = y.shape[1]
     valid = np.isfinite(y)
     mean = np.full((n_dom, p), np.nan)
     se = np.full((n_dom, p), np.nan)
     counts = np.zeros((n_dom, p))
-    rows = np.arange(n)
-    blocks = _domain_blocks(n_dom)
-    with step_progress("Profils des territoires", p * len(blocks)) as advance:
+    with step_progress("Profils des territoires", p) as advance:
         for j in range(p):
             ok = valid[:, j]
             wv = np.where(ok, w, 0.0)
@@ -117,12 +153,8 @@ def _domain_means(y: np.ndarray, w: np.ndarray, idx: np.ndarray, n_dom: int, var
             m = np.divide(total, n_hat, out=np.full(n_dom, np.nan), where=has)
             safe_n = np.where(has, n_hat, 1.0)
             contrib = wv * (y0 - np.nan_to_num(m)[idx]) / safe_n[idx]
-            var = np.empty(n_dom)
-            for block in blocks:
-                lo = block[0]
-                inside = (idx >= lo) & (idx <= block[-1])
-                var[block] = variance(rows[inside], idx[inside] - lo, contrib[inside], block.size)
-                advance(1)
+            var = variance(contrib[:, None], idx, n_dom)[:, 0]
+            advance(1)
             mean[:, j] = m
             se[:, j] = np.where(has, np.sqrt(np.maximum(var, 0.0)), np.nan)
     return mean, se, counts

@@ -3,10 +3,11 @@
 Owns :class:`StudyArtefacts` (the wave's artefact tables handed to the builders),
 :class:`ReportContext` (one report's content as JSON-compatible values) with its deterministic
 :meth:`~ReportContext.to_json` / :meth:`~ReportContext.from_json`, the JSON-cleaning helpers
-``_clean`` and ``_num``, and the names every builder module shares: the schema version, the
-small-cell threshold, the columns of the responses table the reports read (:class:`Columns`,
-from the codebook's roles) and :func:`short_label`. Imports nothing from the other report
-modules.
+``_clean`` and ``_num``, the indented JSON writer :func:`dumps_indented` (the text of
+``json.dumps(indent=1, sort_keys=True)`` without the standard library's pure-Python indenting
+encoder), and the names every builder module shares: the schema version, the small-cell
+threshold, the columns of the responses table the reports read (:class:`Columns`, from the
+codebook's roles) and :func:`short_label`. Imports nothing from the other report modules.
 """
 
 from __future__ import annotations
@@ -270,10 +271,7 @@ class ReportContext:
 
     def to_json(self) -> str:
         """Deterministic JSON text (sorted keys, floats rounded to 6 decimals, final newline)."""
-        data = self.to_data()
-        return (
-            json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False) + "\n"
-        )
+        return dumps_indented(self.to_data())
 
     @classmethod
     def from_json(cls, source: str | Path) -> ReportContext:
@@ -350,6 +348,96 @@ def _clean(value: Any) -> Any:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     return value if isinstance(value, str) else str(value)
+
+
+class _UnsupportedError(Exception):
+    """A value the fast writer leaves to :func:`json.dumps` (not a cleaned JSON value)."""
+
+
+def dumps_indented(data: Any) -> str:
+    """``json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False)`` + newline.
+
+    The same text, written without the standard library's pure-Python indenting encoder (its
+    generators cost most of a context's writing time): strings are escaped by the same C
+    function, numbers by ``repr`` as it does. A value other than a dict with text keys, a list,
+    text, an int, a finite float, a bool or None is left to :func:`json.dumps` whole.
+    """
+    parts: list[str] = []
+    try:
+        _write(data, parts, 0)
+    except _UnsupportedError:
+        return (
+            json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        )
+    parts.append("\n")
+    return "".join(parts)
+
+
+_ESCAPE = json.encoder.encode_basestring  # the C escaper json.dumps uses (ensure_ascii=False)
+_INDENTS = ["\n" + " " * level for level in range(64)]
+
+
+def _float(value: float) -> str:
+    if math.isfinite(value):
+        return float.__repr__(value)
+    raise _UnsupportedError  # json.dumps(allow_nan=False) raises on it
+
+
+#: The text of each scalar type, as ``json.dumps`` writes it.
+_SCALARS: dict[type, Any] = {
+    str: _ESCAPE,
+    float: _float,
+    int: int.__repr__,
+    bool: {True: "true", False: "false"}.__getitem__,
+    type(None): lambda _: "null",
+}
+
+
+def _write(value: Any, parts: list[str], level: int) -> None:
+    """Append the indented JSON text of ``value`` (at nesting ``level``) to ``parts``."""
+    kind = type(value)
+    if kind is dict:
+        if not value:
+            parts.append("{}")
+            return
+        if level + 1 >= len(_INDENTS):
+            raise _UnsupportedError
+        sep = "," + _INDENTS[level + 1]
+        lead = "{" + _INDENTS[level + 1]
+        for key in sorted(value):
+            if type(key) is not str:
+                raise _UnsupportedError
+            item = value[key]
+            scalar = _SCALARS.get(type(item))
+            if scalar is not None:
+                parts.append(lead + _ESCAPE(key) + ": " + scalar(item))
+            else:
+                parts.append(lead + _ESCAPE(key) + ": ")
+                _write(item, parts, level + 1)
+            lead = sep
+        parts.append(_INDENTS[level] + "}")
+    elif kind is list:
+        if not value:
+            parts.append("[]")
+            return
+        if level + 1 >= len(_INDENTS):
+            raise _UnsupportedError
+        sep = "," + _INDENTS[level + 1]
+        lead = "[" + _INDENTS[level + 1]
+        for item in value:
+            scalar = _SCALARS.get(type(item))
+            if scalar is not None:
+                parts.append(lead + scalar(item))
+            else:
+                parts.append(lead)
+                _write(item, parts, level + 1)
+            lead = sep
+        parts.append(_INDENTS[level] + "]")
+    else:
+        scalar = _SCALARS.get(kind)
+        if scalar is None:
+            raise _UnsupportedError
+        parts.append(scalar(value))
 
 
 def _num(value: Any) -> float | None:
