@@ -154,3 +154,23 @@ def test_context_json_is_the_deep_copy_json_and_the_glossary_reads_either_form()
     terms = {"EPCI": "Établissement public", "PTCE": "Pôle territorial"}
     assert glossary(ctx.to_data(), terms) == glossary(ctx.to_json(), terms)
     assert [g["term"] for g in glossary(ctx.to_data(), terms)] == ["EPCI"]
+
+
+def test_glossary_word_search_answers_as_the_regex_did():
+    import random
+    import re
+
+    from evalterritoire.report.colophon import _occurs_as_word
+
+    rng = random.Random(5)
+    alphabet = ["E", "P", "C", "I", "-", "_", " ", "é", "É", "1", "«", "\u00a0", '"', "x"]
+    terms = ["EPCI", "PETR", "IC", "É1", "C-I", "x_", "-", "é"]
+    for _ in range(4000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        for term in terms:
+            expected = re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text) is not None
+            assert _occurs_as_word(term, text) is expected, (term, text)
+    # every character class the regex sees as a word character, and a few it does not
+    for ch in ("a", "Ω", "٣", "²", "_", "-", "·", "'", "\u202f", "中"):
+        expected = re.search(rf"(?<![\w-])EPCI(?![\w-])", f"{ch}EPCI") is not None
+        assert _occurs_as_word("EPCI", f"{ch}EPCI") is expected, ch

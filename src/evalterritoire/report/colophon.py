@@ -107,5 +107,30 @@ def glossary(
     return tuple(
         {"term": term, "definition": terms[term]}
         for term in sorted(terms)
-        if re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", flat)
+        if _occurs_as_word(term, flat)
     )
+
+
+def _is_word_char(ch: str) -> bool:
+    """``re``'s ``[\\w-]`` on one character of a ``str`` (``\\w``: alphanumeric or ``_``)."""
+    return ch.isalnum() or ch in "_-"
+
+
+def _occurs_as_word(term: str, text: str) -> bool:
+    """Whether ``term`` occurs in ``text`` neither preceded nor followed by ``[\\w-]``.
+
+    The same answer as ``re.search(rf"(?<![\\w-]){re.escape(term)}(?![\\w-])", text)``, found
+    by scanning the literal occurrences of ``term`` (a lookbehind at the start of a pattern
+    defeats the regex engine's literal search: that search was most of the contexts step).
+    """
+    if not term:
+        return bool(re.search(r"(?<![\w-])(?![\w-])", text))
+    at = text.find(term)
+    while at >= 0:
+        end = at + len(term)
+        if (at == 0 or not _is_word_char(text[at - 1])) and (
+            end == len(text) or not _is_word_char(text[end])
+        ):
+            return True
+        at = text.find(term, at + 1)
+    return False
