@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
+import textwrap
 
 import nbformat
 import pytest
@@ -140,3 +142,43 @@ def test_unknown_package_attribute_raises():
     for package in (render, report):
         with pytest.raises(AttributeError):
             package.no_such_name  # noqa: B018
+
+
+def test_warm_kernel_keeps_streams_and_displays_in_order():
+    """Streams are flushed before a display only when they hold text: the order is kept."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from IPython.display import HTML, display
+        display(HTML("<p>d1</p>"))
+        print("s1")
+        display(HTML("<p>d2</p>"))
+        print("e1", file=sys.stderr)
+        print("s2")
+        display(HTML("<p>d3</p>"))
+        display(HTML("<p>d4</p>"))
+        print("s3")
+        """
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for _ in range(2)])
+    kernel = kernel_module.WarmKernel(preload=("IPython.display",))
+    try:
+        for _ in range(2):  # a fresh kernel, then a reset one
+            executed = kernel.execute(copy.deepcopy(nb), timeout=60)
+            for cell in executed.cells:
+                seen = [
+                    (o["output_type"], o.get("name"), o.get("text") or o["data"]["text/html"])
+                    for o in cell.outputs
+                ]
+                assert seen == [
+                    ("display_data", None, "<p>d1</p>"),
+                    ("stream", "stdout", "s1\n"),
+                    ("display_data", None, "<p>d2</p>"),
+                    ("stream", "stdout", "s2\n"),  # ipykernel flushes stdout, then stderr
+                    ("stream", "stderr", "e1\n"),
+                    ("display_data", None, "<p>d3</p>"),
+                    ("display_data", None, "<p>d4</p>"),
+                    ("stream", "stdout", "s3\n"),
+                ]
+    finally:
+        kernel.close()

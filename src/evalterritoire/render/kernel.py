@@ -16,7 +16,9 @@ not retried) and the notebook engines of a batch (:func:`_execute_warm`,
 A warm kernel preloads only what the shipped templates import (no pandas, no scipy: the
 ``report`` and ``render`` packages resolve their public names lazily), and the warm engine's
 notebook client (:func:`_client_class`) builds each output as nbformat does but without its
-JSON-schema validation (:func:`_output_from_msg`).
+JSON-schema validation (:func:`_output_from_msg`). Before each display, the kernel flushes
+stdout and stderr only when they hold unsent text (ipykernel waits twice on its IO thread
+per display otherwise); outputs keep their order.
 """
 
 from __future__ import annotations
@@ -121,6 +123,20 @@ def __et_setup(preload):
 
     state.reset = reset
     sys.modules[state.__name__] = state
+    # Before each display, ipykernel flushes stdout and stderr: two waits on its IO thread per
+    # figure or table, even when nothing was written. Flush only a stream holding unsent text
+    # (its flush is pending); a flush already under way on the IO thread precedes the display
+    # message there, so the order of the outputs is unchanged.
+    from IPython import get_ipython
+    publisher = getattr(get_ipython(), "display_pub", None)
+    if publisher is not None and hasattr(publisher, "_flush_streams"):
+        def flush_streams():
+            for stream in (sys.stdout, sys.stderr):
+                if getattr(stream, "_flush_pending", True) or getattr(
+                    stream, "_subprocess_flush_pending", True
+                ):
+                    stream.flush()
+        publisher._flush_streams = flush_streams
     # the preloaded modules live as long as the kernel: keep them out of every later
     # collection (full collections then scan only what the reports allocate)
     import gc
