@@ -6,35 +6,53 @@ executing notebooks), ``inputs``, ``options``, ``status`` (resume), ``outputs`` 
 (the papermill route's exporter); the publication around the reports: ``index`` (the wave's
 searchable index), ``geomap`` (its stage map), ``navigation`` (back link, other waves, table of
 contents), ``downloads`` (CSV, XLSX, Data Package) and ``params`` (evaluator parameters).
+
+The public names below are imported on first access (PEP 562): a report kernel that imports
+one module of the package does not pay for the others (pandas, scipy).
 """
 
 from __future__ import annotations
 
-from evalterritoire.render.downloads import build_download_tables, write_downloads
-from evalterritoire.render.export import export_html, load_report_css, wrap_html
-from evalterritoire.render.geomap import load_geometry, render_stage_map
-from evalterritoire.render.index import render_index
-from evalterritoire.render.kernel import (
-    KERNEL_ENV,
-    PRELOAD_MODULES,
-    WarmKernel,
-    execute_managed_notebook_warm,
-    shutdown_kernels,
-)
-from evalterritoire.render.navigation import add_table_of_contents, render_navigation
-from evalterritoire.render.notebook import build_notebook, parameterize, write_template_notebook
-from evalterritoire.render.options import DEFAULT_RENDER_OPTIONS, render_defaults
-from evalterritoire.render.outputs import render_docx, render_html, render_pdf
-from evalterritoire.render.params import apply_parameters, check_parameters, declared_parameters
-from evalterritoire.render.quarto import build_quarto_command
-from evalterritoire.render.reports import (
-    ENGINES,
-    FORMATS,
-    RenderSummary,
-    RenderTask,
-    render_reports,
-)
-from evalterritoire.render.status import STATUS_FILE
+import importlib
+from typing import Any
+
+#: Public name → the module that defines it (imported on first access, PEP 562): a
+#: template that imports one module of the package does not pay for the others.
+_PUBLIC: dict[str, str] = {
+    "DEFAULT_RENDER_OPTIONS": "evalterritoire.render.options",
+    "ENGINES": "evalterritoire.render.reports",
+    "FORMATS": "evalterritoire.render.reports",
+    "KERNEL_ENV": "evalterritoire.render.kernel",
+    "PRELOAD_MODULES": "evalterritoire.render.kernel",
+    "RenderSummary": "evalterritoire.render.reports",
+    "RenderTask": "evalterritoire.render.reports",
+    "STATUS_FILE": "evalterritoire.render.status",
+    "WarmKernel": "evalterritoire.render.kernel",
+    "add_table_of_contents": "evalterritoire.render.navigation",
+    "apply_parameters": "evalterritoire.render.params",
+    "build_download_tables": "evalterritoire.render.downloads",
+    "build_notebook": "evalterritoire.render.notebook",
+    "build_quarto_command": "evalterritoire.render.quarto",
+    "check_parameters": "evalterritoire.render.params",
+    "declared_parameters": "evalterritoire.render.params",
+    "execute_managed_notebook_warm": "evalterritoire.render.kernel",
+    "export_html": "evalterritoire.render.export",
+    "load_geometry": "evalterritoire.render.geomap",
+    "load_report_css": "evalterritoire.render.export",
+    "parameterize": "evalterritoire.render.notebook",
+    "render_defaults": "evalterritoire.render.options",
+    "render_docx": "evalterritoire.render.outputs",
+    "render_html": "evalterritoire.render.outputs",
+    "render_index": "evalterritoire.render.index",
+    "render_navigation": "evalterritoire.render.navigation",
+    "render_pdf": "evalterritoire.render.outputs",
+    "render_reports": "evalterritoire.render.reports",
+    "render_stage_map": "evalterritoire.render.geomap",
+    "shutdown_kernels": "evalterritoire.render.kernel",
+    "wrap_html": "evalterritoire.render.export",
+    "write_downloads": "evalterritoire.render.downloads",
+    "write_template_notebook": "evalterritoire.render.notebook",
+}
 
 __all__ = [
     "DEFAULT_RENDER_OPTIONS",
@@ -71,3 +89,16 @@ __all__ = [
     "write_downloads",
     "write_template_notebook",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -12,6 +12,13 @@ no TCP port, so ipykernel prints no « running over TCP without encryption » wa
 failures a batch treats specially (:class:`_KernelFailureError`, retried; :class:`_ReportTimeoutError`,
 not retried) and the notebook engines of a batch (:func:`_execute_warm`,
 :func:`_execute_papermill`).
+
+A warm kernel preloads only what the shipped templates import (no pandas, no scipy: the
+``report`` and ``render`` packages resolve their public names lazily), and the warm engine's
+notebook client (:func:`_client_class`) builds each output as nbformat does but without its
+JSON-schema validation (:func:`_output_from_msg`). Before each display, the kernel flushes
+stdout and stderr only when they hold unsent text (ipykernel waits twice on its IO thread
+per display otherwise); outputs keep their order.
 """
 
 from __future__ import annotations
@@ -47,18 +54,25 @@ KERNEL_ENV: dict[str, str] = {
     "NUMEXPR_NUM_THREADS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
-#: Modules imported once when a warm kernel starts (missing ones are ignored).
+#: Modules imported once when a warm kernel starts (missing ones are ignored): what the shipped
+#: templates import, no more. pandas and scipy are not among them (about 2 s of CPU per kernel
+#: start): no report module imports them (only the context builders do).
 PRELOAD_MODULES: tuple[str, ...] = (
     "numpy",
-    "pandas",
     "matplotlib",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",
     "IPython.display",
+    "evalterritoire.manifest",
     "evalterritoire.report.context",
     "evalterritoire.report.grid",
     "evalterritoire.report.figures",
     "evalterritoire.report.tables",
+    "evalterritoire.report.prose",
+    "evalterritoire.report.annex",
+    "evalterritoire.render.downloads",
+    "evalterritoire.render.navigation",
+    "evalterritoire.render.params",
 )
 
 
@@ -109,6 +123,20 @@ def __et_setup(preload):
 
     state.reset = reset
     sys.modules[state.__name__] = state
+    # Before each display, ipykernel flushes stdout and stderr: two waits on its IO thread per
+    # figure or table, even when nothing was written. Flush only a stream holding unsent text
+    # (its flush is pending); a flush already under way on the IO thread precedes the display
+    # message there, so the order of the outputs is unchanged.
+    from IPython import get_ipython
+    publisher = getattr(get_ipython(), "display_pub", None)
+    if publisher is not None and hasattr(publisher, "_flush_streams"):
+        def flush_streams():
+            for stream in (sys.stdout, sys.stderr):
+                if getattr(stream, "_flush_pending", True) or getattr(
+                    stream, "_subprocess_flush_pending", True
+                ):
+                    stream.flush()
+        publisher._flush_streams = flush_streams
     # the preloaded modules live as long as the kernel: keep them out of every later
     # collection (full collections then scan only what the reports allocate)
     import gc
@@ -118,6 +146,84 @@ def __et_setup(preload):
 __et_setup(PRELOAD)
 del __et_setup
 """
+
+
+#: The fields of each output message kind, in the order nbformat gives them to an output.
+_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
+    "execute_result": ("metadata", "data", "execution_count"),
+    "stream": ("name", "text"),
+    "display_data": ("metadata", "data"),
+    "error": ("ename", "evalue", "traceback"),
+}
+
+
+def _output_from_msg(msg: Mapping[str, Any]) -> NotebookNode:
+    """The notebook output of a kernel's IOPub message, as ``nbformat.v4.output_from_msg``.
+
+    The same node (same keys in the same order, mappings turned into nodes), without the
+    JSON-schema validation nbformat runs on every output: about a twentieth of a second a report
+    in the process that drives the kernel, for messages our own kernel has just formatted.
+
+    Raises
+    ------
+    ValueError
+        If the message is not an output message.
+    """
+    from nbformat import NotebookNode
+
+    kind = msg["header"]["msg_type"]
+    names = _OUTPUT_FIELDS.get(kind)
+    if names is None:
+        raise ValueError(f"Unrecognized output msg type: {kind!r}")
+    content = msg["content"]
+    out = NotebookNode(output_type=kind)
+    for name in names:
+        out[name] = content[name]  # a mapping becomes a NotebookNode, as with nbformat
+    return out
+
+
+_CLIENT_CLASS: list[type] = []
+
+
+def _client_class() -> type:
+    """The ``NotebookClient`` of nbclient, its outputs made by :func:`_output_from_msg`.
+
+    Its ``output`` handler is nbclient's (output hooks, delayed clear, display ids), except for
+    the schema validation of each output.
+    """
+    if _CLIENT_CLASS:
+        return _CLIENT_CLASS[0]
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        def output(
+            self,
+            outs: list[NotebookNode],
+            msg: dict[str, Any],
+            display_id: str | None,
+            cell_index: int,
+        ) -> NotebookNode | None:
+            hooks = self.output_hook_stack[msg["parent_header"].get("msg_id")]
+            if hooks:  # a hook overrides the default behaviour (e.g. an output widget)
+                hooks[-1].output(outs, msg, display_id, cell_index)
+                return None
+            try:
+                out = _output_from_msg(msg)
+            except ValueError:
+                self.log.error(f"unhandled iopub msg: {msg['msg_type']}")
+                return None
+            if self.clear_before_next_output:
+                outs[:] = []
+                self.clear_display_id_mapping(cell_index)
+                self.clear_before_next_output = False
+            if display_id:
+                cell_map = self._display_id_map.setdefault(display_id, {})
+                cell_map.setdefault(cell_index, []).append(len(outs))
+            outs.append(out)
+            return out
+
+    _CLIENT_CLASS.append(_Client)
+    return _Client
 
 
 class _KernelFailureError(Exception):
@@ -307,11 +413,10 @@ class WarmKernel:
         _ReportTimeoutError
             The time limit was reached (the kernel is closed).
         """
-        from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
         self.reset(cwd or os.getcwd())
-        client = NotebookClient(nb, km=self.km, kernel_name=self.kernel_name, record_timing=False)
+        client = _client_class()(nb, km=self.km, kernel_name=self.kernel_name, record_timing=False)
         client.kc = self.kc
         client.reset_execution_trackers()
         deadline = None if timeout is None else time.monotonic() + timeout

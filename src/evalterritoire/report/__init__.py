@@ -19,25 +19,39 @@ their reasons, change of stage, model sentences), ``phrases`` (sentence template
 spec, French agreement and typography), ``neighbours`` (the five statistically similar
 territories), ``colophon`` (colophon and glossary), ``trends`` (the synthesis over the waves)
 and ``prose`` (their HTML).
+
+The public names below are imported on first access (PEP 562): a report kernel that imports
+one module of the package does not pay for the others (pandas, scipy).
 """
 
 from __future__ import annotations
 
-from evalterritoire.report.build import BETWEEN_THRESHOLD, build_contexts
-from evalterritoire.report.context import (
-    SCHEMA_VERSION,
-    SMALL_CELL,
-    ReportContext,
-    StudyArtefacts,
-    short_label,
-)
-from evalterritoire.report.grid import EvaluationGrid, StageGrid, load_grid
-from evalterritoire.report.lookup import compute_descriptive_estimates
-from evalterritoire.report.narrative import narrative_fields
-from evalterritoire.report.neighbours import nearest_neighbours
-from evalterritoire.report.phrases import NarrativeSpec
-from evalterritoire.report.scan import Finding, scan_report, scan_reports
-from evalterritoire.report.spec import ReportSpec, load_report_spec
+import importlib
+from typing import Any
+
+#: Public name → the module that defines it (imported on first access, PEP 562): a
+#: template that imports one module of the package does not pay for the others.
+_PUBLIC: dict[str, str] = {
+    "BETWEEN_THRESHOLD": "evalterritoire.report.build",
+    "EvaluationGrid": "evalterritoire.report.grid",
+    "Finding": "evalterritoire.report.scan",
+    "NarrativeSpec": "evalterritoire.report.phrases",
+    "ReportContext": "evalterritoire.report.context",
+    "ReportSpec": "evalterritoire.report.spec",
+    "SCHEMA_VERSION": "evalterritoire.report.context",
+    "SMALL_CELL": "evalterritoire.report.context",
+    "StageGrid": "evalterritoire.report.grid",
+    "StudyArtefacts": "evalterritoire.report.context",
+    "build_contexts": "evalterritoire.report.build",
+    "compute_descriptive_estimates": "evalterritoire.report.lookup",
+    "load_grid": "evalterritoire.report.grid",
+    "load_report_spec": "evalterritoire.report.spec",
+    "narrative_fields": "evalterritoire.report.narrative",
+    "nearest_neighbours": "evalterritoire.report.neighbours",
+    "scan_report": "evalterritoire.report.scan",
+    "scan_reports": "evalterritoire.report.scan",
+    "short_label": "evalterritoire.report.context",
+}
 
 __all__ = [
     "BETWEEN_THRESHOLD",
@@ -60,3 +74,16 @@ __all__ = [
     "scan_reports",
     "short_label",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from evalterritoire.codebook import Codebook
 from evalterritoire.errors import RenderError
+
+if TYPE_CHECKING:  # pandas is not imported by a report kernel (only the builders use it)
+    import pandas as pd
 
 #: Version of the JSON layout of a context (bumped when fields change meaning).
 SCHEMA_VERSION = 2
@@ -345,7 +348,10 @@ def _clean(value: Any) -> Any:
             return None
         r = round(f, 6)
         return 0.0 if r == 0 else r
-    if value is None or value is pd.NA or value is pd.NaT:
+    # a pandas missing value exists only once pandas is imported (by the builders): a report
+    # kernel never imports it
+    pandas = sys.modules.get("pandas")
+    if value is None or (pandas is not None and (value is pandas.NA or value is pandas.NaT)):
         return None
     return value if isinstance(value, str) else str(value)
 
