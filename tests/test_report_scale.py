@@ -172,5 +172,5 @@ def test_glossary_word_search_answers_as_the_regex_did():
             assert _occurs_as_word(term, text) is expected, (term, text)
     # every character class the regex sees as a word character, and a few it does not
     for ch in ("a", "Ω", "٣", "²", "_", "-", "·", "'", "\u202f", "中"):
-        expected = re.search(rf"(?<![\w-])EPCI(?![\w-])", f"{ch}EPCI") is not None
+        expected = re.search(r"(?<![\w-])EPCI(?![\w-])", f"{ch}EPCI") is not None
         assert _occurs_as_word("EPCI", f"{ch}EPCI") is expected, ch

@@ -112,14 +112,14 @@ def glossary(
 
 
 def _is_word_char(ch: str) -> bool:
-    """``re``'s ``[\\w-]`` on one character of a ``str`` (``\\w``: alphanumeric or ``_``)."""
+    r"""``re``'s ``[\w-]`` on one character of a ``str`` (``\w``: alphanumeric or ``_``)."""
     return ch.isalnum() or ch in "_-"
 
 
 def _occurs_as_word(term: str, text: str) -> bool:
-    """Whether ``term`` occurs in ``text`` neither preceded nor followed by ``[\\w-]``.
+    r"""Whether ``term`` occurs in ``text`` neither preceded nor followed by ``[\w-]``.
 
-    The same answer as ``re.search(rf"(?<![\\w-]){re.escape(term)}(?![\\w-])", text)``, found
+    The same answer as ``re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text)``, found
     by scanning the literal occurrences of ``term`` (a lookbehind at the start of a pattern
     defeats the regex engine's literal search: that search was most of the contexts step).
     """
