@@ -114,6 +114,122 @@ def test_low_rank_algebra_matches_the_brute_force_quadratic_form(sample, case) -
         assert ss.kappa[k] == pytest.approx(working / tr, rel=1e-10)
 
 
+def _former_dense(op, A_inv: np.ndarray, wm: WorkingModel, k: int) -> tuple[float, float]:
+    """tr(B_k), tr(B_k²) as the former code did: B_k formed densely, PSUs × PSUs."""
+    n = op.unit.size
+    col_unit = op.unit[wm.col_row]
+    inside = np.ones(wm.col_row.size) if op.domain is None else op.domain[wm.col_row]
+    RA = wm.R @ A_inv
+    dv = (wm.G @ A_inv)[:, k] * inside
+    L = np.zeros((n, A_inv.shape[0]))
+    np.add.at(L, wm.ent_row, (wm.L @ A_inv[:, k])[:, None] * RA)
+    if op.domain is not None:
+        L = L * op.domain[:, None]
+    Rm = wm.G
+    for E, F in op.calibration:
+        FD = F[wm.col_row] * dv[:, None]
+        L = np.hstack([E, L - E @ (F.T @ L)])
+        Rm = np.hstack([FD, Rm])
+    lam = np.bincount(col_unit, weights=dv * dv, minlength=op.n_units)
+    B = op.deviations(op.deviations(np.diag(lam)).T)
+    U0 = np.zeros((op.n_units, Rm.shape[1]))
+    np.add.at(U0, col_unit, dv[:, None] * Rm)
+    P0R = op.deviations(U0)
+    Q = op.deviations(op.unit_totals(L))
+    cross = P0R @ Q.T
+    B = B - cross - cross.T + Q @ (Rm.T @ Rm) @ Q.T
+    return float(np.trace(B)), float(np.sum(B * B))
+
+
+def _design_case(frame: pd.DataFrame, case: str) -> SurveyDesign:
+    """Small designs covering each form of the stage (centring, scale, calibration, domain)."""
+    fpc = frame["strate"].map({"S0": 5, "S1": 9, "S2": 14, "S3": 12})
+    if case == "raked":
+        return _raked(frame)
+    if case == "raked_domain":
+        return _raked(frame).subset(frame["x2"].to_numpy() == 0)
+    if case == "poststratified_fpc":
+        design = SurveyDesign(
+            frame.assign(fpc=fpc), weight="poids", strata="strate", psu="psu", fpc="fpc"
+        )
+        w = frame["poids"].to_numpy()
+        totals = {k: float(w[frame["type"] == k].sum()) * 1.1 for k in "abc"}
+        return design.poststratify({"type": totals})
+    if case == "lonely_adjust_fpc":
+        lonely = frame.assign(fpc=fpc)
+        lonely.loc[lonely["strate"] == "S0", "psu"] = "S0P0"
+        return SurveyDesign(
+            lonely, weight="poids", strata="strate", psu="psu", fpc="fpc", lonely_psu="adjust"
+        )
+    if case == "lonely_certainty_domain":
+        lonely = frame.copy()
+        lonely.loc[lonely["strate"] == "S0", "psu"] = "S0P0"
+        design = SurveyDesign(
+            lonely, weight="poids", strata="strate", psu="psu", lonely_psu="certainty"
+        )
+        return design.subset(frame["region"].to_numpy() == "N")
+    if case == "brewer":
+        j = frame["psu"].str.split("P").str[1].astype(float)  # unequal π within strata
+        return SurveyDesign(
+            frame.assign(ppi=0.15 + 0.1 * j),
+            weight="poids",
+            strata="strate",
+            psu="psu",
+            fpc="ppi",
+            pps="brewer",
+        )
+    w = frame["poids"].to_numpy()
+    regions = {"region": {"N": 1.2 * w[frame["region"] == "N"].sum(), "S": 0.9 * w.sum()}}
+    if case == "unstratified_linear":
+        return SurveyDesign(frame, weight="poids", psu="psu").calibrate_linear(regions)
+    if case == "raked_then_linear_domain":  # two calibration steps, applied in order
+        design = _raked(frame).calibrate_linear(regions)
+        return design.subset(frame["x1"].to_numpy() < 0.8)
+    return SurveyDesign(frame, weight="poids")  # "srs": one group, every row its own unit
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "raked",
+        "raked_domain",
+        "poststratified_fpc",
+        "lonely_adjust_fpc",
+        "lonely_certainty_domain",
+        "brewer",
+        "unstratified_linear",
+        "raked_then_linear_domain",
+        "srs",
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_traces_from_gram_matrices_equal_the_former_dense_psu_algebra(sample, case, seed) -> None:
+    """tr(B), tr(B²) from 2r-column Gram matrices = the former PSUs × PSUs matrix, to 1e-10."""
+    rng = np.random.default_rng(seed)
+    design = _design_case(sample.copy(), case)
+    op = design.linear_operator()
+    n, d = len(sample), 5
+    col_row = np.sort(np.concatenate([np.arange(n), rng.choice(n, n // 2, replace=False)]))
+    G = rng.normal(size=(col_row.size, d)) * rng.lognormal(0.0, 1.0, col_row.size)[:, None]
+    ent_row = rng.integers(0, n, 3 * n)
+    L, R = rng.normal(size=(ent_row.size, d)), rng.normal(size=(ent_row.size, d))
+    M = rng.normal(size=(d, d))
+    A_inv = np.linalg.inv(M @ M.T + 0.5 * d * np.eye(d))
+    wm = WorkingModel(col_row, G, ent_row, L, R)
+    ss = small_sample_correction(op, A_inv, wm)
+    part = small_sample_correction(op, A_inv, wm, np.array([3, 1]))
+    for k in range(d):
+        tr, tr2 = _former_dense(op, A_inv, wm, k)
+        assert ss.expected[k] == pytest.approx(tr, rel=1e-10)
+        assert ss.df[k] == pytest.approx(tr * tr / tr2, rel=1e-10)
+        assert ss.kappa[k] == pytest.approx(ss.working[k] / tr, rel=1e-12)
+        if k in (1, 3):
+            assert (part.expected[k], part.df[k]) == (ss.expected[k], ss.df[k])
+        else:
+            assert part.kappa[k] == 1.0
+            assert np.isnan(part.df[k])
+
+
 def _linear_parts(frame: pd.DataFrame, design: SurveyDesign):
     X = _X(frame)
     w = np.asarray(design.weights) / np.mean(design.weights)
