@@ -22,8 +22,10 @@ $(UV):
 
 $(STAMP): requirements.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --require-hashes --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --no-deps --python $(BIN)/python -e .
+	@# bytecode compiled once: every step, worker and kernel starts without compiling its imports
+	$(BIN)/python -m compileall -q -j 0 src
 	@touch $(STAMP)
 
 env: $(STAMP) ## Create .venv from the hashed lock file (requirements.lock) and install the package
