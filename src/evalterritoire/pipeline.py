@@ -653,7 +653,15 @@ def run_reports(
                 _step(f"reports {config.wave}: {len(batch)} → {folder}")
                 summaries.append(render_reports(batch, out_dir=folder, **options))
         summary = merge_summaries(summaries)
-        _write_publication(config, contexts, wanted, target, codebook, with_study=not territories)
+        _write_publication(
+            config,
+            contexts,
+            wanted,
+            target,
+            codebook,
+            with_study=not territories,
+            workers=options["workers"],
+        )
         if not territories and out_dir is None:
             write_study_manifest(
                 config,
@@ -687,11 +695,17 @@ def _write_publication(
     codebook: Codebook | None,
     *,
     with_study: bool,
+    workers: int | None = None,
 ) -> None:
-    """The index (table and map) and the downloads of the rendered reports."""
+    """The index (table and map) and the downloads of the rendered reports.
+
+    The downloads are written on as many processes as the reports were rendered
+    (``workers``; default: the usable cores).
+    """
     from evalterritoire.manifest import safe_filename
-    from evalterritoire.render.downloads import write_downloads
+    from evalterritoire.render.downloads import write_all_downloads
     from evalterritoire.render.index import render_index
+    from evalterritoire.render.reports import default_workers
 
     codebook = codebook or load_study_codebook(config)
     special = [
@@ -699,13 +713,14 @@ def _write_publication(
         for c in sorted(codebook.special_codes.values(), key=lambda c: c.code, reverse=True)
     ]
     chosen = set(wanted)
-    for ctx in contexts:
-        if ctx.is_national and not with_study:
-            continue
-        if not ctx.is_national and ctx.territory not in chosen:
-            continue
-        stem = "national" if ctx.is_national else safe_filename(ctx.territory)
-        write_downloads(ctx, target / "donnees", stem=stem, special_codes=special)
+    items = [
+        (ctx, "national" if ctx.is_national else safe_filename(ctx.territory))
+        for ctx in contexts
+        if (with_study if ctx.is_national else ctx.territory in chosen)
+    ]
+    write_all_downloads(
+        items, target / "donnees", special_codes=special, workers=workers or default_workers()
+    )
     if target != config.reports_dir:  # an evaluator's variant indexes what it rendered
         contexts = [c for c in contexts if c.is_national or c.territory in chosen]
     render_index(contexts, target / "index.html", geometry=config.report.geometry)

@@ -50,6 +50,7 @@ _PUBLIC: dict[str, str] = {
     "render_stage_map": "evalterritoire.render.geomap",
     "shutdown_kernels": "evalterritoire.render.kernel",
     "wrap_html": "evalterritoire.render.export",
+    "write_all_downloads": "evalterritoire.render.downloads",
     "write_downloads": "evalterritoire.render.downloads",
     "write_template_notebook": "evalterritoire.render.notebook",
 }
@@ -86,6 +87,7 @@ __all__ = [
     "render_stage_map",
     "shutdown_kernels",
     "wrap_html",
+    "write_all_downloads",
     "write_downloads",
     "write_template_notebook",
 ]

@@ -19,8 +19,10 @@ a suppressed cell stays suppressed in every download.
   encoding, decimal character, French titles and descriptions of the fields, the codebook's
   labels of the items as field categories, the codebook's special answer codes).
 
-:func:`download_links` gives the HTML a report shows to reach them. Every file is written
-atomically with the umask's permissions.
+:func:`write_all_downloads` writes those of many contexts on a pool of processes (the report
+step uses as many as it renders with): the same bytes as one process, in about half the time on
+two cores. :func:`download_links` gives the HTML a report shows to reach them. Every file is
+written atomically with the umask's permissions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,7 @@ __all__ = [
     "DOWNLOAD_TITLES",
     "build_download_tables",
     "download_links",
+    "write_all_downloads",
     "write_downloads",
 ]
 
@@ -329,6 +332,83 @@ def write_downloads(
     text = json.dumps(package, ensure_ascii=False, indent=2) + "\n"
     written.append(write_text_atomic(folder / "datapackage.json", text))
     return sorted(written)
+
+
+#: Fewest contexts worth a pool of processes (below, one process writes them all).
+MIN_CONTEXTS_FOR_POOL = 16
+
+
+def write_all_downloads(
+    items: Sequence[tuple[ReportContext, str]],
+    out_dir: str | Path,
+    *,
+    special_codes: Iterable[Mapping[str, Any]] = (),
+    workers: int = 1,
+) -> list[Path]:
+    """Write the downloads of many contexts, on ``workers`` processes (:func:`write_downloads`).
+
+    Every context's files are the same bytes whichever process writes them (each file is
+    written atomically by one process). The worker processes end with this one however it
+    ends (killed included); a progress bar « Téléchargements » shows on a terminal.
+
+    Parameters
+    ----------
+    items : sequence of (ReportContext, str)
+        Each context and its stem (folder and workbook name).
+    out_dir : str or Path
+        The wave's data folder (``reports/<wave>/donnees``).
+    special_codes : iterable of mapping
+        The codebook's special answer codes (see :func:`write_downloads`).
+    workers : int, default 1
+        Processes writing in parallel; 1 (or fewer than :data:`MIN_CONTEXTS_FOR_POOL`
+        contexts) writes in this process.
+
+    Returns
+    -------
+    list of Path
+        Every file written, sorted.
+    """
+    from evalterritoire.progress import step_progress
+
+    special = [dict(c) for c in special_codes]
+    written: list[Path] = []
+    with step_progress("Téléchargements", len(items)) as advance:
+        if workers <= 1 or len(items) < MIN_CONTEXTS_FOR_POOL:
+            for ctx, stem in items:
+                written += write_downloads(ctx, out_dir, stem=stem, special_codes=special)
+                advance()
+            return sorted(written)
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_download_worker_init,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = [
+                pool.submit(write_downloads, ctx, out_dir, stem=stem, special_codes=special)
+                for ctx, stem in items
+            ]
+            for future in futures:  # in order: the first error is raised, the rest cancelled
+                try:
+                    written += future.result()
+                except BaseException:
+                    for other in futures:
+                        other.cancel()
+                    raise
+                advance()
+    return sorted(written)
+
+
+def _download_worker_init(parent: int) -> None:
+    """A download worker ends with its parent process, and on ``SIGTERM``."""
+    from evalterritoire.render.lifeline import stop_on_sigterm, watch_parent
+
+    stop_on_sigterm(lambda: None)
+    watch_parent(parent)
 
 
 def download_links(ctx: ReportContext, *, stem: str, data_dir: str = "../donnees") -> str:

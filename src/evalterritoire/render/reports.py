@@ -291,7 +291,8 @@ def _task_digest(task: RenderTask, template_sha: str, engine: str) -> str:
 
 
 # --------------------------------------------------------------------------- fan-out
-def _default_workers() -> int:
+def default_workers() -> int:
+    """The default number of render (and download) processes: the cores this process may use."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
@@ -731,7 +732,7 @@ def _dispatcher(
         if dask_scheduler:
             _run_dask(payloads, dask_scheduler, retries, on_result)
         else:
-            n_workers = workers or _default_workers()
+            n_workers = workers or default_workers()
             _run_local(payloads, max(1, min(n_workers, len(payloads))), on_result)
 
     return dispatch
