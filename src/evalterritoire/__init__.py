@@ -16,6 +16,8 @@ Nothing heavy is imported with the package: a name is imported on first access.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -58,14 +60,29 @@ _PUBLIC: dict[str, str] = {
 __all__ = ["__version__", *sorted(_PUBLIC)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+def _lazy_exports(
+    package: str, public: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The ``__getattr__`` and ``__dir__`` of a package whose public names load on first use.
+
+    ``public`` maps each name to the module defining it (PEP 562); the value is kept in the
+    package's namespace once imported. Used here and by the ``report`` and ``render``
+    subpackages, so that a report kernel imports only what its template uses.
+    """
+    namespace = sys.modules[package].__dict__
+
+    def get_attribute(name: str) -> Any:
+        module = public.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def names() -> list[str]:
+        return sorted({*namespace, *public})
+
+    return get_attribute, names
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = _lazy_exports(__name__, _PUBLIC)

@@ -13,8 +13,7 @@ one module of the package does not pay for the others (pandas, scipy).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evalterritoire import _lazy_exports
 
 #: Public name → the module that defines it (imported on first access, PEP 562): a
 #: template that imports one module of the package does not pay for the others.
@@ -93,14 +92,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = _lazy_exports(__name__, _PUBLIC)
