@@ -8,7 +8,8 @@ demo study (sorted codes, contexts from ``build/2025/contexts``; run ``make repo
 * (b) ``evalterritoire.render.reports.render_reports`` (warm kernels, one per worker, default workers =
   cores).
 
-Prints seconds per report for each, the ratio (target ≥ 10× on this 2-core machine), the
+Prints seconds per report for each, the ratio (target ≥ 25× on this 2-core machine; the naive
+loop runs the same package, so it gains from every speed-up of the figures and imports too), the
 projected time for 1,250 and 35,000 territories, and whether (a) and (b) give the same numbers
 and figures: the text of every report and its embedded images are compared.
 
@@ -192,7 +193,7 @@ def main() -> None:
     print(f"{n} territory reports of the demo study, {os.cpu_count()} cores, {workers} worker(s)")
     print(f"(a) papermill + HTMLExporter loop: {t_a:7.1f} s  {per_a:6.3f} s/report")
     print(f"(b) evalterritoire warm pool:      {t_b:7.1f} s  {per_b:6.3f} s/report")
-    print(f"ratio (a)/(b): {ratio:.1f}×  (target ≥ 10×: {'met' if ratio >= 10 else 'NOT met'})")
+    print(f"ratio (a)/(b): {ratio:.1f}×  (target ≥ 25×: {'met' if ratio >= 25 else 'NOT met'})")
     for count in (1250, 35000):
         print(
             f"projected for {count:,} territories: (a) {count * per_a / 3600:6.2f} h, "
