@@ -639,14 +639,8 @@ def run_reports(
         batches = study_tasks(
             config, wanted, templates, extra, with_study=not territories, reports_dir=target
         )
-        options = {
-            "engine": engine or config.report.engine,
-            "workers": workers if workers is not None else config.report.workers,
-            "formats": tuple(formats) if formats else config.report.formats,
-            "dask_scheduler": dask_scheduler,
-            "only_failed": only_failed,
-            "force": force,
-        }
+        flags = {"dask_scheduler": dask_scheduler, "only_failed": only_failed, "force": force}
+        options = _render_options(config, engine, workers, formats, **flags)
         summaries = []
         with render_defaults(docx_reference=config.report.docx_reference):
             for folder, batch in batches:
@@ -671,6 +665,22 @@ def run_reports(
                 parameters=extra,
             )
     return summary
+
+
+def _render_options(
+    config: StudyConfig,
+    engine: str | None,
+    workers: int | None,
+    formats: Sequence[str] | None,
+    **flags: Any,
+) -> dict[str, Any]:
+    """The rendering options: the command line's, else the study's ``[report]`` table."""
+    return {
+        "engine": engine or config.report.engine,
+        "workers": workers if workers is not None else config.report.workers,
+        "formats": tuple(formats) if formats else config.report.formats,
+        **flags,
+    }
 
 
 def _render_target(config: StudyConfig, out_dir: str | Path | None) -> Path:
