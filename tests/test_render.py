@@ -831,3 +831,17 @@ def test_bench_content_compares_what_a_reader_sees():
     # a changed number or a changed figure shows
     assert bench._content(export_html(_executed("2,6", _png()), title="A"))[0] != texts
     assert bench._content(export_html(_executed("2,5", _png(0xC1)), title="A"))[1] != images
+
+
+def test_a_generated_template_notebook_is_the_same_file_every_time(tmp_path):
+    import nbformat
+
+    from evalterritoire.render import notebook as notebook_module
+
+    first = write_template_notebook(FIXTURE, tmp_path / "a.ipynb").read_bytes()
+    notebook_module._TEMPLATE_CACHE.clear()  # read the script again, as a new build would
+    second = write_template_notebook(FIXTURE, tmp_path / "b.ipynb").read_bytes()
+    assert first == second
+    nb = nbformat.reads(first.decode("utf-8"), as_version=4)
+    nbformat.validate(nb)
+    assert [c["id"] for c in nb.cells] == [f"cell-{i}" for i in range(1, len(nb.cells) + 1)]

@@ -39,7 +39,9 @@ def build_notebook(template: str | Path) -> NotebookNode:
     Returns
     -------
     NotebookNode
-        A fresh copy (callers may modify it); reads are cached per path, size and mtime.
+        A fresh copy (callers may modify it); reads are cached per path, size and mtime. The
+        cells of a jupytext script get the ids ``cell-1``, ``cell-2``… (nbformat would draw
+        random ones), so a generated notebook is the same file build after build.
 
     Raises
     ------
@@ -65,6 +67,8 @@ def build_notebook(template: str | Path) -> NotebookNode:
                 import jupytext
 
                 nb = jupytext.read(path)
+                for number, cell in enumerate(nb.cells, start=1):
+                    cell["id"] = f"cell-{number}"  # not random: the same notebook, the same bytes
             else:
                 raise RenderError(f"unsupported template type {path.suffix!r}: {path}")
         except RenderError:
