@@ -187,15 +187,14 @@ def _engine(
 _BLOCK_BYTES = 32 * 1024**2
 
 
-def _engine_block(
-    design: SurveyDesign,
-    y: np.ndarray,
-    x: np.ndarray | None,
-    codes: np.ndarray,
-    n_dom: int,
-    kind: str,
-) -> dict[str, np.ndarray]:
-    """Domain sums, estimates and linearised contributions ``z`` of a block of columns."""
+def _valid_sums(
+    design: SurveyDesign, y: np.ndarray, x: np.ndarray | None, codes: np.ndarray, n_dom: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    """The answered cells and the domain counts and weight sums both engines start from.
+
+    Returns ``valid`` (y, and x for a ratio, answered), ``y0`` and ``x0`` (zeros where not
+    valid), the valid weights ``wv`` and, by domain, the counts ``n`` and weight sums ``wsum``.
+    """
     valid = ~np.isnan(y)
     if x is not None:
         valid &= ~np.isnan(x)
@@ -205,6 +204,19 @@ def _engine_block(
     wv = vf * design.weights[:, None]
     n = _domain_sums(codes, n_dom, vf)
     wsum = _domain_sums(codes, n_dom, wv)
+    return valid, y0, x0, wv, n, wsum
+
+
+def _engine_block(
+    design: SurveyDesign,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    codes: np.ndarray,
+    n_dom: int,
+    kind: str,
+) -> dict[str, np.ndarray]:
+    """Domain sums, estimates and linearised contributions ``z`` of a block of columns."""
+    valid, y0, x0, wv, n, wsum = _valid_sums(design, y, x, codes, n_dom)
     est, resid, z, tx = _linearise(kind, codes, n_dom, valid, wv, wsum, y0, x0)
     ss = _domain_sums(codes, n_dom, wv * np.square(np.where(np.isfinite(resid), resid, 0.0)))
     tyy = _domain_sums(codes, n_dom, wv * np.square(y0))
@@ -225,15 +237,7 @@ def _engine_replicate(
     logit: bool,
 ) -> dict[str, np.ndarray]:
     """The engine on a replicate-weight design (variances from the replicate estimates)."""
-    valid = ~np.isnan(y)
-    if x is not None:
-        valid &= ~np.isnan(x)
-    x0 = np.where(valid, x, 0.0) if x is not None else None
-    y0 = np.where(valid, y, 0.0)
-    vf = valid.astype(float)
-    wv = vf * design.weights[:, None]
-    n = _domain_sums(codes, n_dom, vf)
-    wsum = _domain_sums(codes, n_dom, wv)
+    valid, y0, x0, wv, n, wsum = _valid_sums(design, y, x, codes, n_dom)
     est, resid, _, tx = _linearise(kind, codes, n_dom, valid, wv, wsum, y0, x0)
     extra: dict[str, np.ndarray] = {}
     var, var_logit = _replicate_variance(
