@@ -257,7 +257,7 @@ RetriesOpt = Annotated[
 ]
 MaxReportsOpt = Annotated[
     int | None,
-    typer.Option(help="Recycle a warm kernel after N reports (default: study, else 250)."),
+    typer.Option(help="Recycle a warm kernel after N reports (default: study, else 1000)."),
 ]
 MaxMemoryOpt = Annotated[
     float | None,

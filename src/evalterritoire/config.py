@@ -49,7 +49,7 @@ Example
     formats = ["html"]
     timeout = 600                     # seconds per report (a late report fails, the batch goes on)
     retries = 1                       # after a kernel death or start failure
-    max_reports_per_kernel = 250      # recycle a warm kernel after this many reports…
+    max_reports_per_kernel = 1000     # recycle a warm kernel after this many reports…
     max_kernel_memory_mb = 1024       # …or above this resident memory
     grid = "default"                  # or the study's evaluation grid (YAML)
     report_spec = "default"           # or the study's report spec (YAML)
@@ -196,7 +196,7 @@ class ReportConfig:
     timeout: float | None = None
     #: Retries of a report after a kernel failure; ``None``: the renderer's default (1).
     retries: int | None = None
-    #: Recycle a warm kernel after this many reports; ``None``: the renderer's default (250).
+    #: Recycle a warm kernel after this many reports; ``None``: the renderer's default (1000).
     max_reports_per_kernel: int | None = None
     #: Recycle a warm kernel above this resident memory (MiB); ``None``: default (1024).
     max_kernel_memory_mb: float | None = None

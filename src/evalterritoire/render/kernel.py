@@ -262,7 +262,7 @@ class WarmKernel:
         self,
         kernel_name: str = "python3",
         *,
-        max_reports: int = 250,
+        max_reports: int = 1000,
         max_memory_mb: float = 1024.0,
         startup_timeout: float = 60.0,
         preload: Sequence[str] = PRELOAD_MODULES,

@@ -23,7 +23,7 @@ DEFAULT_RENDER_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {
         "timeout": 600.0,
         "retries": 1,
-        "max_reports_per_kernel": 250,
+        "max_reports_per_kernel": 1000,
         "max_kernel_memory_mb": 1024.0,
         "docx_reference": None,
     }

@@ -543,7 +543,7 @@ def render_reports(
         Jupyter kernel spec.
     max_reports_per_kernel : int, optional
         Recycle a warm kernel after this many reports. Default: ``[report]
-        max_reports_per_kernel``, else 250.
+        max_reports_per_kernel``, else 1000.
     max_kernel_memory_mb : float, optional
         Recycle a warm kernel when its resident memory exceeds this after a report (MiB).
         Default: ``[report] max_kernel_memory_mb``, else 1024.
