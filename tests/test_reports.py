@@ -163,6 +163,26 @@ def rendered(codebook, tmp_path_factory):
     return {"config": config, "root": root, "written": written, "html": html, "codes": codes}
 
 
+def test_study_tasks_take_titles_from_the_contexts_in_hand(rendered, codebook):
+    """The report step titles its tasks from the contexts it loaded: the same tasks as
+    reading every context file again (a national wave has 1,251 of them)."""
+    from evalterritoire.pipeline import _context_stem, _load_contexts
+    from evalterritoire.render.study import report_templates, study_tasks
+
+    config = rendered["config"]
+    contexts = _load_contexts(config, codebook)
+    codes = sorted(c.territory for c in contexts if not c.is_national)
+    templates = report_templates(config)
+    titles = {_context_stem(c): c.title for c in contexts}
+    read = study_tasks(config, codes, templates, {}, with_study=True)
+    given = study_tasks(config, codes, templates, {}, with_study=True, titles=titles)
+    assert given == read
+    tasks = {t.stem: t.title for _folder, batch in given for t in batch}
+    expected = {("synthese" if k == "national" else k): v for k, v in titles.items()}
+    assert tasks == expected
+    assert all(expected.values())
+
+
 def test_rendered_reports_pass_the_publication_scan(rendered):
     """No interval outside its range or shown as a point, nothing on fewer than min_cell."""
     for territory, page in rendered["html"].items():

@@ -636,8 +636,15 @@ def run_reports(
             if removed:
                 _warn(f"reports removed (territories no longer in the data): {len(removed)}")
         wanted = wanted_territories(config, current, territories)
+        titles = {_context_stem(c): c.title for c in contexts}
         batches = study_tasks(
-            config, wanted, templates, extra, with_study=not territories, reports_dir=target
+            config,
+            wanted,
+            templates,
+            extra,
+            with_study=not territories,
+            reports_dir=target,
+            titles=titles,
         )
         flags = {"dask_scheduler": dask_scheduler, "only_failed": only_failed, "force": force}
         options = _render_options(config, engine, workers, formats, **flags)
@@ -712,7 +719,6 @@ def _write_publication(
     The downloads are written on as many processes as the reports were rendered
     (``workers``; default: the usable cores).
     """
-    from evalterritoire.manifest import safe_filename
     from evalterritoire.render.downloads import write_all_downloads
     from evalterritoire.render.index import render_index
     from evalterritoire.render.reports import default_workers
@@ -724,7 +730,7 @@ def _write_publication(
     ]
     chosen = set(wanted)
     items = [
-        (ctx, "national" if ctx.is_national else safe_filename(ctx.territory))
+        (ctx, _context_stem(ctx))
         for ctx in contexts
         if (with_study if ctx.is_national else ctx.territory in chosen)
     ]
@@ -734,6 +740,13 @@ def _write_publication(
     if target != config.reports_dir:  # an evaluator's variant indexes what it rendered
         contexts = [c for c in contexts if c.is_national or c.territory in chosen]
     render_index(contexts, target / "index.html", geometry=config.report.geometry)
+
+
+def _context_stem(ctx: Any) -> str:
+    """The file stem of a context (``national`` for the study's, else the territory's)."""
+    from evalterritoire.manifest import safe_filename
+
+    return "national" if ctx.is_national else safe_filename(ctx.territory)
 
 
 def _load_contexts(config: StudyConfig, codebook: Codebook | None) -> list[Any]:

@@ -118,11 +118,14 @@ def study_tasks(
     *,
     with_study: bool,
     reports_dir: Path | None = None,
+    titles: Mapping[str, str | None] | None = None,
 ) -> list[tuple[Path, list[RenderTask]]]:
     """(output folder, render tasks): the territory reports, then the annual study if asked.
 
-    Each task is titled from its context (the page ``<title>`` and the PDF and DOCX title);
-    the evaluator's ``extra`` parameters go to the territory template, the study's evaluation
+    Each task is titled from its context (the page ``<title>`` and the PDF and DOCX title):
+    ``titles`` maps a context file's stem (``national`` for the study) to its title when the
+    caller has the contexts in hand, else each context file is read (:func:`context_title`).
+    The evaluator's ``extra`` parameters go to the territory template, the study's evaluation
     grid to it too (``grid_path``, "" for the shipped grid). ``reports_dir`` (default: the
     study's published folder) is where an evaluator's variant goes.
     """
@@ -133,6 +136,11 @@ def study_tasks(
     territory_template, study_template = templates
     reports_dir = reports_dir or config.reports_dir
     grid = "" if str(config.report.grid) == "default" else str(config.report.grid)
+
+    def title(stem: str) -> str | None:
+        if titles is not None and stem in titles:
+            return titles[stem]
+        return context_title(contexts_dir / f"{stem}.json")
 
     def parameters(code: str, context: str) -> dict[str, Any]:
         return {
@@ -148,7 +156,7 @@ def study_tasks(
             template=territory_template,
             parameters=parameters(code, safe_filename(code)),
             output_stem=safe_filename(code),
-            title=context_title(contexts_dir / f"{safe_filename(code)}.json"),
+            title=title(safe_filename(code)),
         )
         for code in wanted
     ]
@@ -159,7 +167,7 @@ def study_tasks(
             template=study_template,
             parameters=parameters("", "national"),
             output_stem="synthese",
-            title=context_title(contexts_dir / "national.json"),
+            title=title("national"),
         )
         batches.append((reports_dir, [study]))
     return batches
