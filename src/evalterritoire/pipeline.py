@@ -19,6 +19,7 @@ maturity step uses its own design-weighted profiles and needs no estimates artef
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -615,7 +616,6 @@ def run_reports(
     from evalterritoire.manifest import write_study_manifest
     from evalterritoire.render.options import render_defaults
     from evalterritoire.render.params import check_parameters
-    from evalterritoire.render.reports import render_reports
     from evalterritoire.render.status import prune_downloads, prune_reports
     from evalterritoire.render.study import (
         merge_summaries,
@@ -648,12 +648,10 @@ def run_reports(
         )
         flags = {"dask_scheduler": dask_scheduler, "only_failed": only_failed, "force": force}
         options = _render_options(config, engine, workers, formats, **flags)
-        summaries = []
+        for folder, batch in batches:
+            _step(f"reports {config.wave}: {len(batch)} → {folder}")
         with render_defaults(docx_reference=config.report.docx_reference):
-            for folder, batch in batches:
-                _step(f"reports {config.wave}: {len(batch)} → {folder}")
-                summaries.append(render_reports(batch, out_dir=folder, **options))
-        summary = merge_summaries(summaries)
+            summary = merge_summaries(_render_batches(batches, options))
         _write_publication(
             config,
             contexts,
@@ -672,6 +670,60 @@ def run_reports(
                 parameters=extra,
             )
     return summary
+
+
+def _render_batches(
+    batches: Sequence[tuple[Path, Sequence[Any]]], options: Mapping[str, Any]
+) -> list[Any]:
+    """Render each (folder, tasks) batch; the summaries in the batches' order.
+
+    When the first batch (the territories) renders on a pool of processes, the one-report
+    batches after it (the annual study) render at the same time in a thread of this process,
+    instead of waiting for the pool to end and then starting a kernel of their own: the
+    study's kernel starts while the territories render. Each batch keeps its own folder,
+    status record and journal; their files are the same bytes either way.
+    """
+    import threading
+
+    from evalterritoire.render.kernel import shutdown_kernels
+    from evalterritoire.render.reports import default_workers, render_reports
+
+    workers = options.get("workers") or default_workers()
+    first, rest = batches[0], list(batches[1:])
+    alongside = (
+        [b for b in rest if len(b[1]) == 1]
+        if workers > 1 and len(first[1]) > 1 and not options.get("dask_scheduler")
+        else []
+    )
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    contextual = contextvars.copy_context()  # the render defaults of the caller
+
+    def render_alongside() -> None:
+        try:
+            for batch in alongside:
+                results[id(batch)] = contextual.run(
+                    render_reports, batch[1], out_dir=batch[0], **{**options, "progress": False}
+                )
+        except BaseException as exc:  # raised in the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=render_alongside, name="evalterritoire-study", daemon=True)
+    if alongside:
+        thread.start()
+    try:
+        results[id(first)] = render_reports(first[1], out_dir=first[0], **options)
+    except BaseException:
+        shutdown_kernels()  # the thread's report fails at once; nothing is left running
+        raise
+    if alongside:
+        thread.join()
+    if errors:
+        raise errors[0]
+    for batch in rest:
+        if id(batch) not in results:
+            results[id(batch)] = render_reports(batch[1], out_dir=batch[0], **options)
+    return [results[id(b)] for b in batches]
 
 
 def _render_options(

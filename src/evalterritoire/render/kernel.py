@@ -483,8 +483,14 @@ def _thread_kernel(kernel_name: str = "python3", **options: Any) -> WarmKernel:
     return kernel
 
 
-def shutdown_kernels() -> int:
-    """Stop every warm kernel of this process (all threads).
+def shutdown_kernels(*, this_thread: bool = False) -> int:
+    """Stop every warm kernel of this process (all threads), or of the calling thread only.
+
+    Parameters
+    ----------
+    this_thread : bool, default False
+        Stop only the kernels the calling thread started (a batch rendering in this process
+        while another thread renders another batch leaves that one's kernels running).
 
     Returns
     -------
@@ -493,6 +499,9 @@ def shutdown_kernels() -> int:
     """
     with _ALL_LOCK:
         kernels = list(_ALL_KERNELS)
+    if this_thread:
+        own = {id(k) for k in getattr(_LOCAL, "kernels", {}).values()}
+        kernels = [k for k in kernels if id(k) in own]
     n_running = 0
     for kernel in kernels:
         n_running += kernel.is_alive

@@ -325,8 +325,8 @@ def _run_local(
         try:
             for payload in payloads:
                 on_result(_render_payload(payload))
-        finally:
-            shutdown_kernels()
+        finally:  # this thread's kernels: another thread may be rendering another batch
+            shutdown_kernels(this_thread=True)
         return
     import multiprocessing
 
