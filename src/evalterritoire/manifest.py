@@ -359,14 +359,21 @@ def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def _published(folder: Path, suffixes: set[str]) -> list[Path]:
-    """The files of a folder with these suffixes, hidden files and folders left out."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix in suffixes
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """The files of a folder with these suffixes, hidden files and folders left out.
+
+    One walk of the folder (a national publication holds ~26,000 files): hidden folders are
+    not entered, and only the names with a wanted suffix are checked to be files.
+    """
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name.startswith(".") or Path(name).suffix not in suffixes:
+                continue
+            path = Path(root, name)
+            if path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def write_study_manifest(
