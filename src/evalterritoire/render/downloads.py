@@ -11,8 +11,8 @@ a suppressed cell stays suppressed in every download.
 :func:`write_downloads` writes, in ``<out_dir>/<stem>/``:
 
 * one CSV per table as Excel in French expects it: UTF-8 with a byte-order mark, ``;`` between
-  fields, decimal comma, written by :func:`evalterritoire.artefacts.write_csv` (a text cell that a
-  spreadsheet would evaluate as a formula is neutralised);
+  fields, decimal comma (a text cell that a spreadsheet would evaluate as a formula is
+  neutralised, as :func:`evalterritoire.artefacts.write_csv` does);
 * ``<stem>.xlsx``: the same tables, one sheet each (text cells neutralised, numbers as numbers,
   fixed document dates so the file is reproducible);
 * ``datapackage.json``: a Frictionless Data Package describing the CSV resources (dialect,
@@ -23,12 +23,17 @@ a suppressed cell stays suppressed in every download.
 step uses as many as it renders with): the same bytes as one process, in about half the time on
 two cores. :func:`download_links` gives the HTML a report shows to reach them. Every file is
 written atomically with the umask's permissions.
+
+The files are written from the tables as plain columns, without pandas or openpyxl cells
+(:mod:`evalterritoire.render.spreadsheet`): the same bytes as the former pandas + openpyxl path
+(``DataFrame`` tables, ``write_csv``, ``to_excel``), about 17 times cheaper in CPU (0.49 s →
+0.029 s a national territory, all files). :func:`build_download_tables` still gives the tables
+as ``DataFrame`` objects for other uses.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -171,71 +176,36 @@ def _download_rows(ctx: ReportContext) -> Iterator[tuple[str, list[Mapping[str, 
             yield name, rows, columns
 
 
-def _fr_number(value: Any) -> Any:
-    """A number as French spreadsheets read it (decimal comma); other values unchanged."""
-    if isinstance(value, bool) or value is None:
-        return "oui" if value is True else ("non" if value is False else None)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        if value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.6f}".rstrip("0").rstrip(".").replace(".", ",")
-    return value
+def _plain_tables(ctx: ReportContext) -> dict[str, dict[str, list[Any]]]:
+    """:func:`build_download_tables` as plain columns (name → values), missing as ``None``."""
+    from evalterritoire.render.spreadsheet import plain_column
+
+    tables: dict[str, dict[str, list[Any]]] = {}
+    for name, rows, columns in _download_rows(ctx):
+        table = {c: plain_column([r.get(c) for r in rows]) for c in columns}
+        status = table.get("status")
+        hidden = [isinstance(s, str) and s == "suppressed" for s in status or ()]
+        if any(hidden):
+            for column, values in table.items():
+                if column not in _KEEP_WHEN_SUPPRESSED:
+                    table[column] = [None if h else v for v, h in zip(values, hidden, strict=True)]
+        tables[name] = table
+    return tables
 
 
-def _csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.astype(object).where(frame.notna(), None)
-    for column in out.columns:
-        out[column] = [_fr_number(v) for v in out[column]]
-    return out
-
-
-def _xlsx_bytes(tables: Mapping[str, pd.DataFrame]) -> bytes:
-    """One workbook, one sheet per table; text cells neutralised; fixed document dates."""
-    import datetime as dt
-
-    import pandas as pd
-
+def _xlsx_table(table: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """A table's workbook values: text cells neutralised for spreadsheets."""
     from evalterritoire.artefacts import neutralise_cell
 
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for name, frame in tables.items():
-            out = frame.astype(object).where(frame.notna(), None)
-            out = out.map(lambda v: neutralise_cell(v) if isinstance(v, str) else v)
-            out.to_excel(writer, sheet_name=name[:31], index=False)
-        props = writer.book.properties
-        props.created = props.modified = dt.datetime(2000, 1, 1)
-        props.creator = "evalterritoire"
-    return _fixed_zip_times(buffer.getvalue())
+    return {
+        c: [neutralise_cell(v) if isinstance(v, str) else v for v in values]
+        for c, values in table.items()
+    }
 
 
-def _fixed_zip_times(data: bytes) -> bytes:
-    """The same zip with every member (and the document's dates) fixed: equal content, equal bytes."""
-    import re
-    import zipfile
-
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            member = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            member.compress_type = zipfile.ZIP_DEFLATED
-            content = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                content = re.sub(
-                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*",
-                    rb"\g<1>2000-01-01T00:00:00Z",
-                    content,
-                )
-            dst.writestr(member, content)
-    return out.getvalue()
-
-
-def _field(name: str, series: pd.Series, labels: Mapping[str, str]) -> dict[str, Any]:
+def _field(name: str, column: Iterable[Any], labels: Mapping[str, str]) -> dict[str, Any]:
     kind = "string"
-    values = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    values = [v for v in column if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         kind = "any"  # every cell empty (e.g. suppressed)
     elif all(isinstance(v, bool) for v in values):
@@ -255,14 +225,14 @@ def _field(name: str, series: pd.Series, labels: Mapping[str, str]) -> dict[str,
 def _datapackage(
     stem: str,
     title: str,
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, Mapping[str, Sequence[Any]]],
     special_codes: Iterable[Mapping[str, Any]],
 ) -> dict[str, Any]:
     titles = {name: t for name, t in DOWNLOAD_TITLES.values()}
     resources = []
     for name, frame in tables.items():
         labels: dict[str, str] = {}
-        if {"variable", "label"} <= set(frame.columns):
+        if {"variable", "label"} <= set(frame):
             for var, label in zip(frame["variable"], frame["label"], strict=True):
                 if isinstance(var, str) and isinstance(label, str):
                     labels.setdefault(var, label)
@@ -276,7 +246,7 @@ def _datapackage(
                 "encoding": "utf-8-sig",
                 "dialect": {"delimiter": ";", "header": True},
                 "schema": {
-                    "fields": [_field(c, frame[c], labels) for c in frame.columns],
+                    "fields": [_field(c, frame[c], labels) for c in frame],
                     "missingValues": [""],
                 },
             }
@@ -318,16 +288,16 @@ def write_downloads(
     list of Path
         The files written, sorted.
     """
-    from evalterritoire.artefacts import write_bytes_atomic, write_csv, write_text_atomic
+    from evalterritoire.artefacts import write_bytes_atomic, write_text_atomic
+    from evalterritoire.render.spreadsheet import csv_bytes, xlsx_bytes
 
     folder = Path(out_dir) / stem
-    tables = build_download_tables(ctx)
-    written = [
-        write_csv(_csv_frame(frame), folder / f"{name}.csv", sep=";", encoding="utf-8-sig")
-        for name, frame in tables.items()
-    ]
+    tables = _plain_tables(ctx)
+    texts = {name: csv_bytes(table) for name, table in tables.items()}  # encoded before any write
+    written = [write_bytes_atomic(folder / f"{name}.csv", data) for name, data in texts.items()]
     if tables:
-        written.append(write_bytes_atomic(folder / f"{stem}.xlsx", _xlsx_bytes(tables)))
+        workbook = xlsx_bytes({name: _xlsx_table(table) for name, table in tables.items()})
+        written.append(write_bytes_atomic(folder / f"{stem}.xlsx", workbook))
     package = _datapackage(stem, ctx.territory_name, tables, special_codes)
     text = json.dumps(package, ensure_ascii=False, indent=2) + "\n"
     written.append(write_text_atomic(folder / "datapackage.json", text))
