@@ -31,7 +31,12 @@ between figures, without changing a pixel:
   separate copy of that state. From the second figure of a skeleton on, the copy also holds
   as many major ticks as the first figure's axes ended with (matplotlib creates ticks as
   they are needed, each a copy of the axis' first tick; a tick the figure does not use is
-  neither measured nor drawn); :func:`note_ticks` records those counts.
+  neither measured nor drawn); :func:`note_ticks` records those counts;
+* :func:`paused_gc` keeps Python's cyclic garbage collector off while a figure is built and
+  drawn: matplotlib allocates tens of thousands of containers per figure, which trigger
+  collections that traverse every object of the kernel (a fifth of a report's time). The
+  collector only frees unreachable cycles, so no drawing changes; it runs again, on a
+  heap holding at most one figure's garbage more, as soon as the block ends.
 
 The tests compare every report figure, cold and warm, with matplotlib's own canvas and
 ``savefig``. Matplotlib is imported on first use only (the module is imported by every report kernel).
@@ -56,6 +61,7 @@ __all__ = [
     "new_canvas",
     "new_figure",
     "note_ticks",
+    "paused_gc",
     "png_bytes",
     "text_layouts",
 ]
@@ -95,6 +101,24 @@ def clear_caches() -> None:
 def new_canvas(fig: Figure) -> Any:
     """Attach a new caching Agg canvas to ``fig`` (and return it)."""
     return _classes()[0](fig)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Within the block, Python's cyclic garbage collector does not run (nested blocks too).
+
+    Reference counting still frees every object that is not in a cycle; the cycles left
+    by the block are collected by the collector's next run after the block.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

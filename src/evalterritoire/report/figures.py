@@ -14,7 +14,8 @@ Every figure is drawn on the caching Agg canvas of :mod:`evalterritoire.report.c
 shared by figures of the same size, glyph layouts and bitmaps kept between figures and reports):
 the same bytes as matplotlib's own Agg canvas, without measuring and rasterising the same texts
 again in every figure; each text laid out once, each figure drawn once (not twice, as
-``savefig`` does with a layout engine).
+``savefig`` does with a layout engine); each figure's empty axes copied from a kept skeleton;
+the cyclic garbage collector paused while a figure is drawn.
 
 seaborn is deliberately not imported here: its import costs about a second per kernel and the
 charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
@@ -34,6 +35,7 @@ from evalterritoire.report.canvas import (
     new_canvas,
     new_figure,
     note_ticks,
+    paused_gc,
     png_bytes,
     text_layouts,
 )
@@ -174,11 +176,12 @@ def _draw(
     every text of every axes, twice; a figure whose labels are short and known (small
     multiples) is laid out with fixed margins instead, several times faster. The figure and
     its empty axes come from :func:`~evalterritoire.report.canvas.new_figure` (a kept copy of
-    the same skeleton).
+    the same skeleton). The garbage collector is paused meanwhile
+    (:func:`~evalterritoire.report.canvas.paused_gc`).
     """
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE), text_layouts():
+    with paused_gc(), mpl.rc_context(STYLE), text_layouts():
         fig, made = new_figure(width, height, DPI, layout, axes)
         alt, caption = body(fig, made)
         return _finish(key, fig, alt, caption)
