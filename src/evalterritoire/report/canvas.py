@@ -25,8 +25,8 @@ between figures, without changing a pixel:
   discards, then draws again; here the engine runs alone, then the figure is drawn once;
 * :func:`new_figure` gives a figure and its empty axes (:class:`Subplots`) from a kept copy
   of the same skeleton (size, dpi, layout engine, axes grid, rcParams) instead of building
-  them again: creating the axes and their ticks is a sixth of a report's drawing, unpickling
-  the same objects a third of that. The kept copy is a pickle of the figure built by
+  them again: creating the axes and their ticks was about a quarter of a report's drawing,
+  unpickling the same objects costs less than half of that. The kept copy is a pickle of the figure built by
   matplotlib, taken right after its axes were created, so each figure starts from a
   separate copy of that state. From the second figure of a skeleton on, the copy also holds
   as many major ticks as the first figure's axes ended with (matplotlib creates ticks as
@@ -34,7 +34,7 @@ between figures, without changing a pixel:
   neither measured nor drawn); :func:`note_ticks` records those counts;
 * :func:`paused_gc` keeps Python's cyclic garbage collector off while a figure is built and
   drawn: matplotlib allocates tens of thousands of containers per figure, which trigger
-  collections that traverse every object of the kernel (a fifth of a report's time). The
+  collections that traverse every object of the kernel, again and again. The
   collector only frees unreachable cycles, so no drawing changes; it runs again, on a
   heap holding at most one figure's garbage more, as soon as the block ends.
 
