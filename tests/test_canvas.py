@@ -71,3 +71,25 @@ def test_text_layouts_leave_generic_families_and_other_renderers_alone():
         canvas.png_bytes(fig)
         assert not canvas._TEXT_LAYOUTS  # matplotlib's own renderer: nothing kept
     canvas.clear_caches()
+
+
+def test_paused_gc_restores_the_collector_state():
+    import gc
+
+    assert gc.isenabled()
+    with canvas.paused_gc():
+        assert not gc.isenabled()
+        with canvas.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block leaves the outer one paused
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with canvas.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # disabled before the block: stays disabled
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), canvas.paused_gc():
+        raise RuntimeError
+    assert gc.isenabled()

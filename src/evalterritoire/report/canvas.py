@@ -22,7 +22,21 @@ between figures, without changing a pixel:
   twice, the drawing a third time, and the next figures measure the same tick labels again;
 * :func:`png_bytes` gives the bytes of ``savefig(format="png")`` with one drawing instead of
   two: ``savefig`` runs a figure's layout engine inside a whole drawing whose output it
-  discards, then draws again; here the engine runs alone, then the figure is drawn once.
+  discards, then draws again; here the engine runs alone, then the figure is drawn once;
+* :func:`new_figure` gives a figure and its empty axes (:class:`Subplots`) from a kept copy
+  of the same skeleton (size, dpi, layout engine, axes grid, rcParams) instead of building
+  them again: creating the axes and their ticks was about a quarter of a report's drawing,
+  unpickling the same objects costs less than half of that. The kept copy is a pickle of the figure built by
+  matplotlib, taken right after its axes were created, so each figure starts from a
+  separate copy of that state. From the second figure of a skeleton on, the copy also holds
+  as many major ticks as the first figure's axes ended with (matplotlib creates ticks as
+  they are needed, each a copy of the axis' first tick; a tick the figure does not use is
+  neither measured nor drawn); :func:`note_ticks` records those counts;
+* :func:`paused_gc` keeps Python's cyclic garbage collector off while a figure is built and
+  drawn: matplotlib allocates tens of thousands of containers per figure, which trigger
+  collections that traverse every object of the kernel, again and again. The
+  collector only frees unreachable cycles, so no drawing changes; it runs again, on a
+  heap holding at most one figure's garbage more, as soon as the block ends.
 
 The tests compare every report figure, cold and warm, with matplotlib's own canvas and
 ``savefig``. Matplotlib is imported on first use only (the module is imported by every report kernel).
@@ -41,8 +55,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CACHED_TEXT_LAYOUTS",
     "MAX_SHARED_RENDERERS",
+    "MAX_SKELETONS",
+    "Subplots",
     "clear_caches",
     "new_canvas",
+    "new_figure",
+    "note_ticks",
+    "paused_gc",
     "png_bytes",
     "text_layouts",
 ]
@@ -60,6 +79,12 @@ _HEIGHTS: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 _TEXT_LAYOUTS: dict[tuple[Any, ...], Any] = {}
 #: Most text layouts kept by :func:`text_layouts` (emptied when full).
 MAX_CACHED_TEXT_LAYOUTS = 8192
+#: Most figure skeletons kept by :func:`new_figure` (a pickle of 10 to 150 kB each).
+MAX_SKELETONS = 64
+_SKELETONS: dict[tuple[Any, ...], tuple[bytes, bool]] = {}
+_TICK_COUNTS: dict[tuple[Any, ...], tuple[tuple[int, int], ...]] = {}
+#: Whether :func:`new_figure` reuses skeletons (off: every figure is built by matplotlib).
+REUSE_SKELETONS = True
 
 
 def clear_caches() -> None:
@@ -69,11 +94,31 @@ def clear_caches() -> None:
     _GLYPHS.clear()
     _HEIGHTS.clear()
     _TEXT_LAYOUTS.clear()
+    _SKELETONS.clear()
+    _TICK_COUNTS.clear()
 
 
 def new_canvas(fig: Figure) -> Any:
     """Attach a new caching Agg canvas to ``fig`` (and return it)."""
     return _classes()[0](fig)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Within the block, Python's cyclic garbage collector does not run (nested blocks too).
+
+    Reference counting still frees every object that is not in a cycle; the cycles left
+    by the block are collected by the collector's next run after the block.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -126,6 +171,91 @@ def text_layouts() -> Iterator[None]:
         yield
     finally:
         Text._get_layout = original
+
+
+class Subplots:
+    """How a figure's axes are created: one subplot, or ``fig.subplots(nrows, ncols, **options)``.
+
+    Parameters
+    ----------
+    nrows, ncols : int
+        Grid of subplots; ``0`` (the default) for a single ``fig.add_subplot()``.
+    **options
+        Keywords of :meth:`matplotlib.figure.Figure.subplots` (``sharey``, ``gridspec_kw``...).
+    """
+
+    __slots__ = ("key", "ncols", "nrows", "options")
+
+    def __init__(self, nrows: int = 0, ncols: int = 0, **options: Any) -> None:
+        self.nrows, self.ncols, self.options = nrows, ncols, options
+        self.key = (nrows, ncols, repr(sorted(options.items())))
+
+    def create(self, fig: Figure) -> Any:
+        """Create the axes on ``fig``: the Axes, or the array ``fig.subplots`` returns."""
+        if not self.nrows:
+            return fig.add_subplot()
+        return fig.subplots(self.nrows, self.ncols, **self.options)
+
+
+def new_figure(
+    width: float, height: float, dpi: float, layout: str | None, axes: Subplots
+) -> tuple[Figure, Any]:
+    """A figure of ``width`` × ``height`` inches with its axes, on a caching canvas.
+
+    The same as ``Figure(figsize=(width, height), dpi=dpi, layout=layout)``, :func:`new_canvas`
+    and ``axes.create(fig)``, under the rcParams in force; a skeleton already built under the
+    same rcParams is unpickled instead (see the module's docstring). Returns the figure and
+    what ``axes.create`` returns.
+    """
+    import pickle
+
+    from matplotlib import rcParams
+
+    key = (width, height, dpi, layout, axes.key, repr(list(dict.items(rcParams))))
+    kept = _SKELETONS.get(key) if REUSE_SKELETONS else None
+    counts = _TICK_COUNTS.get(key)
+    if kept is None or (counts is not None and not kept[1]):
+        fig, made = _build_figure(width, height, dpi, layout, axes)
+        if not REUSE_SKELETONS:
+            return fig, made
+        if counts is not None:
+            for ax, (n_x, n_y) in zip(fig.axes, counts, strict=True):
+                ax.xaxis.get_major_ticks(n_x)
+                ax.yaxis.get_major_ticks(n_y)
+        if len(_SKELETONS) >= MAX_SKELETONS:
+            del _SKELETONS[next(iter(_SKELETONS))]
+        kept = (pickle.dumps((fig, made), protocol=pickle.HIGHEST_PROTOCOL), counts is not None)
+        _SKELETONS[key] = kept
+    fig, made = pickle.loads(kept[0])
+    new_canvas(fig)
+    fig._evalterritoire_skeleton = key
+    return fig, made
+
+
+def note_ticks(fig: Figure) -> None:
+    """Record how many major ticks the axes of ``fig`` (from :func:`new_figure`) ended with."""
+    key = getattr(fig, "_evalterritoire_skeleton", None)
+    if key is None or key in _TICK_COUNTS:
+        return
+    _TICK_COUNTS[key] = tuple(
+        (_major_tick_count(ax.xaxis), _major_tick_count(ax.yaxis)) for ax in fig.axes
+    )
+
+
+def _major_tick_count(axis: Any) -> int:
+    """Major ticks the axis has created (0 while its lazy list was never read)."""
+    return len(vars(axis).get("majorTicks", ()))
+
+
+def _build_figure(
+    width: float, height: float, dpi: float, layout: str | None, axes: Subplots
+) -> tuple[Figure, Any]:
+    """The figure and its axes as matplotlib builds them."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
+    new_canvas(fig)  # a real canvas, so that text can be measured while drawing
+    return fig, axes.create(fig)
 
 
 @functools.cache

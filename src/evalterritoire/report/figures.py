@@ -14,7 +14,8 @@ Every figure is drawn on the caching Agg canvas of :mod:`evalterritoire.report.c
 shared by figures of the same size, glyph layouts and bitmaps kept between figures and reports):
 the same bytes as matplotlib's own Agg canvas, without measuring and rasterising the same texts
 again in every figure; each text laid out once, each figure drawn once (not twice, as
-``savefig`` does with a layout engine).
+``savefig`` does with a layout engine); each figure's empty axes copied from a kept skeleton;
+the cyclic garbage collector paused while a figure is drawn.
 
 seaborn is deliberately not imported here: its import costs about a second per kernel and the
 charts only need its "whitegrid" look, reproduced in :data:`STYLE`.
@@ -29,7 +30,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalterritoire.report.canvas import new_canvas, png_bytes, text_layouts
+from evalterritoire.report.canvas import (
+    Subplots,
+    new_canvas,
+    new_figure,
+    note_ticks,
+    paused_gc,
+    png_bytes,
+    text_layouts,
+)
 from evalterritoire.report.display import (
     MODEL_LABEL,
     SUPPRESSED_MARK,
@@ -141,17 +150,14 @@ class ReportFigure:
 
 
 # --------------------------------------------------------------------------- helpers
-def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
-    new_canvas(fig)  # a real canvas, so that text can be measured while drawing
-    return fig
+#: The axes of most figures: one subplot.
+ONE_AXES = Subplots()
 
 
 def _finish(key: str, fig: Figure, alt: str, caption: str) -> ReportFigure:
     new_canvas(fig)
     png = png_bytes(fig, metadata={"Software": None})
+    note_ticks(fig)
     return ReportFigure(key=key, png=png, alt=alt, caption=caption)
 
 
@@ -159,20 +165,25 @@ def _draw(
     key: str,
     width: float,
     height: float,
-    body: Callable[[Figure], tuple[str, str]],
+    body: Callable[[Figure, Any], tuple[str, str]],
     *,
+    axes: Subplots = ONE_AXES,
     layout: str | None = "constrained",
 ):
-    """Draw a figure with the house style; ``layout=None`` when ``body`` places the axes itself.
+    """Draw a figure with the house style: ``body(fig, axes)`` draws on the new ``axes``.
 
-    Constrained layout measures every text of every axes, twice; a figure whose labels are short
-    and known (small multiples) is laid out with fixed margins instead, several times faster.
+    ``layout=None`` when ``axes`` places the subplots itself: constrained layout measures
+    every text of every axes, twice; a figure whose labels are short and known (small
+    multiples) is laid out with fixed margins instead, several times faster. The figure and
+    its empty axes come from :func:`~evalterritoire.report.canvas.new_figure` (a kept copy of
+    the same skeleton). The garbage collector is paused meanwhile
+    (:func:`~evalterritoire.report.canvas.paused_gc`).
     """
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE), text_layouts():
-        fig = _new_figure(width, height, layout)
-        alt, caption = body(fig)
+    with paused_gc(), mpl.rc_context(STYLE), text_layouts():
+        fig, made = new_figure(width, height, DPI, layout, axes)
+        alt, caption = body(fig, made)
         return _finish(key, fig, alt, caption)
 
 
@@ -244,8 +255,7 @@ def _fit_labels(fig: Figure, ax, labels: Sequence[Any], *, minimum: float) -> No
         ax.set_xlim(lo, max(minimum, right + 0.02 * (right - lo)))
 
 
-def _empty(fig: Figure, message: str) -> None:
-    ax = fig.add_subplot()
+def _empty(ax, message: str) -> None:
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", color=PALETTE["grey"])
 
@@ -263,11 +273,10 @@ def build_profile_figure(ctx: ReportContext, *, banded: bool = False) -> ReportF
     rows = [p for p in ctx.profile if p.get("status") is not None]
     lo, hi = ctx.score_range
 
-    def body(fig: Figure) -> tuple[str, str]:
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
-            _empty(fig, "Profil non disponible (stades non calculés)")
+            _empty(ax, "Profil non disponible (stades non calculés)")
             return "Profil non disponible.", "Profil de maturité non disponible."
-        ax = fig.add_subplot()
         if banded:
             _draw_bands(ax, ctx.stage_grid["bands"], lo, hi)
         _draw_profile_bars(ax, ctx, rows)
@@ -393,12 +402,12 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
     min_cell = _min_cell(ctx)
     drawable = any(r.get("status") != "suppressed" for r in rows)
 
-    def body(fig: Figure) -> tuple[str, str]:
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
-            _empty(fig, "Aucune réponse d'accord disponible")
+            _empty(ax, "Aucune réponse d'accord disponible")
             return "Aucune donnée.", "Aucune réponse disponible."
         if not drawable:  # an empty frame of « s » says less than one sentence
-            _empty(fig, "Aucune répartition des réponses d'accord n'est publiable pour ce "
+            _empty(ax, "Aucune répartition des réponses d'accord n'est publiable pour ce "
                    "territoire\n(trop peu de répondants par réponse, ou précision insuffisante).")  # fmt: skip
             text = (
                 "Aucune répartition des réponses d'accord n'est publiable pour ce territoire "
@@ -406,7 +415,6 @@ def build_agreement_figure(ctx: ReportContext) -> ReportFigure:
                 "insuffisante)."
             )
             return text, text
-        ax = fig.add_subplot()
         y = list(range(len(rows)))[::-1]
         for yi, r in zip(y, rows, strict=True):
             _draw_agreement_bar(ax, yi, r, min_cell)
@@ -504,17 +512,17 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
     """
     rows = [r for r in ctx.fragilities if r.get("status") is not None][:top]
     min_cell = _min_cell(ctx)
+    alliances = bool(rows) and _has_alliances(rows)
 
-    def body(fig: Figure) -> tuple[str, str]:
+    def body(fig: Figure, made) -> tuple[str, str]:
         if not rows:
-            _empty(fig, "Priorités de fragilités non disponibles")
+            _empty(made, "Priorités de fragilités non disponibles")
             return "Aucune donnée.", "Aucune donnée de fragilités."
-        alliances = _has_alliances(rows)
         if alliances:
-            ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+            ax1, ax2 = made
             ax2.set_xlim(0, 1.3)
         else:
-            ax1 = fig.add_subplot()
+            ax1 = made
         y = list(range(len(rows)))[::-1]
         value_labels = _draw_priorities(ax1, rows, y, min_cell)
         if alliances:
@@ -556,7 +564,10 @@ def build_fragilities_figure(ctx: ReportContext, *, top: int = 8) -> ReportFigur
         )
         return alt + ".", caption
 
-    return _draw("fragilities", 8.6, 0.42 * len(rows) + 1.5, body)
+    axes = (
+        Subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]}) if alliances else ONE_AXES
+    )
+    return _draw("fragilities", 8.6, 0.42 * len(rows) + 1.5, body, axes=axes)
 
 
 def _has_alliances(rows: Sequence[Mapping[str, Any]]) -> bool:
@@ -630,11 +641,11 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
     mix = [r for r in ctx.respondents if r.get("status", "publishable") != "suppressed"]
     min_cell = _min_cell(ctx)
 
-    def body(fig: Figure) -> tuple[str, str]:
+    def body(fig: Figure, made) -> tuple[str, str]:
         if not comp and not mix:
-            _empty(fig, "Composition non disponible")
+            _empty(made, "Composition non disponible")
             return "Aucune donnée.", "Composition non disponible."
-        ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]})
+        ax1, ax2 = made
         if comp:
             comp_sorted = sorted(comp, key=lambda r: (-r["estimate"], r["variable"]))
             y = list(range(len(comp_sorted)))[::-1]
@@ -683,7 +694,8 @@ def build_stakeholders_figure(ctx: ReportContext) -> ReportFigure:
         return alt, caption
 
     height = 0.32 * max(len(comp), len(mix), 4) + 1.3
-    return _draw("stakeholders", 8.6, height, body)
+    axes = Subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]}) if comp or mix else ONE_AXES
+    return _draw("stakeholders", 8.6, height, body, axes=axes)
 
 
 def _draw_mix(ax, mix: Sequence[Mapping[str, Any]], min_cell: int) -> None:
@@ -722,8 +734,7 @@ def build_benefit_burden_figure(ctx: ReportContext) -> ReportFigure:
         if key in items
     )
 
-    def body(fig: Figure) -> tuple[str, str]:
-        ax = fig.add_subplot()
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
             ax.axis("off")
             ax.text(0.5, 0.5, "Non disponible", ha="center", color=PALETTE["grey"])
@@ -804,17 +815,31 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
     apparent change can be read against its uncertainty.
     """
     rows = list(ctx.wave_scores)
+    waves = _WaveAxis(rows, ctx.min_n, _min_cell(ctx)) if rows else None
+    dims: list[str] = []
+    for r in rows:
+        if r["dimension"] not in dims:
+            dims.append(r["dimension"])
 
-    def body(fig: Figure) -> tuple[str, str]:
-        if not rows:
-            _empty(fig, "Une seule vague disponible")
+    def body(fig: Figure, axes) -> tuple[str, str]:
+        if waves is None:
+            _empty(axes, "Une seule vague disponible")
             return "Une seule vague disponible.", "Pas encore d'évolution entre vagues."
-        waves = _WaveAxis(rows, ctx.min_n, _min_cell(ctx))
-        dims: list[str] = []
-        for r in rows:
-            if r["dimension"] not in dims:
-                dims.append(r["dimension"])
-        axes = fig.subplots(
+        colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
+        lines, has_ci = [], False
+        for i, ax in enumerate(axes.flat):
+            if i >= len(dims):
+                ax.axis("off")
+                continue
+            recs = sorted((r for r in rows if r["dimension"] == dims[i]), key=lambda r: r["wave"])
+            line, with_ci = _draw_wave_panel(ax, recs, colour, waves, ctx.score_range)
+            lines.append(line)
+            has_ci = has_ci or with_ci
+        return _waves_texts(ctx, waves, lines, has_ci)
+
+    grid = ONE_AXES
+    if waves is not None:
+        grid = Subplots(
             -(-len(dims) // 3),
             3,
             sharex=True,
@@ -829,19 +854,7 @@ def build_waves_figure(ctx: ReportContext) -> ReportFigure:
                 "wspace": 0.1,
             },
         )
-        colour = STAGE_COLOURS[min(ctx.stage or 0, len(STAGE_COLOURS) - 1)]
-        lines, has_ci = [], False
-        for i, ax in enumerate(axes.flat):
-            if i >= len(dims):
-                ax.axis("off")
-                continue
-            recs = sorted((r for r in rows if r["dimension"] == dims[i]), key=lambda r: r["wave"])
-            line, with_ci = _draw_wave_panel(ax, recs, colour, waves, ctx.score_range)
-            lines.append(line)
-            has_ci = has_ci or with_ci
-        return _waves_texts(ctx, waves, lines, has_ci)
-
-    return _draw("waves", 8.0, 5.8, body, layout=None)
+    return _draw("waves", 8.0, 5.8, body, axes=grid, layout=None)
 
 
 class _WaveAxis:
@@ -929,8 +942,7 @@ def build_stage_distribution_figure(ctx: ReportContext) -> ReportFigure:
     """Number of territories per stage."""
     rows = list(ctx.stage_distribution)
 
-    def body(fig: Figure) -> tuple[str, str]:
-        ax = fig.add_subplot()
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
             ax.axis("off")
             return "Aucune donnée.", "Stades non calculés."
@@ -967,8 +979,7 @@ def build_stage_profiles_figure(ctx: ReportContext) -> ReportFigure:
     """Mean dimension profile of each stage (one line per stage)."""
     rows = list(ctx.stage_profiles)
 
-    def body(fig: Figure) -> tuple[str, str]:
-        ax = fig.add_subplot()
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
             ax.axis("off")
             return "Aucune donnée.", "Profils non disponibles."
@@ -1007,8 +1018,7 @@ def build_headline_figure(ctx: ReportContext) -> ReportFigure:
     """National headline shares with their intervals and n."""
     rows = [r for r in ctx.headline if r.get("kind") == "share" and r.get("estimate") is not None]
 
-    def body(fig: Figure) -> tuple[str, str]:
-        ax = fig.add_subplot()
+    def body(fig: Figure, ax) -> tuple[str, str]:
         if not rows:
             ax.axis("off")
             return "Aucune donnée.", "Chiffres clés non disponibles."
