@@ -66,3 +66,24 @@ def test_lean_read_categorical_columns_hold_the_same_strings() -> None:
         )
     rest = [c for c in want.columns if c not in {"s0", "s3"}]
     pd.testing.assert_frame_equal(got[rest], want[rest], check_exact=True)
+
+
+def _special_column() -> pd.Series:
+    rng = np.random.default_rng(6)
+    return pd.Series(rng.choice(["nsp", "refus", "filtre", None], 300), dtype="str")
+
+
+@pytest.mark.parametrize("values", [None, ["refus"], []])
+def test_special_codes_read_as_category_are_judged_as_strings(values) -> None:
+    """The estimate step and the maturity scorer read a category column as its strings."""
+    from evalterritoire.estimates.study import _special_flags
+    from evalterritoire.maturity.scoring import _special_text
+
+    column = _special_column()
+    if values is not None:  # fewer codes (or none at all) in the column
+        column = column.where(column.isin(values))
+    as_category = column.astype("category")
+    for got, want in zip(_special_flags(as_category), _special_flags(column), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(_special_text(as_category), _special_text(column))
+    assert list(_special_text(column)[:3]) == list(column.fillna("")[:3])

@@ -123,14 +123,29 @@ def _study_columns(
         meta += item_meta
         special = data[var.special_col] if var.special_col and var.special_col in data else None
         if special is not None:
-            sp = special.astype("string")
-            asked = answered | (sp.notna() & (sp != "filtre")).to_numpy()
-            nsp = (sp == "nsp").fillna(False).to_numpy(float)
+            given, nsp = _special_flags(special)
+            asked = answered | given
             cols.append(_narrowest(np.where(asked, nsp, np.nan)))
             meta.append(_column(var, codebook, "", "nsp_share"))
     if not cols:
         raise EstimationError("no codebook item of the responses can be estimated")
     return CompactColumns(cols), meta
+
+
+def _special_flags(special: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with a special code other than ``filtre``, and the 0/1 « ne sait pas » rows.
+
+    A ``category`` column (read lean) is judged on its codes, without converting its rows.
+    """
+    if isinstance(special.dtype, pd.CategoricalDtype):
+        labels = list(special.cat.categories.astype("string"))
+        codes = special.cat.codes.to_numpy()
+        filtre = labels.index("filtre") if "filtre" in labels else -2
+        nsp = labels.index("nsp") if "nsp" in labels else -2
+        return (codes >= 0) & (codes != filtre), (codes == nsp).astype(float)
+    sp = special.astype("string")
+    given = (sp.notna() & (sp != "filtre")).to_numpy()
+    return given, (sp == "nsp").fillna(False).to_numpy(float)
 
 
 class CompactColumns:
