@@ -30,6 +30,12 @@ The first problem found upstream is reported with the command to re-run
 (:class:`~evalterritoire.errors.StaleArtefactError`). An artefact no record lists (made by hand,
 or by a version without records) is taken as it is: only the steps that read it check it
 afterwards.
+
+Reading: :meth:`StepRecorder.table` gives a checked Parquet artefact as a DataFrame; with
+``lean=True`` (the estimate step's responses) it is decoded a few columns at a time
+(:func:`read_table_lean`), so the memory peak is the frame plus one group of columns instead
+of the whole Arrow table plus its pandas copy, and the string columns it names (the
+special-code columns) come back as ``category``.
 """
 
 from __future__ import annotations

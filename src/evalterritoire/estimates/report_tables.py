@@ -9,7 +9,9 @@ types (never an instrument's item ids), so it works for any study:
   :func:`~evalterritoire.estimates.compare_with_whole`: the difference with the overlap (the
   territory's respondents are in the national mean), its SE, df, p-value and whether it is
   significant. This is the only basis on which a report may write « significativement
-  différent de la moyenne nationale ».
+  différent de la moyenne nationale ». The variables are compared by blocks of eight (each
+  variable's comparison uses only its own column), which bounds the memory of the linearised
+  scores; the rows are those of one call, bit for bit.
 * :func:`compute_dimension_reliability` — the design-based Cronbach's alpha of each maturity
   dimension (its Likert items, milestones excluded, reverse-coded items mirrored on their
   scale, values outside the scale dropped, as the maturity scorer reads them), nationally or by
