@@ -882,39 +882,3 @@ def test_national_comparisons_by_blocks_equal_one_call(
         monkeypatch.setattr(report_tables, "_COMPARE_BLOCK", block)
         got = compute_national_comparisons(design, codebook)
         pd.testing.assert_frame_equal(got, whole, check_exact=True)
-
-
-@pytest.mark.parametrize("calibrated", [False, True])
-def test_study_tables_by_groups_of_columns_equal_one_pass(
-    codebook, monkeypatch, calibrated: bool
-) -> None:
-    """Estimating a domain type by groups of columns gives the table of one pass, bit for bit."""
-    from evalterritoire.estimates import compute_study_tables
-    from evalterritoire.estimates import study as study_mod
-
-    responses = _responses(codebook, n=360, seed=14, territories=5)
-    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
-    if calibrated:
-        margins = {"id_type_repondant": {"elu_maire": 600.0, "agent_collectivite": 450.0}}
-        design = design.rake(margins, tol=1e-13, max_iter=500)
-    calls = []
-    engine = study_mod._engine
-
-    def counted(*args, **kwargs):
-        calls.append(args[1].shape[1])
-        return engine(*args, **kwargs)
-
-    monkeypatch.setattr(study_mod, "_engine", counted)
-
-    def tables():
-        return compute_study_tables(design, codebook, domains=DOMAINS, min_n=30, wave=2025)
-
-    whole = tables()
-    assert len(calls) == 3  # national, respondent type, territory: one pass each
-    monkeypatch.setattr(study_mod, "_CELL_BYTES", 1)  # groups of 8 columns
-    calls.clear()
-    grouped = tables()
-    assert len(calls) > 3
-    assert max(calls) == 8
-    pd.testing.assert_frame_equal(grouped.estimates, whole.estimates, check_exact=True)
-    pd.testing.assert_frame_equal(grouped.smallarea, whole.smallarea, check_exact=True)

@@ -170,10 +170,6 @@ class CompactColumns:
         n = self._columns[0].shape[0] if self._columns else 0
         self.shape = (n, len(self._columns))
 
-    def window(self, start: int, stop: int) -> CompactColumns:
-        """Columns ``start:stop`` (the same arrays, not copied)."""
-        return CompactColumns(self._columns[start:stop])
-
     @property
     def nbytes(self) -> int:
         """Bytes held by the columns."""
@@ -568,54 +564,6 @@ def compute_domain_variance_factors(
     return np.where(np.isfinite(factor) & (factor > 0), factor, 1.0)
 
 
-#: Bytes of (sampling unit × domain) cell totals the engine holds at once: a domain type
-#: with many cells (respondent types crossing every PSU) is estimated by groups of columns.
-_CELL_BYTES = 128 * 1024**2
-
-
-def _engine_by_groups(
-    design: SurveyDesign,
-    y: np.ndarray | CompactColumns,
-    codes: np.ndarray,
-    n_dom: int,
-    advance: Callable[[int], None] | None,
-) -> dict[str, np.ndarray]:
-    """The engine's means of every column of ``y``, by groups of columns.
-
-    Each column's estimate, variance, n and deff use that column only, so the groups give
-    the numbers of one call bit for bit; a group's cell totals (cells × columns) stay under
-    :data:`_CELL_BYTES`.
-    """
-    p = y.shape[1]
-    width = max(8, _CELL_BYTES // (8 * max(_cell_count(design, codes, n_dom), 1)))
-    if p <= width:
-        return _engine(design, y, codes, n_dom, kind="mean", advance=advance)
-    parts = [
-        _engine(design, _columns(y, j0, j0 + width), codes, n_dom, kind="mean", advance=advance)
-        for j0 in range(0, p, width)
-    ]
-    return {key: np.concatenate([part[key] for part in parts], axis=1) for key in parts[0]}
-
-
-def _columns(y: np.ndarray | CompactColumns, start: int, stop: int):
-    """Columns ``start:stop`` of ``y`` (no copy)."""
-    if isinstance(y, CompactColumns):
-        return y.window(start, stop)
-    return y[:, start:stop]
-
-
-def _cell_count(design: SurveyDesign, codes: np.ndarray, n_dom: int) -> int:
-    """Most (sampling unit × domain) cells of a stage of the design (rows for other designs)."""
-    keep = codes >= 0
-    stages = getattr(design, "_stages", None)
-    if design.is_replicate or not stages:
-        return int(keep.sum())
-    g = np.int64(max(n_dom, 1))
-    return max(
-        pd.unique(stage.unit[keep].astype(np.int64) * g + codes[keep]).size for stage in stages
-    )
-
-
 def _domain_table(
     design: SurveyDesign,
     y: np.ndarray | CompactColumns,
@@ -640,7 +588,7 @@ def _domain_table(
         if advance is not None:
             advance(n)
 
-    res = _engine_by_groups(design, y, codes, n_dom, counted)
+    res = _engine(design, y, codes, n_dom, kind="mean", advance=counted)
     if advance is not None and done[0] < n_dom * y.shape[1]:
         advance(n_dom * y.shape[1] - done[0])
     df = design.domain_df(codes, n_dom)
