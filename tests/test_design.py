@@ -384,3 +384,34 @@ def test_domain_variances_by_blocks_are_bit_identical(cal_data: pd.DataFrame, ki
         got = domain_variances_blocks(cal, iter(blocks), codes, 3, advance=done.append)
         assert np.array_equal(got.view(np.int64), whole.view(np.int64))
     assert sum(done) == 4 * 3 * 13 * len(cal._stages)
+
+
+@pytest.mark.parametrize(
+    ("n", "groups", "k", "share"), [(400, 7, 5, 1.0), (400, 7, 5, 0.7), (30, 50, 3, 1.0)]
+)
+def test_stacked_weights_written_as_csr_equal_the_csc_conversion(n, groups, k, share) -> None:
+    """The CSR arrays written directly are those of the former CSC → CSR conversion."""
+    from types import SimpleNamespace
+
+    from scipy import sparse
+
+    from evalterritoire.design.domains import _stacked_weights
+
+    rng = np.random.default_rng(n + k)
+    keep = rng.random(n) < share
+    x = rng.integers(0, 2, (n, k)) * rng.normal(size=(n, k))  # explicit zeros kept
+    step = SimpleNamespace(w_before=rng.uniform(1, 3, n), w_after=rng.uniform(1, 3, n), x=x)
+    ck = rng.integers(0, groups, int(keep.sum()))
+    ratio = (step.w_before / step.w_after)[keep]
+    weights = (ratio * x[keep].T).T
+    rows = (np.arange(k, dtype=np.int64)[None, :] * groups + ck[:, None]).ravel()
+    want = sparse.csc_matrix(
+        (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * ck.size + 1, k)),
+        shape=(k * groups, ck.size),
+    ).tocsr()
+    got = _stacked_weights(step, ck, keep, groups)
+    assert got.format == "csr"
+    assert got.shape == want.shape
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype

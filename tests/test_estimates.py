@@ -750,19 +750,30 @@ def test_compact_columns_give_the_float64_blocks_bit_for_bit() -> None:
     share = np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n))
     big = rng.integers(0, 10**6, n).astype(float)  # not exact in float16, exact in float32
     huge = np.full(n, 1e300)  # overflows float16 and float32
-    cols = [likert, share, big, huge, (likert == 3).astype(float)]
+    halves = likert / 2  # not whole numbers: float16
+    wide = np.where(np.isnan(likert), np.nan, likert * 100)  # whole, beyond int8: float16
+    negative_zero = np.where(likert == 3, -0.0, likert)  # -0.0 is not an int8 code
+    edges = np.resize([-127.0, 127.0, np.nan, 0.0], n)
+    cols = [likert, share, big, huge, (likert == 3).astype(float), halves, wide]
+    cols += [negative_zero, edges, np.full(n, np.nan)]
     got = CompactColumns(cols)
     want = np.column_stack(cols)
     assert got.shape == want.shape
     assert [c.dtype for c in got._columns] == [
-        np.float16,
+        np.int8,
         np.float64,
         np.float32,
         np.float64,
+        np.int8,
         np.float16,
+        np.float16,
+        np.float16,
+        np.int8,
+        np.int8,
     ]
+    assert np.signbit(got[:, 7:8][likert == 3]).all()  # -0.0 kept, bit for bit
     assert got.nbytes < want.nbytes
-    for a, b in [(0, 5), (1, 3), (4, 5), (0, 0)]:
+    for a, b in [(0, 10), (1, 3), (4, 5), (0, 0), (7, 9)]:
         block = got[:, a:b]
         assert block.dtype == np.float64
         assert block.flags.c_contiguous
@@ -849,3 +860,25 @@ def test_stacked_means_read_once_equal_the_stacked_copies(
     np.testing.assert_array_equal(got.scores.indices, want.indices)
     np.testing.assert_array_equal(got.scores.data, want.data)
     assert (got.scores.data != 0).all()
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_national_comparisons_by_blocks_equal_one_call(
+    codebook, monkeypatch, calibrated: bool
+) -> None:
+    """Blocks of variables give the comparisons of one call bit for bit, in its order."""
+    from evalterritoire.estimates import report_tables
+    from evalterritoire.estimates.report_tables import compute_national_comparisons
+
+    responses = _responses(codebook, n=420, seed=12, territories=7)
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    if calibrated:
+        margins = {"id_type_repondant": {"elu_maire": 700.0, "agent_collectivite": 500.0}}
+        design = design.rake(margins, tol=1e-13, max_iter=500)
+    monkeypatch.setattr(report_tables, "_COMPARE_BLOCK", 1000)
+    whole = compute_national_comparisons(design, codebook)
+    assert whole["variable"].nunique() > 6
+    for block in (1, 3):
+        monkeypatch.setattr(report_tables, "_COMPARE_BLOCK", block)
+        got = compute_national_comparisons(design, codebook)
+        pd.testing.assert_frame_equal(got, whole, check_exact=True)

@@ -105,12 +105,23 @@ def _previous_configs(
     return sorted(configs, key=lambda c: c.wave)
 
 
-def _responses(config: StudyConfig, record: StepRecorder) -> pd.DataFrame:
-    """A wave's checked responses (ingested first when the wave has none)."""
+def _responses(
+    config: StudyConfig, record: StepRecorder, codebook: Codebook | None = None
+) -> pd.DataFrame:
+    """A wave's checked responses (ingested first when the wave has none).
+
+    With ``codebook``, read lean (:func:`~evalterritoire.provenance.read_table_lean`): a few
+    columns at a time, the special-code columns as ``category``.
+    """
     if not config.artefact("responses.parquet").is_file():
         run_ingest(config)
         record.provenance.forget(config.build_dir)
-    return record.table("responses.parquet", build_dir=config.build_dir)
+    if codebook is None:
+        return record.table("responses.parquet", build_dir=config.build_dir)
+    special = {var.special_col for var in codebook.variables if var.special_col}
+    return record.table(
+        "responses.parquet", build_dir=config.build_dir, lean=True, categorical=special.__contains__
+    )
 
 
 def _design(config: StudyConfig, responses: pd.DataFrame):
@@ -230,7 +241,7 @@ def run_estimates(config: StudyConfig, *, codebook: Codebook | None = None) -> p
     territory = codebook.require("territory", "estimates by territory")
     with _locked([config], "estimate"):
         record = StepRecorder(Provenance([config]), config, "estimates")
-        responses = _responses(config, record)
+        responses = _responses(config, record, codebook)
         stages = record.table("maturity.parquet", optional=True)
         if stages is not None:
             stages = stages[["territory", "stage_label"]]

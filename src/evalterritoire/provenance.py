@@ -30,6 +30,12 @@ The first problem found upstream is reported with the command to re-run
 (:class:`~evalterritoire.errors.StaleArtefactError`). An artefact no record lists (made by hand,
 or by a version without records) is taken as it is: only the steps that read it check it
 afterwards.
+
+Reading: :meth:`StepRecorder.table` gives a checked Parquet artefact as a DataFrame; with
+``lean=True`` (the estimate step's responses) it is decoded a few columns at a time
+(:func:`read_table_lean`), so the memory peak is the frame plus one group of columns instead
+of the whole Arrow table plus its pandas copy, and the string columns it names (the
+special-code columns) come back as ``category``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,7 @@ __all__ = [
     "RECORD_DIR",
     "Provenance",
     "StepRecorder",
+    "read_table_lean",
     "step_settings",
 ]
 
@@ -387,6 +394,66 @@ class Provenance:
         raise self._stale(build_dir, step, problem)
 
 
+# --------------------------------------------------------------------------- reading
+#: Columns decoded at once by :func:`read_table_lean`.
+LEAN_COLUMNS = 32
+
+
+def read_table_lean(data: bytes, *, categorical: Callable[[str], bool] | None = None):
+    """Parquet bytes as a DataFrame, decoded a few columns at a time (small memory peak).
+
+    ``pd.read_parquet`` decodes the whole Arrow table, then copies it into pandas: both are
+    held at once (about twice the frame). A file with a stored index is read whole. Here :data:`LEAN_COLUMNS` columns are decoded at a
+    time and converted with ``self_destruct`` (each Arrow buffer freed once converted), so the
+    peak is the frame plus one group of columns. Values, dtypes, column order and index are
+    those of ``pd.read_parquet``; the columns are left as one block each (``split_blocks``).
+
+    Parameters
+    ----------
+    data : bytes
+        The Parquet file.
+    categorical : callable, optional
+        ``categorical(column)`` true: a string column read dictionary-encoded, as a pandas
+        ``category`` (the same values; ``.astype("string")`` gives the plain column).
+
+    Returns
+    -------
+    DataFrame
+    """
+    import io
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.ParquetFile(io.BytesIO(data)).schema_arrow
+    stored = (schema.pandas_metadata or {}).get("index_columns", [])
+    if any(isinstance(index, str) for index in stored):  # a stored index: read whole
+        return pd.read_parquet(io.BytesIO(data))
+    strings = {
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    }
+    columns = schema.names
+    wanted = [c for c in columns if categorical is not None and c in strings and categorical(c)]
+    parts = []
+    options = {"self_destruct": True, "split_blocks": True}
+    for start in range(0, len(columns), LEAN_COLUMNS):
+        group = columns[start : start + LEAN_COLUMNS]
+        parts.append(
+            pd.read_parquet(
+                io.BytesIO(data),
+                columns=group,
+                read_dictionary=[c for c in group if c in wanted] or None,
+                to_pandas_kwargs=options,
+            )
+        )
+        pa.default_memory_pool().release_unused()  # the decoded group, back to the system
+    if not parts:
+        return pd.read_parquet(io.BytesIO(data))
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+    return frame
+
+
 # --------------------------------------------------------------------------- recording
 class StepRecorder:
     """What one step reads and writes, recorded as it goes; :meth:`commit` writes the record.
@@ -429,8 +496,33 @@ class StepRecorder:
         self.inputs[f"{rel}/{name}"] = {"build": rel, "name": name, "sha256": sha}
         return data
 
-    def table(self, name: str, *, build_dir: Path | None = None, optional: bool = False):
-        """A checked Parquet artefact as a DataFrame (``None`` when absent and optional)."""
+    def table(
+        self,
+        name: str,
+        *,
+        build_dir: Path | None = None,
+        optional: bool = False,
+        lean: bool = False,
+        categorical: Callable[[str], bool] | None = None,
+    ):
+        """A checked Parquet artefact as a DataFrame (``None`` when absent and optional).
+
+        Parameters
+        ----------
+        name : str
+            The artefact's path inside its build folder.
+        build_dir : Path, optional
+            Its build folder (default: the step's).
+        optional : bool
+            Return ``None`` for a missing artefact no record lists instead of raising.
+        lean : bool
+            Read with a small memory peak (:func:`read_table_lean`: a few columns decoded
+            at a time, each freed as soon as converted); same values and dtypes, but the
+            frame's columns are not consolidated into 2-D blocks.
+        categorical : callable, optional
+            With ``lean``: the string columns whose name it accepts are read as
+            ``category`` (dictionary-encoded: one small code a row instead of a string).
+        """
         import io
 
         import pandas as pd
@@ -439,6 +531,8 @@ class StepRecorder:
         if data is None:
             return None
         try:
+            if lean:
+                return read_table_lean(data, categorical=categorical)
             return pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ValueError…
             source = (build_dir or self.build_dir).resolve()

@@ -252,17 +252,27 @@ def _stacked_weights(step: Any, ck: np.ndarray, keep: np.ndarray, n_domains: int
     """Sparse (k G × rows) matrix of ``ratio_i x_ic`` at ``(c G + g_i, i)``.
 
     Its product with the contributions gives every ``Σ_i∈g ratio_i x_ic z_ij`` (the products
-    summed over the rows in order, as ``_rowsum`` of the scaled columns).
+    summed over the rows in order, as ``_rowsum`` of the scaled columns). Written straight in
+    CSR form (each row's entries in the order of the rows), the arrays the CSC → CSR
+    conversion gives, without its copies (memory: ``k`` entries a respondent).
     """
     ratio = step.w_before / step.w_after
-    k = step.x.shape[1]
+    x = step.x if keep.all() else step.x[keep]
+    ratio = ratio if keep.all() else ratio[keep]
+    k = x.shape[1]
     n_keep = ck.size
-    weights = (ratio * step.x.T).T if keep.all() else (ratio[keep] * step.x[keep].T).T
-    rows = (np.arange(k, dtype=np.int64)[None, :] * n_domains + ck[:, None]).ravel()
-    return sparse.csc_matrix(
-        (np.ascontiguousarray(weights).ravel(), rows, np.arange(0, k * n_keep + 1, k)),
-        shape=(k * n_domains, n_keep),
-    ).tocsr()
+    order = np.argsort(ck, kind="stable")
+    nnz = k * n_keep
+    big = max(nnz, n_keep, k * n_domains) >= np.iinfo(np.int32).max
+    index_dtype = np.int64 if big else np.int32
+    indices = np.tile(order.astype(index_dtype), k)
+    data = np.empty(nnz)
+    ratio = ratio[order]
+    for c in range(k):
+        np.multiply(ratio, x[order, c], out=data[c * n_keep : (c + 1) * n_keep])
+    indptr = np.zeros(k * n_domains + 1, dtype=index_dtype)
+    np.cumsum(np.tile(np.bincount(ck, minlength=n_domains), k), out=indptr[1:])
+    return sparse.csr_matrix((data, indices, indptr), shape=(k * n_domains, n_keep))
 
 
 def _calibration_coefficients(design: Any, rhs: list[np.ndarray]) -> list[np.ndarray]:

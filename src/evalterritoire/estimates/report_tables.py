@@ -9,7 +9,9 @@ types (never an instrument's item ids), so it works for any study:
   :func:`~evalterritoire.estimates.compare_with_whole`: the difference with the overlap (the
   territory's respondents are in the national mean), its SE, df, p-value and whether it is
   significant. This is the only basis on which a report may write « significativement
-  différent de la moyenne nationale ».
+  différent de la moyenne nationale ». The variables are compared by blocks of eight (each
+  variable's comparison uses only its own column), which bounds the memory of the linearised
+  scores; the rows are those of one call, bit for bit.
 * :func:`compute_dimension_reliability` — the design-based Cronbach's alpha of each maturity
   dimension (its Likert items, milestones excluded, reverse-coded items mirrored on their
   scale, values outside the scale dropped, as the maturity scorer reads them), nationally or by
@@ -128,7 +130,7 @@ def compute_national_comparisons(
     )
     if not cols:
         raise EstimationError("no item or score to compare with the national value")
-    out = compare_with_whole(design, cols, by=territory, level=level)
+    out = _compare_by_blocks(design, cols, territory, level)
     out = out.rename(columns={territory: "domain", "whole_estimate": "national_estimate"})
     out["domain"] = out["domain"].astype("string")
     sig = (out["p_value"] < alpha) & (out["se"] > 0) & (out["df"] >= 1)
@@ -138,6 +140,30 @@ def compute_national_comparisons(
     )
     out["direction"] = out["direction"].astype("string")
     return out[list(NATIONAL_COMPARISON_COLUMNS)].reset_index(drop=True)
+
+
+#: Variables compared with the national value at once (memory: the linearised scores of a
+#: block of variables are held, two entries a respondent and variable).
+_COMPARE_BLOCK = 8
+
+
+def _compare_by_blocks(
+    design: SurveyDesign, cols: list[str], territory: str, level: float
+) -> pd.DataFrame:
+    """:func:`compare_with_whole` of ``cols`` by blocks of :data:`_COMPARE_BLOCK` variables.
+
+    Each variable's comparisons use only its own column (its means, scores and their
+    covariances), so the blocks give the same rows as one call; they are put back in the
+    order of one call (territory, then variable).
+    """
+    if len(cols) <= _COMPARE_BLOCK:
+        return compare_with_whole(design, cols, by=territory, level=level)
+    parts = [
+        compare_with_whole(design, cols[j : j + _COMPARE_BLOCK], by=territory, level=level)
+        for j in range(0, len(cols), _COMPARE_BLOCK)
+    ]
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values([territory, "variable"], kind="stable").reset_index(drop=True)
 
 
 def _mirrored_items(design: SurveyDesign, codebook: Any, items: list[str]) -> pd.DataFrame:

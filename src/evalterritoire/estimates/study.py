@@ -9,8 +9,9 @@ publication rules (:mod:`.publication`: ``status`` and ``reason``).
 :func:`compute_study_estimates` returns the table alone.
 
 Memory: the (respondents × statistics) matrix is held as :class:`CompactColumns` (each column
-in the narrowest float dtype that keeps its values exactly: answers, 0/1 indicators and small
-counts in ``float16``) and handed to the engine by blocks of ``float64`` columns, so it never
+in the narrowest dtype that keeps its values exactly: answers, 0/1 indicators and small
+counts as ``int8`` codes with ``-128`` for NaN, other values in ``float16``/``float32`` when
+exact) and handed to the engine by blocks of ``float64`` columns, so it never
 exists whole as ``float64``; the estimates are bit-identical to those of the whole matrix.
 """
 
@@ -122,9 +123,8 @@ def _study_columns(
         meta += item_meta
         special = data[var.special_col] if var.special_col and var.special_col in data else None
         if special is not None:
-            sp = special.astype("string")
-            asked = answered | (sp.notna() & (sp != "filtre")).to_numpy()
-            nsp = (sp == "nsp").fillna(False).to_numpy(float)
+            given, nsp = _special_flags(special)
+            asked = answered | given
             cols.append(_narrowest(np.where(asked, nsp, np.nan)))
             meta.append(_column(var, codebook, "", "nsp_share"))
     if not cols:
@@ -132,15 +132,32 @@ def _study_columns(
     return CompactColumns(cols), meta
 
 
+def _special_flags(special: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with a special code other than ``filtre``, and the 0/1 « ne sait pas » rows.
+
+    A ``category`` column (read lean) is judged on its codes, without converting its rows.
+    """
+    if isinstance(special.dtype, pd.CategoricalDtype):
+        labels = list(special.cat.categories.astype("string"))
+        codes = special.cat.codes.to_numpy()
+        filtre = labels.index("filtre") if "filtre" in labels else -2
+        nsp = labels.index("nsp") if "nsp" in labels else -2
+        return (codes >= 0) & (codes != filtre), (codes == nsp).astype(float)
+    sp = special.astype("string")
+    given = (sp.notna() & (sp != "filtre")).to_numpy()
+    return given, (sp == "nsp").fillna(False).to_numpy(float)
+
+
 class CompactColumns:
     """The study's (rows × statistics) float matrix, each column in its narrowest exact dtype.
 
-    Answers on a scale, 0/1 indicators and small counts are held as ``float16`` (or
-    ``float32``) when every value, NaN included, converts back to the same ``float64``; other
-    columns stay ``float64``. ``values[:, a:b]`` gives a C-ordered ``float64`` block equal
-    bit for bit to the same columns of ``np.column_stack`` of the float64 columns, so the
-    estimates do not change; the whole matrix is never held as ``float64`` (a 1M-row study
-    with ~400 statistics needs ~0.8 GiB instead of ~3 GiB).
+    Answers on a scale, 0/1 indicators and small counts (whole numbers in ``[-127, 127]``,
+    NaN for no answer) are held as ``int8`` codes, ``-128`` standing for NaN; other columns as
+    ``float16`` (or ``float32``) when every value, NaN included, converts back to the same
+    ``float64``, else ``float64``. ``values[:, a:b]`` gives a C-ordered ``float64`` block
+    equal bit for bit to the same columns of ``np.column_stack`` of the float64 columns, so
+    the estimates do not change; the whole matrix is never held as ``float64`` (a 1M-row
+    study with ~500 statistics needs ~0.5 GiB instead of ~4 GiB).
 
     Parameters
     ----------
@@ -170,14 +187,40 @@ class CompactColumns:
         out = np.empty((self.shape[0], len(picked)))
         for j, col in enumerate(picked):
             out[:, j] = col
+            if col.dtype == np.int8:
+                out[col == _NAN_CODE, j] = np.nan
         return out
 
 
+#: The ``int8`` code of NaN in :class:`CompactColumns`.
+_NAN_CODE = np.int8(-128)
+
+
+def _as_codes(column: np.ndarray) -> np.ndarray | None:
+    """``column`` (float64) as ``int8`` codes (NaN → -128) when exact, else None.
+
+    Exact: every value is a whole number in ``[-127, 127]`` and no zero is ``-0.0``.
+    """
+    nan = np.isnan(column)
+    values = column[~nan]
+    if values.size:
+        if values.min() < -127 or values.max() > 127 or not np.all(values == np.round(values)):
+            return None
+        if np.signbit(values[values == 0]).any():
+            return None
+    codes = np.where(nan, 0.0, column).astype(np.int8)
+    codes[nan] = _NAN_CODE
+    return codes
+
+
 def _narrowest(column: np.ndarray) -> np.ndarray:
-    """``column`` as float16 or float32 when that keeps every value exactly, else float64."""
-    if column.dtype in (np.float16, np.float32):  # already narrowed
+    """``column`` as int8 codes, float16 or float32 when that is exact, else float64."""
+    if column.dtype in (np.int8, np.float16, np.float32):  # already narrowed
         return column
     column = np.asarray(column, dtype=np.float64)
+    codes = _as_codes(column)
+    if codes is not None:
+        return codes
     for dtype in (np.float16, np.float32):
         with np.errstate(over="ignore"):
             small = column.astype(dtype)

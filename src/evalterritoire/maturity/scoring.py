@@ -31,6 +31,18 @@ def _dimension_items(codebook: Codebook) -> dict[str, list[str]]:
     }
 
 
+def _special_text(column: pd.Series) -> np.ndarray:
+    """A special-code column as an object array of its strings, ``""`` where missing.
+
+    A ``category`` column (the estimate step reads them so) is decoded from its codes, the
+    same strings as ``astype("string")`` gives, without converting every row.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        labels = column.cat.categories.astype("string").to_numpy(dtype=object)
+        return np.append(labels, "").astype(object)[column.cat.codes.to_numpy()]
+    return column.astype("string").fillna("").to_numpy(dtype=object)
+
+
 class MaturityScorer(TransformerMixin, BaseEstimator):
     """Respondent scores on the codebook's maturity dimensions, with reliability.
 
@@ -92,7 +104,7 @@ class MaturityScorer(TransformerMixin, BaseEstimator):
                 value = lo + hi - value
         special_col = f"{item}__special"
         if special_col in X.columns:
-            special = X[special_col].astype("string").fillna("").to_numpy(dtype=object)
+            special = _special_text(X[special_col])
         else:
             special = np.full(len(X), "", dtype=object)
         answered = ~np.isnan(value) | np.isin(special, ["nsp", "refus"])
