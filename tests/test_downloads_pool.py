@@ -48,3 +48,34 @@ def test_a_failing_context_stops_the_pool_with_its_error(items, tmp_path, monkey
     bad = [*items[:1], (items[0][0], "bad\0name"), *items[1:]]  # a stem no file system takes
     with pytest.raises(ValueError, match="null"):
         write_all_downloads(bad, tmp_path / "out", workers=2)
+
+
+def test_downloads_are_flushed_once_not_file_by_file(items, tmp_path, monkeypatch):
+    """Each file is atomic but not fsync-ed; the filesystem is flushed once, at the end."""
+    from evalterritoire import artefacts
+
+    fsyncs: list[int] = []
+    flushes: list[Path] = []
+    real_fsync = artefacts.os.fsync
+    monkeypatch.setattr(artefacts.os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    real_sync = artefacts.sync_filesystem
+    monkeypatch.setattr(
+        artefacts, "sync_filesystem", lambda path: (flushes.append(Path(path)), real_sync(path))
+    )
+    written = write_all_downloads(items, tmp_path / "out", special_codes=SPECIAL, workers=1)
+    assert len(written) > 10
+    assert fsyncs == []
+    assert flushes == [tmp_path / "out"]
+    # one territory written alone is durable file by file, as before
+    ctx, stem = items[-1]
+    downloads.write_downloads(ctx, tmp_path / "alone", stem=stem, special_codes=SPECIAL)
+    assert len(fsyncs) >= 2
+
+
+def test_sync_filesystem_flushes_a_real_folder(tmp_path):
+    from evalterritoire.artefacts import sync_filesystem, write_bytes_atomic
+
+    path = write_bytes_atomic(tmp_path / "a.csv", b"x;y\n", durable=False)
+    sync_filesystem(tmp_path)
+    sync_filesystem(path)  # a file names its filesystem too
+    assert path.read_bytes() == b"x;y\n"

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,7 @@ __all__ = [
     "neutralise_cell",
     "sha256_bytes",
     "sha256_file",
+    "sync_filesystem",
     "write_bytes_atomic",
     "write_csv",
     "write_json",
@@ -125,9 +127,43 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -
     return path
 
 
-def write_text_atomic(path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
+def write_text_atomic(
+    path: str | Path, text: str, *, encoding: str = "utf-8", durable: bool = True
+) -> Path:
     """Write text atomically (see :func:`write_bytes_atomic`)."""
-    return write_bytes_atomic(path, text.encode(encoding))
+    return write_bytes_atomic(path, text.encode(encoding), durable=durable)
+
+
+def sync_filesystem(path: str | Path) -> None:
+    """Flush to disk everything written on the filesystem that holds ``path``, in one call.
+
+    For a batch of files written with ``durable=False`` (each one still atomic: a killed run
+    leaves the old file or the new one): once this returns, the whole batch survives a power
+    cut too, for one flush instead of two ``fsync`` a file (a national wave's downloads are
+    ~25,000 files). Linux's ``syncfs``; elsewhere ``os.sync`` (every filesystem) when the
+    platform has it.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file or folder on the filesystem to flush.
+    """
+    import ctypes
+    import ctypes.util
+
+    syncfs = None
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        syncfs = getattr(libc, "syncfs", None)
+    if syncfs is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def neutralise_cell(value: Any) -> Any:

@@ -269,6 +269,7 @@ def write_downloads(
     *,
     stem: str,
     special_codes: Iterable[Mapping[str, Any]] = (),
+    durable: bool = True,
 ) -> list[Path]:
     """Write a context's downloads: CSV per table, one XLSX, ``datapackage.json``.
 
@@ -282,6 +283,9 @@ def write_downloads(
         Folder and workbook name (the report's file stem).
     special_codes : iterable of mapping
         The codebook's special answer codes (``key``, ``code``, ``label``), listed in the package.
+    durable : bool, default True
+        ``fsync`` each file (see :func:`evalterritoire.artefacts.write_bytes_atomic`);
+        :func:`write_all_downloads` writes without and flushes the filesystem once at the end.
 
     Returns
     -------
@@ -294,13 +298,16 @@ def write_downloads(
     folder = Path(out_dir) / stem
     tables = _plain_tables(ctx)
     texts = {name: csv_bytes(table) for name, table in tables.items()}  # encoded before any write
-    written = [write_bytes_atomic(folder / f"{name}.csv", data) for name, data in texts.items()]
+    written = [
+        write_bytes_atomic(folder / f"{name}.csv", data, durable=durable)
+        for name, data in texts.items()
+    ]
     if tables:
         workbook = xlsx_bytes({name: _xlsx_table(table) for name, table in tables.items()})
-        written.append(write_bytes_atomic(folder / f"{stem}.xlsx", workbook))
+        written.append(write_bytes_atomic(folder / f"{stem}.xlsx", workbook, durable=durable))
     package = _datapackage(stem, ctx.territory_name, tables, special_codes)
     text = json.dumps(package, ensure_ascii=False, indent=2) + "\n"
-    written.append(write_text_atomic(folder / "datapackage.json", text))
+    written.append(write_text_atomic(folder / "datapackage.json", text, durable=durable))
     return sorted(written)
 
 
@@ -318,8 +325,11 @@ def write_all_downloads(
     """Write the downloads of many contexts, on ``workers`` processes (:func:`write_downloads`).
 
     Every context's files are the same bytes whichever process writes them (each file is
-    written atomically by one process). The worker processes end with this one however it
-    ends (killed included); a progress bar « Téléchargements » shows on a terminal.
+    written atomically by one process). The files are not flushed to disk one by one: the
+    filesystem is flushed once when all are written
+    (:func:`evalterritoire.artefacts.sync_filesystem`). The worker processes end with this
+    one however it ends (killed included); a progress bar « Téléchargements » shows on a
+    terminal.
 
     Parameters
     ----------
@@ -338,16 +348,31 @@ def write_all_downloads(
     list of Path
         Every file written, sorted.
     """
+    from evalterritoire.artefacts import sync_filesystem
+
+    written = _write_many(items, out_dir, [dict(c) for c in special_codes], workers)
+    if written:
+        sync_filesystem(out_dir)
+    return sorted(written)
+
+
+def _write_many(
+    items: Sequence[tuple[ReportContext, str]],
+    out_dir: str | Path,
+    special: list[dict[str, Any]],
+    workers: int,
+) -> list[Path]:
+    """The files of :func:`write_all_downloads`, written without a flush each."""
     from evalterritoire.progress import step_progress
 
-    special = [dict(c) for c in special_codes]
     written: list[Path] = []
+    options = {"special_codes": special, "durable": False}
     with step_progress("Téléchargements", len(items)) as advance:
         if workers <= 1 or len(items) < MIN_CONTEXTS_FOR_POOL:
             for ctx, stem in items:
-                written += write_downloads(ctx, out_dir, stem=stem, special_codes=special)
+                written += write_downloads(ctx, out_dir, stem=stem, **options)
                 advance()
-            return sorted(written)
+            return written
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
@@ -359,7 +384,7 @@ def write_all_downloads(
             initargs=(os.getpid(),),
         ) as pool:
             futures = [
-                pool.submit(write_downloads, ctx, out_dir, stem=stem, special_codes=special)
+                pool.submit(write_downloads, ctx, out_dir, stem=stem, **options)
                 for ctx, stem in items
             ]
             for future in futures:  # in order: the first error is raised, the rest cancelled
@@ -370,7 +395,7 @@ def write_all_downloads(
                         other.cancel()
                     raise
                 advance()
-    return sorted(written)
+    return written
 
 
 def _download_worker_init(parent: int) -> None:
