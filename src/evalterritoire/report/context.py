@@ -326,12 +326,29 @@ class ReportContext:
         return bool(self.stage_grid.get("bands"))
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 def _clean(value: Any) -> Any:
     """JSON-ready copy: numpy scalars → Python, NaN → None, floats rounded, tuples → lists.
 
     A dataclass instance is cleaned field by field (as ``dataclasses.asdict`` would turn it
-    into a dict); the copy is made here, without ``asdict``'s deep copy of every value.
+    into a dict); the copy is made here, without ``asdict``'s deep copy of every value. The
+    exact built-in types (most of a context) are answered first, by their type alone, the same
+    way the general checks below answer them.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value != value or value in _INFINITIES:
+            return None
+        r = round(value, 6)
+        return 0.0 if r == 0 else r
+    if kind is dict:
+        return {str(k): _clean(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_clean(v) for v in value]
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _clean(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):

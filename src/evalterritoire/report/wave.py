@@ -62,6 +62,8 @@ class _Wave:
     medians_by_code: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     #: Variable → the positions of its rows in the small-area fits table, in table order.
     fit_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Variable → the annex summary of its first small-area fit (filled as the reports ask).
+    fit_summaries: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
