@@ -1,4 +1,5 @@
-"""Assembly of the report contexts: :func:`build_contexts` (national, then each territory).
+"""Assembly of the report contexts: :func:`build_contexts` (national, then each territory), and
+:func:`iter_context_texts` (the same contexts with their JSON text, each written once).
 
 Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
 grid and the report spec (the study's, or the shipped defaults), and the territory contexts:
@@ -22,7 +23,7 @@ from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
 from evalterritoire.progress import step_progress
-from evalterritoire.report.colophon import colophon, glossary
+from evalterritoire.report.colophon import colophon, glossary, glossary_in_text
 from evalterritoire.report.context import (
     SMALL_CELL,
     ReportContext,
@@ -31,6 +32,7 @@ from evalterritoire.report.context import (
     _num,
     dumps_indented,
     short_label,
+    with_list_field,
 )
 from evalterritoire.report.grid import EvaluationGrid, load_grid
 from evalterritoire.report.narrative import narrative_fields
@@ -93,7 +95,7 @@ def build_contexts(
         stage the grid lacks.
     """
     contexts, terms = _assemble(config, codebook, artefacts, grid, spec)
-    return [_with_glossary(ctx, terms)[0] for ctx in contexts]
+    return [replace(c, glossary=glossary(c.to_data(), terms)) for c in contexts]
 
 
 def iter_context_texts(
@@ -106,9 +108,10 @@ def iter_context_texts(
 ) -> Iterator[tuple[ReportContext, str]]:
     """:func:`build_contexts`, each context with its JSON text, one after the other.
 
-    The text is :meth:`ReportContext.to_json` of the context, written from the JSON-ready
-    values its glossary was searched in (a context is turned into values once, not twice);
-    the texts are made one at a time, so that they are never all held at once.
+    The text is :meth:`ReportContext.to_json` of the context, written once: the context is
+    turned into JSON-ready values once, its glossary is searched in their text
+    (:func:`.colophon.glossary_in_text`) and written into it; the texts are made one at a time,
+    so that they are never all held at once.
 
     Parameters and exceptions are those of :func:`build_contexts`.
 
@@ -120,18 +123,22 @@ def iter_context_texts(
     contexts, terms = _assemble(config, codebook, artefacts, grid, spec)
     contexts.reverse()
     while contexts:
-        ctx, data = _with_glossary(contexts.pop(), terms)
-        yield ctx, dumps_indented(data)
+        yield _with_glossary(contexts.pop(), terms)
 
 
-def _with_glossary(
-    ctx: ReportContext, terms: Mapping[str, str]
-) -> tuple[ReportContext, dict[str, Any]]:
-    """The context with its glossary (:func:`.colophon.glossary`) and its JSON-ready values."""
+def _with_glossary(ctx: ReportContext, terms: Mapping[str, str]) -> tuple[ReportContext, str]:
+    """A context without glossary → with its glossary, and its JSON text."""
     data = ctx.to_data()
-    found = glossary(data, terms)
-    data["glossary"] = _clean(found)  # what to_data() of the context with its glossary gives
-    return replace(ctx, glossary=found), data
+    text = dumps_indented(data)
+    found = glossary_in_text(text, data, terms)
+    if found:
+        cleaned = _clean(found)  # what to_data() of the context with its glossary gives
+        spliced = with_list_field(text, "glossary", cleaned)
+        if spliced is None:
+            data["glossary"] = cleaned
+            spliced = dumps_indented(data)
+        text = spliced
+    return replace(ctx, glossary=found), text
 
 
 def _assemble(
@@ -354,7 +361,9 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         if (wave.columns.respondent_type and wave.columns.respondent_type in frame.columns)
         else len(respondents)
     )
-    name = row.get("territory_name") or _modal(frame, wave.columns.territory_name) or code
+    name = (
+        row.get("territory_name") or _mode(wave, code, frame, wave.columns.territory_name) or code
+    )
     content = {
         **_stage_fields(wave, row, domain, frame),
         **_sections(wave, domain, frame, context_row),
@@ -463,10 +472,12 @@ def _identity(
     cols, identity = wave.columns, wave.spec.identity
     out: dict[str, Any] = {}
     if cols.territory_level:
-        level = _modal(frame, cols.territory_level)
+        level = _mode(wave, code, frame, cols.territory_level)
         out["level"] = _option_label(wave.codebook, cols.territory_level, level)
     if cols.region_name or cols.region:
-        out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
+        out["region"] = _mode(wave, code, frame, cols.region_name) or _mode(
+            wave, code, frame, cols.region
+        )
     if cols.population:
         out["population"] = _num(context_row.get(cols.population))
     medians = wave.medians_by_code.get(str(code), {})
@@ -475,6 +486,15 @@ def _identity(
             item = identity[key]
             out[key] = medians[item] if item in medians else _median(frame, item)
     return out
+
+
+def _mode(wave: _Wave, code: str, frame: pd.DataFrame, col: str | None) -> str:
+    """``_modal(frame, col)`` of a territory's responses, from the wave's grouped pass."""
+    if col is None or col not in frame.columns:
+        return ""
+    if code in wave.by_code and col in wave.modes:
+        return wave.modes[col].get(code, "")
+    return _modal(frame, col)
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:

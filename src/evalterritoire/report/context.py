@@ -463,6 +463,27 @@ def _write(value: Any, parts: list[str], level: int) -> None:
         parts.append(scalar(value))
 
 
+def with_list_field(text: str, key: str, items: list[Any]) -> str | None:
+    """:func:`dumps_indented` text of a dict whose top-level ``key`` is ``[]``, with ``items``.
+
+    The text the dict with ``items`` (JSON-ready values) under ``key`` is written as, made by
+    writing ``items`` in place of the empty list (a newline is never inside a JSON string, so
+    the line ``"key": []`` one space in is that field); None when the field is not found once
+    or ``items`` is not plain JSON (then write the dict again).
+    """
+    marker = "\n " + _ESCAPE(key) + ": []"
+    at = text.find(marker)
+    if at < 0 or text.find(marker, at + 1) >= 0:
+        return None
+    parts = [text[:at], marker[:-2]]
+    try:
+        _write(items, parts, 1)
+    except _UnsupportedError:
+        return None
+    parts.append(text[at + len(marker) :])
+    return "".join(parts)
+
+
 def _num(value: Any) -> float | None:
     try:
         f = float(value)
