@@ -1,7 +1,6 @@
-"""Assembly of the report contexts: :func:`build_contexts` (national, then each territory), and
-:func:`iter_context_texts` (the same contexts with their JSON text, each written once).
+"""Assembly of the report contexts: :func:`build_contexts` (national, then each territory).
 
-Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
+:func:`iter_context_texts` gives the same contexts with their JSON text, each written once. Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
 grid and the report spec (the study's, or the shipped defaults), and the territory contexts:
 the stage decision of each territory (« entre deux stades » when the membership probability of
 its stage is below :data:`BETWEEN_THRESHOLD`, grid §6, the grid entry it follows and « vers le
@@ -378,7 +377,7 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         identity=_identity(wave, code, frame, context_row),
         context_indicators=_context_indicators(wave, context_row),
         **content,
-        free_text=tuple(wave.sections.free_text(frame, n_resp)),
+        free_text=tuple(wave.sections.free_text(frame, n_resp, _quotable(wave, code))),
         respondents=tuple(respondents),
         n_respondents=n_resp,
         n_types=n_types,
@@ -486,6 +485,14 @@ def _identity(
             item = identity[key]
             out[key] = medians[item] if item in medians else _median(frame, item)
     return out
+
+
+def _quotable(wave: _Wave, code: str) -> pd.DataFrame | None:
+    """The territory's quotable rows from the wave's one pass (None: not computed)."""
+    if wave.quotable is None or code not in wave.by_code:
+        return None
+    groups, empty = wave.quotable
+    return groups.get(code, empty)
 
 
 def _mode(wave: _Wave, code: str, frame: pd.DataFrame, col: str | None) -> str:

@@ -64,6 +64,8 @@ class _Wave:
     medians_by_code: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     #: Variable → the positions of its rows in the small-area fits table, in table order.
     fit_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Territory code → its quotable rows, and the empty table (``Sections.quotable_by_territory``).
+    quotable: tuple[Mapping[str, pd.DataFrame], pd.DataFrame] | None = None
     #: Column → territory code → its most frequent answer (:func:`_modes`).
     modes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: Variable → the annex summary of its first small-area fit (filled as the reports ask).
@@ -155,6 +157,7 @@ def _prepare_wave(
         medians_by_code=_territory_medians(artefacts.item_medians, config.publication.min_cell),
         fit_rows=_fit_rows(artefacts.smallarea),
         modes=_modes(responses, columns),
+        quotable=sections.quotable_by_territory(responses) if by_code else None,
     )
 
 
