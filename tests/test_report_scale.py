@@ -421,3 +421,44 @@ def test_profile_judges_the_maturity_scores_only_for_what_the_estimates_lack():
     every = _profile(row, labels, {}, {}, lookup=lookup(["d1", "d2", "d3"]), domain=domain)
     assert [r["score"] for r in every] == [4.0, 5.0, 6.0]
     assert all(r["n"] == 33 and r["interval"] == "t" for r in every)
+
+
+def test_indented_writer_equals_json_dumps_on_random_nested_values():
+    """Containers of scalars (written by the C encoder) at every depth, mixed with the rest."""
+    import json
+    import random
+
+    from evalterritoire.report.context import dumps_indented
+
+    rng = random.Random(3)
+    scalars = [
+        0,
+        -7,
+        2**70,
+        1.5,
+        -0.0,
+        1e-07,
+        1e22,
+        True,
+        False,
+        None,
+        "",
+        'é « x »\n\t"\\',
+        "\u2028",
+    ]
+
+    def value(depth):
+        roll = rng.random()
+        if depth > 4 or roll < 0.4:
+            return rng.choice(scalars)
+        if roll < 0.7:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(["a", "b", "é", "z z", '"k"', "\\"]) + str(i): value(depth + 1)
+                for i in range(rng.randint(0, 4))}  # fmt: skip
+
+    for _ in range(400):
+        data = value(0)
+        expected = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False)
+        assert dumps_indented(data) == expected + "\n"
+    with pytest.raises(ValueError, match="JSON"):
+        dumps_indented({"a": [1.0, math.nan]})
