@@ -405,3 +405,28 @@ def test_build_contexts_needs_data(codebook, tmp_path):
 
     with pytest.raises(RenderError, match="run ingest"):
         build_contexts(make_config(tmp_path), codebook, StudyArtefacts())
+
+
+def test_context_texts_are_the_contexts_json_written_once(contexts, codebook, artefacts, tmp_path):
+    """``iter_context_texts`` gives build_contexts' contexts and their ``to_json`` text, also for
+    a territory of the maturity table without responses."""
+    from evalterritoire.report.build import iter_context_texts
+
+    config = make_config(tmp_path)
+    pairs = list(iter_context_texts(config, codebook, artefacts))
+    assert [ctx for ctx, _ in pairs] == contexts
+    assert [text for _, text in pairs] == [c.to_json() for c in contexts]
+    assert any(c.glossary for c in contexts)  # the spliced glossary is exercised
+    territory = codebook.column("territory")
+    responses = artefacts.responses
+    without = replace(
+        artefacts, responses=responses[responses[territory].astype(str) != "T5"].copy()
+    )
+    rebuilt = build_contexts(config, codebook, without)
+    pairs = list(iter_context_texts(config, codebook, without))
+    assert [text for _, text in pairs] == [c.to_json() for c in rebuilt]
+    t5 = rebuilt[5]
+    assert t5.territory == "T5"
+    assert t5.free_text == ()
+    assert t5.respondents == ()
+    assert t5.n_respondents == contexts[5].n_respondents  # from the maturity table

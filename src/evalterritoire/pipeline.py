@@ -534,7 +534,7 @@ def run_contexts(
     lists those in which it has a report, so that its report links forward to them.
     """
     from evalterritoire.manifest import safe_filename
-    from evalterritoire.report.build import build_contexts
+    from evalterritoire.report.build import iter_context_texts
 
     codebook = codebook or load_study_codebook(config)
     with _locked([config], "report"):
@@ -549,11 +549,10 @@ def run_contexts(
             artefacts = replace(artefacts, trend_breaks=tuple(breaks))
         if later:
             artefacts = replace(artefacts, later_waves=_later_waves(later, record))
-        contexts = build_contexts(config, codebook, artefacts)
         paths = []
-        for ctx in contexts:
+        for ctx, text in iter_context_texts(config, codebook, artefacts):
             name = "national" if ctx.is_national else safe_filename(ctx.territory)
-            paths.append(record.write_bytes(f"contexts/{name}.json", ctx.to_json().encode("utf-8")))
+            paths.append(record.write_bytes(f"contexts/{name}.json", text.encode("utf-8")))
         written = {p.resolve() for p in paths}
         gone = sorted(
             p for p in config.artefact("contexts").glob("*.json") if p.resolve() not in written

@@ -17,6 +17,7 @@ columns), the figures are weighted descriptive estimates without interval: fragi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,14 +52,27 @@ _GROUP = "__groupe_acteurs"
 
 
 def actor_groups(types: pd.Series, territories: pd.Series, min_cell: int) -> pd.Series:
-    """Each respondent's displayed actor group within their territory (see the module)."""
-    out = pd.Series(pd.NA, index=types.index, dtype="string")
-    frame = pd.DataFrame({"t": territories.astype("string"), "k": types.astype("string")})
-    for _, idx in frame.dropna().groupby("t", sort=True).groups.items():
-        counts = frame.loc[idx, "k"].value_counts().to_dict()
-        mapping = merge_small_groups(counts, min_cell)
-        out.loc[idx] = frame.loc[idx, "k"].map(mapping)
-    return out
+    """Each respondent's displayed actor group within their territory (see the module).
+
+    The respondents per type of every territory are counted in one grouped pass; a respondent
+    without a territory or a type has no group.
+    """
+    codes = territories.astype("string")
+    kinds = types.astype("string")
+    known = (codes.notna() & kinds.notna()).to_numpy(dtype=bool)
+    groups = np.full(len(types), None, dtype=object)
+    if known.any():
+        pairs = list(zip(codes[known].tolist(), kinds[known].tolist(), strict=True))
+        counts: dict[str, dict[str, int]] = {}
+        for (code, kind), n in Counter(pairs).items():
+            counts.setdefault(code, {})[kind] = n
+        shown = {
+            (code, kind): group
+            for code, by_kind in counts.items()
+            for kind, group in merge_small_groups(by_kind, min_cell).items()
+        }
+        groups[known] = [shown[pair] for pair in pairs]
+    return pd.Series(pd.array(groups, dtype="string"), index=types.index)
 
 
 class Breakdowns:

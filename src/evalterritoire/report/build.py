@@ -1,6 +1,6 @@
 """Assembly of the report contexts: :func:`build_contexts` (national, then each territory).
 
-Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
+:func:`iter_context_texts` gives the same contexts with their JSON text, each written once. Owns the orchestration of one wave's contexts from its :class:`StudyArtefacts`, the evaluation
 grid and the report spec (the study's, or the shipped defaults), and the territory contexts:
 the stage decision of each territory (« entre deux stades » when the membership probability of
 its stage is below :data:`BETWEEN_THRESHOLD`, grid §6, the grid entry it follows and « vers le
@@ -12,7 +12,7 @@ behind its model-based figures. The shared preparation is :mod:`.wave`, the nati
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,19 +22,22 @@ from evalterritoire.codebook import Codebook
 from evalterritoire.config import StudyConfig
 from evalterritoire.errors import RenderError
 from evalterritoire.progress import step_progress
-from evalterritoire.report.colophon import colophon, glossary
+from evalterritoire.report.colophon import colophon, glossary, glossary_in_text
 from evalterritoire.report.context import (
     SMALL_CELL,
     ReportContext,
     StudyArtefacts,
+    _clean,
     _num,
+    dumps_indented,
     short_label,
+    with_list_field,
 )
 from evalterritoire.report.grid import EvaluationGrid, load_grid
 from evalterritoire.report.narrative import narrative_fields
 from evalterritoire.report.national import _national
 from evalterritoire.report.neighbours import METHOD, nearest_neighbours
-from evalterritoire.report.quality import _quality, _records
+from evalterritoire.report.quality import _quality_of, _records
 from evalterritoire.report.sections import _median, _modal, _numeric, _option_label
 from evalterritoire.report.spec import ReportSpec, load_report_spec
 from evalterritoire.report.stages import (
@@ -90,6 +93,61 @@ def build_contexts(
         When the study's report spec is malformed, names an item the codebook lacks, or a
         stage the grid lacks.
     """
+    contexts, terms = _assemble(config, codebook, artefacts, grid, spec)
+    return [replace(c, glossary=glossary(c.to_data(), terms)) for c in contexts]
+
+
+def iter_context_texts(
+    config: StudyConfig,
+    codebook: Codebook,
+    artefacts: StudyArtefacts,
+    *,
+    grid: EvaluationGrid | None = None,
+    spec: ReportSpec | None = None,
+) -> Iterator[tuple[ReportContext, str]]:
+    """:func:`build_contexts`, each context with its JSON text, one after the other.
+
+    The text is :meth:`ReportContext.to_json` of the context, written once: the context is
+    turned into JSON-ready values once, its glossary is searched in their text
+    (:func:`.colophon.glossary_in_text`) and written into it; the texts are made one at a time,
+    so that they are never all held at once.
+
+    Parameters and exceptions are those of :func:`build_contexts`.
+
+    Yields
+    ------
+    tuple of (ReportContext, str)
+        National first, then territories sorted by code.
+    """
+    contexts, terms = _assemble(config, codebook, artefacts, grid, spec)
+    contexts.reverse()
+    while contexts:
+        yield _with_glossary(contexts.pop(), terms)
+
+
+def _with_glossary(ctx: ReportContext, terms: Mapping[str, str]) -> tuple[ReportContext, str]:
+    """A context without glossary → with its glossary, and its JSON text."""
+    data = ctx.to_data()
+    text = dumps_indented(data)
+    found = glossary_in_text(text, data, terms)
+    if found:
+        cleaned = _clean(found)  # what to_data() of the context with its glossary gives
+        spliced = with_list_field(text, "glossary", cleaned)
+        if spliced is None:
+            data["glossary"] = cleaned
+            spliced = dumps_indented(data)
+        text = spliced
+    return replace(ctx, glossary=found), text
+
+
+def _assemble(
+    config: StudyConfig,
+    codebook: Codebook,
+    artefacts: StudyArtefacts,
+    grid: EvaluationGrid | None,
+    spec: ReportSpec | None,
+) -> tuple[list[ReportContext], Mapping[str, str]]:
+    """The contexts without their glossary, and the glossary's terms."""
     if artefacts.responses is None and artefacts.maturity is None:
         raise RenderError("no responses and no maturity table: run ingest and maturity first")
     grid = grid if grid is not None else load_grid(config.report.grid)
@@ -107,7 +165,7 @@ def build_contexts(
     for ctx in territories:
         ctx = replace(ctx, **_narrative(wave, ctx, groups.get(ctx.territory, {})), colophon=shared)
         out.append(ctx)
-    return [replace(c, glossary=glossary(c.to_data(), spec.narrative.glossary)) for c in out]
+    return out, spec.narrative.glossary
 
 
 def _narrative(wave: _Wave, ctx: ReportContext, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,7 +345,9 @@ def _stage_block(wave: _Wave, domain: tuple[str, str], key: str) -> dict[str, An
 # --------------------------------------------------------------------------- territory
 def _territory(wave: _Wave, code: str) -> ReportContext:
     """The context of one territory's report."""
-    frame = wave.by_code.get(code, pd.DataFrame(columns=wave.responses.columns))
+    frame = wave.by_code.get(code)
+    if frame is None:  # a territory without responses (built only then: it is not cheap)
+        frame = pd.DataFrame(columns=wave.responses.columns)
     row = wave.mat_rows.get(code, {})
     domain = ("territory", code)
     context_row = (
@@ -300,12 +360,15 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         if (wave.columns.respondent_type and wave.columns.respondent_type in frame.columns)
         else len(respondents)
     )
-    name = row.get("territory_name") or _modal(frame, wave.columns.territory_name) or code
+    name = (
+        row.get("territory_name") or _mode(wave, code, frame, wave.columns.territory_name) or code
+    )
     content = {
         **_stage_fields(wave, row, domain, frame),
         **_sections(wave, domain, frame, context_row),
         "wave_scores": wave.scores_by_code.get(code, ()),
     }
+    records = _records(content.values())
     return ReportContext(
         **wave.common,
         territory=code,
@@ -314,26 +377,29 @@ def _territory(wave: _Wave, code: str) -> ReportContext:
         identity=_identity(wave, code, frame, context_row),
         context_indicators=_context_indicators(wave, context_row),
         **content,
-        free_text=tuple(wave.sections.free_text(frame, n_resp)),
+        free_text=tuple(wave.sections.free_text(frame, n_resp, _quotable(wave, code))),
         respondents=tuple(respondents),
         n_respondents=n_resp,
         n_types=n_types,
         is_indicative=bool(row.get("is_indicative") or False) or n_resp < SMALL_CELL or n_types < 2,
-        quality=_quality(content.values()),
-        smallarea_fits=tuple(_smallarea_fits(wave, content.values())),
+        quality=_quality_of(records),
+        smallarea_fits=tuple(_smallarea_fits(wave, records)),
         history=wave.history_by_code.get(code, ()),
         later_waves=tuple(w for w, codes in wave.artefacts.later_waves if code in codes),
         methodology=wave.methodology,
     )
 
 
-def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
-    """The Fay–Herriot fits behind the model-based figures of a report (for its annex)."""
+def _smallarea_fits(wave: _Wave, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The Fay–Herriot fits behind the model-based figures of a report (for its annex).
+
+    ``records`` are the report's estimate records (:func:`~.quality._records`).
+    """
     fits = wave.artefacts.smallarea
     shown = sorted(
         {
             (str(r.get("model_variable") or r.get("variable")), str(r.get("label") or ""))
-            for r in _records(values)
+            for r in records
             if r.get("estimator") == "fay_herriot" and r.get("status") != "suppressed"
         }
     )
@@ -346,23 +412,42 @@ def _smallarea_fits(wave: _Wave, values: Iterable[Any]) -> list[dict[str, Any]]:
         if base in seen:
             continue
         seen.add(base)
-        rows = wave.fit_rows.get(base)
-        if rows is None:
+        fit = _fit_summary(wave, base)
+        if fit is None:
             continue
-        fit = fits.iloc[rows[0]]
-        covariates = [c for c in str(fit["covariates"] or "").split(";") if c]
         out.append(
             {
                 "variable": base,
                 "label": label or _item_label(codebook, base),
-                "covariates": [codebook.label(c) if c in codebook else c for c in covariates],
-                "sigma2_u": float(fit["sigma2_u"]),
-                "mean_gamma": float(fit["mean_gamma"]),
-                "n_areas": int(fit["n_areas"]),
-                "n_models": len(rows),
+                "covariates": list(fit["covariates"]),
+                "sigma2_u": fit["sigma2_u"],
+                "mean_gamma": fit["mean_gamma"],
+                "n_areas": fit["n_areas"],
+                "n_models": fit["n_models"],
             }
         )
     return out
+
+
+def _fit_summary(wave: _Wave, base: str) -> Mapping[str, Any] | None:
+    """The annex summary of a variable's first small-area fit (read once a wave), or None."""
+    if base in wave.fit_summaries:
+        return wave.fit_summaries[base]
+    rows = wave.fit_rows.get(base)
+    summary = None
+    if rows is not None and wave.artefacts.smallarea is not None:
+        codebook = wave.codebook
+        fit = wave.artefacts.smallarea.iloc[rows[0]]
+        covariates = [c for c in str(fit["covariates"] or "").split(";") if c]
+        summary = {
+            "covariates": tuple(codebook.label(c) if c in codebook else c for c in covariates),
+            "sigma2_u": float(fit["sigma2_u"]),
+            "mean_gamma": float(fit["mean_gamma"]),
+            "n_areas": int(fit["n_areas"]),
+            "n_models": len(rows),
+        }
+    wave.fit_summaries[base] = summary
+    return summary
 
 
 def _item_label(codebook: Any, variable: str) -> str:
@@ -386,10 +471,12 @@ def _identity(
     cols, identity = wave.columns, wave.spec.identity
     out: dict[str, Any] = {}
     if cols.territory_level:
-        level = _modal(frame, cols.territory_level)
+        level = _mode(wave, code, frame, cols.territory_level)
         out["level"] = _option_label(wave.codebook, cols.territory_level, level)
     if cols.region_name or cols.region:
-        out["region"] = _modal(frame, cols.region_name) or _modal(frame, cols.region)
+        out["region"] = _mode(wave, code, frame, cols.region_name) or _mode(
+            wave, code, frame, cols.region
+        )
     if cols.population:
         out["population"] = _num(context_row.get(cols.population))
     medians = wave.medians_by_code.get(str(code), {})
@@ -398,6 +485,23 @@ def _identity(
             item = identity[key]
             out[key] = medians[item] if item in medians else _median(frame, item)
     return out
+
+
+def _quotable(wave: _Wave, code: str) -> pd.DataFrame | None:
+    """The territory's quotable rows from the wave's one pass (None: not computed)."""
+    if wave.quotable is None or code not in wave.by_code:
+        return None
+    groups, empty = wave.quotable
+    return groups.get(code, empty)
+
+
+def _mode(wave: _Wave, code: str, frame: pd.DataFrame, col: str | None) -> str:
+    """``_modal(frame, col)`` of a territory's responses, from the wave's grouped pass."""
+    if col is None or col not in frame.columns:
+        return ""
+    if code in wave.by_code and col in wave.modes:
+        return wave.modes[col].get(code, "")
+    return _modal(frame, col)
 
 
 def _context_indicators(wave: _Wave, context_row: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:

@@ -8,7 +8,8 @@ report (``narrative.colophon.citation``) and the confidentiality note
 (``narrative.colophon.confidentiality``). The glossary lists the acronyms of the report spec's
 ``narrative.glossary`` that occur in a report's text, with their expansion.
 
-Owns :func:`colophon` and :func:`glossary`.
+Owns :func:`colophon`, :func:`glossary` and :func:`glossary_in_text` (the same search in the
+context's written JSON text, so that it is not written twice).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from evalterritoire.config import StudyConfig
 from evalterritoire.manifest import _git
 from evalterritoire.report.phrases import NarrativeSpec, fill, typography
 
-__all__ = ["colophon", "glossary"]
+__all__ = ["colophon", "glossary", "glossary_in_text"]
 
 _MONTHS = (
     "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
@@ -104,6 +105,33 @@ def glossary(
     """
     data = json.loads(context) if isinstance(context, str) else context
     flat = json.dumps(data, ensure_ascii=False, sort_keys=not isinstance(context, str))
+    return _found(flat, terms)
+
+
+#: The characters JSON writers put between values (separators, brackets, indentation).
+_STRUCTURAL = frozenset(" \n\r\t,:[]{}")
+
+
+def glossary_in_text(
+    text: str, data: Mapping[str, Any], terms: Mapping[str, str]
+) -> tuple[dict[str, str], ...]:
+    """``glossary(data, terms)``, searched in ``text``: ``data`` written as indented JSON.
+
+    ``text`` is ``data`` as :func:`~evalterritoire.report.context.dumps_indented` writes it
+    (sorted keys): the same strings, numbers and literals in the same order as the compact
+    text :func:`glossary` searches, with other whitespace between them. A term without a
+    separator, bracket or whitespace character can only occur inside one of those values,
+    next to the same characters or to a separator (never a word character): it occurs as a
+    word in one text exactly when it does in the other. Otherwise (a term with such a
+    character, or none) the compact text is searched.
+    """
+    if all(term and _STRUCTURAL.isdisjoint(term) for term in terms):
+        return _found(text, terms)
+    return glossary(data, terms)
+
+
+def _found(flat: str, terms: Mapping[str, str]) -> tuple[dict[str, str], ...]:
+    """The terms that occur as a word in ``flat``, sorted, with their definition."""
     return tuple(
         {"term": term, "definition": terms[term]}
         for term in sorted(terms)

@@ -326,12 +326,29 @@ class ReportContext:
         return bool(self.stage_grid.get("bands"))
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 def _clean(value: Any) -> Any:
     """JSON-ready copy: numpy scalars → Python, NaN → None, floats rounded, tuples → lists.
 
     A dataclass instance is cleaned field by field (as ``dataclasses.asdict`` would turn it
-    into a dict); the copy is made here, without ``asdict``'s deep copy of every value.
+    into a dict); the copy is made here, without ``asdict``'s deep copy of every value. The
+    exact built-in types (most of a context) are answered first, by their type alone, the same
+    way the general checks below answer them.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value != value or value in _INFINITIES:
+            return None
+        r = round(value, 6)
+        return 0.0 if r == 0 else r
+    if kind is dict:
+        return {str(k): _clean(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_clean(v) for v in value]
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _clean(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
@@ -367,6 +384,11 @@ def dumps_indented(data: Any) -> str:
     generators cost most of a context's writing time): strings are escaped by the same C
     function, numbers by ``repr`` as it does. A value other than a dict with text keys, a list,
     text, an int, a finite float, a bool or None is left to :func:`json.dumps` whole.
+
+    A dict or list holding only such scalars (most records) is written by the standard
+    library's C encoder in one call, its item separator carrying the line break and the
+    indentation of its level (the encoder json.dumps uses without indentation, with the same
+    escaping, number texts, literals and key order).
     """
     parts: list[str] = []
     try:
@@ -399,6 +421,50 @@ _SCALARS: dict[type, Any] = {
 }
 
 
+_LEAVES = frozenset(_SCALARS)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _leaf_encoder(level: int) -> Any:
+    """The C encoder of a container of scalars at ``level`` (None without the C module)."""
+    make = json.encoder.c_make_encoder
+    if make is None:
+        return None
+    encoder = _LEAF_ENCODERS.get(level)
+    if encoder is None:
+        sep = "," + _INDENTS[level + 1]
+        encoder = make(None, _refuse, _ESCAPE, None, ": ", sep, True, False, False)
+        _LEAF_ENCODERS[level] = encoder
+    return encoder
+
+
+_LEAF_ENCODERS: dict[int, Any] = {}
+
+
+def _write_leaf(value: dict | list, parts: list[str], level: int) -> bool:
+    """Write a non-empty container of scalars (text keys) in one C call; False if it is not one."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in _LEAVES:
+                return False
+    else:
+        for item in value:
+            if type(item) not in _LEAVES:
+                return False
+    encoder = _leaf_encoder(level)
+    if encoder is None:
+        return False
+    try:
+        text = "".join(encoder(value, 0))
+    except ValueError:  # a float that is not finite: json.dumps(allow_nan=False) raises on it
+        raise _UnsupportedError from None
+    parts.append(text[0] + _INDENTS[level + 1] + text[1:-1] + _INDENTS[level] + text[-1])
+    return True
+
+
 def _write(value: Any, parts: list[str], level: int) -> None:
     """Append the indented JSON text of ``value`` (at nesting ``level``) to ``parts``."""
     kind = type(value)
@@ -408,6 +474,8 @@ def _write(value: Any, parts: list[str], level: int) -> None:
             return
         if level + 1 >= len(_INDENTS):
             raise _UnsupportedError
+        if _write_leaf(value, parts, level):
+            return
         sep = "," + _INDENTS[level + 1]
         lead = "{" + _INDENTS[level + 1]
         for key in sorted(value):
@@ -428,6 +496,8 @@ def _write(value: Any, parts: list[str], level: int) -> None:
             return
         if level + 1 >= len(_INDENTS):
             raise _UnsupportedError
+        if _write_leaf(value, parts, level):
+            return
         sep = "," + _INDENTS[level + 1]
         lead = "[" + _INDENTS[level + 1]
         for item in value:
@@ -444,6 +514,27 @@ def _write(value: Any, parts: list[str], level: int) -> None:
         if scalar is None:
             raise _UnsupportedError
         parts.append(scalar(value))
+
+
+def with_list_field(text: str, key: str, items: list[Any]) -> str | None:
+    """:func:`dumps_indented` text of a dict whose top-level ``key`` is ``[]``, with ``items``.
+
+    The text the dict with ``items`` (JSON-ready values) under ``key`` is written as, made by
+    writing ``items`` in place of the empty list (a newline is never inside a JSON string, so
+    the line ``"key": []`` one space in is that field); None when the field is not found once
+    or ``items`` is not plain JSON (then write the dict again).
+    """
+    marker = "\n " + _ESCAPE(key) + ": []"
+    at = text.find(marker)
+    if at < 0 or text.find(marker, at + 1) >= 0:
+        return None
+    parts = [text[:at], marker[:-2]]
+    try:
+        _write(items, parts, 1)
+    except _UnsupportedError:
+        return None
+    parts.append(text[at + len(marker) :])
+    return "".join(parts)
 
 
 def _num(value: Any) -> float | None:

@@ -33,7 +33,12 @@ VALUE_FIELDS = ("estimate", "ci_low", "ci_high", "se")
 
 
 def _rank(row: Mapping[str, Any] | None) -> int:
-    status = str((row or {}).get("status") or "suppressed")
+    return _rank_of((row or {}).get("status"))
+
+
+def _rank_of(status: Any) -> int:
+    """The rank of a row's ``status`` value (a missing status ranks as suppressed)."""
+    status = str(status or "suppressed")
     return STATUSES.index(status) if status in STATUSES else len(STATUSES)
 
 
@@ -110,13 +115,29 @@ class _Lookup:
         return self._table.record(pos)
 
     def get(self, domain: tuple[str, str], variable: str, levels: Sequence[str], stat: str):
+        """:func:`choose` between the direct and the Fay–Herriot row of the first level found.
+
+        The statuses decide first; only the chosen row becomes a record.
+        """
+        rows = self._rows(domain)
+        table = self._table
+        if table is None:
+            return None
         for level in levels:
-            found = choose(
-                self.row(domain, variable, level, stat, "direct"),
-                self.row(domain, variable, level, stat, "fay_herriot"),
-            )
-            if found is not None:
-                return found
+            direct = rows.get((variable, level, stat, "direct"))
+            model = rows.get((variable, level, stat, "fay_herriot"))
+            if direct is None and model is None:
+                continue
+            if direct is None or model is None:
+                return table.record(direct if direct is not None else model)
+            status = table.value(direct, "status")
+            if _rank_of(status) == 0 or _rank_of(table.value(model, "status")) >= _rank_of(status):
+                return table.record(direct)
+            return {
+                **table.record(model),
+                "direct_status": status,
+                "direct_reason": table.value(direct, "reason"),
+            }
         return None
 
     def proportion(self, domain: tuple[str, str], variable: str, level: str | None = None):
@@ -166,10 +187,17 @@ class _Columns:
                 boxed = dtype == np.dtype(object) or not isinstance(dtype, np.dtype)
                 values = [maybe_box_native(v) if boxed else v for v in series]
                 self.getters.append(values.__getitem__)
+        #: Column name → its place in ``names`` (the last of a repeated name, as in a record).
+        self.position = {name: at for at, name in enumerate(self.names)}
 
     def record(self, pos: int) -> dict[str, Any]:
         """The row at ``pos`` as a record."""
         return {name: get(pos) for name, get in zip(self.names, self.getters, strict=True)}
+
+    def value(self, pos: int, name: str) -> Any:
+        """``record(pos).get(name)``: one value of the row at ``pos`` (None without the column)."""
+        at = self.position.get(name)
+        return None if at is None else self.getters[at](pos)
 
     def text(self, name: str, positions: np.ndarray) -> list[str]:
         """The values of a text column at some rows."""

@@ -339,7 +339,9 @@ class Sections:
         out.sort(key=lambda r: (r["type"] == OTHER_GROUP, -r["n"], r["type"]))
         return out
 
-    def free_text(self, frame: pd.DataFrame, n_respondents: int) -> list[dict[str, Any]]:
+    def free_text(
+        self, frame: pd.DataFrame, n_respondents: int, rows: pd.DataFrame | None = None
+    ) -> list[dict[str, Any]]:
         """A few short free-text excerpts (« paroles d'acteurs »), anonymous and deterministic.
 
         The confidentiality rule of the figures, applied to quotes: an excerpt is drawn only
@@ -348,14 +350,15 @@ class Sections:
         only the text is kept (no respondent id, type or other identifying column); excerpts
         are taken in respondent-id order, whitespace-collapsed, de-duplicated and cut at
         :data:`FREE_TEXT_CHARS` characters. The text is raw here and escaped when rendered. The
-        quotable answers are the codebook's ``free_text`` role.
+        quotable answers are the codebook's ``free_text`` role. ``rows`` are the frame's
+        quotable rows when they are already known (:meth:`quotable_by_territory`).
         """
         if frame.empty or n_respondents < self.rules.min_cell:
             return []
         text_vars = [self.codebook[c] for c in self.columns.free_text if c in frame.columns]
         if not text_vars:
             return []
-        rows = self._quotable_rows(frame)
+        rows = self._quotable_rows(frame) if rows is None else rows
         text_vars = [v for v in text_vars if _pool(rows[v.id]) >= self.rules.min_cell]
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -369,6 +372,27 @@ class Sections:
                 if len(out) >= FREE_TEXT_MAX:
                     return out
         return out
+
+    def quotable_by_territory(
+        self, responses: pd.DataFrame
+    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame] | None:
+        """Each territory's quotable rows, in one pass over the responses.
+
+        Territory code → the territory's rows of the responses' quotable rows, in their
+        order: what ``_quotable_rows`` gives on the territory's responses (the same consent
+        filter, row by row, and the same stable sort by respondent id); and the empty table of
+        a territory without a quotable row. None when the responses have no territory column
+        or no unique row labels.
+        """
+        territory = self.columns.territory
+        if territory is None or territory not in responses.columns:
+            return None
+        if not responses.index.is_unique:
+            return None
+        rows = self._quotable_rows(responses)
+        codes = responses[territory].astype("string").reindex(rows.index)
+        groups = {str(code): group for code, group in rows.groupby(codes, sort=False)}
+        return groups, rows.iloc[:0]
 
     def _quotable_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of respondents who consented (or were not asked), in respondent-id order."""

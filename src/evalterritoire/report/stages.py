@@ -86,13 +86,18 @@ def _profile(
         }
         for dim in labels
     ]
-    judged = iter(_score_rows([d for d in direct if d["estimate"] is not None], score_range, rules))
+    found = [
+        lookup.mean(domain, f"score_{dim}") if lookup is not None and domain is not None else None
+        for dim in labels
+    ]
+    # the maturity table's scores are judged only when the estimates table lacks one of them
+    judge_direct = not all(found)
+    known = [d for d in direct if d["estimate"] is not None] if judge_direct else []
+    judged = iter(_score_rows(known, score_range, rules))
     out = []
-    for dim, label in labels.items():
-        base = direct[list(labels).index(dim)]
-        rec = next(judged) if base["estimate"] is not None else None
-        if lookup is not None and domain is not None:
-            rec = lookup.mean(domain, f"score_{dim}") or rec
+    for (dim, label), base, estimated in zip(labels.items(), direct, found, strict=True):
+        rec = next(judged) if judge_direct and base["estimate"] is not None else None
+        rec = estimated or rec
         record = _record(rec, dim, label, min_n, kind="mean")
         record.update(
             dimension=dim,

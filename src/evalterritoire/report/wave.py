@@ -4,13 +4,15 @@ Owns :func:`_prepare_wave`: the study, codebook, evaluation grid and report spec
 (territory codes as text) with their estimates (the descriptive fallback when
 ``estimates.parquet`` is missing), the maturity table by territory, the stage centroids and
 national means of the dimension scores, the territory-level public statistics
-(``_context_table``) and their medians, the stage history and wave-to-wave scores, and the
+(``_context_table``) and their medians, the territories' most frequent identity answers
+(``_modes``), the stage history and wave-to-wave scores, and the
 fields common to every context (study, wave, stage names, score range, models, the spec's
 by-type items and the population column).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,6 +64,12 @@ class _Wave:
     medians_by_code: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     #: Variable → the positions of its rows in the small-area fits table, in table order.
     fit_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Territory code → its quotable rows, and the empty table (``Sections.quotable_by_territory``).
+    quotable: tuple[Mapping[str, pd.DataFrame], pd.DataFrame] | None = None
+    #: Column → territory code → its most frequent answer (:func:`_modes`).
+    modes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Variable → the annex summary of its first small-area fit (filled as the reports ask).
+    fit_summaries: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -148,7 +156,36 @@ def _prepare_wave(
         scores_by_code=_by_code(wave_scores),
         medians_by_code=_territory_medians(artefacts.item_medians, config.publication.min_cell),
         fit_rows=_fit_rows(artefacts.smallarea),
+        modes=_modes(responses, columns),
+        quotable=sections.quotable_by_territory(responses) if by_code else None,
     )
+
+
+def _modes(responses: pd.DataFrame, columns: Columns) -> dict[str, dict[str, str]]:
+    """The identity columns' most frequent answer in each territory, in one grouped pass.
+
+    What :func:`~.sections._modal` gives on each territory's responses: the most frequent
+    non-missing answer as text, the first in sorted order among the ties (a territory without
+    an answer is left out).
+    """
+    territory = columns.territory
+    if territory is None or territory not in responses.columns:
+        return {}
+    wanted = (columns.territory_name, columns.territory_level, columns.region_name, columns.region)
+    codes = responses[territory]
+    out: dict[str, dict[str, str]] = {}
+    for col in dict.fromkeys(c for c in wanted if c is not None and c in responses.columns):
+        values = responses[col].astype("string")
+        known = (codes.notna() & values.notna()).to_numpy(dtype=bool)
+        counts: dict[str, dict[str, int]] = {}
+        pairs = zip(codes[known].tolist(), values[known].tolist(), strict=True)
+        for (code, value), n in Counter(pairs).items():
+            counts.setdefault(str(code), {})[value] = n
+        out[col] = {
+            code: min(v for v, n in by_value.items() if n == max(by_value.values()))
+            for code, by_value in counts.items()
+        }
+    return out
 
 
 def _fit_rows(fits: pd.DataFrame | None) -> dict[str, tuple[int, ...]]:
