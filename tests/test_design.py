@@ -415,3 +415,26 @@ def test_stacked_weights_written_as_csr_equal_the_csc_conversion(n, groups, k, s
     for name in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
+
+
+def test_cell_matrix_is_the_coordinate_conversion_written_straight():
+    """``_cell_matrix`` gives the arrays of ``csc_matrix((tot.ravel(), (rows, cols)))``."""
+    from scipy import sparse
+
+    from evalterritoire.design.domains import _cell_matrix
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n_units, n_domains, p = (int(rng.integers(1, k)) for k in (60, 7, 5))
+        keys = rng.permutation(n_units * n_domains)[: int(rng.integers(1, n_units * n_domains + 1))]
+        tot = rng.normal(size=(keys.size, p))
+        tot[rng.random(tot.shape) < 0.2] = 0.0  # explicit zeros are kept, as the conversion does
+        rows = np.repeat(keys // n_domains, p)
+        cols = ((keys % n_domains)[:, None] * p + np.arange(p)[None, :]).ravel()
+        shape = (n_units, n_domains * p)
+        ref = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=shape)
+        got = _cell_matrix(tot, keys.astype(np.int64), n_domains, n_units)
+        assert got.shape == ref.shape
+        assert np.array_equal(got.indptr, ref.indptr)
+        assert np.array_equal(got.indices, ref.indices)
+        assert got.data.tobytes() == ref.data.tobytes()

@@ -14,6 +14,7 @@ call them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -304,9 +305,8 @@ def _calibrated_stage(
     """
     p = tot.shape[1]
     width = n_domains * p
-    rows = np.repeat(cell_keys // n_domains, p)
-    cols = ((cell_keys % n_domains)[:, None] * p + np.arange(p)[None, :]).ravel()
-    cells = sparse.csc_matrix((tot.ravel(), (rows, cols)), shape=(stage.n_units, width))
+    cells = _cell_matrix(tot, cell_keys, n_domains, stage.n_units)
+    del tot
     m_units = [
         _rowsum(stage.unit, stage.n_units, step.w_after[:, None] * step.x) for step in design._cal
     ]
@@ -326,6 +326,42 @@ def _calibrated_stage(
         out[c0:c1] += _fortran_copy(sq, fortran[:, : c1 - c0]).sum(axis=0)
         if advance is not None:
             advance(c1 - c0)
+
+
+def _cell_matrix(
+    tot: np.ndarray, cell_keys: np.ndarray, n_domains: int, n_units: int
+) -> sparse.csc_matrix:
+    """The (units × domains·p) CSC matrix of the unit × domain cell totals ``tot`` (cells, p).
+
+    Column ``d p + j`` holds column ``j`` of the cells of domain ``d`` at their units' rows,
+    rows in increasing order: the matrix ``csc_matrix((tot.ravel(), (rows, cols)))`` gives
+    (each cell is one (unit, domain) pair, so nothing is summed), written straight in CSC form
+    without the coordinate arrays and the sort of that conversion (memory at 1M respondents:
+    ~20 instead of ~36 bytes a cell total).
+    """
+    p = tot.shape[1]
+    units = cell_keys // n_domains
+    domains = cell_keys % n_domains
+    order = np.lexsort((units, domains))  # by domain, then unit
+    counts = np.bincount(domains, minlength=n_domains)
+    nnz = units.size * p
+    big = max(nnz, n_units, n_domains * p) >= np.iinfo(np.int32).max
+    index_dtype = np.int64 if big else np.int32
+    data = np.empty(nnz)
+    indices = np.empty(nnz, dtype=index_dtype)
+    bounds = np.r_[0, np.cumsum(counts)]
+    start = 0
+    for lo, hi in itertools.pairwise(bounds):  # one domain's columns at a time
+        if hi == lo:
+            continue
+        rows = order[lo:hi]
+        end = start + (hi - lo) * p
+        data[start:end].reshape(p, hi - lo)[:] = tot[rows].T
+        indices[start:end].reshape(p, hi - lo)[:] = units[rows]
+        start = end
+    indptr = np.zeros(n_domains * p + 1, dtype=index_dtype)
+    np.cumsum(np.repeat(counts, p), out=indptr[1:])
+    return sparse.csc_matrix((data, indices, indptr), shape=(n_units, n_domains * p))
 
 
 def _fortran_copy(values: np.ndarray, target: np.ndarray, tile: int = 1024) -> np.ndarray:
