@@ -109,20 +109,16 @@ def test_shutdown_of_this_thread_leaves_another_threads_kernel(monkeypatch):
             closed.append(self)
 
     monkeypatch.setattr(kernel_module, "WarmKernel", Fake)
+    # the process's real kernels (other tests') stay out of reach: fresh registries
+    monkeypatch.setattr(kernel_module, "_ALL_KERNELS", [])
+    monkeypatch.setattr(kernel_module, "_LOCAL", threading.local())
     name = "fake-kernel-for-this-test"
     other: list[object] = []
     thread = threading.Thread(target=lambda: other.append(kernel_module._thread_kernel(name)))
     thread.start()
     thread.join()
     own = kernel_module._thread_kernel(name)
-    try:
-        kernel_module.shutdown_kernels(this_thread=True)
-        assert [id(k) for k in closed if k in (own, other[0])] == [id(own)]
-        kernel_module.shutdown_kernels()
-        assert {id(own), id(other[0])} <= {id(k) for k in closed}
-    finally:
-        with kernel_module._ALL_LOCK:
-            for k in (own, other[0]):
-                if k in kernel_module._ALL_KERNELS:
-                    kernel_module._ALL_KERNELS.remove(k)
-        kernel_module._LOCAL.kernels.pop(name, None)
+    kernel_module.shutdown_kernels(this_thread=True)
+    assert [id(k) for k in closed] == [id(own)]
+    kernel_module.shutdown_kernels()
+    assert {id(k) for k in closed} == {id(own), id(other[0])}
