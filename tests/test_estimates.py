@@ -740,6 +740,15 @@ def test_study_tables_progress_counts_every_estimate(codebook) -> None:
     pd.testing.assert_frame_equal(tables.estimates, plain.estimates)
 
 
+def _raked_design(responses, calibrated: bool, totals: tuple[float, float]) -> SurveyDesign:
+    """The stratified cluster design of ``responses``, raked on two respondent types if asked."""
+    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
+    if not calibrated:
+        return design
+    margins = {"id_type_repondant": {"elu_maire": totals[0], "agent_collectivite": totals[1]}}
+    return design.rake(margins, tol=1e-13, max_iter=500)
+
+
 def test_compact_columns_give_the_float64_blocks_bit_for_bit() -> None:
     """Each column in its narrowest exact dtype; blocks equal ``np.column_stack`` exactly."""
     from evalterritoire.estimates.study import CompactColumns
@@ -795,10 +804,7 @@ def test_study_tables_from_compact_columns_equal_the_float64_matrix(
     responses = _responses(codebook, n=480, seed=8, territories=6)
     rng = np.random.default_rng(8)
     responses["score_test"] = rng.uniform(1, 5, len(responses))  # float64 column
-    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
-    if calibrated:
-        margins = {"id_type_repondant": {"elu_maire": 700.0, "agent_collectivite": 500.0}}
-        design = design.rake(margins, tol=1e-13, max_iter=500)
+    design = _raked_design(responses, calibrated, (700.0, 500.0))
     scores = {"score_test": (1.0, 5.0)}
     monkeypatch.setattr(engine_mod, "_BLOCK_BYTES", 8 * 480 * 7)  # blocks of 7 columns
 
@@ -833,10 +839,7 @@ def test_stacked_means_read_once_equal_the_stacked_copies(
     from evalterritoire.estimates.contrasts import _stacked_means
 
     responses = _responses(codebook, n=300, seed=9, territories=5)
-    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
-    if calibrated:
-        margins = {"id_type_repondant": {"elu_maire": 400.0, "agent_collectivite": 350.0}}
-        design = design.rake(margins, tol=1e-13, max_iter=500)
+    design = _raked_design(responses, calibrated, (400.0, 350.0))
     items = [v.id for v in codebook.of_type("likert", "count") if v.id in responses][:6]
     y = responses[items].to_numpy(dtype=float, na_value=np.nan)
     codes = pd.factorize(responses["id_territoire_code"], sort=True)[0].astype(np.int64)
@@ -871,10 +874,7 @@ def test_national_comparisons_by_blocks_equal_one_call(
     from evalterritoire.estimates.report_tables import compute_national_comparisons
 
     responses = _responses(codebook, n=420, seed=12, territories=7)
-    design = SurveyDesign(responses, weight="id_poids", strata="id_strate", psu="id_psu")
-    if calibrated:
-        margins = {"id_type_repondant": {"elu_maire": 700.0, "agent_collectivite": 500.0}}
-        design = design.rake(margins, tol=1e-13, max_iter=500)
+    design = _raked_design(responses, calibrated, (700.0, 500.0))
     monkeypatch.setattr(report_tables, "_COMPARE_BLOCK", 1000)
     whole = compute_national_comparisons(design, codebook)
     assert whole["variable"].nunique() > 6
