@@ -64,6 +64,36 @@ def test_console_script_has_no_traceback(tmp_path):
     assert "study file not found" in proc.stderr
 
 
+def test_console_ends_like_a_python_exit_but_without_native_teardown(tmp_path):
+    """Threads joined, ``atexit`` handlers run, streams flushed, then the command's status."""
+    code = f"""
+import atexit, pathlib, sys, threading, time
+from evalterritoire.cli import console
+out = pathlib.Path({str(tmp_path)!r})
+def late():
+    time.sleep(0.3)
+    (out / "thread").write_text("joined")
+threading.Thread(target=late).start()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+sys.stdout.write("buffered, no newline")
+console(["estimate", str(out / "nope.toml")])
+raise AssertionError("console returned")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "buffered, no newline"
+    assert proc.stderr.startswith("error: study file not found:")
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_the_installed_script_is_the_console_entry():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="evalterritoire")
+    assert script.value == "evalterritoire.cli:console"
+
+
 # --------------------------------------------------------------------------- ingest
 FIX = Path(__file__).resolve().parent / "fixtures" / "ingest"
 REPORT_KEYS = {

@@ -203,7 +203,7 @@ def test_a_note_in_the_last_cell_of_a_sheet_reads_only_the_used_range(tmp_path):
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (700 * 2**20, 700 * 2**20))
 
-    code = "from evalterritoire.cli import main; raise SystemExit(main())"
+    code = "from evalterritoire.cli import console; console()"
     args = [sys.executable, "-c", code, "ingest", str(path), "--out", str(tmp_path), "--json"]
     proc = subprocess.run(
         args, capture_output=True, text=True, preexec_fn=limit_memory, check=False, timeout=600

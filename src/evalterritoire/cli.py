@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from evalterritoire.config import StudyConfig
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console", "main"]
 
 app = typer.Typer(
     name="evalterritoire",
@@ -471,5 +471,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console(argv: list[str] | None = None) -> NoReturn:
+    """The console script: run :func:`main`, then end the process without native teardown.
+
+    Python's own exit destroys the C++ thread pools of the compiled libraries (Arrow's
+    Parquet readers, BLAS) while some of their threads may still be alive, which now and
+    then aborts a finished command with ``terminate called without an active exception``
+    (exit status −6 instead of the command's own). So, once the command has returned, the
+    process does what a normal exit does for Python — joins the threads that are not
+    daemons, runs the ``atexit`` handlers, flushes its streams — and then ends with
+    ``os._exit`` and the command's status. Embedders call :func:`main` instead, which
+    returns.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    import atexit
+
+    code = main(argv)
+    try:
+        current = threading.current_thread()
+        for thread in threading.enumerate():
+            if thread is not current and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()
