@@ -120,3 +120,57 @@ def test_new_figure_without_reuse_builds_every_figure(monkeypatch):
     assert fig.get_layout_engine() is None
     assert fig.get_size_inches().tolist() == [4.0, 2.0]
     assert not canvas._SKELETONS
+
+
+def _transform_nodes(fig) -> list:
+    """Every matplotlib transform reachable from ``fig`` (its artists, axes, ticks, texts)."""
+    import gc
+
+    from matplotlib.transforms import TransformNode
+
+    seen, nodes, todo = {id(fig)}, [], [fig]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, TransformNode):
+            nodes.append(obj)
+        for ref in gc.get_referents(obj):
+            module = type(ref).__module__ or ""
+            if id(ref) in seen or not (
+                module.startswith("matplotlib") or isinstance(ref, dict | list | tuple)
+            ):
+                continue
+            seen.add(id(ref))
+            todo.append(ref)
+    return nodes
+
+
+def test_unpickled_transforms_know_their_parents_by_their_own_ids():
+    """A transform changed in a copied skeleton invalidates every transform built on it.
+
+    Matplotlib keys a transform's parents by ``id()``; unpickled as they are, the keys were
+    the ids of the pickled figure's objects, so a later parent could take another's entry.
+    """
+    import gc
+
+    canvas.clear_caches()
+    grid = canvas.Subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    with mpl.rc_context(figures.STYLE):
+        figs = [canvas.new_figure(8.0, 4.6, figures.DPI, "constrained", grid)[0] for _ in range(3)]
+    gc.collect()  # the figure the skeleton was pickled from is gone: its addresses are free
+    for fig in figs:
+        nodes = _transform_nodes(fig)
+        assert len(nodes) > 50
+        linked = [(key, ref()) for node in nodes for key, ref in node._parents.items()]
+        assert len(linked) > 50
+        assert all(parent is not None and key == id(parent) for key, parent in linked)
+    # changing a transform still reaches what is built on it: the axis label moves with the axes
+    fig = figs[0]
+    ax = fig.axes[0]
+    fig.canvas.get_renderer()
+    ax.set_xlabel("Score moyen")
+    before = ax.xaxis.label.get_transform().transform((0.5, 0))[0]
+    ax.set_position([0.5, 0.1, 0.4, 0.8])
+    after = ax.xaxis.label.get_transform().transform((0.5, 0))[0]
+    assert after == pytest.approx(0.7 * fig.bbox.width)
+    assert after != before
+    canvas.clear_caches()

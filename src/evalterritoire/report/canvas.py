@@ -28,7 +28,8 @@ between figures, without changing a pixel:
   them again: creating the axes and their ticks was about a quarter of a report's drawing,
   unpickling the same objects costs less than half of that. The kept copy is a pickle of the figure built by
   matplotlib, taken right after its axes were created, so each figure starts from a
-  separate copy of that state. From the second figure of a skeleton on, the copy also holds
+  separate copy of that state (its transforms linked to their parents by the parents' ids,
+  see :func:`_unpickle`). From the second figure of a skeleton on, the copy also holds
   as many major ticks as the first figure's axes ended with (matplotlib creates ticks as
   they are needed, each a copy of the axis' first tick; a tick the figure does not use is
   neither measured nor drawn); :func:`note_ticks` records those counts;
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +87,7 @@ _SKELETONS: dict[tuple[Any, ...], tuple[bytes, bool]] = {}
 _TICK_COUNTS: dict[tuple[Any, ...], tuple[tuple[int, int], ...]] = {}
 #: Whether :func:`new_figure` reuses skeletons (off: every figure is built by matplotlib).
 REUSE_SKELETONS = True
+_UNPICKLING = threading.Lock()
 
 
 def clear_caches() -> None:
@@ -226,10 +229,50 @@ def new_figure(
             del _SKELETONS[next(iter(_SKELETONS))]
         kept = (pickle.dumps((fig, made), protocol=pickle.HIGHEST_PROTOCOL), counts is not None)
         _SKELETONS[key] = kept
-    fig, made = pickle.loads(kept[0])
+    fig, made = _unpickle(kept[0])
     new_canvas(fig)
     fig._evalterritoire_skeleton = key
     return fig, made
+
+
+def _unpickle(data: bytes) -> Any:
+    """Unpickle a skeleton, its transforms linked to their parents by the parents' own ids.
+
+    A matplotlib transform tells its parents (the transforms built on it) that it changed
+    through a dict keyed by each parent's ``id()``. Unpickling keeps the keys of the pickled
+    objects, whose addresses are free again and soon reused: a transform created later at
+    such an address (a tick's, a label's) replaced the entry of another parent, which then
+    kept a stale matrix and drew its texts in the wrong place (an axis label shifted in 1 of
+    a few hundred figures, depending on the heap). Each unpickled transform's parents are
+    keyed again by their ids, with the callback that removes a parent's entry when it dies.
+    """
+    import pickle
+    import weakref
+
+    from matplotlib.transforms import TransformNode
+
+    nodes: list[Any] = []
+    with _UNPICKLING:  # the class attribute is swapped meanwhile: one unpickling at a time
+        setstate = TransformNode.__setstate__
+
+        def collecting_setstate(self: Any, state: dict[str, Any]) -> None:
+            setstate(self, state)
+            nodes.append(self)
+
+        TransformNode.__setstate__ = collecting_setstate
+        try:
+            loaded = pickle.loads(data)
+        finally:
+            TransformNode.__setstate__ = setstate
+    for node in nodes:
+        parents: dict[int, Any] = {}
+        for ref in node._parents.values():
+            parent = ref()
+            if parent is not None:
+                key = id(parent)
+                parents[key] = weakref.ref(parent, lambda _, pop=parents.pop, k=key: pop(k, None))
+        node._parents = parents
+    return loaded
 
 
 def note_ticks(fig: Figure) -> None:
