@@ -9,7 +9,7 @@ and free-text comments carry HTML to test escaping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,9 +25,12 @@ __all__ = [
     "EVIL_NAME",
     "HIDDEN_COMMENT",
     "STAGES",
+    "differing_figures",
+    "draw_report_figures",
     "make_artefacts",
     "make_config",
     "rename_codes",
+    "savefig_finish",
 ]
 
 EVIL_NAME = "Vallée <script>alert(1)</script> & <b>« Saint-Ouen »</b>"
@@ -283,3 +286,52 @@ def rename_codes(artefacts: StudyArtefacts, mapping: Mapping[str, str]) -> Study
         context=swap(artefacts.context),
         profiles=swap(artefacts.profiles),
     )
+
+
+def draw_report_figures(
+    contexts: Sequence, variants: Callable[[object], Sequence] = lambda ctx: [ctx]
+) -> dict[str, bytes]:
+    """Every report figure's PNG, named by territory, variant, drawing order and figure key.
+
+    A territory's ``variants(ctx)`` (default: the context alone) each get every chart and the
+    fragility figure; the national context gets the annual study's figures.
+    """
+    from evalterritoire.report import figures
+
+    pngs: dict[str, bytes] = {}
+    for ctx in contexts:
+        if ctx.is_national:
+            builders = [figures.build_stage_distribution_figure, figures.build_stage_profiles_figure,
+                        figures.build_headline_figure]  # fmt: skip
+            drawn_for = [ctx]
+        else:
+            builders = [*figures.CHARTS.values(), figures.build_fragilities_figure]
+            drawn_for = variants(ctx)
+        for v, variant in enumerate(drawn_for):
+            for build in builders:
+                drawn = build(variant)
+                pngs[f"{ctx.territory}/{v}/{len(pngs)}/{drawn.key}"] = drawn.png
+    return pngs
+
+
+def differing_figures(got: dict[str, bytes], expected: dict[str, bytes]) -> list[str]:
+    """The figures whose bytes differ (a readable failure instead of two byte dumps)."""
+    assert list(got) == list(expected)
+    return [name for name, png in got.items() if png != expected[name]]
+
+
+def savefig_finish(key: str, fig, alt: str, caption: str):
+    """A figure finished by matplotlib's own canvas and ``savefig`` (the drawing before any cache).
+
+    Patched over ``figures._finish``, it gives the reference bytes of the figure tests.
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from evalterritoire.report import figures
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=figures.DPI, metadata={"Software": None})
+    return figures.ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import matplotlib as mpl
 import pytest
-from _synthetic_reports import make_artefacts, make_config
+from _synthetic_reports import (
+    differing_figures,
+    draw_report_figures,
+    make_artefacts,
+    make_config,
+    savefig_finish,
+)
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from evalterritoire.report import canvas, figures
@@ -34,35 +39,7 @@ def _variants(ctx):
 
 
 def _draw_all(contexts) -> dict[str, bytes]:
-    """Every figure's PNG, named by territory, variant, drawing order and figure key."""
-    pngs = {}
-    for ctx in contexts:
-        if ctx.is_national:
-            builders = [figures.build_stage_distribution_figure, figures.build_stage_profiles_figure,
-                        figures.build_headline_figure]  # fmt: skip
-            variants = [ctx]
-        else:
-            builders = [*figures.CHARTS.values(), figures.build_fragilities_figure]
-            variants = _variants(ctx)
-        for v, variant in enumerate(variants):
-            for build in builders:
-                drawn = build(variant)
-                pngs[f"{ctx.territory}/{v}/{len(pngs)}/{drawn.key}"] = drawn.png
-    return pngs
-
-
-def _differing(got: dict[str, bytes], expected: dict[str, bytes]) -> list[str]:
-    """The figures whose bytes differ (a readable failure instead of two byte dumps)."""
-    assert list(got) == list(expected)
-    return [name for name, png in got.items() if png != expected[name]]
-
-
-def _savefig_finish(key, fig, alt, caption):
-    """matplotlib's own canvas and savefig (the drawing before any cache)."""
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=figures.DPI, metadata={"Software": None})
-    return figures.ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+    return draw_report_figures(contexts, _variants)
 
 
 def test_reused_skeletons_draw_the_bytes_of_matplotlibs_own_figures(contexts, monkeypatch):
@@ -74,12 +51,12 @@ def test_reused_skeletons_draw_the_bytes_of_matplotlibs_own_figures(contexts, mo
         patch.setattr(canvas, "REUSE_SKELETONS", False)
         patch.setattr(canvas, "new_canvas", FigureCanvasAgg)
         patch.setattr(figures, "new_canvas", FigureCanvasAgg)
-        patch.setattr(figures, "_finish", _savefig_finish)
+        patch.setattr(figures, "_finish", savefig_finish)
         reference = _draw_all(contexts)
     assert len(reference) > 60
     assert len(set(reference.values())) > 30  # the comparison can tell figures apart
-    assert _differing(cold, reference) == []
-    assert _differing(warm, reference) == []
+    assert differing_figures(cold, reference) == []
+    assert differing_figures(warm, reference) == []
     canvas.clear_caches()
     assert not canvas._SKELETONS
     assert not canvas._TICK_COUNTS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,9 +19,12 @@ from _synthetic_reports import (
     EVIL_NAME,
     HIDDEN_COMMENT,
     STAGES,
+    differing_figures,
+    draw_report_figures,
     make_artefacts,
     make_config,
     rename_codes,
+    savefig_finish,
 )
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
@@ -431,28 +433,8 @@ def test_caching_canvas_draws_the_bytes_agg_draws(study, monkeypatch):
 
     from evalterritoire.report import canvas
 
-    def draw_all() -> dict[str, bytes]:  # named by territory, drawing order and figure key
-        pngs = {}
-        for ctx in study["contexts"]:
-            if ctx.is_national:
-                builders = [figures.build_stage_distribution_figure, figures.build_stage_profiles_figure,
-                            figures.build_headline_figure]  # fmt: skip
-            else:
-                builders = [*figures.CHARTS.values(), figures.build_fragilities_figure]
-            for build in builders:
-                drawn = build(ctx)
-                pngs[f"{ctx.territory}/{len(pngs)}/{drawn.key}"] = drawn.png
-        return pngs
-
-    def differing(got: dict[str, bytes], expected: dict[str, bytes]) -> list[str]:
-        assert list(got) == list(expected)
-        return [name for name, png in got.items() if png != expected[name]]
-
-    def savefig_finish(key, fig, alt, caption):  # the former drawing, with matplotlib's savefig
-        FigureCanvasAgg(fig)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=figures.DPI, metadata={"Software": None})
-        return figures.ReportFigure(key=key, png=buffer.getvalue(), alt=alt, caption=caption)
+    def draw_all() -> dict[str, bytes]:
+        return draw_report_figures(study["contexts"])
 
     canvas.clear_caches()
     cold, warm = draw_all(), draw_all()
@@ -461,8 +443,8 @@ def test_caching_canvas_draws_the_bytes_agg_draws(study, monkeypatch):
     monkeypatch.setattr(figures, "_finish", savefig_finish)
     reference = draw_all()
     assert len(reference) > 20
-    assert differing(cold, reference) == []
-    assert differing(warm, reference) == []
+    assert differing_figures(cold, reference) == []
+    assert differing_figures(warm, reference) == []
     canvas.clear_caches()
 
 
