@@ -31,7 +31,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from evalterritoire.errors import BuildLockedError
 
 __all__ = [
     "LOCK_FILE",
+    "adopt_folder_locks",
     "file_mode",
     "folder_lock",
     "neutralise_cell",
@@ -310,6 +311,7 @@ def sha256_file(path: str | Path) -> str:
 LOCK_FILE = ".evalterritoire.lock"
 _HELD: dict[str, list[int]] = {}  # resolved folder → [file descriptor, depth]
 _HELD_GUARD = threading.Lock()
+_ADOPTED: set[str] = set()  # resolved folders whose lock this process's parent holds for it
 
 
 def _holder(path: Path) -> str:
@@ -346,6 +348,22 @@ def _acquire(folder: Path, command: str) -> int:
     return fd
 
 
+def adopt_folder_locks(folders: Sequence[str | Path]) -> None:
+    """In a child process, take the locks of ``folders`` as held: its parent holds them.
+
+    For a process that the holder of the locks starts to do part of its step, and waits for
+    while it holds them (the child must end when its parent does:
+    :func:`evalterritoire.render.lifeline.watch_parent`). :func:`folder_lock` then lets the
+    child write in these folders without locking them again, which ``flock`` would refuse.
+
+    Parameters
+    ----------
+    folders : sequence of str or Path
+        The build folders whose locks the parent holds.
+    """
+    _ADOPTED.update(str(Path(folder).resolve()) for folder in folders)
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, command: str = "evalterritoire") -> Iterator[Path]:
     """Hold the exclusive lock of a build folder (re-entrant within this process).
@@ -369,7 +387,7 @@ def folder_lock(folder: str | Path, command: str = "evalterritoire") -> Iterator
         written.
     """
     key = str(Path(folder).resolve())
-    if not hasattr(os, "O_CLOEXEC"):  # pragma: no cover - platforms without flock
+    if not hasattr(os, "O_CLOEXEC") or key in _ADOPTED:  # no flock; or the parent holds it
         yield Path(key)
         return
     with _HELD_GUARD:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ArtefactError",
     "BuildLockedError",
@@ -43,6 +45,19 @@ class EvalTerritoireError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with its attributes (``exit_code``, ``step``…), not its constructor's
+        # arguments, so that it crosses from a worker process to the CLI unchanged
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[EvalTerritoireError], state: dict[str, Any]) -> EvalTerritoireError:
+    """An error of class ``cls`` with the attributes ``state`` (see ``__reduce__``)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class CodebookError(EvalTerritoireError):

@@ -916,10 +916,87 @@ def _run_data_steps(
         n = ingest_result.report.get("rows_quarantined", "some")
         problems.append(f"{cfg.wave}: {n} row(s) quarantined, see {cfg.artefact('quarantine.csv')}")
     run_maturity(cfg, codebook=codebook, relocate=relocate)
-    run_estimates(cfg, codebook=codebook)
-    if cfg.models:
-        run_models(cfg, codebook=codebook)
+    _run_estimates_and_models(cfg, codebook)
     return problems
+
+
+#: From this many responses, a wave's models are fitted in a process of their own while its
+#: estimates are computed (starting a process costs about 2 s of CPU: the models of smaller
+#: waves are fitted after the estimates, in this process).
+PARALLEL_MODELS_MIN_ROWS = 20_000
+
+
+def _run_estimates_and_models(cfg: StudyConfig, codebook: Codebook) -> None:
+    """``run_estimates`` then ``run_models``; on a large wave, both at once.
+
+    Both read the responses and the stages, neither reads the other's outputs, and each writes
+    its own artefacts and record: the results are the same either way. The models' process
+    holds no lock of its own (this process holds the build folder's for it) and ends with this
+    one; what it prints is printed here once the estimates are done, in the order of a
+    sequential run, and its error (raised after the estimates are written) is this step's.
+    """
+    if not cfg.models:
+        run_estimates(cfg, codebook=codebook)
+        return
+    if _response_rows(cfg) < PARALLEL_MODELS_MIN_ROWS:
+        run_estimates(cfg, codebook=codebook)
+        run_models(cfg, codebook=codebook)
+        return
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _locked([cfg], "estimate"):
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            future = pool.submit(_models_apart, cfg, codebook, os.getpid())
+            run_estimates(cfg, codebook=codebook)
+            printed, error = future.result()
+        except BaseException:  # Ctrl-C, SIGTERM, a failed estimate: stop the models now
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    sys.stderr.write(printed)
+    sys.stderr.flush()
+    if error is not None:
+        raise error
+
+
+def _response_rows(cfg: StudyConfig) -> int:
+    """The number of valid responses of a wave (from the Parquet footer; 0 when unreadable)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(cfg.artefact("responses.parquet")).metadata.num_rows)
+    except (OSError, ValueError):  # the step itself says what is wrong with the file
+        return 0
+
+
+def _models_apart(
+    cfg: StudyConfig, codebook: Codebook, parent: int
+) -> tuple[str, EvalTerritoireError | None]:
+    """``run_models`` in a child process; what it printed and its error, if any.
+
+    The child ends when ``parent`` does, and writes under the lock its parent holds.
+    """
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from evalterritoire.artefacts import adopt_folder_locks
+    from evalterritoire.render.lifeline import watch_parent
+
+    watch_parent(parent)
+    adopt_folder_locks([cfg.build_dir])
+    printed = io.StringIO()
+    with redirect_stdout(printed), redirect_stderr(printed):
+        try:
+            run_models(cfg, codebook=codebook)
+        except EvalTerritoireError as exc:
+            return printed.getvalue(), exc
+    return printed.getvalue(), None
 
 
 def _run_report_steps(
