@@ -949,7 +949,7 @@ def _run_estimates_and_models(cfg: StudyConfig, codebook: Codebook) -> None:
     with _locked([cfg], "estimate"):
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
-            future = pool.submit(_models_apart, cfg, codebook, os.getpid())
+            future = pool.submit(_models_apart, cfg, codebook, os.getpid(), sys.stderr.isatty())
             run_estimates(cfg, codebook=codebook)
             printed, error = future.result()
         except BaseException:  # Ctrl-C, SIGTERM, a failed estimate: stop the models now
@@ -976,11 +976,12 @@ def _response_rows(cfg: StudyConfig) -> int:
 
 
 def _models_apart(
-    cfg: StudyConfig, codebook: Codebook, parent: int
+    cfg: StudyConfig, codebook: Codebook, parent: int, colour: bool = False
 ) -> tuple[str, EvalTerritoireError | None]:
     """``run_models`` in a child process; what it printed and its error, if any.
 
-    The child ends when ``parent`` does, and writes under the lock its parent holds.
+    The child ends when ``parent`` does, and writes under the lock its parent holds. With
+    ``colour`` (the parent prints on a terminal) its messages keep their styles.
     """
     import io
     from contextlib import redirect_stderr, redirect_stdout
@@ -990,6 +991,8 @@ def _models_apart(
 
     watch_parent(parent)
     adopt_folder_locks([cfg.build_dir])
+    if colour:  # rich styles what it prints into the buffer as for the parent's terminal
+        os.environ["FORCE_COLOR"] = "1"
     printed = io.StringIO()
     with redirect_stdout(printed), redirect_stderr(printed):
         try:
