@@ -164,3 +164,31 @@ def test_the_models_process_ends_when_the_run_is_killed(validated, tmp_path):
             with contextlib.suppress(psutil.Error, OSError):
                 os.kill(process.pid, signal.SIGKILL)
         run.wait(30)
+
+
+def test_a_models_process_killed_is_one_clear_error(validated, tmp_path, monkeypatch):
+    """The models' process dies (the kernel's OOM killer): a ModelError naming what to re-run."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    config = load_study(_copy(validated, tmp_path / "oom"))
+    killed = []
+
+    def estimates_then_kill(*args, **kwargs):
+        deadline = time.monotonic() + 60
+        while not killed:
+            for child in psutil.Process(os.getpid()).children():
+                if "spawn_main" in " ".join(child.cmdline()):
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+            assert time.monotonic() < deadline, "no models process was started"
+            time.sleep(0.05)
+
+    monkeypatch.setattr(pipeline, "PARALLEL_MODELS_MIN_ROWS", 0)
+    monkeypatch.setattr(pipeline, "run_estimates", estimates_then_kill)
+    with pytest.raises(ModelError, match=r"ended abruptly .*`evalterritoire model "):
+        pipeline._run_estimates_and_models(config, pipeline.load_study_codebook(config))
+    assert killed

@@ -37,6 +37,7 @@ from evalterritoire.config import StudyConfig, load_study
 from evalterritoire.errors import (
     ArtefactError,
     EvalTerritoireError,
+    ModelError,
     ReproduceError,
     StaleArtefactError,
     StudyConfigError,
@@ -945,17 +946,25 @@ def _run_estimates_and_models(cfg: StudyConfig, codebook: Codebook) -> None:
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from evalterritoire.render.lifeline import stop_pool_workers
 
     with _locked([cfg], "estimate"):
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
             future = pool.submit(_models_apart, cfg, codebook, os.getpid(), sys.stderr.isatty())
             run_estimates(cfg, codebook=codebook)
-            printed, error = future.result()
+            try:
+                printed, error = future.result()
+            except BrokenProcessPool:
+                raise ModelError(
+                    "the process fitting the models ended abruptly (out of memory?); the "
+                    f"estimates are written: run `evalterritoire model {cfg.path}`, then the "
+                    "steps after it"
+                ) from None
         except BaseException:  # Ctrl-C, SIGTERM, a failed estimate: stop the models now
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    process.terminate()
+            stop_pool_workers(pool)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

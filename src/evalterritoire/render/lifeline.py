@@ -23,6 +23,7 @@ must outlive it:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -32,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "KERNEL_FOLDER_PREFIX",
@@ -40,6 +42,7 @@ __all__ = [
     "kernel_lifeline_arguments",
     "kill_children",
     "stop_on_sigterm",
+    "stop_pool_workers",
     "sweep_orphan_folders",
     "watch_parent",
 ]
@@ -98,6 +101,17 @@ def watch_parent(
     thread = threading.Thread(target=watch, name="evalterritoire-lifeline", daemon=True)
     thread.start()
     return thread
+
+
+def stop_pool_workers(executor: Any) -> None:
+    """Send ``SIGTERM`` to the worker processes of a ``ProcessPoolExecutor`` now.
+
+    For a parent interrupted (Ctrl-C, ``SIGTERM``, an error of its own) while its workers are
+    busy: it stops them instead of waiting for their tasks in the executor's shutdown.
+    """
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
 
 
 def kill_children() -> int:

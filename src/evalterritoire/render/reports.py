@@ -40,7 +40,6 @@ on this module (as the tests do) still takes effect.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -62,7 +61,12 @@ from evalterritoire.render.kernel import (
     _ReportTimeoutError,
     shutdown_kernels,
 )
-from evalterritoire.render.lifeline import kill_children, stop_on_sigterm, watch_parent
+from evalterritoire.render.lifeline import (
+    kill_children,
+    stop_on_sigterm,
+    stop_pool_workers,
+    watch_parent,
+)
 from evalterritoire.render.notebook import (
     _check_parameters,
 )
@@ -378,17 +382,10 @@ def _run_pool(
             if broken and not running:
                 break
     except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, not after their reports
-        _stop_workers(executor)
+        stop_pool_workers(executor)  # each stops its kernels, then exits
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _stop_workers(executor: Any) -> None:
-    """Send ``SIGTERM`` to the pool's workers (each stops its kernels, then exits)."""
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            process.terminate()
 
 
 def _worker_died(
