@@ -138,3 +138,24 @@ def test_a_kernel_lifeline_ends_the_kernel_and_removes_its_folder_when_the_paren
     finally:
         with contextlib.suppress(OSError):
             os.kill(kernel, signal.SIGKILL)
+
+
+def test_a_warm_kernel_has_one_watcher_of_its_parent_the_lifeline():
+    """ipykernel's own parent poller is off in a warm kernel: it ended the kernel with
+    ``os._exit`` as soon as it saw the parent gone, and when it saw it before the lifeline did
+    (about one kernel death in ten) the kernel's folder was left behind."""
+    import nbformat
+
+    from evalterritoire.render.kernel import WarmKernel
+
+    code = (
+        "import threading\n"
+        "print(sorted({type(t).__name__ + ':' + t.name for t in threading.enumerate()"
+        " if 'Poller' in type(t).__name__ or t.name == 'evalterritoire-lifeline'}))"
+    )
+    kernel = WarmKernel(preload=())
+    try:
+        nb = kernel.execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]))
+        assert nb.cells[0].outputs[0]["text"].strip() == "['Thread:evalterritoire-lifeline']"
+    finally:
+        kernel.close()

@@ -165,14 +165,18 @@ def kernel_lifeline_arguments(folder: str | None, *, parent: int | None = None) 
     Returns
     -------
     list of str
-        ``["--IPKernelApp.exec_lines=…"]``, for ``NotebookClient(extra_arguments=…)``.
+        ``["--IPKernelApp.exec_lines=…", "--IPKernelApp.parent_handle=0"]``, for
+        ``NotebookClient(extra_arguments=…)``. The second turns off ipykernel's own parent
+        poller: it ends the kernel with ``os._exit`` within a second of the parent's death,
+        and when it came first the lifeline never removed the folder (one kernel death in
+        ten or so).
     """
     code = (
         _KERNEL_LIFELINE.replace("PARENT", str(parent if parent is not None else os.getpid()))
         .replace("FOLDER", repr(folder))
         .replace("EVERY", repr(POLL_SECONDS))
     )
-    return [f"--IPKernelApp.exec_lines=exec({code!r}, {{}})"]
+    return [f"--IPKernelApp.exec_lines=exec({code!r}, {{}})", "--IPKernelApp.parent_handle=0"]
 
 
 def _alive(pid: int) -> bool:
